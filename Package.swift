@@ -1,0 +1,58 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "wharf",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "wharf", targets: ["wharf"]),
+        .library(name: "WharfClient", targets: ["WharfClient"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
+    ],
+    targets: [
+        // C libraries. Only the wrapper module named beside each may import it.
+        .systemLibrary(
+            name: "CLibUV", pkgConfig: "libuv", providers: [.apt(["libuv1-dev"])]),  // WharfUV
+        .systemLibrary(
+            name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),  // WharfPQ
+
+        // Pure modules.
+        .target(name: "WharfCore"),
+        .target(name: "WharfRPC"),
+
+        // I/O shells.
+        .target(name: "WharfUV", dependencies: ["CLibUV"]),
+        .target(name: "WharfPQ", dependencies: ["WharfUV", "CLibPQ", .product(name: "Logging", package: "swift-log")]),
+        .target(
+            name: "WharfStore",
+            dependencies: ["WharfPQ", "WharfCore", "WharfRPC", .product(name: "Logging", package: "swift-log")],
+            resources: [.embedInCode("Migrations")]),
+        .target(
+            name: "WharfServer",
+            dependencies: [
+                "WharfStore", "WharfRPC", "WharfUV", "WharfPQ", "WharfCore",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .target(name: "WharfClient", dependencies: ["WharfRPC"]),
+        .executableTarget(
+            name: "wharf",
+            dependencies: [
+                "WharfServer", "WharfClient", "WharfUV", "WharfRPC",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ]),
+
+        .testTarget(name: "WharfCoreTests", dependencies: ["WharfCore"]),
+        .testTarget(name: "WharfRPCTests", dependencies: ["WharfRPC"]),
+        .testTarget(
+            name: "WharfServerTests",
+            dependencies: ["WharfServer", "WharfStore", "WharfPQ", "WharfUV", "WharfClient", "WharfRPC"],
+            resources: [.copy("Vectors")]),
+    ],
+    swiftLanguageModes: [.v6]
+)
