@@ -1,0 +1,129 @@
+/// A JSON value.
+///
+/// Integers that fit in 64 bits stay `.int`; other numbers are `.double`. Objects keep their keys in
+/// the order they were written, which keeps encoded replies readable and stable.
+public enum JSON: Sendable, Equatable {
+    case null
+    case bool(Bool)
+    case int(Int64)
+    case double(Double)
+    case string(String)
+    case array([JSON])
+    case object(JSONObject)
+
+    public subscript(key: String) -> JSON? {
+        if case .object(let o) = self { return o[key] }
+        return nil
+    }
+
+    public var stringValue: String? {
+        if case .string(let s) = self { return s }
+        return nil
+    }
+
+    public var intValue: Int64? {
+        switch self {
+        case .int(let i): return i
+        case .double(let d) where d.rounded() == d && abs(d) < 9.2e18: return Int64(d)
+        default: return nil
+        }
+    }
+
+    public var doubleValue: Double? {
+        switch self {
+        case .int(let i): return Double(i)
+        case .double(let d): return d
+        default: return nil
+        }
+    }
+
+    public var boolValue: Bool? {
+        if case .bool(let b) = self { return b }
+        return nil
+    }
+
+    public var arrayValue: [JSON]? {
+        if case .array(let a) = self { return a }
+        return nil
+    }
+
+    public var objectValue: JSONObject? {
+        if case .object(let o) = self { return o }
+        return nil
+    }
+
+    public var isNull: Bool { self == .null }
+
+    /// The JSON type's name as the spec says it ("string", "object"...), for error messages.
+    public var typeName: String {
+        switch self {
+        case .null: return "null"
+        case .bool: return "boolean"
+        case .int, .double: return "number"
+        case .string: return "string"
+        case .array: return "array"
+        case .object: return "object"
+        }
+    }
+}
+
+/// A JSON object: key/value pairs in insertion order. Lookup is a linear scan, which beats hashing for
+/// the small objects of a protocol; setting an existing key replaces its value in place.
+public struct JSONObject: Sendable, Equatable, ExpressibleByDictionaryLiteral {
+    public private(set) var pairs: [(key: String, value: JSON)]
+
+    public init() { pairs = [] }
+    public init(_ pairs: [(key: String, value: JSON)]) { self.pairs = pairs }
+    public init(dictionaryLiteral elements: (String, JSON)...) {
+        pairs = elements.map { (key: $0.0, value: $0.1) }
+    }
+
+    public subscript(key: String) -> JSON? {
+        get {
+            for p in pairs where p.key == key { return p.value }
+            return nil
+        }
+        set {
+            if let i = pairs.firstIndex(where: { $0.key == key }) {
+                if let newValue { pairs[i].value = newValue } else { pairs.remove(at: i) }
+            } else if let newValue {
+                pairs.append((key: key, value: newValue))
+            }
+        }
+    }
+
+    /// Appends without checking for an existing key (the parser keeps the last duplicate on lookup).
+    mutating func appendUnchecked(_ key: String, _ value: JSON) { pairs.append((key: key, value: value)) }
+
+    public var keys: [String] { pairs.map(\.key) }
+    public var count: Int { pairs.count }
+    public var isEmpty: Bool { pairs.isEmpty }
+
+    public static func == (a: JSONObject, b: JSONObject) -> Bool {
+        guard a.pairs.count == b.pairs.count else { return false }
+        for p in a.pairs where b[p.key] != p.value { return false }
+        return true
+    }
+}
+
+extension JSON: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByBooleanLiteral,
+    ExpressibleByArrayLiteral, ExpressibleByDictionaryLiteral, ExpressibleByNilLiteral, ExpressibleByFloatLiteral
+{
+    public init(stringLiteral value: String) { self = .string(value) }
+    public init(integerLiteral value: Int64) { self = .int(value) }
+    public init(booleanLiteral value: Bool) { self = .bool(value) }
+    public init(arrayLiteral elements: JSON...) { self = .array(elements) }
+    public init(dictionaryLiteral elements: (String, JSON)...) {
+        self = .object(JSONObject(elements.map { (key: $0.0, value: $0.1) }))
+    }
+    public init(nilLiteral: ()) { self = .null }
+    public init(floatLiteral value: Double) { self = .double(value) }
+}
+
+extension JSON {
+    /// `.string(s)` or `.null` when `s` is nil.
+    public static func from(_ s: String?) -> JSON { s.map(JSON.string) ?? .null }
+    /// `.int(i)` or `.null` when `i` is nil.
+    public static func from(_ i: Int64?) -> JSON { i.map(JSON.int) ?? .null }
+    public static func from(_ i: Int) -> JSON { .int(Int64(i)) }
+}
