@@ -255,15 +255,19 @@ public final class PQConnection {
             return completion(.failure(PQError(kind: .unavailable, message: "database connection not ready")))
         }
         simpleQueue.append((sql, completion))
-        if simpleQueue.count == 1 { sendNextSimple() }
+        if !simpleSent { sendNextSimple() }
     }
 
     private var simpleResults: [PQResult] = []
     private var simpleError: PQError?
+    /// True while the query at the head of `simpleQueue` has been sent and not yet answered.
+    private var simpleSent = false
 
     private func sendNextSimple() {
         guard let conn, let (sql, completion) = simpleQueue.first else { return }
+        simpleSent = true
         if PQsendQuery(conn, sql) != 1 {
+            simpleSent = false
             simpleQueue.removeFirst()
             completion(.failure(PQError(kind: .unavailable, message: errorMessage())))
             return fail(errorMessage())
@@ -273,7 +277,7 @@ public final class PQConnection {
 
     private func drainSimpleResults() {
         guard let conn else { return }
-        while !simpleQueue.isEmpty {
+        while simpleSent {
             if PQisBusy(conn) == 1 { return }
             if let r = PQgetResult(conn) {
                 let status = PQresultStatus(r)
@@ -285,6 +289,7 @@ public final class PQConnection {
                 }
                 continue
             }
+            simpleSent = false
             let (_, completion) = simpleQueue.removeFirst()
             let results = simpleResults
             let error = simpleError
@@ -292,7 +297,7 @@ public final class PQConnection {
             simpleError = nil
             if let error { completion(.failure(error)) } else { completion(.success(results)) }
             guard state == .ready else { return }
-            sendNextSimple()
+            if !simpleSent { sendNextSimple() }
         }
     }
 
@@ -318,6 +323,7 @@ public final class PQConnection {
         inFlightHead = 0
         let simple = simpleQueue
         simpleQueue = []
+        simpleSent = false
         for p in pending { p.completion(.failure(error)) }
         for s in simple { s.1(.failure(error)) }
     }

@@ -25,7 +25,7 @@ public final class PQPool {
     private final class Slot {
         var connection: PQConnection?
         var failures = 0
-        var timer: Timer?
+        var timer: LoopTimer?
     }
 
     public init(loop: EventLoop, conninfo: String, size: Int, logger: Logger) {
@@ -117,7 +117,7 @@ public final class PQPool {
         if slot.failures == 1 || slot.failures % 10 == 0 {
             logger.warning("database connection failed, retrying", metadata: ["error": "\(message)", "in_ms": "\(delay)"])
         }
-        if slot.timer == nil { slot.timer = try? Timer(loop: loop) }
+        if slot.timer == nil { slot.timer = try? LoopTimer(loop: loop) }
         slot.timer?.start(timeoutMs: UInt64(delay)) { [unowned self, unowned slot] in
             slot.connection?.close()
             self.open(slot, mode: mode)

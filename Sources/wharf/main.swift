@@ -1,1 +1,3 @@
-print("wharf")
+import ArgumentParser
+
+Wharf.main()

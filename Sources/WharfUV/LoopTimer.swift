@@ -1,7 +1,7 @@
 import CLibUV
 
 /// A `uv_timer_t`: calls back after a delay, optionally repeating.
-public final class Timer: LoopHandle {
+public final class LoopTimer: LoopHandle {
     private var callback: (() -> Void)?
 
     public init(loop: EventLoop) throws {
@@ -17,7 +17,7 @@ public final class Timer: LoopHandle {
         guard !isClosing else { return }
         self.callback = callback
         uv_timer_start(timer, { t in
-            LoopHandle.owner(t, as: Timer.self).callback?()
+            LoopHandle.owner(t, as: LoopTimer.self).callback?()
         }, timeoutMs, repeatMs)
     }
 

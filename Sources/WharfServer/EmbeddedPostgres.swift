@@ -1,0 +1,114 @@
+import Foundation
+import Logging
+
+/// A private PostgreSQL cluster under Wharf's data directory, for running with no `--database`.
+///
+/// `initdb` on first start, `pg_ctl start` on a Unix socket only (no TCP port), `pg_ctl stop` on exit.
+/// PostgreSQL refuses to run as root, so when Wharf runs as root the cluster is owned by and run as
+/// the unprivileged `postgres` user (created if missing). These calls block and are made before the
+/// event loop starts and after it ended, never on it.
+public struct EmbeddedPostgres: Sendable {
+    public let dataDir: URL
+    public let logger: Logger
+    let port = 5432
+
+    public init(dataDir: String, logger: Logger) {
+        let url = URL(fileURLWithPath: dataDir, relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath))
+        self.dataDir = url.standardizedFileURL
+        self.logger = logger
+    }
+
+    var clusterDir: String { dataDir.appendingPathComponent("pg").path }
+
+    /// The socket directory. Unix socket paths are short (107 bytes), so a deep data directory gets
+    /// its socket under /tmp instead.
+    var socketDir: String {
+        let preferred = dataDir.appendingPathComponent("run").path
+        if preferred.utf8.count + 20 < 100 { return preferred }
+        var hash: UInt64 = 1_469_598_103_934_665_603
+        for b in dataDir.path.utf8 { hash = (hash ^ UInt64(b)) &* 1_099_511_628_211 }
+        return "/tmp/wharf-\(String(hash, radix: 36))"
+    }
+
+    /// The libpq connection string for the running cluster.
+    public var conninfo: String { "host=\(socketDir) port=\(port) user=postgres dbname=postgres" }
+
+    private var runAsPostgres: Bool { geteuid() == 0 }
+
+    /// Creates the cluster if needed and starts it; returns once it accepts connections.
+    public func start() throws {
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: dataDir.path, withIntermediateDirectories: true)
+        try fm.createDirectory(atPath: socketDir, withIntermediateDirectories: true)
+        if runAsPostgres {
+            try ensurePostgresUser()
+            try run("/bin/chmod", ["755", dataDir.path])
+            try run("/bin/chown", ["postgres:", socketDir])
+        }
+        if !fm.fileExists(atPath: clusterDir + "/PG_VERSION") {
+            logger.info("creating embedded PostgreSQL cluster", metadata: ["dir": "\(clusterDir)"])
+            try fm.createDirectory(atPath: clusterDir, withIntermediateDirectories: true)
+            if runAsPostgres { try run("/bin/chown", ["postgres:", clusterDir]) }
+            try pg("initdb", ["-D", clusterDir, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-instructions"])
+        }
+        if (try? pg("pg_ctl", ["-D", clusterDir, "status"])) != nil {
+            // Left running by a server that did not stop cleanly (kill -9): reuse it.
+            logger.warning("embedded PostgreSQL is already running; reusing it", metadata: ["dir": "\(clusterDir)"])
+            return
+        }
+        logger.info("starting embedded PostgreSQL", metadata: ["socket": "\(socketDir)"])
+        let options = "-c listen_addresses='' -k \(socketDir) -p \(port) -c max_connections=100"
+        try pg("pg_ctl", ["-D", clusterDir, "-l", clusterDir + "/server.log", "-w", "-t", "60", "-o", options, "start"])
+    }
+
+    /// Stops the cluster (fast shutdown: active sessions are ended, everything committed is kept).
+    public func stop() {
+        do {
+            try pg("pg_ctl", ["-D", clusterDir, "-m", "fast", "-w", "-t", "60", "stop"])
+            logger.info("embedded PostgreSQL stopped")
+        } catch {
+            logger.error("stopping embedded PostgreSQL failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func ensurePostgresUser() throws {
+        if getpwnam("postgres") != nil { return }
+        try run("/usr/sbin/useradd", ["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "postgres"])
+    }
+
+    private func pg(_ tool: String, _ args: [String]) throws {
+        if runAsPostgres {
+            try run("/usr/sbin/runuser", ["-u", "postgres", "--", tool] + args)
+        } else {
+            try run("/usr/bin/env", [tool] + args)
+        }
+    }
+
+    /// Runs a command to completion with its output in a temporary file.
+    ///
+    /// posix_spawn and waitpid rather than Foundation's Process: the postmaster that pg_ctl starts
+    /// inherits descriptors, and Process then never sees pg_ctl exit.
+    private func run(_ path: String, _ args: [String]) throws {
+        let outPath = NSTemporaryDirectory() + "wharf-pg-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).out"
+        defer { unlink(outPath) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        let argv: [UnsafeMutablePointer<CChar>?] = ([path] + args).map { strdup($0) } + [nil]
+        defer { for a in argv { free(a) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, path, &actions, nil, argv, environ)
+        guard rc == 0 else { throw ConfigError(message: "cannot run \(path): \(String(cString: strerror(rc)))") }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let exited = (status & 0x7f) == 0
+        let code = (status >> 8) & 0xff
+        guard exited && code == 0 else {
+            let text = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
+            throw ConfigError(message: "\(([path] + args).joined(separator: " ")) failed: \(text)")
+        }
+    }
+}

@@ -1,0 +1,77 @@
+import WharfRPC
+
+/// A client's role, granted by the token it presents in `session.hello`.
+public enum Role: String, Sendable, CaseIterable {
+    case admin, producer, worker, reader
+}
+
+/// Limits that protect the server from a misbehaving peer. Each has a clear error when hit.
+public struct Limits: Sendable {
+    /// Longest accepted line; past it the server answers with an error and closes the connection.
+    public var maxFrameBytes = 1 << 20
+    /// Most requests in one batch array.
+    public var maxBatch = 1_000
+    /// Requests a connection may have in flight before the server stops reading from it.
+    public var maxInFlight = 1_024
+    /// Reply bytes queued for a peer that does not read before the server stops reading from it.
+    public var maxWriteBufferBytes = 8 << 20
+    /// A connection with nothing in flight and no request for this long is closed.
+    public var idleTimeoutMs = 300_000
+    /// Connections beyond this are refused with an error line.
+    public var maxConnections = 10_000
+
+    public init() {}
+}
+
+/// Everything `wharf serve` needs to run.
+public struct ServerConfig: Sendable {
+    public var host = "127.0.0.1"
+    public var port = 7411
+    /// libpq connection string or URL.
+    public var database: String
+    /// Secret -> role. Empty means no authentication, which is only allowed on loopback.
+    public var tokens: [String: Role] = [:]
+    /// Pipelined PostgreSQL connections.
+    public var poolSize = 2
+    public var limits = Limits()
+    public var replicaID: String
+    /// How long SIGTERM waits for in-flight requests.
+    public var shutdownGraceMs = 5_000
+
+    public init(database: String, replicaID: String = ServerConfig.randomReplicaID()) {
+        self.database = database
+        self.replicaID = replicaID
+    }
+
+    public static func randomReplicaID() -> String {
+        let alphabet = Array("abcdefghijklmnopqrstuvwxyz0123456789")
+        return "r-" + String((0..<10).map { _ in alphabet.randomElement()! })
+    }
+
+    /// True for addresses only this machine can reach.
+    public static func isLoopback(_ host: String) -> Bool {
+        host == "localhost" || host == "::1" || host.hasPrefix("127.")
+    }
+
+    /// Refuses configurations that would expose an unauthenticated server.
+    public func validate() throws(ConfigError) {
+        if tokens.isEmpty && !ServerConfig.isLoopback(host) {
+            throw ConfigError(
+                message:
+                    "refusing to listen on \(host) without tokens: anyone who can reach it could run jobs. "
+                    + "Add --token ROLE:SECRET (or --token-file), or listen on 127.0.0.1.")
+        }
+        if port < 0 || port > 65535 { throw ConfigError(message: "port \(port) is out of range") }
+    }
+}
+
+public struct ConfigError: Error, CustomStringConvertible, Sendable {
+    public let message: String
+    public var description: String { message }
+}
+
+/// Wharf's version and the protocol version it speaks.
+public enum WharfVersion {
+    public static let server = "0.1.0"
+    public static let `protocol` = "1"
+}

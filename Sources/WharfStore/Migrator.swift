@@ -1,0 +1,69 @@
+import Logging
+import WharfPQ
+
+/// One forward-only migration embedded in the binary.
+public struct Migration: Sendable {
+    public let version: Int
+    public let name: String
+    public let sql: String
+}
+
+/// Applies the embedded migrations in one transaction under an advisory lock, so replicas starting
+/// together apply each migration exactly once. Uses its own simple-protocol connection, which may
+/// carry whole SQL files, and closes it when done.
+public enum Migrator {
+    /// The advisory lock key guarding migrations ("wharf" as ASCII).
+    static let lockKey = 0x7768_6172_66
+
+    /// Every migration, ordered by version.
+    public static let all: [Migration] = {
+        let files: [(String, [UInt8])] = [
+            ("v0001_base", PackageResources.v0001_base_sql),
+        ]
+        return files.map { name, bytes in
+            let digits = name.dropFirst().prefix { $0.isNumber }
+            return Migration(version: Int(digits)!, name: name, sql: String(decoding: bytes, as: UTF8.self))
+        }.sorted { $0.version < $1.version }
+    }()
+
+    /// Applies what is missing. `completion` gets the versions applied now (empty when up to date).
+    public static func migrate(
+        connection: PQConnection, logger: Logger, _ completion: @escaping (Result<[Int], PQError>) -> Void
+    ) {
+        let prologue = """
+            begin;
+            select pg_advisory_xact_lock(\(lockKey));
+            create schema if not exists wharf;
+            create table if not exists wharf.schema_migrations (
+                version integer not null,
+                name text not null,
+                applied_at timestamptz not null default now(),
+                constraint schema_migrations_pkey primary key (version)
+            );
+            select version from wharf.schema_migrations order by version;
+            """
+        connection.simpleQuery(prologue) { result in
+            switch result {
+            case .failure(let e):
+                connection.simpleQuery("rollback") { _ in completion(.failure(e)) }
+            case .success(let results):
+                let rows = results.last!
+                let applied = Set((0..<rows.rowCount).compactMap { rows.int($0, 0) }.map(Int.init))
+                let missing = all.filter { !applied.contains($0.version) }
+                var script = ""
+                for m in missing {
+                    logger.info("applying migration", metadata: ["migration": "\(m.name)"])
+                    script += m.sql + "\n;\n"
+                    script += "insert into wharf.schema_migrations (version, name) values (\(m.version), '\(m.name)');\n"
+                }
+                script += "commit;"
+                connection.simpleQuery(script) { result in
+                    switch result {
+                    case .success: completion(.success(missing.map(\.version)))
+                    case .failure(let e): connection.simpleQuery("rollback") { _ in completion(.failure(e)) }
+                    }
+                }
+            }
+        }
+    }
+}

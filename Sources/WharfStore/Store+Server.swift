@@ -1,0 +1,24 @@
+import WharfPQ
+import WharfRPC
+
+extension Store {
+    enum ServerSQL {
+        static let health = "select now()::text, current_setting('server_version'), pg_is_in_recovery()"
+        static let registerReplica = """
+            insert into wharf.replicas (id, hostname, version) values ($1, $2, $3)
+            on conflict on constraint replicas_pkey do update set seen_at = now()
+            """
+    }
+
+    /// A round trip to the database: its clock, version and whether it is a standby.
+    public func health(_ completion: @escaping (Result<(now: String, version: String, standby: Bool), RPCError>) -> Void) {
+        one(ServerSQL.health, [], completion) { rows in
+            (rows.string(0, 0) ?? "", rows.string(0, 1) ?? "", rows.bool(0, 2) ?? false)
+        }
+    }
+
+    /// Records (or refreshes) this replica in `wharf.replicas`.
+    public func registerReplica(id: String, hostname: String, version: String, _ completion: @escaping (Result<Void, RPCError>) -> Void) {
+        one(ServerSQL.registerReplica, [id, hostname, version], completion) { _ in () }
+    }
+}

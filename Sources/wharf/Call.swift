@@ -1,0 +1,53 @@
+import ArgumentParser
+import Foundation
+import WharfClient
+import WharfRPC
+
+/// Options shared by every client subcommand.
+struct ClientOptions: ParsableArguments {
+    @Option(help: "Server address, HOST:PORT.")
+    var server = "127.0.0.1:7411"
+
+    @Option(help: "Token to present in session.hello.")
+    var token: String?
+
+    @Flag(help: "Print JSON instead of text.")
+    var json = false
+
+    func connect() throws -> BlockingConnection {
+        let (host, port) = try parseHostPort(server)
+        let c = try BlockingConnection(host: host, port: port)
+        if let token {
+            _ = try c.call("session.hello", ["token": .string(token), "client": "wharf-cli"])
+        }
+        return c
+    }
+}
+
+struct Call: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Call any method: wharf call server.info, wharf call jobs.get '{\"id\":\"1\"}'.")
+
+    @OptionGroup var options: ClientOptions
+
+    @Argument(help: "Method name.")
+    var method: String
+
+    @Argument(help: "Params as a JSON object.")
+    var params: String?
+
+    func run() throws {
+        let c = try options.connect()
+        var p: JSON? = nil
+        if let params {
+            do { p = try JSONParser.parse(params) } catch { throw ValidationError("params are not JSON: \(error)") }
+        }
+        do {
+            let result = try c.call(method, p)
+            print(result.text)
+        } catch let e as RPCError {
+            FileHandle.standardError.write(Data("error: \(e.message) \(e.data?.text ?? "")\n".utf8))
+            throw ExitCode(2)
+        }
+    }
+}

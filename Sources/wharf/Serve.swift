@@ -1,0 +1,122 @@
+import ArgumentParser
+import Foundation
+import Logging
+import WharfServer
+
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the server. Without --database it runs its own PostgreSQL under --data-dir.")
+
+    @Option(help: "Address to listen on, HOST:PORT.")
+    var listen = "127.0.0.1:7411"
+
+    @Option(help: "PostgreSQL connection string or URL. Omit to use the embedded PostgreSQL.")
+    var database: String?
+
+    @Option(help: "Directory for the embedded PostgreSQL and other local state.")
+    var dataDir = "./.wharf"
+
+    @Option(name: .customLong("token"), help: "ROLE:SECRET, repeatable. Roles: admin, producer, worker, reader.")
+    var tokens: [String] = []
+
+    @Option(help: "File with one ROLE:SECRET per line (# comments allowed).")
+    var tokenFile: String?
+
+    @Option(help: "PostgreSQL connections in the pool.")
+    var poolSize = 2
+
+    @Option(help: "Largest request line in bytes.")
+    var maxFrameBytes = 1 << 20
+
+    @Option(help: "Close connections idle for this many milliseconds.")
+    var idleTimeoutMs = 300_000
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel = "info"
+
+    func run() throws {
+        let logger = makeLogger(level: logLevel)
+        let (host, port) = try parseHostPort(listen)
+        var secrets = tokens
+        if let tokenFile {
+            let text = try String(contentsOfFile: tokenFile, encoding: .utf8)
+            secrets += text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+                .filter { !$0.isEmpty && !$0.hasPrefix("#") }
+        }
+        var tokenMap: [String: Role] = [:]
+        for t in secrets {
+            let parts = t.split(separator: ":", maxSplits: 1).map(String.init)
+            guard parts.count == 2, let role = Role(rawValue: parts[0]), !parts[1].isEmpty else {
+                throw ValidationError("token must be ROLE:SECRET with ROLE one of admin, producer, worker, reader")
+            }
+            tokenMap[parts[1]] = role
+        }
+
+        var embedded: EmbeddedPostgres?
+        var config = ServerConfig(database: database ?? "")
+        config.host = host
+        config.port = port
+        config.tokens = tokenMap
+        config.poolSize = poolSize
+        config.limits.maxFrameBytes = maxFrameBytes
+        config.limits.idleTimeoutMs = idleTimeoutMs
+        do {
+            try config.validate()
+        } catch {
+            throw ValidationError(error.description)
+        }
+        if database == nil {
+            let pg = EmbeddedPostgres(dataDir: dataDir, logger: logger)
+            try pg.start()
+            embedded = pg
+            config.database = pg.conninfo
+        }
+        defer { embedded?.stop() }
+
+        let server = try Server(config: config, logger: logger)
+        var failure: Error?
+        runOnLoopThread {
+            server.run { result in
+                if case .failure(let e) = result { failure = e }
+            }
+        }
+        if let failure { throw failure }
+    }
+}
+
+/// Runs `body` on a new thread and waits for it: the event loop gets a thread of its own, outside any
+/// actor isolation.
+func runOnLoopThread(_ body: @escaping () -> Void) {
+    let done = DispatchSemaphore(value: 0)
+    let box = UncheckedBox(body)
+    let t = Thread {
+        box.value()
+        done.signal()
+    }
+    t.stackSize = 8 << 20
+    t.start()
+    done.wait()
+}
+
+struct UncheckedBox<T>: @unchecked Sendable {  // handed to exactly one other thread, used only there
+    let value: T
+    init(_ value: T) { self.value = value }
+}
+
+func parseHostPort(_ text: String) throws -> (String, Int) {
+    guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]) else {
+        throw ValidationError("expected HOST:PORT, got \(text)")
+    }
+    var host = String(text[..<colon])
+    if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+    return (host.isEmpty ? "127.0.0.1" : host, port)
+}
+
+func makeLogger(level: String) -> Logger {
+    LoggingSystem.bootstrap { label in
+        var h = StreamLogHandler.standardError(label: label)
+        h.logLevel = Logger.Level(rawValue: level) ?? .info
+        return h
+    }
+    return Logger(label: "wharf")
+}
