@@ -1,10 +1,12 @@
 import Foundation
+import WharfCore
 import WharfRPC
 
 extension Server {
     /// Every method family registers here.
     func registerMethods() {
         registerServerMethods()
+        registerJobMethods()
     }
 
     func registerServerMethods() {
@@ -22,7 +24,7 @@ extension Server {
                 "version": .string(WharfVersion.server),
                 "protocolVersion": .string(WharfVersion.protocol),
                 "replicaId": .string(config.replicaID),
-                "startedAt": .string(Timestamp.format(startedAt)),
+                "startedAt": .string(Timestamp.format(epochMs: Int64(startedAt.timeIntervalSince1970 * 1000))),
                 "uptimeMs": .int(Int64(Date().timeIntervalSince(startedAt) * 1000)),
                 "postgresVersion": pool.serverVersion > 0 ? .string(Self.formatPGVersion(pool.serverVersion)) : .null,
                 "limits": [
@@ -84,25 +86,3 @@ extension Server {
     static func formatPGVersion(_ v: Int) -> String { "\(v / 10000).\(v % 10000)" }
 }
 
-/// RFC 3339 UTC timestamps with milliseconds, as used on the wire.
-public enum Timestamp {
-    public static func format(_ date: Date) -> String {
-        let ms = Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
-        return format(epochMs: ms)
-    }
-
-    public static func format(epochMs: Int64) -> String {
-        var t = time_t(epochMs / 1000)
-        var tm = tm()
-        gmtime_r(&t, &tm)
-        let millis = Int(epochMs % 1000)
-        func pad(_ v: Int32, _ n: Int) -> String {
-            let s = String(v)
-            return String(repeating: "0", count: max(0, n - s.count)) + s
-        }
-        let msText = String(millis)
-        return "\(pad(tm.tm_year + 1900, 4))-\(pad(tm.tm_mon + 1, 2))-\(pad(tm.tm_mday, 2))T"
-            + "\(pad(tm.tm_hour, 2)):\(pad(tm.tm_min, 2)):\(pad(tm.tm_sec, 2))."
-            + String(repeating: "0", count: 3 - msText.count) + msText + "Z"
-    }
-}

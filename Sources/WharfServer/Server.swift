@@ -20,7 +20,10 @@ public final class Server: @unchecked Sendable {  // loop-thread confined; only 
     private var listener: TCPListener?
     private var connections: [ObjectIdentifier: ClientConnection] = [:]
     private var dirty: [ClientConnection] = []
+    private var beforeFlush: [() -> Void] = []
+    var jobs: JobsService!
     private var flusher: Check?
+    private var keepAwake: Idle?
     private var idleSweeper: LoopTimer?
     private var signals: [SignalWatcher] = []
     private var stopWaker: AsyncWake?
@@ -62,6 +65,7 @@ public final class Server: @unchecked Sendable {  // loop-thread confined; only 
         let flusher = try Check(loop: loop)
         flusher.start { [unowned self] in self.flushDirty() }
         self.flusher = flusher
+        keepAwake = try Idle(loop: loop)
         stopWaker = try AsyncWake(loop: loop) { [unowned self] in self.beginShutdown() }
         stopWaker?.unref()
         if handleSignals {
@@ -214,9 +218,24 @@ public final class Server: @unchecked Sendable {  // loop-thread confined; only 
 
     public var connectionCount: Int { connections.count }
 
-    func markDirty(_ conn: ClientConnection) { dirty.append(conn) }
+    func markDirty(_ conn: ClientConnection) {
+        dirty.append(conn)
+        keepAwake?.start()
+    }
+
+    /// Runs `body` in this iteration's check phase, before replies are written.
+    func runBeforeFlush(_ body: @escaping () -> Void) {
+        beforeFlush.append(body)
+        keepAwake?.start()
+    }
 
     private func flushDirty() {
+        keepAwake?.stop()
+        while !beforeFlush.isEmpty {
+            let hooks = beforeFlush
+            beforeFlush.removeAll()
+            for h in hooks { h() }
+        }
         guard !dirty.isEmpty else { return }
         let list = dirty
         dirty.removeAll(keepingCapacity: true)

@@ -19,6 +19,7 @@ public enum Migrator {
     public static let all: [Migration] = {
         let files: [(String, [UInt8])] = [
             ("v0001_base", PackageResources.v0001_base_sql),
+            ("v0002_jobs", PackageResources.v0002_jobs_sql),
         ]
         return files.map { name, bytes in
             let digits = name.dropFirst().prefix { $0.isNumber }

@@ -48,3 +48,27 @@ public final class Check: LoopHandle {
 
     override func willClose() { callback = nil }
 }
+
+/// A `uv_idle_t`: while started, the loop polls for I/O without blocking, so work queued outside the
+/// I/O phase (from a timer, say) is flushed in the same iteration's check phase.
+public final class Idle: LoopHandle {
+    public private(set) var isActive = false
+
+    public init(loop: EventLoop) throws {
+        super.init(byteCount: MemoryLayout<uv_idle_t>.size)
+        try uvCheck(uv_idle_init(loop.loop, raw.assumingMemoryBound(to: uv_idle_t.self)), "uv_idle_init")
+        register()
+    }
+
+    public func start() {
+        guard !isActive, !isClosing else { return }
+        isActive = true
+        uv_idle_start(raw.assumingMemoryBound(to: uv_idle_t.self)) { _ in }
+    }
+
+    public func stop() {
+        guard isActive, !isClosing else { return }
+        isActive = false
+        uv_idle_stop(raw.assumingMemoryBound(to: uv_idle_t.self))
+    }
+}

@@ -1,0 +1,63 @@
+import WharfCore
+import WharfRPC
+import WharfStore
+
+extension JobSpec {
+    static let fields: Set<String> = [
+        "queue", "kind", "payload", "priority", "runAt", "delayMs", "maxAttempts", "retry", "timeoutMs", "uniqueKey",
+        "lockKey", "tags", "meta",
+    ]
+
+    /// Validates a job object from `jobs.enqueue` (or one element of `jobs.enqueueBatch`, with `path`
+    /// prefixed to the field names in errors).
+    static func parse(_ p: Params, path: String = "") throws(RPCError) -> JobSpec {
+        do {
+            return try parseUnprefixed(p)
+        } catch {
+            guard !path.isEmpty, let field = error.data?["field"]?.stringValue, let detail = error.data?["detail"]?.stringValue
+            else { throw error }
+            throw RPCError.invalidParams(field: path + field, detail)
+        }
+    }
+
+    private static func parseUnprefixed(_ p: Params) throws(RPCError) -> JobSpec {
+        try p.onlyKnown(fields)
+        var spec = JobSpec(queue: try p.name("queue"), kind: try p.name("kind"))
+        spec.payload = p["payload"] ?? .null
+        spec.priority = try p.optionalInt("priority", in: -1000...1000) ?? 0
+        if p.has("runAt") && p.has("delayMs") {
+            throw RPCError.invalidParams(field: "delayMs", "cannot be combined with runAt")
+        }
+        if let runAt = try p.optionalString("runAt") {
+            guard let ms = Timestamp.parse(runAt) else {
+                throw RPCError.invalidParams(field: "runAt", "must be an RFC 3339 date-time such as 2030-01-01T00:00:00Z")
+            }
+            spec.runAtMs = ms
+        }
+        if let delay = try p.optionalInt("delayMs", in: 0...315_360_000_000) {
+            spec.runAtMs = delay == 0 ? nil : Timestamp.nowMs() + delay
+        }
+        spec.maxAttempts = try p.optionalInt("maxAttempts", in: 1...1000) ?? 20
+        if let retry = try p.optionalObject("retry") {
+            let r = Params(object: retry)
+            do {
+                try r.onlyKnown(["initialMs", "maxMs", "coefficient", "jitter"])
+                var o = JSONObject()
+                if let v = try r.double("initialMs", in: 0...86_400_000) { o["initialMs"] = .double(v) }
+                if let v = try r.double("maxMs", in: 0...2_592_000_000) { o["maxMs"] = .double(v) }
+                if let v = try r.double("coefficient", in: 1...100) { o["coefficient"] = .double(v) }
+                if let v = try r.double("jitter", in: 0...1) { o["jitter"] = .double(v) }
+                spec.retry = .object(o)
+            } catch {
+                throw RPCError.invalidParams(
+                    field: "retry." + (error.data?["field"]?.stringValue ?? ""), error.data?["detail"]?.stringValue ?? "")
+            }
+        }
+        spec.timeoutMs = try p.optionalInt("timeoutMs", in: 1...86_400_000)
+        spec.uniqueKey = try p.optionalName("uniqueKey", maxLength: 400)
+        spec.lockKey = try p.optionalName("lockKey", maxLength: 400)
+        spec.tags = try p.stringArray("tags", maxCount: 50) ?? []
+        if let meta = try p.optionalObject("meta") { spec.meta = .object(meta) }
+        return spec
+    }
+}

@@ -1,0 +1,232 @@
+import Logging
+import WharfRPC
+import WharfStore
+import WharfUV
+
+/// The jobs family's moving parts on one replica: write batchers, long-poll lease waiters, the
+/// jobs each session holds (released at once when its connection drops), and the background chores
+/// (lease reaper, retention pruning). Loop thread only.
+final class JobsService {
+    unowned let server: Server
+    var store: Store { server.store }
+    let retryDefaults = RetryPolicy()
+    /// Completed and cancelled jobs are kept this long, dead ones `deadRetentionMs`.
+    var finishedRetentionMs: Int64 = 24 * 3_600_000
+    var deadRetentionMs: Int64 = 7 * 24 * 3_600_000
+
+    private(set) var enqueueBatcher: Batcher<JobSpec, EnqueueOutcome>!
+    private(set) var completeBatcher: Batcher<(id: Int64, token: String, result: JSON?), FinishOutcome>!
+    private(set) var failBatcher:
+        Batcher<(id: Int64, token: String, error: JSON, retryable: Bool, retryInMs: Int64?), FinishOutcome>!
+
+    private var waiters: [LeaseWaiter] = []
+    private var wokenQueues: [String: Int] = [:]
+    private var wakeGeneration = 0
+    private var pumping = false
+    /// Jobs leased through each open session: session id → job id → lease token.
+    private var held: [String: [Int64: String]] = [:]
+
+    init(server: Server) {
+        self.server = server
+        let schedule: (@escaping () -> Void) -> Void = { [unowned server] body in server.runBeforeFlush(body) }
+        enqueueBatcher = Batcher(schedule: schedule) { [unowned self] specs, done in
+            self.store.enqueue(specs) { [unowned self] result in
+                if case .success(let outcomes) = result {
+                    var queues = Set<String>()
+                    for (spec, o) in zip(specs, outcomes) where !o.duplicate { queues.insert(spec.queue) }
+                    for q in queues { self.wake(queue: q) }
+                }
+                done(result)
+            }
+        }
+        completeBatcher = Batcher(schedule: schedule) { [unowned self] items, done in
+            self.store.complete(items, done)
+        }
+        failBatcher = Batcher(schedule: schedule) { [unowned self] items, done in
+            self.store.fail(items, defaults: self.retryDefaults, done)
+        }
+    }
+
+    func start() {
+        server.onWake("jobs") { [unowned self] queue in self.wake(queue: queue) }
+        server.addChore(everyMs: 1_000) { [unowned self] in self.reapExpiredLeases() }
+        server.addChore(everyMs: 500) { [unowned self] in
+            // Scheduled and retryable jobs become due without any enqueue; waiters re-check.
+            if !self.waiters.isEmpty { for w in self.waiters { for q in w.queues { self.wake(queue: q) } } }
+        }
+        server.addChore(everyMs: 60_000) { [unowned self] in self.prune() }
+    }
+
+    // MARK: Held jobs
+
+    func track(_ jobs: [JSON], session: Session) {
+        guard !jobs.isEmpty else { return }
+        if held[session.id] == nil {
+            held[session.id] = [:]
+            session.onClose("jobs") { [unowned self, unowned session] in self.sessionClosed(session) }
+        }
+        for j in jobs {
+            if let id = j["id"]?.stringValue.flatMap({ Int64($0) }), let token = j["leaseToken"]?.stringValue {
+                held[session.id]![id] = token
+            }
+        }
+    }
+
+    func untrack(_ id: Int64, session: Session) { held[session.id]?[id] = nil }
+
+    private func sessionClosed(_ session: Session) {
+        waiters.removeAll { w in
+            guard w.call.session === session else { return false }
+            w.timer?.close()
+            return true
+        }
+        guard let jobs = held.removeValue(forKey: session.id), !jobs.isEmpty else { return }
+        release(jobs.map { ($0.key, $0.value) }, reason: "worker_lost")
+    }
+
+    private func release(_ jobs: [(id: Int64, token: String)], reason: String) {
+        store.releaseJobs(held: jobs, reason: reason) { [unowned self] result in
+            switch result {
+            case .success(let moved):
+                if !moved.isEmpty {
+                    self.server.logger.info("released jobs of a lost worker", metadata: ["count": "\(moved.count)"])
+                }
+                for m in moved where m.state == "available" { self.wake(queue: m.queue) }
+            case .failure(let e):
+                // The lease reaper returns them when their leases expire.
+                self.server.logger.warning("releasing jobs failed", metadata: ["error": "\(e)"])
+            }
+        }
+    }
+
+    // MARK: Leasing and long polls
+
+    final class LeaseWaiter {
+        let call: Call
+        let queues: [String]
+        let max: Int
+        let leaseMs: Int64
+        let worker: String
+        var timer: LoopTimer?
+        init(call: Call, queues: [String], max: Int, leaseMs: Int64, worker: String) {
+            self.call = call
+            self.queues = queues
+            self.max = max
+            self.leaseMs = leaseMs
+            self.worker = worker
+        }
+    }
+
+    func lease(call: Call, queues: [String], max: Int, leaseMs: Int64, waitMs: Int64, worker: String) {
+        let waiter = LeaseWaiter(call: call, queues: queues, max: max, leaseMs: leaseMs, worker: worker)
+        // Someone already waits on these queues: join the line rather than overtaking it.
+        if waitMs > 0 && waiters.contains(where: { !Set($0.queues).isDisjoint(with: queues) }) {
+            return wait(waiter, waitMs: waitMs)
+        }
+        store.lease(queues: queues, max: max, leaseMs: leaseMs, worker: worker) { [unowned self] result in
+            switch result {
+            case .success(let jobs) where !jobs.isEmpty || waitMs == 0:
+                self.deliver(jobs, to: waiter)
+            case .success:
+                self.wait(waiter, waitMs: waitMs)
+            case .failure(let e):
+                call.fail(e)
+            }
+        }
+    }
+
+    private func wait(_ waiter: LeaseWaiter, waitMs: Int64) {
+        guard waiter.call.session.isOpen else { return waiter.call.reply(["jobs": []]) }
+        waiters.append(waiter)
+        let t = try? LoopTimer(loop: server.loop)
+        waiter.timer = t
+        t?.start(timeoutMs: UInt64(waitMs)) { [unowned self, unowned waiter] in
+            waiter.timer?.close()
+            waiter.timer = nil
+            self.waiters.removeAll { $0 === waiter }
+            if waiter.call.isPending { waiter.call.reply(["jobs": []]) }
+        }
+    }
+
+    private func deliver(_ jobs: [JSON], to waiter: LeaseWaiter) {
+        guard waiter.call.session.isOpen else {
+            // The worker left while its lease was being taken: give the jobs straight back.
+            let pairs = jobs.compactMap { j -> (Int64, String)? in
+                guard let id = j["id"]?.stringValue.flatMap({ Int64($0) }), let t = j["leaseToken"]?.stringValue else { return nil }
+                return (id, t)
+            }
+            if !pairs.isEmpty { release(pairs, reason: "worker_lost") }
+            if waiter.call.isPending { waiter.call.reply(["jobs": []]) }
+            return
+        }
+        track(jobs, session: waiter.call.session)
+        waiter.call.reply(["jobs": .array(jobs)])
+    }
+
+    /// Notes that `queue` may have runnable jobs and serves waiters in arrival order.
+    func wake(queue: String) {
+        guard waiters.contains(where: { $0.queues.contains(queue) }) else { return }
+        wakeGeneration += 1
+        wokenQueues[queue] = wakeGeneration
+        pump()
+    }
+
+    private func pump() {
+        guard !pumping else { return }
+        guard let waiter = waiters.first(where: { w in w.queues.contains { wokenQueues[$0] != nil } }) else { return }
+        pumping = true
+        let generation = wakeGeneration
+        store.lease(queues: waiter.queues, max: waiter.max, leaseMs: waiter.leaseMs, worker: waiter.worker) {
+            [unowned self] result in
+            self.pumping = false
+            switch result {
+            case .success(let jobs) where !jobs.isEmpty:
+                if let i = self.waiters.firstIndex(where: { $0 === waiter }) {
+                    self.waiters.remove(at: i)
+                    waiter.timer?.close()
+                    waiter.timer = nil
+                    self.deliver(jobs, to: waiter)
+                } else {
+                    // It timed out meanwhile; nobody wants these now.
+                    self.release(
+                        jobs.compactMap { j in
+                            guard let id = j["id"]?.stringValue.flatMap({ Int64($0) }), let t = j["leaseToken"]?.stringValue
+                            else { return nil }
+                            return (id, t)
+                        }, reason: "worker_lost")
+                }
+            case .success:
+                // Nothing runnable in these queues unless a wake arrived while we asked.
+                for q in waiter.queues where (self.wokenQueues[q] ?? 0) <= generation { self.wokenQueues[q] = nil }
+            case .failure:
+                for q in waiter.queues { self.wokenQueues[q] = nil }
+            }
+            self.pump()
+        }
+    }
+
+    // MARK: Chores
+
+    private var reaping = false
+
+    private func reapExpiredLeases() {
+        guard !reaping, server.pool.isAvailable else { return }
+        reaping = true
+        store.releaseJobs(held: nil, reason: "lease_expired") { [unowned self] result in
+            self.reaping = false
+            if case .success(let moved) = result {
+                if !moved.isEmpty {
+                    self.server.logger.info("returned jobs with expired leases", metadata: ["count": "\(moved.count)"])
+                }
+                for m in moved where m.state == "available" { self.wake(queue: m.queue) }
+            }
+        }
+    }
+
+    private func prune() {
+        guard server.pool.isAvailable else { return }
+        store.pruneJobs(finishedRetentionMs: finishedRetentionMs, deadRetentionMs: deadRetentionMs) { [unowned self] r in
+            if case .success(let n) = r, n > 0 { self.server.logger.info("pruned finished jobs", metadata: ["count": "\(n)"]) }
+        }
+    }
+}

@@ -1,0 +1,189 @@
+import WharfRPC
+import WharfStore
+
+extension Server {
+    func registerJobMethods() {
+        let jobs = JobsService(server: self)
+        self.jobs = jobs
+        jobs.start()
+        let producers: Set<Role> = [.producer]
+        let workers: Set<Role> = [.worker]
+        let readers: Set<Role> = [.reader, .producer, .worker]
+
+        register("jobs.enqueue", roles: producers) { call in
+            let spec = try JobSpec.parse(call.params)
+            jobs.enqueueBatcher.add(spec) { result in
+                call.finish(result.map { o in ["id": .string(o.id), "state": .string(o.state), "duplicate": .bool(o.duplicate)] })
+            }
+        }
+
+        register("jobs.enqueueBatch", roles: producers) { [unowned self] call in
+            try call.params.onlyKnown(["jobs"])
+            guard case .array(let items)? = call.params["jobs"] else {
+                throw RPCError.invalidParams(field: "jobs", "must be an array of job objects")
+            }
+            if items.isEmpty { throw RPCError.invalidParams(field: "jobs", "must not be empty") }
+            if items.count > 10_000 { throw RPCError.invalidParams(field: "jobs", "must have at most 10000 jobs") }
+            var specs: [JobSpec] = []
+            for (i, item) in items.enumerated() {
+                guard case .object(let o) = item else { throw RPCError.invalidParams(field: "jobs[\(i)]", "must be an object") }
+                specs.append(try JobSpec.parse(Params(object: o), path: "jobs[\(i)]."))
+            }
+            // Its own statement: all or nothing, never mixed with other clients' enqueues.
+            store.enqueue(specs) { result in
+                if case .success(let outcomes) = result {
+                    for q in Set(zip(specs, outcomes).filter { !$0.1.duplicate }.map { $0.0.queue }) { jobs.wake(queue: q) }
+                }
+                call.finish(
+                    result.map { outcomes in
+                        [
+                            "jobs": .array(
+                                outcomes.map { ["id": .string($0.id), "state": .string($0.state), "duplicate": .bool($0.duplicate)] })
+                        ]
+                    })
+            }
+        }
+
+        register("jobs.lease", roles: workers) { call in
+            let p = call.params
+            try p.onlyKnown(["queues", "max", "leaseMs", "waitMs", "worker"])
+            guard let queues = try p.stringArray("queues", maxCount: 100), !queues.isEmpty else {
+                throw RPCError.invalidParams(field: "queues", "must be a non-empty array of queue names")
+            }
+            let max = try p.optionalInt("max", in: 1...1000) ?? 1
+            let leaseMs = try p.optionalInt("leaseMs", in: 1000...86_400_000) ?? 30_000
+            let waitMs = try p.optionalInt("waitMs", in: 0...300_000) ?? 0
+            let worker = try p.name("worker")
+            jobs.lease(call: call, queues: queues, max: Int(max), leaseMs: leaseMs, waitMs: waitMs, worker: worker)
+        }
+
+        register("jobs.heartbeat", roles: workers) { [unowned self] call in
+            let p = call.params
+            try p.onlyKnown(["id", "leaseToken", "extendMs", "progress"])
+            let id = try Self.jobID(p)
+            let token = try p.string("leaseToken")
+            let extend = try p.optionalInt("extendMs", in: 1000...86_400_000) ?? 30_000
+            store.heartbeat(id: id, token: token, extendMs: extend, progress: p["progress"]) { result in
+                if case .failure = result { jobs.untrack(id, session: call.session) }
+                call.finish(result.map { ["id": .string(String(id)), "leaseExpiresAt": .string($0)] })
+            }
+        }
+
+        register("jobs.complete", roles: workers) { call in
+            let p = call.params
+            try p.onlyKnown(["id", "leaseToken", "result"])
+            let id = try Self.jobID(p)
+            let token = try p.string("leaseToken")
+            jobs.completeBatcher.add((id, token, p["result"])) { result in
+                jobs.untrack(id, session: call.session)
+                call.finish(Self.finishReply(id, result))
+            }
+        }
+
+        register("jobs.fail", roles: workers) { call in
+            let p = call.params
+            try p.onlyKnown(["id", "leaseToken", "error", "retryable", "retryInMs"])
+            let id = try Self.jobID(p)
+            let token = try p.string("leaseToken")
+            guard let errorValue = p["error"] else { throw RPCError.invalidParams(field: "error", "is required") }
+            let error: JSON = errorValue.stringValue != nil ? ["message": errorValue] : errorValue
+            let retryable = try p.bool("retryable", default: true)
+            let retryIn = try p.optionalInt("retryInMs", in: 0...2_592_000_000)
+            jobs.failBatcher.add((id, token, error, retryable, retryIn)) { result in
+                jobs.untrack(id, session: call.session)
+                call.finish(Self.finishReply(id, result))
+            }
+        }
+
+        register("jobs.cancel", roles: producers) { [unowned self] call in
+            try call.params.onlyKnown(["id"])
+            let id = try Self.jobID(call.params)
+            store.cancel(id: id) { r in
+                call.finish(r.map { ["id": .string(String(id)), "state": .string($0.state), "cancelled": .bool($0.cancelled)] })
+            }
+        }
+
+        register("jobs.retry", roles: producers) { [unowned self] call in
+            try call.params.onlyKnown(["id"])
+            let id = try Self.jobID(call.params)
+            store.retry(id: id) { r in
+                if case .success(let s) = r, !s.retried {
+                    return call.fail(
+                        .conflict("job \(id) is \(s.state); only dead or cancelled jobs can be retried", reason: "invalid_state",
+                            ["state": .string(s.state)]))
+                }
+                call.finish(r.map { _ in ["id": .string(String(id)), "state": "available"] })
+            }
+        }
+
+        register("jobs.get", roles: readers) { [unowned self] call in
+            try call.params.onlyKnown(["id"])
+            store.job(id: try Self.jobID(call.params)) { call.finish($0) }
+        }
+
+        register("jobs.list", roles: readers) { [unowned self] call in
+            let p = call.params
+            try p.onlyKnown(["queue", "state", "kind", "tag", "limit", "cursor"])
+            let state = try p.optionalString("state")
+            if let state, !Self.jobStates.contains(state) {
+                throw RPCError.invalidParams(field: "state", "must be one of \(Self.jobStates.joined(separator: ", "))")
+            }
+            let limit = Int(try p.optionalInt("limit", in: 1...1000) ?? 50)
+            var before: Int64?
+            if let cursor = try p.optionalString("cursor") {
+                guard let c = Int64(cursor), c > 0 else { throw RPCError.invalidParams(field: "cursor", "is not a cursor from jobs.list") }
+                before = c
+            }
+            store.listJobs(
+                queue: try p.optionalString("queue"), state: state, kind: try p.optionalString("kind"),
+                tag: try p.optionalString("tag"), beforeID: before, limit: limit
+            ) { r in
+                call.finish(
+                    r.map { list in
+                        let next: JSON = list.count == limit ? (list.last?["id"] ?? .null) : .null
+                        return ["jobs": .array(list), "nextCursor": next]
+                    })
+            }
+        }
+
+        register("queues.list", roles: readers) { [unowned self] call in
+            try call.params.onlyKnown([])
+            store.listQueues { call.finish($0.map { ["queues": .array($0)] }) }
+        }
+
+        register("queues.stats", roles: readers) { [unowned self] call in
+            try call.params.onlyKnown(["queue"])
+            store.queueStats(try call.params.name("queue")) { call.finish($0) }
+        }
+
+        for (method, paused) in [("queues.pause", true), ("queues.resume", false)] {
+            register(method, roles: producers) { [unowned self] call in
+                try call.params.onlyKnown(["queue"])
+                let queue = try call.params.name("queue")
+                store.setQueuePaused(queue, paused: paused) { r in
+                    if !paused, case .success = r { jobs.wake(queue: queue) }
+                    call.finish(r)
+                }
+            }
+        }
+    }
+
+    static let jobStates = ["scheduled", "available", "running", "retryable", "completed", "dead", "cancelled"]
+
+    static func jobID(_ p: Params) throws(RPCError) -> Int64 {
+        let text = try p.string("id")
+        guard let id = Int64(text), id > 0 else { throw RPCError.invalidParams(field: "id", "is not a job id") }
+        return id
+    }
+
+    static func finishReply(_ id: Int64, _ result: Result<FinishOutcome, RPCError>) -> Result<JSON, RPCError> {
+        switch result {
+        case .failure(let e): return .failure(e)
+        case .success(.failure(let e)): return .failure(e)
+        case .success(.done(let state, let next)):
+            var o: JSONObject = ["id": .string(String(id)), "state": .string(state)]
+            if let next { o["nextRunAt"] = .string(next) }
+            return .success(.object(o))
+        }
+    }
+}

@@ -1,0 +1,273 @@
+/// The jobs table's statements. Every one is a single statement, so each runs as its own
+/// transaction; the batched ones take arrays (`unnest`) so that concurrent requests share one
+/// statement and one commit, and report a per-row outcome.
+enum JobSQL {
+    /// Formats a timestamptz column as RFC 3339 UTC with milliseconds.
+    static func ts(_ column: String) -> String {
+        "to_char(\(column) at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+    }
+
+    static let hotStates = "('scheduled', 'available', 'running', 'retryable')"
+
+    /// The columns `JobRow` reads, in order.
+    static let columns = """
+        j.id, j.queue, j.kind, j.payload::text, j.state, j.priority, j.attempt, j.max_attempts,
+        \(ts("j.run_at")), \(ts("j.created_at")), \(ts("j.leased_at")), \(ts("j.lease_expires_at")),
+        \(ts("j.finished_at")), j.worker, j.lease_token, j.unique_key, j.lock_key, array_to_json(j.tags)::text,
+        j.meta::text, j.progress::text, j.result::text, j.last_error::text, j.timeout_ms, j.schedule_name,
+        \(ts("j.schedule_fire_at")), j.retry::text
+        """
+
+    static let enqueue = """
+        with input as materialized (
+            select nextval('wharf.jobs_id_seq') as id, t.*
+            from unnest($1::text[], $2::text[], $3::jsonb[], $4::int[], $5::bigint[], $6::int[], $7::jsonb[],
+                        $8::bigint[], $9::text[], $10::text[], $11::jsonb[], $12::jsonb[], $13::text[], $14::bigint[])
+                with ordinality as t(queue, kind, payload, priority, run_at_ms, max_attempts, retry, timeout_ms,
+                                     unique_key, lock_key, tags, meta, schedule_name, schedule_fire_ms, ord)
+        ),
+        ins as (
+            insert into wharf.jobs as j (id, queue, kind, payload, state, priority, run_at, max_attempts, retry,
+                                         timeout_ms, unique_key, lock_key, tags, meta, schedule_name, schedule_fire_at)
+            select i.id, i.queue, i.kind, i.payload,
+                   case when i.run_at_ms is not null and to_timestamp(i.run_at_ms / 1000.0) > now()
+                        then 'scheduled' else 'available' end,
+                   i.priority, coalesce(to_timestamp(i.run_at_ms / 1000.0), now()), i.max_attempts, i.retry,
+                   i.timeout_ms, i.unique_key, i.lock_key,
+                   coalesce(array(select jsonb_array_elements_text(i.tags)), '{}'), coalesce(i.meta, '{}'),
+                   i.schedule_name, to_timestamp(i.schedule_fire_ms / 1000.0)
+            from input i
+            order by i.ord
+            on conflict do nothing
+            returning j.id, j.unique_key, j.state, j.queue
+        ),
+        woke as (
+            select count(pg_notify('wharf_wake', 'jobs:' || q.queue)) as n from (select distinct queue from ins) q
+        )
+        select i.ord, coalesce(ins.id, dup.id, prior.id), coalesce(ins.state, dup.state, prior.state),
+               ins.id is not null
+        from input i
+        cross join woke
+        left join ins on ins.id = i.id
+        left join ins dup on ins.id is null and dup.unique_key = i.unique_key
+        left join wharf.jobs prior on ins.id is null and dup.id is null and prior.unique_key = i.unique_key
+            and prior.state in \(hotStates)
+        order by i.ord
+        """
+
+    /// Finds the unfinished job holding each unique key (after a concurrent enqueue won the race).
+    static let byUniqueKeys = """
+        select unique_key, id, state from wharf.jobs
+        where unique_key = any($1::text[]) and state in \(hotStates)
+        """
+
+    static let lease = """
+        with plain as (
+            select j.id, j.priority, j.run_at from wharf.jobs j
+            where j.state in ('available', 'scheduled', 'retryable') and j.run_at <= now()
+              and j.queue = any($1::text[]) and j.lock_key is null
+              and not exists (select 1 from wharf.queues q where q.name = j.queue and q.paused)
+            order by j.priority desc, j.run_at, j.id
+            limit $2
+            for update skip locked
+        ),
+        keyed as (
+            select j.id, j.priority, j.run_at from wharf.jobs j
+            where j.state in ('available', 'scheduled', 'retryable') and j.run_at <= now()
+              and j.queue = any($1::text[]) and j.lock_key is not null
+              and not exists (select 1 from wharf.queues q where q.name = j.queue and q.paused)
+              and not exists (select 1 from wharf.jobs r where r.lock_key = j.lock_key and r.state = 'running')
+            order by j.priority desc, j.run_at, j.id
+            limit 1
+            for update skip locked
+        ),
+        picked as (
+            select id from (select * from plain union all select * from keyed) u
+            order by priority desc, run_at, id
+            limit $2
+        )
+        update wharf.jobs j
+        set state = 'running', attempt = j.attempt + 1, lease_token = md5(random()::text || clock_timestamp()::text),
+            leased_at = now(), worker = $4, progress = null,
+            lease_expires_at = now() + least($3::bigint, coalesce(j.timeout_ms, $3::bigint)) * interval '1 millisecond'
+        from picked
+        where j.id = picked.id
+        returning \(columns)
+        """
+
+    static let heartbeat = """
+        update wharf.jobs j
+        set lease_expires_at = least(now() + $3::bigint * interval '1 millisecond',
+                                     coalesce(j.leased_at + j.timeout_ms * interval '1 millisecond', 'infinity')),
+            progress = coalesce($4::jsonb, j.progress)
+        where j.id = $1 and j.lease_token = $2 and j.state = 'running'
+        returning \(ts("j.lease_expires_at"))
+        """
+
+    /// Why a token did not match: the job's state and whether the token is the one it holds.
+    static let leaseCheck = "select state, lease_token = $2 from wharf.jobs where id = $1"
+
+    static let complete = """
+        with input as (
+            select * from unnest($1::bigint[], $2::text[], $3::jsonb[]) with ordinality as t(id, token, result, ord)
+        ),
+        done as (
+            update wharf.jobs j
+            set state = 'completed', result = i.result, finished_at = now(), lease_expires_at = null,
+                attempts = j.attempts || jsonb_build_object('attempt', j.attempt, 'worker', j.worker,
+                    'leasedAt', j.leased_at, 'finishedAt', now(), 'outcome', 'completed')
+            from input i
+            where j.id = i.id and j.lease_token = i.token and j.state = 'running'
+            returning j.id
+        )
+        select i.ord, d.id is not null, j.state, j.lease_token = i.token
+        from input i left join done d on d.id = i.id left join wharf.jobs j on j.id = i.id
+        order by i.ord
+        """
+
+    /// The retry delay in milliseconds for job `j` after attempt `j.attempt`, from the job's policy or
+    /// the server defaults `$6..$9` (initialMs, maxMs, coefficient, jitter).
+    static let backoff = """
+        (least(coalesce((j.retry->>'initialMs')::float8, $6::float8)
+                 * power(coalesce((j.retry->>'coefficient')::float8, $8::float8), greatest(j.attempt - 1, 0)),
+               coalesce((j.retry->>'maxMs')::float8, $7::float8))
+         * (1 + coalesce((j.retry->>'jitter')::float8, $9::float8) * (random() * 2 - 1)))
+        """
+
+    static let fail = """
+        with input as (
+            select * from unnest($1::bigint[], $2::text[], $3::jsonb[], $4::bool[], $5::bigint[])
+                with ordinality as t(id, token, error, retryable, retry_in_ms, ord)
+        ),
+        done as (
+            update wharf.jobs j
+            set state = case when not i.retryable or j.attempt >= j.max_attempts then 'dead' else 'retryable' end,
+                finished_at = case when not i.retryable or j.attempt >= j.max_attempts then now() end,
+                run_at = case when not i.retryable or j.attempt >= j.max_attempts then j.run_at
+                              else now() + coalesce(i.retry_in_ms::float8, \(backoff)) * interval '1 millisecond' end,
+                last_error = i.error, lease_expires_at = null,
+                attempts = j.attempts || jsonb_build_object('attempt', j.attempt, 'worker', j.worker,
+                    'leasedAt', j.leased_at, 'finishedAt', now(), 'outcome', 'failed', 'error', i.error)
+            from input i
+            where j.id = i.id and j.lease_token = i.token and j.state = 'running'
+            returning j.id, j.state, \(ts("j.run_at")) as run_at
+        )
+        select i.ord, d.id is not null, coalesce(d.state, j.state), j.lease_token = i.token, d.run_at
+        from input i left join done d on d.id = i.id left join wharf.jobs j on j.id = i.id
+        order by i.ord
+        """
+
+    /// Returns running jobs to the runnable set: expired leases (`$1` null) or the jobs a lost worker
+    /// held (`$1` ids with `$2` tokens). A job with no attempts left becomes dead.
+    static let release = """
+        with gone as (
+            select j.id from wharf.jobs j
+            left join unnest($1::bigint[], $2::text[]) as t(id, token) on t.id = j.id
+            where j.state = 'running'
+              and (($1::bigint[] is null and j.lease_expires_at < now()) or j.lease_token = t.token)
+            order by j.lease_expires_at
+            limit 1000
+            for update of j skip locked
+        ),
+        moved as (
+            update wharf.jobs j
+            set state = case when j.attempt >= j.max_attempts then 'dead' else 'available' end,
+                finished_at = case when j.attempt >= j.max_attempts then now() end,
+                run_at = now(), lease_expires_at = null,
+                last_error = jsonb_build_object('reason', $3::text),
+                attempts = j.attempts || jsonb_build_object('attempt', j.attempt, 'worker', j.worker,
+                    'leasedAt', j.leased_at, 'finishedAt', now(), 'outcome', $3::text)
+            from gone
+            where j.id = gone.id
+            returning j.id, j.queue, j.state
+        ),
+        woke as (
+            select count(pg_notify('wharf_wake', 'jobs:' || q.queue)) as n
+            from (select distinct queue from moved where state = 'available') q
+        )
+        select moved.id, moved.queue, moved.state from moved cross join woke
+        """
+
+    static let cancel = """
+        update wharf.jobs
+        set state = 'cancelled', finished_at = now(), lease_expires_at = null
+        where id = $1 and state in \(hotStates)
+        returning state
+        """
+
+    static let retry = """
+        with moved as (
+            update wharf.jobs
+            set state = 'available', run_at = now(), finished_at = null, lease_token = null,
+                max_attempts = greatest(max_attempts, attempt + 1)
+            where id = $1 and state in ('dead', 'cancelled')
+            returning id, queue, state
+        )
+        select moved.id, moved.state, pg_notify('wharf_wake', 'jobs:' || moved.queue) from moved
+        """
+
+    static let stateOf = "select state from wharf.jobs where id = $1"
+
+    static let get = "select \(columns), j.attempts::text from wharf.jobs j where j.id = $1"
+
+    static let list = """
+        select \(columns) from wharf.jobs j
+        where ($1::text is null or j.queue = $1) and ($2::text is null or j.state = $2)
+          and ($3::text is null or j.kind = $3) and ($4::text is null or j.tags @> array[$4::text])
+          and ($5::bigint is null or j.id < $5)
+        order by j.id desc
+        limit $6
+        """
+
+    /// Deletes finished jobs past retention: completed and cancelled after `$1` ms, dead after `$2` ms.
+    static let prune = """
+        delete from wharf.jobs where id in (
+            select id from wharf.jobs
+            where (state in ('completed', 'cancelled') and finished_at < now() - $1::bigint * interval '1 millisecond')
+               or (state = 'dead' and finished_at < now() - $2::bigint * interval '1 millisecond')
+            limit 10000)
+        """
+}
+
+enum QueueSQL {
+    static let list = """
+        select coalesce(c.queue, q.name), coalesce(q.paused, false), coalesce(c.available, 0),
+               coalesce(c.scheduled, 0), coalesce(c.running, 0), coalesce(c.retryable, 0)
+        from (
+            select queue, count(*) filter (where state = 'available') as available,
+                   count(*) filter (where state = 'scheduled') as scheduled,
+                   count(*) filter (where state = 'running') as running,
+                   count(*) filter (where state = 'retryable') as retryable
+            from wharf.jobs where state in \(JobSQL.hotStates) group by queue
+        ) c
+        full join wharf.queues q on q.name = c.queue
+        order by 1
+        """
+
+    static let stats = """
+        select
+            coalesce((select paused from wharf.queues where name = $1), false),
+            coalesce((select jsonb_object_agg(state, n)::text
+                      from (select state, count(*) as n from wharf.jobs where queue = $1 group by state) s), '{}'),
+            (select (extract(epoch from now() - min(run_at)) * 1000)::bigint from wharf.jobs
+              where queue = $1 and state in ('available', 'scheduled', 'retryable') and run_at <= now()),
+            (select count(*) from wharf.jobs where queue = $1 and state = 'completed'
+              and finished_at > now() - interval '1 minute'),
+            (select count(*) from wharf.jobs where queue = $1 and state = 'completed'
+              and finished_at > now() - interval '5 minutes'),
+            (select count(*) from wharf.jobs where queue = $1 and state in ('retryable', 'dead')
+              and (finished_at > now() - interval '5 minutes' or state = 'retryable'))
+        """
+
+    static let setPaused = """
+        with q as (
+            insert into wharf.queues as q (name, paused, paused_at, updated_at)
+            values ($1, $2, case when $2 then now() end, now())
+            on conflict on constraint queues_pkey
+            do update set paused = $2, paused_at = case when $2 then now() end, updated_at = now()
+            returning q.name, q.paused
+        )
+        select q.name, q.paused, case when not q.paused then pg_notify('wharf_wake', 'jobs:' || q.name) end
+        from q
+        """
+}

@@ -1,0 +1,309 @@
+import WharfCore
+import WharfPQ
+import WharfRPC
+
+/// What `jobs.enqueue` asks for, already validated.
+public struct JobSpec: Sendable {
+    public var queue: String
+    public var kind: String
+    public var payload: JSON = .null
+    public var priority: Int64 = 0
+    /// Epoch milliseconds; nil means now.
+    public var runAtMs: Int64?
+    public var maxAttempts: Int64 = 20
+    public var retry: JSON?
+    public var timeoutMs: Int64?
+    public var uniqueKey: String?
+    public var lockKey: String?
+    public var tags: [String] = []
+    public var meta: JSON?
+    public var scheduleName: String?
+    public var scheduleFireMs: Int64?
+
+    public init(queue: String, kind: String) {
+        self.queue = queue
+        self.kind = kind
+    }
+}
+
+/// The outcome of one enqueue.
+public struct EnqueueOutcome: Sendable {
+    public var id: String
+    public var state: String
+    public var duplicate: Bool
+}
+
+/// The outcome of one complete or fail, per job of a batch.
+public enum FinishOutcome: Sendable {
+    case done(state: String, nextRunAt: String?)
+    case failure(RPCError)
+}
+
+/// The server-wide retry defaults (see Protocol/jobs.md for why these values).
+public struct RetryPolicy: Sendable {
+    public var initialMs: Double = 1_000
+    public var maxMs: Double = 3_600_000
+    public var coefficient: Double = 2
+    public var jitter: Double = 0.1
+    public init() {}
+}
+
+extension Store {
+    /// Inserts a batch of jobs in one statement; all or nothing. Outcomes are in input order.
+    public func enqueue(_ specs: [JobSpec], _ completion: @escaping (Result<[EnqueueOutcome], RPCError>) -> Void) {
+        let params: [String?] = [
+            PGArray.text(specs.map(\.queue)),
+            PGArray.text(specs.map(\.kind)),
+            PGArray.text(specs.map { $0.payload.text }),
+            PGArray.ints(specs.map(\.priority)),
+            PGArray.ints(specs.map(\.runAtMs)),
+            PGArray.ints(specs.map(\.maxAttempts)),
+            PGArray.text(specs.map { $0.retry?.text }),
+            PGArray.ints(specs.map(\.timeoutMs)),
+            PGArray.text(specs.map(\.uniqueKey)),
+            PGArray.text(specs.map(\.lockKey)),
+            PGArray.text(specs.map { JSON.array($0.tags.map(JSON.string)).text }),
+            PGArray.text(specs.map { $0.meta?.text }),
+            PGArray.text(specs.map(\.scheduleName)),
+            PGArray.ints(specs.map(\.scheduleFireMs)),
+        ]
+        one(JobSQL.enqueue, params, { [self] (r: Result<[EnqueueOutcome?], RPCError>) in
+            switch r {
+            case .failure(let e): completion(.failure(e))
+            case .success(let outcomes):
+                let missing = zip(specs, outcomes).filter { $0.1 == nil }.compactMap { $0.0.uniqueKey }
+                if missing.isEmpty { return completion(.success(outcomes.map { $0! })) }
+                // A concurrent enqueue won the unique key after this statement's snapshot was taken.
+                resolveUniqueKeys(missing) { found in
+                    completion(found.map { byKey in
+                        zip(specs, outcomes).map { spec, outcome in
+                            outcome ?? byKey[spec.uniqueKey ?? ""]
+                                ?? EnqueueOutcome(id: "", state: "unknown", duplicate: true)
+                        }
+                    })
+                }
+            }
+        }) { rows in
+            (0..<rows.rowCount).map { i -> EnqueueOutcome? in
+                guard let id = rows.string(i, 1) else { return nil }
+                return EnqueueOutcome(id: id, state: rows.string(i, 2) ?? "", duplicate: !(rows.bool(i, 3) ?? false))
+            }
+        }
+    }
+
+    private func resolveUniqueKeys(_ keys: [String], _ completion: @escaping (Result<[String: EnqueueOutcome], RPCError>) -> Void) {
+        one(JobSQL.byUniqueKeys, [PGArray.text(keys)], completion) { rows in
+            var out: [String: EnqueueOutcome] = [:]
+            for i in 0..<rows.rowCount {
+                out[rows.string(i, 0)!] = EnqueueOutcome(id: rows.string(i, 1)!, state: rows.string(i, 2)!, duplicate: true)
+            }
+            return out
+        }
+    }
+
+    /// Leases up to `max` jobs from `queues` in claim order (one statement).
+    public func lease(
+        queues: [String], max: Int, leaseMs: Int64, worker: String, _ completion: @escaping (Result<[JSON], RPCError>) -> Void
+    ) {
+        let params: [String?] = [PGArray.text(queues), String(max), String(leaseMs), worker]
+        pool.query(JobSQL.lease, params) { [self] r in
+            switch r {
+            case .success(let rows):
+                var jobs = (0..<rows.rowCount).map { JobRow.json(rows, $0) }
+                jobs.sort { a, b in
+                    let pa = a["priority"]?.intValue ?? 0, pb = b["priority"]?.intValue ?? 0
+                    if pa != pb { return pa > pb }
+                    let ra = a["runAt"]?.stringValue ?? "", rb = b["runAt"]?.stringValue ?? ""
+                    if ra != rb { return ra < rb }
+                    return (Int64(a["id"]?.stringValue ?? "") ?? 0) < (Int64(b["id"]?.stringValue ?? "") ?? 0)
+                }
+                completion(.success(jobs))
+            case .failure(let e) where e.sqlState == "23505":
+                // Two replicas raced for jobs sharing a lockKey; the unique index refused the second.
+                // Nothing was leased; the caller may simply try again.
+                completion(.failure(.unavailable("lease conflicted with another replica, retry", reason: "store_busy")))
+            case .failure(let e):
+                completion(.failure(rpcError(e)))
+            }
+        }
+    }
+
+    /// Extends a lease. Stale token → conflict `lease_lost`; cancelled job → conflict `cancelled`.
+    public func heartbeat(
+        id: Int64, token: String, extendMs: Int64, progress: JSON?, _ completion: @escaping (Result<String, RPCError>) -> Void
+    ) {
+        let params: [String?] = [String(id), token, String(extendMs), progress?.text]
+        one(JobSQL.heartbeat, params, { [self] (r: Result<String?, RPCError>) in
+            switch r {
+            case .success(let expires?): completion(.success(expires))
+            case .success(nil):
+                leaseFailure(id: id, token: token) { completion(.failure($0)) }
+            case .failure(let e): completion(.failure(e))
+            }
+        }) { rows in rows.rowCount > 0 ? rows.string(0, 0) : nil }
+    }
+
+    /// Works out why a token was refused.
+    private func leaseFailure(id: Int64, token: String, _ completion: @escaping (RPCError) -> Void) {
+        one(JobSQL.leaseCheck, [String(id), token], { (r: Result<RPCError, RPCError>) in
+            switch r {
+            case .success(let e), .failure(let e): completion(e)
+            }
+        }) { rows in
+            guard rows.rowCount > 0 else { return .notFound("job", id: String(id)) }
+            return Self.leaseError(id: id, state: rows.string(0, 0), tokenMatches: rows.bool(0, 1) ?? false)
+        }
+    }
+
+    static func leaseError(id: Int64, state: String?, tokenMatches: Bool) -> RPCError {
+        if tokenMatches && state == "cancelled" {
+            return .conflict("job \(id) was cancelled", reason: "cancelled", ["id": .string(String(id))])
+        }
+        return .conflict(
+            "lease on job \(id) is no longer held by this token", reason: "lease_lost",
+            ["id": .string(String(id)), "state": .from(state)])
+    }
+
+    /// Completes a batch in one statement. A repeated complete by the same token is idempotent.
+    public func complete(
+        _ items: [(id: Int64, token: String, result: JSON?)], _ completion: @escaping (Result<[FinishOutcome], RPCError>) -> Void
+    ) {
+        let params: [String?] = [
+            PGArray.ints(items.map(\.id)), PGArray.text(items.map(\.token)), PGArray.text(items.map { $0.result?.text }),
+        ]
+        one(JobSQL.complete, params, completion) { rows in
+            (0..<rows.rowCount).map { i in
+                let id = items[i].id
+                if rows.bool(i, 1) == true { return .done(state: "completed", nextRunAt: nil) }
+                if rows.isNull(i, 2) { return .failure(.notFound("job", id: String(id))) }
+                let state = rows.string(i, 2)
+                let matches = rows.bool(i, 3) ?? false
+                if matches && state == "completed" { return .done(state: "completed", nextRunAt: nil) }
+                return .failure(Self.leaseError(id: id, state: state, tokenMatches: matches))
+            }
+        }
+    }
+
+    /// Fails a batch in one statement: retryable with backoff, or dead.
+    public func fail(
+        _ items: [(id: Int64, token: String, error: JSON, retryable: Bool, retryInMs: Int64?)], defaults: RetryPolicy,
+        _ completion: @escaping (Result<[FinishOutcome], RPCError>) -> Void
+    ) {
+        let params: [String?] = [
+            PGArray.ints(items.map(\.id)), PGArray.text(items.map(\.token)), PGArray.text(items.map { $0.error.text }),
+            PGArray.bools(items.map(\.retryable)), PGArray.ints(items.map(\.retryInMs)),
+            String(defaults.initialMs), String(defaults.maxMs), String(defaults.coefficient), String(defaults.jitter),
+        ]
+        one(JobSQL.fail, params, completion) { rows in
+            (0..<rows.rowCount).map { i in
+                let id = items[i].id
+                if rows.bool(i, 1) == true {
+                    let state = rows.string(i, 2) ?? ""
+                    return .done(state: state, nextRunAt: state == "retryable" ? rows.string(i, 4) : nil)
+                }
+                if rows.isNull(i, 2) { return .failure(.notFound("job", id: String(id))) }
+                return .failure(Self.leaseError(id: id, state: rows.string(i, 2), tokenMatches: rows.bool(i, 3) ?? false))
+            }
+        }
+    }
+
+    /// Returns jobs to the runnable set: those whose lease expired (`held` nil), or those a lost
+    /// worker held. Completion gets the (id, queue, newState) of every job moved.
+    public func releaseJobs(
+        held: [(id: Int64, token: String)]?, reason: String,
+        _ completion: @escaping (Result<[(id: String, queue: String, state: String)], RPCError>) -> Void
+    ) {
+        let params: [String?] = [
+            held.map { PGArray.ints($0.map(\.id)) }, held.map { PGArray.text($0.map(\.token)) }, reason,
+        ]
+        one(JobSQL.release, params, completion) { rows in
+            (0..<rows.rowCount).map { (rows.string($0, 0)!, rows.string($0, 1)!, rows.string($0, 2)!) }
+        }
+    }
+
+    /// Cancels an unfinished job. Returns the job's state afterwards and whether this call cancelled it.
+    public func cancel(id: Int64, _ completion: @escaping (Result<(state: String, cancelled: Bool), RPCError>) -> Void) {
+        one(JobSQL.cancel, [String(id)], { [self] (r: Result<Bool, RPCError>) in
+            switch r {
+            case .success(true): completion(.success(("cancelled", true)))
+            case .success(false): currentState(id) { completion($0.map { ($0, false) }) }
+            case .failure(let e): completion(.failure(e))
+            }
+        }) { rows in rows.rowCount > 0 }
+    }
+
+    /// Makes a dead or cancelled job available again.
+    public func retry(id: Int64, _ completion: @escaping (Result<(state: String, retried: Bool), RPCError>) -> Void) {
+        pool.query(JobSQL.retry, [String(id)]) { [self] r in
+            switch r {
+            case .success(let rows) where rows.rowCount > 0: completion(.success(("available", true)))
+            case .success: currentState(id) { completion($0.map { ($0, false) }) }
+            case .failure(let e) where e.sqlState == "23505":
+                completion(.failure(.conflict("another unfinished job holds its uniqueKey", reason: "duplicate")))
+            case .failure(let e): completion(.failure(rpcError(e)))
+            }
+        }
+    }
+
+    private func currentState(_ id: Int64, _ completion: @escaping (Result<String, RPCError>) -> Void) {
+        one(JobSQL.stateOf, [String(id)], completion) { rows throws(RPCError) in
+            guard rows.rowCount > 0, let s = rows.string(0, 0) else { throw .notFound("job", id: String(id)) }
+            return s
+        }
+    }
+
+    public func job(id: Int64, _ completion: @escaping (Result<JSON, RPCError>) -> Void) {
+        one(JobSQL.get, [String(id)], completion) { rows throws(RPCError) in
+            guard rows.rowCount > 0 else { throw .notFound("job", id: String(id)) }
+            return JobRow.json(rows, 0, withAttempts: true)
+        }
+    }
+
+    public func listJobs(
+        queue: String?, state: String?, kind: String?, tag: String?, beforeID: Int64?, limit: Int,
+        _ completion: @escaping (Result<[JSON], RPCError>) -> Void
+    ) {
+        let params: [String?] = [queue, state, kind, tag, beforeID.map(String.init), String(limit)]
+        one(JobSQL.list, params, completion) { rows in (0..<rows.rowCount).map { JobRow.json(rows, $0) } }
+    }
+
+    /// Deletes finished jobs past retention; returns how many.
+    public func pruneJobs(finishedRetentionMs: Int64, deadRetentionMs: Int64, _ completion: @escaping (Result<Int, RPCError>) -> Void) {
+        one(JobSQL.prune, [String(finishedRetentionMs), String(deadRetentionMs)], completion) { $0.affectedRows }
+    }
+
+    // MARK: Queues
+
+    public func listQueues(_ completion: @escaping (Result<[JSON], RPCError>) -> Void) {
+        one(QueueSQL.list, [], completion) { rows in
+            (0..<rows.rowCount).map { i in
+                [
+                    "name": .from(rows.string(i, 0)), "paused": .bool(rows.bool(i, 1) ?? false),
+                    "available": .from(rows.int(i, 2)), "scheduled": .from(rows.int(i, 3)),
+                    "running": .from(rows.int(i, 4)), "retryable": .from(rows.int(i, 5)),
+                ]
+            }
+        }
+    }
+
+    public func queueStats(_ queue: String, _ completion: @escaping (Result<JSON, RPCError>) -> Void) {
+        one(QueueSQL.stats, [queue], completion) { rows in
+            var counts: JSONObject = [:]
+            for s in ["scheduled", "available", "running", "retryable", "completed", "dead", "cancelled"] { counts[s] = 0 }
+            if case .object(let o)? = JobRow.parsed(rows, 0, 1) { for p in o.pairs { counts[p.key] = p.value } }
+            return [
+                "queue": .string(queue), "paused": .bool(rows.bool(0, 0) ?? false), "counts": .object(counts),
+                "oldestAvailableAgeMs": .from(rows.int(0, 2)),
+                "completedLastMinute": .from(rows.int(0, 3)), "completedLast5Minutes": .from(rows.int(0, 4)),
+                "throughputPerSec": .double(Double(rows.int(0, 4) ?? 0) / 300),
+                "failing": .from(rows.int(0, 5)),
+            ]
+        }
+    }
+
+    public func setQueuePaused(_ queue: String, paused: Bool, _ completion: @escaping (Result<JSON, RPCError>) -> Void) {
+        one(QueueSQL.setPaused, [queue, paused ? "true" : "false"], completion) { rows in
+            ["queue": .string(queue), "paused": .bool(rows.bool(0, 1) ?? paused)]
+        }
+    }
+}
