@@ -1,0 +1,181 @@
+import ArgumentParser
+import Foundation
+import WharfClient
+import WharfRPC
+
+/// Prints a method's result: JSON with --json, otherwise `text`.
+func output(_ options: ClientOptions, _ result: JSON, _ text: (JSON) -> String) {
+    print(options.json ? result.text : text(result))
+}
+
+/// Runs a client call, turning a server error into a message and exit status 2.
+func callOrExit(_ options: ClientOptions, _ method: String, _ params: JSON) throws -> JSON {
+    let c = try options.connect()
+    do {
+        return try c.call(method, params)
+    } catch let e as RPCError {
+        FileHandle.standardError.write(Data("error: \(e.message)\(e.data.map { " \($0.text)" } ?? "")\n".utf8))
+        throw ExitCode(2)
+    }
+}
+
+func parseJSONArgument(_ text: String, name: String) throws -> JSON {
+    do { return try JSONParser.parse(text) } catch { throw ValidationError("\(name) is not JSON: \(error)") }
+}
+
+struct Enqueue: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Enqueue a job: wharf enqueue QUEUE KIND '{\"to\":\"a@b\"}'.")
+
+    @OptionGroup var options: ClientOptions
+    @Argument var queue: String
+    @Argument var kind: String
+    @Argument(help: "Payload as JSON.") var payload: String?
+    @Option var priority: Int?
+    @Option(help: "Run after this many milliseconds.") var delayMs: Int?
+    @Option(help: "Run at this RFC 3339 time.") var runAt: String?
+    @Option var maxAttempts: Int?
+    @Option var uniqueKey: String?
+    @Option var lockKey: String?
+    @Option var timeoutMs: Int?
+    @Option(name: .customLong("tag")) var tags: [String] = []
+
+    func run() throws {
+        var p: JSONObject = ["queue": .string(queue), "kind": .string(kind)]
+        if let payload { p["payload"] = try parseJSONArgument(payload, name: "payload") }
+        if let priority { p["priority"] = .from(priority) }
+        if let delayMs { p["delayMs"] = .from(delayMs) }
+        if let runAt { p["runAt"] = .string(runAt) }
+        if let maxAttempts { p["maxAttempts"] = .from(maxAttempts) }
+        if let uniqueKey { p["uniqueKey"] = .string(uniqueKey) }
+        if let lockKey { p["lockKey"] = .string(lockKey) }
+        if let timeoutMs { p["timeoutMs"] = .from(timeoutMs) }
+        if !tags.isEmpty { p["tags"] = .array(tags.map(JSON.string)) }
+        let r = try callOrExit(options, "jobs.enqueue", .object(p))
+        output(options, r) { r in
+            "job \(r["id"]?.stringValue ?? "?") \(r["state"]?.stringValue ?? "")"
+                + (r["duplicate"] == true ? " (duplicate of an unfinished job with that uniqueKey)" : "")
+        }
+    }
+}
+
+struct Jobs: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Inspect and steer jobs.", subcommands: [Get.self, List.self, Cancel.self, Retry.self])
+
+    struct Get: ParsableCommand {
+        @OptionGroup var options: ClientOptions
+        @Argument var id: String
+        func run() throws {
+            let r = try callOrExit(options, "jobs.get", ["id": .string(id)])
+            output(options, r) { j in
+                var lines = [
+                    "job \(j["id"]?.stringValue ?? "") \(j["queue"]?.stringValue ?? "")/\(j["kind"]?.stringValue ?? "")",
+                    "  state      \(j["state"]?.stringValue ?? "")  attempt \(j["attempt"]?.intValue ?? 0)/\(j["maxAttempts"]?.intValue ?? 0)",
+                    "  runAt      \(j["runAt"]?.stringValue ?? "")",
+                    "  payload    \((j["payload"] ?? .null).text)",
+                ]
+                if let e = j["lastError"] { lines.append("  lastError  \(e.text)") }
+                for a in j["attempts"]?.arrayValue ?? [] {
+                    lines.append(
+                        "  attempt \(a["attempt"]?.intValue ?? 0): \(a["outcome"]?.stringValue ?? "") by \(a["worker"]?.stringValue ?? "?")"
+                            + (a["error"].map { " \($0.text)" } ?? ""))
+                }
+                return lines.joined(separator: "\n")
+            }
+        }
+    }
+
+    struct List: ParsableCommand {
+        @OptionGroup var options: ClientOptions
+        @Option var queue: String?
+        @Option var state: String?
+        @Option var kind: String?
+        @Option var tag: String?
+        @Option var limit = 50
+        @Option var cursor: String?
+        func run() throws {
+            var p: JSONObject = ["limit": .from(limit)]
+            if let queue { p["queue"] = .string(queue) }
+            if let state { p["state"] = .string(state) }
+            if let kind { p["kind"] = .string(kind) }
+            if let tag { p["tag"] = .string(tag) }
+            if let cursor { p["cursor"] = .string(cursor) }
+            let r = try callOrExit(options, "jobs.list", .object(p))
+            output(options, r) { r in
+                var lines = (r["jobs"]?.arrayValue ?? []).map { j in
+                    "\(j["id"]?.stringValue ?? "")\t\(j["state"]?.stringValue ?? "")\t\(j["queue"]?.stringValue ?? "")\t\(j["kind"]?.stringValue ?? "")\t\(j["runAt"]?.stringValue ?? "")"
+                }
+                if let next = r["nextCursor"]?.stringValue { lines.append("more: --cursor \(next)") }
+                return lines.isEmpty ? "no jobs" : lines.joined(separator: "\n")
+            }
+        }
+    }
+
+    struct Cancel: ParsableCommand {
+        @OptionGroup var options: ClientOptions
+        @Argument var id: String
+        func run() throws {
+            let r = try callOrExit(options, "jobs.cancel", ["id": .string(id)])
+            output(options, r) { "job \(id) \($0["state"]?.stringValue ?? "")" }
+        }
+    }
+
+    struct Retry: ParsableCommand {
+        @OptionGroup var options: ClientOptions
+        @Argument var id: String
+        func run() throws {
+            let r = try callOrExit(options, "jobs.retry", ["id": .string(id)])
+            output(options, r) { "job \(id) \($0["state"]?.stringValue ?? "")" }
+        }
+    }
+}
+
+struct Queues: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Inspect, pause and resume queues.", subcommands: [List.self, Stats.self, Pause.self, Resume.self])
+
+    struct List: ParsableCommand {
+        @OptionGroup var options: ClientOptions
+        func run() throws {
+            let r = try callOrExit(options, "queues.list", [:])
+            output(options, r) { r in
+                let rows = (r["queues"]?.arrayValue ?? []).map { q in
+                    "\(q["name"]?.stringValue ?? "")\t\(q["paused"] == true ? "paused" : "active")\tavailable \(q["available"]?.intValue ?? 0)\trunning \(q["running"]?.intValue ?? 0)\tscheduled \(q["scheduled"]?.intValue ?? 0)\tretryable \(q["retryable"]?.intValue ?? 0)"
+                }
+                return rows.isEmpty ? "no queues" : rows.joined(separator: "\n")
+            }
+        }
+    }
+
+    struct Stats: ParsableCommand {
+        @OptionGroup var options: ClientOptions
+        @Argument var queue: String
+        func run() throws {
+            let r = try callOrExit(options, "queues.stats", ["queue": .string(queue)])
+            output(options, r) { r in
+                let counts = (r["counts"]?.objectValue?.pairs ?? []).map { "\($0.key) \($0.value.intValue ?? 0)" }
+                return "\(queue) (\(r["paused"] == true ? "paused" : "active")): " + counts.joined(separator: ", ")
+                    + "\noldest available: \(r["oldestAvailableAgeMs"]?.intValue.map { "\($0) ms" } ?? "none")"
+                    + ", completed last minute: \(r["completedLastMinute"]?.intValue ?? 0)"
+            }
+        }
+    }
+
+    struct Pause: ParsableCommand {
+        @OptionGroup var options: ClientOptions
+        @Argument var queue: String
+        func run() throws {
+            let r = try callOrExit(options, "queues.pause", ["queue": .string(queue)])
+            output(options, r) { _ in "\(queue) paused" }
+        }
+    }
+
+    struct Resume: ParsableCommand {
+        @OptionGroup var options: ClientOptions
+        @Argument var queue: String
+        func run() throws {
+            let r = try callOrExit(options, "queues.resume", ["queue": .string(queue)])
+            output(options, r) { _ in "\(queue) resumed" }
+        }
+    }
+}
