@@ -140,7 +140,8 @@ final class JobsService {
         waiters.append(waiter)
         let t = try? LoopTimer(loop: server.loop)
         waiter.timer = t
-        t?.start(timeoutMs: UInt64(waitMs)) { [unowned self, unowned waiter] in
+        // The closure holds the waiter until the timer fires or is closed (which drops the closure).
+        t?.start(timeoutMs: UInt64(waitMs)) { [unowned self, waiter] in
             waiter.timer?.close()
             waiter.timer = nil
             self.waiters.removeAll { $0 === waiter }

@@ -1,0 +1,298 @@
+import ArgumentParser
+import Foundation
+import Histogram
+import WharfRPC
+import WharfUV
+
+/// `wharf bench jobs`: enqueue, drain, steady state and idle pickup latency against a running server,
+/// with real TCP clients, then a check that no job was lost or completed twice.
+struct BenchJobs: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "jobs", abstract: "Job throughput (enqueue, drain, steady) and idle pickup latency.")
+
+    @Option(help: "Server address, HOST:PORT.") var server = "127.0.0.1:7411"
+    @Option(help: "Jobs per phase.") var jobs = 20_000
+    @Option(help: "Producer connections.") var producers = 2
+    @Option(help: "Worker connections.") var workers = 4
+    @Option(help: "Jobs per lease (and per enqueueBatch call in the enqueue phase).") var batch = 100
+    @Option(help: "Pickup latency samples.") var samples = 200
+    @Option(help: "Token to present.") var token: String?
+    @Flag(help: "Print one JSON object as the last line.") var json = false
+
+    func run() throws {
+        let (host, port) = try parseHostPort(server)
+        let box = UncheckedBox(
+            JobsBenchRun(
+                host: host, port: port, jobs: jobs, producers: producers, workers: workers, batch: batch, samples: samples,
+                token: token))
+        runOnLoopThread { box.value.run() }
+        let r = box.value
+        if let error = r.error { throw ValidationError(error) }
+        let pickup50 = Double(r.pickup.valueAtPercentile(50)) / 1000
+        let pickup99 = Double(r.pickup.valueAtPercentile(99)) / 1000
+        print(String(format: "enqueue: %d jobs in batches of %d from %d producers: %.0f jobs/s", jobs, batch, producers, r.enqueuePerSec))
+        print(String(format: "drain:   %d jobs, %d workers x lease batch %d: %.0f jobs/s", jobs, workers, batch, r.drainPerSec))
+        print(
+            String(
+                format: "steady:  %d jobs, %d producers (single enqueues, 16 in flight each) + %d workers: %.0f jobs/s (enqueue calls %.0f/s)",
+                jobs, producers, workers, r.steadyPerSec, r.steadyEnqueuePerSec))
+        print(String(format: "pickup:  p50 %.3f ms, p99 %.3f ms over %d samples (enqueue sent -> lease reply)", pickup50, pickup99, samples))
+        print("check:   lost \(r.lost), duplicated \(r.duplicated)")
+        if json {
+            let o: JSON = [
+                "enqueuePerSec": .double(r.enqueuePerSec.rounded()), "drainPerSec": .double(r.drainPerSec.rounded()),
+                "steadyPerSec": .double(r.steadyPerSec.rounded()), "pickupP50Ms": .double(pickup50),
+                "pickupP99Ms": .double(pickup99), "lost": .from(r.lost), "duplicated": .from(r.duplicated),
+            ]
+            print(o.text)
+        }
+        if r.lost != 0 || r.duplicated != 0 { throw ExitCode(1) }
+    }
+}
+
+/// One run of the jobs benchmark on its own loop. Loop-thread only while running.
+final class JobsBenchRun {
+    let host: String
+    let port: Int
+    let jobs: Int
+    let producerCount: Int
+    let workerCount: Int
+    let batch: Int
+    let samples: Int
+    let token: String?
+    let runID = String(UInt32.random(in: 0...UInt32.max), radix: 36)
+
+    var enqueuePerSec = 0.0
+    var drainPerSec = 0.0
+    var steadyPerSec = 0.0
+    var steadyEnqueuePerSec = 0.0
+    var pickup = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+    var lost = 0
+    var duplicated = 0
+    var error: String?
+
+    private var loop: EventLoop!
+    private var producers: [LoopRPCClient] = []
+    private var workers: [LoopRPCClient] = []
+    private var control: LoopRPCClient!
+    private var completedIDs: [String: Int] = [:]
+
+    init(host: String, port: Int, jobs: Int, producers: Int, workers: Int, batch: Int, samples: Int, token: String?) {
+        self.host = host
+        self.port = port
+        self.jobs = jobs
+        producerCount = max(1, producers)
+        workerCount = max(1, workers)
+        self.batch = max(1, batch)
+        self.samples = samples
+        self.token = token
+    }
+
+    static func nowNs() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+
+    func run() {
+        do {
+            loop = try EventLoop()
+            var all: [LoopRPCClient] = []
+            for _ in 0..<(producerCount + workerCount + 1) { all.append(try LoopRPCClient(loop: loop)) }
+            producers = Array(all[0..<producerCount])
+            workers = Array(all[producerCount..<(producerCount + workerCount)])
+            control = all.last!
+            var connected = 0
+            for c in all {
+                try c.connect(host: host, port: port) { [unowned self] err in
+                    if let err { return self.abort("connect: \(err)") }
+                    if let token = self.token { c.call("session.hello", ["token": .string(token)]) { _ in } }
+                    connected += 1
+                    if connected == all.count { self.phaseEnqueue() }
+                }
+            }
+            loop.run()
+            for c in all { c.tcp.close() }
+            loop.shutdown()
+        } catch {
+            self.error = "\(error)"
+        }
+    }
+
+    private func abort(_ message: String) {
+        if error == nil { error = message }
+        loop.stop()
+    }
+
+    private func check(_ r: Result<JSON, RPCError>) -> JSON? {
+        switch r {
+        case .success(let v): return v
+        case .failure(let e):
+            abort("server error: \(e)")
+            return nil
+        }
+    }
+
+    private func queue(_ phase: String) -> String { "bench-\(runID)-\(phase)" }
+
+    // MARK: Enqueue phase: batches from every producer.
+
+    private func phaseEnqueue() {
+        let q = queue("drain")
+        var remaining = jobs
+        var acked = 0
+        let start = Self.nowNs()
+        func sendNext(_ p: LoopRPCClient) {
+            guard remaining > 0 else { return }
+            let n = min(batch, remaining)
+            remaining -= n
+            let items = (0..<n).map { i -> JSON in ["queue": .string(q), "kind": "noop", "payload": ["n": .from(i)]] }
+            p.call("jobs.enqueueBatch", ["jobs": .array(items)]) { [unowned self] r in
+                guard self.check(r) != nil else { return }
+                acked += n
+                if acked == self.jobs {
+                    self.enqueuePerSec = Double(self.jobs) / (Double(Self.nowNs() - start) / 1e9)
+                    self.phaseDrain()
+                } else {
+                    sendNext(p)
+                }
+            }
+        }
+        for p in producers { for _ in 0..<2 { sendNext(p) } }
+    }
+
+    // MARK: Drain: workers lease batches and complete every job.
+
+    private func startWorkers(queue q: String, expected: Int, waitMs: Int, done: @escaping (Double) -> Void) {
+        var completed = 0
+        let start = Self.nowNs()
+        var finished = false
+        func leaseLoop(_ w: LoopRPCClient) {
+            guard !finished else { return }
+            w.call(
+                "jobs.lease",
+                ["queues": [.string(q)], "max": .from(batch), "leaseMs": 60_000, "waitMs": .from(waitMs), "worker": "bench"]
+            ) { [unowned self] r in
+                guard let v = self.check(r), !finished else { return }
+                let leased = v["jobs"]?.arrayValue ?? []
+                w.corked {
+                    for j in leased {
+                        let id = j["id"]?.stringValue ?? ""
+                        w.call("jobs.complete", ["id": .string(id), "leaseToken": j["leaseToken"] ?? .null]) { [unowned self] r in
+                            guard self.check(r) != nil else { return }
+                            self.completedIDs[id, default: 0] += 1
+                            completed += 1
+                            if completed == expected && !finished {
+                                finished = true
+                                done(Double(Self.nowNs() - start) / 1e9)
+                            }
+                        }
+                    }
+                    leaseLoop(w)
+                }
+            }
+        }
+        for w in workers { leaseLoop(w) }
+    }
+
+    private func phaseDrain() {
+        completedIDs = [:]
+        startWorkers(queue: queue("drain"), expected: jobs, waitMs: 100) { [unowned self] seconds in
+            self.drainPerSec = Double(self.jobs) / seconds
+            self.settleThen { self.phaseSteady() }
+        }
+    }
+
+    /// Lets outstanding long polls end before the next phase starts.
+    private func settleThen(_ next: @escaping () -> Void) {
+        let t = try! LoopTimer(loop: loop)
+        t.start(timeoutMs: 1_200) {
+            t.close()
+            next()
+        }
+    }
+
+    // MARK: Steady: single enqueues and workers at once.
+
+    private func phaseSteady() {
+        let q = queue("steady")
+        var remaining = jobs
+        var enqueued = 0
+        let start = Self.nowNs()
+        func sendNext(_ p: LoopRPCClient) {
+            guard remaining > 0 else { return }
+            remaining -= 1
+            p.call("jobs.enqueue", ["queue": .string(q), "kind": "noop", "payload": ["at": .from(Int(Self.nowNs()))]]) {
+                [unowned self] r in
+                guard self.check(r) != nil else { return }
+                enqueued += 1
+                if enqueued == self.jobs { self.steadyEnqueuePerSec = Double(self.jobs) / (Double(Self.nowNs() - start) / 1e9) }
+                sendNext(p)
+            }
+        }
+        startWorkers(queue: q, expected: jobs, waitMs: 1_000) { [unowned self] seconds in
+            self.steadyPerSec = Double(self.jobs) / seconds
+            self.settleThen { self.phasePickup() }
+        }
+        for p in producers { for _ in 0..<16 { sendNext(p) } }
+    }
+
+    // MARK: Pickup: one idle worker waits; one job is enqueued; time until the lease reply.
+
+    private func phasePickup() {
+        let q = queue("pickup")
+        let worker = workers[0]
+        var taken = 0
+        let warmup = 5
+        func sample() {
+            var sentAt: UInt64 = 0
+            var leaseReply: JSON?
+            worker.call(
+                "jobs.lease", ["queues": [.string(q)], "max": 1, "leaseMs": 60_000, "waitMs": 10_000, "worker": "bench-pickup"]
+            ) { [unowned self] r in
+                let now = Self.nowNs()
+                guard let v = self.check(r), let job = v["jobs"]?.arrayValue?.first else {
+                    return self.abort("pickup lease returned no job")
+                }
+                leaseReply = job
+                if taken >= warmup { _ = self.pickup.record(max(1, (now - sentAt) / 1000)) }
+                taken += 1
+                let id = job["id"]?.stringValue ?? ""
+                worker.call("jobs.complete", ["id": .string(id), "leaseToken": job["leaseToken"] ?? .null]) { [unowned self] r in
+                    guard self.check(r) != nil else { return }
+                    self.completedIDs[id, default: 0] += 1
+                    if taken == warmup + self.samples { return self.verify() }
+                    let t = try! LoopTimer(loop: self.loop)
+                    t.start(timeoutMs: UInt64(Int.random(in: 10...20))) {
+                        t.close()
+                        sample()
+                    }
+                }
+            }
+            _ = leaseReply
+            // Let the lease request reach the server and start waiting before the enqueue.
+            let t = try! LoopTimer(loop: loop)
+            t.start(timeoutMs: 5) { [unowned self] in
+                t.close()
+                sentAt = Self.nowNs()
+                self.control.call("jobs.enqueue", ["queue": .string(q), "kind": "noop"]) { [unowned self] r in _ = self.check(r) }
+            }
+        }
+        sample()
+    }
+
+    // MARK: Verification against the database.
+
+    private func verify() {
+        duplicated = completedIDs.values.filter { $0 > 1 }.count
+        let expected: [(String, Int)] = [(queue("drain"), jobs), (queue("steady"), jobs), (queue("pickup"), samples + 5)]
+        var pending = expected.count
+        for (q, n) in expected {
+            control.call("queues.stats", ["queue": .string(q)]) { [unowned self] r in
+                guard let v = self.check(r), let counts = v["counts"]?.objectValue else { return }
+                let completed = Int(counts["completed"]?.intValue ?? 0)
+                let unfinished = counts.pairs.filter { $0.key != "completed" }.reduce(0) { $0 + Int($1.value.intValue ?? 0) }
+                self.lost += max(0, n - completed, unfinished)
+                self.duplicated += max(0, completed - n)
+                pending -= 1
+                if pending == 0 { self.loop.stop() }
+            }
+        }
+    }
+}

@@ -1,0 +1,73 @@
+import WharfRPC
+import WharfUV
+
+/// A JSON-RPC connection driven by an event loop, for benchmarks that need many connections and
+/// many requests in flight from one thread. Loop thread only.
+final class LoopRPCClient {
+    let tcp: TCPConnection
+    private var framer = LineFramer(maxFrame: 64 << 20)
+    private var nextID: Int64 = 0
+    private var waiting: [Int64: (Result<JSON, RPCError>) -> Void] = [:]
+    private var out = JSONWriter(capacity: 4096)
+    private var corked = false
+    var onClosed: (() -> Void)?
+
+    init(loop: EventLoop) throws { tcp = try TCPConnection(loop: loop) }
+
+    func connect(host: String, port: Int, _ done: @escaping (UVError?) -> Void) throws {
+        try tcp.connect(host: host, port: port) { [unowned self] err in
+            if err == nil {
+                self.tcp.setNoDelay()
+                self.tcp.setHandlers(
+                    onRead: { [unowned self] bytes in self.read(bytes) },
+                    onEnd: { [unowned self] _ in
+                        let w = self.waiting
+                        self.waiting = [:]
+                        for c in w.values { c(.failure(.unavailable("connection closed", reason: "closed"))) }
+                        self.onClosed?()
+                    })
+                self.tcp.startReading()
+            }
+            done(err)
+        }
+    }
+
+    var inFlight: Int { waiting.count }
+
+    /// Sends a request; `done` runs when its reply arrives.
+    func call(_ method: String, _ params: JSON?, _ done: @escaping (Result<JSON, RPCError>) -> Void) {
+        nextID += 1
+        waiting[nextID] = done
+        RPCEncoder.request(id: .int(nextID), method: method, params: params, into: &out)
+        out.bytes.append(0x0A)
+        if !corked { flush() }
+    }
+
+    /// Groups the calls made inside `body` into one write.
+    func corked(_ body: () -> Void) {
+        corked = true
+        body()
+        corked = false
+        flush()
+    }
+
+    private func flush() {
+        guard !out.bytes.isEmpty else { return }
+        out.bytes.withUnsafeBytes { tcp.write($0) }
+        out.bytes.removeAll(keepingCapacity: true)
+    }
+
+    private func read(_ bytes: UnsafeRawBufferPointer) {
+        _ = framer.feed(bytes) { line in
+            guard let msg = try? JSONParser.parse(line), let id = msg["id"]?.intValue,
+                let done = waiting.removeValue(forKey: id)
+            else { return true }
+            if let e = msg["error"] {
+                done(.failure(RPCError(json: e) ?? .internalError))
+            } else {
+                done(.success(msg["result"] ?? .null))
+            }
+            return true
+        }
+    }
+}
