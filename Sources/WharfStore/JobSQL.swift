@@ -61,28 +61,42 @@ enum JobSQL {
         where unique_key = any($1::text[]) and state in \(hotStates)
         """
 
+    /// One ordered index scan per queue (a `queue = any(...)` condition would sort every runnable
+    /// row), then the best `$2` across queues.
     static let lease = """
         with plain as (
-            select j.id, j.priority, j.run_at from wharf.jobs j
-            where j.state in ('available', 'scheduled', 'retryable') and j.run_at <= now()
-              and j.queue = any($1::text[]) and j.lock_key is null
-              and not exists (select 1 from wharf.queues q where q.name = j.queue and q.paused)
-            order by j.priority desc, j.run_at, j.id
-            limit $2
-            for update skip locked
+            select c.id, c.priority, c.run_at
+            from unnest($1::text[]) as qn(name)
+            cross join lateral (
+                select j.id, j.priority, j.run_at from wharf.jobs j
+                where j.queue = qn.name and j.state in ('available', 'scheduled', 'retryable')
+                  and j.lock_key is null and j.run_at <= now()
+                order by j.priority desc, j.run_at, j.id
+                limit $2
+                for update skip locked
+            ) c
+            where not exists (select 1 from wharf.queues q where q.name = qn.name and q.paused)
         ),
         keyed as (
-            select j.id, j.priority, j.run_at from wharf.jobs j
-            where j.state in ('available', 'scheduled', 'retryable') and j.run_at <= now()
-              and j.queue = any($1::text[]) and j.lock_key is not null
-              and not exists (select 1 from wharf.queues q where q.name = j.queue and q.paused)
-              and not exists (select 1 from wharf.jobs r where r.lock_key = j.lock_key and r.state = 'running')
-            order by j.priority desc, j.run_at, j.id
+            select c.id, c.priority, c.run_at
+            from unnest($1::text[]) as qn(name)
+            cross join lateral (
+                select j.id, j.priority, j.run_at from wharf.jobs j
+                where j.queue = qn.name and j.state in ('available', 'scheduled', 'retryable')
+                  and j.lock_key is not null and j.run_at <= now()
+                  and not exists (select 1 from wharf.jobs r where r.lock_key = j.lock_key and r.state = 'running')
+                order by j.priority desc, j.run_at, j.id
+                limit 1
+                for update skip locked
+            ) c
+            where not exists (select 1 from wharf.queues q where q.name = qn.name and q.paused)
             limit 1
-            for update skip locked
         ),
         picked as (
-            select id from (select * from plain union all select * from keyed) u
+            -- A lease is soft state (a lost one only means the job runs again, as after expiry), so
+            -- its commit does not wait for the WAL flush; completions do.
+            select id from (select * from plain union all select * from keyed) u,
+                (select set_config('synchronous_commit', 'off', true)) sc
             order by priority desc, run_at, id
             limit $2
         )

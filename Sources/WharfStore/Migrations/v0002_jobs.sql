@@ -56,9 +56,12 @@ create table wharf.jobs (
 
 alter sequence wharf.jobs_id_seq owned by wharf.jobs.id;
 
--- Claiming: the runnable states only, in claim order.
+-- Claiming: the runnable states only, in claim order; jobs with a lockKey are claimed separately
+-- (at most one per lease statement), so they get their own index.
 create index jobs_claim_idx on wharf.jobs (queue, priority desc, run_at, id)
-    where state in ('available', 'scheduled', 'retryable');
+    where state in ('available', 'scheduled', 'retryable') and lock_key is null;
+create index jobs_claim_keyed_idx on wharf.jobs (queue, priority desc, run_at, id)
+    where state in ('available', 'scheduled', 'retryable') and lock_key is not null;
 
 -- The lease reaper: running jobs by lease expiry.
 create index jobs_lease_expiry_idx on wharf.jobs (lease_expires_at) where state = 'running';
@@ -71,9 +74,8 @@ create unique index jobs_unique_key_idx on wharf.jobs (unique_key)
 create unique index jobs_running_lock_key_idx on wharf.jobs (lock_key)
     where lock_key is not null and state = 'running';
 
--- Retention pruning and listing by state.
+-- Retention pruning.
 create index jobs_finished_idx on wharf.jobs (finished_at) where finished_at is not null;
-create index jobs_state_queue_idx on wharf.jobs (state, queue);
 
 -- Each (schedule, nominal fire time) makes exactly one job.
 create unique index jobs_schedule_fire_idx on wharf.jobs (schedule_name, schedule_fire_at)
