@@ -16,7 +16,7 @@ final class Batcher<Item, Outcome> {
     private let schedule: (@escaping () -> Void) -> Void
 
     /// `schedule` arranges for a closure to run in this iteration's check phase.
-    init(maxInFlight: Int = 2, maxBatch: Int = 1_000, schedule: @escaping (@escaping () -> Void) -> Void, run: @escaping Run) {
+    init(maxInFlight: Int = 4, maxBatch: Int = 1_000, schedule: @escaping (@escaping () -> Void) -> Void, run: @escaping Run) {
         self.maxInFlight = maxInFlight
         self.maxBatch = maxBatch
         self.schedule = schedule

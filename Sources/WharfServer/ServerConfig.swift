@@ -32,7 +32,7 @@ public struct ServerConfig: Sendable {
     /// Secret -> role. Empty means no authentication, which is only allowed on loopback.
     public var tokens: [String: Role] = [:]
     /// Pipelined PostgreSQL connections.
-    public var poolSize = 2
+    public var poolSize = 4
     public var limits = Limits()
     public var replicaID: String
     /// How long SIGTERM waits for in-flight requests.

@@ -32,7 +32,17 @@ enum JobRow {
             o["schedule"] = ["name": .string(name), "fireAt": .from(r.string(row, 24))]
         }
         optional(&o, "retry", parsed(r, row, 25))
-        if withAttempts { o["attempts"] = parsed(r, row, 26) ?? .array([]) }
+        if withAttempts {
+            // Failed and lost attempts are recorded as they end; the successful one is the row itself.
+            var attempts = parsed(r, row, 26)?.arrayValue ?? []
+            if o["state"] == "completed" {
+                attempts.append([
+                    "attempt": o["attempt"] ?? .null, "worker": o["worker"] ?? .null, "leasedAt": o["leasedAt"] ?? .null,
+                    "finishedAt": o["finishedAt"] ?? .null, "outcome": "completed",
+                ])
+            }
+            o["attempts"] = .array(attempts)
+        }
         return .object(o)
     }
 

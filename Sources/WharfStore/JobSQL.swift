@@ -127,9 +127,7 @@ enum JobSQL {
         ),
         done as (
             update wharf.jobs j
-            set state = 'completed', result = i.result, finished_at = now(), lease_expires_at = null,
-                attempts = j.attempts || jsonb_build_object('attempt', j.attempt, 'worker', j.worker,
-                    'leasedAt', j.leased_at, 'finishedAt', now(), 'outcome', 'completed')
+            set state = 'completed', result = i.result, finished_at = now(), lease_expires_at = null
             from input i
             where j.id = i.id and j.lease_token = i.token and j.state = 'running'
             returning j.id
@@ -171,18 +169,28 @@ enum JobSQL {
         order by i.ord
         """
 
-    /// Returns running jobs to the runnable set: expired leases (`$1` null) or the jobs a lost worker
-    /// held (`$1` ids with `$2` tokens). A job with no attempts left becomes dead.
-    static let release = """
-        with gone as (
-            select j.id from wharf.jobs j
-            left join unnest($1::bigint[], $2::text[]) as t(id, token) on t.id = j.id
-            where j.state = 'running'
-              and (($1::bigint[] is null and j.lease_expires_at < now()) or j.lease_token = t.token)
-            order by j.lease_expires_at
-            limit 1000
-            for update of j skip locked
-        ),
+    /// Running jobs whose lease expired, oldest first (uses the lease-expiry index).
+    static let expiredLeases = """
+        select j.id from wharf.jobs j
+        where j.state = 'running' and j.lease_expires_at < now()
+        order by j.lease_expires_at
+        limit 1000
+        for update skip locked
+        """
+
+    /// The jobs a lost worker held: `$1` ids with their `$2` tokens, still running under them.
+    static let lostLeases = """
+        select j.id from wharf.jobs j
+        join unnest($1::bigint[], $2::text[]) as t(id, token) on t.id = j.id and j.lease_token = t.token
+        where j.state = 'running'
+        for update of j skip locked
+        """
+
+    /// Returns the running jobs `gone` selects to the runnable set (`$3` is the reason recorded). A job
+    /// with no attempts left becomes dead.
+    static func release(_ gone: String) -> String {
+        """
+        with gone as (\(gone)),
         moved as (
             update wharf.jobs j
             set state = case when j.attempt >= j.max_attempts then 'dead' else 'available' end,
@@ -201,6 +209,10 @@ enum JobSQL {
         )
         select moved.id, moved.queue, moved.state from moved cross join woke
         """
+    }
+
+    static let releaseExpired = release(expiredLeases).replacingOccurrences(of: "$3::text", with: "'lease_expired'")
+    static let releaseLost = release(lostLeases)
 
     static let cancel = """
         update wharf.jobs
@@ -258,19 +270,21 @@ enum QueueSQL {
         order by 1
         """
 
+    /// One pass over the queue's rows: counts per state, the oldest runnable job's age, recent
+    /// completions and failures.
     static let stats = """
         select
             coalesce((select paused from wharf.queues where name = $1), false),
-            coalesce((select jsonb_object_agg(state, n)::text
-                      from (select state, count(*) as n from wharf.jobs where queue = $1 group by state) s), '{}'),
-            (select (extract(epoch from now() - min(run_at)) * 1000)::bigint from wharf.jobs
-              where queue = $1 and state in ('available', 'scheduled', 'retryable') and run_at <= now()),
-            (select count(*) from wharf.jobs where queue = $1 and state = 'completed'
-              and finished_at > now() - interval '1 minute'),
-            (select count(*) from wharf.jobs where queue = $1 and state = 'completed'
-              and finished_at > now() - interval '5 minutes'),
-            (select count(*) from wharf.jobs where queue = $1 and state in ('retryable', 'dead')
-              and (finished_at > now() - interval '5 minutes' or state = 'retryable'))
+            count(*) filter (where state = 'scheduled'), count(*) filter (where state = 'available'),
+            count(*) filter (where state = 'running'), count(*) filter (where state = 'retryable'),
+            count(*) filter (where state = 'completed'), count(*) filter (where state = 'dead'),
+            count(*) filter (where state = 'cancelled'),
+            (extract(epoch from now() - min(run_at) filter (
+                where state in ('available', 'scheduled', 'retryable') and run_at <= now())) * 1000)::bigint,
+            count(*) filter (where state = 'completed' and finished_at > now() - interval '1 minute'),
+            count(*) filter (where state = 'completed' and finished_at > now() - interval '5 minutes'),
+            count(*) filter (where state = 'retryable' or (state = 'dead' and finished_at > now() - interval '5 minutes'))
+        from wharf.jobs where queue = $1
         """
 
     static let setPaused = """

@@ -213,10 +213,16 @@ extension Store {
         held: [(id: Int64, token: String)]?, reason: String,
         _ completion: @escaping (Result<[(id: String, queue: String, state: String)], RPCError>) -> Void
     ) {
-        let params: [String?] = [
-            held.map { PGArray.ints($0.map(\.id)) }, held.map { PGArray.text($0.map(\.token)) }, reason,
-        ]
-        one(JobSQL.release, params, completion) { rows in
+        let sql: String
+        let params: [String?]
+        if let held {
+            sql = JobSQL.releaseLost
+            params = [PGArray.ints(held.map(\.id)), PGArray.text(held.map(\.token)), reason]
+        } else {
+            sql = JobSQL.releaseExpired
+            params = []
+        }
+        one(sql, params, completion) { rows in
             (0..<rows.rowCount).map { (rows.string($0, 0)!, rows.string($0, 1)!, rows.string($0, 2)!) }
         }
     }
@@ -289,14 +295,15 @@ extension Store {
     public func queueStats(_ queue: String, _ completion: @escaping (Result<JSON, RPCError>) -> Void) {
         one(QueueSQL.stats, [queue], completion) { rows in
             var counts: JSONObject = [:]
-            for s in ["scheduled", "available", "running", "retryable", "completed", "dead", "cancelled"] { counts[s] = 0 }
-            if case .object(let o)? = JobRow.parsed(rows, 0, 1) { for p in o.pairs { counts[p.key] = p.value } }
+            for (i, s) in ["scheduled", "available", "running", "retryable", "completed", "dead", "cancelled"].enumerated() {
+                counts[s] = .from(rows.int(0, 1 + i) ?? 0)
+            }
             return [
                 "queue": .string(queue), "paused": .bool(rows.bool(0, 0) ?? false), "counts": .object(counts),
-                "oldestAvailableAgeMs": .from(rows.int(0, 2)),
-                "completedLastMinute": .from(rows.int(0, 3)), "completedLast5Minutes": .from(rows.int(0, 4)),
-                "throughputPerSec": .double(Double(rows.int(0, 4) ?? 0) / 300),
-                "failing": .from(rows.int(0, 5)),
+                "oldestAvailableAgeMs": .from(rows.int(0, 8)),
+                "completedLastMinute": .from(rows.int(0, 9)), "completedLast5Minutes": .from(rows.int(0, 10)),
+                "throughputPerSec": .double(((Double(rows.int(0, 10) ?? 0) / 300) * 100).rounded() / 100),
+                "failing": .from(rows.int(0, 11)),
             ]
         }
     }

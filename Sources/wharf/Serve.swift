@@ -23,7 +23,7 @@ struct Serve: ParsableCommand {
     var tokenFile: String?
 
     @Option(help: "PostgreSQL connections in the pool.")
-    var poolSize = 2
+    var poolSize = 4
 
     @Option(help: "Largest request line in bytes.")
     var maxFrameBytes = 1 << 20

@@ -63,8 +63,10 @@ create index jobs_claim_idx on wharf.jobs (queue, priority desc, run_at, id)
 create index jobs_claim_keyed_idx on wharf.jobs (queue, priority desc, run_at, id)
     where state in ('available', 'scheduled', 'retryable') and lock_key is not null;
 
--- The lease reaper: running jobs by lease expiry.
-create index jobs_lease_expiry_idx on wharf.jobs (lease_expires_at) where state = 'running';
+-- The lease reaper: running jobs by lease expiry (only running jobs have one). The predicate is on
+-- the column itself, not on state = 'running', so that statements addressing running jobs by id
+-- are never planned through this index, whose dead entries pile up between vacuums.
+create index jobs_lease_expiry_idx on wharf.jobs (lease_expires_at) where lease_expires_at is not null;
 
 -- uniqueKey: at most one unfinished job per key, race-free.
 create unique index jobs_unique_key_idx on wharf.jobs (unique_key)
