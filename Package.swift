@@ -51,8 +51,7 @@ let package = Package(
         .testTarget(name: "WharfRPCTests", dependencies: ["WharfRPC"]),
         .testTarget(
             name: "WharfServerTests",
-            dependencies: ["WharfServer", "WharfStore", "WharfPQ", "WharfUV", "WharfClient", "WharfRPC"],
-            resources: [.copy("Vectors")]),
+            dependencies: ["WharfServer", "WharfStore", "WharfPQ", "WharfUV", "WharfClient", "WharfRPC", "WharfCore"]),
     ],
     swiftLanguageModes: [.v6]
 )

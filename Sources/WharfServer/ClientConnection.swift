@@ -53,7 +53,8 @@ final class ClientConnection {
         case .ok:
             break
         case .paused:
-            pausedForInFlight = true
+            if inFlight >= server.config.limits.maxInFlight { pausedForInFlight = true }
+            if writeBacklog >= server.config.limits.maxWriteBufferBytes { pausedForWrites = true }
             tcp.stopReading()
         case .frameTooLarge:
             let max = server.config.limits.maxFrameBytes
@@ -83,8 +84,12 @@ final class ClientConnection {
         case .batch(let items):
             handleBatch(items)
         }
-        return inFlight < server.config.limits.maxInFlight
+        // libuv reads many chunks per iteration, so the backlog is checked per request, not per flush.
+        return inFlight < server.config.limits.maxInFlight && writeBacklog < server.config.limits.maxWriteBufferBytes
     }
+
+    /// Reply bytes not yet taken by the peer: buffered here plus queued in libuv.
+    private var writeBacklog: Int { output.bytes.count + tcp.queuedBytes }
 
     private func handleBatch(_ items: [Result<RPCRequest, RPCInvalid>]) {
         var replies: [JSON?] = Array(repeating: nil, count: items.count)
@@ -118,14 +123,19 @@ final class ClientConnection {
         lastActivityMs = server.loop.nowMs
         if pausedForInFlight, inFlight <= server.config.limits.maxInFlight / 2, !isClosed {
             pausedForInFlight = false
-            let outcome = framer.drain { line in self.handleLine(line) }
-            after(outcome)
             resumeReadingIfAllowed()
         }
     }
 
+    /// Takes requests already buffered, then reads again, unless a limit still holds.
     private func resumeReadingIfAllowed() {
-        if !pausedForInFlight, !pausedForWrites, !closeAfterFlush, !isClosed { tcp.startReading() }
+        guard !pausedForInFlight, !pausedForWrites, !closeAfterFlush, !isClosed else { return }
+        if framer.bufferedCount > 0 {
+            let outcome = framer.drain { line in self.handleLine(line) }
+            after(outcome)
+            if outcome != .ok { return }
+        }
+        tcp.startReading()
     }
 
     // MARK: Output
@@ -172,7 +182,7 @@ final class ClientConnection {
             output.bytes.withUnsafeBytes { tcp.write($0) }
             output.bytes.removeAll(keepingCapacity: output.bytes.capacity <= 1 << 16)
         }
-        if tcp.queuedBytes > server.config.limits.maxWriteBufferBytes, !pausedForWrites {
+        if tcp.queuedBytes >= server.config.limits.maxWriteBufferBytes, !pausedForWrites {
             pausedForWrites = true
             tcp.stopReading()
         }
@@ -181,7 +191,7 @@ final class ClientConnection {
 
     private func writesDrained() {
         if closeAfterFlush { return close() }
-        if pausedForWrites {
+        if pausedForWrites, output.bytes.isEmpty {
             pausedForWrites = false
             resumeReadingIfAllowed()
         }

@@ -125,6 +125,12 @@ public final class Server: @unchecked Sendable {  // loop-thread confined; only 
         guard !draining else { return }
         pool.start(listen: notificationChannels)
         pool.onNotification = { [unowned self] channel, payload in self.notificationReceived(channel, payload) }
+        // Listen only once a pooled connection is ready, so the first requests do not fail.
+        pool.whenReady { [unowned self] in self.listen() }
+    }
+
+    private func listen() {
+        guard !draining else { return }
         do {
             let l = try TCPListener(loop: loop)
             try l.listen(host: config.host == "localhost" ? "127.0.0.1" : config.host, port: config.port) {

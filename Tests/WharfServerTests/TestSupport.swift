@@ -1,0 +1,146 @@
+import Foundation
+import Logging
+import WharfClient
+import WharfPQ
+import WharfRPC
+import WharfServer
+import WharfStore
+import WharfUV
+
+/// Where the integration tests find PostgreSQL: `WHARF_TEST_DATABASE_URL`, set by scripts/test.sh.
+enum TestEnvironment {
+    struct Missing: Error, CustomStringConvertible {
+        var description: String {
+            "WHARF_TEST_DATABASE_URL is not set: run the suite with `bash scripts/test.sh`, which starts a throwaway PostgreSQL"
+        }
+    }
+
+    static func databaseURL() throws -> String {
+        guard let url = ProcessInfo.processInfo.environment["WHARF_TEST_DATABASE_URL"], !url.isEmpty else { throw Missing() }
+        return url
+    }
+
+    static var repositoryRoot: URL {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    }
+
+    /// The `wharf` executable built next to the test bundle (or `WHARF_BIN`).
+    static var wharfBinary: String {
+        if let bin = ProcessInfo.processInfo.environment["WHARF_BIN"], !bin.isEmpty { return bin }
+        return repositoryRoot.appendingPathComponent(".build/debug/wharf").path
+    }
+}
+
+/// A fresh, empty database for one test, created through psql.
+struct TestDatabase {
+    let name: String
+    let conninfo: String
+
+    init() throws {
+        let base = try TestEnvironment.databaseURL()
+        name = "wharf_t_" + String(UInt64.random(in: 0...UInt64.max), radix: 36)
+        try Self.psql(base, "create database \(name)")
+        conninfo = Self.replacingDBName(base, with: name)
+    }
+
+    static func replacingDBName(_ conninfo: String, with db: String) -> String {
+        var parts = conninfo.split(separator: " ").map(String.init).filter { !$0.hasPrefix("dbname=") }
+        parts.append("dbname=\(db)")
+        return parts.joined(separator: " ")
+    }
+
+    /// Runs SQL through psql (outside any event loop) and returns its unaligned output.
+    @discardableResult
+    static func psql(_ conninfo: String, _ sql: String) throws -> String {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", conninfo, "-c", sql]
+        let out = Pipe()
+        let err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        let errData = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        guard p.terminationStatus == 0 else {
+            throw TestFailure("psql failed: \(String(decoding: errData, as: UTF8.self))")
+        }
+        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    @discardableResult
+    func sql(_ sql: String) throws -> String { try Self.psql(conninfo, sql) }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}
+
+/// A real `Server` on its own loop thread, listening on a free loopback port.
+final class TestServer: @unchecked Sendable {  // fields set before start, read after; server touched via requestStop only
+    let server: Server
+    let port: Int
+    let database: TestDatabase
+    private let finished = DispatchSemaphore(value: 0)
+
+    init(database: TestDatabase? = nil, configure: (inout ServerConfig) -> Void = { _ in }) throws {
+        let db = try database ?? TestDatabase()
+        self.database = db
+        var config = ServerConfig(database: db.conninfo)
+        config.port = 0
+        config.shutdownGraceMs = 500
+        configure(&config)
+        var logger = Logger(label: "wharf-test")
+        logger.logLevel = ProcessInfo.processInfo.environment["WHARF_TEST_LOG"] == nil ? .critical : .debug
+        let server = try Server(config: config, logger: logger)
+        self.server = server
+        let ready = DispatchSemaphore(value: 0)
+        let result = Box<Result<Int, Error>>(.success(0))
+        let done = finished
+        let t = Thread {
+            server.run(handleSignals: false) { r in
+                result.value = r
+                ready.signal()
+            }
+            done.signal()
+        }
+        t.stackSize = 8 << 20
+        t.start()
+        if ready.wait(timeout: .now() + 30) == .timedOut { throw TestFailure("server did not start within 30 s") }
+        port = try result.value.get()
+    }
+
+    func connect(token: String? = nil) throws -> BlockingConnection {
+        let c = try BlockingConnection(host: "127.0.0.1", port: port, timeoutSeconds: 20)
+        if let token { _ = try c.call("session.hello", ["token": .string(token)]) }
+        return c
+    }
+
+    func client(token: String? = nil) -> WharfClient { WharfClient(host: "127.0.0.1", port: port, token: token) }
+
+    func stop() {
+        server.requestStop()
+        _ = finished.wait(timeout: .now() + 10)
+    }
+
+    deinit { stop() }
+}
+
+final class Box<T>: @unchecked Sendable {  // written by one thread before a semaphore signal, read after
+    var value: T
+    init(_ v: T) { value = v }
+}
+
+extension BlockingConnection {
+    /// Calls and returns the RPC error, failing if the call succeeded.
+    func expectError(_ method: String, _ params: JSON? = nil) throws -> RPCError {
+        do {
+            let r = try call(method, params)
+            throw TestFailure("\(method) succeeded with \(r.text), expected an error")
+        } catch let e as RPCError {
+            return e
+        }
+    }
+}
