@@ -1,4 +1,5 @@
 import CLibUV
+import Glibc
 
 /// A `uv_async_t`: the one way another thread wakes the loop. Several `send()`s may coalesce into one
 /// callback.
@@ -33,6 +34,12 @@ public final class SignalWatcher: LoopHandle {
 
     public func start(signal: Int32, _ callback: @escaping (Int32) -> Void) throws {
         self.callback = callback
+        // A parent may have started us with the signal blocked (masks are inherited across exec);
+        // libuv only sees signals that reach some thread, so the loop thread unblocks it.
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, signal)
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
         try uvCheck(
             uv_signal_start(raw.assumingMemoryBound(to: uv_signal_t.self), { s, signum in
                 LoopHandle.owner(s, as: SignalWatcher.self).callback?(signum)

@@ -1,0 +1,94 @@
+import Foundation
+import Testing
+import WharfClient
+import WharfRPC
+
+@Suite struct ResilienceTests {
+    @Test func databaseOutageGivesRetryableErrorsThenRecovers() throws {
+        let s = try TestServer()
+        let c = try s.connect()
+        #expect(try c.call("jobs.enqueue", ["queue": "o", "kind": "k"])["state"] == "available")
+        let base = try TestEnvironment.databaseURL()
+        try TestDatabase.psql(base, "alter database \(s.database.name) allow_connections false")
+        try TestDatabase.psql(
+            base, "select pg_terminate_backend(pid) from pg_stat_activity where datname = '\(s.database.name)'")
+        var sawRetryable = false
+        for _ in 0..<20 {
+            do {
+                _ = try c.call("jobs.enqueue", ["queue": "o", "kind": "k"])
+            } catch let e as RPCError {
+                #expect(e.code == -32003)
+                #expect(e.isRetryable)
+                sawRetryable = true
+                break
+            }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        #expect(sawRetryable)
+        let health = try c.call("server.health")
+        #expect(health["database"]?["reachable"] == false)
+        #expect(try c.call("server.ping") == "pong")
+        try TestDatabase.psql(base, "alter database \(s.database.name) allow_connections true")
+        var recovered = false
+        let deadline = Date().addingTimeInterval(15)
+        while !recovered && Date() < deadline {
+            recovered = (try? c.call("jobs.enqueue", ["queue": "o", "kind": "k"])) != nil
+            if !recovered { Thread.sleep(forTimeInterval: 0.2) }
+        }
+        #expect(recovered)
+        #expect(try c.call("server.health")["database"]?["reachable"] == true)
+    }
+
+    /// The real binary with its embedded PostgreSQL: answers, reports the database, and SIGTERM leaves
+    /// nothing running.
+    @Test(.timeLimit(.minutes(2))) func embeddedServeStartsAndStopsCleanly() throws {
+        let bin = TestEnvironment.wharfBinary
+        try #require(FileManager.default.isExecutableFile(atPath: bin), "build the wharf binary first (\(bin))")
+        let dataDir = NSTemporaryDirectory() + "wharf-embedded-" + String(UInt32.random(in: 0...UInt32.max), radix: 36)
+        defer { try? FileManager.default.removeItem(atPath: dataDir) }
+        let port = Int.random(in: 20_000...40_000)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: bin)
+        p.arguments = ["serve", "--data-dir", dataDir, "--listen", "127.0.0.1:\(port)", "--log-level", "warning"]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        var conn: BlockingConnection?
+        let deadline = Date().addingTimeInterval(60)
+        while conn == nil && Date() < deadline && p.isRunning {
+            conn = try? BlockingConnection(host: "127.0.0.1", port: port, timeoutSeconds: 5)
+            if let c = conn, (try? c.call("server.ping")) != "pong" { conn = nil }
+            if conn == nil { Thread.sleep(forTimeInterval: 0.2) }
+        }
+        let c = try #require(conn, "wharf serve did not answer within 60 s")
+        let health = try c.call("server.health")
+        #expect(health["database"]?["reachable"] == true)
+        #expect(health["database"]?["serverVersion"]?.stringValue?.hasPrefix("15") == true)
+        p.terminate()
+        let stopDeadline = Date().addingTimeInterval(30)
+        while p.isRunning && Date() < stopDeadline { Thread.sleep(forTimeInterval: 0.05) }
+        if p.isRunning {
+            kill(p.processIdentifier, SIGKILL)
+            Issue.record("wharf serve ignored SIGTERM for 30 s")
+        }
+        p.waitUntilExit()
+        #expect(p.terminationReason == .exit)
+        #expect(p.terminationStatus == 0)
+        let leftovers = try TestDatabase.psqlFreeShell("pgrep -f -- '[p]ostgres -D \(dataDir)/pg' || true")
+        #expect(leftovers.isEmpty, "postgres still running: \(leftovers)")
+    }
+}
+
+extension TestDatabase {
+    static func psqlFreeShell(_ command: String) throws -> String {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", command]
+        let out = Pipe()
+        p.standardOutput = out
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+}
