@@ -7,6 +7,7 @@ extension Server {
     func registerMethods() {
         registerServerMethods()
         registerJobMethods()
+        registerLockMethods()
     }
 
     func registerServerMethods() {

@@ -22,6 +22,7 @@ public final class Server: @unchecked Sendable {  // loop-thread confined; only 
     private var dirty: [ClientConnection] = []
     private var beforeFlush: [() -> Void] = []
     var jobs: JobsService!
+    var locks: LocksService!
     private var flusher: Check?
     private var keepAwake: Idle?
     private var idleSweeper: LoopTimer?

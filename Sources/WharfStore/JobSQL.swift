@@ -4,7 +4,7 @@
 enum JobSQL {
     /// Formats a timestamptz column as RFC 3339 UTC with milliseconds.
     static func ts(_ column: String) -> String {
-        "to_char(\(column) at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+        "to_char((\(column)) at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
     }
 
     static let hotStates = "('scheduled', 'available', 'running', 'retryable')"

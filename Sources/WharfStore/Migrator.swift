@@ -20,6 +20,7 @@ public enum Migrator {
         let files: [(String, [UInt8])] = [
             ("v0001_base", PackageResources.v0001_base_sql),
             ("v0002_jobs", PackageResources.v0002_jobs_sql),
+            ("v0003_locks", PackageResources.v0003_locks_sql),
         ]
         return files.map { name, bytes in
             let digits = name.dropFirst().prefix { $0.isNumber }

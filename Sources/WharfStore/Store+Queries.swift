@@ -21,5 +21,11 @@ extension Store {
         StoreQuery(name: "queues.list", sql: QueueSQL.list),
         StoreQuery(name: "queues.stats", sql: QueueSQL.stats),
         StoreQuery(name: "queues.setPaused", sql: QueueSQL.setPaused),
+        StoreQuery(name: "locks.acquire", sql: LockSQL.acquire),
+        StoreQuery(name: "locks.renew", sql: LockSQL.renew),
+        StoreQuery(name: "locks.release", sql: LockSQL.release),
+        StoreQuery(name: "locks.countWait", sql: LockSQL.countWait),
+        StoreQuery(name: "locks.get", sql: LockSQL.get),
+        StoreQuery(name: "locks.list", sql: LockSQL.list),
     ]
 }

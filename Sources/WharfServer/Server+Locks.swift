@@ -1,0 +1,70 @@
+import WharfRPC
+import WharfStore
+
+extension Server {
+    func registerLockMethods() {
+        let locks = LocksService(server: self)
+        self.locks = locks
+        locks.start()
+        let users: Set<Role> = [.producer, .worker]
+        let readers: Set<Role> = [.producer, .worker, .reader]
+
+        register("locks.acquire", roles: users) { call in
+            let p = call.params
+            try p.onlyKnown(["name", "holder", "ttlMs", "waitMs", "requestId", "bindToSession", "lockDelayMs"])
+            var request = LockRequest(
+                name: try p.name("name", maxLength: 400), holder: try p.name("holder"),
+                ttlMs: try p.int("ttlMs", in: 100...86_400_000))
+            request.requestID = try p.optionalName("requestId")
+            request.lockDelayMs = try p.optionalInt("lockDelayMs", in: 0...3_600_000) ?? 0
+            request.sessionID = call.session.id
+            let waitMs = try p.optionalInt("waitMs", in: 0...300_000) ?? 0
+            let bind = try p.bool("bindToSession", default: false)
+            locks.acquire(call: call, request: request, waitMs: waitMs, bind: bind)
+        }
+
+        register("locks.renew", roles: users) { [unowned self] call in
+            let p = call.params
+            try p.onlyKnown(["name", "token", "ttlMs"])
+            store.renewLock(name: try p.name("name", maxLength: 400), token: try p.string("token"), ttlMs: try p.int("ttlMs", in: 100...86_400_000)) {
+                call.finish($0)
+            }
+        }
+
+        register("locks.release", roles: users) { [unowned self] call in
+            let p = call.params
+            try p.onlyKnown(["name", "token"])
+            let name = try p.name("name", maxLength: 400)
+            let token = try p.string("token")
+            store.releaseLocks([(name, token)]) { r in
+                switch r {
+                case .success([true]):
+                    call.session.removeCloseHook("lock:\(name):\(token)")
+                    locks.wake(name)
+                    call.reply(["name": .string(name), "released": true])
+                case .success:
+                    call.fail(.conflict("lock \(name) is not held with this token", reason: "lease_lost", ["name": .string(name)]))
+                case .failure(let e):
+                    call.fail(e)
+                }
+            }
+        }
+
+        register("locks.get", roles: readers) { [unowned self] call in
+            try call.params.onlyKnown(["name"])
+            store.lock(name: try call.params.name("name", maxLength: 400)) { call.finish($0) }
+        }
+
+        register("locks.list", roles: readers) { [unowned self] call in
+            let p = call.params
+            try p.onlyKnown(["prefix", "limit", "cursor"])
+            let limit = Int(try p.optionalInt("limit", in: 1...1000) ?? 100)
+            store.listLocks(prefix: try p.optionalString("prefix"), after: try p.optionalString("cursor"), limit: limit) { r in
+                call.finish(
+                    r.map { list in
+                        ["locks": .array(list), "nextCursor": list.count == limit ? (list.last?["name"] ?? .null) : .null]
+                    })
+            }
+        }
+    }
+}
