@@ -58,6 +58,7 @@ public final class Server: @unchecked Sendable {  // loop-thread confined; only 
             return
         }
         loop.run()
+        stopLock.withLock { stopWakerClosed = true }
         loop.shutdown()
     }
 
@@ -160,9 +161,15 @@ public final class Server: @unchecked Sendable {  // loop-thread confined; only 
         onListening = nil
     }
 
-    /// Stops the server from any thread.
+    private let stopLock = NSLock()
+    /// Set once the loop ended: the wake-up handle is about to be freed and must not be touched.
+    private var stopWakerClosed = false
+
+    /// Stops the server from any thread; harmless once it has stopped.
     public func requestStop() {
-        stopWaker?.send()
+        stopLock.withLock {
+            if !stopWakerClosed { stopWaker?.send() }
+        }
     }
 
     private func beginShutdown() {

@@ -52,21 +52,36 @@ struct TestDatabase {
     /// Runs SQL through psql (outside any event loop) and returns its unaligned output.
     @discardableResult
     static func psql(_ conninfo: String, _ sql: String) throws -> String {
+        let (status, out, err) = try run(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", conninfo, "-c", sql])
+        guard status == 0 else { throw TestFailure("psql failed: \(err)") }
+        return out
+    }
+
+    /// Runs a command with output in temporary files: Foundation's pipe reads trap on EINTR, which
+    /// the signals of other tests' child processes cause.
+    static func run(_ arguments: [String]) throws -> (Int32, String, String) {
+        let base = NSTemporaryDirectory() + "wharf-test-\(UInt64.random(in: 0...UInt64.max))"
+        FileManager.default.createFile(atPath: base + ".out", contents: nil)
+        FileManager.default.createFile(atPath: base + ".err", contents: nil)
+        defer {
+            try? FileManager.default.removeItem(atPath: base + ".out")
+            try? FileManager.default.removeItem(atPath: base + ".err")
+        }
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", conninfo, "-c", sql]
-        let out = Pipe()
-        let err = Pipe()
+        p.arguments = arguments
+        let out = try FileHandle(forWritingTo: URL(fileURLWithPath: base + ".out"))
+        let err = try FileHandle(forWritingTo: URL(fileURLWithPath: base + ".err"))
         p.standardOutput = out
         p.standardError = err
+        p.standardInput = FileHandle.nullDevice
         try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        let errData = err.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
-        guard p.terminationStatus == 0 else {
-            throw TestFailure("psql failed: \(String(decoding: errData, as: UTF8.self))")
-        }
-        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        try? out.close()
+        try? err.close()
+        let o = (try? String(contentsOfFile: base + ".out", encoding: .utf8)) ?? ""
+        let e = (try? String(contentsOfFile: base + ".err", encoding: .utf8)) ?? ""
+        return (p.terminationStatus, o.trimmingCharacters(in: .whitespacesAndNewlines), e)
     }
 
     @discardableResult
