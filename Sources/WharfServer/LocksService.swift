@@ -38,6 +38,11 @@ final class LocksService {
     private var retrying: Set<String> = []
     private var expiryTimers: [String: LoopTimer] = [:]
 
+    /// Releases from all clients in one loop turn share one statement.
+    private(set) lazy var releaseBatcher = Batcher<(name: String, token: String), Bool>(
+        schedule: { [unowned server] body in server.runBeforeFlush(body) },
+        run: { [unowned self] items, done in self.store.releaseLocks(items, done) })
+
     init(server: Server) { self.server = server }
 
     func start() {

@@ -36,9 +36,9 @@ extension Server {
             try p.onlyKnown(["name", "token"])
             let name = try p.name("name", maxLength: 400)
             let token = try p.string("token")
-            store.releaseLocks([(name, token)]) { r in
+            locks.releaseBatcher.add((name, token)) { r in
                 switch r {
-                case .success([true]):
+                case .success(true):
                     call.session.removeCloseHook("lock:\(name):\(token)")
                     locks.wake(name)
                     call.reply(["name": .string(name), "released": true])

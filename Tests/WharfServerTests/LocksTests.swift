@@ -157,3 +157,35 @@ import WharfRPC
         #expect(error?.isRetryable == true)
     }
 }
+
+/// `wharf lock run` against a real server: the command's status passes through, a second run while
+/// the lock is held fails fast with 75, and `--wait` waits its turn.
+@Suite struct LockRunTests {
+    @Test func lockRunGuardsACommand() throws {
+        let s = try TestServer()
+        let bin = TestEnvironment.wharfBinary
+        try #require(FileManager.default.isExecutableFile(atPath: bin))
+        let server = "127.0.0.1:\(s.port)"
+        let first = try TestDatabase.run([bin, "lock", "run", "nightly", "--server", server, "--ttl", "3s", "--", "sh", "-c", "echo fencing=$WHARF_FENCING_TOKEN; exit 3"])
+        #expect(first.0 == 3)
+        #expect(first.1.contains("fencing=1"))
+        let holder = Process()
+        holder.executableURL = URL(fileURLWithPath: bin)
+        holder.arguments = ["lock", "run", "nightly", "--server", server, "--ttl", "3s", "--", "sleep", "1.5"]
+        try holder.run()
+        var held = false
+        for _ in 0..<40 where !held {
+            Thread.sleep(forTimeInterval: 0.05)
+            held = (try? s.connect().call("locks.get", ["name": "nightly"])["held"]) == true
+        }
+        #expect(held)
+        let second = try TestDatabase.run([bin, "lock", "run", "nightly", "--server", server, "--", "echo", "ran"])
+        #expect(second.0 == 75)
+        #expect(!second.1.contains("ran"))
+        let waited = try TestDatabase.run([bin, "lock", "run", "nightly", "--server", server, "--wait", "10s", "--", "echo", "ran"])
+        #expect(waited.0 == 0)
+        #expect(waited.1.contains("ran"))
+        holder.waitUntilExit()
+        #expect(holder.terminationStatus == 0)
+    }
+}

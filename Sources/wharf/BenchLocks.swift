@@ -1,0 +1,139 @@
+import ArgumentParser
+import Foundation
+import Histogram
+import WharfRPC
+import WharfUV
+
+/// `wharf bench locks`: acquire+release loops from N clients over K names, durable grants.
+struct BenchLocks: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "locks", abstract: "Acquire+release throughput and acquire latency of fenced locks.")
+
+    @Option(help: "Server address, HOST:PORT.") var server = "127.0.0.1:7411"
+    @Option(help: "Client connections, each looping acquire then release.") var clients = 8
+    @Option(help: "Distinct lock names (names >= clients means no contention).") var names = 64
+    @Option(help: "Seconds to measure after a one-second warm-up.") var duration = 10.0
+    @Flag(help: "Print one JSON object as the last line.") var json = false
+
+    func run() throws {
+        let (host, port) = try parseHostPort(server)
+        let box = UncheckedBox(LockBenchRun(host: host, port: port, clients: clients, names: names, durationS: duration))
+        runOnLoopThread { box.value.run() }
+        let r = box.value
+        if let error = r.error { throw ValidationError(error) }
+        let perSec = Double(r.acquired) / r.seconds
+        let p50 = Double(r.latency.valueAtPercentile(50)) / 1000
+        let p99 = Double(r.latency.valueAtPercentile(99)) / 1000
+        print(
+            String(
+                format: "locks: %d clients over %d names, %.1f s: %.0f acquires/s (each followed by a release), acquire p50 %.3f ms, p99 %.3f ms, denied %d",
+                clients, names, r.seconds, perSec, p50, p99, r.denied))
+        if json {
+            let o: JSON = [
+                "clients": .from(clients), "names": .from(names), "acquiresPerSec": .double(perSec.rounded()),
+                "acquireP50Ms": .double(p50), "acquireP99Ms": .double(p99), "denied": .from(r.denied),
+            ]
+            print(o.text)
+        }
+    }
+}
+
+final class LockBenchRun {
+    let host: String
+    let port: Int
+    let clients: Int
+    let names: Int
+    let durationS: Double
+    var latency = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+    var acquired = 0
+    var denied = 0
+    var seconds = 0.0
+    var error: String?
+    private var measuring = false
+    private var stopping = false
+    private let prefix = "bench-" + String(UInt32.random(in: 0...UInt32.max), radix: 36) + "-"
+
+    init(host: String, port: Int, clients: Int, names: Int, durationS: Double) {
+        self.host = host
+        self.port = port
+        self.clients = max(1, clients)
+        self.names = max(1, names)
+        self.durationS = durationS
+    }
+
+    static func nowNs() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+
+    func run() {
+        do {
+            let loop = try EventLoop()
+            var conns: [LoopRPCClient] = []
+            var connected = 0
+            for i in 0..<clients {
+                let c = try LoopRPCClient(loop: loop)
+                conns.append(c)
+                try c.connect(host: host, port: port) { [unowned self] err in
+                    if let err {
+                        self.error = "connect: \(err)"
+                        return loop.stop()
+                    }
+                    connected += 1
+                    if connected == self.clients {
+                        for (k, c) in conns.enumerated() { self.cycle(c, client: k, step: 0) }
+                        self.startClock(loop)
+                    }
+                }
+                _ = i
+            }
+            loop.run()
+            for c in conns { c.tcp.close() }
+            loop.shutdown()
+        } catch {
+            self.error = "\(error)"
+        }
+    }
+
+    private func startClock(_ loop: EventLoop) {
+        let t = try! LoopTimer(loop: loop)
+        var start: UInt64 = 0
+        t.start(timeoutMs: 1000) { [unowned self] in
+            self.latency.reset()
+            self.acquired = 0
+            self.denied = 0
+            self.measuring = true
+            start = Self.nowNs()
+            t.start(timeoutMs: UInt64(self.durationS * 1000)) { [unowned self] in
+                self.seconds = Double(Self.nowNs() - start) / 1e9
+                self.stopping = true
+                t.close()
+                loop.stop()
+            }
+        }
+    }
+
+    /// Client `k` walks its own names (k, k + clients, ...) so that names >= clients never contend.
+    private func cycle(_ c: LoopRPCClient, client k: Int, step: Int) {
+        guard !stopping else { return }
+        let slots = max(1, names / clients)
+        let name = prefix + String((k + (step % slots) * clients) % names)
+        let sent = Self.nowNs()
+        c.call("locks.acquire", ["name": .string(name), "holder": .string("bench-\(k)"), "ttlMs": 10_000]) { [unowned self] r in
+            let now = Self.nowNs()
+            guard case .success(let v) = r else {
+                self.error = "acquire failed: \(r)"
+                self.stopping = true
+                return
+            }
+            guard v["granted"] == true, let token = v["token"] else {
+                if self.measuring { self.denied += 1 }
+                return self.cycle(c, client: k, step: step + 1)
+            }
+            if self.measuring {
+                self.acquired += 1
+                _ = self.latency.record(max(1, (now - sent) / 1000))
+            }
+            c.call("locks.release", ["name": .string(name), "token": token]) { [unowned self] _ in
+                self.cycle(c, client: k, step: step + 1)
+            }
+        }
+    }
+}

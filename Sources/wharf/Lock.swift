@@ -1,0 +1,153 @@
+import ArgumentParser
+import Foundation
+import WharfClient
+import WharfRPC
+
+/// Parses durations such as `30s`, `1500ms`, `2m`, `1h` (a bare number is seconds).
+func parseDurationMs(_ text: String) throws -> Int {
+    let units: [(String, Double)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000)]
+    for (suffix, factor) in units where text.hasSuffix(suffix) {
+        if let v = Double(text.dropLast(suffix.count)), v >= 0 { return Int(v * factor) }
+    }
+    if let v = Double(text), v >= 0 { return Int(v * 1000) }
+    throw ValidationError("not a duration: \(text) (use e.g. 30s, 500ms, 2m)")
+}
+
+struct Lock: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Fenced locks: acquire, renew, release, inspect, or run a command while holding one.",
+        subcommands: [Acquire.self, Renew.self, Release.self, Get.self, List.self, Run.self])
+
+    struct Acquire: ParsableCommand {
+        @OptionGroup var options: ClientOptions
+        @Argument var name: String
+        @Option(help: "Lease length, e.g. 30s.") var ttl = "30s"
+        @Option(help: "Wait this long for the lock, e.g. 10s.") var wait: String?
+        @Option var holder = ProcessInfo.processInfo.hostName
+        func run() throws {
+            var p: JSONObject = ["name": .string(name), "holder": .string(holder), "ttlMs": .from(try parseDurationMs(ttl))]
+            if let wait { p["waitMs"] = .from(try parseDurationMs(wait)) }
+            let r = try callOrExit(options, "locks.acquire", .object(p))
+            output(options, r) { r in
+                r["granted"] == true
+                    ? "granted \(name): token \(r["token"]?.stringValue ?? "") fencing \(r["fencingToken"]?.intValue ?? 0) until \(r["expiresAt"]?.stringValue ?? "")"
+                    : "held by \(r["heldBy"]?.stringValue ?? "?") until \(r["expiresAt"]?.stringValue ?? "?")"
+            }
+            if r["granted"] != true { throw ExitCode(75) }
+        }
+    }
+
+    struct Renew: ParsableCommand {
+        @OptionGroup var options: ClientOptions
+        @Argument var name: String
+        @Argument var token: String
+        @Option var ttl = "30s"
+        func run() throws {
+            let r = try callOrExit(options, "locks.renew", ["name": .string(name), "token": .string(token), "ttlMs": .from(try parseDurationMs(ttl))])
+            output(options, r) { "renewed \(name) until \($0["expiresAt"]?.stringValue ?? "")" }
+        }
+    }
+
+    struct Release: ParsableCommand {
+        @OptionGroup var options: ClientOptions
+        @Argument var name: String
+        @Argument var token: String
+        func run() throws {
+            let r = try callOrExit(options, "locks.release", ["name": .string(name), "token": .string(token)])
+            output(options, r) { _ in "released \(name)" }
+        }
+    }
+
+    struct Get: ParsableCommand {
+        @OptionGroup var options: ClientOptions
+        @Argument var name: String
+        func run() throws {
+            let r = try callOrExit(options, "locks.get", ["name": .string(name)])
+            output(options, r, Lock.describe)
+        }
+    }
+
+    struct List: ParsableCommand {
+        @OptionGroup var options: ClientOptions
+        @Option var prefix: String?
+        func run() throws {
+            var p: JSONObject = [:]
+            if let prefix { p["prefix"] = .string(prefix) }
+            let r = try callOrExit(options, "locks.list", .object(p))
+            output(options, r) { r in
+                let rows = (r["locks"]?.arrayValue ?? []).map(Lock.describe)
+                return rows.isEmpty ? "no locks" : rows.joined(separator: "\n")
+            }
+        }
+    }
+
+    static func describe(_ l: JSON) -> String {
+        let name = l["name"]?.stringValue ?? ""
+        let s = l["stats"]
+        let counters = "grants \(s?["grants"]?.intValue ?? 0), waits \(s?["waits"]?.intValue ?? 0), expired \(s?["expiriesWithoutRelease"]?.intValue ?? 0)"
+        if l["held"] == true {
+            return "\(name)\theld by \(l["holder"]?.stringValue ?? "") until \(l["expiresAt"]?.stringValue ?? "")\tfencing \(l["fencingToken"]?.intValue ?? 0)\t\(counters)"
+        }
+        return "\(name)\tfree\tfencing \(l["fencingToken"]?.intValue ?? 0)\t\(counters)"
+    }
+
+    /// `wharf lock run NAME --ttl 30s -- COMMAND...`: the one-line fix for a cron host that may start a
+    /// job twice. Exits with the command's status, or 75 (EX_TEMPFAIL) when the lock is held.
+    struct Run: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Acquire NAME, run COMMAND while renewing at a third of the TTL, release, exit with its status.")
+        @OptionGroup var options: ClientOptions
+        @Argument var name: String
+        @Option(help: "Lease length, e.g. 30s.") var ttl = "30s"
+        @Option(help: "Wait this long for the lock instead of failing at once, e.g. 10s.") var wait: String?
+        @Option var holder = "\(ProcessInfo.processInfo.hostName)/\(getpid())"
+        @Argument(parsing: .postTerminator, help: "The command, after --.") var command: [String] = []
+
+        func run() throws {
+            var argv = command
+            if argv.first == "--" { argv.removeFirst() }
+            guard !argv.isEmpty else { throw ValidationError("give the command after --") }
+            let ttlMs = try parseDurationMs(ttl)
+            let conn = try options.connect()
+            var p: JSONObject = [
+                "name": .string(name), "holder": .string(holder), "ttlMs": .from(ttlMs), "bindToSession": true,
+                "requestId": .string(UUID().uuidString),
+            ]
+            if let wait { p["waitMs"] = .from(try parseDurationMs(wait)) }
+            let grant = try conn.call("locks.acquire", .object(p))
+            guard grant["granted"] == true, let token = grant["token"]?.stringValue else {
+                FileHandle.standardError.write(
+                    Data("lock \(name) is held by \(grant["heldBy"]?.stringValue ?? "?") until \(grant["expiresAt"]?.stringValue ?? "?")\n".utf8))
+                throw ExitCode(75)
+            }
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = argv
+            var env = ProcessInfo.processInfo.environment
+            env["WHARF_LOCK_NAME"] = name
+            env["WHARF_FENCING_TOKEN"] = String(grant["fencingToken"]?.intValue ?? 0)
+            process.environment = env
+            try process.run()
+            // Renew on this thread while the child runs; the connection is used by this thread only.
+            let interval = Double(ttlMs) / 3 / 1000
+            var lost = false
+            var next = Date().addingTimeInterval(interval)
+            while process.isRunning {
+                Thread.sleep(forTimeInterval: min(0.05, interval))
+                guard Date() >= next, process.isRunning else { continue }
+                next = Date().addingTimeInterval(interval)
+                do {
+                    _ = try conn.call("locks.renew", ["name": .string(name), "token": .string(token), "ttlMs": .from(ttlMs)])
+                } catch {
+                    if !lost { FileHandle.standardError.write(Data("lost lock \(name): \(error); stopping the command\n".utf8)) }
+                    lost = true
+                    process.terminate()
+                }
+            }
+            process.waitUntilExit()
+            _ = try? conn.call("locks.release", ["name": .string(name), "token": .string(token)])
+            if lost { throw ExitCode(75) }
+            throw ExitCode(process.terminationStatus)
+        }
+    }
+}
