@@ -40,7 +40,8 @@ def test_errors_parse_as_errors(server):
 
 
 def test_enqueue_and_lease(server):
-    enq = parse(roundtrip(server.port, request("jobs.enqueue", params={"queue": "ind", "kind": "k", "payload": [1, 2]})))
+    params = {"queue": "ind", "kind": "k", "payload": [1, 2]}
+    enq = parse(roundtrip(server.port, request("jobs.enqueue", params=params)))
     assert isinstance(enq, Ok) and enq.result["duplicate"] is False
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
         s.sendall(json.dumps(request("jobs.lease", params={"queues": ["ind"], "worker": "py"})).encode() + b"\n")
