@@ -51,9 +51,10 @@ def fresh_database() -> str:
 class WharfServer:
     """`wharf serve --database <db> --listen 127.0.0.1:<free port>`, up once it answers a ping."""
 
-    def __init__(self, database: Optional[str] = None, extra_args: Optional[List[str]] = None) -> None:
+    def __init__(self, database: Optional[str] = None, extra_args: Optional[List[str]] = None,
+                 port: Optional[int] = None) -> None:
         self.database = database or fresh_database()
-        self.port = free_port()
+        self.port = port or free_port()
         args = [wharf_bin(), "serve", "--database", self.database, "--listen", f"127.0.0.1:{self.port}",
                 "--log-level", "warning"] + (extra_args or [])
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
