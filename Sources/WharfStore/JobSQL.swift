@@ -121,21 +121,21 @@ enum JobSQL {
     /// Why a token did not match: the job's state and whether the token is the one it holds.
     static let leaseCheck = "select state, lease_token = $2 from wharf.jobs where id = $1"
 
+    /// Returns the ids it completed; the caller works out why the others were refused (rare), so the
+    /// common path has no join back to the input (a nested loop over both lists otherwise).
     static let complete = """
         with input as (
-            select * from unnest($1::bigint[], $2::text[], $3::jsonb[]) with ordinality as t(id, token, result, ord)
-        ),
-        done as (
-            update wharf.jobs j
-            set state = 'completed', result = i.result, finished_at = now(), lease_expires_at = null
-            from input i
-            where j.id = i.id and j.lease_token = i.token and j.state = 'running'
-            returning j.id
+            select * from unnest($1::bigint[], $2::text[], $3::jsonb[]) as t(id, token, result)
         )
-        select i.ord, d.id is not null, j.state, j.lease_token = i.token
-        from input i left join done d on d.id = i.id left join wharf.jobs j on j.id = i.id
-        order by i.ord
+        update wharf.jobs j
+        set state = 'completed', result = i.result, finished_at = now(), lease_expires_at = null
+        from input i
+        where j.id = i.id and j.lease_token = i.token and j.state = 'running'
+        returning j.id, i.token
         """
+
+    /// State and token of jobs whose complete or fail was refused, to tell lease_lost from cancelled.
+    static let leaseStates = "select id, state, lease_token from wharf.jobs where id = any($1::bigint[])"
 
     /// The retry delay in milliseconds for job `j` after attempt `j.attempt`, from the job's policy or
     /// the server defaults `$6..$9` (initialMs, maxMs, coefficient, jitter).
@@ -149,24 +149,19 @@ enum JobSQL {
     static let fail = """
         with input as (
             select * from unnest($1::bigint[], $2::text[], $3::jsonb[], $4::bool[], $5::bigint[])
-                with ordinality as t(id, token, error, retryable, retry_in_ms, ord)
-        ),
-        done as (
-            update wharf.jobs j
-            set state = case when not i.retryable or j.attempt >= j.max_attempts then 'dead' else 'retryable' end,
-                finished_at = case when not i.retryable or j.attempt >= j.max_attempts then now() end,
-                run_at = case when not i.retryable or j.attempt >= j.max_attempts then j.run_at
-                              else now() + coalesce(i.retry_in_ms::float8, \(backoff)) * interval '1 millisecond' end,
-                last_error = i.error, lease_expires_at = null,
-                attempts = j.attempts || jsonb_build_object('attempt', j.attempt, 'worker', j.worker,
-                    'leasedAt', j.leased_at, 'finishedAt', now(), 'outcome', 'failed', 'error', i.error)
-            from input i
-            where j.id = i.id and j.lease_token = i.token and j.state = 'running'
-            returning j.id, j.state, \(ts("j.run_at")) as run_at
+                as t(id, token, error, retryable, retry_in_ms)
         )
-        select i.ord, d.id is not null, coalesce(d.state, j.state), j.lease_token = i.token, d.run_at
-        from input i left join done d on d.id = i.id left join wharf.jobs j on j.id = i.id
-        order by i.ord
+        update wharf.jobs j
+        set state = case when not i.retryable or j.attempt >= j.max_attempts then 'dead' else 'retryable' end,
+            finished_at = case when not i.retryable or j.attempt >= j.max_attempts then now() end,
+            run_at = case when not i.retryable or j.attempt >= j.max_attempts then j.run_at
+                          else now() + coalesce(i.retry_in_ms::float8, \(backoff)) * interval '1 millisecond' end,
+            last_error = i.error, lease_expires_at = null,
+            attempts = j.attempts || jsonb_build_object('attempt', j.attempt, 'worker', j.worker,
+                'leasedAt', j.leased_at, 'finishedAt', now(), 'outcome', 'failed', 'error', i.error)
+        from input i
+        where j.id = i.id and j.lease_token = i.token and j.state = 'running'
+        returning j.id, j.state, \(ts("j.run_at")), i.token
         """
 
     /// Running jobs whose lease expired, oldest first (uses the lease-expiry index).

@@ -171,16 +171,8 @@ extension Store {
         let params: [String?] = [
             PGArray.ints(items.map(\.id)), PGArray.text(items.map(\.token)), PGArray.text(items.map { $0.result?.text }),
         ]
-        one(JobSQL.complete, params, completion) { rows in
-            (0..<rows.rowCount).map { i in
-                let id = items[i].id
-                if rows.bool(i, 1) == true { return .done(state: "completed", nextRunAt: nil) }
-                if rows.isNull(i, 2) { return .failure(.notFound("job", id: String(id))) }
-                let state = rows.string(i, 2)
-                let matches = rows.bool(i, 3) ?? false
-                if matches && state == "completed" { return .done(state: "completed", nextRunAt: nil) }
-                return .failure(Self.leaseError(id: id, state: state, tokenMatches: matches))
-            }
+        finish(JobSQL.complete, params, items.map { ($0.id, $0.token) }, completion) { _, _ in
+            .done(state: "completed", nextRunAt: nil)
         }
     }
 
@@ -194,15 +186,49 @@ extension Store {
             PGArray.bools(items.map(\.retryable)), PGArray.ints(items.map(\.retryInMs)),
             String(defaults.initialMs), String(defaults.maxMs), String(defaults.coefficient), String(defaults.jitter),
         ]
-        one(JobSQL.fail, params, completion) { rows in
-            (0..<rows.rowCount).map { i in
-                let id = items[i].id
-                if rows.bool(i, 1) == true {
-                    let state = rows.string(i, 2) ?? ""
-                    return .done(state: state, nextRunAt: state == "retryable" ? rows.string(i, 4) : nil)
+        finish(JobSQL.fail, params, items.map { ($0.id, $0.token) }, completion) { rows, row in
+            let state = rows.string(row, 1) ?? ""
+            return .done(state: state, nextRunAt: state == "retryable" ? rows.string(row, 2) : nil)
+        }
+    }
+
+    /// Runs a complete/fail statement that returns the (id, token) pairs it finished (first and last
+    /// columns), then explains each refusal from the jobs' current state and token. Keying by the pair
+    /// matters: a stale and a current token for one job may share a batch.
+    private func finish(
+        _ sql: String, _ params: [String?], _ items: [(id: Int64, token: String)],
+        _ completion: @escaping (Result<[FinishOutcome], RPCError>) -> Void,
+        _ done: @escaping (PQResult, Int) -> FinishOutcome
+    ) {
+        pool.query(sql, params) { [self] r in
+            switch r {
+            case .failure(let e):
+                completion(.failure(rpcError(e)))
+            case .success(let rows):
+                var outcomes: [String: FinishOutcome] = [:]
+                let tokenColumn = rows.columnCount - 1
+                for row in 0..<rows.rowCount {
+                    if let id = rows.int(row, 0), let token = rows.string(row, tokenColumn) { outcomes["\(id)|\(token)"] = done(rows, row) }
                 }
-                if rows.isNull(i, 2) { return .failure(.notFound("job", id: String(id))) }
-                return .failure(Self.leaseError(id: id, state: rows.string(i, 2), tokenMatches: rows.bool(i, 3) ?? false))
+                let refused = items.filter { outcomes["\($0.id)|\($0.token)"] == nil }
+                if refused.isEmpty { return completion(.success(items.map { outcomes["\($0.id)|\($0.token)"]! })) }
+                one(JobSQL.leaseStates, [PGArray.ints(refused.map(\.id))], { (r: Result<[Int64: (String?, String?)], RPCError>) in
+                    completion(r.map { current in
+                        items.map { item in
+                            if let o = outcomes["\(item.id)|\(item.token)"] { return o }
+                            guard let (state, token) = current[item.id] else { return .failure(.notFound("job", id: String(item.id))) }
+                            // A repeated complete by the holder that already completed it.
+                            if token == item.token && state == "completed" && sql == JobSQL.complete {
+                                return .done(state: "completed", nextRunAt: nil)
+                            }
+                            return .failure(Self.leaseError(id: item.id, state: state, tokenMatches: token == item.token))
+                        }
+                    })
+                }) { rows in
+                    var current: [Int64: (String?, String?)] = [:]
+                    for i in 0..<rows.rowCount { if let id = rows.int(i, 0) { current[id] = (rows.string(i, 1), rows.string(i, 2)) } }
+                    return current
+                }
             }
         }
     }

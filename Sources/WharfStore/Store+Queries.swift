@@ -9,6 +9,7 @@ extension Store {
         StoreQuery(name: "jobs.heartbeat", sql: JobSQL.heartbeat),
         StoreQuery(name: "jobs.leaseCheck", sql: JobSQL.leaseCheck),
         StoreQuery(name: "jobs.complete", sql: JobSQL.complete),
+        StoreQuery(name: "jobs.leaseStates", sql: JobSQL.leaseStates),
         StoreQuery(name: "jobs.fail", sql: JobSQL.fail),
         StoreQuery(name: "jobs.releaseExpired", sql: JobSQL.releaseExpired),
         StoreQuery(name: "jobs.releaseLost", sql: JobSQL.releaseLost),

@@ -58,6 +58,24 @@ import WharfRPC
         _ = try c.call("jobs.complete", ["id": .string(id), "leaseToken": job["leaseToken"]!])
     }
 
+    /// A JSON-RPC batch lands in one statement: a forged and the real token for one job must still
+    /// get different answers.
+    @Test func forgedAndRealTokenInOneStatement() throws {
+        let s = try TestServer()
+        let c = try s.connect()
+        let id = try enqueue(c, ["queue": "q", "kind": "k"])
+        let job = try #require(try leaseOne(c, queue: "q"))
+        let token = try #require(job["leaseToken"]?.stringValue)
+        try c.sendLine(
+            #"[{"jsonrpc":"2.0","id":"forged","method":"jobs.complete","params":{"id":"\#(id)","leaseToken":"forged"}},"#
+                + #"{"jsonrpc":"2.0","id":"real","method":"jobs.complete","params":{"id":"\#(id)","leaseToken":"\#(token)"}}]"#)
+        let replies = try #require(c.readMessage().arrayValue)
+        let forged = try #require(replies.first { $0["id"] == "forged" })
+        let real = try #require(replies.first { $0["id"] == "real" })
+        #expect(forged["error"]?["data"]?["reason"] == "lease_lost")
+        #expect(real["result"]?["state"] == "completed")
+    }
+
     @Test func expiredLeaseReturnsJobAndFencesOldHolder() throws {
         let s = try TestServer()
         let c = try s.connect()
