@@ -1,0 +1,68 @@
+import Foundation
+import Testing
+import WharfClient
+import WharfRPC
+
+/// The async Swift client and its Worker runtime against a real server.
+@Suite struct SwiftClientTests {
+    @Test func pipelinedCallsFromManyTasks() async throws {
+        let s = try TestServer()
+        let client = s.client()
+        let ids = try await withThrowingTaskGroup(of: String.self) { group in
+            for i in 0..<100 {
+                group.addTask { try await client.enqueue(queue: "swift", kind: "k", payload: ["i": .from(i)]).id }
+            }
+            return try await group.reduce(into: [String]()) { $0.append($1) }
+        }
+        #expect(Set(ids).count == 100)
+        do {
+            _ = try await client.call("jobs.get", ["id": "424242"])
+            Issue.record("expected not found")
+        } catch let e as RPCError {
+            #expect(e.code == -32004)
+        }
+        client.close()
+    }
+
+    @Test func workerRunsCompletesAndFailsJobs() async throws {
+        let s = try TestServer()
+        let client = s.client()
+        let ok = try await client.enqueue(queue: "sw", kind: "double", payload: ["n": 21])
+        let bad = try await client.enqueue(queue: "sw", kind: "reject", payload: .null)
+        let worker = Worker(client: s.client(), queues: ["sw"], concurrency: 2, leaseMs: 3_000)
+        worker.handle("double") { job in ["n": .int((job.payload["n"]?.intValue ?? 0) * 2)] }
+        worker.handle("reject") { _ in throw JobControl.discard(reason: "not wanted") }
+        let running = Task { await worker.run() }
+        var states: (String?, String?) = (nil, nil)
+        for _ in 0..<100 {
+            let a = try await client.call("jobs.get", ["id": .string(ok.id)])
+            let b = try await client.call("jobs.get", ["id": .string(bad.id)])
+            states = (a["state"]?.stringValue, b["state"]?.stringValue)
+            if states == ("completed", "dead") {
+                #expect(a["result"]?["n"] == 42)
+                #expect(b["lastError"]?["message"] == "not wanted")
+                break
+            }
+            try await Task.sleep(nanoseconds: 50_000_000)
+        }
+        #expect(states.0 == "completed")
+        #expect(states.1 == "dead")
+        worker.stop()
+        await running.value
+    }
+
+    @Test func reconnectsAfterTheServerRestarts() async throws {
+        let s = try TestServer()
+        let client = s.client()
+        #expect(try await client.call("server.ping") == "pong")
+        let port = s.port
+        s.stop()
+        do {
+            _ = try await client.call("server.ping")
+            Issue.record("a call to a stopped server succeeded")
+        } catch {}
+        let again = try TestServer(database: s.database) { $0.port = port }
+        #expect(try await client.call("server.ping") == "pong")
+        _ = again
+    }
+}
