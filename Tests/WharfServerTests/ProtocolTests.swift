@@ -232,3 +232,31 @@ import WharfServer
         try config.validate()
     }
 }
+
+@Suite struct InFlightLimitTests {
+    /// With 4 requests in flight the server stops reading: a ping behind 6 long polls is answered
+    /// only after some of them end, yet every request is answered and another connection is unaffected.
+    @Test func stopsReadingAtTheInFlightLimit() throws {
+        let server = try TestServer { $0.limits.maxInFlight = 4 }
+        let c = try server.connect()
+        var out = ""
+        for i in 0..<6 {
+            out += #"{"jsonrpc":"2.0","id":\#(i),"method":"jobs.lease","params":{"queues":["none"],"waitMs":600,"worker":"w"}}"# + "\n"
+        }
+        out += #"{"jsonrpc":"2.0","id":"ping","method":"server.ping"}"# + "\n"
+        let start = Date()
+        try c.sendRaw(Array(out.utf8))
+        let other = try server.connect()
+        #expect(try other.call("server.ping") == "pong")
+        #expect(Date().timeIntervalSince(start) < 0.5)
+        var pingAt: TimeInterval?
+        var answered = 0
+        while answered < 7 {
+            let r = try c.readMessage()
+            answered += 1
+            if r["id"] == "ping" { pingAt = Date().timeIntervalSince(start) }
+        }
+        let delay = try #require(pingAt)
+        #expect(delay >= 0.55, "the ping was read before the in-flight requests finished (\(delay) s)")
+    }
+}
