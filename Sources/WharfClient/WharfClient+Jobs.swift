@@ -45,11 +45,13 @@ extension WharfClient {
         p["payload"] = payload
         let r = try await call("jobs.enqueue", .object(p))
         return EnqueuedJob(
-            id: r["id"]?.stringValue ?? "", state: r["state"]?.stringValue ?? "", duplicate: r["duplicate"]?.boolValue ?? false)
+            id: r["id"]?.stringValue ?? "", state: r["state"]?.stringValue ?? "",
+            duplicate: r["duplicate"]?.boolValue ?? false)
     }
 
     /// `jobs.lease`: up to `max` jobs, waiting up to `waitMs` for one to become available.
-    public func lease(queues: [String], max: Int = 1, leaseMs: Int = 30_000, waitMs: Int = 0, worker: String) async throws
+    public func lease(queues: [String], max: Int = 1, leaseMs: Int = 30_000, waitMs: Int = 0, worker: String)
+        async throws
         -> [LeasedJob]
     {
         let r = try await call(
@@ -75,7 +77,9 @@ extension WharfClient {
 
     /// `jobs.fail`; returns the job's new state (`retryable` or `dead`).
     @discardableResult
-    public func fail(_ job: LeasedJob, error: String, retryable: Bool = true, retryInMs: Int? = nil) async throws -> String {
+    public func fail(_ job: LeasedJob, error: String, retryable: Bool = true, retryInMs: Int? = nil) async throws
+        -> String
+    {
         var p: JSONObject = [
             "id": .string(job.id), "leaseToken": .string(job.leaseToken), "error": .string(error),
             "retryable": .bool(retryable),

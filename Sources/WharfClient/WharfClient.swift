@@ -25,7 +25,8 @@ public final class WharfClient: @unchecked Sendable {  // mutable state guarded 
     /// Called (on the reader thread) for each server-to-client notification.
     public var onNotification: (@Sendable (String, JSON?) -> Void)?
 
-    public init(host: String = "127.0.0.1", port: Int = 7411, token: String? = nil, clientName: String = "wharf-swift") {
+    public init(host: String = "127.0.0.1", port: Int = 7411, token: String? = nil, clientName: String = "wharf-swift")
+    {
         self.host = host
         self.port = port
         self.token = token
@@ -102,7 +103,9 @@ public final class WharfClient: @unchecked Sendable {  // mutable state guarded 
     private func writeAll(_ bytes: [UInt8]) -> Bool {
         var offset = 0
         while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL)) }
+            let n = bytes.withUnsafeBytes {
+                send(fd, $0.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL))
+            }
             if n <= 0 {
                 if n < 0 && errno == EINTR { continue }
                 return false

@@ -26,7 +26,9 @@ public final class Worker: @unchecked Sendable {  // handlers and flags guarded 
     private var stopped = false
     private var running = 0
 
-    public init(client: WharfClient, queues: [String], concurrency: Int = 10, leaseMs: Int = 30_000, name: String? = nil) {
+    public init(
+        client: WharfClient, queues: [String], concurrency: Int = 10, leaseMs: Int = 30_000, name: String? = nil
+    ) {
         self.client = client
         self.queues = queues
         self.concurrency = max(1, concurrency)
@@ -55,7 +57,8 @@ public final class Worker: @unchecked Sendable {  // handlers and flags guarded 
                 }
                 let jobs: [LeasedJob]
                 do {
-                    jobs = try await client.lease(queues: queues, max: free, leaseMs: leaseMs, waitMs: 1_000, worker: name)
+                    jobs = try await client.lease(
+                        queues: queues, max: free, leaseMs: leaseMs, waitMs: 1_000, worker: name)
                 } catch {
                     try? await Task.sleep(nanoseconds: 200_000_000)
                     continue
@@ -81,7 +84,9 @@ public final class Worker: @unchecked Sendable {  // handlers and flags guarded 
             while !Task.isCancelled {
                 try? await Task.sleep(nanoseconds: UInt64(leaseMs / 3) * 1_000_000)
                 if Task.isCancelled { return }
-                do { try await client.heartbeat(job, extendMs: leaseMs) } catch let e as RPCError where e.code == RPCError.Code.conflict {
+                do { try await client.heartbeat(job, extendMs: leaseMs) } catch let e as RPCError
+                    where e.code == RPCError.Code.conflict
+                {
                     return
                 } catch {}
             }

@@ -235,7 +235,8 @@ public final class PQConnection {
             case PGRES_PIPELINE_ABORTED:
                 PQclear(r)
                 if inFlight[inFlightHead].error == nil {
-                    inFlight[inFlightHead].error = PQError(kind: .aborted, message: "statement skipped after an earlier failure")
+                    inFlight[inFlightHead].error = PQError(
+                        kind: .aborted, message: "statement skipped after an earlier failure")
                 }
             default:
                 let error = PQError.from(result: r)

@@ -76,7 +76,9 @@ public final class PQPool {
     }
 
     /// Convenience for one statement.
-    public func query(_ sql: String, _ params: [String?] = [], _ completion: @escaping (Result<PQResult, PQError>) -> Void) {
+    public func query(
+        _ sql: String, _ params: [String?] = [], _ completion: @escaping (Result<PQResult, PQError>) -> Void
+    ) {
         run(PQSegment(sql, params)) { r in completion(r.map { $0[0] }) }
     }
 
@@ -115,7 +117,8 @@ public final class PQPool {
         slot.failures += 1
         let delay = min(100 << min(slot.failures - 1, 6), 5_000)
         if slot.failures == 1 || slot.failures % 10 == 0 {
-            logger.warning("database connection failed, retrying", metadata: ["error": "\(message)", "in_ms": "\(delay)"])
+            logger.warning(
+                "database connection failed, retrying", metadata: ["error": "\(message)", "in_ms": "\(delay)"])
         }
         if slot.timer == nil { slot.timer = try? LoopTimer(loop: loop) }
         slot.timer?.start(timeoutMs: UInt64(delay)) { [unowned self, unowned slot] in

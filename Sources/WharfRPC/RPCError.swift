@@ -42,7 +42,8 @@ public struct RPCError: Error, Sendable, Equatable, CustomStringConvertible {
     }
 
     public static func parseError(_ detail: String) -> RPCError {
-        RPCError(code: Code.parseError, message: "Parse error", data: ["reason": "parse_error", "detail": .string(detail)])
+        RPCError(
+            code: Code.parseError, message: "Parse error", data: ["reason": "parse_error", "detail": .string(detail)])
     }
 
     public static func invalidRequest(_ detail: String) -> RPCError {

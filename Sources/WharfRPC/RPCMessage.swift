@@ -44,7 +44,8 @@ public enum RPCDecoder {
         case .array(let items):
             if items.isEmpty { return .reject(.invalidRequest("empty batch")) }
             if items.count > maxBatch {
-                return .reject(.limitExceeded("batch of \(items.count) exceeds \(maxBatch)", limit: "batch", max: maxBatch))
+                return .reject(
+                    .limitExceeded("batch of \(items.count) exceeds \(maxBatch)", limit: "batch", max: maxBatch))
             }
             return .batch(items.map(request(from:)))
         default:
@@ -61,7 +62,8 @@ public enum RPCDecoder {
         if let raw = o["id"] {
             switch raw {
             case .string, .int, .double, .null: id = raw
-            default: return .failure(RPCInvalid(id: .null, error: .invalidRequest("id must be a string, number or null")))
+            default:
+                return .failure(RPCInvalid(id: .null, error: .invalidRequest("id must be a string, number or null")))
             }
         }
         let answerTo = id ?? .null

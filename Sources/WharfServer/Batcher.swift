@@ -1,3 +1,5 @@
+import WharfRPC
+
 /// Coalesces requests that arrive in the same loop iteration into one set-based statement.
 ///
 /// Items added during an iteration are sent together when the loop's check phase runs. At most
@@ -16,7 +18,10 @@ final class Batcher<Item, Outcome> {
     private let schedule: (@escaping () -> Void) -> Void
 
     /// `schedule` arranges for a closure to run in this iteration's check phase.
-    init(maxInFlight: Int = 4, maxBatch: Int = 1_000, schedule: @escaping (@escaping () -> Void) -> Void, run: @escaping Run) {
+    init(
+        maxInFlight: Int = 4, maxBatch: Int = 1_000, schedule: @escaping (@escaping () -> Void) -> Void,
+        run: @escaping Run
+    ) {
         self.maxInFlight = maxInFlight
         self.maxBatch = maxBatch
         self.schedule = schedule
@@ -55,8 +60,6 @@ final class Batcher<Item, Outcome> {
         }
     }
 }
-
-import WharfRPC
 
 /// `RPCError` in a box so batch results can be generic over it.
 typealias RPCErrorBox = RPCError

@@ -13,7 +13,8 @@ public struct EmbeddedPostgres: Sendable {
     let port = 5432
 
     public init(dataDir: String, logger: Logger) {
-        let url = URL(fileURLWithPath: dataDir, relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath))
+        let url = URL(
+            fileURLWithPath: dataDir, relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath))
         self.dataDir = url.standardizedFileURL
         self.logger = logger
     }
@@ -58,7 +59,8 @@ public struct EmbeddedPostgres: Sendable {
         }
         logger.info("starting embedded PostgreSQL", metadata: ["socket": "\(socketDir)"])
         let options = "-c listen_addresses='' -k \(socketDir) -p \(port) -c max_connections=100"
-        try pg("pg_ctl", ["-D", clusterDir, "-l", clusterDir + "/server.log", "-w", "-t", "60", "-o", options, "start"])
+        try pg(
+            "pg_ctl", ["-D", clusterDir, "-l", clusterDir + "/server.log", "-w", "-t", "60", "-o", options, "start"])
     }
 
     /// Stops the cluster (fast shutdown: active sessions are ended, everything committed is kept).

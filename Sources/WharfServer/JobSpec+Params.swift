@@ -14,7 +14,8 @@ extension JobSpec {
         do {
             return try parseUnprefixed(p)
         } catch {
-            guard !path.isEmpty, let field = error.data?["field"]?.stringValue, let detail = error.data?["detail"]?.stringValue
+            guard !path.isEmpty, let field = error.data?["field"]?.stringValue,
+                let detail = error.data?["detail"]?.stringValue
             else { throw error }
             throw RPCError.invalidParams(field: path + field, detail)
         }
@@ -30,7 +31,8 @@ extension JobSpec {
         }
         if let runAt = try p.optionalString("runAt") {
             guard let ms = Timestamp.parse(runAt) else {
-                throw RPCError.invalidParams(field: "runAt", "must be an RFC 3339 date-time such as 2030-01-01T00:00:00Z")
+                throw RPCError.invalidParams(
+                    field: "runAt", "must be an RFC 3339 date-time such as 2030-01-01T00:00:00Z")
             }
             spec.runAtMs = ms
         }
@@ -50,7 +52,8 @@ extension JobSpec {
                 spec.retry = .object(o)
             } catch {
                 throw RPCError.invalidParams(
-                    field: "retry." + (error.data?["field"]?.stringValue ?? ""), error.data?["detail"]?.stringValue ?? "")
+                    field: "retry." + (error.data?["field"]?.stringValue ?? ""),
+                    error.data?["detail"]?.stringValue ?? "")
             }
         }
         spec.timeoutMs = try p.optionalInt("timeoutMs", in: 1...86_400_000)

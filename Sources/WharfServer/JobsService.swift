@@ -153,7 +153,9 @@ final class JobsService {
         guard waiter.call.session.isOpen else {
             // The worker left while its lease was being taken: give the jobs straight back.
             let pairs = jobs.compactMap { j -> (Int64, String)? in
-                guard let id = j["id"]?.stringValue.flatMap({ Int64($0) }), let t = j["leaseToken"]?.stringValue else { return nil }
+                guard let id = j["id"]?.stringValue.flatMap({ Int64($0) }), let t = j["leaseToken"]?.stringValue else {
+                    return nil
+                }
                 return (id, t)
             }
             if !pairs.isEmpty { release(pairs, reason: "worker_lost") }
@@ -191,7 +193,8 @@ final class JobsService {
                     // It timed out meanwhile; nobody wants these now.
                     self.release(
                         jobs.compactMap { j in
-                            guard let id = j["id"]?.stringValue.flatMap({ Int64($0) }), let t = j["leaseToken"]?.stringValue
+                            guard let id = j["id"]?.stringValue.flatMap({ Int64($0) }),
+                                let t = j["leaseToken"]?.stringValue
                             else { return nil }
                             return (id, t)
                         }, reason: "worker_lost")
@@ -226,8 +229,11 @@ final class JobsService {
 
     private func prune() {
         guard server.pool.isAvailable else { return }
-        store.pruneJobs(finishedRetentionMs: finishedRetentionMs, deadRetentionMs: deadRetentionMs) { [unowned self] r in
-            if case .success(let n) = r, n > 0 { self.server.logger.info("pruned finished jobs", metadata: ["count": "\(n)"]) }
+        store.pruneJobs(finishedRetentionMs: finishedRetentionMs, deadRetentionMs: deadRetentionMs) {
+            [unowned self] r in
+            if case .success(let n) = r, n > 0 {
+                self.server.logger.info("pruned finished jobs", metadata: ["count": "\(n)"])
+            }
         }
     }
 }

@@ -69,7 +69,11 @@ final class LocksService {
             var batch: [Pending] = []
             var rest: [Pending] = []
             for p in pending {
-                if batch.count < 1_000 && names.insert(p.request.name).inserted { batch.append(p) } else { rest.append(p) }
+                if batch.count < 1_000 && names.insert(p.request.name).inserted {
+                    batch.append(p)
+                } else {
+                    rest.append(p)
+                }
             }
             pending = rest
             inFlight += 1
@@ -175,7 +179,9 @@ final class LocksService {
                 first.deadline?.close()
                 first.deadline = nil
                 if first.call.isPending && first.call.session.isOpen {
-                    self.granted(call: first.call, request: first.request, bind: first.bind, token: token, fencing: fencing, expires: expires)
+                    self.granted(
+                        call: first.call, request: first.request, bind: first.bind, token: token, fencing: fencing,
+                        expires: expires)
                 } else {
                     // Its caller left while the grant was being taken: give it back.
                     self.store.releaseLocks([(name, token)]) { [unowned self] _ in self.wake(name) }

@@ -25,7 +25,9 @@ public struct Params {
 
     public func string(_ key: String) throws(RPCError) -> String {
         guard let v = self[key] else { throw RPCError.invalidParams(field: key, "is required") }
-        guard case .string(let s) = v else { throw RPCError.invalidParams(field: key, "must be a string, not \(v.typeName)") }
+        guard case .string(let s) = v else {
+            throw RPCError.invalidParams(field: key, "must be a string, not \(v.typeName)")
+        }
         return s
     }
 
@@ -49,7 +51,9 @@ public struct Params {
 
     public func int(_ key: String, in range: ClosedRange<Int64>) throws(RPCError) -> Int64 {
         guard let v = self[key] else { throw RPCError.invalidParams(field: key, "is required") }
-        guard let i = v.intValue else { throw RPCError.invalidParams(field: key, "must be an integer, not \(v.typeName)") }
+        guard let i = v.intValue else {
+            throw RPCError.invalidParams(field: key, "must be an integer, not \(v.typeName)")
+        }
         guard range.contains(i) else {
             throw RPCError.invalidParams(field: key, "must be between \(range.lowerBound) and \(range.upperBound)")
         }
@@ -63,7 +67,9 @@ public struct Params {
 
     public func double(_ key: String, in range: ClosedRange<Double>) throws(RPCError) -> Double? {
         guard let v = self[key] else { return nil }
-        guard let d = v.doubleValue else { throw RPCError.invalidParams(field: key, "must be a number, not \(v.typeName)") }
+        guard let d = v.doubleValue else {
+            throw RPCError.invalidParams(field: key, "must be a number, not \(v.typeName)")
+        }
         guard range.contains(d) else {
             throw RPCError.invalidParams(field: key, "must be between \(range.lowerBound) and \(range.upperBound)")
         }
@@ -72,19 +78,25 @@ public struct Params {
 
     public func bool(_ key: String, default def: Bool) throws(RPCError) -> Bool {
         guard let v = self[key] else { return def }
-        guard case .bool(let b) = v else { throw RPCError.invalidParams(field: key, "must be a boolean, not \(v.typeName)") }
+        guard case .bool(let b) = v else {
+            throw RPCError.invalidParams(field: key, "must be a boolean, not \(v.typeName)")
+        }
         return b
     }
 
     public func optionalObject(_ key: String) throws(RPCError) -> JSONObject? {
         guard let v = self[key] else { return nil }
-        guard case .object(let o) = v else { throw RPCError.invalidParams(field: key, "must be an object, not \(v.typeName)") }
+        guard case .object(let o) = v else {
+            throw RPCError.invalidParams(field: key, "must be an object, not \(v.typeName)")
+        }
         return o
     }
 
     public func stringArray(_ key: String, maxCount: Int = 100) throws(RPCError) -> [String]? {
         guard let v = self[key] else { return nil }
-        guard case .array(let items) = v else { throw RPCError.invalidParams(field: key, "must be an array, not \(v.typeName)") }
+        guard case .array(let items) = v else {
+            throw RPCError.invalidParams(field: key, "must be an array, not \(v.typeName)")
+        }
         if items.count > maxCount { throw RPCError.invalidParams(field: key, "must have at most \(maxCount) items") }
         var out: [String] = []
         for (i, item) in items.enumerated() {

@@ -13,7 +13,9 @@ extension Server {
         register("jobs.enqueue", roles: producers) { call in
             let spec = try JobSpec.parse(call.params)
             jobs.enqueueBatcher.add(spec) { result in
-                call.finish(result.map { o in ["id": .string(o.id), "state": .string(o.state), "duplicate": .bool(o.duplicate)] })
+                call.finish(
+                    result.map { o in ["id": .string(o.id), "state": .string(o.state), "duplicate": .bool(o.duplicate)]
+                    })
             }
         }
 
@@ -26,19 +28,28 @@ extension Server {
             if items.count > 10_000 { throw RPCError.invalidParams(field: "jobs", "must have at most 10000 jobs") }
             var specs: [JobSpec] = []
             for (i, item) in items.enumerated() {
-                guard case .object(let o) = item else { throw RPCError.invalidParams(field: "jobs[\(i)]", "must be an object") }
+                guard case .object(let o) = item else {
+                    throw RPCError.invalidParams(field: "jobs[\(i)]", "must be an object")
+                }
                 specs.append(try JobSpec.parse(Params(object: o), path: "jobs[\(i)]."))
             }
             // Its own statement: all or nothing, never mixed with other clients' enqueues.
             store.enqueue(specs) { result in
                 if case .success(let outcomes) = result {
-                    for q in Set(zip(specs, outcomes).filter { !$0.1.duplicate }.map { $0.0.queue }) { jobs.wake(queue: q) }
+                    for q in Set(zip(specs, outcomes).filter { !$0.1.duplicate }.map { $0.0.queue }) {
+                        jobs.wake(queue: q)
+                    }
                 }
                 call.finish(
                     result.map { outcomes in
                         [
                             "jobs": .array(
-                                outcomes.map { ["id": .string($0.id), "state": .string($0.state), "duplicate": .bool($0.duplicate)] })
+                                outcomes.map {
+                                    [
+                                        "id": .string($0.id), "state": .string($0.state),
+                                        "duplicate": .bool($0.duplicate),
+                                    ]
+                                })
                         ]
                     })
             }
@@ -99,7 +110,8 @@ extension Server {
             try call.params.onlyKnown(["id"])
             let id = try Self.jobID(call.params)
             store.cancel(id: id) { r in
-                call.finish(r.map { ["id": .string(String(id)), "state": .string($0.state), "cancelled": .bool($0.cancelled)] })
+                call.finish(
+                    r.map { ["id": .string(String(id)), "state": .string($0.state), "cancelled": .bool($0.cancelled)] })
             }
         }
 
@@ -109,7 +121,9 @@ extension Server {
             store.retry(id: id) { r in
                 if case .success(let s) = r, !s.retried {
                     return call.fail(
-                        .conflict("job \(id) is \(s.state); only dead or cancelled jobs can be retried", reason: "invalid_state",
+                        .conflict(
+                            "job \(id) is \(s.state); only dead or cancelled jobs can be retried",
+                            reason: "invalid_state",
                             ["state": .string(s.state)]))
                 }
                 call.finish(r.map { _ in ["id": .string(String(id)), "state": "available"] })
@@ -131,7 +145,9 @@ extension Server {
             let limit = Int(try p.optionalInt("limit", in: 1...1000) ?? 50)
             var before: Int64?
             if let cursor = try p.optionalString("cursor") {
-                guard let c = Int64(cursor), c > 0 else { throw RPCError.invalidParams(field: "cursor", "is not a cursor from jobs.list") }
+                guard let c = Int64(cursor), c > 0 else {
+                    throw RPCError.invalidParams(field: "cursor", "is not a cursor from jobs.list")
+                }
                 before = c
             }
             store.listJobs(

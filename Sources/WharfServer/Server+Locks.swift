@@ -26,7 +26,10 @@ extension Server {
         register("locks.renew", roles: users) { [unowned self] call in
             let p = call.params
             try p.onlyKnown(["name", "token", "ttlMs"])
-            store.renewLock(name: try p.name("name", maxLength: 400), token: try p.string("token"), ttlMs: try p.int("ttlMs", in: 100...86_400_000)) {
+            store.renewLock(
+                name: try p.name("name", maxLength: 400), token: try p.string("token"),
+                ttlMs: try p.int("ttlMs", in: 100...86_400_000)
+            ) {
                 call.finish($0)
             }
         }
@@ -43,7 +46,9 @@ extension Server {
                     locks.wake(name)
                     call.reply(["name": .string(name), "released": true])
                 case .success:
-                    call.fail(.conflict("lock \(name) is not held with this token", reason: "lease_lost", ["name": .string(name)]))
+                    call.fail(
+                        .conflict(
+                            "lock \(name) is not held with this token", reason: "lease_lost", ["name": .string(name)]))
                 case .failure(let e):
                     call.fail(e)
                 }
@@ -59,10 +64,14 @@ extension Server {
             let p = call.params
             try p.onlyKnown(["prefix", "limit", "cursor"])
             let limit = Int(try p.optionalInt("limit", in: 1...1000) ?? 100)
-            store.listLocks(prefix: try p.optionalString("prefix"), after: try p.optionalString("cursor"), limit: limit) { r in
+            store.listLocks(prefix: try p.optionalString("prefix"), after: try p.optionalString("cursor"), limit: limit)
+            { r in
                 call.finish(
                     r.map { list in
-                        ["locks": .array(list), "nextCursor": list.count == limit ? (list.last?["name"] ?? .null) : .null]
+                        [
+                            "locks": .array(list),
+                            "nextCursor": list.count == limit ? (list.last?["name"] ?? .null) : .null,
+                        ]
                     })
             }
         }

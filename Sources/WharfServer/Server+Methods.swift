@@ -86,4 +86,3 @@ extension Server {
 
     static func formatPGVersion(_ v: Int) -> String { "\(v / 10000).\(v % 10000)" }
 }
-

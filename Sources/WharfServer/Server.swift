@@ -152,7 +152,9 @@ public final class Server: @unchecked Sendable {  // loop-thread confined; only 
         sweeper?.unref()
         idleSweeper = sweeper
         pool.whenReady { [unowned self] in
-            self.store.registerReplica(id: self.config.replicaID, hostname: ProcessInfo.processInfo.hostName, version: WharfVersion.server) { _ in }
+            self.store.registerReplica(
+                id: self.config.replicaID, hostname: ProcessInfo.processInfo.hostName, version: WharfVersion.server
+            ) { _ in }
         }
         startChores()
         logger.info(
@@ -263,7 +265,9 @@ public final class Server: @unchecked Sendable {  // loop-thread confined; only 
             logger.debug("closing idle connection", metadata: ["session": "\(c.session.id)"])
             c.enqueue(
                 ClientConnection.reply(
-                    .failure(.limitExceeded("idle timeout", limit: "idleTimeoutMs", max: config.limits.idleTimeoutMs, retryable: true)),
+                    .failure(
+                        .limitExceeded(
+                            "idle timeout", limit: "idleTimeoutMs", max: config.limits.idleTimeoutMs, retryable: true)),
                     id: .null))
             c.closeGracefully()
         }

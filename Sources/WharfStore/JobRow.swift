@@ -37,7 +37,8 @@ enum JobRow {
             var attempts = parsed(r, row, 26)?.arrayValue ?? []
             if o["state"] == "completed" {
                 attempts.append([
-                    "attempt": o["attempt"] ?? .null, "worker": o["worker"] ?? .null, "leasedAt": o["leasedAt"] ?? .null,
+                    "attempt": o["attempt"] ?? .null, "worker": o["worker"] ?? .null,
+                    "leasedAt": o["leasedAt"] ?? .null,
                     "finishedAt": o["finishedAt"] ?? .null, "outcome": "completed",
                 ])
             }

@@ -56,7 +56,8 @@ public enum Migrator {
                 for m in missing {
                     logger.info("applying migration", metadata: ["migration": "\(m.name)"])
                     script += m.sql + "\n;\n"
-                    script += "insert into wharf.schema_migrations (version, name) values (\(m.version), '\(m.name)');\n"
+                    script +=
+                        "insert into wharf.schema_migrations (version, name) values (\(m.version), '\(m.name)');\n"
                 }
                 script += "commit;"
                 connection.simpleQuery(script) { result in

@@ -67,23 +67,27 @@ extension Store {
             PGArray.text(specs.map(\.scheduleName)),
             PGArray.ints(specs.map(\.scheduleFireMs)),
         ]
-        one(JobSQL.enqueue, params, { [self] (r: Result<[EnqueueOutcome?], RPCError>) in
-            switch r {
-            case .failure(let e): completion(.failure(e))
-            case .success(let outcomes):
-                let missing = zip(specs, outcomes).filter { $0.1 == nil }.compactMap { $0.0.uniqueKey }
-                if missing.isEmpty { return completion(.success(outcomes.map { $0! })) }
-                // A concurrent enqueue won the unique key after this statement's snapshot was taken.
-                resolveUniqueKeys(missing) { found in
-                    completion(found.map { byKey in
-                        zip(specs, outcomes).map { spec, outcome in
-                            outcome ?? byKey[spec.uniqueKey ?? ""]
-                                ?? EnqueueOutcome(id: "", state: "unknown", duplicate: true)
-                        }
-                    })
+        one(
+            JobSQL.enqueue, params,
+            { [self] (r: Result<[EnqueueOutcome?], RPCError>) in
+                switch r {
+                case .failure(let e): completion(.failure(e))
+                case .success(let outcomes):
+                    let missing = zip(specs, outcomes).filter { $0.1 == nil }.compactMap { $0.0.uniqueKey }
+                    if missing.isEmpty { return completion(.success(outcomes.map { $0! })) }
+                    // A concurrent enqueue won the unique key after this statement's snapshot was taken.
+                    resolveUniqueKeys(missing) { found in
+                        completion(
+                            found.map { byKey in
+                                zip(specs, outcomes).map { spec, outcome in
+                                    outcome ?? byKey[spec.uniqueKey ?? ""]
+                                        ?? EnqueueOutcome(id: "", state: "unknown", duplicate: true)
+                                }
+                            })
+                    }
                 }
             }
-        }) { rows in
+        ) { rows in
             (0..<rows.rowCount).map { i -> EnqueueOutcome? in
                 guard let id = rows.string(i, 1) else { return nil }
                 return EnqueueOutcome(id: id, state: rows.string(i, 2) ?? "", duplicate: !(rows.bool(i, 3) ?? false))
@@ -91,11 +95,14 @@ extension Store {
         }
     }
 
-    private func resolveUniqueKeys(_ keys: [String], _ completion: @escaping (Result<[String: EnqueueOutcome], RPCError>) -> Void) {
+    private func resolveUniqueKeys(
+        _ keys: [String], _ completion: @escaping (Result<[String: EnqueueOutcome], RPCError>) -> Void
+    ) {
         one(JobSQL.byUniqueKeys, [PGArray.text(keys)], completion) { rows in
             var out: [String: EnqueueOutcome] = [:]
             for i in 0..<rows.rowCount {
-                out[rows.string(i, 0)!] = EnqueueOutcome(id: rows.string(i, 1)!, state: rows.string(i, 2)!, duplicate: true)
+                out[rows.string(i, 0)!] = EnqueueOutcome(
+                    id: rows.string(i, 1)!, state: rows.string(i, 2)!, duplicate: true)
             }
             return out
         }
@@ -103,7 +110,8 @@ extension Store {
 
     /// Leases up to `max` jobs from `queues` in claim order (one statement).
     public func lease(
-        queues: [String], max: Int, leaseMs: Int64, worker: String, _ completion: @escaping (Result<[JSON], RPCError>) -> Void
+        queues: [String], max: Int, leaseMs: Int64, worker: String,
+        _ completion: @escaping (Result<[JSON], RPCError>) -> Void
     ) {
         let params: [String?] = [PGArray.text(queues), String(max), String(leaseMs), worker]
         pool.query(JobSQL.lease, params) { [self] r in
@@ -130,26 +138,33 @@ extension Store {
 
     /// Extends a lease. Stale token → conflict `lease_lost`; cancelled job → conflict `cancelled`.
     public func heartbeat(
-        id: Int64, token: String, extendMs: Int64, progress: JSON?, _ completion: @escaping (Result<String, RPCError>) -> Void
+        id: Int64, token: String, extendMs: Int64, progress: JSON?,
+        _ completion: @escaping (Result<String, RPCError>) -> Void
     ) {
         let params: [String?] = [String(id), token, String(extendMs), progress?.text]
-        one(JobSQL.heartbeat, params, { [self] (r: Result<String?, RPCError>) in
-            switch r {
-            case .success(let expires?): completion(.success(expires))
-            case .success(nil):
-                leaseFailure(id: id, token: token) { completion(.failure($0)) }
-            case .failure(let e): completion(.failure(e))
+        one(
+            JobSQL.heartbeat, params,
+            { [self] (r: Result<String?, RPCError>) in
+                switch r {
+                case .success(let expires?): completion(.success(expires))
+                case .success(nil):
+                    leaseFailure(id: id, token: token) { completion(.failure($0)) }
+                case .failure(let e): completion(.failure(e))
+                }
             }
-        }) { rows in rows.rowCount > 0 ? rows.string(0, 0) : nil }
+        ) { rows in rows.rowCount > 0 ? rows.string(0, 0) : nil }
     }
 
     /// Works out why a token was refused.
     private func leaseFailure(id: Int64, token: String, _ completion: @escaping (RPCError) -> Void) {
-        one(JobSQL.leaseCheck, [String(id), token], { (r: Result<RPCError, RPCError>) in
-            switch r {
-            case .success(let e), .failure(let e): completion(e)
+        one(
+            JobSQL.leaseCheck, [String(id), token],
+            { (r: Result<RPCError, RPCError>) in
+                switch r {
+                case .success(let e), .failure(let e): completion(e)
+                }
             }
-        }) { rows in
+        ) { rows in
             guard rows.rowCount > 0 else { return .notFound("job", id: String(id)) }
             return Self.leaseError(id: id, state: rows.string(0, 0), tokenMatches: rows.bool(0, 1) ?? false)
         }
@@ -166,10 +181,12 @@ extension Store {
 
     /// Completes a batch in one statement. A repeated complete by the same token is idempotent.
     public func complete(
-        _ items: [(id: Int64, token: String, result: JSON?)], _ completion: @escaping (Result<[FinishOutcome], RPCError>) -> Void
+        _ items: [(id: Int64, token: String, result: JSON?)],
+        _ completion: @escaping (Result<[FinishOutcome], RPCError>) -> Void
     ) {
         let params: [String?] = [
-            PGArray.ints(items.map(\.id)), PGArray.text(items.map(\.token)), PGArray.text(items.map { $0.result?.text }),
+            PGArray.ints(items.map(\.id)), PGArray.text(items.map(\.token)),
+            PGArray.text(items.map { $0.result?.text }),
         ]
         finish(JobSQL.complete, params, items.map { ($0.id, $0.token) }, completion) { _, _ in
             .done(state: "completed", nextRunAt: nil)
@@ -208,25 +225,36 @@ extension Store {
                 var outcomes: [String: FinishOutcome] = [:]
                 let tokenColumn = rows.columnCount - 1
                 for row in 0..<rows.rowCount {
-                    if let id = rows.int(row, 0), let token = rows.string(row, tokenColumn) { outcomes["\(id)|\(token)"] = done(rows, row) }
+                    if let id = rows.int(row, 0), let token = rows.string(row, tokenColumn) {
+                        outcomes["\(id)|\(token)"] = done(rows, row)
+                    }
                 }
                 let refused = items.filter { outcomes["\($0.id)|\($0.token)"] == nil }
                 if refused.isEmpty { return completion(.success(items.map { outcomes["\($0.id)|\($0.token)"]! })) }
-                one(JobSQL.leaseStates, [PGArray.ints(refused.map(\.id))], { (r: Result<[Int64: (String?, String?)], RPCError>) in
-                    completion(r.map { current in
-                        items.map { item in
-                            if let o = outcomes["\(item.id)|\(item.token)"] { return o }
-                            guard let (state, token) = current[item.id] else { return .failure(.notFound("job", id: String(item.id))) }
-                            // A repeated complete by the holder that already completed it.
-                            if token == item.token && state == "completed" && sql == JobSQL.complete {
-                                return .done(state: "completed", nextRunAt: nil)
-                            }
-                            return .failure(Self.leaseError(id: item.id, state: state, tokenMatches: token == item.token))
-                        }
-                    })
-                }) { rows in
+                one(
+                    JobSQL.leaseStates, [PGArray.ints(refused.map(\.id))],
+                    { (r: Result<[Int64: (String?, String?)], RPCError>) in
+                        completion(
+                            r.map { current in
+                                items.map { item in
+                                    if let o = outcomes["\(item.id)|\(item.token)"] { return o }
+                                    guard let (state, token) = current[item.id] else {
+                                        return .failure(.notFound("job", id: String(item.id)))
+                                    }
+                                    // A repeated complete by the holder that already completed it.
+                                    if token == item.token && state == "completed" && sql == JobSQL.complete {
+                                        return .done(state: "completed", nextRunAt: nil)
+                                    }
+                                    return .failure(
+                                        Self.leaseError(id: item.id, state: state, tokenMatches: token == item.token))
+                                }
+                            })
+                    }
+                ) { rows in
                     var current: [Int64: (String?, String?)] = [:]
-                    for i in 0..<rows.rowCount { if let id = rows.int(i, 0) { current[id] = (rows.string(i, 1), rows.string(i, 2)) } }
+                    for i in 0..<rows.rowCount {
+                        if let id = rows.int(i, 0) { current[id] = (rows.string(i, 1), rows.string(i, 2)) }
+                    }
                     return current
                 }
             }
@@ -254,14 +282,18 @@ extension Store {
     }
 
     /// Cancels an unfinished job. Returns the job's state afterwards and whether this call cancelled it.
-    public func cancel(id: Int64, _ completion: @escaping (Result<(state: String, cancelled: Bool), RPCError>) -> Void) {
-        one(JobSQL.cancel, [String(id)], { [self] (r: Result<Bool, RPCError>) in
-            switch r {
-            case .success(true): completion(.success(("cancelled", true)))
-            case .success(false): currentState(id) { completion($0.map { ($0, false) }) }
-            case .failure(let e): completion(.failure(e))
+    public func cancel(id: Int64, _ completion: @escaping (Result<(state: String, cancelled: Bool), RPCError>) -> Void)
+    {
+        one(
+            JobSQL.cancel, [String(id)],
+            { [self] (r: Result<Bool, RPCError>) in
+                switch r {
+                case .success(true): completion(.success(("cancelled", true)))
+                case .success(false): currentState(id) { completion($0.map { ($0, false) }) }
+                case .failure(let e): completion(.failure(e))
+                }
             }
-        }) { rows in rows.rowCount > 0 }
+        ) { rows in rows.rowCount > 0 }
     }
 
     /// Makes a dead or cancelled job available again.
@@ -300,7 +332,9 @@ extension Store {
     }
 
     /// Deletes finished jobs past retention; returns how many.
-    public func pruneJobs(finishedRetentionMs: Int64, deadRetentionMs: Int64, _ completion: @escaping (Result<Int, RPCError>) -> Void) {
+    public func pruneJobs(
+        finishedRetentionMs: Int64, deadRetentionMs: Int64, _ completion: @escaping (Result<Int, RPCError>) -> Void
+    ) {
         one(JobSQL.prune, [String(finishedRetentionMs), String(deadRetentionMs)], completion) { $0.affectedRows }
     }
 
@@ -321,7 +355,9 @@ extension Store {
     public func queueStats(_ queue: String, _ completion: @escaping (Result<JSON, RPCError>) -> Void) {
         one(QueueSQL.stats, [queue], completion) { rows in
             var counts: JSONObject = [:]
-            for (i, s) in ["scheduled", "available", "running", "retryable", "completed", "dead", "cancelled"].enumerated() {
+            for (i, s) in ["scheduled", "available", "running", "retryable", "completed", "dead", "cancelled"]
+                .enumerated()
+            {
                 counts[s] = .from(rows.int(0, 1 + i) ?? 0)
             }
             return [
@@ -334,7 +370,8 @@ extension Store {
         }
     }
 
-    public func setQueuePaused(_ queue: String, paused: Bool, _ completion: @escaping (Result<JSON, RPCError>) -> Void) {
+    public func setQueuePaused(_ queue: String, paused: Bool, _ completion: @escaping (Result<JSON, RPCError>) -> Void)
+    {
         one(QueueSQL.setPaused, [queue, paused ? "true" : "false"], completion) { rows in
             ["queue": .string(queue), "paused": .bool(rows.bool(0, 1) ?? paused)]
         }

@@ -26,10 +26,12 @@ public enum LockOutcome: Sendable {
 
 extension Store {
     /// Tries to acquire every lock in one statement. Names must be distinct within one call.
-    public func acquireLocks(_ items: [LockRequest], _ completion: @escaping (Result<[LockOutcome], RPCError>) -> Void) {
+    public func acquireLocks(_ items: [LockRequest], _ completion: @escaping (Result<[LockOutcome], RPCError>) -> Void)
+    {
         let params: [String?] = [
             PGArray.text(items.map(\.name)), PGArray.text(items.map(\.holder)), PGArray.ints(items.map(\.ttlMs)),
-            PGArray.text(items.map(\.requestID)), PGArray.text(items.map(\.sessionID)), PGArray.ints(items.map(\.lockDelayMs)),
+            PGArray.text(items.map(\.requestID)), PGArray.text(items.map(\.sessionID)),
+            PGArray.ints(items.map(\.lockDelayMs)),
         ]
         one(LockSQL.acquire, params, completion) { rows in
             (0..<rows.rowCount).map { i in
@@ -41,17 +43,25 @@ extension Store {
         }
     }
 
-    public func renewLock(name: String, token: String, ttlMs: Int64, _ completion: @escaping (Result<JSON, RPCError>) -> Void) {
+    public func renewLock(
+        name: String, token: String, ttlMs: Int64, _ completion: @escaping (Result<JSON, RPCError>) -> Void
+    ) {
         one(LockSQL.renew, [name, token, String(ttlMs)], completion) { rows throws(RPCError) in
             guard rows.rowCount > 0 else {
-                throw .conflict("lock \(name) is not held with this token (expired or taken over)", reason: "lease_lost", ["name": .string(name)])
+                throw .conflict(
+                    "lock \(name) is not held with this token (expired or taken over)", reason: "lease_lost",
+                    ["name": .string(name)])
             }
-            return ["name": .string(name), "expiresAt": .from(rows.string(0, 0)), "fencingToken": .from(rows.int(0, 1))]
+            return [
+                "name": .string(name), "expiresAt": .from(rows.string(0, 0)), "fencingToken": .from(rows.int(0, 1)),
+            ]
         }
     }
 
     /// Releases locks in one statement; `true` per item when its token held the lock.
-    public func releaseLocks(_ items: [(name: String, token: String)], _ completion: @escaping (Result<[Bool], RPCError>) -> Void) {
+    public func releaseLocks(
+        _ items: [(name: String, token: String)], _ completion: @escaping (Result<[Bool], RPCError>) -> Void
+    ) {
         one(LockSQL.release, [PGArray.text(items.map(\.name)), PGArray.text(items.map(\.token))], completion) { rows in
             (0..<rows.rowCount).map { rows.bool($0, 1) ?? false }
         }
@@ -82,7 +92,11 @@ extension Store {
         }
     }
 
-    public func listLocks(prefix: String?, after: String?, limit: Int, _ completion: @escaping (Result<[JSON], RPCError>) -> Void) {
-        one(LockSQL.list, [prefix, after, String(limit)], completion) { rows in (0..<rows.rowCount).map { Self.lockJSON(rows, $0) } }
+    public func listLocks(
+        prefix: String?, after: String?, limit: Int, _ completion: @escaping (Result<[JSON], RPCError>) -> Void
+    ) {
+        one(LockSQL.list, [prefix, after, String(limit)], completion) { rows in
+            (0..<rows.rowCount).map { Self.lockJSON(rows, $0) }
+        }
     }
 }

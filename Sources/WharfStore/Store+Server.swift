@@ -11,14 +11,18 @@ extension Store {
     }
 
     /// A round trip to the database: its clock, version and whether it is a standby.
-    public func health(_ completion: @escaping (Result<(now: String, version: String, standby: Bool), RPCError>) -> Void) {
+    public func health(
+        _ completion: @escaping (Result<(now: String, version: String, standby: Bool), RPCError>) -> Void
+    ) {
         one(ServerSQL.health, [], completion) { rows in
             (rows.string(0, 0) ?? "", rows.string(0, 1) ?? "", rows.bool(0, 2) ?? false)
         }
     }
 
     /// Records (or refreshes) this replica in `wharf.replicas`.
-    public func registerReplica(id: String, hostname: String, version: String, _ completion: @escaping (Result<Void, RPCError>) -> Void) {
+    public func registerReplica(
+        id: String, hostname: String, version: String, _ completion: @escaping (Result<Void, RPCError>) -> Void
+    ) {
         one(ServerSQL.registerReplica, [id, hostname, version], completion) { _ in () }
     }
 }

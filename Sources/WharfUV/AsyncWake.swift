@@ -41,9 +41,11 @@ public final class SignalWatcher: LoopHandle {
         sigaddset(&set, signal)
         pthread_sigmask(SIG_UNBLOCK, &set, nil)
         try uvCheck(
-            uv_signal_start(raw.assumingMemoryBound(to: uv_signal_t.self), { s, signum in
-                LoopHandle.owner(s, as: SignalWatcher.self).callback?(signum)
-            }, signal), "uv_signal_start")
+            uv_signal_start(
+                raw.assumingMemoryBound(to: uv_signal_t.self),
+                { s, signum in
+                    LoopHandle.owner(s, as: SignalWatcher.self).callback?(signum)
+                }, signal), "uv_signal_start")
     }
 
     override func willClose() { callback = nil }

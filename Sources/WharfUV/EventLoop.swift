@@ -45,10 +45,12 @@ public final class EventLoop: @unchecked Sendable {  // guarded: `pending` by `l
     public func shutdown() -> Int32 {
         guard !closed else { return 0 }
         closed = true
-        uv_walk(loop, { h, _ in
-            guard let h, uv_is_closing(h) == 0, let data = h.pointee.data else { return }
-            Unmanaged<LoopHandle>.fromOpaque(data).takeUnretainedValue().close()
-        }, nil)
+        uv_walk(
+            loop,
+            { h, _ in
+                guard let h, uv_is_closing(h) == 0, let data = h.pointee.data else { return }
+                Unmanaged<LoopHandle>.fromOpaque(data).takeUnretainedValue().close()
+            }, nil)
         uv_run(loop, UV_RUN_DEFAULT)
         return uv_loop_close(loop)
     }

@@ -16,9 +16,11 @@ public final class LoopTimer: LoopHandle {
     public func start(timeoutMs: UInt64, repeatMs: UInt64 = 0, _ callback: @escaping () -> Void) {
         guard !isClosing else { return }
         self.callback = callback
-        uv_timer_start(timer, { t in
-            LoopHandle.owner(t, as: LoopTimer.self).callback?()
-        }, timeoutMs, repeatMs)
+        uv_timer_start(
+            timer,
+            { t in
+                LoopHandle.owner(t, as: LoopTimer.self).callback?()
+            }, timeoutMs, repeatMs)
     }
 
     public func stop() {

@@ -15,7 +15,9 @@ public final class TCPListener: LoopHandle {
     }
 
     /// Binds to a numeric `host` and `port` (0 picks a free port) and starts listening.
-    public func listen(host: String, port: Int, backlog: Int32 = 1024, _ onConnection: @escaping (TCPConnection) -> Void)
+    public func listen(
+        host: String, port: Int, backlog: Int32 = 1024, _ onConnection: @escaping (TCPConnection) -> Void
+    )
         throws
     {
         var storage = sockaddr_storage()
@@ -50,7 +52,9 @@ public final class TCPListener: LoopHandle {
         }
         if storage.ss_family == sa_family_t(AF_INET6) {
             return withUnsafePointer(to: &storage) {
-                $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { Int(UInt16(bigEndian: $0.pointee.sin6_port)) }
+                $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) {
+                    Int(UInt16(bigEndian: $0.pointee.sin6_port))
+                }
             }
         }
         return withUnsafePointer(to: &storage) {

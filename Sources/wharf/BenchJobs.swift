@@ -23,20 +23,31 @@ struct BenchJobs: ParsableCommand {
         let (host, port) = try parseHostPort(server)
         let box = UncheckedBox(
             JobsBenchRun(
-                host: host, port: port, jobs: jobs, producers: producers, workers: workers, batch: batch, samples: samples,
+                host: host, port: port, jobs: jobs, producers: producers, workers: workers, batch: batch,
+                samples: samples,
                 token: token))
         runOnLoopThread { box.value.run() }
         let r = box.value
         if let error = r.error { throw ValidationError(error) }
         let pickup50 = Double(r.pickup.valueAtPercentile(50)) / 1000
         let pickup99 = Double(r.pickup.valueAtPercentile(99)) / 1000
-        print(String(format: "enqueue: %d jobs in batches of %d from %d producers: %.0f jobs/s", jobs, batch, producers, r.enqueuePerSec))
-        print(String(format: "drain:   %d jobs, %d workers x lease batch %d: %.0f jobs/s", jobs, workers, batch, r.drainPerSec))
         print(
             String(
-                format: "steady:  %d jobs, %d producers (single enqueues, 16 in flight each) + %d workers: %.0f jobs/s (enqueue calls %.0f/s)",
+                format: "enqueue: %d jobs in batches of %d from %d producers: %.0f jobs/s", jobs, batch, producers,
+                r.enqueuePerSec))
+        print(
+            String(
+                format: "drain:   %d jobs, %d workers x lease batch %d: %.0f jobs/s", jobs, workers, batch,
+                r.drainPerSec))
+        print(
+            String(
+                format:
+                    "steady:  %d jobs, %d producers (single enqueues, 16 in flight each) + %d workers: %.0f jobs/s (enqueue calls %.0f/s)",
                 jobs, producers, workers, r.steadyPerSec, r.steadyEnqueuePerSec))
-        print(String(format: "pickup:  p50 %.3f ms, p99 %.3f ms over %d samples (enqueue sent -> lease reply)", pickup50, pickup99, samples))
+        print(
+            String(
+                format: "pickup:  p50 %.3f ms, p99 %.3f ms over %d samples (enqueue sent -> lease reply)", pickup50,
+                pickup99, samples))
         print("check:   lost \(r.lost), duplicated \(r.duplicated)")
         if json {
             let o: JSON = [
@@ -167,14 +178,18 @@ final class JobsBenchRun {
             guard !finished else { return }
             w.call(
                 "jobs.lease",
-                ["queues": [.string(q)], "max": .from(batch), "leaseMs": 60_000, "waitMs": .from(waitMs), "worker": "bench"]
+                [
+                    "queues": [.string(q)], "max": .from(batch), "leaseMs": 60_000, "waitMs": .from(waitMs),
+                    "worker": "bench",
+                ]
             ) { [unowned self] r in
                 guard let v = self.check(r), !finished else { return }
                 let leased = v["jobs"]?.arrayValue ?? []
                 w.corked {
                     for j in leased {
                         let id = j["id"]?.stringValue ?? ""
-                        w.call("jobs.complete", ["id": .string(id), "leaseToken": j["leaseToken"] ?? .null]) { [unowned self] r in
+                        w.call("jobs.complete", ["id": .string(id), "leaseToken": j["leaseToken"] ?? .null]) {
+                            [unowned self] r in
                             guard self.check(r) != nil else { return }
                             self.completedIDs[id, default: 0] += 1
                             completed += 1
@@ -222,7 +237,9 @@ final class JobsBenchRun {
                 [unowned self] r in
                 guard self.check(r) != nil else { return }
                 enqueued += 1
-                if enqueued == self.jobs { self.steadyEnqueuePerSec = Double(self.jobs) / (Double(Self.nowNs() - start) / 1e9) }
+                if enqueued == self.jobs {
+                    self.steadyEnqueuePerSec = Double(self.jobs) / (Double(Self.nowNs() - start) / 1e9)
+                }
                 sendNext(p)
             }
         }
@@ -244,7 +261,8 @@ final class JobsBenchRun {
             var sentAt: UInt64 = 0
             var leaseReply: JSON?
             worker.call(
-                "jobs.lease", ["queues": [.string(q)], "max": 1, "leaseMs": 60_000, "waitMs": 10_000, "worker": "bench-pickup"]
+                "jobs.lease",
+                ["queues": [.string(q)], "max": 1, "leaseMs": 60_000, "waitMs": 10_000, "worker": "bench-pickup"]
             ) { [unowned self] r in
                 let now = Self.nowNs()
                 guard let v = self.check(r), let job = v["jobs"]?.arrayValue?.first else {
@@ -254,7 +272,8 @@ final class JobsBenchRun {
                 if taken >= warmup { _ = self.pickup.record(max(1, (now - sentAt) / 1000)) }
                 taken += 1
                 let id = job["id"]?.stringValue ?? ""
-                worker.call("jobs.complete", ["id": .string(id), "leaseToken": job["leaseToken"] ?? .null]) { [unowned self] r in
+                worker.call("jobs.complete", ["id": .string(id), "leaseToken": job["leaseToken"] ?? .null]) {
+                    [unowned self] r in
                     guard self.check(r) != nil else { return }
                     self.completedIDs[id, default: 0] += 1
                     if taken == warmup + self.samples { return self.verify() }
@@ -271,7 +290,9 @@ final class JobsBenchRun {
             t.start(timeoutMs: 5) { [unowned self] in
                 t.close()
                 sentAt = Self.nowNs()
-                self.control.call("jobs.enqueue", ["queue": .string(q), "kind": "noop"]) { [unowned self] r in _ = self.check(r) }
+                self.control.call("jobs.enqueue", ["queue": .string(q), "kind": "noop"]) { [unowned self] r in
+                    _ = self.check(r)
+                }
             }
         }
         sample()
@@ -281,13 +302,17 @@ final class JobsBenchRun {
 
     private func verify() {
         duplicated = completedIDs.values.filter { $0 > 1 }.count
-        let expected: [(String, Int)] = [(queue("drain"), jobs), (queue("steady"), jobs), (queue("pickup"), samples + 5)]
+        let expected: [(String, Int)] = [
+            (queue("drain"), jobs), (queue("steady"), jobs), (queue("pickup"), samples + 5),
+        ]
         var pending = expected.count
         for (q, n) in expected {
             control.call("queues.stats", ["queue": .string(q)]) { [unowned self] r in
                 guard let v = self.check(r), let counts = v["counts"]?.objectValue else { return }
                 let completed = Int(counts["completed"]?.intValue ?? 0)
-                let unfinished = counts.pairs.filter { $0.key != "completed" }.reduce(0) { $0 + Int($1.value.intValue ?? 0) }
+                let unfinished = counts.pairs.filter { $0.key != "completed" }.reduce(0) {
+                    $0 + Int($1.value.intValue ?? 0)
+                }
                 self.lost += max(0, n - completed, unfinished)
                 self.duplicated += max(0, completed - n)
                 pending -= 1

@@ -17,7 +17,8 @@ struct BenchLocks: ParsableCommand {
 
     func run() throws {
         let (host, port) = try parseHostPort(server)
-        let box = UncheckedBox(LockBenchRun(host: host, port: port, clients: clients, names: names, durationS: duration))
+        let box = UncheckedBox(
+            LockBenchRun(host: host, port: port, clients: clients, names: names, durationS: duration))
         runOnLoopThread { box.value.run() }
         let r = box.value
         if let error = r.error { throw ValidationError(error) }
@@ -26,7 +27,8 @@ struct BenchLocks: ParsableCommand {
         let p99 = Double(r.latency.valueAtPercentile(99)) / 1000
         print(
             String(
-                format: "locks: %d clients over %d names, %.1f s: %.0f acquires/s (each followed by a release), acquire p50 %.3f ms, p99 %.3f ms, denied %d",
+                format:
+                    "locks: %d clients over %d names, %.1f s: %.0f acquires/s (each followed by a release), acquire p50 %.3f ms, p99 %.3f ms, denied %d",
                 clients, names, r.seconds, perSec, p50, p99, r.denied))
         if json {
             let o: JSON = [
@@ -116,7 +118,8 @@ final class LockBenchRun {
         let slots = max(1, names / clients)
         let name = prefix + String((k + (step % slots) * clients) % names)
         let sent = Self.nowNs()
-        c.call("locks.acquire", ["name": .string(name), "holder": .string("bench-\(k)"), "ttlMs": 10_000]) { [unowned self] r in
+        c.call("locks.acquire", ["name": .string(name), "holder": .string("bench-\(k)"), "ttlMs": 10_000]) {
+            [unowned self] r in
             let now = Self.nowNs()
             guard case .success(let v) = r else {
                 self.error = "acquire failed: \(r)"

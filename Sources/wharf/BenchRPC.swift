@@ -26,7 +26,8 @@ struct BenchRPC: ParsableCommand {
 
     func run() throws {
         let (host, port) = try parseHostPort(server)
-        let result = UncheckedBox(RPCBenchRun(host: host, port: port, connections: connections, depth: depth, durationS: duration))
+        let result = UncheckedBox(
+            RPCBenchRun(host: host, port: port, connections: connections, depth: depth, durationS: duration))
         runOnLoopThread { result.value.run() }
         let r = result.value
         if let error = r.error { throw ValidationError(error) }
@@ -36,7 +37,8 @@ struct BenchRPC: ParsableCommand {
         let p999 = Double(r.histogram.valueAtPercentile(99.9)) / 1000
         print(
             String(
-                format: "rpc server.ping: %d connections x %d in flight, %.1f s: %.0f req/s, p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, errors %d",
+                format:
+                    "rpc server.ping: %d connections x %d in flight, %.1f s: %.0f req/s, p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, errors %d",
                 connections, depth, r.measuredSeconds, perSec, p50, p99, p999, r.errors))
         if json {
             let o: JSON = [
@@ -151,7 +153,9 @@ final class RPCBenchRun {
     private func read(_ c: Client, _ bytes: UnsafeRawBufferPointer) {
         _ = c.framer.feed(bytes) { line in
             let now = Self.nowNs()
-            if let msg = try? JSONParser.parse(line), let id = msg["id"]?.intValue, let t = c.sentAt.removeValue(forKey: id) {
+            if let msg = try? JSONParser.parse(line), let id = msg["id"]?.intValue,
+                let t = c.sentAt.removeValue(forKey: id)
+            {
                 if measuring {
                     if msg["result"] != nil { completed += 1 } else { errors += 1 }
                     _ = histogram.record(max(1, (now - t) / 1000))  // microseconds

@@ -24,7 +24,8 @@ func parseJSONArgument(_ text: String, name: String) throws -> JSON {
 }
 
 struct Enqueue: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Enqueue a job: wharf enqueue QUEUE KIND '{\"to\":\"a@b\"}'.")
+    static let configuration = CommandConfiguration(
+        abstract: "Enqueue a job: wharf enqueue QUEUE KIND '{\"to\":\"a@b\"}'.")
 
     @OptionGroup var options: ClientOptions
     @Argument var queue: String

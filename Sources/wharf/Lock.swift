@@ -25,7 +25,9 @@ struct Lock: ParsableCommand {
         @Option(help: "Wait this long for the lock, e.g. 10s.") var wait: String?
         @Option var holder = ProcessInfo.processInfo.hostName
         func run() throws {
-            var p: JSONObject = ["name": .string(name), "holder": .string(holder), "ttlMs": .from(try parseDurationMs(ttl))]
+            var p: JSONObject = [
+                "name": .string(name), "holder": .string(holder), "ttlMs": .from(try parseDurationMs(ttl)),
+            ]
             if let wait { p["waitMs"] = .from(try parseDurationMs(wait)) }
             let r = try callOrExit(options, "locks.acquire", .object(p))
             output(options, r) { r in
@@ -43,7 +45,9 @@ struct Lock: ParsableCommand {
         @Argument var token: String
         @Option var ttl = "30s"
         func run() throws {
-            let r = try callOrExit(options, "locks.renew", ["name": .string(name), "token": .string(token), "ttlMs": .from(try parseDurationMs(ttl))])
+            let r = try callOrExit(
+                options, "locks.renew",
+                ["name": .string(name), "token": .string(token), "ttlMs": .from(try parseDurationMs(ttl))])
             output(options, r) { "renewed \(name) until \($0["expiresAt"]?.stringValue ?? "")" }
         }
     }
@@ -84,9 +88,11 @@ struct Lock: ParsableCommand {
     static func describe(_ l: JSON) -> String {
         let name = l["name"]?.stringValue ?? ""
         let s = l["stats"]
-        let counters = "grants \(s?["grants"]?.intValue ?? 0), waits \(s?["waits"]?.intValue ?? 0), expired \(s?["expiriesWithoutRelease"]?.intValue ?? 0)"
+        let counters =
+            "grants \(s?["grants"]?.intValue ?? 0), waits \(s?["waits"]?.intValue ?? 0), expired \(s?["expiriesWithoutRelease"]?.intValue ?? 0)"
         if l["held"] == true {
-            return "\(name)\theld by \(l["holder"]?.stringValue ?? "") until \(l["expiresAt"]?.stringValue ?? "")\tfencing \(l["fencingToken"]?.intValue ?? 0)\t\(counters)"
+            return
+                "\(name)\theld by \(l["holder"]?.stringValue ?? "") until \(l["expiresAt"]?.stringValue ?? "")\tfencing \(l["fencingToken"]?.intValue ?? 0)\t\(counters)"
         }
         return "\(name)\tfree\tfencing \(l["fencingToken"]?.intValue ?? 0)\t\(counters)"
     }
@@ -117,7 +123,9 @@ struct Lock: ParsableCommand {
             let grant = try conn.call("locks.acquire", .object(p))
             guard grant["granted"] == true, let token = grant["token"]?.stringValue else {
                 FileHandle.standardError.write(
-                    Data("lock \(name) is held by \(grant["heldBy"]?.stringValue ?? "?") until \(grant["expiresAt"]?.stringValue ?? "?")\n".utf8))
+                    Data(
+                        "lock \(name) is held by \(grant["heldBy"]?.stringValue ?? "?") until \(grant["expiresAt"]?.stringValue ?? "?")\n"
+                            .utf8))
                 throw ExitCode(75)
             }
             let process = Process()
@@ -137,9 +145,12 @@ struct Lock: ParsableCommand {
                 guard Date() >= next, process.isRunning else { continue }
                 next = Date().addingTimeInterval(interval)
                 do {
-                    _ = try conn.call("locks.renew", ["name": .string(name), "token": .string(token), "ttlMs": .from(ttlMs)])
+                    _ = try conn.call(
+                        "locks.renew", ["name": .string(name), "token": .string(token), "ttlMs": .from(ttlMs)])
                 } catch {
-                    if !lost { FileHandle.standardError.write(Data("lost lock \(name): \(error); stopping the command\n".utf8)) }
+                    if !lost {
+                        FileHandle.standardError.write(Data("lost lock \(name): \(error); stopping the command\n".utf8))
+                    }
                     lost = true
                     process.terminate()
                 }

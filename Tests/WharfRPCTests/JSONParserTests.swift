@@ -1,4 +1,5 @@
 import Testing
+
 @testable import WharfRPC
 
 @Suite struct JSONParserTests {
@@ -26,7 +27,9 @@ import Testing
     }
 
     @Test func rejectsInvalidUTF8() {
-        for bytes: [UInt8] in [[0x22, 0xC3, 0x28, 0x22], [0x22, 0xFF, 0x22], [0x22, 0xE2, 0x82, 0x22], [0x22, 0xED, 0xA0, 0x80, 0x22]] {
+        for bytes: [UInt8] in [
+            [0x22, 0xC3, 0x28, 0x22], [0x22, 0xFF, 0x22], [0x22, 0xE2, 0x82, 0x22], [0x22, 0xED, 0xA0, 0x80, 0x22],
+        ] {
             #expect(throws: JSONParseError.self) { try JSONParser.parse(bytes) }
         }
     }
@@ -44,7 +47,10 @@ import Testing
 
     @Test func writerRoundTrips() throws {
         let values: [JSON] = [
-            ["s": "quote \" backslash \\ newline \n tab \t nul \u{0} é 😀", "n": -42, "d": 0.1, "big": 1e300, "a": [nil, true, false]],
+            [
+                "s": "quote \" backslash \\ newline \n tab \t nul \u{0} é 😀", "n": -42, "d": 0.1, "big": 1e300,
+                "a": [nil, true, false],
+            ],
             .array([]), .object([:]), .string(""), .int(Int64.min), .int(Int64.max),
         ]
         for v in values {
@@ -111,7 +117,8 @@ import Testing
     }
 
     @Test func requestsAndNotifications() throws {
-        guard case .single(.success(let r)) = decode(#"{"jsonrpc":"2.0","method":"m","params":{"a":1},"id":"x"}"#) else {
+        guard case .single(.success(let r)) = decode(#"{"jsonrpc":"2.0","method":"m","params":{"a":1},"id":"x"}"#)
+        else {
             Issue.record("not a request")
             return
         }
@@ -126,7 +133,8 @@ import Testing
 
     @Test func invalidRequests() {
         for text in [
-            #"{"method":"m","id":1}"#, #"{"jsonrpc":"2.0","id":1}"#, #"{"jsonrpc":"2.0","method":"m","params":3,"id":1}"#,
+            #"{"method":"m","id":1}"#, #"{"jsonrpc":"2.0","id":1}"#,
+            #"{"jsonrpc":"2.0","method":"m","params":3,"id":1}"#,
             #"{"jsonrpc":"2.0","method":"m","id":{}}"#, #"5"#,
         ] {
             guard case .single(.failure(let inv)) = decode(text) else {

@@ -11,7 +11,8 @@ import WharfRPC
 
     func leaseOne(_ c: BlockingConnection, queue: String, leaseMs: Int = 30_000, waitMs: Int = 0) throws -> JSON? {
         try c.call(
-            "jobs.lease", ["queues": [.string(queue)], "leaseMs": .from(leaseMs), "waitMs": .from(waitMs), "worker": "t"]
+            "jobs.lease",
+            ["queues": [.string(queue)], "leaseMs": .from(leaseMs), "waitMs": .from(waitMs), "worker": "t"]
         )["jobs"]?.arrayValue?.first
     }
 
@@ -30,7 +31,8 @@ import WharfRPC
         #expect(job["attempt"] == 1)
         #expect(job["payload"]?["to"] == "a@example.com")
         let token = try #require(job["leaseToken"])
-        let hb = try c.call("jobs.heartbeat", ["id": .string(id), "leaseToken": token, "extendMs": 60_000, "progress": ["pct": 50]])
+        let hb = try c.call(
+            "jobs.heartbeat", ["id": .string(id), "leaseToken": token, "extendMs": 60_000, "progress": ["pct": 50]])
         #expect(hb["leaseExpiresAt"]?.stringValue != nil)
         let done = try c.call("jobs.complete", ["id": .string(id), "leaseToken": token, "result": ["ok": true]])
         #expect(done["state"] == "completed")
@@ -51,8 +53,11 @@ import WharfRPC
         let e = try c.expectError("jobs.complete", ["id": .string(id), "leaseToken": "forged"])
         #expect(e.code == -32009)
         #expect(e.reason == "lease_lost")
-        #expect(try c.expectError("jobs.fail", ["id": .string(id), "leaseToken": "forged", "error": "x"]).reason == "lease_lost")
-        #expect(try c.expectError("jobs.heartbeat", ["id": .string(id), "leaseToken": "forged"]).reason == "lease_lost")
+        #expect(
+            try c.expectError("jobs.fail", ["id": .string(id), "leaseToken": "forged", "error": "x"]).reason
+                == "lease_lost")
+        #expect(
+            try c.expectError("jobs.heartbeat", ["id": .string(id), "leaseToken": "forged"]).reason == "lease_lost")
         #expect(try state(c, id) == "running")
         #expect(try c.expectError("jobs.complete", ["id": "999999", "leaseToken": "x"]).code == -32004)
         _ = try c.call("jobs.complete", ["id": .string(id), "leaseToken": job["leaseToken"]!])
@@ -68,7 +73,8 @@ import WharfRPC
         let token = try #require(job["leaseToken"]?.stringValue)
         try c.sendLine(
             #"[{"jsonrpc":"2.0","id":"forged","method":"jobs.complete","params":{"id":"\#(id)","leaseToken":"forged"}},"#
-                + #"{"jsonrpc":"2.0","id":"real","method":"jobs.complete","params":{"id":"\#(id)","leaseToken":"\#(token)"}}]"#)
+                + #"{"jsonrpc":"2.0","id":"real","method":"jobs.complete","params":{"id":"\#(id)","leaseToken":"\#(token)"}}]"#
+        )
         let replies = try #require(c.readMessage().arrayValue)
         let forged = try #require(replies.first { $0["id"] == "forged" })
         let real = try #require(replies.first { $0["id"] == "real" })
@@ -116,14 +122,17 @@ import WharfRPC
         #expect(got["lastError"]?["reason"] == "worker_lost")
         // Reconnecting does not bring the lease back.
         let again = try s.connect()
-        #expect(try again.expectError("jobs.complete", ["id": .string(id), "leaseToken": job["leaseToken"]!]).reason == "lease_lost")
+        #expect(
+            try again.expectError("jobs.complete", ["id": .string(id), "leaseToken": job["leaseToken"]!]).reason
+                == "lease_lost")
     }
 
     @Test func failuresRetryWithBackoffThenDie() throws {
         let s = try TestServer()
         let c = try s.connect()
         let id = try enqueue(
-            c, ["queue": "q", "kind": "k", "maxAttempts": 2, "retry": ["initialMs": 1000, "coefficient": 2, "jitter": 0]])
+            c,
+            ["queue": "q", "kind": "k", "maxAttempts": 2, "retry": ["initialMs": 1000, "coefficient": 2, "jitter": 0]])
         let j1 = try #require(try leaseOne(c, queue: "q"))
         let before = Date()
         let f1 = try c.call("jobs.fail", ["id": .string(id), "leaseToken": j1["leaseToken"]!, "error": "boom"])
@@ -135,7 +144,8 @@ import WharfRPC
         Thread.sleep(forTimeInterval: 1.1)
         let j2 = try #require(try leaseOne(c, queue: "q"))
         #expect(j2["attempt"] == 2)
-        let f2 = try c.call("jobs.fail", ["id": .string(id), "leaseToken": j2["leaseToken"]!, "error": ["message": "again"]])
+        let f2 = try c.call(
+            "jobs.fail", ["id": .string(id), "leaseToken": j2["leaseToken"]!, "error": ["message": "again"]])
         #expect(f2["state"] == "dead")
         let got = try c.call("jobs.get", ["id": .string(id)])
         #expect(got["attempts"]?.arrayValue?.count == 2)
@@ -150,11 +160,16 @@ import WharfRPC
         let c = try s.connect()
         let a = try enqueue(c, ["queue": "q", "kind": "k"])
         let ja = try #require(try leaseOne(c, queue: "q"))
-        #expect(try c.call("jobs.fail", ["id": .string(a), "leaseToken": ja["leaseToken"]!, "error": "bad input", "retryable": false])["state"] == "dead")
+        #expect(
+            try c.call(
+                "jobs.fail",
+                ["id": .string(a), "leaseToken": ja["leaseToken"]!, "error": "bad input", "retryable": false])["state"]
+                == "dead")
         let b = try enqueue(c, ["queue": "q", "kind": "k"])
         let jb = try #require(try leaseOne(c, queue: "q"))
         let before = Date()
-        let f = try c.call("jobs.fail", ["id": .string(b), "leaseToken": jb["leaseToken"]!, "error": "later", "retryInMs": 5000])
+        let f = try c.call(
+            "jobs.fail", ["id": .string(b), "leaseToken": jb["leaseToken"]!, "error": "later", "retryInMs": 5000])
         let delay = try #require(f["nextRunAt"]?.stringValue.flatMap(parseTime)).timeIntervalSince(before)
         #expect(delay > 4.5 && delay < 5.6)
     }
@@ -170,7 +185,9 @@ import WharfRPC
         #expect(try c.call("jobs.cancel", ["id": .string(id)])["cancelled"] == true)
         let hb = try c.expectError("jobs.heartbeat", ["id": .string(id), "leaseToken": job["leaseToken"]!])
         #expect(hb.reason == "cancelled")
-        #expect(try c.expectError("jobs.complete", ["id": .string(id), "leaseToken": job["leaseToken"]!]).reason == "cancelled")
+        #expect(
+            try c.expectError("jobs.complete", ["id": .string(id), "leaseToken": job["leaseToken"]!]).reason
+                == "cancelled")
         #expect(try state(c, id) == "cancelled")
         #expect(try c.expectError("jobs.retry", ["id": .string("\(Int(id)! + 1000)")]).code == -32004)
     }
@@ -186,7 +203,9 @@ import WharfRPC
             let conn = Box(try s.connect())
             Thread {
                 for _ in 0..<5 {
-                    if let r = try? conn.value.call("jobs.enqueue", ["queue": "q", "kind": "k", "uniqueKey": "only-one"]) {
+                    if let r = try? conn.value.call(
+                        "jobs.enqueue", ["queue": "q", "kind": "k", "uniqueKey": "only-one"])
+                    {
                         lock.withLock {
                             ids.value.append(r["id"]?.stringValue ?? "")
                             if r["duplicate"] == true { dups.value += 1 }
@@ -254,7 +273,8 @@ import WharfRPC
             let w = Box(worker)
             let done = DispatchSemaphore(value: 0)
             let waiter = Thread {
-                let job = try? w.value.call("jobs.lease", ["queues": ["wake"], "waitMs": 10_000, "worker": "w"])["jobs"]?.arrayValue?.first
+                let job = try? w.value.call("jobs.lease", ["queues": ["wake"], "waitMs": 10_000, "worker": "w"])[
+                    "jobs"]?.arrayValue?.first
                 got.value = (job, Date().timeIntervalSince(started))
                 done.signal()
             }
@@ -285,11 +305,14 @@ import WharfRPC
             group.enter()
             let conn = Box(try server.connect())
             Thread {
-                while let got = try? conn.value.call("jobs.lease", ["queues": ["d"], "max": 7, "worker": "w"])["jobs"]?.arrayValue,
+                while let got = try? conn.value.call("jobs.lease", ["queues": ["d"], "max": 7, "worker": "w"])["jobs"]?
+                    .arrayValue,
                     !got.isEmpty
                 {
                     lock.withLock { leased.value += got.compactMap { $0["id"]?.stringValue } }
-                    for j in got { _ = try? conn.value.call("jobs.complete", ["id": j["id"]!, "leaseToken": j["leaseToken"]!]) }
+                    for j in got {
+                        _ = try? conn.value.call("jobs.complete", ["id": j["id"]!, "leaseToken": j["leaseToken"]!])
+                    }
                 }
                 group.leave()
             }.start()
@@ -297,7 +320,8 @@ import WharfRPC
         group.wait()
         #expect(leased.value.count == 200)
         #expect(Set(leased.value).count == 200)
-        #expect(try a.database.sql("select count(*) from wharf.jobs where queue = 'd' and state = 'completed'") == "200")
+        #expect(
+            try a.database.sql("select count(*) from wharf.jobs where queue = 'd' and state = 'completed'") == "200")
     }
 
     @Test func enqueueBatchIsAllOrNothing() throws {
@@ -307,7 +331,8 @@ import WharfRPC
         #expect(e.code == -32602)
         #expect(e.data?["field"] == "jobs[1].kind")
         #expect(try s.database.sql("select count(*) from wharf.jobs where queue = 'b'") == "0")
-        let r = try c.call("jobs.enqueueBatch", ["jobs": [["queue": "b", "kind": "k"], ["queue": "b", "kind": "k2", "priority": 5]]])
+        let r = try c.call(
+            "jobs.enqueueBatch", ["jobs": [["queue": "b", "kind": "k"], ["queue": "b", "kind": "k2", "priority": 5]]])
         #expect(r["jobs"]?.arrayValue?.count == 2)
         // Priority first.
         #expect(try leaseOne(c, queue: "b")?["kind"] == "k2")
@@ -316,7 +341,9 @@ import WharfRPC
     @Test func listPagesInStableOrder() throws {
         let s = try TestServer()
         let c = try s.connect()
-        for i in 0..<7 { _ = try enqueue(c, ["queue": "l", "kind": i % 2 == 0 ? "even" : "odd", "tags": [.string("t\(i % 3)")]]) }
+        for i in 0..<7 {
+            _ = try enqueue(c, ["queue": "l", "kind": i % 2 == 0 ? "even" : "odd", "tags": [.string("t\(i % 3)")]])
+        }
         var seen: [String] = []
         var cursor: JSON = .null
         repeat {

@@ -4,7 +4,9 @@ import WharfClient
 import WharfRPC
 
 @Suite struct LocksTests {
-    func acquire(_ c: BlockingConnection, _ name: String, holder: String, ttlMs: Int = 30_000, extra: JSONObject = [:]) throws -> JSON {
+    func acquire(_ c: BlockingConnection, _ name: String, holder: String, ttlMs: Int = 30_000, extra: JSONObject = [:])
+        throws -> JSON
+    {
         var p: JSONObject = ["name": .string(name), "holder": .string(holder), "ttlMs": .from(ttlMs)]
         for e in extra.pairs { p[e.key] = e.value }
         return try c.call("locks.acquire", .object(p))
@@ -20,7 +22,9 @@ import WharfRPC
         #expect(b["granted"] == false)
         #expect(b["heldBy"] == "a")
         #expect(try c.expectError("locks.release", ["name": "res", "token": "not-mine"]).reason == "lease_lost")
-        #expect(try c.expectError("locks.renew", ["name": "res", "token": "not-mine", "ttlMs": 1000]).reason == "lease_lost")
+        #expect(
+            try c.expectError("locks.renew", ["name": "res", "token": "not-mine", "ttlMs": 1000]).reason == "lease_lost"
+        )
         #expect(try c.call("locks.get", ["name": "res"])["holder"] == "a")
         let renewed = try c.call("locks.renew", ["name": "res", "token": token, "ttlMs": 60_000])
         #expect(renewed["fencingToken"] == a["fencingToken"])
@@ -72,7 +76,8 @@ import WharfRPC
         let done = DispatchSemaphore(value: 0)
         let o = Box(other)
         Thread {
-            waiting.value = try? o.value.call("locks.acquire", ["name": "b", "holder": "o", "ttlMs": 30_000, "waitMs": 10_000])
+            waiting.value = try? o.value.call(
+                "locks.acquire", ["name": "b", "holder": "o", "ttlMs": 30_000, "waitMs": 10_000])
             done.signal()
         }.start()
         Thread.sleep(forTimeInterval: 0.3)
@@ -104,7 +109,8 @@ import WharfRPC
             group.enter()
             let conn = Box(try s.connect())
             Thread {
-                if let r = try? conn.value.call("locks.acquire", ["name": "fifo", "holder": .string(name), "ttlMs": 30_000, "waitMs": 20_000]),
+                if let r = try? conn.value.call(
+                    "locks.acquire", ["name": "fifo", "holder": .string(name), "ttlMs": 30_000, "waitMs": 20_000]),
                     r["granted"] == true
                 {
                     lock.withLock { order.value.append(name) }
@@ -130,7 +136,8 @@ import WharfRPC
         let done = DispatchSemaphore(value: 0)
         let cb = Box(try b.connect())
         Thread {
-            got.value = try? cb.value.call("locks.acquire", ["name": "x", "holder": "b", "ttlMs": 30_000, "waitMs": 20_000])
+            got.value = try? cb.value.call(
+                "locks.acquire", ["name": "x", "holder": "b", "ttlMs": 30_000, "waitMs": 20_000])
             done.signal()
         }.start()
         Thread.sleep(forTimeInterval: 0.3)
@@ -147,7 +154,8 @@ import WharfRPC
         let base = try TestEnvironment.databaseURL()
         try TestDatabase.psql(base, "alter database \(s.database.name) allow_connections false")
         defer { _ = try? TestDatabase.psql(base, "alter database \(s.database.name) allow_connections true") }
-        try TestDatabase.psql(base, "select pg_terminate_backend(pid) from pg_stat_activity where datname = '\(s.database.name)'")
+        try TestDatabase.psql(
+            base, "select pg_terminate_backend(pid) from pg_stat_activity where datname = '\(s.database.name)'")
         var error: RPCError?
         for _ in 0..<20 where error == nil {
             do { _ = try acquire(c, "down", holder: "h") } catch let e as RPCError { error = e }
@@ -166,7 +174,10 @@ import WharfRPC
         let bin = TestEnvironment.wharfBinary
         try #require(FileManager.default.isExecutableFile(atPath: bin))
         let server = "127.0.0.1:\(s.port)"
-        let first = try TestDatabase.run([bin, "lock", "run", "nightly", "--server", server, "--ttl", "3s", "--", "sh", "-c", "echo fencing=$WHARF_FENCING_TOKEN; exit 3"])
+        let first = try TestDatabase.run([
+            bin, "lock", "run", "nightly", "--server", server, "--ttl", "3s", "--", "sh", "-c",
+            "echo fencing=$WHARF_FENCING_TOKEN; exit 3",
+        ])
         #expect(first.0 == 3)
         #expect(first.1.contains("fencing=1"))
         let holder = Process()
@@ -182,7 +193,9 @@ import WharfRPC
         let second = try TestDatabase.run([bin, "lock", "run", "nightly", "--server", server, "--", "echo", "ran"])
         #expect(second.0 == 75)
         #expect(!second.1.contains("ran"))
-        let waited = try TestDatabase.run([bin, "lock", "run", "nightly", "--server", server, "--wait", "10s", "--", "echo", "ran"])
+        let waited = try TestDatabase.run([
+            bin, "lock", "run", "nightly", "--server", server, "--wait", "10s", "--", "echo", "ran",
+        ])
         #expect(waited.0 == 0)
         #expect(waited.1.contains("ran"))
         holder.waitUntilExit()

@@ -59,7 +59,10 @@ func migrate(_ conninfo: String) throws -> Result<[Int], PQError> {
         let second = try migrate(db.conninfo).get()
         #expect(second.isEmpty)
         #expect(try db.sql("select count(*) from wharf.schema_migrations") == String(Migrator.all.count))
-        #expect(try db.sql("select count(*) from information_schema.tables where table_schema = 'wharf' and table_name = 'jobs'") == "1")
+        #expect(
+            try db.sql(
+                "select count(*) from information_schema.tables where table_schema = 'wharf' and table_name = 'jobs'")
+                == "1")
     }
 
     @Test func concurrentMigrationsApplyOnce() throws {

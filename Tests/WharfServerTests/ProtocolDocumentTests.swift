@@ -16,8 +16,12 @@ import WharfRPC
         let described = Set((doc["methods"]?.arrayValue ?? []).compactMap { $0["name"]?.stringValue })
         let server = try TestServer()
         let served = Set(server.server.methodNames)
-        #expect(served.subtracting(described).isEmpty, "served but not described: \(served.subtracting(described).sorted())")
-        #expect(described.subtracting(served).isEmpty, "described but not served: \(described.subtracting(served).sorted())")
+        #expect(
+            served.subtracting(described).isEmpty, "served but not described: \(served.subtracting(described).sorted())"
+        )
+        #expect(
+            described.subtracting(served).isEmpty, "described but not served: \(described.subtracting(served).sorted())"
+        )
     }
 
     @Test func describedParamsAreAcceptedAndOthersRefused() throws {
@@ -27,13 +31,16 @@ import WharfRPC
         for method in doc["methods"]?.arrayValue ?? [] {
             let name = try #require(method["name"]?.stringValue)
             let unknown = try c.expectError(name, ["noSuchParam": 1])
-            #expect(unknown.code == -32602 && unknown.data?["field"] == "noSuchParam", "\(name) accepted an undescribed param")
+            #expect(
+                unknown.code == -32602 && unknown.data?["field"] == "noSuchParam",
+                "\(name) accepted an undescribed param")
             for param in method["params"]?.arrayValue ?? [] {
                 let p = try #require(param["name"]?.stringValue)
                 do {
                     _ = try c.call(name, .object([p: Self.sample(param["schema"])]))
                 } catch let e as RPCError {
-                    let refusedName = e.data?["field"]?.stringValue == p && e.data?["detail"] == "is not a parameter of this method"
+                    let refusedName =
+                        e.data?["field"]?.stringValue == p && e.data?["detail"] == "is not a parameter of this method"
                     #expect(!refusedName, "\(name) does not know its described param \(p)")
                 }
             }
@@ -54,7 +61,8 @@ import WharfRPC
 
     @Test func goldenVectors() throws {
         let dir = Self.protocolDir.appendingPathComponent("vectors")
-        let files = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".json") }.sorted()
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".json") }
+            .sorted()
         #expect(!files.isEmpty)
         let server = try TestServer()
         for file in files {
@@ -81,7 +89,8 @@ enum VectorMatcher {
     static func bytes(of send: JSON) -> [UInt8] {
         if case .string(let s) = send { return Array(s.utf8) }
         if let r = send["$repeat"]?.stringValue, let n = send["count"]?.intValue {
-            return Array((send["prefix"]?.stringValue ?? "").utf8) + Array(repeating: Array(r.utf8), count: Int(n)).flatMap { $0 }
+            return Array((send["prefix"]?.stringValue ?? "").utf8)
+                + Array(repeating: Array(r.utf8), count: Int(n)).flatMap { $0 }
                 + Array((send["suffix"]?.stringValue ?? "").utf8)
         }
         return send.encoded
@@ -95,10 +104,14 @@ enum VectorMatcher {
         case .string("$number"): return actual.doubleValue != nil ? [] : ["\(path): expected a number"]
         case .object(let o):
             if let items = o["$unordered"]?.arrayValue {
-                guard let got = actual.arrayValue, got.count == items.count else { return ["\(path): expected \(items.count) items"] }
+                guard let got = actual.arrayValue, got.count == items.count else {
+                    return ["\(path): expected \(items.count) items"]
+                }
                 var remaining = got
                 for e in items {
-                    guard let i = remaining.firstIndex(where: { match(e, $0).isEmpty }) else { return ["\(path): nothing matches \(e.text)"] }
+                    guard let i = remaining.firstIndex(where: { match(e, $0).isEmpty }) else {
+                        return ["\(path): nothing matches \(e.text)"]
+                    }
                     remaining.remove(at: i)
                 }
                 return []
@@ -109,7 +122,9 @@ enum VectorMatcher {
                 return match(p.value, v, path: "\(path).\(p.key)")
             }
         case .array(let items):
-            guard let got = actual.arrayValue, got.count == items.count else { return ["\(path): expected \(items.count) items"] }
+            guard let got = actual.arrayValue, got.count == items.count else {
+                return ["\(path): expected \(items.count) items"]
+            }
             return zip(items, got).enumerated().flatMap { match($1.0, $1.1, path: "\(path)[\($0)]") }
         case .int, .double:
             return expected.doubleValue == actual.doubleValue ? [] : ["\(path): \(actual.text) != \(expected.text)"]

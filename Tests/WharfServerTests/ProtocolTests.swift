@@ -241,7 +241,9 @@ import WharfServer
         let c = try server.connect()
         var out = ""
         for i in 0..<6 {
-            out += #"{"jsonrpc":"2.0","id":\#(i),"method":"jobs.lease","params":{"queues":["none"],"waitMs":600,"worker":"w"}}"# + "\n"
+            out +=
+                #"{"jsonrpc":"2.0","id":\#(i),"method":"jobs.lease","params":{"queues":["none"],"waitMs":600,"worker":"w"}}"#
+                + "\n"
         }
         out += #"{"jsonrpc":"2.0","id":"ping","method":"server.ping"}"# + "\n"
         let start = Date()

@@ -16,12 +16,15 @@ enum TestEnvironment {
     }
 
     static func databaseURL() throws -> String {
-        guard let url = ProcessInfo.processInfo.environment["WHARF_TEST_DATABASE_URL"], !url.isEmpty else { throw Missing() }
+        guard let url = ProcessInfo.processInfo.environment["WHARF_TEST_DATABASE_URL"], !url.isEmpty else {
+            throw Missing()
+        }
         return url
     }
 
     static var repositoryRoot: URL {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
     }
 
     /// The `wharf` executable built next to the test bundle (or `WHARF_BIN`).
@@ -52,7 +55,9 @@ struct TestDatabase {
     /// Runs SQL through psql (outside any event loop) and returns its unaligned output.
     @discardableResult
     static func psql(_ conninfo: String, _ sql: String) throws -> String {
-        let (status, out, err) = try run(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", conninfo, "-c", sql])
+        let (status, out, err) = try run([
+            "psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", conninfo, "-c", sql,
+        ])
         guard status == 0 else { throw TestFailure("psql failed: \(err)") }
         return out
     }
