@@ -103,24 +103,16 @@ final class JobsBenchRun {
 
     func run() {
         do {
-            loop = try EventLoop()
-            var all: [LoopRPCClient] = []
-            for _ in 0..<(producerCount + workerCount + 1) { all.append(try LoopRPCClient(loop: loop)) }
-            producers = Array(all[0..<producerCount])
-            workers = Array(all[producerCount..<(producerCount + workerCount)])
-            control = all.last!
-            var connected = 0
-            for c in all {
-                try c.connect(host: host, port: port) { [unowned self] err in
-                    if let err { return self.abort("connect: \(err)") }
-                    if let token = self.token { c.call("session.hello", ["token": .string(token)]) { _ in } }
-                    connected += 1
-                    if connected == all.count { self.phaseEnqueue() }
-                }
-            }
-            loop.run()
-            for c in all { c.tcp.close() }
-            loop.shutdown()
+            try LoopRPCClient.runConnected(
+                count: producerCount + workerCount + 1, host: host, port: port, token: token,
+                ready: { [unowned self] loop, all in
+                    self.loop = loop
+                    self.producers = Array(all[0..<self.producerCount])
+                    self.workers = Array(all[self.producerCount..<(self.producerCount + self.workerCount)])
+                    self.control = all.last!
+                    self.phaseEnqueue()
+                },
+                failed: { [unowned self] message in self.error = message })
         } catch {
             self.error = "\(error)"
         }

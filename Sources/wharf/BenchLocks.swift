@@ -67,28 +67,13 @@ final class LockBenchRun {
 
     func run() {
         do {
-            let loop = try EventLoop()
-            var conns: [LoopRPCClient] = []
-            var connected = 0
-            for i in 0..<clients {
-                let c = try LoopRPCClient(loop: loop)
-                conns.append(c)
-                try c.connect(host: host, port: port) { [unowned self] err in
-                    if let err {
-                        self.error = "connect: \(err)"
-                        return loop.stop()
-                    }
-                    connected += 1
-                    if connected == self.clients {
-                        for (k, c) in conns.enumerated() { self.cycle(c, client: k, step: 0) }
-                        self.startClock(loop)
-                    }
-                }
-                _ = i
-            }
-            loop.run()
-            for c in conns { c.tcp.close() }
-            loop.shutdown()
+            try LoopRPCClient.runConnected(
+                count: clients, host: host, port: port,
+                ready: { [unowned self] loop, conns in
+                    for (k, c) in conns.enumerated() { self.cycle(c, client: k, step: 0) }
+                    self.startClock(loop)
+                },
+                failed: { [unowned self] message in self.error = message })
         } catch {
             self.error = "\(error)"
         }

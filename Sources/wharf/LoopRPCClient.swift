@@ -71,3 +71,30 @@ final class LoopRPCClient {
         }
     }
 }
+
+extension LoopRPCClient {
+    /// Runs a fresh loop with `count` connections to `host:port`: `ready` once all are connected,
+    /// `failed` if one cannot connect. Returns when the loop is stopped; the connections are closed.
+    static func runConnected(
+        count: Int, host: String, port: Int, token: String? = nil,
+        ready: @escaping (EventLoop, [LoopRPCClient]) -> Void, failed: @escaping (String) -> Void
+    ) throws {
+        let loop = try EventLoop()
+        let clients = try (0..<count).map { _ in try LoopRPCClient(loop: loop) }
+        var connected = 0
+        for c in clients {
+            try c.connect(host: host, port: port) { err in
+                if let err {
+                    failed("connect: \(err)")
+                    return loop.stop()
+                }
+                if let token { c.call("session.hello", ["token": .string(token)]) { _ in } }
+                connected += 1
+                if connected == clients.count { ready(loop, clients) }
+            }
+        }
+        loop.run()
+        for c in clients { c.tcp.close() }
+        loop.shutdown()
+    }
+}

@@ -1,26 +1,3 @@
-"""Starts a real `wharf serve` on a fresh database for the client tests."""
+"""Fixtures for the client tests: a real server per module."""
 
-from __future__ import annotations
-
-import pytest
-
-from wharf.testing import MissingEnvironment, WharfServer
-
-
-@pytest.fixture(scope="module")
-def server():
-    try:
-        s = WharfServer()
-    except MissingEnvironment as e:
-        pytest.fail(str(e))
-    yield s
-    s.stop()
-
-
-@pytest.fixture
-def client(server):
-    from wharf import Client
-
-    c = Client("127.0.0.1", server.port)
-    yield c
-    c.close()
+from wharf.pytest_plugin import client, server  # noqa: F401
