@@ -10,7 +10,7 @@ struct BenchJobs: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "jobs", abstract: "Job throughput (enqueue, drain, steady) and idle pickup latency.")
 
-    @Option(help: "Server address, HOST:PORT.") var server = "127.0.0.1:7411"
+    @Option(help: "Server address, HOST:PORT (default: $WHARF_SERVER or 127.0.0.1:7411).") var server = defaultServer
     @Option(help: "Jobs per phase.") var jobs = 20_000
     @Option(help: "Producer connections.") var producers = 2
     @Option(help: "Worker connections.") var workers = 4

@@ -9,7 +9,7 @@ struct BenchLocks: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "locks", abstract: "Acquire+release throughput and acquire latency of fenced locks.")
 
-    @Option(help: "Server address, HOST:PORT.") var server = "127.0.0.1:7411"
+    @Option(help: "Server address, HOST:PORT (default: $WHARF_SERVER or 127.0.0.1:7411).") var server = defaultServer
     @Option(help: "Client connections, each looping acquire then release.") var clients = 8
     @Option(help: "Distinct lock names (names >= clients means no contention).") var names = 64
     @Option(help: "Seconds to measure after a one-second warm-up.") var duration = 10.0

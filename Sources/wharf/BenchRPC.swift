@@ -10,7 +10,7 @@ struct BenchRPC: ParsableCommand {
         commandName: "rpc", abstract: "Throughput and latency of server.ping over pipelined connections.")
 
     @Option(help: "Server address, HOST:PORT.")
-    var server = "127.0.0.1:7411"
+    var server = defaultServer
 
     @Option(help: "TCP connections.")
     var connections = 50

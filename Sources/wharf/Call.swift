@@ -6,7 +6,7 @@ import WharfRPC
 /// Options shared by every client subcommand.
 struct ClientOptions: ParsableArguments {
     @Option(help: "Server address, HOST:PORT.")
-    var server = "127.0.0.1:7411"
+    var server = defaultServer
 
     @Option(help: "Token to present in session.hello.")
     var token: String?
@@ -51,3 +51,6 @@ struct Call: ParsableCommand {
         }
     }
 }
+
+/// `$WHARF_SERVER`, or the address `wharf serve` listens on by default.
+let defaultServer = ProcessInfo.processInfo.environment["WHARF_SERVER"] ?? "127.0.0.1:7411"
