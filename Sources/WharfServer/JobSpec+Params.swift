@@ -21,6 +21,23 @@ extension JobSpec {
         }
     }
 
+    /// Validates a retry policy object `{initialMs, maxMs, coefficient, jitter}` (all optional).
+    static func parseRetry(_ retry: JSONObject) throws(RPCError) -> JSON {
+        let r = Params(object: retry)
+        do {
+            try r.onlyKnown(["initialMs", "maxMs", "coefficient", "jitter"])
+            var o = JSONObject()
+            if let v = try r.double("initialMs", in: 0...86_400_000) { o["initialMs"] = .double(v) }
+            if let v = try r.double("maxMs", in: 0...2_592_000_000) { o["maxMs"] = .double(v) }
+            if let v = try r.double("coefficient", in: 1...100) { o["coefficient"] = .double(v) }
+            if let v = try r.double("jitter", in: 0...1) { o["jitter"] = .double(v) }
+            return .object(o)
+        } catch {
+            throw RPCError.invalidParams(
+                field: "retry." + (error.data?["field"]?.stringValue ?? ""), error.data?["detail"]?.stringValue ?? "")
+        }
+    }
+
     private static func parseUnprefixed(_ p: Params) throws(RPCError) -> JobSpec {
         try p.onlyKnown(fields)
         var spec = JobSpec(queue: try p.name("queue"), kind: try p.name("kind"))
@@ -40,22 +57,7 @@ extension JobSpec {
             spec.runAtMs = delay == 0 ? nil : Timestamp.nowMs() + delay
         }
         spec.maxAttempts = try p.optionalInt("maxAttempts", in: 1...1000) ?? 20
-        if let retry = try p.optionalObject("retry") {
-            let r = Params(object: retry)
-            do {
-                try r.onlyKnown(["initialMs", "maxMs", "coefficient", "jitter"])
-                var o = JSONObject()
-                if let v = try r.double("initialMs", in: 0...86_400_000) { o["initialMs"] = .double(v) }
-                if let v = try r.double("maxMs", in: 0...2_592_000_000) { o["maxMs"] = .double(v) }
-                if let v = try r.double("coefficient", in: 1...100) { o["coefficient"] = .double(v) }
-                if let v = try r.double("jitter", in: 0...1) { o["jitter"] = .double(v) }
-                spec.retry = .object(o)
-            } catch {
-                throw RPCError.invalidParams(
-                    field: "retry." + (error.data?["field"]?.stringValue ?? ""),
-                    error.data?["detail"]?.stringValue ?? "")
-            }
-        }
+        if let retry = try p.optionalObject("retry") { spec.retry = try Self.parseRetry(retry) }
         spec.timeoutMs = try p.optionalInt("timeoutMs", in: 1...86_400_000)
         spec.uniqueKey = try p.optionalName("uniqueKey", maxLength: 400)
         spec.lockKey = try p.optionalName("lockKey", maxLength: 400)

@@ -9,7 +9,7 @@ import WharfUV
 final class JobsService {
     unowned let server: Server
     var store: Store { server.store }
-    let retryDefaults = RetryPolicy()
+    var retryDefaults: RetryPolicy { server.config.retry }
     /// Completed and cancelled jobs are kept this long, dead ones `deadRetentionMs`.
     var finishedRetentionMs: Int64 = 24 * 3_600_000
     var deadRetentionMs: Int64 = 7 * 24 * 3_600_000

@@ -172,6 +172,16 @@ extension Server {
             store.queueStats(try call.params.name("queue")) { call.finish($0) }
         }
 
+        register("queues.configure", roles: producers) { [unowned self] call in
+            try call.params.onlyKnown(["queue", "retry"])
+            let queue = try call.params.name("queue")
+            guard call.params.object["retry"] != nil else {
+                throw RPCError.invalidParams(field: "retry", "is required (null clears it)")
+            }
+            let retry = try call.params.optionalObject("retry").map { o throws(RPCError) in try JobSpec.parseRetry(o) }
+            store.setQueueRetry(queue, retry: retry) { call.finish($0) }
+        }
+
         for (method, paused) in [("queues.pause", true), ("queues.resume", false)] {
             register(method, roles: producers) { [unowned self] call in
                 try call.params.onlyKnown(["queue"])

@@ -1,4 +1,5 @@
 import WharfRPC
+import WharfStore
 
 /// A client's role, granted by the token it presents in `session.hello`.
 public enum Role: String, Sendable, CaseIterable {
@@ -37,6 +38,8 @@ public struct ServerConfig: Sendable {
     public var replicaID: String
     /// How long SIGTERM waits for in-flight requests.
     public var shutdownGraceMs = 5_000
+    /// Retry policy for jobs whose job and queue set none (Protocol/jobs.md says why these values).
+    public var retry = RetryPolicy()
 
     public init(database: String, replicaID: String = ServerConfig.randomReplicaID()) {
         self.database = database

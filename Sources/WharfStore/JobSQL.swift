@@ -139,12 +139,19 @@ enum JobSQL {
 
     /// The retry delay in milliseconds for job `j` after attempt `j.attempt`, from the job's policy or
     /// the server defaults `$6..$9` (initialMs, maxMs, coefficient, jitter).
-    static let backoff = """
-        (least(coalesce((j.retry->>'initialMs')::float8, $6::float8)
-                 * power(coalesce((j.retry->>'coefficient')::float8, $8::float8), greatest(j.attempt - 1, 0)),
-               coalesce((j.retry->>'maxMs')::float8, $7::float8))
-         * (1 + coalesce((j.retry->>'jitter')::float8, $9::float8) * (random() * 2 - 1)))
-        """
+    static let backoff: String = {
+        let policy =
+            "coalesce(j.retry, '{}') || coalesce((select q.retry from wharf.queues q where q.name = j.queue), '{}')"
+        func field(_ name: String, _ param: String) -> String {
+            // The job's own value wins over the queue's, which wins over the server's.
+            "coalesce((j.retry->>'\(name)')::float8, ((\(policy))->>'\(name)')::float8, \(param)::float8)"
+        }
+        return """
+            (least(\(field("initialMs", "$6")) * power(\(field("coefficient", "$8")), greatest(j.attempt - 1, 0)),
+                   \(field("maxMs", "$7")))
+             * (1 + \(field("jitter", "$9")) * (random() * 2 - 1)))
+            """
+    }()
 
     static let fail = """
         with input as (
@@ -280,6 +287,12 @@ enum QueueSQL {
             count(*) filter (where state = 'completed' and finished_at > now() - interval '5 minutes'),
             count(*) filter (where state = 'retryable' or (state = 'dead' and finished_at > now() - interval '5 minutes'))
         from wharf.jobs where queue = $1
+        """
+
+    static let setRetry = """
+        insert into wharf.queues as q (name, retry, updated_at) values ($1, $2::jsonb, now())
+        on conflict on constraint queues_pkey do update set retry = $2::jsonb, updated_at = now()
+        returning q.name, q.paused, q.retry::text
         """
 
     static let setPaused = """

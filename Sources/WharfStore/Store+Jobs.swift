@@ -370,6 +370,16 @@ extension Store {
         }
     }
 
+    /// Sets (or with nil clears) a queue's retry policy.
+    public func setQueueRetry(_ queue: String, retry: JSON?, _ completion: @escaping (Result<JSON, RPCError>) -> Void) {
+        one(QueueSQL.setRetry, [queue, retry?.text], completion) { rows in
+            [
+                "queue": .string(queue), "paused": .bool(rows.bool(0, 1) ?? false),
+                "retry": JobRow.parsed(rows, 0, 2) ?? .null,
+            ]
+        }
+    }
+
     public func setQueuePaused(_ queue: String, paused: Bool, _ completion: @escaping (Result<JSON, RPCError>) -> Void)
     {
         one(QueueSQL.setPaused, [queue, paused ? "true" : "false"], completion) { rows in

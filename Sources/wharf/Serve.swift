@@ -31,6 +31,18 @@ struct Serve: ParsableCommand {
     @Option(help: "Close connections idle for this many milliseconds.")
     var idleTimeoutMs = 300_000
 
+    @Option(help: "Default first retry delay of a failed job, in milliseconds.")
+    var retryInitialMs = 1_000.0
+
+    @Option(help: "Default longest retry delay, in milliseconds.")
+    var retryMaxMs = 3_600_000.0
+
+    @Option(help: "Default growth of the retry delay per attempt.")
+    var retryCoefficient = 2.0
+
+    @Option(help: "Default random spread of retry delays (0.1 = ±10%).")
+    var retryJitter = 0.1
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
@@ -60,6 +72,10 @@ struct Serve: ParsableCommand {
         config.poolSize = poolSize
         config.limits.maxFrameBytes = maxFrameBytes
         config.limits.idleTimeoutMs = idleTimeoutMs
+        config.retry.initialMs = retryInitialMs
+        config.retry.maxMs = retryMaxMs
+        config.retry.coefficient = max(1, retryCoefficient)
+        config.retry.jitter = min(max(0, retryJitter), 1)
         do {
             try config.validate()
         } catch {

@@ -366,3 +366,36 @@ func parseTime(_ s: String) -> Date? {
     f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
     return f.date(from: s)
 }
+
+@Suite struct RetryPolicyTests {
+    /// Each field comes from the job, else the queue, else the server.
+    @Test func jobThenQueueThenServerDefaults() throws {
+        let s = try TestServer {
+            $0.retry.initialMs = 60_000; $0.retry.jitter = 0
+        }
+        let c = try s.connect()
+        func failDelay(_ queue: String, _ job: JSONObject = [:]) throws -> Double {
+            var p: JSONObject = ["queue": .string(queue), "kind": "k"]
+            for e in job.pairs { p[e.key] = e.value }
+            let id = try #require(try c.call("jobs.enqueue", .object(p))["id"])
+            let leased = try #require(
+                try c.call("jobs.lease", ["queues": [.string(queue)], "worker": "w"])["jobs"]?.arrayValue?.first)
+            let before = Date()
+            let r = try c.call("jobs.fail", ["id": id, "leaseToken": leased["leaseToken"]!, "error": "x"])
+            return try #require(r["nextRunAt"]?.stringValue.flatMap(parseTime)).timeIntervalSince(before)
+        }
+        let server = try failDelay("plain")
+        #expect(server > 58 && server < 62, "server default: \(server)")
+        _ = try c.call("queues.configure", ["queue": "tuned", "retry": ["initialMs": 10_000]])
+        let queued = try failDelay("tuned")
+        #expect(queued > 9 && queued < 11, "queue policy: \(queued)")
+        let own = try failDelay("tuned", ["retry": ["initialMs": 3_000]])
+        #expect(own > 2 && own < 4, "job policy: \(own)")
+        _ = try c.call("queues.configure", ["queue": "tuned", "retry": nil])
+        let cleared = try failDelay("tuned")
+        #expect(cleared > 58, "cleared queue policy: \(cleared)")
+        #expect(
+            try c.expectError("queues.configure", ["queue": "tuned", "retry": ["jitter": 3]]).data?["field"]
+                == "retry.jitter")
+    }
+}

@@ -12,7 +12,7 @@ METHODS = {
     "jobs": [
         "enqueue", "enqueueBatch", "lease", "heartbeat", "complete", "fail", "cancel", "retry", "get", "list",
     ],
-    "queues": ["list", "stats", "pause", "resume"],
+    "queues": ["list", "stats", "configure", "pause", "resume"],
     "locks": ["acquire", "renew", "release", "get", "list"],
     "cron": ["upsert", "get", "list", "remove", "pause", "resume", "trigger", "preview"],
     "webhooks": [

@@ -5,6 +5,8 @@ create table wharf.queues (
     name text not null,
     paused boolean not null default false,
     paused_at timestamptz,
+    -- The queue's retry policy {initialMs, maxMs, coefficient, jitter}; null means the server's.
+    retry jsonb,
     updated_at timestamptz not null default now(),
     constraint queues_pkey primary key (name)
 );
