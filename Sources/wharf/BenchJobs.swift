@@ -16,6 +16,7 @@ struct BenchJobs: ParsableCommand {
     @Option(help: "Worker connections.") var workers = 4
     @Option(help: "Jobs per lease (and per enqueueBatch call in the enqueue phase).") var batch = 100
     @Option(help: "Pickup latency samples.") var samples = 200
+    @Option(help: "Single enqueues each producer keeps in flight in the steady phase.") var depth = 64
     @Option(help: "Token to present.") var token: String?
     @Flag(help: "Print one JSON object as the last line.") var json = false
 
@@ -24,8 +25,7 @@ struct BenchJobs: ParsableCommand {
         let box = UncheckedBox(
             JobsBenchRun(
                 host: host, port: port, jobs: jobs, producers: producers, workers: workers, batch: batch,
-                samples: samples,
-                token: token))
+                samples: samples, depth: depth, token: token))
         runOnLoopThread { box.value.run() }
         let r = box.value
         if let error = r.error { throw ValidationError(error) }
@@ -42,8 +42,8 @@ struct BenchJobs: ParsableCommand {
         print(
             String(
                 format:
-                    "steady:  %d jobs, %d producers (single enqueues, 16 in flight each) + %d workers: %.0f jobs/s (enqueue calls %.0f/s)",
-                jobs, producers, workers, r.steadyPerSec, r.steadyEnqueuePerSec))
+                    "steady:  %d jobs, %d producers (single enqueues, %d in flight each) + %d workers: %.0f jobs/s (enqueue calls %.0f/s)",
+                jobs, producers, depth, workers, r.steadyPerSec, r.steadyEnqueuePerSec))
         print(
             String(
                 format: "pickup:  p50 %.3f ms, p99 %.3f ms over %d samples (enqueue sent -> lease reply)", pickup50,
@@ -88,7 +88,13 @@ final class JobsBenchRun {
     private var control: LoopRPCClient!
     private var completedIDs: [String: Int] = [:]
 
-    init(host: String, port: Int, jobs: Int, producers: Int, workers: Int, batch: Int, samples: Int, token: String?) {
+    let steadyDepth: Int
+
+    init(
+        host: String, port: Int, jobs: Int, producers: Int, workers: Int, batch: Int, samples: Int, depth: Int,
+        token: String?
+    ) {
+        steadyDepth = max(1, depth)
         self.host = host
         self.port = port
         self.jobs = jobs
@@ -239,7 +245,7 @@ final class JobsBenchRun {
             self.steadyPerSec = Double(self.jobs) / seconds
             self.settleThen { self.phasePickup() }
         }
-        for p in producers { for _ in 0..<16 { sendNext(p) } }
+        for p in producers { for _ in 0..<steadyDepth { sendNext(p) } }
     }
 
     // MARK: Pickup: one idle worker waits; one job is enqueued; time until the lease reply.
