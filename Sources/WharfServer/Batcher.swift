@@ -7,9 +7,9 @@ import WharfRPC
 /// (group commit) and shrink to one item when the server is idle. Every item gets its own outcome;
 /// a reply is sent only after its batch committed. Loop thread only.
 final class Batcher<Item, Outcome> {
-    typealias Run = ([Item], @escaping (Result<[Outcome], RPCErrorBox>) -> Void) -> Void
+    typealias Run = ([Item], @escaping (Result<[Outcome], RPCError>) -> Void) -> Void
 
-    private var pending: [(Item, (Result<Outcome, RPCErrorBox>) -> Void)] = []
+    private var pending: [(Item, (Result<Outcome, RPCError>) -> Void)] = []
     private var inFlight = 0
     private let maxInFlight: Int
     private let maxBatch: Int
@@ -28,7 +28,7 @@ final class Batcher<Item, Outcome> {
         self.run = run
     }
 
-    func add(_ item: Item, _ done: @escaping (Result<Outcome, RPCErrorBox>) -> Void) {
+    func add(_ item: Item, _ done: @escaping (Result<Outcome, RPCError>) -> Void) {
         pending.append((item, done))
         if !scheduled {
             scheduled = true
@@ -60,6 +60,3 @@ final class Batcher<Item, Outcome> {
         }
     }
 }
-
-/// `RPCError` in a box so batch results can be generic over it.
-typealias RPCErrorBox = RPCError

@@ -257,7 +257,6 @@ final class JobsBenchRun {
         let warmup = 5
         func sample() {
             var sentAt: UInt64 = 0
-            var leaseReply: JSON?
             worker.call(
                 "jobs.lease",
                 ["queues": [.string(q)], "max": 1, "leaseMs": 60_000, "waitMs": 10_000, "worker": "bench-pickup"]
@@ -266,7 +265,6 @@ final class JobsBenchRun {
                 guard let v = self.check(r), let job = v["jobs"]?.arrayValue?.first else {
                     return self.abort("pickup lease returned no job")
                 }
-                leaseReply = job
                 if taken >= warmup { _ = self.pickup.record(max(1, (now - sentAt) / 1000)) }
                 taken += 1
                 let id = job["id"]?.stringValue ?? ""
@@ -282,7 +280,6 @@ final class JobsBenchRun {
                     }
                 }
             }
-            _ = leaseReply
             // Let the lease request reach the server and start waiting before the enqueue.
             let t = try! LoopTimer(loop: loop)
             t.start(timeoutMs: 5) { [unowned self] in
