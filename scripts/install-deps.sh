@@ -9,7 +9,7 @@ for pkg in libuv1-dev libpq-dev libcurl4-openssl-dev postgresql pkg-config; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
-  echo "==> installing ${missing[*]}"
+  echo "==> installing ${missing[*]}" >&2
   sudo_if_needed apt-get update -qq
   sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
