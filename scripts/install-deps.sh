@@ -1,22 +1,28 @@
 #!/usr/bin/env bash
 # Installs what building and running Wharf needs on Debian, skipping what is already there.
+#
+# Progress goes to stderr; stdout carries only shell to eval (a PATH addition for PostgreSQL's
+# server binaries, which Debian keeps outside PATH):  eval "$(bash scripts/install-deps.sh)"
 set -euo pipefail
 
-sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 missing=()
 for pkg in libuv1-dev libpq-dev libcurl4-openssl-dev postgresql pkg-config; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  dpkg -s "$pkg" 2>/dev/null | grep -q '^Status: install ok installed' || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
-  echo "==> installing ${missing[*]}" >&2
-  sudo_if_needed apt-get update -qq
-  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  echo "installing ${missing[*]}" >&2
+  as_root apt-get update -qq >&2
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+else
+  echo "system packages present" >&2
 fi
 
-# The server binaries of Debian's postgresql package live outside PATH.
+command -v swift >/dev/null 2>&1 || { echo "swift is not on PATH: install the Swift 6 toolchain" >&2; exit 1; }
+
 if ! command -v initdb >/dev/null 2>&1; then
-  pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+  pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
   if [ -n "$pgbin" ]; then
     echo "export PATH=\"$pgbin:\$PATH\""
   fi

@@ -1,42 +1,78 @@
 #!/usr/bin/env bash
-# Installs what is missing and runs every test: Swift unit and integration tests, the Python
-# client's tests and the protocol conformance suite, against a throwaway PostgreSQL.
+# Installs what is missing and runs every test against a throwaway PostgreSQL: the Swift unit and
+# integration tests, then the Python client's tests and the protocol conformance suite against the
+# built `wharf` binary. Exits non-zero when anything fails.
+#
+# Environment: WHARF_SCRATCH_PATH (SwiftPM build directory, default .build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+started=$(date +%s)
 section() { printf '\n==== %s ====\n' "$*"; }
+elapsed() { echo "$(($(date +%s) - started)) s"; }
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+scratch=(--scratch-path "${WHARF_SCRATCH_PATH:-.build}")
+python_tests=(Clients/python/tests Protocol/conformance Tests/locks-jepsen)
+python_modules=(pytest cronsim jsonrpcclient standardwebhooks)
 
 section "dependencies"
 eval "$(bash scripts/install-deps.sh)"
-python3 -m pip install -q --disable-pip-version-check pytest jsonrpcclient standardwebhooks cronsim 2>&1 | tail -2 || true
+if ! python3 -c "import $(IFS=,; echo "${python_modules[*]}")" 2>/dev/null; then
+  echo "installing Python test dependencies: ${python_modules[*]}"
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pip
+  fi
+  pip=(python3 -m pip install -q --disable-pip-version-check)
+  [ "$(id -u)" -eq 0 ] || pip+=(--user)
+  # Debian's own Python refuses pip outside a virtualenv (PEP 668) unless told otherwise.
+  "${pip[@]}" "${python_modules[@]}" 2>/dev/null || "${pip[@]}" --break-system-packages "${python_modules[@]}"
+  python3 -c "import $(IFS=,; echo "${python_modules[*]}")"
+fi
+echo "ok"
 
 section "throwaway PostgreSQL"
-export WHARF_TEST_DATABASE_URL
+# A state file of this run's own, so concurrent runs in one checkout each get their own instance.
+WHARF_TEST_PG_STATE=$(mktemp /tmp/wharf-test-pg-run.XXXXXX)
+export WHARF_TEST_PG_STATE
+cleanup() {
+  local t=$SECONDS
+  bash scripts/test-postgres.sh stop
+  rm -f "$WHARF_TEST_PG_STATE"
+  echo "throwaway PostgreSQL removed ($((SECONDS - t)) s)"
+}
+trap cleanup EXIT
 WHARF_TEST_DATABASE_URL=$(bash scripts/test-postgres.sh start)
-trap 'bash scripts/test-postgres.sh stop' EXIT
-echo "$WHARF_TEST_DATABASE_URL"
+export WHARF_TEST_DATABASE_URL
+echo "WHARF_TEST_DATABASE_URL=$WHARF_TEST_DATABASE_URL"
 
-section "swift build"
-swift build --build-tests
+section "swift build ($(elapsed))"
+swift build --build-tests "${scratch[@]}"
+WHARF_BIN="$(swift build "${scratch[@]}" --show-bin-path)/wharf"
 export WHARF_BIN
-WHARF_BIN="$(swift build --show-bin-path)/wharf"
+[ -x "$WHARF_BIN" ] || { echo "no wharf binary at $WHARF_BIN" >&2; exit 1; }
 
-section "swift test"
-set +e
-swift test --skip-build 2>&1 | tee /tmp/wharf-swift-test.log
-swift_status=${PIPESTATUS[0]}
-set -e
+section "swift test ($(elapsed))"
+swift_status=0
+timeout --kill-after=30 900 swift test --skip-build "${scratch[@]}" || swift_status=$?
 
-section "python tests"
-paths=()
-for d in Clients/python/tests Protocol/conformance Tests/locks-jepsen; do
-  [ -d "$d" ] && paths+=("$d")
+section "python tests ($(elapsed))"
+export PYTHONPATH="Clients/python${PYTHONPATH:+:$PYTHONPATH}"
+py_failed=()
+for dir in "${python_tests[@]}"; do
+  if [ ! -d "$dir" ]; then
+    echo "$dir: absent, skipped"
+    continue
+  fi
+  echo "-- $dir"
+  status=0
+  # Exit code 5 means no tests were collected: a failure, since the directory exists.
+  timeout --kill-after=30 600 python3 -m pytest -q -p no:cacheprovider "$dir" || status=$?
+  [ "$status" -eq 0 ] || py_failed+=("$dir (exit $status)")
 done
-py_status=0
-if [ ${#paths[@]} -gt 0 ]; then
-  PYTHONPATH="Clients/python${PYTHONPATH:+:$PYTHONPATH}" python3 -m pytest -q "${paths[@]}" || py_status=$?
-fi
 
-section "summary"
-echo "swift test exit: $swift_status, pytest exit: $py_status"
-[ "$swift_status" -eq 0 ] && [ "$py_status" -eq 0 ]
+section "summary ($(elapsed))"
+echo "swift test: $([ "$swift_status" -eq 0 ] && echo passed || echo "FAILED (exit $swift_status)")"
+if [ ${#py_failed[@]} -eq 0 ]; then echo "python tests: passed"; else echo "python tests: FAILED: ${py_failed[*]}"; fi
+[ "$swift_status" -eq 0 ] && [ ${#py_failed[@]} -eq 0 ]
