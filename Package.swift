@@ -50,6 +50,9 @@ let package = Package(
         .testTarget(name: "WharfCoreTests", dependencies: ["WharfCore"]),
         .testTarget(name: "WharfRPCTests", dependencies: ["WharfRPC"]),
         .testTarget(
+            name: "WharfPQTests",
+            dependencies: ["WharfPQ", "WharfUV", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(
             name: "WharfServerTests",
             dependencies: ["WharfServer", "WharfStore", "WharfPQ", "WharfUV", "WharfClient", "WharfRPC", "WharfCore"]),
     ],

@@ -166,20 +166,20 @@ public final class PQConnection {
         }
         var slots: [Slot] = []
         slots.reserveCapacity(segment.statements.count)
-        for st in segment.statements {
-            let name: String
-            if let existing = prepared[st.sql] {
-                name = existing
-            } else {
-                nextStatement += 1
-                name = "w\(nextStatement)"
-                guard PQsendPrepare(conn, name, st.sql, 0, nil) == 1 else {
-                    completion(.failure(PQError(kind: .unavailable, message: errorMessage())))
-                    return fail(errorMessage())
-                }
-                prepared[st.sql] = name
-                slots.append(.prepare(st.sql))
+        // Every Parse goes before the first Execute: a statement that fails at run time then cannot
+        // abort the Parse of a later one, which segments sent meanwhile may already be using.
+        for st in segment.statements where prepared[st.sql] == nil {
+            nextStatement += 1
+            let name = "w\(nextStatement)"
+            guard PQsendPrepare(conn, name, st.sql, 0, nil) == 1 else {
+                completion(.failure(PQError(kind: .unavailable, message: errorMessage())))
+                return fail(errorMessage())
             }
+            prepared[st.sql] = name
+            slots.append(.prepare(st.sql))
+        }
+        for st in segment.statements {
+            let name = prepared[st.sql]!
             let ok = withCStrings(st.params) { values in
                 PQsendQueryPrepared(conn, name, Int32(st.params.count), values, nil, nil, 0)
             }
@@ -234,6 +234,8 @@ public final class PQConnection {
                 }
             case PGRES_PIPELINE_ABORTED:
                 PQclear(r)
+                // A Parse skipped after an earlier failure never happened: prepare that SQL again next time.
+                if case .prepare(let sql) = slot { prepared[sql] = nil }
                 if inFlight[inFlightHead].error == nil {
                     inFlight[inFlightHead].error = PQError(
                         kind: .aborted, message: "statement skipped after an earlier failure")
