@@ -1,59 +1,97 @@
+import Foundation
+import WharfCore
 import WharfRPC
 import WharfStore
 import WharfUV
 
-/// Lock leasing on one replica: batched compare-and-set acquires, a first-come-first-served line of
-/// waiters per name (only the first is retried when the lock may be free: no thundering herd), wake-ups
-/// from local releases, from other replicas (`NOTIFY wharf_wake, 'lock:<name>'`) and from a timer at the
-/// holder's expiry, and locks bound to a session released when its connection closes. Loop thread only.
+/// Lock leasing on one replica.
+///
+/// Acquires and releases that arrive in the same loop iteration are coalesced into one set-based
+/// statement each (one commit; every request reads its own row of the result). Waiters queue in the
+/// database's durable line and in this replica's `LockWaiters`; when a lock may have become free (a
+/// release here, `NOTIFY wharf_wake, 'lock:<name>'` from any replica, a timer at the holder's expiry,
+/// or the periodic sweep) only the first local waiter is retried, and the database grants it only if
+/// it is the oldest live waiter on any replica. Locks bound to a session are released when its
+/// connection closes. Loop thread only.
 final class LocksService {
     unowned let server: Server
     var store: Store { server.store }
+    var replicaID: String { server.config.replicaID }
 
-    private struct Pending {
-        let request: LockRequest
-        let done: (Result<LockOutcome, RPCError>) -> Void
-    }
-
-    private var pending: [Pending] = []
-    private var inFlight = 0
-    private var flushScheduled = false
-    private let maxInFlight = 4
-
+    /// One waiting `locks.acquire` call.
     final class Waiter {
         let call: Call
-        let request: LockRequest
+        var request: LockRequest
         let bind: Bool
         var deadline: LoopTimer?
+
         init(call: Call, request: LockRequest, bind: Bool) {
             self.call = call
             self.request = request
             self.bind = bind
         }
+
+        var name: String { request.name }
+        var seq: Int64 { request.waiterSeq! }
+        var closeKey: String { "lockwait:\(seq)" }
     }
 
-    /// Waiters per lock name, in arrival order.
-    private var lines: [String: [Waiter]] = [:]
-    /// Names whose first waiter is being retried right now.
-    private var retrying: Set<String> = []
-    private var expiryTimers: [String: LoopTimer] = [:]
+    private var waiters = LockWaiters<Waiter>()
+    private var wakeTimers: [String: LoopTimer] = [:]
 
-    /// Releases from all clients in one loop turn share one statement.
-    private(set) lazy var releaseBatcher = Batcher<(name: String, token: String), Bool>(
+    private var pending: [(LockRequest, (Result<LockOutcome, RPCError>) -> Void)] = []
+    private var inFlight = 0
+    private var flushScheduled = false
+    /// Acquire statements in flight at once; while they run, new requests accumulate into the next.
+    let maxInFlight = Int(ProcessInfo.processInfo.environment["XLOCKS_INFLIGHT"] ?? "4")!
+    /// Most requests coalesced into one acquire statement.
+    let maxBatch = Int(ProcessInfo.processInfo.environment["XLOCKS_BATCH"] ?? "1000")!
+
+    /// Releases from all clients in one loop iteration share one statement.
+    private(set) lazy var releases = Batcher<(name: String, token: String), LockRelease>(
+        maxInFlight: maxInFlight, maxBatch: maxBatch,
         schedule: { [unowned server] body in server.runBeforeFlush(body) },
-        run: { [unowned self] items, done in self.store.releaseLocks(items, done) })
+        run: { [unowned self] items, done in
+            // Sorted by name, so that concurrent statements lock rows in one order.
+            let order = items.indices.sorted { items[$0].name < items[$1].name }
+            self.retryingOnce { self.store.releaseLocks(order.map { items[$0] }, $0) } then: { result in
+                done(
+                    result.map { sorted in
+                        var out = sorted
+                        for (k, i) in order.enumerated() { out[i] = sorted[k] }
+                        return out
+                    })
+            }
+        })
+
+    /// Waiters that gave up or left, removed from the durable line together.
+    private lazy var removals = Batcher<Int64, (holder: String?, freeAtUs: Int64?)>(
+        schedule: { [unowned server] body in server.runBeforeFlush(body) },
+        run: { [unowned self] seqs, done in self.store.removeLockWaiters(seqs, done) })
 
     init(server: Server) { self.server = server }
 
     func start() {
         server.onWake("lock") { [unowned self] name in self.wake(name) }
+        // Queued waiters' rows count only while their replica refreshes them (a few seconds), so a
+        // replica that dies holds up a line briefly.
+        server.addChore(everyMs: 1_000) { [unowned self] in
+            if self.waiters.count > 0 { self.store.refreshLockWaiters(replicaID: self.replicaID) { _ in } }
+        }
+        // The safety net: drop dead waiters of any replica, and retry every line here in case a wake-up
+        // was lost (a dropped LISTEN connection, say).
+        server.addChore(everyMs: 5_000) { [unowned self] in
+            self.store.sweepLockWaiters { _ in }
+            for name in self.waiters.names { self.wake(name) }
+        }
     }
 
-    // MARK: Batched acquire
+    // MARK: Coalesced acquires
 
-    /// Queues an acquire; concurrent ones share one statement (distinct names per statement).
-    func tryAcquire(_ request: LockRequest, _ done: @escaping (Result<LockOutcome, RPCError>) -> Void) {
-        pending.append(Pending(request: request, done: done))
+    /// Queues an attempt; the attempts of one loop iteration share one statement (distinct names per
+    /// statement: a second request for a name goes into the next one).
+    func attempt(_ request: LockRequest, _ done: @escaping (Result<LockOutcome, RPCError>) -> Void) {
+        pending.append((request, done))
         if !flushScheduled {
             flushScheduled = true
             server.runBeforeFlush { [unowned self] in
@@ -66,131 +104,210 @@ final class LocksService {
     private func flush() {
         while !pending.isEmpty && inFlight < maxInFlight {
             var names = Set<String>()
-            var batch: [Pending] = []
-            var rest: [Pending] = []
+            var batch: [(LockRequest, (Result<LockOutcome, RPCError>) -> Void)] = []
+            var rest: [(LockRequest, (Result<LockOutcome, RPCError>) -> Void)] = []
             for p in pending {
-                if batch.count < 1_000 && names.insert(p.request.name).inserted {
-                    batch.append(p)
-                } else {
-                    rest.append(p)
-                }
+                if batch.count < maxBatch && names.insert(p.0.name).inserted { batch.append(p) } else { rest.append(p) }
             }
             pending = rest
+            // Sorted by name, so that concurrent statements lock rows in one order.
+            batch.sort { $0.0.name < $1.0.name }
             inFlight += 1
-            store.acquireLocks(batch.map(\.request)) { [unowned self] result in
+            let requests = batch.map(\.0)
+            retryingOnce { self.store.acquireLocks(requests, replicaID: self.replicaID, $0) } then: {
+                [unowned self] result in
                 self.inFlight -= 1
                 switch result {
                 case .success(let outcomes):
-                    for (p, o) in zip(batch, outcomes) { p.done(.success(o)) }
+                    for (p, o) in zip(batch, outcomes) { p.1(.success(o)) }
                 case .failure(let e):
-                    for p in batch { p.done(.failure(e)) }
+                    for p in batch { p.1(.failure(e)) }
                 }
                 if !self.pending.isEmpty { self.flush() }
             }
         }
     }
 
-    // MARK: Calls
+    /// Runs a statement, and once more if the database aborted it for a deadlock or serialization
+    /// failure (it changed nothing then, so running it again is safe).
+    private func retryingOnce<T>(
+        _ run: @escaping (@escaping (Result<T, RPCError>) -> Void) -> Void,
+        then done: @escaping (Result<T, RPCError>) -> Void
+    ) {
+        run { result in
+            if case .failure(let e) = result, e.reason == "store_busy" { run(done) } else { done(result) }
+        }
+    }
+
+    // MARK: locks.acquire
 
     func acquire(call: Call, request: LockRequest, waitMs: Int64, bind: Bool) {
-        tryAcquire(request) { [unowned self] result in
+        var request = request
+        request.queueForMs = waitMs
+        let name = request.name
+        let arrivedMs = server.loop.nowMs
+        if waitMs > 0 { waiters.joinStarted(name) }
+        attempt(request) { [unowned self] result in
             switch result {
             case .failure(let e):
+                if waitMs > 0 { self.joined(name, nil) }
                 call.fail(e)
-            case .success(.granted(let token, let fencing, let expires)):
-                self.granted(call: call, request: request, bind: bind, token: token, fencing: fencing, expires: expires)
-            case .success(.held(let holder, let freeAt, let freeInMs)):
-                guard waitMs > 0, call.session.isOpen else {
-                    return call.reply(Self.notGranted(request.name, holder, freeAt))
+            case .success(.granted(let grant)):
+                if waitMs > 0 { self.joined(name, nil) }
+                self.deliver(grant, holder: request.holder, to: call, bind: bind)
+            case .success(.notGranted(let refusal)):
+                guard let seq = refusal.waiterSeq else {
+                    if waitMs > 0 { self.joined(name, nil) }
+                    return call.reply(Self.notGranted(name, refusal.holder, refusal.freeAt))
                 }
-                self.enqueueWaiter(Waiter(call: call, request: request, bind: bind), waitMs: waitMs, freeInMs: freeInMs)
+                guard call.isPending, call.session.isOpen else {
+                    self.joined(name, nil)
+                    return self.removals.add(seq) { _ in }
+                }
+                var retry = request
+                retry.queueForMs = 0
+                retry.waiterSeq = seq
+                let w = Waiter(call: call, request: retry, bind: bind)
+                let elapsed = Int64(self.server.loop.nowMs - arrivedMs)
+                self.startDeadline(w, inMs: max(0, waitMs - elapsed))
+                call.session.onClose(w.closeKey) { [unowned self, unowned w] in self.leave(w, reply: false) }
+                self.joined(name, (seq, w))
+                self.scheduleWake(name, after: refusal)
             }
         }
+    }
+
+    private func joined(_ name: String, _ queued: (seq: Int64, waiter: Waiter)?) {
+        if let w = waiters.joinFinished(name, queued: queued) { retry(w) }
     }
 
     static func notGranted(_ name: String, _ holder: String?, _ freeAt: String?) -> JSON {
         ["granted": false, "name": .string(name), "heldBy": .from(holder), "expiresAt": .from(freeAt)]
     }
 
-    private func granted(call: Call, request: LockRequest, bind: Bool, token: String, fencing: Int64, expires: String) {
+    /// Hands a committed grant to its caller, or gives it back if the caller is gone.
+    private func deliver(_ grant: LockGrant, holder: String, to call: Call, bind: Bool) {
+        server.logger.debug(
+            "lock granted",
+            metadata: [
+                "lock": "\(grant.name)", "holder": "\(holder)", "fencing": "\(grant.fencingToken)",
+                "acquired_us": "\(grant.acquiredAtUs)", "expires_us": "\(grant.expiresAtUs)",
+            ])
+        guard call.isPending, call.session.isOpen else {
+            // Nobody will ever see this token: release it now rather than at its expiry.
+            return release(name: grant.name, token: grant.token) { _ in }
+        }
         if bind {
-            let name = request.name
+            let (name, token) = (grant.name, grant.token)
             call.session.onClose("lock:\(name):\(token)") { [unowned self] in
-                self.store.releaseLocks([(name, token)]) { [unowned self] r in
-                    if case .success([true]) = r { self.wake(name) }
-                }
+                self.release(name: name, token: token) { _ in }
             }
         }
-        guard call.isPending else { return }
         call.reply([
-            "granted": true, "name": .string(request.name), "token": .string(token), "fencingToken": .int(fencing),
-            "expiresAt": .string(expires),
+            "granted": true, "name": .string(grant.name), "token": .string(grant.token),
+            "fencingToken": .int(grant.fencingToken), "expiresAt": .string(grant.expiresAt),
         ])
     }
 
-    private func enqueueWaiter(_ w: Waiter, waitMs: Int64, freeInMs: Int64?) {
-        let name = w.request.name
-        lines[name, default: []].append(w)
-        store.countLockWait(name: name)
+    // MARK: Waiting
+
+    private func startDeadline(_ w: Waiter, inMs: Int64) {
         let timer = try? LoopTimer(loop: server.loop)
         w.deadline = timer
         // The closure holds the waiter until the timer fires or is closed.
-        timer?.start(timeoutMs: UInt64(waitMs)) { [unowned self, w] in
-            w.deadline?.close()
-            w.deadline = nil
-            self.lines[name]?.removeAll { $0 === w }
-            if self.lines[name]?.isEmpty == true { self.lines[name] = nil }
-            guard w.call.isPending else { return }
-            self.store.lock(name: name) { r in
-                guard w.call.isPending else { return }
-                let info = (try? r.get()) ?? [:]
-                w.call.reply(Self.notGranted(name, info["holder"]?.stringValue, info["expiresAt"]?.stringValue))
-            }
-        }
-        w.call.session.onClose("lockwait:\(ObjectIdentifier(w).hashValue)") { [unowned self, weak w] in
-            guard let w else { return }
-            w.deadline?.close()
-            w.deadline = nil
-            self.lines[name]?.removeAll { $0 === w }
-        }
-        scheduleExpiryWake(name, inMs: freeInMs)
+        timer?.start(timeoutMs: UInt64(inMs)) { [unowned self, w] in self.leave(w, reply: true) }
     }
 
-    /// Retries the line's first waiter when the holder's lease (plus lock-delay) runs out.
-    private func scheduleExpiryWake(_ name: String, inMs: Int64?) {
-        guard let inMs else { return }
-        if expiryTimers[name] == nil { expiryTimers[name] = try? LoopTimer(loop: server.loop) }
-        expiryTimers[name]?.start(timeoutMs: UInt64(max(0, inMs) + 1)) { [unowned self] in self.wake(name) }
+    /// A waiter gives up (its `waitMs` ran out) or its connection closed: out of both lines.
+    private func leave(_ w: Waiter, reply: Bool) {
+        w.deadline?.close()
+        w.deadline = nil
+        w.call.session.removeCloseHook(w.closeKey)
+        waiters.remove(w.name, w)
+        if !waiters.hasWaiters(w.name) { cancelWakeTimer(w.name) }
+        let name = w.name
+        removals.add(w.seq) { result in
+            guard reply, w.call.isPending else { return }
+            let (holder, freeAtUs) = (try? result.get()) ?? (nil, nil)
+            w.call.reply(Self.notGranted(name, holder, freeAtUs.map { Timestamp.format(epochMs: $0 / 1000) }))
+        }
     }
 
-    /// The lock may be free: retry the first waiter of its line only.
+    /// The lock may be free: retry the first waiter of its line here.
     func wake(_ name: String) {
-        guard let first = lines[name]?.first, !retrying.contains(name) else {
-            if lines[name] == nil, let t = expiryTimers.removeValue(forKey: name) { t.close() }
-            return
-        }
-        retrying.insert(name)
-        tryAcquire(first.request) { [unowned self] result in
-            self.retrying.remove(name)
+        if let w = waiters.woke(name) { retry(w) }
+    }
+
+    private func retry(_ w: Waiter) {
+        let name = w.name
+        attempt(w.request) { [unowned self] result in
+            var granted = false
             switch result {
-            case .success(.granted(let token, let fencing, let expires)):
-                self.lines[name]?.removeAll { $0 === first }
-                if self.lines[name]?.isEmpty == true { self.lines[name] = nil }
-                first.deadline?.close()
-                first.deadline = nil
-                if first.call.isPending && first.call.session.isOpen {
-                    self.granted(
-                        call: first.call, request: first.request, bind: first.bind, token: token, fencing: fencing,
-                        expires: expires)
-                } else {
-                    // Its caller left while the grant was being taken: give it back.
-                    self.store.releaseLocks([(name, token)]) { [unowned self] _ in self.wake(name) }
-                }
-            case .success(.held(_, _, let freeInMs)):
-                self.scheduleExpiryWake(name, inMs: freeInMs)
+            case .success(.granted(let grant)):
+                granted = true
+                w.deadline?.close()
+                w.deadline = nil
+                w.call.session.removeCloseHook(w.closeKey)
+                self.waiters.remove(name, w)
+                self.deliver(grant, holder: w.request.holder, to: w.call, bind: w.bind)
+            case .success(.notGranted(let refusal)):
+                self.scheduleWake(name, after: refusal)
             case .failure:
-                self.scheduleExpiryWake(name, inMs: 500)
+                self.scheduleWake(name, inMs: 500)
+            }
+            if let next = self.waiters.retryFinished(name, granted: granted) { self.retry(next) }
+            if !self.waiters.hasWaiters(name) { self.cancelWakeTimer(name) }
+        }
+    }
+
+    /// Arms the line's timer for when the refusal says the lock could be taken: the holder's expiry
+    /// (plus lock-delay), or failing that when the waiters ahead stop counting. A refusal that names
+    /// neither saw the lock freed by a statement that ran alongside it: try again at once.
+    private func scheduleWake(_ name: String, after refusal: LockRefusal) {
+        let ms = refusal.freeInMs.map { $0 + 1 } ?? refusal.aheadForMs.map { $0 + 1 } ?? 0
+        scheduleWake(name, inMs: ms)
+    }
+
+    private func scheduleWake(_ name: String, inMs: Int64) {
+        guard waiters.hasWaiters(name) else { return }
+        if wakeTimers[name] == nil { wakeTimers[name] = try? LoopTimer(loop: server.loop) }
+        wakeTimers[name]?.start(timeoutMs: UInt64(max(0, inMs))) { [unowned self] in self.wake(name) }
+    }
+
+    private func cancelWakeTimer(_ name: String) {
+        wakeTimers.removeValue(forKey: name)?.close()
+    }
+
+    // MARK: locks.release
+
+    /// Releases a lease (coalesced with the other releases of this iteration) and wakes this replica's
+    /// line for the name; the statement itself wakes other replicas' lines when anyone waits.
+    func release(name: String, token: String, _ done: @escaping (Result<Bool, RPCError>) -> Void) {
+        releases.add((name, token)) { [unowned self] result in
+            switch result {
+            case .success(let r) where r.released:
+                self.server.logger.debug(
+                    "lock released",
+                    metadata: [
+                        "lock": "\(name)", "fencing": "\(r.fencingToken ?? 0)",
+                        "released_us": "\(r.releasedAtUs ?? 0)",
+                    ])
+                self.wake(name)
+                done(.success(true))
+            case .success:
+                done(.success(false))
+            case .failure(let e):
+                done(.failure(e))
             }
         }
+    }
+
+    /// Logs a renewal for the grant log (the lease's new end).
+    func renewed(_ grant: LockGrant) {
+        server.logger.debug(
+            "lock renewed",
+            metadata: [
+                "lock": "\(grant.name)", "fencing": "\(grant.fencingToken)", "expires_us": "\(grant.expiresAtUs)",
+            ])
     }
 }

@@ -2,19 +2,20 @@ import WharfRPC
 import WharfStore
 
 extension Server {
+    /// `locks.*`: fenced leases on names (Protocol/locks.md).
     func registerLockMethods() {
         let locks = LocksService(server: self)
         self.locks = locks
         locks.start()
         let users: Set<Role> = [.producer, .worker]
         let readers: Set<Role> = [.producer, .worker, .reader]
+        let ttlRange: ClosedRange<Int64> = 100...86_400_000
 
         register("locks.acquire", roles: users) { call in
             let p = call.params
             try p.onlyKnown(["name", "holder", "ttlMs", "waitMs", "requestId", "bindToSession", "lockDelayMs"])
             var request = LockRequest(
-                name: try p.name("name", maxLength: 400), holder: try p.name("holder"),
-                ttlMs: try p.int("ttlMs", in: 100...86_400_000))
+                name: try p.name("name", maxLength: 400), holder: try p.name("holder"), ttlMs: try p.int("ttlMs", in: ttlRange))
             request.requestID = try p.optionalName("requestId")
             request.lockDelayMs = try p.optionalInt("lockDelayMs", in: 0...3_600_000) ?? 0
             request.sessionID = call.session.id
@@ -26,29 +27,34 @@ extension Server {
         register("locks.renew", roles: users) { [unowned self] call in
             let p = call.params
             try p.onlyKnown(["name", "token", "ttlMs"])
-            store.renewLock(
-                name: try p.name("name", maxLength: 400), token: try p.string("token"),
-                ttlMs: try p.int("ttlMs", in: 100...86_400_000)
-            ) {
-                call.finish($0)
+            let name = try p.name("name", maxLength: 400)
+            store.renewLock(name: name, token: try p.string("token"), ttlMs: try p.int("ttlMs", in: ttlRange)) { r in
+                call.finish(
+                    r.map { grant in
+                        locks.renewed(grant)
+                        return [
+                            "name": .string(name), "expiresAt": .string(grant.expiresAt),
+                            "fencingToken": .int(grant.fencingToken),
+                        ]
+                    })
             }
         }
 
-        register("locks.release", roles: users) { [unowned self] call in
+        register("locks.release", roles: users) { call in
             let p = call.params
             try p.onlyKnown(["name", "token"])
             let name = try p.name("name", maxLength: 400)
             let token = try p.string("token")
-            locks.releaseBatcher.add((name, token)) { r in
+            locks.release(name: name, token: token) { r in
                 switch r {
                 case .success(true):
                     call.session.removeCloseHook("lock:\(name):\(token)")
-                    locks.wake(name)
                     call.reply(["name": .string(name), "released": true])
                 case .success:
                     call.fail(
                         .conflict(
-                            "lock \(name) is not held with this token", reason: "lease_lost", ["name": .string(name)]))
+                            "lock \(name) is not held with this token (released, or taken over after expiry)",
+                            reason: "lease_lost", ["name": .string(name)]))
                 case .failure(let e):
                     call.fail(e)
                 }

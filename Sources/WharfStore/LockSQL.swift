@@ -1,93 +1,263 @@
-/// The locks table's statements. Acquire, renew and release are each one compare-and-set statement,
-/// batched over arrays so that concurrent requests share a commit.
+/// The statements on `wharf.locks` and `wharf.lock_waiters`.
+///
+/// Acquire and release are each one compare-and-set statement over arrays, so that the concurrent
+/// requests of one loop iteration share one statement and one commit; each request's outcome is read
+/// from its own result row. Times come back as epoch microseconds of PostgreSQL's clock, which alone
+/// decides expiry.
 enum LockSQL {
-    static func ts(_ column: String) -> String { JobSQL.ts(column) }
+    /// Epoch microseconds of a timestamptz expression (exact: timestamptz has microsecond resolution).
+    static func us(_ expression: String) -> String { "(extract(epoch from \(expression)) * 1000000)::bigint" }
 
-    /// A grant is possible when the lock is free (and past any lock-delay), or when the same holder
-    /// retries the same `requestId` while its grant is still live (then the grant is returned as is).
-    static let acquire = """
-        with input as (
-            select * from unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::bigint[])
-                with ordinality as t(name, holder, ttl_ms, request_id, session_id, lock_delay_ms, ord)
+    /// When an expired lease becomes grantable: its expiry plus its lock-delay.
+    static func freeAt(_ l: String) -> String { "\(l).expires_at + \(l).lock_delay_ms * interval '1 millisecond'" }
+
+    /// How long a queued waiter's row counts without its replica refreshing it (every second).
+    static let waiterLeaseSeconds = 4
+
+    /// When the live waiters queued ahead of request `i` stop counting (null when none is ahead): any
+    /// waiter, for a new request; an older one, for a queued waiter's retry (`i.wait_seq`). A scalar
+    /// subquery, so that it is always an index probe per request, whatever the planner thinks of the
+    /// table's size.
+    static let aheadUntil = """
+        (select min(least(w.deadline, w.alive_until)) from wharf.lock_waiters w
+         where w.name = i.name and (i.wait_seq is null or w.seq < i.wait_seq)
+           and w.deadline > now() and w.alive_until > now())
+        """
+
+    /// The grant, shared by both acquire statements: the rows of `source` (aliased `a`) that may take
+    /// their lock. A request is granted when the lock is free: never held, released, or expired past
+    /// its lock-delay. The grant takes the next fencing token on the name's row under that row's lock,
+    /// so two grants can never share or reorder tokens; `acquired_at` is read from `clock_timestamp()`
+    /// once the lock is held, so a grant's recorded start is never before the end of the lease it
+    /// follows. Taking over an expired lease counts an expiry without release.
+    static func grant(from source: String) -> String {
+        """
+        insert into wharf.locks as l (name, holder, token, fencing_token, acquired_at, expires_at, request_id,
+                                      session_id, lock_delay_ms, grants)
+        select a.name, a.holder, gen_random_uuid()::text, 1, clock_timestamp(),
+               now() + a.ttl_ms * interval '1 millisecond', a.request_id, a.session_id, a.lock_delay_ms, 1
+        from \(source)
+        order by a.name
+        on conflict on constraint locks_pkey do update set
+            holder = excluded.holder, token = excluded.token, fencing_token = l.fencing_token + 1,
+            acquired_at = clock_timestamp(), expires_at = excluded.expires_at, request_id = excluded.request_id,
+            session_id = excluded.session_id, lock_delay_ms = excluded.lock_delay_ms, grants = l.grants + 1,
+            expiries = l.expiries + case when l.holder is not null then 1 else 0 end
+        where l.holder is null or \(freeAt("l")) <= now()
+        returning l.name, l.token, l.fencing_token, l.acquired_at, l.expires_at
+        """
+    }
+
+    /// Array parameter `n` behind a scalar subquery. The planner then estimates every batch alike, and
+    /// PostgreSQL keeps one generic plan per statement; with the arrays in view it would find a plan for
+    /// one or two rows cheaper and re-plan these large statements on every execution.
+    static func array(_ n: Int, _ type: String) -> String { "(select $\(n)::\(type)[])" }
+
+    static let input = """
+        select * from unnest(\(array(1, "text")), \(array(2, "text")), \(array(3, "bigint")), \(array(4, "text")),
+                             \(array(5, "text")), \(array(6, "bigint")), \(array(7, "bigint")), \(array(8, "bigint")))
+            with ordinality as t(name, holder, ttl_ms, request_id, session_id, lock_delay_ms, wait_ms, wait_seq, ord)
+        """
+
+    /// One row per request, in request order: ord, token, fencing token, acquired and expiry times (when
+    /// granted); holder, time the lock becomes free, place in the line, time the waiters ahead stop
+    /// counting (when not); the database's clock. Times are epoch microseconds.
+    static func outcome(granted g: String, holder: String, freeAt free: String, seq: String, ahead: String) -> String {
+        """
+        select i.ord, \(g).token, \(g).fencing_token, \(us(g + ".acquired_at")), \(us(g + ".expires_at")),
+               \(holder), \(us(free)), \(seq), \(us(ahead)), \(us("now()"))
+        """
+    }
+
+    /// Tries to grant each requested lock at once, without queueing: the common case, kept to the
+    /// fewest steps. Names are distinct within one call; `wait_ms`, `wait_seq` and `request_id` must be
+    /// 0 or null (`acquire` handles those). Granted only if no live waiter is queued for the name, so
+    /// that newcomers never jump the line. A request that is not granted counts as contention.
+    static let acquireNow = """
+        with input as (\(input)),
+        attempt as (
+            select i.*, \(aheadUntil) as ahead_until from input i
         ),
-        granted as (
-            insert into wharf.locks as l (name, holder, token, fencing_token, acquired_at, expires_at, request_id,
-                                          session_id, lock_delay_ms, grants)
-            select i.name, i.holder, md5(random()::text || clock_timestamp()::text), 1, now(),
-                   now() + i.ttl_ms * interval '1 millisecond', i.request_id, i.session_id, i.lock_delay_ms, 1
+        granted as (\(grant(from: "attempt a where a.ahead_until is null"))),
+        contended as (
+            update wharf.locks l
+            set waits = l.waits + 1
             from input i
-            on conflict on constraint locks_pkey do update set
-                holder = excluded.holder,
-                token = case when l.request_id = excluded.request_id and l.holder = excluded.holder
-                              and l.expires_at > now() then l.token else excluded.token end,
-                fencing_token = case when l.request_id = excluded.request_id and l.holder = excluded.holder
-                                      and l.expires_at > now() then l.fencing_token else l.fencing_token + 1 end,
-                acquired_at = case when l.request_id = excluded.request_id and l.holder = excluded.holder
-                                    and l.expires_at > now() then l.acquired_at else now() end,
-                expires_at = case when l.request_id = excluded.request_id and l.holder = excluded.holder
-                                   and l.expires_at > now() then l.expires_at else excluded.expires_at end,
-                request_id = excluded.request_id, session_id = excluded.session_id,
-                lock_delay_ms = excluded.lock_delay_ms,
-                grants = l.grants + case when l.request_id = excluded.request_id and l.holder = excluded.holder
-                                          and l.expires_at > now() then 0 else 1 end,
-                expiries = l.expiries + case when l.holder is not null and l.expires_at <= now() then 1 else 0 end
-            where l.holder is null
-               or (l.expires_at + l.lock_delay_ms * interval '1 millisecond' <= now())
-               or (l.request_id = excluded.request_id and l.holder = excluded.holder and l.expires_at > now())
-            returning l.name, l.token, l.fencing_token, \(ts("l.expires_at")) as expires_at, l.holder
+            where l.name = i.name and i.name not in (select name from granted)
+            returning l.name, l.holder, l.expires_at, l.lock_delay_ms
         )
-        select i.ord, g.token, g.fencing_token, g.expires_at, coalesce(g.holder, l.holder),
-               \(ts("l.expires_at + l.lock_delay_ms * interval '1 millisecond'")),
-               (extract(epoch from (l.expires_at + l.lock_delay_ms * interval '1 millisecond' - now())) * 1000)::bigint
+        \(outcome(granted: "g", holder: "c.holder", freeAt: freeAt("c"), seq: "null::bigint", ahead: "a.ahead_until"))
         from input i
-        left join granted g on g.name = i.name and g.holder = i.holder
-        left join wharf.locks l on l.name = i.name
+        join attempt a on a.ord = i.ord
+        left join granted g on g.name = i.name
+        left join contended c on c.name = i.name
         order by i.ord
         """
 
+    /// Tries to grant each requested lock; names are distinct within one call. Also handles what
+    /// `acquireNow` leaves out:
+    ///
+    /// - a retried request (`request_id` and holder equal to the live grant's) gets that grant back
+    ///   unchanged, read from the statement's snapshot;
+    /// - a queued waiter's retry (`wait_seq`) is granted only if no older live waiter is queued, and
+    ///   leaves the durable line in the same statement;
+    /// - a new request that is not granted counts as contention and, with `wait_ms > 0`, joins the line
+    ///   in the same statement. It also raises the row's `waiters_until`, which takes the row lock, so an
+    ///   enqueue and a release of the same lock serialize: either the release sees `waiters_until` and
+    ///   wakes the line, or the enqueue sees the lock free (and the caller retries at once).
+    static let acquire = """
+        with input as (\(input)),
+        snap as (
+            select i.ord, l.holder, l.token, l.fencing_token, l.acquired_at, l.expires_at, l.lock_delay_ms,
+                   coalesce(l.request_id = i.request_id and l.holder = i.holder and l.expires_at > now(), false)
+                       as same
+            from input i join wharf.locks l on l.name = i.name
+        ),
+        attempt as (
+            select i.*, \(aheadUntil) as ahead_until
+            from input i
+            where not exists (select 1 from snap s where s.ord = i.ord and s.same)
+        ),
+        granted as (\(grant(from: "attempt a where a.ahead_until is null"))),
+        dequeued as (
+            delete from wharf.lock_waiters w using input i
+            where w.seq = i.wait_seq and i.name in (select name from granted)
+            returning w.seq
+        ),
+        denied as (
+            select a.* from attempt a where a.wait_seq is null and a.name not in (select name from granted)
+        ),
+        queued as (
+            insert into wharf.lock_waiters (name, holder, replica_id, session_id, deadline, alive_until)
+            select d.name, d.holder, $9, d.session_id, now() + d.wait_ms * interval '1 millisecond',
+                   now() + interval '\(waiterLeaseSeconds) seconds'
+            from denied d
+            where d.wait_ms > 0
+            returning seq, name
+        ),
+        contended as (
+            update wharf.locks l
+            set waits = l.waits + 1,
+                waiters_until = case when d.wait_ms > 0
+                    then greatest(l.waiters_until, now() + d.wait_ms * interval '1 millisecond')
+                    else l.waiters_until end
+            from denied d
+            where l.name = d.name
+            returning l.name, l.holder, l.expires_at, l.lock_delay_ms
+        ),
+        answer as (
+            select i.ord, coalesce(g.name, case when s.same then i.name end) as name,
+                   coalesce(g.token, case when s.same then s.token end) as token,
+                   coalesce(g.fencing_token, case when s.same then s.fencing_token end) as fencing_token,
+                   coalesce(g.acquired_at, case when s.same then s.acquired_at end) as acquired_at,
+                   coalesce(g.expires_at, case when s.same then s.expires_at end) as expires_at
+            from input i
+            left join granted g on g.name = i.name
+            left join snap s on s.ord = i.ord
+        )
+        \(outcome(granted: "x", holder: "coalesce(c.holder, s.holder)",
+                  freeAt: "coalesce(" + freeAt("c") + ", " + freeAt("s") + ")", seq: "q.seq", ahead: "a.ahead_until"))
+        from input i
+        join answer x on x.ord = i.ord
+        left join snap s on s.ord = i.ord
+        left join attempt a on a.ord = i.ord
+        left join contended c on c.name = i.name
+        left join queued q on q.name = i.name
+        order by i.ord
+        """
+
+    /// Compare-and-set on the token; refuses an expired lease.
     static let renew = """
         update wharf.locks
         set expires_at = now() + $3::bigint * interval '1 millisecond'
         where name = $1 and token = $2 and expires_at > now()
-        returning \(ts("expires_at")), fencing_token
+        returning \(us("expires_at")), fencing_token
         """
 
-    /// Releases by token; also accepts a holder whose lock expired but was not taken over.
+    /// Compare-and-delete of the lease on the token (the row stays: it carries the fencing counter).
+    /// Also accepts a holder whose lease expired but was not taken over. Wakes waiters on every replica
+    /// (`NOTIFY wharf_wake, 'lock:<name>'`) only when some waiter queued for the name recently.
     static let release = """
         with input as (
-            select * from unnest($1::text[], $2::text[]) with ordinality as t(name, token, ord)
+            select * from unnest(\(array(1, "text")), \(array(2, "text"))) with ordinality as t(name, token, ord)
         ),
         freed as (
             update wharf.locks l
-            set holder = null, token = null, expires_at = null, request_id = null, session_id = null,
-                releases = l.releases + 1
+            set holder = null, token = null, acquired_at = null, expires_at = null, request_id = null,
+                session_id = null, releases = l.releases + 1
             from input i
             where l.name = i.name and l.token = i.token
-            returning l.name
+            returning i.ord, l.name, l.fencing_token, coalesce(l.waiters_until > now(), false) as waiting,
+                      clock_timestamp() as released_at
         ),
         woke as (
-            select count(pg_notify('wharf_wake', 'lock:' || f.name)) as n from freed f
-        ),
-        -- A release lost in a database crash leaves the lock to expire at its TTL: never two
-        -- holders, so its commit does not wait for the WAL flush.
-        async as (select set_config('synchronous_commit', 'off', true) as v)
-        select i.ord, f.name is not null from input i left join freed f on f.name = i.name cross join woke cross join async
+            select count(pg_notify('wharf_wake', 'lock:' || f.name)) as n from freed f where f.waiting
+        )
+        select i.ord, f.name is not null, f.fencing_token, \(us("f.released_at"))
+        from input i left join freed f on f.ord = i.ord cross join woke
         order by i.ord
         """
 
-    static let countWait = "update wharf.locks set waits = waits + 1 where name = $1"
-
-    static let columns = """
-        name, holder is not null and expires_at > now(), holder, \(ts("expires_at")), fencing_token,
-        grants, waits, expiries, releases, \(ts("acquired_at"))
+    /// Removes waiters that gave up or disconnected, and wakes the line of a free lock that has other
+    /// waiters (one of those removed may have been first). Returns the lock's holder and free time per
+    /// waiter, for the reply of one that gave up.
+    static let removeWaiters = """
+        with input as (
+            select * from unnest(\(array(1, "bigint"))) with ordinality as t(seq, ord)
+        ),
+        gone as (
+            delete from wharf.lock_waiters w using input i where w.seq = i.seq returning w.seq, w.name
+        ),
+        woke as (
+            select count(pg_notify('wharf_wake', 'lock:' || n.name)) as n
+            from (select distinct name from gone) n
+            join wharf.locks l on l.name = n.name
+            where (l.holder is null or \(freeAt("l")) <= now())
+              and exists (select 1 from wharf.lock_waiters w
+                          where w.name = n.name and w.seq not in (select seq from input)
+                            and w.deadline > now() and w.alive_until > now())
+        )
+        select i.ord, l.holder, \(us(freeAt("l")))
+        from input i
+        left join gone g on g.seq = i.seq
+        left join wharf.locks l on l.name = g.name and l.holder is not null and \(freeAt("l")) > now()
+        cross join woke
+        order by i.ord
         """
 
-    static let get = "select \(columns) from wharf.locks where name = $1"
+    /// Keeps a replica's queued waiters counting.
+    static let refreshWaiters = """
+        update wharf.lock_waiters set alive_until = now() + interval '\(waiterLeaseSeconds) seconds'
+        where replica_id = $1
+        """
+
+    /// Deletes waiters of replicas that stopped refreshing them, or long past their deadline, and wakes
+    /// their lines.
+    static let sweepWaiters = """
+        with dead as (
+            delete from wharf.lock_waiters
+            where alive_until <= now() or deadline <= now() - interval '5 seconds'
+            returning name
+        )
+        select count(pg_notify('wharf_wake', 'lock:' || d.name)) from (select distinct name from dead) d
+        """
+
+    static let columns = """
+        l.name, l.holder is not null and l.expires_at > now(), l.holder, \(us("l.expires_at")),
+        \(us("l.acquired_at")), l.fencing_token, l.grants, l.waits,
+        l.expiries + case when l.holder is not null and l.expires_at <= now() then 1 else 0 end, l.releases,
+        case when l.holder is not null and l.expires_at <= now() and \(freeAt("l")) > now()
+            then \(us(freeAt("l"))) end,
+        (select count(*) from wharf.lock_waiters w
+         where w.name = l.name and w.deadline > now() and w.alive_until > now())
+        """
+
+    static let get = "select \(columns) from wharf.locks l where l.name = $1"
 
     static let list = """
-        select \(columns) from wharf.locks
-        where ($1::text is null or starts_with(name, $1)) and ($2::text is null or name > $2)
-        order by name
+        select \(columns) from wharf.locks l
+        where ($1::text is null or starts_with(l.name, $1)) and ($2::text is null or l.name > $2)
+        order by l.name
         limit $3
         """
 }

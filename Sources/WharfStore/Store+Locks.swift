@@ -1,14 +1,22 @@
+import WharfCore
 import WharfPQ
 import WharfRPC
 
-/// What `locks.acquire` asks for.
+/// One `locks.acquire` attempt as the store sees it.
 public struct LockRequest: Sendable {
     public var name: String
     public var holder: String
     public var ttlMs: Int64
+    /// Makes a retried acquire (after a lost reply) return the live grant it already got.
     public var requestID: String?
+    /// The session that asked; recorded on the grant for operators.
     public var sessionID: String?
+    /// After an expiry without release, the lock stays ungrantable this long.
     public var lockDelayMs: Int64 = 0
+    /// When not granted, join the durable line of waiters until this long from now (0: do not queue).
+    public var queueForMs: Int64 = 0
+    /// Set when a queued waiter retries: its place in the line.
+    public var waiterSeq: Int64?
 
     public init(name: String, holder: String, ttlMs: Int64) {
         self.name = name
@@ -17,34 +25,97 @@ public struct LockRequest: Sendable {
     }
 }
 
+/// A lease that was granted. Times are epoch microseconds of PostgreSQL's clock.
+public struct LockGrant: Sendable, Equatable {
+    public var name: String
+    public var token: String
+    public var fencingToken: Int64
+    public var acquiredAtUs: Int64
+    public var expiresAtUs: Int64
+
+    public var expiresAt: String { Timestamp.format(epochMs: expiresAtUs / 1000) }
+}
+
 /// The outcome of one acquire attempt.
 public enum LockOutcome: Sendable {
-    case granted(token: String, fencingToken: Int64, expiresAt: String)
-    /// Held by `holder` until `freeAt` (expiry plus lock-delay), `freeInMs` from now by the database clock.
-    case held(holder: String?, freeAt: String?, freeInMs: Int64?)
+    case granted(LockGrant)
+    case notGranted(LockRefusal)
+}
+
+/// Why an acquire was not granted, and when it is worth trying again (by the database clock).
+public struct LockRefusal: Sendable {
+    /// The current holder, if the lock is held (or expired and still in its lock-delay).
+    public var holder: String?
+    /// When the holder's lease (plus lock-delay) runs out, epoch microseconds.
+    public var freeAtUs: Int64?
+    /// The place in the line of waiters, when the request joined it.
+    public var waiterSeq: Int64?
+    /// When the older waiters ahead stop counting if their replica stops refreshing them.
+    public var aheadUntilUs: Int64?
+    /// The database's clock when it decided.
+    public var nowUs: Int64
+
+    public var freeAt: String? { freeAtUs.map { Timestamp.format(epochMs: $0 / 1000) } }
+    /// Milliseconds until the holder's lease runs out (nil when it is not held).
+    public var freeInMs: Int64? { freeAtUs.map { max(0, ($0 - nowUs + 999) / 1000) } }
+    /// Milliseconds until the waiters ahead stop counting (nil when none is ahead).
+    public var aheadForMs: Int64? { aheadUntilUs.map { max(0, ($0 - nowUs + 999) / 1000) } }
+}
+
+/// The outcome of a release.
+public struct LockRelease: Sendable {
+    public var released: Bool
+    public var fencingToken: Int64?
+    public var releasedAtUs: Int64?
 }
 
 extension Store {
-    /// Tries to acquire every lock in one statement. Names must be distinct within one call.
-    public func acquireLocks(_ items: [LockRequest], _ completion: @escaping (Result<[LockOutcome], RPCError>) -> Void)
+    /// Tries to acquire every lock in one statement (one commit); each request reads its own outcome.
+    /// Names must be distinct within a call.
+    public func acquireLocks(_ items: [LockRequest], replicaID: String,
+        _ completion: @escaping (Result<[LockOutcome], RPCError>) -> Void)
     {
-        let params: [String?] = [
+        var params: [String?] = [
             PGArray.text(items.map(\.name)), PGArray.text(items.map(\.holder)), PGArray.ints(items.map(\.ttlMs)),
             PGArray.text(items.map(\.requestID)), PGArray.text(items.map(\.sessionID)),
-            PGArray.ints(items.map(\.lockDelayMs)),
+            PGArray.ints(items.map(\.lockDelayMs)), PGArray.ints(items.map(\.queueForMs)),
+            PGArray.ints(items.map(\.waiterSeq)),
         ]
-        one(LockSQL.acquire, params, completion) { rows in
-            (0..<rows.rowCount).map { i in
+        // The shorter statement serves the common case: try now, no waiting, no retried request.
+        let plain = items.allSatisfy { $0.queueForMs == 0 && $0.waiterSeq == nil && $0.requestID == nil }
+        if !plain { params.append(replicaID) }
+        one(plain ? LockSQL.acquireNow : LockSQL.acquire, params, completion) { rows throws(RPCError) in
+            guard rows.rowCount == items.count else { throw RPCError.internalError }
+            return (0..<rows.rowCount).map { i in
                 if let token = rows.string(i, 1) {
-                    return .granted(token: token, fencingToken: rows.int(i, 2) ?? 0, expiresAt: rows.string(i, 3) ?? "")
+                    return .granted(
+                        LockGrant(
+                            name: items[i].name, token: token, fencingToken: rows.int(i, 2) ?? 0,
+                            acquiredAtUs: rows.int(i, 3) ?? 0, expiresAtUs: rows.int(i, 4) ?? 0))
                 }
-                return .held(holder: rows.string(i, 4), freeAt: rows.string(i, 5), freeInMs: rows.int(i, 6))
+                return .notGranted(
+                    LockRefusal(
+                        holder: rows.string(i, 5), freeAtUs: rows.int(i, 6), waiterSeq: rows.int(i, 7),
+                        aheadUntilUs: rows.int(i, 8), nowUs: rows.int(i, 9) ?? 0))
             }
         }
     }
 
+    /// Acquires one lock without waiting: granted, or refused with the holder.
+    public func acquireLock(
+        name: String, holder: String, ttlMs: Int64, requestId: String? = nil, lockDelayMs: Int64 = 0,
+        replicaID: String, _ completion: @escaping (Result<LockOutcome, RPCError>) -> Void
+    ) {
+        var r = LockRequest(name: name, holder: holder, ttlMs: ttlMs)
+        r.requestID = requestId
+        r.lockDelayMs = lockDelayMs
+        acquireLocks([r], replicaID: replicaID) { completion($0.map { $0[0] }) }
+    }
+
+    /// Extends a lease held with `token` (compare-and-set). An expired or taken-over lease is a
+    /// `conflict` with reason `lease_lost`.
     public func renewLock(
-        name: String, token: String, ttlMs: Int64, _ completion: @escaping (Result<JSON, RPCError>) -> Void
+        name: String, token: String, ttlMs: Int64, _ completion: @escaping (Result<LockGrant, RPCError>) -> Void
     ) {
         one(LockSQL.renew, [name, token, String(ttlMs)], completion) { rows throws(RPCError) in
             guard rows.rowCount > 0 else {
@@ -52,43 +123,80 @@ extension Store {
                     "lock \(name) is not held with this token (expired or taken over)", reason: "lease_lost",
                     ["name": .string(name)])
             }
-            return [
-                "name": .string(name), "expiresAt": .from(rows.string(0, 0)), "fencingToken": .from(rows.int(0, 1)),
-            ]
+            return LockGrant(
+                name: name, token: token, fencingToken: rows.int(0, 1) ?? 0, acquiredAtUs: 0,
+                expiresAtUs: rows.int(0, 0) ?? 0)
         }
     }
 
-    /// Releases locks in one statement; `true` per item when its token held the lock.
+    /// Releases leases in one statement (compare-and-delete on each token).
     public func releaseLocks(
-        _ items: [(name: String, token: String)], _ completion: @escaping (Result<[Bool], RPCError>) -> Void
+        _ items: [(name: String, token: String)], _ completion: @escaping (Result<[LockRelease], RPCError>) -> Void
     ) {
-        one(LockSQL.release, [PGArray.text(items.map(\.name)), PGArray.text(items.map(\.token))], completion) { rows in
-            (0..<rows.rowCount).map { rows.bool($0, 1) ?? false }
+        let params = [PGArray.text(items.map(\.name)), PGArray.text(items.map(\.token))]
+        one(LockSQL.release, params, completion) { rows throws(RPCError) in
+            guard rows.rowCount == items.count else { throw RPCError.internalError }
+            return (0..<rows.rowCount).map {
+                LockRelease(released: rows.bool($0, 1) ?? false, fencingToken: rows.int($0, 2), releasedAtUs: rows.int($0, 3))
+            }
         }
     }
 
-    public func countLockWait(name: String) {
-        pool.query(LockSQL.countWait, [name]) { _ in }
+    /// Releases one lease; `true` when `token` held it.
+    public func releaseLock(name: String, token: String, _ completion: @escaping (Result<Bool, RPCError>) -> Void) {
+        releaseLocks([(name, token)]) { completion($0.map { $0[0].released }) }
+    }
+
+    /// Removes waiters from the durable line (they gave up or left). Per waiter: the lock's holder and
+    /// when its lease runs out, if it is still held.
+    public func removeLockWaiters(
+        _ seqs: [Int64], _ completion: @escaping (Result<[(holder: String?, freeAtUs: Int64?)], RPCError>) -> Void
+    ) {
+        one(LockSQL.removeWaiters, [PGArray.ints(seqs)], completion) { rows throws(RPCError) in
+            guard rows.rowCount == seqs.count else { throw RPCError.internalError }
+            return (0..<rows.rowCount).map { (rows.string($0, 1), rows.int($0, 2)) }
+        }
+    }
+
+    /// Keeps this replica's queued waiters counting (their rows stop counting some seconds after the
+    /// last refresh, so a replica that dies does not hold up the line for long).
+    public func refreshLockWaiters(replicaID: String, _ completion: @escaping (Result<Void, RPCError>) -> Void) {
+        one(LockSQL.refreshWaiters, [replicaID], completion) { _ in () }
+    }
+
+    /// Deletes every replica's dead waiters and wakes their lines.
+    public func sweepLockWaiters(_ completion: @escaping (Result<Void, RPCError>) -> Void) {
+        one(LockSQL.sweepWaiters, [], completion) { _ in () }
     }
 
     static func lockJSON(_ r: PQResult, _ i: Int) -> JSON {
-        var o: JSONObject = ["name": .from(r.string(i, 0)), "held": .bool(r.bool(i, 1) ?? false)]
-        if r.bool(i, 1) == true {
+        func time(_ col: Int) -> JSON { .from(r.int(i, col).map { Timestamp.format(epochMs: $0 / 1000) }) }
+        let held = r.bool(i, 1) ?? false
+        var o: JSONObject = ["name": .from(r.string(i, 0)), "held": .bool(held)]
+        if held {
             o["holder"] = .from(r.string(i, 2))
-            o["expiresAt"] = .from(r.string(i, 3))
-            o["acquiredAt"] = .from(r.string(i, 9))
+            o["expiresAt"] = time(3)
+            o["acquiredAt"] = time(4)
         }
-        o["fencingToken"] = .from(r.int(i, 4))
+        if !r.isNull(i, 10) { o["lockDelayUntil"] = time(10) }
+        o["fencingToken"] = .from(r.int(i, 5))
+        o["waiters"] = .from(r.int(i, 11))
         o["stats"] = [
-            "grants": .from(r.int(i, 5)), "waits": .from(r.int(i, 6)), "expiriesWithoutRelease": .from(r.int(i, 7)),
-            "releases": .from(r.int(i, 8)),
+            "grants": .from(r.int(i, 6)), "waits": .from(r.int(i, 7)), "expiriesWithoutRelease": .from(r.int(i, 8)),
+            "releases": .from(r.int(i, 9)),
         ]
         return .object(o)
     }
 
+    /// A lock's state and counters; a name never acquired reads as free with fencing token 0.
     public func lock(name: String, _ completion: @escaping (Result<JSON, RPCError>) -> Void) {
         one(LockSQL.get, [name], completion) { rows in
-            rows.rowCount > 0 ? Self.lockJSON(rows, 0) : ["name": .string(name), "held": false, "fencingToken": 0]
+            rows.rowCount > 0
+                ? Self.lockJSON(rows, 0)
+                : [
+                    "name": .string(name), "held": false, "fencingToken": 0, "waiters": 0,
+                    "stats": ["grants": 0, "waits": 0, "expiriesWithoutRelease": 0, "releases": 0],
+                ]
         }
     }
 

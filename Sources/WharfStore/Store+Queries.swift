@@ -24,9 +24,12 @@ extension Store {
         StoreQuery(name: "queues.setPaused", sql: QueueSQL.setPaused),
         StoreQuery(name: "queues.setRetry", sql: QueueSQL.setRetry),
         StoreQuery(name: "locks.acquire", sql: LockSQL.acquire),
+        StoreQuery(name: "locks.acquireNow", sql: LockSQL.acquireNow),
         StoreQuery(name: "locks.renew", sql: LockSQL.renew),
         StoreQuery(name: "locks.release", sql: LockSQL.release),
-        StoreQuery(name: "locks.countWait", sql: LockSQL.countWait),
+        StoreQuery(name: "locks.removeWaiters", sql: LockSQL.removeWaiters),
+        StoreQuery(name: "locks.refreshWaiters", sql: LockSQL.refreshWaiters),
+        StoreQuery(name: "locks.sweepWaiters", sql: LockSQL.sweepWaiters),
         StoreQuery(name: "locks.get", sql: LockSQL.get),
         StoreQuery(name: "locks.list", sql: LockSQL.list),
     ]

@@ -31,9 +31,15 @@ struct BenchLocks: ParsableCommand {
                     "locks: %d clients over %d names, %.1f s: %.0f acquires/s (each followed by a release), acquire p50 %.3f ms, p99 %.3f ms, denied %d",
                 clients, names, r.seconds, perSec, p50, p99, r.denied))
         if json {
+            #if DEBUG
+                let build = "debug"
+            #else
+                let build = "release"
+            #endif
             let o: JSON = [
                 "clients": .from(clients), "names": .from(names), "acquiresPerSec": .double(perSec.rounded()),
                 "acquireP50Ms": .double(p50), "acquireP99Ms": .double(p99), "denied": .from(r.denied),
+                "seconds": .double((r.seconds * 100).rounded() / 100), "build": .string(build),
             ]
             print(o.text)
         }
