@@ -1,3 +1,40 @@
-"""Fixtures for the client tests: a real server per module."""
+"""Fixtures: one real `wharf serve` for the whole session (on a fresh database), and clients of it.
 
-from wharf.pytest_plugin import client, server  # noqa: F401
+The server comes from WHARF_BIN and the database from WHARF_TEST_DATABASE_URL; without them the
+tests that need a server fail and say to run `bash scripts/test.sh`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Iterator
+
+import pytest
+
+import wharf
+from wharf.pytest_plugin import start_server
+from wharf.testing import WharfServer
+
+_names = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[WharfServer]:
+    """The session's server; tests keep apart by using their own queue and lock names (`unique`)."""
+    s = start_server()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def client(server: WharfServer) -> Iterator[wharf.Client]:
+    """A client of the session's server, closed after the test."""
+    c = wharf.Client(server.host, server.port, timeout=10)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def unique(request: pytest.FixtureRequest) -> str:
+    """A name no other test uses (for queues, locks, keys)."""
+    return f"{request.node.name.replace('[', '-').rstrip(']')}-{next(_names)}"

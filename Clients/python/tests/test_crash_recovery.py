@@ -7,14 +7,18 @@ import signal
 import threading
 import time
 
+from _wharf_support import requires
+
 import wharf
+from wharf.pytest_plugin import start_server
 from wharf.testing import WharfServer
 
 JOBS = 3000
 
 
+@requires("jobs.enqueueBatch", "jobs.lease", "jobs.complete", "jobs.list", "queues.stats")
 def test_kill_dash_nine_loses_and_duplicates_nothing():
-    server = WharfServer()
+    server = start_server()
     port, database = server.port, server.database
     acked = set()
     completions = collections.defaultdict(set)  # job id -> lease tokens whose complete succeeded

@@ -1,9 +1,13 @@
-"""Python client for Wharf: `Client`, `AsyncClient`, `Worker`, `lock`, and webhook verification."""
+"""Python client for Wharf: `Client`, `AsyncClient`, `Worker`, `lock`, and webhook verification.
+
+Standard library only. See README.md for examples.
+"""
 
 from . import webhooks
-from .aio import AsyncClient
-from .client import Client
+from .aio import AsyncBatch, AsyncClient
+from .client import Batch, BatchItem, Client
 from .errors import (
+    CallTimeout,
     Conflict,
     ConnectionLost,
     Forbidden,
@@ -22,12 +26,43 @@ from .errors import (
     Unavailable,
     WharfError,
 )
-from .lock import Lock, lock
+from .lock import AsyncLock, Lock, lock
+from .webhooks import WebhookVerificationError
 from .worker import Discard, Job, Retry, Worker
 
+__version__ = "0.2.0"
+
 __all__ = [
-    "AsyncClient", "Client", "Conflict", "ConnectionLost", "Discard", "Forbidden", "InternalError", "InvalidParams",
-    "InvalidRequest", "Job", "JobCancelled", "LeaseLost", "LimitExceeded", "Lock", "LockHeld", "MethodNotFound",
-    "NotFound", "ParseError", "Retry", "RetryableError", "Unauthorized", "Unavailable", "WharfError", "Worker", "lock",
+    "AsyncBatch",
+    "AsyncClient",
+    "AsyncLock",
+    "Batch",
+    "BatchItem",
+    "CallTimeout",
+    "Client",
+    "Conflict",
+    "ConnectionLost",
+    "Discard",
+    "Forbidden",
+    "InternalError",
+    "InvalidParams",
+    "InvalidRequest",
+    "Job",
+    "JobCancelled",
+    "LeaseLost",
+    "LimitExceeded",
+    "Lock",
+    "LockHeld",
+    "MethodNotFound",
+    "NotFound",
+    "ParseError",
+    "Retry",
+    "RetryableError",
+    "Unauthorized",
+    "Unavailable",
+    "WebhookVerificationError",
+    "WharfError",
+    "Worker",
+    "lock",
     "webhooks",
 ]

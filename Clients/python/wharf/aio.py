@@ -1,107 +1,424 @@
-"""The asyncio variant of `Client`, with the same surface (methods are coroutines)."""
+"""The asyncio client: the same surface as `Client`, with coroutines, on asyncio streams.
+
+    async with wharf.AsyncClient("127.0.0.1", 7411, token=...) as client:
+        job = await client.jobs.enqueue(queue="mail", kind="welcome")
+
+Any number of tasks may call at once over the one connection; replies are matched by id.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import itertools
 import json
-from typing import Any, Dict, Optional
+import logging
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-from .errors import ConnectionLost, from_error
-from .methods import METHODS, snake, wire_params
+from ._wire import dumps
+from .api import Namespaces
+from .client import (
+    DEFAULT_PORT,
+    BatchItem,
+    CallSpec,
+    check_frame,
+    long_poll_seconds,
+    normalize_calls,
+    outcome,
+    request_params,
+)
+from .errors import CallTimeout, ConnectionLost, WharfError
+
+log = logging.getLogger("wharf.aio")
+
+STREAM_LIMIT = 64 << 20
+"""Longest reply line accepted (asyncio's default of 64 KiB is too small for leases of big payloads)."""
 
 
-class _AsyncNamespace:
-    def __init__(self, client: "AsyncClient", family: str) -> None:
-        for method in METHODS[family]:
-            full = f"{family}.{method}"
+class _AsyncConnection:
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, notify: Callable[[str, Any], None]
+    ) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.notify = notify
+        self.waiting: Dict[Any, "asyncio.Future[Dict[str, Any]]"] = {}
+        self.batches: List[List[Any]] = []
+        self.alive = True
+        self.write_lock = asyncio.Lock()
+        self.task = asyncio.ensure_future(self._read_loop())
 
-            def make(full: str = full):
-                async def call(**kwargs: Any) -> Any:
-                    return await client.call(full, wire_params(kwargs))
-                return call
+    def register(self, request_id: Any) -> "asyncio.Future[Dict[str, Any]]":
+        if not self.alive:
+            raise ConnectionLost("connection closed", sent=False)
+        fut: asyncio.Future[Dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.waiting[request_id] = fut
+        return fut
 
-            setattr(self, snake(method), make())
+    async def send(self, data: bytes) -> None:
+        async with self.write_lock:  # concurrent drain() is not safe before Python 3.10
+            if not self.alive:
+                raise ConnectionLost("connection closed", sent=False)
+            try:
+                self.writer.write(data)
+                await self.writer.drain()
+            except (OSError, RuntimeError) as e:
+                self.close(ConnectionLost(f"send failed: {e}"))
+                raise ConnectionLost(f"connection lost while sending: {e}") from e
 
-
-class AsyncClient:
-    """`await AsyncClient(...).jobs.enqueue(queue=..., kind=...)`; pipelined over one connection."""
-
-    def __init__(self, host: str = "127.0.0.1", port: int = 7411, token: Optional[str] = None,
-                 timeout: float = 30.0, client_name: str = "wharf-python-async") -> None:
-        self.host, self.port, self.token, self.timeout, self.client_name = host, port, token, timeout, client_name
-        self._reader: Optional[asyncio.StreamReader] = None
-        self._writer: Optional[asyncio.StreamWriter] = None
-        self._ids = itertools.count(1)
-        self._waiting: Dict[int, asyncio.Future] = {}
-        self._read_task: Optional[asyncio.Task] = None
-        self._connecting: Optional[asyncio.Lock] = None
-        self.role: Optional[str] = None
-        for family in METHODS:
-            setattr(self, family, _AsyncNamespace(self, family))
-
-    async def _ensure(self) -> None:
-        if self._connecting is None:
-            self._connecting = asyncio.Lock()
-        async with self._connecting:
-            if self._writer is not None:
-                return
-            self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
-            self._read_task = asyncio.ensure_future(self._read_loop(self._reader))
-            params: Dict[str, Any] = {"client": self.client_name}
-            if self.token:
-                params["token"] = self.token
-            self.role = (await self._send("session.hello", params))["role"]
-
-    async def _read_loop(self, reader: asyncio.StreamReader) -> None:
+    async def _read_loop(self) -> None:
+        reason = "connection closed by the server"
         try:
             while True:
-                line = await reader.readline()
+                line = await self.reader.readline()
                 if not line:
                     break
-                message = json.loads(line)
-                for m in message if isinstance(message, list) else [message]:
-                    fut = self._waiting.pop(m.get("id"), None) if "id" in m else None
+                if not line.strip():
+                    continue
+                try:
+                    message = json.loads(line)
+                except ValueError:
+                    log.warning("unparsable line from the server: %r", line[:200])
+                    continue
+                self._dispatch(message)
+        except asyncio.CancelledError:
+            reason = "client closed"
+        except (OSError, ValueError) as e:  # ValueError: a line longer than STREAM_LIMIT
+            reason = f"connection lost: {e}"
+        self.close(ConnectionLost(reason))
+
+    def _dispatch(self, message: Any) -> None:
+        for m in message if isinstance(message, list) else [message]:
+            if not isinstance(m, dict):
+                continue
+            if "id" not in m:
+                if "method" in m:
+                    self.notify(m["method"], m.get("params"))
+                continue
+            if m["id"] is None and "error" in m:
+                batch = next((b for b in self.batches if any(i in self.waiting for i in b)), None)
+                if batch is None:
+                    log.info("server: %s", m.get("error"))
+                for i in batch or []:
+                    fut = self.waiting.pop(i, None)
                     if fut is not None and not fut.done():
                         fut.set_result(m)
-        except (OSError, ValueError):
-            pass
-        self._writer = None
-        waiting, self._waiting = self._waiting, {}
+                continue
+            fut = self.waiting.pop(m["id"], None)
+            if fut is not None and not fut.done():
+                fut.set_result(m)
+
+    def close(self, error: BaseException) -> None:
+        if not self.alive:
+            return
+        self.alive = False
+        waiting, self.waiting = self.waiting, {}
         for fut in waiting.values():
             if not fut.done():
-                fut.set_exception(ConnectionLost("connection closed before the reply"))
+                fut.set_exception(error)
+        try:
+            self.writer.close()
+        except (OSError, RuntimeError):
+            pass
 
-    async def _send(self, method: str, params: Optional[Dict[str, Any]]) -> Any:
-        if self._writer is None:
-            raise ConnectionLost("not connected")
-        request_id = next(self._ids)
-        fut = asyncio.get_running_loop().create_future()
-        self._waiting[request_id] = fut
-        request: Dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
-        if params:
-            request["params"] = params
-        self._writer.write(json.dumps(request, separators=(",", ":")).encode() + b"\n")
-        await self._writer.drain()
-        wait = self.timeout + (params.get("waitMs", 0) / 1000.0 if isinstance(params, dict) else 0)
-        reply = await asyncio.wait_for(fut, wait)
-        if "error" in reply:
-            raise from_error(reply["error"])
-        return reply.get("result")
 
-    async def call(self, method: str, params: Optional[Dict[str, Any]] = None) -> Any:
-        await self._ensure()
-        return await self._send(method, params)
+class AsyncClient(Namespaces):
+    """An asyncio connection to a Wharf server; see `Client` for the behaviour (it is the same).
+
+    Helpers return coroutines: `await client.jobs.enqueue(...)`. `on_notification(method, params)`
+    may be a plain function (called on the loop; it must not block) or a coroutine function (run as
+    a task).
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = DEFAULT_PORT,
+        token: Optional[str] = None,
+        timeout: float = 30.0,
+        *,
+        client_name: str = "wharf-python-async",
+        connect_timeout: float = 10.0,
+        on_notification: Optional[Callable[[str, Any], Any]] = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.token = token
+        self.timeout = timeout
+        self.client_name = client_name
+        self.connect_timeout = connect_timeout
+        self.on_notification = on_notification
+        self.role: Optional[str] = None
+        self.session_id: Optional[str] = None
+        self.connects = 0
+        self.limits: Dict[str, Any] = {}
+        self._conn: Optional[_AsyncConnection] = None
+        self._connecting: Optional[asyncio.Lock] = None
+        self._ids = itertools.count(1)
+        self._closed = False
+        self._tasks: "set[asyncio.Task[Any]]" = set()
+        self._install_namespaces(self._call_method)
+
+    def __repr__(self) -> str:
+        state = "connected" if self.connected else "closed" if self._closed else "idle"
+        return f"<wharf.AsyncClient {self.host}:{self.port} {state}>"
+
+    @property
+    def connected(self) -> bool:
+        """True while a connection is open."""
+        return self._conn is not None and self._conn.alive
+
+    async def connect(self) -> "AsyncClient":
+        """Opens the connection and says hello now instead of at the first call."""
+        await self._ready()
+        return self
 
     async def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-        if self._read_task is not None:
-            self._read_task.cancel()
+        """Closes the connection; calls in flight fail with `ConnectionLost`."""
+        self._closed = True
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close(ConnectionLost("client closed"))
+            conn.task.cancel()
+            try:
+                await conn.task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - closing anyway
+                pass
+            try:
+                await conn.writer.wait_closed()
+            except (OSError, RuntimeError):
+                pass
 
     async def __aenter__(self) -> "AsyncClient":
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
         await self.close()
+
+    async def _ready(self) -> _AsyncConnection:
+        conn = self._conn
+        if conn is not None and conn.alive:
+            return conn
+        if self._connecting is None:
+            self._connecting = asyncio.Lock()
+        async with self._connecting:
+            if self._closed:
+                raise ConnectionLost("client is closed", sent=False)
+            conn = self._conn
+            if conn is not None and conn.alive:
+                return conn
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(self.host, self.port, limit=STREAM_LIMIT), self.connect_timeout
+            )
+            self.connects += 1
+            conn = _AsyncConnection(reader, writer, self._on_notification)
+            params: Dict[str, Any] = {"client": self.client_name}
+            if self.token is not None:
+                params["token"] = self.token
+            try:
+                hello = await self._request(conn, "session.hello", params, self.timeout)
+            except BaseException:
+                conn.close(ConnectionLost("hello failed"))
+                raise
+            self.role = hello.get("role")
+            self.session_id = hello.get("sessionId")
+            try:
+                info = await self._request(conn, "server.info", None, self.timeout)
+                if isinstance(info, dict) and isinstance(info.get("limits"), dict):
+                    self.limits = info["limits"]
+            except (WharfError, CallTimeout):
+                pass
+            self._conn = conn
+            return conn
+
+    def _on_notification(self, method: str, params: Any) -> None:
+        handler = self.on_notification
+        if handler is None:
+            return
+        try:
+            result = handler(method, params)
+            if inspect.isawaitable(result):
+                task = asyncio.ensure_future(result)
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        except Exception:  # noqa: BLE001 - a handler's bug must not stop the reader
+            log.exception("notification handler failed for %s", method)
+
+    async def call(
+        self,
+        method: str,
+        params: Optional[Mapping[str, Any]] = None,
+        /,
+        *,
+        timeout: Optional[float] = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Calls `method` and returns its result, or raises the `WharfError` the server replied with."""
+        return await self._call(method, request_params(params, kwargs), timeout)
+
+    def _call_method(self, method: str, params: Dict[str, Any]) -> Any:
+        return self._call(method, params, None)
+
+    async def _call(self, method: str, params: Optional[Dict[str, Any]], timeout: Optional[float]) -> Any:
+        result = await self._request(None, method, params, timeout)
+        if method == "session.hello":
+            p = params or {}
+            if "token" in p:
+                self.token = p["token"]
+            if "client" in p:
+                self.client_name = p["client"]
+            self.role = result.get("role", self.role)
+            self.session_id = result.get("sessionId", self.session_id)
+        return result
+
+    async def _request(
+        self, conn: Optional[_AsyncConnection], method: str, params: Optional[Dict[str, Any]], timeout: Optional[float]
+    ) -> Any:
+        request_id = next(self._ids)
+        request: Dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
+        if params is not None:
+            request["params"] = params
+        data = dumps(request) + b"\n"
+        check_frame(data, self.limits, method)
+        for attempt in range(3):
+            c = conn or await self._ready()
+            try:
+                fut = c.register(request_id)
+                await c.send(data)
+                break
+            except ConnectionLost as e:
+                c.waiting.pop(request_id, None)
+                if e.sent or conn is not None or attempt == 2:
+                    raise
+        wait = (self.timeout if timeout is None else timeout) + long_poll_seconds(params)
+        try:
+            reply = await asyncio.wait_for(fut, wait)
+        except asyncio.TimeoutError:
+            raise CallTimeout(method, wait) from None
+        except ConnectionLost as e:
+            raise ConnectionLost(f"{method}: {e}") from e
+        finally:
+            c.waiting.pop(request_id, None)
+        result = outcome(reply)
+        if isinstance(result, WharfError):
+            raise result
+        return result
+
+    async def notify(self, method: str, params: Optional[Mapping[str, Any]] = None, /, **kwargs: Any) -> None:
+        """Sends a notification (no reply, ever)."""
+        p = request_params(params, kwargs)
+        message: Dict[str, Any] = {"jsonrpc": "2.0", "method": method}
+        if p is not None:
+            message["params"] = p
+        conn = await self._ready()
+        await conn.send(dumps(message) + b"\n")
+
+    def batch(
+        self,
+        calls: Optional[Iterable[CallSpec]] = None,
+        *,
+        timeout: Optional[float] = None,
+        return_exceptions: bool = True,
+    ) -> Any:
+        """`await client.batch([...])` -> outcomes in order; `async with client.batch() as b:` builds one."""
+        if calls is None:
+            return AsyncBatch(self, timeout=timeout)
+        return self._batch_checked(normalize_calls(calls), timeout, return_exceptions)
+
+    async def _batch_checked(
+        self, calls: Sequence[Tuple[str, Optional[Dict[str, Any]]]], timeout: Optional[float], return_exceptions: bool
+    ) -> List[Any]:
+        results = await self._batch(calls, timeout)
+        if not return_exceptions:
+            for r in results:
+                if isinstance(r, BaseException):
+                    raise r
+        return results
+
+    async def _batch(
+        self, calls: Sequence[Tuple[str, Optional[Dict[str, Any]]]], timeout: Optional[float]
+    ) -> List[Any]:
+        if not calls:
+            return []
+        ids = [next(self._ids) for _ in calls]
+        message = []
+        for request_id, (method, params) in zip(ids, calls):
+            request: Dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
+            if params is not None:
+                request["params"] = params
+            message.append(request)
+        data = dumps(message) + b"\n"
+        check_frame(data, self.limits, "batch")
+        for attempt in range(3):
+            conn = await self._ready()
+            try:
+                futs = [conn.register(i) for i in ids]
+                conn.batches.append(ids)
+                await conn.send(data)
+                break
+            except ConnectionLost as e:
+                for i in ids:
+                    conn.waiting.pop(i, None)
+                if ids in conn.batches:
+                    conn.batches.remove(ids)
+                if e.sent or attempt == 2:
+                    raise
+        wait = (self.timeout if timeout is None else timeout) + max(long_poll_seconds(p) for _, p in calls)
+        try:
+            done, pending = await asyncio.wait(futs, timeout=wait)
+            if pending:
+                raise CallTimeout(f"batch ({calls[0][0]}...)", wait)
+            results: List[Any] = []
+            for fut in futs:
+                exc = fut.exception()
+                results.append(exc if exc is not None else outcome(fut.result()))
+            return results
+        finally:
+            for i in ids:
+                conn.waiting.pop(i, None)
+            if ids in conn.batches:
+                conn.batches.remove(ids)
+
+    def lock(
+        self, name: str, ttl: float = 30.0, wait: Optional[float] = None, *, holder: Optional[str] = None, **kwargs: Any
+    ) -> Any:
+        """A `wharf.AsyncLock`: `async with client.lock("nightly", ttl=60) as held: ...`."""
+        from .lock import AsyncLock
+
+        return AsyncLock(self, name, ttl=ttl, wait=wait, holder=holder, **kwargs)
+
+
+class AsyncBatch(Namespaces):
+    """Collects calls and sends them as one JSON-RPC batch when its `async with` block ends."""
+
+    def __init__(self, client: AsyncClient, timeout: Optional[float] = None) -> None:
+        self._client = client
+        self._timeout = timeout
+        self.items: List[BatchItem] = []
+        self._install_namespaces(self._add)
+
+    def _add(self, method: str, params: Optional[Dict[str, Any]]) -> BatchItem:
+        item = BatchItem(method, params)
+        self.items.append(item)
+        return item
+
+    def call(self, method: str, params: Optional[Mapping[str, Any]] = None, /, **kwargs: Any) -> BatchItem:
+        """Adds a call (params as for `AsyncClient.call`)."""
+        return self._add(method, request_params(params, kwargs))
+
+    async def send(self) -> List[Any]:
+        """Sends the calls and returns their outcomes (results or errors) in order."""
+        results = await self._client._batch([(i.method, i.params) for i in self.items], self._timeout)
+        for item, r in zip(self.items, results):
+            item._set(r)
+        return results
+
+    async def __aenter__(self) -> "AsyncBatch":
+        return self
+
+    async def __aexit__(self, exc_type: Any, *exc: Any) -> None:
+        if exc_type is None:
+            await self.send()
+
+
+__all__ = ["AsyncBatch", "AsyncClient"]

@@ -1,82 +1,167 @@
-"""Start a real `wharf serve` for tests (used by this package's tests and the conformance suite).
+"""Start a real `wharf serve` for tests (this package's tests, the conformance suite, the lock workload).
 
-Reads `WHARF_BIN` (the binary) and `WHARF_TEST_DATABASE_URL` (a libpq conninfo; a fresh database is
-created next to it for each server), as set by scripts/test.sh.
+Reads `WHARF_BIN` (the built binary) and `WHARF_TEST_DATABASE_URL` (a libpq conninfo such as
+`host=/tmp/x port=5432 user=postgres dbname=postgres`, or a postgres:// URL); each server gets a
+fresh database created beside it. `bash scripts/test.sh` sets both.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
-from typing import List, Optional
+from typing import Any, List, Optional
+from urllib.parse import urlsplit, urlunsplit
+
+HOW_TO_RUN = "run the suite with `bash scripts/test.sh` (it builds the server and starts a throwaway PostgreSQL)"
 
 
 class MissingEnvironment(RuntimeError):
-    pass
+    """WHARF_BIN or WHARF_TEST_DATABASE_URL is not set."""
 
 
 def database_url() -> str:
+    """`WHARF_TEST_DATABASE_URL`, or `MissingEnvironment`."""
     url = os.environ.get("WHARF_TEST_DATABASE_URL")
     if not url:
-        raise MissingEnvironment("WHARF_TEST_DATABASE_URL is not set: run the suite with `bash scripts/test.sh`")
+        raise MissingEnvironment(f"WHARF_TEST_DATABASE_URL is not set: {HOW_TO_RUN}")
     return url
 
 
 def wharf_bin() -> str:
+    """`WHARF_BIN`, or `MissingEnvironment`."""
     path = os.environ.get("WHARF_BIN")
-    if not path or not os.path.exists(path):
-        raise MissingEnvironment("WHARF_BIN does not name the built wharf binary: run `bash scripts/test.sh`")
+    if not path:
+        raise MissingEnvironment(f"WHARF_BIN is not set: {HOW_TO_RUN}")
+    if not os.path.exists(path):
+        raise MissingEnvironment(f"WHARF_BIN={path} does not exist: {HOW_TO_RUN}")
     return path
 
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def fresh_database() -> str:
+def with_dbname(conninfo: str, name: str) -> str:
+    """The same connection settings, for database `name` (conninfo `key=value` pairs or a URL)."""
+    if re.match(r"^postgres(ql)?://", conninfo):
+        parts = urlsplit(conninfo)
+        return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+    kept = [p for p in conninfo.split() if not p.startswith("dbname=")]
+    return " ".join(kept + [f"dbname={name}"])
+
+
+def fresh_database(prefix: str = "wharf_py") -> str:
     """Creates an empty database beside WHARF_TEST_DATABASE_URL and returns its conninfo."""
     base = database_url()
-    name = "wharf_py_" + uuid.uuid4().hex[:12]
-    subprocess.run(["psql", "-X", "-q", "-d", base, "-c", f"create database {name}"], check=True)
-    parts = [p for p in base.split() if not p.startswith("dbname=")]
-    return " ".join(parts + [f"dbname={name}"])
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    done = subprocess.run(
+        ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", base, "-c", f"create database {name}"],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"could not create database {name} with psql: {done.stderr.strip()}")
+    return with_dbname(base, name)
 
 
 class WharfServer:
-    """`wharf serve --database <db> --listen 127.0.0.1:<free port>`, up once it answers a ping."""
+    """`wharf serve --database <fresh db> --listen 127.0.0.1:<free port>`, returned once it answers a ping.
 
-    def __init__(self, database: Optional[str] = None, extra_args: Optional[List[str]] = None,
-                 port: Optional[int] = None) -> None:
+    Its log goes to a temporary file (`log_text()`), quoted when it fails to start.
+    """
+
+    def __init__(
+        self,
+        database: Optional[str] = None,
+        extra_args: Optional[List[str]] = None,
+        port: Optional[int] = None,
+        startup_timeout: float = 30.0,
+    ) -> None:
         self.database = database or fresh_database()
         self.port = port or free_port()
-        args = [wharf_bin(), "serve", "--database", self.database, "--listen", f"127.0.0.1:{self.port}",
-                "--log-level", "warning"] + (extra_args or [])
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 30
+        self.host = "127.0.0.1"
+        self.extra_args = list(extra_args or [])
+        self.log = tempfile.NamedTemporaryFile(prefix="wharf-serve-", suffix=".log", delete=False)
+        args = [
+            wharf_bin(),
+            "serve",
+            "--database",
+            self.database,
+            "--listen",
+            f"{self.host}:{self.port}",
+            "--log-level",
+            "warning",
+        ] + self.extra_args
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + startup_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError("wharf serve exited: " + self.proc.stderr.read().decode(errors="replace"))
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
-                    s.sendall(b'{"jsonrpc":"2.0","method":"server.ping","id":1}\n')
-                    if b"pong" in s.recv(4096):
-                        return
-            except OSError:
-                time.sleep(0.05)
+                raise RuntimeError(f"wharf serve exited with {self.proc.returncode}:\n{self.log_text()}")
+            if self._answers_ping():
+                return
+            time.sleep(0.05)
         self.stop()
-        raise RuntimeError("wharf serve did not answer within 30 s")
+        raise RuntimeError(f"wharf serve did not answer server.ping within {startup_timeout:.0f} s:\n{self.log_text()}")
 
-    def stop(self, sig: int = signal.SIGTERM) -> None:
+    def _answers_ping(self) -> bool:
+        try:
+            with socket.create_connection((self.host, self.port), timeout=1) as s:
+                s.sendall(b'{"jsonrpc":"2.0","method":"server.ping","id":1}\n')
+                return b"pong" in s.recv(4096)
+        except OSError:
+            return False
+
+    @property
+    def address(self) -> str:
+        """`host:port`."""
+        return f"{self.host}:{self.port}"
+
+    def client(self, **kwargs: Any) -> Any:
+        """A `wharf.Client` for this server."""
+        from .client import Client
+
+        return Client(self.host, self.port, **kwargs)
+
+    def log_text(self) -> str:
+        """What the server wrote so far."""
+        try:
+            with open(self.log.name, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    @property
+    def running(self) -> bool:
+        """True while the process runs."""
+        return self.proc.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> Optional[int]:
+        """Sends `sig` (SIGKILL for a crash) and waits for the exit; returns the exit status."""
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
-                self.proc.wait(timeout=10)
+                self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self.log.close()
+        try:
+            os.unlink(self.log.name)
+        except OSError:
+            pass
+        return self.proc.returncode
+
+    def __enter__(self) -> "WharfServer":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
