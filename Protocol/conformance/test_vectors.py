@@ -14,6 +14,8 @@ VECTORS = pathlib.Path(__file__).resolve().parent.parent / "vectors"
 def _bytes(send) -> bytes:
     if isinstance(send, str):
         return send.encode()
+    if isinstance(send, dict) and "$latin1" in send:
+        return send["$latin1"].encode("latin-1")
     if isinstance(send, dict) and "$repeat" in send:
         return (send.get("prefix", "") + send["$repeat"] * send["count"] + send.get("suffix", "")).encode()
     return json.dumps(send).encode()

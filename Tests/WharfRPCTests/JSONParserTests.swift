@@ -59,112 +59,82 @@ import Testing
         #expect(JSON.double(.nan).text == "null")
         #expect(JSON.double(2.0).text == "2")
     }
-}
 
-@Suite struct LineFramerTests {
-    func lines(_ chunks: [String], max: Int = 1 << 20) -> ([String], LineFramer.Outcome) {
-        var framer = LineFramer(maxFrame: max)
-        var out: [String] = []
-        var last = LineFramer.Outcome.ok
-        for c in chunks {
-            last = Array(c.utf8).withUnsafeBytes { b in
-                framer.feed(b) { line in
-                    out.append(String(decoding: line, as: UTF8.self))
-                    return true
-                }
-            }
+    @Test(arguments: [
+        ("-0", JSON.int(0)), ("1e-400", .double(0)), ("0.5e+1", .double(5)), ("123456789012", .int(123_456_789_012)),
+        (#""\u0000""#, .string("\u{0}")), ("\"\u{7F}\"", .string("\u{7F}")), (#""\uD83D\uDE00""#, .string("😀")),
+        (#""\u00E9\n""#, .string("é\n")), (#"{"k\u0065y":"v"}"#, JSON.object(["key": "v"])),
+        (" \t\r\n[ \t\r\n1 \t\r\n] \t\r\n", .array([1])), (#""𝄞 tab\t""#, .string("𝄞 tab\t")),
+    ])
+    func parsesEdgeCases(text: String, expected: JSON) throws {
+        #expect(try JSONParser.parse(text) == expected)
+    }
+
+    @Test(arguments: [
+        "[1 2]", #"{"a":1,}"#, "1 2", "--1", "-a", "0x10", "1.e3", "\u{FEFF}1", "tRue", "nulll", "[1}", #"{"a"}"#,
+        #""\ude00\ud83d""#, #""\ud83d""#, #""\ud83d\u""#, #""\u+123""#, "\"tab\there\"", "\"\u{1F}\"", "[\"a\",]",
+        "{\"a\":1 \"b\":2}", "[]]", "{}x",
+    ])
+    func rejectsMoreInvalid(text: String) {
+        #expect(throws: JSONParseError.self) { try JSONParser.parse(text) }
+    }
+
+    @Test func rejectsMalformedUTF8Everywhere() throws {
+        let bad: [[UInt8]] = [
+            [0xC0, 0x80],  // overlong NUL
+            [0xE0, 0x80, 0x80],  // overlong
+            [0xF4, 0x90, 0x80, 0x80],  // beyond U+10FFFF
+            [0xF8, 0x88, 0x80, 0x80, 0x80],  // five-byte form
+            [0x80],  // lone continuation byte
+            [0xE2, 0x82],  // truncated sequence
+        ]
+        for seq in bad {
+            // In a plain string, in a string with escapes (the slow path), and as a key.
+            #expect(throws: JSONParseError.self) { try JSONParser.parse([0x22] + seq + [0x22]) }
+            #expect(throws: JSONParseError.self) { try JSONParser.parse(Array(#""\n"#.utf8) + seq + [0x22]) }
+            #expect(throws: JSONParseError.self) { try JSONParser.parse([0x7B, 0x22] + seq + Array(#"":1}"#.utf8)) }
         }
-        return (out, last)
+        // Outside any string, a non-ASCII byte is just an unexpected character.
+        #expect(throws: JSONParseError.self) { try JSONParser.parse([0xFF]) }
+        #expect(try JSONParser.parse([0x22, 0xF0, 0x9F, 0x98, 0x80, 0x22]) == .string("😀"))
     }
 
-    @Test func splitsAcrossChunks() {
-        #expect(lines(["ab", "c\nde", "f\n\ng\r\n", "h"]).0 == ["abc", "def", "g"])
-        #expect(lines(["  \n\t\n", "x\n"]).0 == ["x"])
+    @Test func depthLimitIsExact() throws {
+        let n = JSONParser.maxDepth
+        let ok = String(repeating: "[", count: n) + String(repeating: "]", count: n)
+        #expect(throws: Never.self) { try JSONParser.parse(ok) }
+        let tooDeep = String(repeating: "[", count: n + 1) + String(repeating: "]", count: n + 1)
+        #expect(throws: JSONParseError.self) { try JSONParser.parse(tooDeep) }
+        let objects = String(repeating: #"{"a":"#, count: n + 1) + "1" + String(repeating: "}", count: n + 1)
+        #expect(throws: JSONParseError.self) { try JSONParser.parse(objects) }
     }
 
-    @Test func reportsFramesTooLarge() {
-        #expect(lines([String(repeating: "a", count: 20)], max: 10).1 == .frameTooLarge)
-        #expect(lines([String(repeating: "a", count: 20) + "\n"], max: 10).1 == .frameTooLarge)
-        #expect(lines(["aaaaa", "aaaaa", "a"], max: 10).1 == .frameTooLarge)
-        #expect(lines(["aaaaaaaaaa\n"], max: 10).0 == ["aaaaaaaaaa"])
-    }
-
-    @Test func pausesAndDrains() {
-        var framer = LineFramer(maxFrame: 100)
-        var got: [String] = []
-        let outcome = Array("a\nb\nc\n".utf8).withUnsafeBytes { b in
-            framer.feed(b) { line in
-                got.append(String(decoding: line, as: UTF8.self))
-                return got.count < 1
-            }
-        }
-        #expect(outcome == .paused)
-        #expect(got == ["a"])
-        #expect(framer.bufferedCount == 4)
-        let rest = framer.drain { line in
-            got.append(String(decoding: line, as: UTF8.self))
-            return true
-        }
-        #expect(rest == .ok)
-        #expect(got == ["a", "b", "c"])
-        #expect(framer.bufferedCount == 0)
-    }
-}
-
-@Suite struct RPCDecoderTests {
-    func decode(_ s: String, maxBatch: Int = 10) -> RPCFrame {
-        Array(s.utf8).withUnsafeBytes { RPCDecoder.decode($0, maxBatch: maxBatch) }
-    }
-
-    @Test func requestsAndNotifications() throws {
-        guard case .single(.success(let r)) = decode(#"{"jsonrpc":"2.0","method":"m","params":{"a":1},"id":"x"}"#)
-        else {
-            Issue.record("not a request")
-            return
-        }
-        #expect(r.method == "m")
-        #expect(r.id == "x")
-        guard case .single(.success(let n)) = decode(#"{"jsonrpc":"2.0","method":"m"}"#) else {
-            Issue.record("not a notification")
-            return
-        }
-        #expect(n.isNotification)
-    }
-
-    @Test func invalidRequests() {
-        for text in [
-            #"{"method":"m","id":1}"#, #"{"jsonrpc":"2.0","id":1}"#,
-            #"{"jsonrpc":"2.0","method":"m","params":3,"id":1}"#,
-            #"{"jsonrpc":"2.0","method":"m","id":{}}"#, #"5"#,
-        ] {
-            guard case .single(.failure(let inv)) = decode(text) else {
-                Issue.record("accepted \(text)")
-                continue
-            }
-            #expect(inv.error.code == -32600)
+    @Test func errorsSayWhere() {
+        do {
+            _ = try JSONParser.parse(#"{"a":tru}"#)
+            Issue.record("parsed")
+        } catch {
+            #expect(error.offset == 5)
+            #expect(error.description.contains("at byte 5"))
         }
     }
 
-    @Test func batches() {
-        guard case .reject(let e) = decode("[]") else {
-            Issue.record("empty batch accepted")
-            return
-        }
-        #expect(e.code == -32600)
-        guard case .reject(let tooLong) = decode("[1,2,3]", maxBatch: 2) else {
-            Issue.record("long batch accepted")
-            return
-        }
-        #expect(tooLong.code == -32005)
-        guard case .batch(let items) = decode(#"[1,{"jsonrpc":"2.0","method":"m","id":1}]"#) else {
-            Issue.record("not a batch")
-            return
-        }
-        #expect(items.count == 2)
-        guard case .reject(let parse) = decode("[1,") else {
-            Issue.record("parsed garbage")
-            return
-        }
-        #expect(parse.code == -32700)
+    @Test func writerEscapesEveryControlCharacter() throws {
+        let all = String(String.UnicodeScalarView((0..<0x20).compactMap(Unicode.Scalar.init)))
+        let text = JSON.string(all + "\"\\/\u{7F}\u{2028}").text
+        #expect(!text.utf8.dropFirst().dropLast().contains { $0 < 0x20 })
+        #expect(try JSONParser.parse(text) == .string(all + "\"\\/\u{7F}\u{2028}"))
+        #expect(JSON.string("\u{1}").text == #""\u0001""#)
+    }
+
+    @Test(arguments: [0.1, -0.0, 1e-7, 5e-324, 1.7976931348623157e308, 123.456, 1e15, -1e21, 0.30000000000000004])
+    func writerKeepsDoubles(value: Double) throws {
+        let back = try JSONParser.parse(JSON.double(value).encoded)
+        #expect(back.doubleValue == value)
+    }
+
+    @Test func writerKeepsKeyOrder() {
+        let o: JSON = ["z": 1, "a": 2, "m": ["y": true, "b": nil]]
+        #expect(o.text == #"{"z":1,"a":2,"m":{"y":true,"b":null}}"#)
     }
 }

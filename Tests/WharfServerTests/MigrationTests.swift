@@ -59,10 +59,28 @@ func migrate(_ conninfo: String) throws -> Result<[Int], PQError> {
         let second = try migrate(db.conninfo).get()
         #expect(second.isEmpty)
         #expect(try db.sql("select count(*) from wharf.schema_migrations") == String(Migrator.all.count))
+        #expect(try db.sql("select count(*) from pg_namespace where nspname = 'wharf'") == "1")
+        #expect(try db.sql("select to_regclass('wharf.schema_migrations') is not null") == "t")
+        #expect(
+            try db.sql("select string_agg(version::text, ',' order by version) from wharf.schema_migrations")
+                == Migrator.all.map { String($0.version) }.joined(separator: ","))
         #expect(
             try db.sql(
                 "select count(*) from information_schema.tables where table_schema = 'wharf' and table_name = 'jobs'")
                 == "1")
+    }
+
+    /// Nothing of Wharf's lives outside its schema.
+    @Test func everythingIsInSchemaWharf() throws {
+        let db = try TestDatabase()
+        _ = try migrate(db.conninfo).get()
+        let stray = try db.sql(
+            """
+            select string_agg(n.nspname || '.' || c.relname, ', ') from pg_class c
+            join pg_namespace n on n.oid = c.relnamespace
+            where n.nspname not in ('wharf', 'pg_catalog', 'information_schema', 'pg_toast')
+            """)
+        #expect(stray.isEmpty, "relations outside schema wharf: \(stray)")
     }
 
     @Test func concurrentMigrationsApplyOnce() throws {

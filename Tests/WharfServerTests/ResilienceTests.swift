@@ -45,37 +45,64 @@ import WharfRPC
         let bin = TestEnvironment.wharfBinary
         try #require(FileManager.default.isExecutableFile(atPath: bin), "build the wharf binary first (\(bin))")
         let dataDir = NSTemporaryDirectory() + "wharf-embedded-" + String(UInt32.random(in: 0...UInt32.max), radix: 36)
-        defer { try? FileManager.default.removeItem(atPath: dataDir) }
-        let port = Int.random(in: 20_000...40_000)
+        let logPath = dataDir + ".log"
+        FileManager.default.createFile(atPath: logPath, contents: nil)
+        defer {
+            try? FileManager.default.removeItem(atPath: dataDir)
+            try? FileManager.default.removeItem(atPath: logPath)
+        }
+        let port = try TestEnvironment.freePort()
         let p = Process()
         p.executableURL = URL(fileURLWithPath: bin)
-        p.arguments = ["serve", "--data-dir", dataDir, "--listen", "127.0.0.1:\(port)", "--log-level", "warning"]
+        p.arguments = ["serve", "--data-dir", dataDir, "--listen", "127.0.0.1:\(port)", "--log-level", "info"]
+        p.standardInput = FileHandle.nullDevice
         p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
+        p.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         try p.run()
+        // Whatever happens below, never leave a server (and its PostgreSQL) behind.
+        defer {
+            if p.isRunning {
+                p.terminate()
+                let until = Date().addingTimeInterval(30)
+                while p.isRunning && Date() < until { Thread.sleep(forTimeInterval: 0.05) }
+                if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+            }
+        }
+        func log() -> String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
         var conn: BlockingConnection?
         let deadline = Date().addingTimeInterval(60)
         while conn == nil && Date() < deadline && p.isRunning {
             conn = try? BlockingConnection(host: "127.0.0.1", port: port, timeoutSeconds: 5)
             if let c = conn, (try? c.call("server.ping")) != "pong" { conn = nil }
-            if conn == nil { Thread.sleep(forTimeInterval: 0.2) }
+            if conn == nil { Thread.sleep(forTimeInterval: 0.1) }
         }
-        let c = try #require(conn, "wharf serve did not answer within 60 s")
+        let c = try #require(conn, "wharf serve did not answer within 60 s:\n\(log())")
         let health = try c.call("server.health")
+        #expect(health["status"] == "ok")
         #expect(health["database"]?["reachable"] == true)
         #expect(health["database"]?["serverVersion"]?.stringValue?.hasPrefix("15") == true)
+        // The database it reports is the embedded cluster: migrated, on the socket under the data dir.
+        let embedded = "host=\(dataDir)/run port=5432 user=postgres dbname=postgres"
+        #expect(
+            try TestDatabase.psql(embedded, "select count(*) > 0 from wharf.schema_migrations") == "t",
+            "\(log())")
+
         p.terminate()
         let stopDeadline = Date().addingTimeInterval(30)
         while p.isRunning && Date() < stopDeadline { Thread.sleep(forTimeInterval: 0.05) }
         if p.isRunning {
             kill(p.processIdentifier, SIGKILL)
-            Issue.record("wharf serve ignored SIGTERM for 30 s")
+            Issue.record("wharf serve ignored SIGTERM for 30 s:\n\(log())")
         }
         p.waitUntilExit()
         #expect(p.terminationReason == .exit)
-        #expect(p.terminationStatus == 0)
+        #expect(p.terminationStatus == 0, "\(log())")
         let leftovers = try TestDatabase.psqlFreeShell("pgrep -f -- '[p]ostgres -D \(dataDir)/pg' || true")
         #expect(leftovers.isEmpty, "postgres still running: \(leftovers)")
+        #expect(
+            !FileManager.default.fileExists(atPath: dataDir + "/pg/postmaster.pid"),
+            "the embedded cluster was not shut down cleanly:\n\(log())")
     }
 }
 

@@ -27,10 +27,39 @@ enum TestEnvironment {
             .deletingLastPathComponent()
     }
 
-    /// The `wharf` executable built next to the test bundle (or `WHARF_BIN`).
+    /// The `wharf` executable: `WHARF_BIN`, else the one SwiftPM built beside the test bundle (whatever
+    /// the scratch path), else `.build/debug/wharf`.
     static var wharfBinary: String {
         if let bin = ProcessInfo.processInfo.environment["WHARF_BIN"], !bin.isEmpty { return bin }
+        // The test runner is `<bin dir>/<package>PackageTests.xctest` (or a bundle inside it).
+        if let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
+            var dir = URL(fileURLWithPath: exe).deletingLastPathComponent()
+            for _ in 0..<4 {
+                let candidate = dir.appendingPathComponent("wharf").path
+                if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+                dir = dir.deletingLastPathComponent()
+            }
+        }
         return repositoryRoot.appendingPathComponent(".build/debug/wharf").path
+    }
+
+    /// A loopback TCP port that was free a moment ago (for child processes that need a fixed port).
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw TestFailure("socket: \(errno)") }
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = 0
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa -> Bool in
+                bind(fd, sa, len) == 0 && getsockname(fd, sa, &len) == 0
+            }
+        }
+        guard bound else { throw TestFailure("bind: \(errno)") }
+        return Int(UInt16(bigEndian: addr.sin_port))
     }
 }
 
@@ -46,7 +75,14 @@ struct TestDatabase {
         conninfo = Self.replacingDBName(base, with: name)
     }
 
+    /// The same connection settings for database `db`: libpq `key=value` pairs or a `postgres://` URL.
     static func replacingDBName(_ conninfo: String, with db: String) -> String {
+        if conninfo.hasPrefix("postgres://") || conninfo.hasPrefix("postgresql://"),
+            var parts = URLComponents(string: conninfo)
+        {
+            parts.path = "/" + db
+            return parts.string ?? conninfo
+        }
         var parts = conninfo.split(separator: " ").map(String.init).filter { !$0.hasPrefix("dbname=") }
         parts.append("dbname=\(db)")
         return parts.joined(separator: " ")
@@ -99,7 +135,10 @@ struct TestFailure: Error, CustomStringConvertible {
 }
 
 /// A real `Server` on its own loop thread, listening on a free loopback port.
-final class TestServer: @unchecked Sendable {  // fields set before start, read after; server touched via requestStop only
+///
+/// `@unchecked Sendable`: the fields are set before the loop thread starts and only read after; other
+/// threads reach the server only through `requestStop()`.
+final class TestServer: @unchecked Sendable {
     let server: Server
     let port: Int
     let database: TestDatabase
