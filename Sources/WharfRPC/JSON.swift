@@ -127,3 +127,28 @@ extension JSON {
     public static func from(_ i: Int64?) -> JSON { i.map(JSON.int) ?? .null }
     public static func from(_ i: Int) -> JSON { .int(Int64(i)) }
 }
+
+extension JSON {
+    /// The path of the first string or key holding U+0000, e.g. `payload.items[2]`, or nil when there
+    /// is none. PostgreSQL cannot store that character in text or jsonb.
+    public func pathOfNUL(_ path: String = "") -> String? {
+        switch self {
+        case .string(let s):
+            return s.utf8.contains(0) ? path : nil
+        case .array(let items):
+            for (i, item) in items.enumerated() {
+                if let p = item.pathOfNUL("\(path)[\(i)]") { return p }
+            }
+            return nil
+        case .object(let o):
+            for (key, value) in o.pairs {
+                let p = path.isEmpty ? key : "\(path).\(key)"
+                if key.utf8.contains(0) { return p }
+                if let found = value.pathOfNUL(p) { return found }
+            }
+            return nil
+        case .null, .bool, .int, .double:
+            return nil
+        }
+    }
+}

@@ -61,15 +61,20 @@ final class JobsService {
 
     func track(_ jobs: [JSON], session: Session) {
         guard !jobs.isEmpty else { return }
-        if held[session.id] == nil {
-            held[session.id] = [:]
-            session.onClose("jobs") { [unowned self, unowned session] in self.sessionClosed(session) }
-        }
+        watch(session)
         for j in jobs {
             if let id = j["id"]?.stringValue.flatMap({ Int64($0) }), let token = j["leaseToken"]?.stringValue {
                 held[session.id]![id] = token
             }
         }
+    }
+
+    /// Makes sure this service hears when `session` closes: it then releases the session's jobs and
+    /// drops its long polls, so a job is never leased to a connection that is gone.
+    private func watch(_ session: Session) {
+        guard held[session.id] == nil else { return }
+        held[session.id] = [:]
+        session.onClose("jobs") { [unowned self, unowned session] in self.sessionClosed(session) }
     }
 
     func untrack(_ id: Int64, session: Session) { held[session.id]?[id] = nil }
@@ -137,6 +142,7 @@ final class JobsService {
 
     private func wait(_ waiter: LeaseWaiter, waitMs: Int64) {
         guard waiter.call.session.isOpen else { return waiter.call.reply(["jobs": []]) }
+        watch(waiter.call.session)
         waiters.append(waiter)
         let t = try? LoopTimer(loop: server.loop)
         waiter.timer = t

@@ -297,6 +297,10 @@ public final class Server: @unchecked Sendable {  // loop-thread confined; only 
         }
         let params: Params
         do throws(RPCError) { params = try Params(request.params) } catch { return done(.failure(error)) }
+        // One such string would make PostgreSQL refuse every call batched into the same statement.
+        if let path = request.params?.pathOfNUL() {
+            return done(.failure(.invalidParams(field: path, "must not contain the character U+0000")))
+        }
         let call = Call(method: request.method, params: params, session: session, done: done)
         do {
             try spec.handler(call)

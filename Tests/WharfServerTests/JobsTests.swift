@@ -45,6 +45,43 @@ import WharfRPC
         #expect(try leaseOne(c, queue: "q") == nil)
     }
 
+    @Test func longPollOfAClosedConnectionGetsNoJob() throws {
+        let s = try TestServer()
+        do {
+            let gone = try s.connect()
+            try gone.sendLine(#"{"jsonrpc":"2.0","id":1,"method":"jobs.lease","params":{"queues":["lp"],"waitMs":10000,"worker":"w","leaseMs":30000}}"#)
+            Thread.sleep(forTimeInterval: 0.2)
+        }  // closes the socket with the long poll still waiting
+        Thread.sleep(forTimeInterval: 0.3)
+        let c = try s.connect()
+        let id = try enqueue(c, ["queue": "lp", "kind": "k"])
+        Thread.sleep(forTimeInterval: 0.3)
+        let job = try #require(try leaseOne(c, queue: "lp"))
+        #expect(job["id"]?.stringValue == id)
+        // Not taken by the closed connection's waiter and handed back: no attempt was spent.
+        #expect(job["attempt"] == 1)
+    }
+
+    @Test func nulInAnyStringIsRefusedAloneAndClearly() throws {
+        let s = try TestServer()
+        let c = try s.connect()
+        // Pipelined so that both land in one loop turn and would share one batched statement.
+        try c.sendLine(
+            #"{"jsonrpc":"2.0","id":1,"method":"jobs.enqueue","params":{"queue":"n","kind":"k","payload":{"a":["x\u0000y"]}}}"#)
+        try c.sendLine(#"{"jsonrpc":"2.0","id":2,"method":"jobs.enqueue","params":{"queue":"n","kind":"k"}}"#)
+        var replies: [Int64: JSON] = [:]
+        for _ in 0..<2 {
+            let m = try c.readMessage()
+            replies[try #require(m["id"]?.intValue)] = m
+        }
+        let bad = try #require(replies[1]?["error"])
+        #expect(bad["code"] == -32602)
+        #expect(bad["data"]?["field"] == "payload.a[0]")
+        #expect(replies[2]?["result"]?["id"]?.stringValue != nil)
+        #expect(
+            try c.expectError("locks.acquire", ["name": "a\u{0}b", "holder": "h", "ttlMs": 1000]).code == -32602)
+    }
+
     @Test func staleAndWrongTokensAreRefusedAndChangeNothing() throws {
         let s = try TestServer()
         let c = try s.connect()
