@@ -80,11 +80,31 @@ extension Server {
             }
         }
 
-        register("jobs.complete", roles: workers) { call in
+        register("jobs.complete", roles: workers) { [unowned self] call in
             let p = call.params
-            try p.onlyKnown(["id", "leaseToken", "result"])
+            try p.onlyKnown(["id", "leaseToken", "result", "schedulePatch"])
             let id = try Self.jobID(p)
             let token = try p.string("leaseToken")
+            if let patch = try p.optionalObject("schedulePatch") {
+                // Not batched: the completion and the template change commit together or not at all.
+                let pp = Params(object: patch)
+                try pp.onlyKnown(["name", "payload"])
+                let schedule = try pp.name("name")
+                guard case .object? = pp["payload"] else {
+                    throw RPCError.invalidParams(field: "schedulePatch.payload", "must be an object to merge")
+                }
+                store.complete(id: id, token: token, result: p["result"], schedulePatch: schedule, payload: pp["payload"]!) {
+                    r in
+                    jobs.untrack(id, session: call.session)
+                    call.finish(
+                        Self.finishReply(id, r.map(\.0)).map { reply in
+                            guard case .object(var o) = reply, case .success(let done) = r else { return reply }
+                            o["schedulePatched"] = .bool(done.patched)
+                            return .object(o)
+                        })
+                }
+                return
+            }
             jobs.completeBatcher.add((id, token, p["result"])) { result in
                 jobs.untrack(id, session: call.session)
                 call.finish(Self.finishReply(id, result))

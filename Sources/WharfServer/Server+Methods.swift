@@ -8,6 +8,7 @@ extension Server {
         registerServerMethods()
         registerJobMethods()
         registerLockMethods()
+        registerCronMethods()
     }
 
     func registerServerMethods() {

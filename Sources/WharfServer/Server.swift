@@ -23,6 +23,7 @@ public final class Server: @unchecked Sendable {  // loop-thread confined; only 
     private var beforeFlush: [() -> Void] = []
     var jobs: JobsService!
     var locks: LocksService!
+    var cron: CronService!
     private var flusher: Check?
     private var keepAwake: Idle?
     private var idleSweeper: LoopTimer?
@@ -157,6 +158,7 @@ public final class Server: @unchecked Sendable {  // loop-thread confined; only 
             ) { _ in }
         }
         startChores()
+        cron?.serving()
         logger.info(
             "listening", metadata: ["address": "\(config.host):\(boundPort)", "replica": "\(config.replicaID)"])
         onListening?(.success(boundPort))
@@ -193,6 +195,7 @@ public final class Server: @unchecked Sendable {  // loop-thread confined; only 
     private func finishShutdown() {
         for c in Array(connections.values) { c.closeGracefully() }
         stopChores()
+        cron?.stop()
         // Give graceful closes a moment to write, then stop the loop.
         let t = try? LoopTimer(loop: loop)
         t?.start(timeoutMs: 50) { [unowned self] in

@@ -212,7 +212,7 @@ extension Store {
     /// Runs a complete/fail statement that returns the (id, token) pairs it finished (first and last
     /// columns), then explains each refusal from the jobs' current state and token. Keying by the pair
     /// matters: a stale and a current token for one job may share a batch.
-    private func finish(
+    func finish(
         _ sql: String, _ params: [String?], _ items: [(id: Int64, token: String)],
         _ completion: @escaping (Result<[FinishOutcome], RPCError>) -> Void,
         _ done: @escaping (PQResult, Int) -> FinishOutcome
@@ -242,7 +242,7 @@ extension Store {
                                         return .failure(.notFound("job", id: String(item.id)))
                                     }
                                     // A repeated complete by the holder that already completed it.
-                                    if token == item.token && state == "completed" && sql == JobSQL.complete {
+                                    if token == item.token && state == "completed" && (sql == JobSQL.complete || sql == CronSQL.completeWithPatch) {
                                         return .done(state: "completed", nextRunAt: nil)
                                     }
                                     return .failure(

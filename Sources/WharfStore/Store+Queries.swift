@@ -32,5 +32,15 @@ extension Store {
         StoreQuery(name: "locks.sweepWaiters", sql: LockSQL.sweepWaiters),
         StoreQuery(name: "locks.get", sql: LockSQL.get),
         StoreQuery(name: "locks.list", sql: LockSQL.list),
+        StoreQuery(name: "cron.upsert", sql: CronSQL.upsert),
+        StoreQuery(name: "cron.get", sql: CronSQL.get),
+        StoreQuery(name: "cron.list", sql: CronSQL.list),
+        StoreQuery(name: "cron.remove", sql: CronSQL.remove),
+        StoreQuery(name: "cron.pause", sql: CronSQL.pause),
+        StoreQuery(name: "cron.resume", sql: CronSQL.resume),
+        StoreQuery(name: "cron.claim", sql: CronSQL.claim),
+        StoreQuery(name: "cron.nextDue", sql: CronSQL.nextDue),
+        StoreQuery(name: "cron.fire", sql: CronSQL.fire),
+        StoreQuery(name: "cron.completeWithPatch", sql: CronSQL.completeWithPatch),
     ]
 }

@@ -1,0 +1,298 @@
+import Foundation
+import Logging
+import WharfCore
+import WharfRPC
+import WharfStore
+import WharfUV
+
+/// The scheduler on one replica.
+///
+/// It sleeps on one loop timer until the earliest next fire that PostgreSQL knows of, then claims due
+/// schedules in batches (`FOR UPDATE SKIP LOCKED`, so replicas share the work), computes each one's
+/// fires under its missed and overlap policies, and commits every batch as one statement that
+/// advances the schedules by compare-and-set and inserts their jobs. A fire is therefore one
+/// transaction; a replica that dies between claim and fire only delays the fire until its claim
+/// expires. `NOTIFY wharf_wake 'cron:<ms>'` after a definition changes re-arms every replica's timer.
+/// Loop thread only.
+final class CronService {
+    unowned let server: Server
+    var store: Store { server.store }
+
+    /// Schedules claimed per statement.
+    var batchSize = 500
+    /// Batches in flight at once.
+    var maxBatches = 3
+    /// How long a claim holds before another replica may take the schedule over.
+    var claimMs: Int64 = 15_000
+    /// Fires computed per schedule per batch (more wait for the next batch).
+    static let maxFiresPerBatch = 1_000
+
+    private var timer: LoopTimer?
+    /// When the timer is set to go off, by the database's clock.
+    private var armedAtMs: Int64?
+    private var batchesInFlight = 0
+    /// The last claim found fewer due schedules than it asked for.
+    private var drained = true
+    private var pokeQueued = false
+    private var stopped = false
+    /// PostgreSQL's clock minus this machine's, from the last statement that read it.
+    private(set) var dbClockOffsetMs: Int64 = 0
+    private var compiled: [String: (version: Int64, plan: SchedulePlan)] = [:]
+
+    /// Fires committed by this replica since it started (for `server.info`-style reporting and tests).
+    private(set) var firesCommitted = 0
+
+    init(server: Server) { self.server = server }
+
+    func start() {
+        server.onWake("cron") { [unowned self] payload in
+            // Only a fire earlier than the one the timer waits for needs a look now.
+            if let ms = Int64(payload), let armed = self.armedAtMs, ms >= armed { return }
+            self.poke()
+        }
+        // A safety net for wake-ups lost while the listening connection was down.
+        server.addChore(everyMs: 10_000) { [unowned self] in self.poke() }
+    }
+
+    /// Starts the scheduler once the server serves.
+    func serving() { poke() }
+
+    func stop() {
+        stopped = true
+        timer?.close()
+        timer = nil
+    }
+
+    /// The database's clock as this replica estimates it.
+    var dbNowMs: Int64 { Timestamp.nowMs() + dbClockOffsetMs }
+
+    private func observe(dbNowMs now: Int64) { dbClockOffsetMs = now - Timestamp.nowMs() }
+
+    /// Looks for due schedules soon (once per loop turn however often it is asked).
+    func poke() {
+        guard !pokeQueued, !stopped else { return }
+        pokeQueued = true
+        server.runBeforeFlush { [unowned self] in
+            self.pokeQueued = false
+            self.drained = false
+            self.pump()
+        }
+    }
+
+    private func pump() {
+        guard !stopped else { return }
+        guard server.pool.isAvailable else { return arm(afterMs: 1_000) }
+        while batchesInFlight < maxBatches && !drained {
+            batchesInFlight += 1
+            store.claimDueSchedules(limit: batchSize, claimMs: claimMs) { [unowned self] result in
+                switch result {
+                case .failure(let e):
+                    self.server.logger.warning("claiming due schedules failed", metadata: ["error": "\(e.message)"])
+                    self.batchesInFlight -= 1
+                    self.drained = true
+                    if self.batchesInFlight == 0 { self.arm(afterMs: 1_000) }
+                case .success(let due):
+                    if due.count < self.batchSize { self.drained = true }
+                    if let now = due.first?.nowMs { self.observe(dbNowMs: now) }
+                    guard !due.isEmpty else {
+                        self.batchesInFlight -= 1
+                        return self.batchFinished(foundNothing: true)
+                    }
+                    self.fire(due)
+                    // Claim the next batch while this one commits.
+                    self.pump()
+                }
+            }
+        }
+    }
+
+    private func fire(_ due: [DueSchedule]) {
+        let batch = due.map { advance($0) }
+        store.fireSchedules(batch) { [unowned self] result in
+            self.batchesInFlight -= 1
+            switch result {
+            case .success(let r):
+                self.firesCommitted += r.jobs
+            case .failure(let e):
+                // The claims expire and another look fires them: nothing is lost, only late.
+                self.server.logger.warning("firing schedules failed", metadata: ["error": "\(e.message)"])
+            }
+            self.batchFinished(foundNothing: false)
+        }
+    }
+
+    private func batchFinished(foundNothing: Bool) {
+        if !drained { return pump() }
+        guard batchesInFlight == 0 else { return }
+        store.nextScheduleDue { [unowned self] result in
+            guard case .success(let next) = result else { return self.arm(afterMs: 1_000) }
+            self.observe(dbNowMs: next.nowMs)
+            let due = [next.nextFireMs, next.claimExpiryMs.map { $0 + 1 }].compactMap { $0 }.min()
+            guard let due else {
+                self.armedAtMs = nil
+                self.timer?.stop()
+                return
+            }
+            // A due schedule that the claim did not get (locked by another replica's claim this
+            // instant) is looked at again shortly rather than in a tight loop.
+            self.arm(afterMs: max(due - next.nowMs, foundNothing ? 5 : 0))
+        }
+    }
+
+    private func arm(afterMs delay: Int64) {
+        guard !stopped else { return }
+        if timer == nil {
+            timer = try? LoopTimer(loop: server.loop)
+            timer?.unref()
+        }
+        armedAtMs = dbNowMs + delay
+        timer?.start(timeoutMs: UInt64(max(delay, 0))) { [unowned self] in
+            self.armedAtMs = nil
+            self.drained = false
+            self.pump()
+        }
+    }
+
+    // MARK: Computing fires
+
+    /// A schedule's timing and job template, compiled once per version.
+    struct SchedulePlan {
+        let schedule: CronSchedule
+        let job: JobSpec?
+    }
+
+    func plan(_ row: ScheduleRow) throws -> SchedulePlan {
+        if let c = compiled[row.name], c.version == row.version { return c.plan }
+        let schedule = try Self.compile(
+            expression: row.expression, everyMs: row.everyMs, timezone: row.timezone, dayMatch: row.dayMatch,
+            dstGap: row.dstGap, dstFold: row.dstFold, startAtMs: row.startAtMs)
+        let job = try row.target["job"]?.objectValue.map { o throws(RPCError) in try JobSpec.parse(Params(object: o)) }
+        let p = SchedulePlan(schedule: schedule, job: job)
+        compiled[row.name] = (row.version, p)
+        return p
+    }
+
+    static func compile(
+        expression: String?, everyMs: Int64?, timezone: String, dayMatch: String, dstGap: String?, dstFold: String?,
+        startAtMs: Int64?
+    ) throws -> CronSchedule {
+        if let everyMs {
+            return CronSchedule(everyMs: everyMs, anchorMs: startAtMs ?? 0, zone: try ZoneRules.load(timezone))
+        }
+        return try CronSchedule.parse(
+            expression ?? "", timezone: timezone, dayMatch: DayMatch(rawValue: dayMatch) ?? .or,
+            dstGap: dstGap.flatMap(DSTGapPolicy.init(rawValue:)), dstFold: dstFold.flatMap(DSTFoldPolicy.init(rawValue:)),
+            anchorMs: startAtMs ?? 0)
+    }
+
+    /// The first fire strictly after `afterMs` that the schedule's window allows.
+    static func nextFire(_ schedule: CronSchedule, afterMs: Int64, startAtMs: Int64?, endAtMs: Int64?) -> Int64? {
+        let after = max(afterMs, (startAtMs ?? Int64.min + 1) - 1)
+        guard let next = schedule.nextFire(afterMs: after) else { return nil }
+        if let endAtMs, next > endAtMs { return nil }
+        return next
+    }
+
+    /// Up to `count` fires from `first` on (inclusive), within the schedule's end and limit.
+    func upcoming(_ row: ScheduleRow, count: Int) -> [Int64] {
+        guard !row.paused, let first = row.nextFireMs, let plan = try? plan(row) else { return [] }
+        var left = min(Int64(count), row.limit.map { max($0 - row.runs, 0) } ?? Int64(count))
+        var out: [Int64] = []
+        var t: Int64? = first
+        while left > 0, let f = t {
+            out.append(f)
+            left -= 1
+            t = Self.nextFire(plan.schedule, afterMs: f, startAtMs: row.startAtMs, endAtMs: row.endAtMs)
+        }
+        return out
+    }
+
+    /// Decides what one claimed schedule fires now and where it goes next.
+    func advance(_ d: DueSchedule) -> ScheduleAdvance {
+        let row = d.row
+        var adv = ScheduleAdvance(name: row.name, claimSeq: row.claimSeq, nextFireMs: nil)
+        guard let first = row.nextFireMs else { return adv }
+        let p: SchedulePlan
+        do {
+            p = try plan(row)
+        } catch {
+            // Validated at upsert, so only a tz database change can get here: stop rather than guess.
+            server.logger.error("schedule cannot be evaluated", metadata: ["schedule": "\(row.name)", "error": "\(error)"])
+            return adv
+        }
+        let now = d.nowMs
+        let windowStart = now - row.missedWindowMs
+        let stepCap = row.missed == "runAll" ? Self.maxFiresPerBatch : 10 * Self.maxFiresPerBatch
+        var inWindow: [Int64] = []
+        var missedFires: [Int64] = []
+        var lastMissed: Int64?
+        var missedCount: Int64 = 0
+        var t: Int64? = first
+        var steps = 0
+        while let f = t, f <= now, steps < stepCap {
+            if f < windowStart {
+                missedCount += 1
+                if row.missed == "runAll" { missedFires.append(f) } else { lastMissed = f }
+            } else {
+                inWindow.append(f)
+            }
+            t = Self.nextFire(p.schedule, afterMs: f, startAtMs: row.startAtMs, endAtMs: row.endAtMs)
+            steps += 1
+        }
+        if let f = t, f < windowStart, row.missed != "runAll" {
+            // A long outage of a frequent schedule: jump over the rest of the missed fires uncounted.
+            t = Self.nextFire(p.schedule, afterMs: windowStart - 1, startAtMs: row.startAtMs, endAtMs: row.endAtMs)
+        }
+        var fires: [Int64]
+        switch row.missed {
+        case "runAll":
+            fires = missedFires + inWindow
+            missedCount = 0
+        case "runOnce":
+            if inWindow.isEmpty, let m = lastMissed {
+                fires = [m]
+                missedCount -= 1
+            } else {
+                fires = inWindow
+            }
+        default:
+            fires = inWindow
+        }
+        var skipped: Int64 = 0
+        switch row.overlap {
+        case "skip" where d.running || d.waiting, "bufferOne" where d.waiting:
+            skipped = Int64(fires.count)
+            fires = []
+        case "skip", "bufferOne":
+            // Never start several runs of a one-at-a-time schedule at once: the latest fire stands for all.
+            if fires.count > 1 {
+                skipped = Int64(fires.count - 1)
+                fires = [fires.last!]
+            }
+        default:
+            break
+        }
+        if let limit = row.limit {
+            let left = max(limit - row.runs, 0)
+            if Int64(fires.count) >= left {
+                fires = Array(fires.prefix(Int(left)))
+                t = nil
+            }
+        }
+        adv.nextFireMs = t
+        adv.runs = Int64(fires.count)
+        adv.skipped = skipped
+        adv.missed = missedCount
+        adv.lastNominalMs = fires.last
+        if let template = p.job {
+            adv.jobs = fires.map { f in
+                var spec = template
+                spec.scheduleName = row.name
+                spec.scheduleFireMs = f
+                spec.runAtMs = row.jitterMs > 0 ? f + Int64.random(in: 0...row.jitterMs) : f
+                return spec
+            }
+        }
+        return adv
+    }
+}

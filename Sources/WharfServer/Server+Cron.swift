@@ -1,0 +1,326 @@
+import WharfCore
+import WharfRPC
+import WharfStore
+
+/// The cron family: `cron.upsert`, `get`, `list`, `remove`, `pause`, `resume`, `trigger`, `preview`.
+extension Server {
+    func registerCronMethods() {
+        let cron = CronService(server: self)
+        self.cron = cron
+        cron.start()
+        // Workers may reshape the schedule they run for (`cron.upsert` from inside a job).
+        let writers: Set<Role> = [.producer, .worker]
+        let readers: Set<Role> = [.reader, .producer, .worker]
+
+        register("cron.upsert", roles: writers) { [unowned self] call in
+            let d = try Self.scheduleDefinition(call.params)
+            let schedule = try Self.compiled(d)
+            let next = CronService.nextFire(
+                schedule, afterMs: cron.dbNowMs, startAtMs: d.startAtMs, endAtMs: d.endAtMs)
+            store.upsertSchedule(d, nextFireMs: next) { r in
+                call.finish(
+                    r.map { up in
+                        var o = cron.json(up.row)
+                        o["created"] = .bool(up.created)
+                        return .object(o)
+                    })
+            }
+        }
+
+        register("cron.get", roles: readers) { [unowned self] call in
+            try call.params.onlyKnown(["name"])
+            let name = try call.params.name("name")
+            store.schedule(name) { r in
+                call.finish(
+                    r.flatMap { row in
+                        guard let row else { return .failure(.notFound("schedule", id: name)) }
+                        return .success(.object(cron.json(row)))
+                    })
+            }
+        }
+
+        register("cron.list", roles: readers) { [unowned self] call in
+            let p = call.params
+            try p.onlyKnown(["prefix", "limit", "cursor"])
+            let limit = Int(try p.optionalInt("limit", in: 1...1000) ?? 100)
+            store.schedules(prefix: try p.optionalString("prefix"), after: try p.optionalString("cursor"), limit: limit) {
+                r in
+                call.finish(
+                    r.map { rows in
+                        [
+                            "schedules": .array(rows.map { .object(cron.json($0)) }),
+                            "cursor": rows.count == limit ? .from(rows.last?.name) : .null,
+                        ]
+                    })
+            }
+        }
+
+        register("cron.remove", roles: writers) { [unowned self] call in
+            try call.params.onlyKnown(["name"])
+            let name = try call.params.name("name")
+            store.removeSchedule(name) { r in
+                call.finish(
+                    r.flatMap { removed in
+                        removed ? .success(["name": .string(name), "removed": true]) : .failure(.notFound("schedule", id: name))
+                    })
+            }
+        }
+
+        register("cron.pause", roles: writers) { [unowned self] call in
+            try call.params.onlyKnown(["name", "note"])
+            let name = try call.params.name("name")
+            let note = try call.params.optionalName("note", maxLength: 1000)
+            store.pauseSchedule(name, note: note) { r in
+                call.finish(
+                    r.flatMap { row in
+                        guard let row else { return .failure(.notFound("schedule", id: name)) }
+                        return .success(.object(cron.json(row)))
+                    })
+            }
+        }
+
+        register("cron.resume", roles: writers) { [unowned self] call in
+            try call.params.onlyKnown(["name"])
+            let name = try call.params.name("name")
+            resumeSchedule(name, cron: cron, call: call, attempt: 0)
+        }
+
+        register("cron.trigger", roles: writers) { [unowned self] call in
+            try call.params.onlyKnown(["name"])
+            let name = try call.params.name("name")
+            store.schedule(name) { [unowned self] r in
+                switch r {
+                case .failure(let e): call.fail(e)
+                case .success(nil): call.fail(.notFound("schedule", id: name))
+                case .success(let row?):
+                    guard let jobObject = row.target["job"]?.objectValue else {
+                        return call.fail(
+                            .invalidParams(field: "name", "schedule \(name) has no job target to run"))
+                    }
+                    let fireMs = cron.dbNowMs
+                    do throws(RPCError) {
+                        var spec = try JobSpec.parse(Params(object: jobObject))
+                        spec.scheduleName = name
+                        spec.scheduleFireMs = fireMs
+                        self.jobs.enqueueBatcher.add(spec) { r in
+                            call.finish(
+                                r.map { o in
+                                    [
+                                        "jobId": .string(o.id), "state": .string(o.state),
+                                        "fireAt": .string(Timestamp.format(epochMs: fireMs)),
+                                    ]
+                                })
+                        }
+                    } catch {
+                        call.fail(error)
+                    }
+                }
+            }
+        }
+
+        register("cron.preview", roles: readers) { call in
+            let p = call.params
+            try p.onlyKnown(["expression", "everyMs", "timezone", "dayMatch", "dstGap", "dstFold", "count", "from"])
+            var d = ScheduleDefinition(name: "preview", target: .null)
+            try Self.parseTiming(p, into: &d)
+            let schedule = try Self.compiled(d)
+            let count = Int(try p.optionalInt("count", in: 1...1000) ?? 5)
+            var from = cron.dbNowMs
+            if let text = try p.optionalString("from") {
+                guard let ms = Timestamp.parse(text) else {
+                    throw RPCError.invalidParams(field: "from", "must be an RFC 3339 date-time")
+                }
+                from = ms
+            }
+            // `from` itself is a candidate, as in "the fires from this instant on".
+            let fires = schedule.nextFires(afterMs: from - 1, count: count)
+            call.reply([
+                "description": .string(schedule.description),
+                "timezone": .string(d.timezone),
+                "dstGap": .string(schedule.dstGap.rawValue),
+                "dstFold": .string(schedule.dstFold.rawValue),
+                "fires": .array(fires.map { .string(Timestamp.format(epochMs: $0)) }),
+            ])
+        }
+    }
+
+    /// Resumes with the next fire counted from now; retried when the schedule changed meanwhile.
+    private func resumeSchedule(_ name: String, cron: CronService, call: Call, attempt: Int) {
+        store.schedule(name) { [unowned self] r in
+            switch r {
+            case .failure(let e): return call.fail(e)
+            case .success(nil): return call.fail(.notFound("schedule", id: name))
+            case .success(let row?):
+                let next: Int64?
+                do {
+                    let s = try CronService.compile(
+                        expression: row.expression, everyMs: row.everyMs, timezone: row.timezone,
+                        dayMatch: row.dayMatch, dstGap: row.dstGap, dstFold: row.dstFold, startAtMs: row.startAtMs)
+                    next = CronService.nextFire(s, afterMs: cron.dbNowMs, startAtMs: row.startAtMs, endAtMs: row.endAtMs)
+                } catch {
+                    return call.fail(.internalError)
+                }
+                store.resumeSchedule(name, version: row.version, nextFireMs: next) { [unowned self] r in
+                    switch r {
+                    case .failure(let e): call.fail(e)
+                    case .success(let row?): call.reply(.object(cron.json(row)))
+                    case .success(nil):
+                        guard attempt < 5 else {
+                            return call.fail(.conflict("schedule \(name) keeps changing", reason: "concurrent_update"))
+                        }
+                        self.resumeSchedule(name, cron: cron, call: call, attempt: attempt + 1)
+                    }
+                }
+            }
+        }
+    }
+
+    // MARK: Validation
+
+    static let scheduleFields: Set<String> = [
+        "name", "expression", "everyMs", "timezone", "dayMatch", "dstGap", "dstFold", "target", "overlap", "missed",
+        "missedWindowMs", "jitterMs", "startAt", "endAt", "limit", "paused", "pausedNote",
+    ]
+
+    /// The job options a schedule's template may carry (the fire time decides when it runs).
+    static let templateJobFields: Set<String> = JobSpec.fields.subtracting(["runAt", "delayMs"])
+
+    static func scheduleDefinition(_ p: Params) throws(RPCError) -> ScheduleDefinition {
+        try p.onlyKnown(scheduleFields)
+        let name = try p.name("name")
+        guard let target = try p.optionalObject("target") else {
+            throw RPCError.invalidParams(field: "target", "is required: {job: {queue, kind, payload, ...}}")
+        }
+        var d = ScheduleDefinition(name: name, target: try parseTarget(target))
+        try parseTiming(p, into: &d)
+        d.overlap = try oneOf(p, "overlap", ["allow", "skip", "bufferOne"]) ?? "allow"
+        d.missed = try oneOf(p, "missed", ["skip", "runOnce", "runAll"]) ?? "runOnce"
+        d.missedWindowMs = try p.optionalInt("missedWindowMs", in: 0...31_536_000_000) ?? 60_000
+        d.jitterMs = try p.optionalInt("jitterMs", in: 0...86_400_000) ?? 0
+        d.startAtMs = try time(p, "startAt")
+        d.endAtMs = try time(p, "endAt")
+        if let s = d.startAtMs, let e = d.endAtMs, e < s {
+            throw RPCError.invalidParams(field: "endAt", "must not be before startAt")
+        }
+        d.limit = try p.optionalInt("limit", in: 1...Int64(Int32.max))
+        if p.has("paused") { d.paused = try p.bool("paused", default: false) }
+        d.pausedNote = try p.optionalName("pausedNote", maxLength: 1000)
+        return d
+    }
+
+    /// Fills the timing fields shared by `cron.upsert` and `cron.preview`, checking they compile.
+    static func parseTiming(_ p: Params, into d: inout ScheduleDefinition) throws(RPCError) {
+        let expression = try p.optionalString("expression")
+        let every = try p.optionalInt("everyMs", in: 1...31_536_000_000)
+        switch (expression, every) {
+        case (nil, nil): throw RPCError.invalidParams(field: "expression", "is required (or everyMs)")
+        case (.some, .some): throw RPCError.invalidParams(field: "everyMs", "cannot be combined with expression")
+        default: break
+        }
+        if let expression, expression.utf8.count > 400 {
+            throw RPCError.invalidParams(field: "expression", "must be at most 400 bytes")
+        }
+        d.expression = expression
+        d.everyMs = every
+        d.timezone = try p.optionalName("timezone", maxLength: 100) ?? "UTC"
+        d.dayMatch = try oneOf(p, "dayMatch", ["or", "and"]) ?? "or"
+        d.dstGap = try oneOf(p, "dstGap", DSTGapPolicy.allCases.map(\.rawValue))
+        d.dstFold = try oneOf(p, "dstFold", DSTFoldPolicy.allCases.map(\.rawValue))
+        _ = try compiled(d)
+    }
+
+    /// The schedule a definition describes; a clear error when it is invalid or can never fire.
+    static func compiled(_ d: ScheduleDefinition) throws(RPCError) -> CronSchedule {
+        do {
+            return try CronService.compile(
+                expression: d.expression, everyMs: d.everyMs, timezone: d.timezone, dayMatch: d.dayMatch,
+                dstGap: d.dstGap, dstFold: d.dstFold, startAtMs: d.startAtMs)
+        } catch let e as CronError {
+            throw RPCError.invalidParams(field: e.field == "timezone" ? "timezone" : "expression", e.message)
+        } catch {
+            throw RPCError.invalidParams(field: "expression", "\(error)")
+        }
+    }
+
+    static func parseTarget(_ target: JSONObject) throws(RPCError) -> JSON {
+        let t = Params(object: target)
+        try t.onlyKnown(["job", "webhook"])
+        if t.has("webhook") {
+            throw RPCError.invalidParams(field: "target.webhook", "webhook targets are not served by this server yet")
+        }
+        guard let job = try t.optionalObject("job") else {
+            throw RPCError.invalidParams(field: "target", "must have job: {queue, kind, payload, ...}")
+        }
+        let jp = Params(object: job)
+        do throws(RPCError) {
+            try jp.onlyKnown(templateJobFields)
+            _ = try JobSpec.parse(jp)
+        } catch {
+            guard let field = error.data?["field"]?.stringValue, let detail = error.data?["detail"]?.stringValue else {
+                throw error
+            }
+            throw RPCError.invalidParams(field: "target.job." + field, detail)
+        }
+        return ["job": .object(job)]
+    }
+
+    static func oneOf(_ p: Params, _ key: String, _ allowed: [String]) throws(RPCError) -> String? {
+        guard let v = try p.optionalString(key) else { return nil }
+        guard allowed.contains(v) else {
+            throw RPCError.invalidParams(field: key, "must be one of \(allowed.joined(separator: ", "))")
+        }
+        return v
+    }
+
+    static func time(_ p: Params, _ key: String) throws(RPCError) -> Int64? {
+        guard let text = try p.optionalString(key) else { return nil }
+        guard let ms = Timestamp.parse(text) else {
+            throw RPCError.invalidParams(field: key, "must be an RFC 3339 date-time such as 2030-01-01T00:00:00Z")
+        }
+        return ms
+    }
+}
+
+extension CronService {
+    /// A schedule as the protocol shows it.
+    func json(_ row: ScheduleRow) -> JSONObject {
+        func at(_ ms: Int64?) -> JSON { ms.map { .string(Timestamp.format(epochMs: $0)) } ?? .null }
+        let p = try? plan(row)
+        var lastFire: JSON = .null
+        if let nominal = row.lastNominalMs {
+            lastFire = [
+                "nominalAt": at(nominal), "firedAt": at(row.lastFiredMs),
+                "lagMs": row.lastFiredMs.map { .int(max($0 - nominal, 0)) } ?? .null,
+                "jobId": row.lastJobID.map { .string(String($0)) } ?? .null,
+            ]
+        }
+        return [
+            "name": .string(row.name),
+            "expression": .from(row.expression),
+            "everyMs": .from(row.everyMs),
+            "timezone": .string(row.timezone),
+            "dayMatch": .string(row.dayMatch),
+            "dstGap": .from(p?.schedule.dstGap.rawValue ?? row.dstGap),
+            "dstFold": .from(p?.schedule.dstFold.rawValue ?? row.dstFold),
+            "description": .from(p?.schedule.description),
+            "target": row.target,
+            "overlap": .string(row.overlap),
+            "missed": .string(row.missed),
+            "missedWindowMs": .int(row.missedWindowMs),
+            "jitterMs": .int(row.jitterMs),
+            "startAt": at(row.startAtMs),
+            "endAt": at(row.endAtMs),
+            "limit": .from(row.limit),
+            "paused": .bool(row.paused),
+            "pausedNote": .from(row.pausedNote),
+            "pausedAt": at(row.pausedAtMs),
+            "nextFireAt": row.paused ? .null : at(row.nextFireMs),
+            "nextFires": .array(upcoming(row, count: 5).map { at($0) }),
+            "lastFire": lastFire,
+            "stats": ["runs": .int(row.runs), "skippedOverlap": .int(row.skippedOverlap), "missed": .int(row.missedCount)],
+            "version": .int(row.version),
+            "createdAt": at(row.createdAtMs),
+            "updatedAt": at(row.updatedAtMs),
+        ]
+    }
+}

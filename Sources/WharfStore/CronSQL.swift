@@ -1,0 +1,189 @@
+/// The statements on `wharf.schedules`, and the fire statement that also inserts the jobs.
+///
+/// Times cross the wire as epoch milliseconds and are converted exactly (interval arithmetic, not
+/// floating point), because a job's `schedule_fire_at` must equal its nominal fire time to the
+/// millisecond for the unique (schedule, fire time) index to mean anything.
+enum CronSQL {
+    /// Epoch milliseconds of a timestamptz expression (null stays null).
+    static func ms(_ expression: String) -> String { "floor(extract(epoch from \(expression)) * 1000)::bigint" }
+
+    /// The timestamptz of an epoch-milliseconds expression (null stays null).
+    static func at(_ expression: String) -> String { "(timestamptz 'epoch' + (\(expression)) * interval '1 millisecond')" }
+
+    /// The columns `ScheduleRow` reads, in order (alias `s`).
+    static let columns = """
+        s.name, s.expression, s.every_ms, s.timezone, s.day_match, s.dst_gap, s.dst_fold, s.target::text, s.overlap,
+        s.missed, s.missed_window_ms, s.jitter_ms, \(ms("s.start_at")), \(ms("s.end_at")), s.fire_limit, s.paused,
+        s.paused_note, \(ms("s.paused_at")), \(ms("s.next_fire_at")), s.claim_seq, s.version,
+        \(ms("s.last_nominal_at")), \(ms("s.last_fired_at")), s.runs, s.skipped_overlap, s.missed_count,
+        \(ms("s.created_at")), \(ms("s.updated_at"))
+        """
+
+    /// The job made by the schedule's last fire, if it still exists (an index probe).
+    static let lastJob = """
+        (select j.id from wharf.jobs j where j.schedule_name = s.name and j.schedule_fire_at = s.last_nominal_at limit 1)
+        """
+
+    /// Creates or replaces a schedule. A fire that is already due is kept (it fires under the new
+    /// definition); otherwise the next fire is the one computed for the new definition (`$18`). A
+    /// redefinition changes `claim_seq`, so a fire computed from the old definition changes nothing.
+    static let upsert = """
+        with up as (
+            insert into wharf.schedules as s (name, expression, every_ms, timezone, day_match, dst_gap, dst_fold,
+                target, overlap, missed, missed_window_ms, jitter_ms, start_at, end_at, fire_limit, paused,
+                paused_note, paused_at, next_fire_at)
+            values ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10, $11, $12, \(at("$13::bigint")), \(at("$14::bigint")),
+                $15, coalesce($16::boolean, false), case when $16::boolean then $17 end,
+                case when $16::boolean then now() end, \(at("$18::bigint")))
+            on conflict (name) do update set
+                expression = excluded.expression, every_ms = excluded.every_ms, timezone = excluded.timezone,
+                day_match = excluded.day_match, dst_gap = excluded.dst_gap, dst_fold = excluded.dst_fold,
+                target = excluded.target, overlap = excluded.overlap, missed = excluded.missed,
+                missed_window_ms = excluded.missed_window_ms, jitter_ms = excluded.jitter_ms,
+                start_at = excluded.start_at, end_at = excluded.end_at, fire_limit = excluded.fire_limit,
+                paused = coalesce($16::boolean, s.paused),
+                paused_note = case when coalesce($16::boolean, s.paused) then coalesce($17, s.paused_note) end,
+                paused_at = case when coalesce($16::boolean, s.paused) then coalesce(s.paused_at, now()) end,
+                next_fire_at = case when s.next_fire_at <= now() and not s.paused then s.next_fire_at
+                                    else excluded.next_fire_at end,
+                claim_seq = s.claim_seq + 1, claimed_until = null, version = s.version + 1, updated_at = now()
+            returning \(columns), \(lastJob), (xmax = 0) as created
+        )
+        select up.*, pg_notify('wharf_wake', 'cron:') is null from up
+        """
+
+    static let get = "select \(columns), \(lastJob) from wharf.schedules s where s.name = $1"
+
+    /// Schedules whose names start with `$1` (all when null), after the name `$2`, at most `$3`.
+    static let list = """
+        select \(columns), \(lastJob) from wharf.schedules s
+        where ($1::text is null or starts_with(s.name, $1)) and ($2::text is null or s.name > $2)
+        order by s.name
+        limit $3
+        """
+
+    static let remove = "delete from wharf.schedules where name = $1 returning name"
+
+    static let pause = """
+        update wharf.schedules s
+        set paused = true, paused_note = $2, paused_at = coalesce(s.paused_at, now()), claim_seq = s.claim_seq + 1,
+            claimed_until = null, version = s.version + 1, updated_at = now()
+        where s.name = $1
+        returning \(columns), \(lastJob)
+        """
+
+    /// Resumes with the next fire `$2` computed after now, if the schedule is still at version `$3`
+    /// (fires that fell in the pause are neither run nor counted as missed).
+    static let resume = """
+        with up as (
+            update wharf.schedules s
+            set paused = false, paused_note = null, paused_at = null, next_fire_at = \(at("$2::bigint")),
+                claim_seq = s.claim_seq + 1, claimed_until = null, version = s.version + 1, updated_at = now()
+            where s.name = $1 and s.version = $3
+            returning \(columns), \(lastJob)
+        )
+        select up.*, pg_notify('wharf_wake', 'cron:') is null from up
+        """
+
+    /// Claims up to `$1` due schedules for `$2` ms. Also says whether each has a running job and an
+    /// unstarted one (for the overlap policies), and the database's clock.
+    static let claim = """
+        with due as (
+            select s.name from wharf.schedules s
+            where not s.paused and s.next_fire_at <= now() and (s.claimed_until is null or s.claimed_until < now())
+            order by s.next_fire_at
+            limit $1
+            for update skip locked
+        )
+        update wharf.schedules s
+        set claimed_until = now() + $2::bigint * interval '1 millisecond', claim_seq = s.claim_seq + 1
+        from due
+        where s.name = due.name
+        returning \(columns),
+            exists (select 1 from wharf.jobs j where j.schedule_name = s.name and j.state = 'running'),
+            exists (select 1 from wharf.jobs j where j.schedule_name = s.name
+                    and j.state in ('scheduled', 'available', 'retryable')),
+            \(ms("now()"))
+        """
+
+    /// When the scheduler should look again: the earliest unclaimed next fire, the earliest claim
+    /// expiry, and the database's clock.
+    static let nextDue = """
+        select (select \(ms("min(s.next_fire_at)")) from wharf.schedules s
+                where not s.paused and s.next_fire_at is not null and s.claimed_until is null),
+               (select \(ms("min(s.claimed_until)")) from wharf.schedules s where s.claimed_until is not null),
+               \(ms("now()"))
+        """
+
+    /// One statement for a batch of claimed schedules: advances each schedule whose claim still holds
+    /// (`claim_seq` unchanged) and inserts the jobs of exactly those schedules, with the payload read
+    /// from the schedule row as it is now (so a `schedulePatch` committed before is always seen). A job
+    /// for a (schedule, fire time) that already exists is not inserted again.
+    static let fire = """
+        with adv as (
+            update wharf.schedules s
+            set next_fire_at = \(at("a.next_ms")), claimed_until = null,
+                runs = s.runs + a.runs, skipped_overlap = s.skipped_overlap + a.skipped,
+                missed_count = s.missed_count + a.missed,
+                last_nominal_at = coalesce(\(at("a.last_nominal_ms")), s.last_nominal_at),
+                last_fired_at = case when a.runs > 0 then now() else s.last_fired_at end
+            from unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[],
+                        $7::bigint[]) as a(name, claim_seq, next_ms, runs, skipped, missed, last_nominal_ms)
+            where s.name = a.name and s.claim_seq = a.claim_seq
+            returning s.name, s.target
+        ),
+        input as materialized (
+            select nextval('wharf.jobs_id_seq') as id, t.*, adv.target #> '{job,payload}' as payload
+            from unnest($8::text[], $9::bigint[], $10::text[], $11::text[], $12::int[], $13::bigint[], $14::int[],
+                        $15::jsonb[], $16::bigint[], $17::text[], $18::text[], $19::jsonb[], $20::jsonb[])
+                with ordinality as t(schedule_name, fire_ms, queue, kind, priority, run_at_ms, max_attempts, retry,
+                                     timeout_ms, unique_key, lock_key, tags, meta, ord)
+            join adv on adv.name = t.schedule_name
+        ),
+        ins as (
+            insert into wharf.jobs as j (id, queue, kind, payload, state, priority, run_at, max_attempts, retry,
+                                         timeout_ms, unique_key, lock_key, tags, meta, schedule_name, schedule_fire_at)
+            select i.id, i.queue, i.kind, coalesce(i.payload, 'null'),
+                   case when \(at("i.run_at_ms")) > now() then 'scheduled' else 'available' end,
+                   i.priority, \(at("i.run_at_ms")), i.max_attempts, i.retry, i.timeout_ms, i.unique_key, i.lock_key,
+                   coalesce(array(select jsonb_array_elements_text(i.tags)), '{}'), coalesce(i.meta, '{}'),
+                   i.schedule_name, \(at("i.fire_ms"))
+            from input i
+            order by i.ord
+            on conflict do nothing
+            returning j.id, j.queue
+        ),
+        woke as (
+            select count(pg_notify('wharf_wake', 'jobs:' || q.queue)) as n from (select distinct queue from ins) q
+        )
+        select (select count(*) from adv), (select count(*) from ins), (select n from woke)
+        """
+
+    /// `jobs.complete` with a `schedulePatch`: completes job `$1` under token `$2` with result `$3` and,
+    /// in the same transaction and only if the completion happened, merges the object `$5` into the
+    /// template payload of schedule `$4`. Rows as `JobSQL.complete`: id, whether a schedule was patched,
+    /// token.
+    static let completeWithPatch = """
+        with done as (
+            update wharf.jobs j
+            set state = 'completed', result = $3::jsonb, finished_at = now(), lease_expires_at = null
+            where j.id = $1 and j.lease_token = $2 and j.state = 'running'
+            returning j.id
+        ),
+        path as (
+            select s.name, case when s.target ? 'job' then '{job,payload}' else '{webhook,payload}' end::text[] as p
+            from wharf.schedules s where s.name = $4
+        ),
+        patched as (
+            update wharf.schedules s
+            set target = jsonb_set(s.target, path.p,
+                    case when jsonb_typeof(s.target #> path.p) = 'object' then (s.target #> path.p) || $5::jsonb
+                         else $5::jsonb end),
+                version = s.version + 1, updated_at = now()
+            from path
+            where s.name = path.name and exists (select 1 from done)
+            returning s.name
+        )
+        select d.id, (select count(*) from patched) > 0, $2::text from done d
+        """
+}

@@ -1,0 +1,253 @@
+import WharfPQ
+import WharfRPC
+
+/// A schedule as stored. Times are epoch milliseconds.
+public struct ScheduleRow: Sendable {
+    public var name: String
+    public var expression: String?
+    public var everyMs: Int64?
+    public var timezone: String
+    public var dayMatch: String
+    public var dstGap: String?
+    public var dstFold: String?
+    public var target: JSON
+    public var overlap: String
+    public var missed: String
+    public var missedWindowMs: Int64
+    public var jitterMs: Int64
+    public var startAtMs: Int64?
+    public var endAtMs: Int64?
+    public var limit: Int64?
+    public var paused: Bool
+    public var pausedNote: String?
+    public var pausedAtMs: Int64?
+    public var nextFireMs: Int64?
+    public var claimSeq: Int64
+    public var version: Int64
+    public var lastNominalMs: Int64?
+    public var lastFiredMs: Int64?
+    public var runs: Int64
+    public var skippedOverlap: Int64
+    public var missedCount: Int64
+    public var createdAtMs: Int64
+    public var updatedAtMs: Int64
+    /// The job of the last fire, when read with it and it still exists.
+    public var lastJobID: Int64?
+
+    /// The number of columns `CronSQL.columns` has.
+    static let columnCount = 28
+
+    init(_ r: PQResult, _ i: Int) throws(RPCError) {
+        name = r.string(i, 0) ?? ""
+        expression = r.string(i, 1)
+        everyMs = r.int(i, 2)
+        timezone = r.string(i, 3) ?? "UTC"
+        dayMatch = r.string(i, 4) ?? "or"
+        dstGap = r.string(i, 5)
+        dstFold = r.string(i, 6)
+        guard let text = r.string(i, 7), let t = try? JSONParser.parse(text) else { throw RPCError.internalError }
+        target = t
+        overlap = r.string(i, 8) ?? "allow"
+        missed = r.string(i, 9) ?? "runOnce"
+        missedWindowMs = r.int(i, 10) ?? 0
+        jitterMs = r.int(i, 11) ?? 0
+        startAtMs = r.int(i, 12)
+        endAtMs = r.int(i, 13)
+        limit = r.int(i, 14)
+        paused = r.bool(i, 15) ?? false
+        pausedNote = r.string(i, 16)
+        pausedAtMs = r.int(i, 17)
+        nextFireMs = r.int(i, 18)
+        claimSeq = r.int(i, 19) ?? 0
+        version = r.int(i, 20) ?? 0
+        lastNominalMs = r.int(i, 21)
+        lastFiredMs = r.int(i, 22)
+        runs = r.int(i, 23) ?? 0
+        skippedOverlap = r.int(i, 24) ?? 0
+        missedCount = r.int(i, 25) ?? 0
+        createdAtMs = r.int(i, 26) ?? 0
+        updatedAtMs = r.int(i, 27) ?? 0
+    }
+}
+
+/// A schedule's definition for `cron.upsert`, already validated.
+public struct ScheduleDefinition: Sendable {
+    public var name: String
+    public var expression: String?
+    public var everyMs: Int64?
+    public var timezone = "UTC"
+    public var dayMatch = "or"
+    public var dstGap: String?
+    public var dstFold: String?
+    public var target: JSON
+    public var overlap = "allow"
+    public var missed = "runOnce"
+    public var missedWindowMs: Int64 = 60_000
+    public var jitterMs: Int64 = 0
+    public var startAtMs: Int64?
+    public var endAtMs: Int64?
+    public var limit: Int64?
+    /// Nil keeps a replaced schedule's paused state (false for a new one).
+    public var paused: Bool?
+    public var pausedNote: String?
+
+    public init(name: String, target: JSON) {
+        self.name = name
+        self.target = target
+    }
+}
+
+/// A schedule the scheduler claimed, with what the overlap policies need and the database's clock.
+public struct DueSchedule: Sendable {
+    public var row: ScheduleRow
+    /// A job of this schedule is running.
+    public var running: Bool
+    /// A job of this schedule waits to run (scheduled, available or retryable).
+    public var waiting: Bool
+    public var nowMs: Int64
+}
+
+/// What firing one claimed schedule does: the jobs to insert and how the schedule advances.
+public struct ScheduleAdvance: Sendable {
+    public var name: String
+    public var claimSeq: Int64
+    /// Nil when the schedule has no fire left.
+    public var nextFireMs: Int64?
+    public var runs: Int64 = 0
+    public var skipped: Int64 = 0
+    public var missed: Int64 = 0
+    public var lastNominalMs: Int64?
+    /// One job per fire; `scheduleFireMs` is the nominal fire time. The payload is taken from the
+    /// schedule row when the fire commits, not from here.
+    public var jobs: [JobSpec] = []
+
+    public init(name: String, claimSeq: Int64, nextFireMs: Int64?) {
+        self.name = name
+        self.claimSeq = claimSeq
+        self.nextFireMs = nextFireMs
+    }
+}
+
+extension Store {
+    public func upsertSchedule(
+        _ d: ScheduleDefinition, nextFireMs: Int64?,
+        _ completion: @escaping (Result<(row: ScheduleRow, created: Bool), RPCError>) -> Void
+    ) {
+        let params: [String?] = [
+            d.name, d.expression, d.everyMs.map(String.init), d.timezone, d.dayMatch, d.dstGap, d.dstFold, d.target.text,
+            d.overlap, d.missed, String(d.missedWindowMs), String(d.jitterMs), d.startAtMs.map(String.init),
+            d.endAtMs.map(String.init), d.limit.map(String.init), d.paused.map { $0 ? "true" : "false" }, d.pausedNote,
+            nextFireMs.map(String.init),
+        ]
+        one(CronSQL.upsert, params, completion) { rows throws(RPCError) in
+            guard rows.rowCount == 1 else { throw RPCError.internalError }
+            var row = try ScheduleRow(rows, 0)
+            row.lastJobID = rows.int(0, ScheduleRow.columnCount)
+            return (row, rows.bool(0, ScheduleRow.columnCount + 1) ?? false)
+        }
+    }
+
+    public func schedule(_ name: String, _ completion: @escaping (Result<ScheduleRow?, RPCError>) -> Void) {
+        one(CronSQL.get, [name], completion) { rows throws(RPCError) in try Self.scheduleRows(rows).first }
+    }
+
+    public func schedules(
+        prefix: String?, after: String?, limit: Int, _ completion: @escaping (Result<[ScheduleRow], RPCError>) -> Void
+    ) {
+        one(CronSQL.list, [prefix, after, String(limit)], completion) { rows throws(RPCError) in
+            try Self.scheduleRows(rows)
+        }
+    }
+
+    public func removeSchedule(_ name: String, _ completion: @escaping (Result<Bool, RPCError>) -> Void) {
+        one(CronSQL.remove, [name], completion) { rows in rows.rowCount > 0 }
+    }
+
+    public func pauseSchedule(
+        _ name: String, note: String?, _ completion: @escaping (Result<ScheduleRow?, RPCError>) -> Void
+    ) {
+        one(CronSQL.pause, [name, note], completion) { rows throws(RPCError) in try Self.scheduleRows(rows).first }
+    }
+
+    /// Resumes if the schedule is still at `version`; nil when it changed or is gone.
+    public func resumeSchedule(
+        _ name: String, version: Int64, nextFireMs: Int64?,
+        _ completion: @escaping (Result<ScheduleRow?, RPCError>) -> Void
+    ) {
+        one(CronSQL.resume, [name, nextFireMs.map(String.init), String(version)], completion) {
+            rows throws(RPCError) in try Self.scheduleRows(rows).first
+        }
+    }
+
+    public func claimDueSchedules(
+        limit: Int, claimMs: Int64, _ completion: @escaping (Result<[DueSchedule], RPCError>) -> Void
+    ) {
+        one(CronSQL.claim, [String(limit), String(claimMs)], completion) { rows throws(RPCError) in
+            var out: [DueSchedule] = []
+            out.reserveCapacity(rows.rowCount)
+            let c = ScheduleRow.columnCount
+            for i in 0..<rows.rowCount {
+                out.append(
+                    DueSchedule(
+                        row: try ScheduleRow(rows, i), running: rows.bool(i, c) ?? false,
+                        waiting: rows.bool(i, c + 1) ?? false, nowMs: rows.int(i, c + 2) ?? 0))
+            }
+            return out
+        }
+    }
+
+    /// The earliest unclaimed next fire, the earliest claim expiry, and the database's clock.
+    public func nextScheduleDue(
+        _ completion: @escaping (Result<(nextFireMs: Int64?, claimExpiryMs: Int64?, nowMs: Int64), RPCError>) -> Void
+    ) {
+        one(CronSQL.nextDue, [], completion) { rows in (rows.int(0, 0), rows.int(0, 1), rows.int(0, 2) ?? 0) }
+    }
+
+    /// Fires a batch of claimed schedules in one statement. Returns how many schedules advanced (the
+    /// others lost their claim) and how many jobs were inserted.
+    public func fireSchedules(
+        _ batch: [ScheduleAdvance], _ completion: @escaping (Result<(advanced: Int, jobs: Int), RPCError>) -> Void
+    ) {
+        let jobs = batch.flatMap(\.jobs)
+        let params: [String?] = [
+            PGArray.text(batch.map(\.name)), PGArray.ints(batch.map(\.claimSeq)), PGArray.ints(batch.map(\.nextFireMs)),
+            PGArray.ints(batch.map(\.runs)), PGArray.ints(batch.map(\.skipped)), PGArray.ints(batch.map(\.missed)),
+            PGArray.ints(batch.map(\.lastNominalMs)),
+            PGArray.text(jobs.map(\.scheduleName)), PGArray.ints(jobs.map(\.scheduleFireMs)),
+            PGArray.text(jobs.map(\.queue)), PGArray.text(jobs.map(\.kind)), PGArray.ints(jobs.map(\.priority)),
+            PGArray.ints(jobs.map(\.runAtMs)), PGArray.ints(jobs.map(\.maxAttempts)),
+            PGArray.text(jobs.map { $0.retry?.text }), PGArray.ints(jobs.map(\.timeoutMs)),
+            PGArray.text(jobs.map(\.uniqueKey)), PGArray.text(jobs.map(\.lockKey)),
+            PGArray.text(jobs.map { JSON.array($0.tags.map(JSON.string)).text }), PGArray.text(jobs.map { $0.meta?.text }),
+        ]
+        one(CronSQL.fire, params, completion) { rows in
+            (Int(rows.int(0, 0) ?? 0), Int(rows.int(0, 1) ?? 0))
+        }
+    }
+
+    /// Completes a job and, in the same transaction, merges `patch` into schedule `schedule`'s template
+    /// payload. The outcome says whether the schedule existed and was patched.
+    public func complete(
+        id: Int64, token: String, result: JSON?, schedulePatch schedule: String, payload patch: JSON,
+        _ completion: @escaping (Result<(FinishOutcome, patched: Bool), RPCError>) -> Void
+    ) {
+        var patched = false
+        finish(
+            CronSQL.completeWithPatch, [String(id), token, result?.text, schedule, patch.text], [(id, token)],
+            { r in completion(r.map { ($0[0], patched) }) }
+        ) { rows, row in
+            patched = rows.bool(row, 1) ?? false
+            return .done(state: "completed", nextRunAt: nil)
+        }
+    }
+
+    static func scheduleRows(_ rows: PQResult) throws(RPCError) -> [ScheduleRow] {
+        var out: [ScheduleRow] = []
+        for i in 0..<rows.rowCount {
+            var row = try ScheduleRow(rows, i)
+            if rows.columnCount > ScheduleRow.columnCount { row.lastJobID = rows.int(i, ScheduleRow.columnCount) }
+            out.append(row)
+        }
+        return out
+    }
+}
