@@ -188,8 +188,8 @@ class JobsAPI(_Namespace):
     ) -> Any:
         """`jobs.complete` -> `{id, state: "completed"}`; idempotent with the same token.
 
-        `schedule_patch` (for jobs made by a cron schedule, once the server supports it) changes
-        what the schedule's next run sees.
+        `schedule_patch={"name": ..., "payload": {...}}` merges `payload` into that schedule's
+        template payload in the same transaction as the completion, so its next run sees it.
         """
         p = params(id=id, lease_token=lease_token, result=result, schedule_patch=schedule_patch, keep_none=("result",))
         return self._call("jobs.complete", merge(p, extra))
@@ -354,16 +354,44 @@ class CronAPI(_Namespace):
         target: Optional[Mapping[str, Any]] = None,
         job: Optional[Mapping[str, Any]] = None,
         webhook: Optional[Mapping[str, Any]] = None,
+        day_match: Optional[str] = None,
+        dst_gap: Optional[str] = None,
+        dst_fold: Optional[str] = None,
+        overlap: Optional[str] = None,
+        missed: Optional[str] = None,
+        missed_window_ms: Optional[Millis] = None,
+        jitter_ms: Optional[Millis] = None,
+        start_at: Optional[Time] = None,
+        end_at: Optional[Time] = None,
+        limit: Optional[int] = None,
+        paused: Optional[bool] = None,
+        paused_note: Optional[str] = None,
         **extra: Any,
     ) -> Any:
         """`cron.upsert`: create or replace the schedule `name`.
 
-        Give `expression` (5 or 6 fields, or a macro such as `@hourly`) or `every_ms`. The target is
-        `target={"job": {...}}` / `{"webhook": {...}}`, or the shorthands `job=...` / `webhook=...`.
-        Other options (overlap and missed-run policies) pass through `**extra`.
+        Give `expression` (5 or 6 fields, a macro such as `@hourly`, or `@every 90s`) or `every_ms`.
+        The target is `target={"job": {...}}`, or the shorthand `job=...`. `overlap` is "allow",
+        "skip" or "bufferOne"; `missed` is "skip", "runOnce" or "runAll" (see Protocol/cron.md).
         """
         p = params(
-            name=name, expression=expression, every_ms=every_ms, timezone=timezone, target=_target(target, job, webhook)
+            name=name,
+            expression=expression,
+            every_ms=every_ms,
+            timezone=timezone,
+            target=_target(target, job, webhook),
+            day_match=day_match,
+            dst_gap=dst_gap,
+            dst_fold=dst_fold,
+            overlap=overlap,
+            missed=missed,
+            missed_window_ms=missed_window_ms,
+            jitter_ms=jitter_ms,
+            start_at=start_at,
+            end_at=end_at,
+            limit=limit,
+            paused=paused,
+            paused_note=paused_note,
         )
         return self._call("cron.upsert", merge(p, extra))
 
@@ -371,9 +399,11 @@ class CronAPI(_Namespace):
         """`cron.get`: one schedule with its next fire times."""
         return self._call("cron.get", merge(params(name=name), extra))
 
-    def list(self, **extra: Any) -> Any:
-        """`cron.list`: every schedule."""
-        return self._call("cron.list", merge({}, extra))
+    def list(
+        self, *, prefix: Optional[str] = None, limit: Optional[int] = None, cursor: Optional[str] = None, **extra: Any
+    ) -> Any:
+        """`cron.list` -> `{schedules, cursor}`: schedules by name, a page at a time."""
+        return self._call("cron.list", merge(params(prefix=prefix, limit=limit, cursor=cursor), extra))
 
     def remove(self, name: str, **extra: Any) -> Any:
         """`cron.remove`: delete a schedule."""
@@ -393,15 +423,28 @@ class CronAPI(_Namespace):
 
     def preview(
         self,
-        expression: str,
+        expression: Optional[str] = None,
         *,
+        every_ms: Optional[Millis] = None,
         timezone: Optional[str] = None,
+        day_match: Optional[str] = None,
+        dst_gap: Optional[str] = None,
+        dst_fold: Optional[str] = None,
         count: Optional[int] = None,
         from_: Optional[Time] = None,
         **extra: Any,
     ) -> Any:
-        """`cron.preview`: the next `count` fire times of `expression` after `from_` (the wire's `from`)."""
-        p = params(expression=expression, timezone=timezone, count=count, from_=from_)
+        """`cron.preview`: the next `count` fire times of `expression` from `from_` (the wire's `from`)."""
+        p = params(
+            expression=expression,
+            every_ms=every_ms,
+            timezone=timezone,
+            day_match=day_match,
+            dst_gap=dst_gap,
+            dst_fold=dst_fold,
+            count=count,
+            from_=from_,
+        )
         return self._call("cron.preview", merge(p, extra))
 
 

@@ -1,0 +1,237 @@
+import Foundation
+import Testing
+import WharfClient
+import WharfCore
+import WharfRPC
+
+/// Cron schedules over real TCP against real servers and PostgreSQL.
+@Suite struct CronServerTests {
+    func upsert(_ c: BlockingConnection, _ fields: JSONObject) throws -> JSON {
+        var f = fields
+        if f["target"] == nil { f["target"] = ["job": ["queue": "cron", "kind": "tick", "payload": ["n": 1]]] }
+        return try c.call("cron.upsert", .object(f))
+    }
+
+    /// (nominal fire ms, job id) of the jobs schedule `name` made, by fire time.
+    func fires(_ db: TestDatabase, _ name: String) throws -> [Int64] {
+        try db.sql(
+            """
+            select floor(extract(epoch from schedule_fire_at) * 1000)::bigint from wharf.jobs
+            where schedule_name = '\(name)' order by schedule_fire_at
+            """
+        ).split(separator: "\n").compactMap { Int64($0) }
+    }
+
+    /// Makes every replica look for due schedules now (as an upsert on any replica does).
+    func poke(_ db: TestDatabase) throws { try db.sql("select pg_notify('wharf_wake', 'cron:0')") }
+
+    @Test func firesEverySecondOncePerFireTime() throws {
+        let s = try TestServer()
+        let c = try s.connect()
+        let created = try upsert(c, ["name": "tick", "expression": "* * * * * *"])
+        #expect(created["created"] == true)
+        #expect(created["description"] == "Every second")
+        #expect(created["nextFires"]?.arrayValue?.count == 5)
+        Thread.sleep(forTimeInterval: 3.3)
+        let got = try fires(s.database, "tick")
+        #expect(got.count >= 2)
+        // Consecutive whole seconds: none missing, none twice.
+        for (a, b) in zip(got, got.dropFirst()) { #expect(b - a == 1000) }
+        #expect(got.allSatisfy { $0 % 1000 == 0 })
+        let job = try #require(
+            try c.call("jobs.lease", ["queues": ["cron"], "worker": "w", "leaseMs": 30_000])["jobs"]?.arrayValue?.first)
+        #expect(job["schedule"]?["name"] == "tick")
+        #expect(job["schedule"]?["fireAt"]?.stringValue?.hasSuffix(".000Z") == true)
+        #expect(job["payload"]?["n"] == 1)
+        let after = try c.call("cron.get", ["name": "tick"])
+        #expect((after["stats"]?["runs"]?.intValue ?? 0) >= 2)
+        #expect(after["lastFire"]?["jobId"]?.stringValue != nil)
+        #expect((after["lastFire"]?["lagMs"]?.intValue ?? -1) >= 0)
+    }
+
+    @Test func invalidDefinitionsAreRefusedClearly() throws {
+        let s = try TestServer()
+        let c = try s.connect()
+        func refused(_ fields: JSONObject) throws -> RPCError {
+            var f = fields
+            if f["name"] == nil { f["name"] = "bad" }
+            if f["target"] == nil { f["target"] = ["job": ["queue": "q", "kind": "k"]] }
+            return try c.expectError("cron.upsert", .object(f))
+        }
+        let never = try refused(["expression": "0 0 30 2 *"])
+        #expect(never.code == -32602)
+        #expect(never.data?["field"] == "expression")
+        #expect(try refused(["expression": "61 * * * *"]).data?["field"] == "expression")
+        #expect(try refused(["expression": "* * * * *", "timezone": "Mars/Olympus"]).data?["field"] == "timezone")
+        #expect(try refused(["expression": "* * * * *", "everyMs": 1000]).data?["field"] == "everyMs")
+        #expect(try refused([:]).data?["field"] == "expression")
+        #expect(try refused(["expression": "@daily", "overlap": "never"]).data?["field"] == "overlap")
+        #expect(
+            try refused(["expression": "@daily", "target": ["job": ["queue": "q", "kind": "k", "delayMs": 5]]]).data?[
+                "field"] == "target.job.delayMs")
+        #expect(try refused(["expression": "@daily", "target": ["job": ["queue": "q"]]]).data?["field"] == "target.job.kind")
+        #expect(try c.expectError("cron.get", ["name": "nope"]).code == -32004)
+        #expect(try s.database.sql("select count(*) from wharf.schedules") == "0")
+    }
+
+    @Test func previewFollowsTheDocumentedDSTRule() throws {
+        let s = try TestServer()
+        let c = try s.connect()
+        func preview(_ fields: JSONObject) throws -> [String] {
+            try c.call("cron.preview", .object(fields))["fires"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        }
+        // New York springs forward at 2026-03-08 02:00 EST (07:00Z): 02:30 does not exist that day.
+        let gap = try preview(["expression": "30 2 * * *", "timezone": "America/New_York", "from": "2026-03-07T12:00:00Z", "count": 3])
+        #expect(gap == ["2026-03-08T07:00:00.000Z", "2026-03-09T06:30:00.000Z", "2026-03-10T06:30:00.000Z"])
+        let gapSkip = try preview([
+            "expression": "30 2 * * *", "timezone": "America/New_York", "from": "2026-03-07T12:00:00Z", "count": 1,
+            "dstGap": "skip",
+        ])
+        #expect(gapSkip == ["2026-03-09T06:30:00.000Z"])
+        // It falls back at 2026-11-01 02:00 EDT (06:00Z): 01:30 happens twice.
+        let fold = try preview(["expression": "30 1 * * *", "timezone": "America/New_York", "from": "2026-10-31T12:00:00Z", "count": 2])
+        #expect(fold == ["2026-11-01T05:30:00.000Z", "2026-11-02T06:30:00.000Z"])
+        let foldTwice = try preview([
+            "expression": "30 1 * * *", "timezone": "America/New_York", "from": "2026-10-31T12:00:00Z", "count": 2,
+            "dstFold": "twice",
+        ])
+        #expect(foldTwice == ["2026-11-01T05:30:00.000Z", "2026-11-01T06:30:00.000Z"])
+        // A wall-clock schedule has both copies of the repeated hour.
+        let hourly = try preview(["expression": "0 * * * *", "timezone": "America/New_York", "from": "2026-11-01T04:30:00Z", "count": 3])
+        #expect(hourly == ["2026-11-01T05:00:00.000Z", "2026-11-01T06:00:00.000Z", "2026-11-01T07:00:00.000Z"])
+        let description = try c.call("cron.preview", ["expression": "30 9 * * MON-FRI"])["description"]?.stringValue
+        #expect(description?.contains("09:30") == true)
+        #expect(try c.expectError("cron.preview", ["expression": "0 0 31 4 *"]).code == -32602)
+    }
+
+    @Test func missedPoliciesAfterDowntime() throws {
+        let s = try TestServer()
+        let c = try s.connect()
+        for policy in ["skip", "runOnce", "runAll"] {
+            _ = try upsert(c, ["name": .string(policy), "expression": "* * * * *", "missed": .string(policy)])
+        }
+        // As if every replica had been down for ten minutes: each schedule's next fire is long past.
+        try s.database.sql(
+            """
+            update wharf.schedules
+            set next_fire_at = date_trunc('minute', now()) - interval '10 minutes', claimed_until = null
+            """)
+        try poke(s.database)
+        Thread.sleep(forTimeInterval: 1.0)
+        let skip = try c.call("cron.get", ["name": "skip"])
+        #expect(try fires(s.database, "skip").count <= 1)  // only a fire inside the window, if any
+        #expect((skip["stats"]?["missed"]?.intValue ?? 0) >= 9)
+        let once = try fires(s.database, "runOnce")
+        #expect(once.count == 1)
+        let all = try fires(s.database, "runAll")
+        #expect(all.count >= 10)
+        for (a, b) in zip(all, all.dropFirst()) { #expect(b - a == 60_000) }
+        for name in ["skip", "runOnce", "runAll"] {
+            let next = try #require(try c.call("cron.get", ["name": .string(name)])["nextFireAt"]?.stringValue)
+            #expect(next > Timestamp.formatNow(), "\(name) should next fire in the future")
+        }
+    }
+
+    @Test func overlapSkipWaitsForTheRunningJob() throws {
+        let s = try TestServer()
+        let c = try s.connect()
+        _ = try upsert(c, [
+            "name": "single", "expression": "* * * * * *", "overlap": "skip",
+            "target": ["job": ["queue": "single", "kind": "k"]],
+        ])
+        Thread.sleep(forTimeInterval: 2.5)
+        // Nobody ran the first job, so every later fire was skipped.
+        #expect(try fires(s.database, "single").count == 1)
+        let stats = try c.call("cron.get", ["name": "single"])["stats"]
+        #expect((stats?["skippedOverlap"]?.intValue ?? 0) >= 1)
+        let job = try #require(
+            try c.call("jobs.lease", ["queues": ["single"], "worker": "w", "leaseMs": 30_000])["jobs"]?.arrayValue?.first)
+        _ = try c.call("jobs.complete", ["id": job["id"]!, "leaseToken": job["leaseToken"]!])
+        Thread.sleep(forTimeInterval: 1.5)
+        #expect(try fires(s.database, "single").count >= 2)
+    }
+
+    @Test func schedulePatchChangesWhatTheNextRunSees() throws {
+        let s = try TestServer()
+        let c = try s.connect()
+        _ = try upsert(c, [
+            "name": "sync", "expression": "* * * * * *", "overlap": "skip",
+            "target": ["job": ["queue": "sync", "kind": "sync", "payload": ["cursor": 1, "connector": "a"]]],
+        ])
+        Thread.sleep(forTimeInterval: 1.5)
+        let first = try #require(
+            try c.call("jobs.lease", ["queues": ["sync"], "worker": "w", "leaseMs": 30_000])["jobs"]?.arrayValue?.first)
+        #expect(first["payload"]?["cursor"] == 1)
+        let done = try c.call(
+            "jobs.complete",
+            ["id": first["id"]!, "leaseToken": first["leaseToken"]!, "schedulePatch": ["name": "sync", "payload": ["cursor": 2]]])
+        #expect(done["state"] == "completed")
+        #expect(done["schedulePatched"] == true)
+        let template = try c.call("cron.get", ["name": "sync"])["target"]?["job"]?["payload"]
+        #expect(template == ["cursor": 2, "connector": "a"])
+        Thread.sleep(forTimeInterval: 1.5)
+        let second = try #require(
+            try c.call("jobs.lease", ["queues": ["sync"], "worker": "w", "leaseMs": 30_000, "waitMs": 2000])["jobs"]?
+                .arrayValue?.first)
+        #expect(second["payload"]?["cursor"] == 2)
+        // A stale token completes nothing and patches nothing.
+        let refused = try c.expectError(
+            "jobs.complete",
+            ["id": first["id"]!, "leaseToken": "forged", "schedulePatch": ["name": "sync", "payload": ["cursor": 99]]])
+        #expect(refused.code == -32009)
+        #expect(try c.call("cron.get", ["name": "sync"])["target"]?["job"]?["payload"]?["cursor"] == 2)
+    }
+
+    @Test func pauseResumeTriggerListRemove() throws {
+        let s = try TestServer()
+        let c = try s.connect()
+        _ = try upsert(c, ["name": "report", "expression": "0 3 * * *", "timezone": "Europe/Berlin"])
+        _ = try upsert(c, ["name": "report-2", "everyMs": 3_600_000])
+        let replaced = try upsert(c, ["name": "report", "expression": "0 4 * * *", "timezone": "Europe/Berlin"])
+        #expect(replaced["created"] == false)
+        #expect(replaced["version"] == 2)
+        let paused = try c.call("cron.pause", ["name": "report", "note": "maintenance"])
+        #expect(paused["paused"] == true)
+        #expect(paused["pausedNote"] == "maintenance")
+        #expect(paused["nextFireAt"] == .null)
+        #expect(paused["nextFires"]?.arrayValue?.isEmpty == true)
+        // Replacing keeps a paused schedule paused unless told otherwise.
+        #expect(try upsert(c, ["name": "report", "expression": "0 5 * * *"])["paused"] == true)
+        let resumed = try c.call("cron.resume", ["name": "report"])
+        #expect(resumed["paused"] == false)
+        #expect(resumed["nextFireAt"]?.stringValue?.hasSuffix("05:00:00.000Z") == true)
+        let triggered = try c.call("cron.trigger", ["name": "report"])
+        let jobID = try #require(triggered["jobId"]?.stringValue)
+        #expect(try c.call("jobs.get", ["id": .string(jobID)])["schedule"]?["name"] == "report")
+        let page = try c.call("cron.list", ["prefix": "report", "limit": 1])
+        #expect(page["schedules"]?.arrayValue?.count == 1)
+        let rest = try c.call("cron.list", ["prefix": "report", "cursor": page["cursor"]!])
+        #expect(rest["schedules"]?.arrayValue?.first?["name"] == "report-2")
+        #expect(try c.call("cron.remove", ["name": "report"])["removed"] == true)
+        #expect(try c.expectError("cron.remove", ["name": "report"]).code == -32004)
+    }
+
+    @Test func twoReplicasFireEachTimeOnce() throws {
+        let a = try TestServer()
+        let b = try TestServer(database: a.database)
+        let ca = try a.connect()
+        let cb = try b.connect()
+        for i in 0..<10 {
+            _ = try upsert(i % 2 == 0 ? ca : cb, ["name": .string("r\(i)"), "expression": "* * * * * *"])
+        }
+        Thread.sleep(forTimeInterval: 3.5)
+        b.stop()
+        Thread.sleep(forTimeInterval: 1.5)
+        a.stop()
+        for i in 0..<10 {
+            let got = try fires(a.database, "r\(i)")
+            #expect(got.count >= 3, "r\(i) fired \(got.count) times")
+            for (x, y) in zip(got, got.dropFirst()) { #expect(y - x == 1000, "r\(i): a gap or a double fire") }
+        }
+    }
+}
+
+extension Timestamp {
+    /// Now as RFC 3339, comparable as a string with the server's timestamps.
+    static func formatNow() -> String { format(epochMs: nowMs()) }
+}
