@@ -79,11 +79,27 @@ public struct EmbeddedPostgres: Sendable {
     }
 
     private func pg(_ tool: String, _ args: [String]) throws {
+        let path = Self.locate(tool)
         if runAsPostgres {
-            try run("/usr/sbin/runuser", ["-u", "postgres", "--", tool] + args)
+            try run("/usr/sbin/runuser", ["-u", "postgres", "--", path] + args)
         } else {
-            try run("/usr/bin/env", [tool] + args)
+            try run("/usr/bin/env", [path] + args)
         }
+    }
+
+    /// `tool` from PATH, else from the newest Debian-style /usr/lib/postgresql/N/bin, whose binaries
+    /// are not on PATH by default.
+    static func locate(_ tool: String) -> String {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+        for dir in path.split(separator: ":") where FileManager.default.isExecutableFile(atPath: "\(dir)/\(tool)") {
+            return tool
+        }
+        let root = "/usr/lib/postgresql"
+        let versions = ((try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []).compactMap(Int.init).sorted()
+        for v in versions.reversed() where FileManager.default.isExecutableFile(atPath: "\(root)/\(v)/bin/\(tool)") {
+            return "\(root)/\(v)/bin/\(tool)"
+        }
+        return tool
     }
 
     /// Runs a command to completion with its output in a temporary file.

@@ -3,7 +3,7 @@ import WharfRPC
 
 extension Store {
     enum ServerSQL {
-        static let health = "select now()::text, current_setting('server_version'), pg_is_in_recovery()"
+        static let health = "select to_char(now() at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), current_setting('server_version'), pg_is_in_recovery()"
         static let registerReplica = """
             insert into wharf.replicas (id, hostname, version) values ($1, $2, $3)
             on conflict on constraint replicas_pkey do update set seen_at = now()
