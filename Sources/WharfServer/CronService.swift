@@ -47,7 +47,8 @@ final class CronService {
     func start() {
         server.onWake("cron") { [unowned self] payload in
             // Only a fire earlier than the one the timer waits for needs a look now.
-            if let ms = Int64(payload), let armed = self.armedAtMs, ms >= armed { return }
+            guard let ms = Int64(payload) else { return }  // empty: the schedule has no fire left
+            if let armed = self.armedAtMs, ms >= armed { return }
             self.poke()
         }
         // A safety net for wake-ups lost while the listening connection was down.

@@ -47,9 +47,9 @@ enum CronSQL {
                 next_fire_at = case when s.next_fire_at <= now() and not s.paused then s.next_fire_at
                                     else excluded.next_fire_at end,
                 claim_seq = s.claim_seq + 1, claimed_until = null, version = s.version + 1, updated_at = now()
-            returning \(columns), \(lastJob), (xmax = 0) as created
+            returning \(columns), \(lastJob), (xmax = 0) as created, s.next_fire_at as wake_at
         )
-        select up.*, pg_notify('wharf_wake', 'cron:') is null from up
+        select up.*, pg_notify('wharf_wake', 'cron:' || coalesce(\(ms("up.wake_at"))::text, '')) is null from up
         """
 
     static let get = "select \(columns), \(lastJob) from wharf.schedules s where s.name = $1"
@@ -80,9 +80,9 @@ enum CronSQL {
             set paused = false, paused_note = null, paused_at = null, next_fire_at = \(at("$2::bigint")),
                 claim_seq = s.claim_seq + 1, claimed_until = null, version = s.version + 1, updated_at = now()
             where s.name = $1 and s.version = $3
-            returning \(columns), \(lastJob)
+            returning \(columns), \(lastJob), s.next_fire_at as wake_at
         )
-        select up.*, pg_notify('wharf_wake', 'cron:') is null from up
+        select up.*, pg_notify('wharf_wake', 'cron:' || coalesce(\(ms("up.wake_at"))::text, '')) is null from up
         """
 
     /// Claims up to `$1` due schedules for `$2` ms. Also says whether each has a running job and an
