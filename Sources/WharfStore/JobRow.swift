@@ -3,7 +3,9 @@ import WharfRPC
 
 /// Turns rows selected with `JobSQL.columns` into the wire's job objects.
 enum JobRow {
-    static func json(_ r: PQResult, _ row: Int, withAttempts: Bool = false) -> JSON {
+    /// The lease token only goes to the worker that leased the job (`withLeaseToken`): anyone else who
+    /// read it could complete or fail the job in its holder's place.
+    static func json(_ r: PQResult, _ row: Int, withAttempts: Bool = false, withLeaseToken: Bool = false) -> JSON {
         var o = JSONObject()
         o["id"] = .from(r.string(row, 0))
         o["queue"] = .from(r.string(row, 1))
@@ -19,7 +21,7 @@ enum JobRow {
         optional(&o, "leaseExpiresAt", r.string(row, 11).map(JSON.string))
         optional(&o, "finishedAt", r.string(row, 12).map(JSON.string))
         optional(&o, "worker", r.string(row, 13).map(JSON.string))
-        optional(&o, "leaseToken", r.string(row, 14).map(JSON.string))
+        if withLeaseToken { optional(&o, "leaseToken", r.string(row, 14).map(JSON.string)) }
         optional(&o, "uniqueKey", r.string(row, 15).map(JSON.string))
         optional(&o, "lockKey", r.string(row, 16).map(JSON.string))
         o["tags"] = parsed(r, row, 17) ?? .array([])

@@ -117,7 +117,7 @@ extension Store {
         pool.query(JobSQL.lease, params) { [self] r in
             switch r {
             case .success(let rows):
-                var jobs = (0..<rows.rowCount).map { JobRow.json(rows, $0) }
+                var jobs = (0..<rows.rowCount).map { JobRow.json(rows, $0, withLeaseToken: true) }
                 jobs.sort { a, b in
                     let pa = a["priority"]?.intValue ?? 0, pb = b["priority"]?.intValue ?? 0
                     if pa != pb { return pa > pb }

@@ -31,6 +31,9 @@ import WharfRPC
         #expect(job["attempt"] == 1)
         #expect(job["payload"]?["to"] == "a@example.com")
         let token = try #require(job["leaseToken"])
+        // Only the leasing worker sees the token; a reader could otherwise finish the job in its place.
+        #expect(try c.call("jobs.get", ["id": .string(id)])["leaseToken"] == nil)
+        #expect(try c.call("jobs.list", ["queue": "q"])["jobs"]?.arrayValue?.first?["leaseToken"] == nil)
         let hb = try c.call(
             "jobs.heartbeat", ["id": .string(id), "leaseToken": token, "extendMs": 60_000, "progress": ["pct": 50]])
         #expect(hb["leaseExpiresAt"]?.stringValue != nil)
