@@ -12,6 +12,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
     ],
     targets: [
         // C libraries. Only the wrapper module named beside each may import it.
@@ -19,6 +20,8 @@ let package = Package(
             name: "CLibUV", pkgConfig: "libuv", providers: [.apt(["libuv1-dev"])]),  // WharfUV
         .systemLibrary(
             name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),  // WharfPQ
+        .systemLibrary(
+            name: "CLibCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),  // WharfHooks
 
         // Pure modules.
         .target(name: "WharfCore"),
@@ -34,9 +37,12 @@ let package = Package(
         .target(
             name: "WharfServer",
             dependencies: [
-                "WharfStore", "WharfRPC", "WharfUV", "WharfPQ", "WharfCore",
+                "WharfStore", "WharfRPC", "WharfUV", "WharfPQ", "WharfCore", "WharfHooks",
                 .product(name: "Logging", package: "swift-log"),
             ]),
+        .target(
+            name: "WharfHooks",
+            dependencies: ["CLibCurl", "CLibUV", "WharfUV", "WharfCore", .product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "WharfClient", dependencies: ["WharfRPC"]),
         .executableTarget(
             name: "wharf",
@@ -49,6 +55,7 @@ let package = Package(
 
         .testTarget(name: "WharfCoreTests", dependencies: ["WharfCore"]),
         .testTarget(name: "WharfRPCTests", dependencies: ["WharfRPC"]),
+        .testTarget(name: "WharfHooksTests", dependencies: ["WharfHooks", "WharfUV"]),
         .testTarget(
             name: "WharfPQTests",
             dependencies: ["WharfPQ", "WharfUV", .product(name: "Logging", package: "swift-log")]),
