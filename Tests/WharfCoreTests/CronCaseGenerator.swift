@@ -25,14 +25,16 @@ struct CronCase: Sendable {
     var startMs: Int64
     var dstGap: DSTGapPolicy?
     var dstFold: DSTFoldPolicy?
+    var dayMatch: DayMatch = .or
 }
 
 /// Random cron expressions in the syntax both the engine and cronsim support, with start instants
 /// concentrated just before (and inside) the DST transitions of the chosen zone.
 ///
-/// Excluded, because cronsim lacks them or reads them differently (unit tests cover them): `nW`,
-/// `@every`, day-of-week `nL` spelled with a name (`FRIL`), and stepped single-value ranges such as
-/// `5-5/2`, which cronsim reads as `5/2`.
+/// `nW` terms, ``DayMatch/and`` and DST policy overrides, which cronsim lacks, are checked against the
+/// oracle's own reference alone. Excluded, because cronsim reads them differently (unit tests cover
+/// them): day-of-week `nL` spelled with a name (`FRIL`) and stepped single-value ranges such as `5-5/2`,
+/// which cronsim reads as `5/2`.
 struct CronCaseGenerator {
     /// Zones with unusual transitions: 30- and 45-minute offsets or shifts, 2-hour shifts, skipped
     /// days, transitions at midnight or 00:01, negative DST in the TZif data, local mean time offsets
@@ -82,9 +84,11 @@ struct CronCaseGenerator {
             gap = pick(DSTGapPolicy.allCases)
             fold = pick(DSTFoldPolicy.allCases)
         }
+        let dayMatch: DayMatch = chance(0.15) ? .and : .or
         let start = try makeStart(zone: zone)
         return CronCase(
-            expression: expression, oracleExpression: oracle, zone: zone, startMs: start, dstGap: gap, dstFold: fold)
+            expression: expression, oracleExpression: oracle, zone: zone, startMs: start, dstGap: gap, dstFold: fold,
+            dayMatch: dayMatch)
     }
 
     /// A start instant in epoch milliseconds: mostly shortly before a transition of the zone, sometimes
@@ -113,6 +117,7 @@ struct CronCaseGenerator {
             seconds = t + Int64(int(-3 * 86_400...3600))
         } else if r < 0.8 {
             seconds = t + Int64(int(-2...1))
+            if chance(0.5) { return seconds * 1000 + Int64(pick([0, 1, 500, 999])) }
         } else if shift < 0 {
             // Inside the repeated interval, in its second copy.
             seconds = t + Int64(int(0...Int(-shift)))
@@ -194,6 +199,10 @@ struct CronCaseGenerator {
         if r < 0.55 { return "*" }
         if r < 0.6 { return "?" }
         if r < 0.7 { return pick(["L", "LW", "1,L", "15,LW", "L,10-12"]) }
+        if r < 0.75 {
+            let nearest = "\(pick([1, 1, 2, 15, 28, 29, 30, 31, int(1...31)]))W"
+            return chance(0.7) ? nearest : pick(["\(nearest),L", "1,\(nearest)", "\(nearest),LW,20"])
+        }
         return field(1...31, star: 0, hot: [1, 15, 28, 29, 30, 31])
     }
 

@@ -4,25 +4,28 @@
 
 QUERY.json holds `{"cases": [...], "offsets": [...]}`, both optional:
 
-- a case is `[expression, zone, start_ms, count, policy]`: the expression as cronsim reads it (five or six
-  fields), an IANA zone, the start instant in epoch milliseconds and how many fires to return. `policy` is
-  null for the default DST policies, or `[gap, fold]` with gap `runAtTransition|skip` and fold `once|twice`.
+- a case is `[expression, zone, start_ms, count, policy, day_match]`: the expression as cronsim reads it
+  (five or six fields, plus `nW` day-of-month terms, which cronsim lacks), an IANA zone, the start instant
+  in epoch milliseconds and how many fires to return. `policy` is null for the default DST policies, or
+  `[gap, fold]` with gap `runAtTransition|skip` and fold `once|twice`. `day_match` is `or` (Vixie: the day
+  fields combine with OR unless one starts with `*`) or `and` (both must match).
 - an offset query is `[zone, utc_seconds]`; the answer is the zone's UTC offset in seconds from `zoneinfo`.
 
 Each case is answered twice, independently:
 
-- by `cronsim` (the reference for the Vixie/Debian DST rule), when the policy is the default;
+- by `cronsim` (the reference for the Vixie/Debian DST rule), when the policy is the default and the
+  expression and day matching are ones cronsim has;
 - by `reference_fires` below, a direct transcription of the documented rule over `zoneinfo`: walk the
   matching local wall-clock times in order and map each to the instants it denotes. A local time that
   exists once is one instant; one repeated by a fall-back transition is its first instant under `once`
   and both under `twice`; one skipped by a spring-forward transition is the transition instant under
-  `runAtTransition` and nothing under `skip`. Only cronsim's field parser and day matcher are shared.
+  `runAtTransition` and nothing under `skip`. Only cronsim's field parser and day matchers are shared.
 
 The answer for a case is `{"fires": [...], "source": ...}` with fires in UTC seconds:
 
 - `cronsim`: both agree (or cronsim alone answered, where the reference ran out of time);
-- `reference`: the policy is not the default (cronsim has no overrides), or cronsim is wrong in one of the
-  known ways listed in `cronsim_defect`, named in `note`;
+- `reference`: cronsim cannot answer (`note`: `policy-override`, `day-match-and`, `nearest-weekday`,
+  `cronsim-hangs`), or it is wrong in one of the known ways listed in `cronsim_defect`, named in `note`;
 - `unexplained`: they disagree otherwise; `fires` is cronsim's and `reference` the other answer, so the
   test fails and shows both until someone explains the difference;
 - `skip` with a `note`: cronsim rejects the expression (`cronsim-rejects`) or finds no fire within 50
@@ -34,6 +37,7 @@ Exits with status 3 when cronsim cannot be imported (`python3 -m pip install cro
 from __future__ import annotations
 
 import bisect
+import calendar
 import json
 import signal
 import sys
@@ -124,17 +128,38 @@ class Zone:
         return found
 
 
-class Fields:
-    """A matcher over local times built from cronsim's own parse of the expression."""
+def nearest_weekday(n: int, d: date) -> int | None:
+    """The day of `d`'s month that `nW` selects: day `n` when it is Monday to Friday, else the nearest
+    weekday within the month (Saturday the 1st moves to Monday the 3rd, a Sunday on the last day to the
+    Friday before). None when the month has fewer than `n` days."""
+    length = calendar.monthrange(d.year, d.month)[1]
+    if n > length:
+        return None
+    weekday = date(d.year, d.month, n).weekday()  # Monday = 0
+    if weekday == 5:
+        return n - 1 if n > 1 else n + 2
+    if weekday == 6:
+        return n + 1 if n < length else n - 2
+    return n
 
-    def __init__(self, sim: CronSim):
+
+class Fields:
+    """A matcher over local times built from cronsim's own parse of the expression, plus what cronsim
+    lacks: `nW` day-of-month terms (`nearest`) and combining the day fields with AND (`day_and`)."""
+
+    def __init__(self, sim: CronSim, nearest: list[int], plain_days: bool, day_and: bool):
         self.sim = sim
         self.seconds = sorted(sim.seconds)
         self.minutes = sorted(sim.minutes)
         self.hours = sorted(sim.hours)
+        self.nearest = nearest
+        self.plain_days = plain_days
+        self.day_and = day_and or sim.day_and
 
-    def day_matches(self, d: date) -> bool:
-        return d.month in self.sim.months and self.sim.match_day(d)
+    def match_day(self, d: date) -> bool:
+        dom = (self.plain_days and self.sim.match_dom(d)) or any(nearest_weekday(n, d) == d.day for n in self.nearest)
+        dow = self.sim.match_dow(d)
+        return dom and dow if self.day_and else dom or dow
 
     def next_match(self, local: int, limit_day: int) -> int | None:
         """The first matching local time at or after `local`, on or before day number `limit_day`."""
@@ -146,7 +171,7 @@ class Fields:
                 day += (first - d).days
                 d, sod = first, 0
                 continue
-            if self.sim.match_day(d):
+            if self.match_day(d):
                 found = self.time_of_day(sod)
                 if found is not None:
                     return day * DAY + found
@@ -253,18 +278,27 @@ def cronsim_defect(
 
 
 def answer_case(case: list, zones: dict[str, Zone]) -> dict:
-    expression, zone_name, start_ms, count, policy = case
+    expression, zone_name, start_ms, count, policy, day_match = case
     zone = zones.get(zone_name) or zones.setdefault(zone_name, Zone(zone_name))
     start = datetime.fromtimestamp(start_ms // 1000, zone.tz).replace(microsecond=(start_ms % 1000) * 1000)
     fields = expression.split()
     fixed = len(fields) == 5 and not fields[0].startswith("*") and not fields[1].startswith("*")
     gap, fold = policy or (("runAtTransition", "once") if fixed else ("skip", "twice"))
 
+    # cronsim has no `nW`: such terms leave the day-of-month field and are matched here (a field of
+    # only `nW` terms becomes `1`, ignored). The field does not start with `*`, so the OR rule holds.
+    dom = len(fields) - 3
+    terms = fields[dom].upper().split(",")
+    nearest = [int(t[:-1]) for t in terms if t.endswith("W") and t != "LW"]
+    rest = [t for t in terms if not (t.endswith("W") and t != "LW")]
+    fields[dom] = ",".join(rest) or "1"
     try:
-        sim = CronSim(expression, start)
+        sim = CronSim(" ".join(fields), start)
     except CronSimError:
         return {"source": "skip", "note": "cronsim-rejects"}
-    matcher = Fields(sim)
+    matcher = Fields(sim, nearest, bool(rest), day_match == "and")
+    if nearest or matcher.day_and != sim.day_and:
+        policy = policy or [gap, fold]  # cronsim answers a different expression: the reference alone
 
     theirs: list[int] | None = None
     note = None
@@ -294,7 +328,8 @@ def answer_case(case: list, zones: dict[str, Zone]) -> dict:
             return {"source": "skip", "note": "both-time-out"}
         if len(ours) < count:
             return {"source": "skip", "note": "beyond-reference-horizon"}
-        return {"source": "reference", "fires": ours, "note": note or "policy-override"}
+        reason = "nearest-weekday" if nearest else "day-match-and" if day_match == "and" else "policy-override"
+        return {"source": "reference", "fires": ours, "note": note or reason}
     if ours is None or ours == theirs:
         return {"source": "cronsim", "fires": theirs}
     if len(ours) < count:
