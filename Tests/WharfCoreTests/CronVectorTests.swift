@@ -93,31 +93,13 @@ import Testing
     /// the POSIX TZ footer describes them, so the footer rules carry most of 2007-2035.
     @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/sbin/zic")))
     func committedVectorsWithSlimZoneFiles() throws {
-        let source = CronZoneRulesTests.zoneinfo + "/tzdata.zi"
-        try #require(FileManager.default.fileExists(atPath: source), "no \(source)")
-        let directory = NSTemporaryDirectory() + "cron-slim-\(UInt64.random(in: 0...UInt64.max))"
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let zic = Process()
-        zic.executableURL = URL(fileURLWithPath: "/usr/sbin/zic")
-        zic.arguments = ["-b", "slim", "-d", directory, source]
-        try zic.run()
-        zic.waitUntilExit()
-        try #require(zic.terminationStatus == 0)
-
-        var zones: [String: ZoneRules] = [:]
+        let slim = try #require(try CronDifferentialTests.SlimZones(), "zic or tzdata.zi missing")
         let url = Self.directory.appendingPathComponent("Resources/cron-vectors.json")
         let (seed, cases) = try Self.cases(from: Data(contentsOf: url))
-        Self.check(cases, seed: seed) { name in
-            if let zone = zones[name] { return zone }
-            if name == "UTC" { return .utc }
-            let bytes = try #require(FileManager.default.contents(atPath: directory + "/" + name))
-            let zone = try ZoneRules(identifier: name, tzif: [UInt8](bytes))
-            zones[name] = zone
-            return zone
-        }
+        Self.check(cases, seed: seed, zone: slim.load)
         // The slim files really do leave the years after 2007 to the footers.
-        let slim = zones.values.reduce(0) { $0 + $1.transitions.count }
-        let fat = try zones.keys.reduce(0) { $0 + (try ZoneRules.load($1)).transitions.count }
-        #expect(slim < fat - 200, "slim \(slim), fat \(fat) transitions")
+        let slimCount = slim.zones.values.reduce(0) { $0 + $1.transitions.count }
+        let fatCount = try slim.zones.keys.reduce(0) { $0 + (try ZoneRules.load($1)).transitions.count }
+        #expect(slimCount < fatCount - 200, "slim \(slimCount), fat \(fatCount) transitions")
     }
 }
