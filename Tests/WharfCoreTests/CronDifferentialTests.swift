@@ -51,7 +51,8 @@ import Testing
             let source = answer["source"] as? String ?? "?"
             let note = answer["note"] as? String
             tally[note.map { "\(source): \($0)" } ?? source, default: 0] += 1
-            let describe = "#\(index) '\(c.expression)' in \(c.zone) after \(c.startMs) ms"
+            let describe =
+                "#\(index) '\(c.expression)' in \(c.zone) after \(c.startMs) ms"
                 + (c.dstGap.map { " dstGap \($0) dstFold \(c.dstFold!)" } ?? "")
                 + (c.dayMatch == .and ? " dayMatch and" : "")
             let schedule: CronSchedule
@@ -66,7 +67,9 @@ import Testing
                 continue
             }
             guard source != "skip" else {
-                if skipped.count < 10 { skipped.append("\(note ?? "?"): '\(c.oracleExpression)' \(c.zone) \(c.startMs)") }
+                if skipped.count < 10 {
+                    skipped.append("\(note ?? "?"): '\(c.oracleExpression)' \(c.zone) \(c.startMs)")
+                }
                 continue
             }
             let expected = (answer["fires"] as? [NSNumber] ?? []).map { $0.int64Value * 1000 }

@@ -85,9 +85,7 @@ class Zone:
         """The instants whose wall clock reads `local` (seconds on the local time line), earliest first,
         and for a local time skipped by a transition, that transition's instant."""
         naive = EPOCH + timedelta(seconds=local)
-        offsets = {
-            int(naive.replace(tzinfo=self.tz, fold=f).utcoffset().total_seconds()) for f in (0, 1)
-        }
+        offsets = {int(naive.replace(tzinfo=self.tz, fold=f).utcoffset().total_seconds()) for f in (0, 1)}
         found = sorted(local - o for o in offsets if self.offset(local - o) == o)
         if found:
             return found, None
@@ -193,9 +191,7 @@ class Fields:
         return None
 
 
-def reference_fires(
-    fields: Fields, zone: Zone, start_ms: int, count: int, gap: str, fold: str
-) -> list[int] | None:
+def reference_fires(fields: Fields, zone: Zone, start_ms: int, count: int, gap: str, fold: str) -> list[int] | None:
     """The first `count` fires strictly after `start_ms` under the given policies (UTC seconds).
 
     Matching local times are walked in order. Instants come out in order except inside a repeated
