@@ -30,22 +30,96 @@ import Testing
         let seed = Self.seed
         var generator = CronCaseGenerator(seed: seed)
         let cases = try (0..<Self.caseCount).map { _ in try generator.makeCase() }
+        let tally = try Self.check(cases, fires: Self.fires, label: "seed \(seed)", slim: try SlimZones()) {
+            "reproduce with WHARF_CRON_SEED=\(seed)"
+        }
+        #expect((tally["cronsim"] ?? 0) > cases.count / 2, "too few cases compared with cronsim: \(tally)")
+    }
+
+    /// Every transition from 1900 to 2040 of every distinct zone in the system database, a few cases
+    /// each: a fixed time and a six-field time inside the skipped or repeated interval (with default and
+    /// flipped policies), a start inside a repeated interval, and a wall-clock schedule across it. About
+    /// 130,000 cases and several minutes, so it runs only when `WHARF_CRON_EXHAUSTIVE` is set.
+    @Test(.enabled(if: Oracle.shouldRun && ProcessInfo.processInfo.environment["WHARF_CRON_EXHAUSTIVE"] != nil))
+    func everyTransitionOfEveryZone() throws {
+        var seen = Set<String>()
+        var cases: [CronCase] = []
+        var generator = CronCaseGenerator(seed: 1)
+        for name in try Self.systemZoneNames() {
+            let rules = try ZoneRules.load(name)
+            guard
+                seen.insert(
+                    "\(rules.initialOffset) \(rules.transitions) \(rules.offsets) \(String(describing: rules.footer))"
+                ).inserted
+            else { continue }
+            for t in generator.transitions(of: rules) where t < 2_208_988_800 {
+                cases += Self.transitionCases(rules, at: t)
+            }
+        }
+        var failures = 0
+        for chunk in stride(from: 0, to: cases.count, by: 20_000) {
+            let part = Array(cases[chunk..<min(chunk + 20_000, cases.count)])
+            let tally = try Self.check(part, fires: 3, label: "exhaustive \(chunk)", slim: nil) { "" }
+            failures += tally["failures"] ?? 0
+        }
+        print("cron exhaustive: \(cases.count) cases over \(seen.count) distinct zones, \(failures) failures")
+    }
+
+    /// Cases probing the transition at `t`.
+    static func transitionCases(_ rules: ZoneRules, at t: Int64) -> [CronCase] {
+        let period = rules.period(containing: t)
+        let before = Int64(period.previousOffset)
+        let after = Int64(period.offset)
+        // The local times skipped (before < after) or repeated (before > after), and one in the middle.
+        let low = t + min(before, after)
+        let high = t + max(before, after)
+        let middle = (low + high) / 2
+        let secondOfDay = Int(middle - Int64(CivilCalendar.floorDiv(Int(middle), 86_400)) * 86_400)
+        let (h, m, sec) = (secondOfDay / 3600, secondOfDay / 60 % 60, secondOfDay % 60)
+        let day: Int64 = 86_400_000
+        func make(_ text: String, _ start: Int64, _ gap: DSTGapPolicy? = nil, _ fold: DSTFoldPolicy? = nil) -> CronCase
+        {
+            CronCase(
+                expression: text, oracleExpression: text, zone: rules.identifier, startMs: start, dstGap: gap,
+                dstFold: fold)
+        }
+        var cases = [
+            make("\(sec) \(m) \(h) * * *", t * 1000 - day),
+            make("*/15 * * * *", t * 1000 - 2 * 3_600_000),
+        ]
+        let minute = (middle / 60) * 60
+        if minute >= low {
+            cases.append(make("\(m) \(h) * * *", t * 1000 - day))
+            cases.append(make("\(m) \(h) * * *", t * 1000 - day, .skip, .twice))
+        }
+        if before > after {
+            cases.append(make("\(m) \(h) * * *", (t + (before - after) / 2) * 1000))
+        }
+        return cases
+    }
+
+    /// Sends cases to the oracle in one batch and compares the engine's next `fires` fires with its
+    /// answers (and, given slim zone files, the engine's fires under them). Records an issue per
+    /// difference, labelled; returns how many cases each source answered, and `failures`.
+    @discardableResult
+    static func check(
+        _ cases: [CronCase], fires: Int, label: String, slim: SlimZones?, hint: () -> String
+    ) throws -> [String: Int] {
         let query: [[Any]] = cases.map { c in
             let policy: Any =
                 c.dstGap.map { [$0.rawValue, c.dstFold?.rawValue ?? DSTFoldPolicy.once.rawValue] } ?? NSNull()
-            return [c.oracleExpression, c.zone, NSNumber(value: c.startMs), Self.fires, policy, c.dayMatch.rawValue]
+            return [c.oracleExpression, c.zone, NSNumber(value: c.startMs), fires, policy, c.dayMatch.rawValue]
         }
         let document = try Oracle.answer(["cases": query])
         let answers = try #require(document["cases"] as? [[String: Any]])
         try #require(answers.count == cases.count)
 
-        let slim = try SlimZones()
         var tally: [String: Int] = [:]
         var failures = 0
         var skipped: [String] = []
         func fail(_ message: String) {
             failures += 1
-            if failures <= 25 { Issue.record("seed \(seed): \(message)") }
+            if failures <= 25 { Issue.record("\(label): \(message)") }
         }
         for (index, (c, answer)) in zip(cases, answers).enumerated() {
             let source = answer["source"] as? String ?? "?"
@@ -73,7 +147,7 @@ import Testing
                 continue
             }
             let expected = (answer["fires"] as? [NSNumber] ?? []).map { $0.int64Value * 1000 }
-            let ours = schedule.nextFires(afterMs: c.startMs, count: Self.fires)
+            let ours = schedule.nextFires(afterMs: c.startMs, count: fires)
             let show = { (fires: [Int64]) in fires.map { formatLocal($0, schedule.zone) } }
             if let slim, let slimZone = try? slim.load(c.zone),
                 SlimZones.sameOffsets(slimZone, schedule.zone, from: c.startMs / 1000, to: (ours.last ?? 0) / 1000)
@@ -82,8 +156,10 @@ import Testing
                 let footer = CronSchedule(
                     expression: try CronExpression(c.expression, dayMatch: c.dayMatch), zone: slimZone,
                     dstGap: c.dstGap, dstFold: c.dstFold)
-                let fires = footer.nextFires(afterMs: c.startMs, count: Self.fires)
-                if fires != ours { fail("\(describe): slim zone file gives \(show(fires)), full gives \(show(ours))") }
+                let slimFires = footer.nextFires(afterMs: c.startMs, count: fires)
+                if slimFires != ours {
+                    fail("\(describe): slim zone file gives \(show(slimFires)), full gives \(show(ours))")
+                }
             }
             if source == "unexplained" {
                 let reference = (answer["reference"] as? [NSNumber] ?? []).map { $0.int64Value * 1000 }
@@ -104,12 +180,11 @@ import Testing
             }
         }
         let summary = tally.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
-        print("cron differential, seed \(seed), \(cases.count) cases: \(summary)")
+        print("cron differential, \(label), \(cases.count) cases: \(summary)")
         if !skipped.isEmpty { print("skipped, e.g.:\n  " + skipped.joined(separator: "\n  ")) }
-        #expect(
-            failures == 0,
-            "\(failures) of \(cases.count) cases differ; reproduce with WHARF_CRON_SEED=\(seed)")
-        #expect((tally["cronsim"] ?? 0) > cases.count / 2, "too few cases compared with cronsim: \(summary)")
+        #expect(failures == 0, "\(label): \(failures) of \(cases.count) cases differ; \(hint())")
+        tally["failures"] = failures
+        return tally
     }
 
     /// ``ZoneRules`` offsets against Python's `zoneinfo` for every zone of the system database: at

@@ -17,11 +17,11 @@ enum Oracle {
         "cronsim is not installed (python3 -m pip install cronsim); live differential cron test skipped"
 
     /// Sends one batch of queries (see `cron_oracle.py`) and returns the decoded answer document.
-    static func answer(_ query: [String: Any]) throws -> [String: Any] {
+    static func answer(_ query: [String: Any], timeoutSeconds: Int = 300) throws -> [String: Any] {
         let path = NSTemporaryDirectory() + "cron-oracle-\(UInt64.random(in: 0...UInt64.max)).json"
         defer { try? FileManager.default.removeItem(atPath: path) }
         try JSONSerialization.data(withJSONObject: query).write(to: URL(fileURLWithPath: path))
-        let output = try run([path])
+        let output = try run([path], timeoutSeconds: timeoutSeconds)
         guard let document = try JSONSerialization.jsonObject(with: output) as? [String: Any] else {
             throw Failure(description: "the oracle's answer is not a JSON object")
         }
