@@ -99,7 +99,7 @@ import Testing
             fifthMonday.nextFires(afterMs: after, count: 2).map { formatLocal($0, fifthMonday.zone) } == [
                 "2072-02-29T00:00:00+00:00", "2112-02-29T00:00:00+00:00",
             ])
-        // Debug builds are far slower than release ones (about 50 µs a call here); the bound catches a
+        // Unoptimized code is far slower than optimized (about 50 µs a call here); the bound catches a
         // search that visits every period again.
         let clock = ContinuousClock()
         var checksum: Int64 = 0
