@@ -8,9 +8,9 @@
 /// - fixed-time expressions (e.g. `30 2 * * *`) fire at the end of a spring-forward gap when their
 ///   local time falls inside it (``DSTGapPolicy/runAtTransition``), and once in a repeated hour
 ///   (``DSTFoldPolicy/once``);
-/// - expressions with `*` in the minute or hour field (e.g. `*/15 * * * *`) follow the wall clock:
-///   nothing fires in a gap (``DSTGapPolicy/skip``) and both copies of a repeated hour fire
-///   (``DSTFoldPolicy/twice``).
+/// - expressions whose minute or hour field starts with `*` (e.g. `*/15 * * * *`), and six-field
+///   expressions, follow the wall clock: nothing fires in a gap (``DSTGapPolicy/skip``) and both
+///   copies of a repeated hour fire (``DSTFoldPolicy/twice``).
 public struct CronSchedule: Sendable, Hashable, CustomStringConvertible {
     /// What the schedule is made of.
     public enum Kind: Sendable, Hashable {
