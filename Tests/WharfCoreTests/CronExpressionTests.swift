@@ -197,7 +197,11 @@ func cronError(_ text: String, dayMatch: DayMatch = .or) -> CronError? {
     }
 
     @Test func fixedTimeFollowsCronsimsRule() throws {
-        let fixed = ["0 2 * * *", "30 1,2 * * *", "0-59 0-23 * * *", "5/10 2 * * *", "@daily", "@weekly"]
+        // As in Vixie/Debian cron, which sets its MIN_STAR and HR_STAR flags from a field's first character
+        // only, a list that merely contains a `*/n` term is fixed-time.
+        let fixed = [
+            "0 2 * * *", "30 1,2 * * *", "0-59 0-23 * * *", "5/10 2 * * *", "5,*/10 2 * * *", "@daily", "@weekly",
+        ]
         let wall = ["* 2 * * *", "*/5 2 * * *", "0 * * * *", "0 */2 * * *", "0 0 2 * * *", "@hourly"]
         for text in fixed { #expect(try CronExpression(text).isFixedTime, "\(text)") }
         for text in wall { #expect(try !CronExpression(text).isFixedTime, "\(text)") }

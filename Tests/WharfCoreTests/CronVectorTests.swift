@@ -3,8 +3,10 @@ import Testing
 
 @testable import WharfCore
 
-/// Differential tests against the `cronsim` package (see `cron_oracle.py`): random expressions, zones and
-/// start instants concentrated around DST transitions, compared fire by fire.
+/// Recorded vectors from the `cronsim` package: 6000 random expressions, zones and start instants
+/// concentrated around DST transitions (seed 20261122, recorded by an earlier generator that has since
+/// moved into ``CronCaseGenerator``), compared fire by fire. They pin behaviour without Python; the live
+/// comparison is ``CronDifferentialTests``.
 @Suite struct CronVectorTests {
     static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
 
@@ -91,119 +93,13 @@ import Testing
     /// the POSIX TZ footer describes them, so the footer rules carry most of 2007-2035.
     @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/sbin/zic")))
     func committedVectorsWithSlimZoneFiles() throws {
-        let source = CronZoneRulesTests.zoneinfo + "/tzdata.zi"
-        try #require(FileManager.default.fileExists(atPath: source), "no \(source)")
-        let directory = NSTemporaryDirectory() + "cron-slim-\(UInt64.random(in: 0...UInt64.max))"
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let zic = Process()
-        zic.executableURL = URL(fileURLWithPath: "/usr/sbin/zic")
-        zic.arguments = ["-b", "slim", "-d", directory, source]
-        try zic.run()
-        zic.waitUntilExit()
-        try #require(zic.terminationStatus == 0)
-
-        var zones: [String: ZoneRules] = [:]
+        let slim = try #require(try CronDifferentialTests.SlimZones(), "zic or tzdata.zi missing")
         let url = Self.directory.appendingPathComponent("Resources/cron-vectors.json")
         let (seed, cases) = try Self.cases(from: Data(contentsOf: url))
-        Self.check(cases, seed: seed) { name in
-            if let zone = zones[name] { return zone }
-            if name == "UTC" { return .utc }
-            let bytes = try #require(FileManager.default.contents(atPath: directory + "/" + name))
-            let zone = try ZoneRules(identifier: name, tzif: [UInt8](bytes))
-            zones[name] = zone
-            return zone
-        }
+        Self.check(cases, seed: seed, zone: slim.load)
         // The slim files really do leave the years after 2007 to the footers.
-        let slim = zones.values.reduce(0) { $0 + $1.transitions.count }
-        let fat = try zones.keys.reduce(0) { $0 + (try ZoneRules.load($1)).transitions.count }
-        #expect(slim < fat - 200, "slim \(slim), fat \(fat) transitions")
-    }
-
-    /// Runs the oracle on a fresh random seed. Skipped (with a note) when cronsim is not importable,
-    /// unless the `CI` environment variable is set, in which case that is a failure.
-    @Test(.enabled(if: Oracle.shouldRun, Oracle.skipNote))
-    func liveAgainstCronsim() throws {
-        guard Oracle.available else {
-            Issue.record("CI is set but cronsim cannot be imported; install it with: python3 -m pip install cronsim")
-            return
-        }
-        let seed = Int.random(in: 1...999_999_999)
-        let output = try Oracle.run(["--seed", String(seed), "--count", "300"])
-        let (echoed, cases) = try Self.cases(from: output)
-        #expect(echoed == seed)
-        #expect(cases.count == 300)
-        Self.check(cases, seed: seed)
-    }
-}
-
-/// Running `cron_oracle.py`.
-enum Oracle {
-    static let script = CronVectorTests.directory.appendingPathComponent("cron_oracle.py").path
-
-    /// Whether `python3 -c "import cronsim"` succeeds.
-    static let available: Bool = {
-        (try? run(["-c", "import cronsim"], script: nil)) != nil
-    }()
-
-    static var isCI: Bool { ProcessInfo.processInfo.environment["CI"].map { !$0.isEmpty } ?? false }
-    static var shouldRun: Bool { available || isCI }
-    static let skipNote: Comment =
-        "cronsim is not installed (python3 -m pip install cronsim); live differential cron test skipped"
-
-    struct Failure: Error, CustomStringConvertible {
-        var description: String
-    }
-
-    /// Runs python3 with the oracle script (or just `arguments`) and returns its standard output.
-    static func run(_ arguments: [String], script: String? = Oracle.script, timeoutSeconds: Int = 120) throws -> Data {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3"] + (script.map { [$0] } ?? []) + arguments
-        let stdout = Pipe()
-        let stderr = Pipe()
-        process.standardOutput = stdout
-        process.standardError = stderr
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        // Read stderr concurrently so a chatty child cannot block on a full pipe.
-        let errorBox = DataBox()
-        let reader = Thread { errorBox.data = stderr.fileHandleForReading.readDataToEndOfFile() }
-        reader.start()
-        // A stuck child must not hang the test run.
-        let watchdog = Thread {
-            for _ in 0..<(timeoutSeconds * 10) {
-                if !process.isRunning { return }
-                usleep(100_000)
-            }
-            if process.isRunning { process.terminate() }
-        }
-        watchdog.start()
-        let output = stdout.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        while !errorBox.done { usleep(1000) }
-        guard process.terminationStatus == 0 else {
-            let message = String(decoding: errorBox.data, as: UTF8.self)
-            throw Failure(
-                description: "python3 \(arguments.joined(separator: " ")) exited "
-                    + "\(process.terminationStatus): \(message)")
-        }
-        return output
-    }
-
-    /// Standard error collected on another thread.
-    private final class DataBox: @unchecked Sendable {
-        private let lock = NSLock()
-        private var value = Data()
-        private var finished = false
-
-        var data: Data {
-            get { lock.withLock { value } }
-            set {
-                lock.withLock {
-                    value = newValue; finished = true
-                }
-            }
-        }
-        var done: Bool { lock.withLock { finished } }
+        let slimCount = slim.zones.values.reduce(0) { $0 + $1.transitions.count }
+        let fatCount = try slim.zones.keys.reduce(0) { $0 + (try ZoneRules.load($1)).transitions.count }
+        #expect(slimCount < fatCount - 200, "slim \(slimCount), fat \(fatCount) transitions")
     }
 }

@@ -54,9 +54,10 @@ public struct CronExpression: Sendable, Hashable, CustomStringConvertible {
 
     /// Whether the expression runs at fixed times of day, which selects the Vixie/Debian cron DST rule.
     ///
-    /// True for five-field expressions (and macros) whose minute and hour fields do not start with `*`;
-    /// such schedules by default fire once at the end of a spring-forward gap for times inside it and
-    /// once in a repeated hour. Six-field expressions are never fixed-time: they follow the wall clock.
+    /// True for five-field expressions (and macros) whose minute and hour fields do not start with `*`
+    /// (Vixie cron looks at a field's first character only, so `5,*/10` counts as fixed); such
+    /// schedules by default fire once at the end of a spring-forward gap for times inside it and once
+    /// in a repeated hour. Six-field expressions are never fixed-time: they follow the wall clock.
     public var isFixedTime: Bool {
         !hasSeconds && !fields[1].hasPrefix("*") && !fields[2].hasPrefix("*")
     }

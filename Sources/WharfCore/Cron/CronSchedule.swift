@@ -8,9 +8,9 @@
 /// - fixed-time expressions (e.g. `30 2 * * *`) fire at the end of a spring-forward gap when their
 ///   local time falls inside it (``DSTGapPolicy/runAtTransition``), and once in a repeated hour
 ///   (``DSTFoldPolicy/once``);
-/// - expressions with `*` in the minute or hour field (e.g. `*/15 * * * *`) follow the wall clock:
-///   nothing fires in a gap (``DSTGapPolicy/skip``) and both copies of a repeated hour fire
-///   (``DSTFoldPolicy/twice``).
+/// - expressions whose minute or hour field starts with `*` (e.g. `*/15 * * * *`), and six-field
+///   expressions, follow the wall clock: nothing fires in a gap (``DSTGapPolicy/skip``) and both
+///   copies of a repeated hour fire (``DSTFoldPolicy/twice``).
 public struct CronSchedule: Sendable, Hashable, CustomStringConvertible {
     /// What the schedule is made of.
     public enum Kind: Sendable, Hashable {
@@ -137,8 +137,15 @@ public struct CronSchedule: Sendable, Hashable, CustomStringConvertible {
     /// instants, so the first matching local time in the period's range is the answer; at a
     /// spring-forward transition the skipped local times may fire at the transition instant, and after
     /// a fall-back transition the repeated local times are skipped under the `once` policy.
+    ///
+    /// After a period without a match the walk jumps ahead rather than visiting every period (twice a
+    /// year in most zones) until a rare expression such as `0 0 29 2 MON` matches: no instant from the
+    /// period's end reads a local time earlier than `end - reach`, where `reach` bounds the zone's
+    /// offsets, so no instant before `next - reach` can read the first matching local time `next` from
+    /// there or any later one, and neither can the local times a gap before that instant skips.
     private func nextFireSeconds(_ expression: CronExpression, after: Int) -> Int? {
         let secondsPerYear = 366 * CivilCalendar.secondsPerDay
+        let reach = zone.largestOffsetMagnitude
         var t = after + 1
         let horizon = t + CronExpression.searchYears * secondsPerYear
         while t < horizon {
@@ -161,8 +168,8 @@ public struct CronSchedule: Sendable, Hashable, CustomStringConvertible {
             if let local = expression.firstMatch(from: t + offset, before: end.map { $0 + offset } ?? .max) {
                 return local - offset
             }
-            guard let end else { return nil }
-            t = end
+            guard let end, let next = expression.firstMatch(from: end - reach) else { return nil }
+            t = max(end, next - reach)
         }
         return nil
     }

@@ -1,8 +1,8 @@
 /// How a schedule treats local times that a spring-forward transition skips.
 ///
 /// The default depends on the expression: schedules at fixed times of day (see
-/// ``CronExpression/isFixedTime``) use ``runAtTransition``; schedules with a `*` minute or hour use
-/// ``skip``, following the wall clock.
+/// ``CronExpression/isFixedTime``) use ``runAtTransition``; the others (a minute or hour field
+/// starting with `*`, or a seconds field) use ``skip``, following the wall clock.
 public enum DSTGapPolicy: String, Sendable, Hashable, CaseIterable {
     /// Fire once, at the first instant after the gap, for matching local times inside it.
     case runAtTransition
@@ -12,8 +12,8 @@ public enum DSTGapPolicy: String, Sendable, Hashable, CaseIterable {
 
 /// How a schedule treats local times that a fall-back transition repeats.
 ///
-/// The default depends on the expression: schedules at fixed times of day use ``once``; schedules
-/// with a `*` minute or hour use ``twice``, following the wall clock.
+/// The default depends on the expression: schedules at fixed times of day use ``once``; the others
+/// use ``twice``, following the wall clock.
 public enum DSTFoldPolicy: String, Sendable, Hashable, CaseIterable {
     /// Fire only at the first occurrence of a repeated local time.
     case once

@@ -17,6 +17,8 @@ public struct ZoneRules: Sendable, Hashable, CustomStringConvertible {
     let initialOffset: Int
     /// The rule for instants after the last transition, when the file has one.
     let footer: POSIXTimeZoneRule?
+    /// The largest magnitude of any offset the zone ever has, so `|local - utc|` never exceeds it.
+    let largestOffsetMagnitude: Int
 
     /// Coordinated Universal Time.
     public static let utc = ZoneRules(
@@ -28,6 +30,8 @@ public struct ZoneRules: Sendable, Hashable, CustomStringConvertible {
         self.offsets = offsets
         self.initialOffset = initialOffset
         self.footer = footer
+        let footerOffsets = [footer?.standardOffset ?? 0, footer?.daylight?.offset ?? 0]
+        largestOffsetMagnitude = (offsets.map(Int.init) + footerOffsets + [initialOffset]).map(abs).max() ?? 0
     }
 
     public var description: String { identifier }
