@@ -47,7 +47,7 @@ let package = Package(
         .executableTarget(
             name: "wharf",
             dependencies: [
-                "WharfServer", "WharfClient", "WharfUV", "WharfRPC", "CLibPQ",
+                "WharfServer", "WharfClient", "WharfUV", "WharfRPC", "WharfHooks", "CLibPQ",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),

@@ -32,6 +32,12 @@ public struct HTTPResponse: Sendable {
 
     public var succeeded: Bool { (200..<300).contains(status ?? 0) }
     public static let maxBody = 4096
+
+    public init(status: Int? = nil, errorKind: String? = nil, error: String? = nil) {
+        self.status = status
+        self.errorKind = errorKind
+        self.error = error
+    }
 }
 
 /// libcurl's multi interface driven by the event loop: curl tells which sockets to watch

@@ -9,6 +9,7 @@ extension Server {
         registerJobMethods()
         registerLockMethods()
         registerCronMethods()
+        registerWebhookMethods()
     }
 
     func registerServerMethods() {

@@ -24,6 +24,7 @@ public final class Server: @unchecked Sendable {  // loop-thread confined; only 
     var jobs: JobsService!
     var locks: LocksService!
     var cron: CronService!
+    var webhooks: WebhooksService!
     private var flusher: Check?
     private var keepAwake: Idle?
     private var idleSweeper: LoopTimer?
@@ -159,6 +160,7 @@ public final class Server: @unchecked Sendable {  // loop-thread confined; only 
         }
         startChores()
         cron?.serving()
+        webhooks?.serving()
         logger.info(
             "listening", metadata: ["address": "\(config.host):\(boundPort)", "replica": "\(config.replicaID)"])
         onListening?(.success(boundPort))
@@ -196,6 +198,7 @@ public final class Server: @unchecked Sendable {  // loop-thread confined; only 
         for c in Array(connections.values) { c.closeGracefully() }
         stopChores()
         cron?.stop()
+        webhooks?.stop()
         // Give graceful closes a moment to write, then stop the loop.
         let t = try? LoopTimer(loop: loop)
         t?.start(timeoutMs: 50) { [unowned self] in

@@ -1,3 +1,4 @@
+import WharfHooks
 import WharfRPC
 import WharfStore
 
@@ -40,6 +41,7 @@ public struct ServerConfig: Sendable {
     public var shutdownGraceMs = 5_000
     /// Retry policy for jobs whose job and queue set none (Protocol/jobs.md says why these values).
     public var retry = RetryPolicy()
+    public var webhooks = WebhookPolicy()
 
     public init(database: String, replicaID: String = ServerConfig.randomReplicaID()) {
         self.database = database
@@ -66,6 +68,25 @@ public struct ServerConfig: Sendable {
         }
         if port < 0 || port > 65535 { throw ConfigError(message: "port \(port) is out of range") }
     }
+}
+
+/// How webhooks are delivered (see Protocol/webhooks.md).
+public struct WebhookPolicy: Sendable {
+    /// Deliver to loopback, private and other non-public addresses too (development and tests only).
+    public var allowPrivate = false
+    /// Non-public networks that may be targets anyway.
+    public var allowCIDRs: [WharfHooks.CIDR] = []
+    /// The delay before each attempt, the first counted from the send: the Standard Webhooks example.
+    public var retryScheduleMs: [Int64] = [
+        0, 5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 50_400_000, 72_000_000, 86_400_000,
+    ]
+    public var connectTimeoutMs = 5_000
+    public var timeoutMs = 15_000
+    /// An endpoint with nothing but failures for this long is disabled.
+    public var disableAfterMs: Int64 = 5 * 86_400_000
+    /// An endpoint without a success for this long is reported dormant.
+    public var dormantAfterMs: Int64 = 365 * 86_400_000
+    public init() {}
 }
 
 public struct ConfigError: Error, CustomStringConvertible, Sendable {

@@ -22,6 +22,7 @@ public enum Migrator {
             ("v0002_jobs", PackageResources.v0002_jobs_sql),
             ("v0003_locks", PackageResources.v0003_locks_sql),
             ("v0004_cron", PackageResources.v0004_cron_sql),
+            ("v0005_webhooks", PackageResources.v0005_webhooks_sql),
         ]
         return files.map { name, bytes in
             let digits = name.dropFirst().prefix { $0.isNumber }

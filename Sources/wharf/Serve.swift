@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import WharfHooks
 import WharfServer
 
 struct Serve: ParsableCommand {
@@ -43,6 +44,20 @@ struct Serve: ParsableCommand {
     @Option(help: "Default random spread of retry delays (0.1 = ±10%).")
     var retryJitter = 0.1
 
+    @Flag(help: "Let webhooks go to loopback, private and other non-public addresses (development and tests).")
+    var allowPrivateWebhooks = false
+
+    @Option(help: "A non-public network webhooks may go to anyway, e.g. 10.1.0.0/16 (repeatable).")
+    var webhookAllowCidr: [String] = []
+
+    @Option(help: "Delays before each webhook attempt, e.g. 0,5s,5m,30m,2h (default: the Standard Webhooks example).")
+    var webhookRetrySchedule: String?
+
+    @Option(help: "Webhook connect timeout, e.g. 5s.") var webhookConnectTimeout = "5s"
+    @Option(help: "Webhook total timeout per attempt, e.g. 15s.") var webhookTimeout = "15s"
+    @Option(help: "Disable an endpoint after failing for this long, e.g. 5d... in hours: 120h.")
+    var webhookDisableAfter = "120h"
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
@@ -76,6 +91,20 @@ struct Serve: ParsableCommand {
         config.retry.maxMs = retryMaxMs
         config.retry.coefficient = max(1, retryCoefficient)
         config.retry.jitter = min(max(0, retryJitter), 1)
+        config.webhooks.allowPrivate = allowPrivateWebhooks
+        config.webhooks.allowCIDRs = try webhookAllowCidr.map { text in
+            guard let c = CIDR(text) else { throw ValidationError("not a CIDR block: \(text)") }
+            return c
+        }
+        if let webhookRetrySchedule {
+            config.webhooks.retryScheduleMs = try webhookRetrySchedule.split(separator: ",").map {
+                Int64(try parseDurationMs(String($0).trimmingCharacters(in: .whitespaces)))
+            }
+            guard !config.webhooks.retryScheduleMs.isEmpty else { throw ValidationError("empty retry schedule") }
+        }
+        config.webhooks.connectTimeoutMs = try parseDurationMs(webhookConnectTimeout)
+        config.webhooks.timeoutMs = try parseDurationMs(webhookTimeout)
+        config.webhooks.disableAfterMs = Int64(try parseDurationMs(webhookDisableAfter))
         do {
             try config.validate()
         } catch {

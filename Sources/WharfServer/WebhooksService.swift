@@ -1,0 +1,323 @@
+import Foundation
+import Logging
+import WharfCore
+import WharfHooks
+import WharfRPC
+import WharfStore
+import WharfUV
+
+/// Webhook delivery on one replica.
+///
+/// Deliveries live in PostgreSQL. The dispatcher sleeps on one loop timer until the earliest due
+/// attempt (woken early by `NOTIFY wharf_wake 'hooks:'` when something is sent or re-enabled), claims
+/// due deliveries with `FOR UPDATE SKIP LOCKED` and a lease (so replicas share them and an attempt
+/// whose replica died is retried when its lease runs out), checks the target's addresses again,
+/// signs and POSTs with libcurl on the loop, and records the attempt, the retry and the endpoint's
+/// health in one statement. Loop thread only.
+final class WebhooksService {
+    unowned let server: Server
+    var store: Store { server.store }
+    var policy: WebhookPolicy { server.config.webhooks }
+    private(set) var http: HTTPClient?
+
+    var batchSize = 100
+    var maxInFlight = 1_000
+    private var inFlight = 0
+    private var claiming = false
+    private var drained = true
+    private var pokeQueued = false
+    private var stopped = false
+    private var timer: LoopTimer?
+    private var armedAtMs: Int64?
+    /// Token buckets of rate-limited endpoints: tokens left and when they were counted (loop ms).
+    private var buckets: [Int64: (tokens: Double, atMs: UInt64)] = [:]
+
+    /// How long a claimed attempt is ours: the whole request can take this long, with room to record it.
+    var leaseMs: Int64 { Int64(policy.connectTimeoutMs + policy.timeoutMs) + 30_000 }
+
+    init(server: Server) { self.server = server }
+
+    func start() {
+        http = try? HTTPClient(loop: server.loop)
+        server.onWake("hooks") { [unowned self] _ in self.poke() }
+        server.addChore(everyMs: 5_000) { [unowned self] in self.poke() }
+    }
+
+    func serving() { poke() }
+
+    func stop() {
+        stopped = true
+        timer?.close()
+        timer = nil
+        http?.close()
+    }
+
+    // MARK: Targets
+
+    /// A URL that passed the address check, with the addresses a request may connect to.
+    struct Target {
+        let url: String
+        let host: String
+        let port: Int
+        /// Empty when the host is an address literal (nothing to pin).
+        let addresses: [IPAddress]
+    }
+
+    func allowed(_ a: IPAddress) -> Bool {
+        a.isPublic || policy.allowPrivate || policy.allowCIDRs.contains { $0.contains(a) }
+    }
+
+    /// Parses `url` and checks where it leads: every non-public address is refused (unless allowed),
+    /// and a target none of whose addresses is allowed is an error with `data.reason`
+    /// `private_address` (or `dns` when the name does not resolve).
+    func check(_ url: String, _ completion: @escaping (Result<Target, RPCError>) -> Void) {
+        guard let c = URLComponents(string: url), let scheme = c.scheme?.lowercased(), scheme == "http" || scheme == "https",
+            var host = c.host, !host.isEmpty, c.user == nil, c.password == nil
+        else {
+            return completion(.failure(.invalidParams(field: "url", "must be an http or https URL without credentials")))
+        }
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        let port = c.port ?? (scheme == "https" ? 443 : 80)
+        if let literal = IPAddress(host) {
+            guard allowed(literal) else { return completion(.failure(Self.privateAddress(url, [literal]))) }
+            return completion(.success(Target(url: url, host: host, port: port, addresses: [])))
+        }
+        let lower = host.lowercased()
+        if (lower == "localhost" || lower.hasSuffix(".localhost")) && !policy.allowPrivate {
+            return completion(.failure(Self.privateAddress(url, [])))
+        }
+        Resolver.resolve(loop: server.loop, host: host) { [unowned self] r in
+            switch r {
+            case .failure(let e):
+                completion(
+                    .failure(
+                        RPCError(
+                            code: RPCError.Code.invalidParams, message: "Invalid params: url host \(host) does not resolve",
+                            data: ["reason": "dns", "field": "url", "detail": .string(e.description)])))
+            case .success(let found):
+                let addresses = found.compactMap { a -> IPAddress? in
+                    a.family == AF_INET ? .v4(a.bytes) : a.bytes.count == 16 ? .v6(a.bytes) : nil
+                }
+                let ok = addresses.filter(self.allowed)
+                guard !ok.isEmpty else { return completion(.failure(Self.privateAddress(url, addresses))) }
+                completion(.success(Target(url: url, host: host, port: port, addresses: ok)))
+            }
+        }
+    }
+
+    static func privateAddress(_ url: String, _ addresses: [IPAddress]) -> RPCError {
+        let list = addresses.map(\.description).joined(separator: ", ")
+        return RPCError(
+            code: RPCError.Code.invalidParams,
+            message: "Invalid params: url leads only to non-public addresses" + (list.isEmpty ? "" : " (\(list))"),
+            data: [
+                "reason": "private_address", "field": "url",
+                "detail": "loopback, private, link-local, CGNAT, multicast and similar targets are refused",
+            ])
+    }
+
+    // MARK: Sending
+
+    /// Signs and POSTs `body` as message `messageID` to a checked target.
+    func post(_ target: Target, messageID: String, body: [UInt8], secrets: [String], _ done: @escaping (HTTPResponse) -> Void)
+    {
+        guard let http else { return done(HTTPResponse(errorKind: "network", error: "no HTTP client")) }
+        let timestamp = Timestamp.nowMs() / 1000
+        var request = HTTPRequest(url: target.url)
+        request.body = body
+        request.headers = [
+            "Content-Type: application/json",
+            "User-Agent: wharf-webhooks/\(WharfVersion.server)",
+            "webhook-id: \(messageID)",
+            "webhook-timestamp: \(timestamp)",
+            "webhook-signature: \(Signer.signature(id: messageID, timestamp: timestamp, body: body, secrets: secrets))",
+        ]
+        if !target.addresses.isEmpty { request.pinned = (target.host, target.port, target.addresses) }
+        request.connectTimeoutMs = policy.connectTimeoutMs
+        request.timeoutMs = policy.timeoutMs
+        http.send(request, done)
+    }
+
+    static func newMessageID() -> String { "msg_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased() }
+
+    /// The bytes of a message: `{"type", "timestamp", "data"}` as the Standard Webhooks examples.
+    static func body(event: String, data: JSON) -> String {
+        JSON.object(["type": .string(event), "timestamp": .string(Timestamp.format(epochMs: Timestamp.nowMs())), "data": data])
+            .text
+    }
+
+    /// A `webhook.ping` to the endpoint now, outside the delivery queue: `{verified, status, latencyMs, error?}`.
+    func ping(endpointID: Int64, url: String, secrets: [String], _ done: @escaping (JSON) -> Void) {
+        check(url) { [unowned self] r in
+            switch r {
+            case .failure(let e):
+                done(["verified": false, "error": .string(e.message), "errorKind": e.data?["reason"] ?? "network"])
+            case .success(let target):
+                let body = Self.body(event: "webhook.ping", data: ["endpointId": .string(String(endpointID))])
+                post(target, messageID: Self.newMessageID(), body: Array(body.utf8), secrets: secrets) { resp in
+                    var o: JSONObject = ["verified": .bool(resp.succeeded), "latencyMs": .double(resp.latencyMs)]
+                    o["status"] = resp.status.map { .int(Int64($0)) } ?? .null
+                    if let kind = resp.errorKind { o["errorKind"] = .string(kind) }
+                    if let e = resp.error { o["error"] = .string(e) }
+                    done(.object(o))
+                }
+            }
+        }
+    }
+
+    // MARK: Dispatching
+
+    func poke() {
+        guard !pokeQueued, !stopped else { return }
+        pokeQueued = true
+        server.runBeforeFlush { [unowned self] in
+            self.pokeQueued = false
+            self.drained = false
+            self.pump()
+        }
+    }
+
+    private func pump() {
+        guard !stopped, !claiming, !drained else { return }
+        guard server.pool.isAvailable else { return arm(afterMs: 1_000) }
+        let room = min(batchSize, maxInFlight - inFlight)
+        guard room > 0 else { return }
+        claiming = true
+        store.claimDeliveries(limit: room, leaseMs: leaseMs) { [unowned self] r in
+            self.claiming = false
+            switch r {
+            case .failure(let e):
+                self.server.logger.warning("claiming webhook deliveries failed", metadata: ["error": "\(e.message)"])
+                self.drained = true
+                self.arm(afterMs: 1_000)
+            case .success(let claimed):
+                if claimed.deliveries.count < room { self.drained = true }
+                for d in claimed.deliveries { self.deliver(d) }
+                if self.drained { self.scheduleNext() } else { self.pump() }
+            }
+        }
+    }
+
+    private func scheduleNext() {
+        guard inFlight == 0 || true else { return }
+        store.nextDeliveryDue { [unowned self] r in
+            guard case .success(let next) = r else { return self.arm(afterMs: 1_000) }
+            let due = [next.nextMs, next.leaseExpiryMs.map { $0 + 1 }].compactMap { $0 }.min()
+            guard let due else {
+                self.armedAtMs = nil
+                self.timer?.stop()
+                return
+            }
+            self.arm(afterMs: max(due - next.nowMs, 5))
+        }
+    }
+
+    private func arm(afterMs delay: Int64) {
+        guard !stopped else { return }
+        if timer == nil {
+            timer = try? LoopTimer(loop: server.loop)
+            timer?.unref()
+        }
+        timer?.start(timeoutMs: UInt64(max(delay, 0))) { [unowned self] in
+            self.drained = false
+            self.pump()
+        }
+    }
+
+    /// Takes a token from a rate-limited endpoint's bucket; false when it must wait.
+    private func takeToken(_ endpoint: Int64, perSecond rate: Int64) -> Bool {
+        let now = server.loop.nowMs
+        var b = buckets[endpoint] ?? (Double(rate), now)
+        b.tokens = min(Double(rate), b.tokens + Double(now - b.atMs) * Double(rate) / 1000)
+        b.atMs = now
+        guard b.tokens >= 1 else {
+            buckets[endpoint] = b
+            return false
+        }
+        b.tokens -= 1
+        buckets[endpoint] = b
+        return true
+    }
+
+    private func deliver(_ d: ClaimedDelivery) {
+        inFlight += 1
+        if let rate = d.rateLimitPerS, !takeToken(d.endpointID, perSecond: rate) {
+            let waitMs = max(1000 / rate, 1)
+            return store.deferDelivery(d, byMs: waitMs) { [unowned self] _ in self.finished() }
+        }
+        check(d.url) { [unowned self] r in
+            switch r {
+            case .failure(let e):
+                let kind = e.data?["reason"]?.stringValue ?? "network"
+                self.record(d, HTTPResponse(errorKind: kind, error: e.message))
+            case .success(let target):
+                self.post(target, messageID: d.messageID, body: Array(d.body.utf8), secrets: d.secrets) { resp in
+                    self.record(d, resp)
+                }
+            }
+        }
+    }
+
+    private func finished() {
+        inFlight -= 1
+        if !drained || inFlight < maxInFlight / 2 { pump() }
+    }
+
+    /// The outcome of one attempt under the retry schedule: success, give up, or retry after a delay.
+    func outcome(_ d: ClaimedDelivery, _ resp: HTTPResponse) -> DeliveryOutcome {
+        let body = resp.body.isEmpty ? nil : String(decoding: resp.body, as: UTF8.self)
+        var o = DeliveryOutcome(
+            status: resp.status, latencyMs: resp.latencyMs, errorKind: resp.errorKind, error: resp.error,
+            responseBody: body, nextState: "succeeded", retryInMs: nil, gone: resp.status == 410)
+        if resp.succeeded { return o }
+        let schedule = policy.retryScheduleMs
+        if o.gone || d.attempt >= schedule.count {
+            o.nextState = "failed"
+            return o
+        }
+        var delay = Double(schedule[d.attempt]) * Double.random(in: 0.9...1.1)
+        if resp.status == 429 || resp.status == 503, let after = resp.retryAfter.flatMap(Self.retryAfterMs) {
+            delay = max(delay, Double(min(after, 86_400_000)))  // only ever delays
+        }
+        o.nextState = "pending"
+        o.retryInMs = Int64(delay)
+        return o
+    }
+
+    /// `Retry-After` as seconds or an HTTP date, in milliseconds from now.
+    static func retryAfterMs(_ value: String) -> Int64? {
+        if let s = Int64(value.trimmingCharacters(in: .whitespaces)), s >= 0 { return s * 1000 }
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "GMT")
+        f.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
+        guard let date = f.date(from: value) else { return nil }
+        return max(0, Int64(date.timeIntervalSinceNow * 1000))
+    }
+
+    private func record(_ d: ClaimedDelivery, _ resp: HTTPResponse) {
+        let o = outcome(d, resp)
+        store.recordAttempt(d, o, disableAfterMs: policy.disableAfterMs) { [unowned self] r in
+            switch r {
+            case .success(let e) where e.justDisabled:
+                self.server.logger.warning(
+                    "webhook endpoint disabled",
+                    metadata: ["endpoint": "\(d.endpointID)", "reason": "\(e.reason ?? "")", "url": "\(d.url)"])
+                let body = Self.body(
+                    event: "endpoint.disabled",
+                    data: ["endpointId": .string(String(d.endpointID)), "url": .string(d.url), "reason": .from(e.reason)])
+                self.store.sendWebhook(
+                    messageID: Self.newMessageID(), endpointID: nil, event: "endpoint.disabled", body: body,
+                    idempotencyKey: nil
+                ) { _ in }
+            case .failure(let e):
+                // The lease runs out and another attempt follows: at least once, never lost.
+                self.server.logger.warning("recording a webhook attempt failed", metadata: ["error": "\(e.message)"])
+            default:
+                break
+            }
+            if o.nextState == "pending" { self.poke() }
+            self.finished()
+        }
+    }
+}

@@ -1,0 +1,254 @@
+import WharfPQ
+import WharfRPC
+
+/// A webhook endpoint with its health figures. Times are epoch milliseconds.
+public struct EndpointRow: Sendable {
+    public var id: Int64
+    public var url: String
+    public var description: String?
+    public var events: [String]?
+    public var rateLimitPerS: Int64?
+    public var enabled: Bool
+    public var disabledAtMs: Int64?
+    public var disabledReason: String?
+    public var disableAfterMs: Int64?
+    public var dormantAfterMs: Int64?
+    public var lastSuccessMs: Int64?
+    public var lastFailureMs: Int64?
+    public var failingSinceMs: Int64?
+    public var consecutiveFailures: Int64
+    public var createdAtMs: Int64
+    public var updatedAtMs: Int64
+    public var previousSecretUntilMs: Int64?
+    public var attempts1h: Int64
+    public var successes1h: Int64
+    public var attempts24h: Int64
+    public var successes24h: Int64
+    public var latencyP50Ms: Double?
+    public var latencyP95Ms: Double?
+    public var pending: Int64
+    public var nowMs: Int64
+
+    init(_ r: PQResult, _ i: Int) {
+        id = r.int(i, 0) ?? 0
+        url = r.string(i, 1) ?? ""
+        description = r.string(i, 2)
+        events = r.string(i, 3).flatMap { try? JSONParser.parse($0) }?.arrayValue?.compactMap(\.stringValue)
+        rateLimitPerS = r.int(i, 4)
+        enabled = r.bool(i, 5) ?? false
+        disabledAtMs = r.int(i, 6)
+        disabledReason = r.string(i, 7)
+        disableAfterMs = r.int(i, 8)
+        dormantAfterMs = r.int(i, 9)
+        lastSuccessMs = r.int(i, 10)
+        lastFailureMs = r.int(i, 11)
+        failingSinceMs = r.int(i, 12)
+        consecutiveFailures = r.int(i, 13) ?? 0
+        createdAtMs = r.int(i, 14) ?? 0
+        updatedAtMs = r.int(i, 15) ?? 0
+        previousSecretUntilMs = r.int(i, 16)
+        attempts1h = r.int(i, 17) ?? 0
+        successes1h = r.int(i, 18) ?? 0
+        attempts24h = r.int(i, 19) ?? 0
+        successes24h = r.int(i, 20) ?? 0
+        latencyP50Ms = r.string(i, 21).flatMap(Double.init)
+        latencyP95Ms = r.string(i, 22).flatMap(Double.init)
+        pending = r.int(i, 23) ?? 0
+        nowMs = r.int(i, 24) ?? 0
+    }
+}
+
+/// A delivery a replica claimed for one attempt.
+public struct ClaimedDelivery: Sendable {
+    public var id: Int64
+    public var messageID: String
+    public var endpointID: Int64
+    public var attempt: Int
+    public var body: String
+    public var url: String
+    public var secrets: [String]
+    public var rateLimitPerS: Int64?
+}
+
+/// One attempt's outcome, to record.
+public struct DeliveryOutcome: Sendable {
+    public var status: Int?
+    public var latencyMs: Double
+    public var errorKind: String?
+    public var error: String?
+    public var responseBody: String?
+    /// `succeeded`, `failed` (no attempt left, or the endpoint is gone) or `pending` (retry later).
+    public var nextState: String
+    public var retryInMs: Int64?
+    public var gone: Bool
+
+    public init(
+        status: Int?, latencyMs: Double, errorKind: String?, error: String?, responseBody: String?, nextState: String,
+        retryInMs: Int64?, gone: Bool
+    ) {
+        self.status = status
+        self.latencyMs = latencyMs
+        self.errorKind = errorKind
+        self.error = error
+        self.responseBody = responseBody
+        self.nextState = nextState
+        self.retryInMs = retryInMs
+        self.gone = gone
+    }
+}
+
+extension Store {
+    public func insertEndpoint(
+        url: String, description: String?, events: [String]?, rateLimitPerS: Int64?, secret: String,
+        disableAfterMs: Int64?, dormantAfterMs: Int64?, _ completion: @escaping (Result<EndpointRow, RPCError>) -> Void
+    ) {
+        let params: [String?] = [
+            url, description, events.map { PGArray.text($0) }, rateLimitPerS.map(String.init), secret,
+            disableAfterMs.map(String.init), dormantAfterMs.map(String.init),
+        ]
+        one(WebhookSQL.insertEndpoint, params, completion) { rows throws(RPCError) in
+            guard rows.rowCount == 1 else { throw RPCError.internalError }
+            return EndpointRow(rows, 0)
+        }
+    }
+
+    public func endpoint(_ id: Int64, _ completion: @escaping (Result<EndpointRow?, RPCError>) -> Void) {
+        one(WebhookSQL.getEndpoint, [String(id)], completion) { rows in rows.rowCount > 0 ? EndpointRow(rows, 0) : nil }
+    }
+
+    public func endpoints(after: Int64?, limit: Int, _ completion: @escaping (Result<[EndpointRow], RPCError>) -> Void) {
+        one(WebhookSQL.listEndpoints, [after.map(String.init), String(limit)], completion) { rows in
+            (0..<rows.rowCount).map { EndpointRow(rows, $0) }
+        }
+    }
+
+    /// Sets the fields named in `set` (wire names) to the given values.
+    public func updateEndpoint(
+        _ id: Int64, url: String?, description: String?, events: [String]?, rateLimitPerS: Int64?,
+        disableAfterMs: Int64?, dormantAfterMs: Int64?, set: [String],
+        _ completion: @escaping (Result<EndpointRow?, RPCError>) -> Void
+    ) {
+        let params: [String?] = [
+            String(id), url, description, events.map { PGArray.text($0) }, rateLimitPerS.map(String.init),
+            disableAfterMs.map(String.init), dormantAfterMs.map(String.init), PGArray.text(set),
+        ]
+        one(WebhookSQL.updateEndpoint, params, completion) { rows in rows.rowCount > 0 ? EndpointRow(rows, 0) : nil }
+    }
+
+    public func removeEndpoint(_ id: Int64, _ completion: @escaping (Result<Bool, RPCError>) -> Void) {
+        one(WebhookSQL.removeEndpoint, [String(id)], completion) { rows in rows.rowCount > 0 }
+    }
+
+    /// The endpoint's URL and the secrets that sign now; nil when it does not exist.
+    public func endpointSecrets(
+        _ id: Int64, _ completion: @escaping (Result<(url: String, secrets: [String])?, RPCError>) -> Void
+    ) {
+        one(WebhookSQL.secrets, [String(id)], completion) { rows in
+            guard rows.rowCount > 0 else { return nil }
+            return (rows.string(0, 0) ?? "", [rows.string(0, 1), rows.string(0, 2)].compactMap { $0 })
+        }
+    }
+
+    public func rotateSecret(
+        _ id: Int64, graceMs: Int64, newSecret: String, _ completion: @escaping (Result<Bool, RPCError>) -> Void
+    ) {
+        one(WebhookSQL.rotateSecret, [String(id), String(graceMs), newSecret], completion) { rows in rows.rowCount > 0 }
+    }
+
+    public func enableEndpoint(_ id: Int64, _ completion: @escaping (Result<EndpointRow?, RPCError>) -> Void) {
+        one(WebhookSQL.enableEndpoint, [String(id)], completion) { rows in rows.rowCount > 0 ? EndpointRow(rows, 0) : nil }
+    }
+
+    /// Queues a message for one endpoint, or for every enabled endpoint subscribed to `event`.
+    public func sendWebhook(
+        messageID: String, endpointID: Int64?, event: String, body: String, idempotencyKey: String?,
+        _ completion: @escaping (Result<[(deliveryID: Int64, endpointID: Int64, new: Bool)], RPCError>) -> Void
+    ) {
+        let params: [String?] = [messageID, endpointID.map(String.init), event, body, idempotencyKey]
+        one(WebhookSQL.send, params, completion) { rows in
+            (0..<rows.rowCount).compactMap { i in
+                guard let d = rows.int(i, 0), let e = rows.int(i, 1) else { return nil }
+                return (d, e, rows.bool(i, 2) ?? true)
+            }
+        }
+    }
+
+    public func claimDeliveries(
+        limit: Int, leaseMs: Int64,
+        _ completion: @escaping (Result<(deliveries: [ClaimedDelivery], nowMs: Int64?), RPCError>) -> Void
+    ) {
+        one(WebhookSQL.claim, [String(limit), String(leaseMs)], completion) { rows in
+            let out = (0..<rows.rowCount).map { i in
+                ClaimedDelivery(
+                    id: rows.int(i, 0) ?? 0, messageID: rows.string(i, 1) ?? "", endpointID: rows.int(i, 2) ?? 0,
+                    attempt: Int(rows.int(i, 3) ?? 1), body: rows.string(i, 4) ?? "", url: rows.string(i, 5) ?? "",
+                    secrets: [rows.string(i, 6), rows.string(i, 7)].compactMap { $0 }, rateLimitPerS: rows.int(i, 8))
+            }
+            return (out, rows.rowCount > 0 ? rows.int(0, 9) : nil)
+        }
+    }
+
+    /// Records an attempt. Returns whether the endpoint went from enabled to disabled, and why.
+    public func recordAttempt(
+        _ d: ClaimedDelivery, _ o: DeliveryOutcome, disableAfterMs: Int64,
+        _ completion: @escaping (Result<(justDisabled: Bool, reason: String?), RPCError>) -> Void
+    ) {
+        let params: [String?] = [
+            String(d.id), String(d.attempt), String(d.endpointID), o.status.map(String.init), String(o.latencyMs),
+            o.errorKind, o.error, o.responseBody, o.nextState, o.retryInMs.map(String.init),
+            o.status.map { (200..<300).contains($0) } == true ? "true" : "false", o.gone ? "true" : "false",
+            String(disableAfterMs),
+        ]
+        one(WebhookSQL.record, params, completion) { rows in
+            guard rows.rowCount > 0 else { return (false, nil) }
+            let now = rows.bool(0, 1) ?? true
+            let before = rows.bool(0, 2) ?? true
+            return (before && !now, rows.string(0, 3))
+        }
+    }
+
+    public func nextDeliveryDue(
+        _ completion: @escaping (Result<(nextMs: Int64?, leaseExpiryMs: Int64?, nowMs: Int64), RPCError>) -> Void
+    ) {
+        one(WebhookSQL.nextDue, [], completion) { rows in (rows.int(0, 0), rows.int(0, 1), rows.int(0, 2) ?? 0) }
+    }
+
+    public func deliveries(
+        endpointID: Int64, state: String?, before: Int64?, limit: Int,
+        _ completion: @escaping (Result<[JSON], RPCError>) -> Void
+    ) {
+        let params: [String?] = [String(endpointID), state, before.map(String.init), String(limit)]
+        one(WebhookSQL.deliveries, params, completion) { rows in
+            (0..<rows.rowCount).map { i -> JSON in
+                var o: JSONObject = [
+                    "id": .from(rows.string(i, 0)), "messageId": .from(rows.string(i, 1)), "event": .from(rows.string(i, 2)),
+                    "state": .from(rows.string(i, 3)), "attempts": .from(rows.int(i, 4)),
+                    "endpointId": .from(rows.string(i, 11)), "createdAt": .from(rows.string(i, 6)),
+                ]
+                if rows.string(i, 3) == "pending" { o["nextAttemptAt"] = .from(rows.string(i, 5)) }
+                if let f = rows.string(i, 7) { o["finishedAt"] = .string(f) }
+                if let s = rows.int(i, 8) { o["lastStatus"] = .int(s) }
+                if let e = rows.string(i, 9) { o["lastError"] = .string(e) }
+                o["attemptLog"] = rows.string(i, 10).flatMap { try? JSONParser.parse($0) } ?? .array([])
+                return .object(o)
+            }
+        }
+    }
+
+    /// Queues a finished delivery again. Returns whether it was requeued and its state now (nil: none).
+    public func redeliver(_ id: Int64, _ completion: @escaping (Result<(requeued: Bool, state: String?), RPCError>) -> Void) {
+        one(WebhookSQL.redeliver, [String(id)], completion) { rows in ((rows.int(0, 0) ?? 0) > 0, rows.string(0, 1)) }
+    }
+
+    public func recoverDeliveries(
+        endpointID: Int64, sinceMs: Int64, _ completion: @escaping (Result<Int, RPCError>) -> Void
+    ) {
+        one(WebhookSQL.recover, [String(endpointID), String(sinceMs)], completion) { rows in Int(rows.int(0, 0) ?? 0) }
+    }
+
+    public func deferDelivery(_ d: ClaimedDelivery, byMs: Int64, _ completion: @escaping (Result<Bool, RPCError>) -> Void) {
+        one(WebhookSQL.deferDelivery, [String(d.id), String(d.attempt), String(byMs)], completion) { rows in
+            rows.affectedRows > 0
+        }
+    }
+}

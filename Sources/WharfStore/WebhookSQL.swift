@@ -1,0 +1,231 @@
+/// The statements on `wharf.webhook_endpoints`, `webhook_deliveries` and `webhook_attempts`.
+enum WebhookSQL {
+    static func ms(_ e: String) -> String { CronSQL.ms(e) }
+    static func ts(_ e: String) -> String { JobSQL.ts(e) }
+
+    /// An endpoint with its health over the last 24 hours (alias `e`, lateral `h`).
+    static let endpointColumns = """
+        e.id, e.url, e.description, array_to_json(e.events)::text, e.rate_limit_per_s, e.enabled,
+        \(ms("e.disabled_at")), e.disabled_reason, e.disable_after_ms, e.dormant_after_ms,
+        \(ms("e.last_success_at")), \(ms("e.last_failure_at")), \(ms("e.failing_since")), e.consecutive_failures,
+        \(ms("e.created_at")), \(ms("e.updated_at")), \(ms("e.previous_secret_until")),
+        h.attempts_1h, h.successes_1h, h.attempts_24h, h.successes_24h, h.p50, h.p95,
+        (select count(*) from wharf.webhook_deliveries d where d.endpoint_id = e.id and d.state in ('pending', 'delivering')),
+        \(ms("now()"))
+        """
+
+    static let health = """
+        left join lateral (
+            select count(*) filter (where a.attempted_at > now() - interval '1 hour') as attempts_1h,
+                   count(*) filter (where a.attempted_at > now() - interval '1 hour' and a.status between 200 and 299)
+                       as successes_1h,
+                   count(*) as attempts_24h,
+                   count(*) filter (where a.status between 200 and 299) as successes_24h,
+                   percentile_cont(0.5) within group (order by a.latency_ms) as p50,
+                   percentile_cont(0.95) within group (order by a.latency_ms) as p95
+            from wharf.webhook_attempts a
+            where a.endpoint_id = e.id and a.attempted_at > now() - interval '24 hours'
+        ) h on true
+        """
+
+    static let insertEndpoint = """
+        with e as (
+            insert into wharf.webhook_endpoints (url, description, events, rate_limit_per_s, secret, disable_after_ms,
+                                                 dormant_after_ms)
+            values ($1, $2, $3::text[], $4, $5, $6, $7)
+            returning *
+        )
+        select \(endpointColumns) from e \(health)
+        """
+
+    static let getEndpoint = "select \(endpointColumns) from wharf.webhook_endpoints e \(health) where e.id = $1"
+
+    static let listEndpoints = """
+        select \(endpointColumns) from wharf.webhook_endpoints e \(health)
+        where ($1::bigint is null or e.id > $1) order by e.id limit $2
+        """
+
+    /// Changes the fields whose flag is set (`$2`..`$7` values; `$8` which are set, as a text array).
+    static let updateEndpoint = """
+        with e as (
+            update wharf.webhook_endpoints e
+            set url = case when 'url' = any($8::text[]) then $2 else e.url end,
+                description = case when 'description' = any($8::text[]) then $3 else e.description end,
+                events = case when 'events' = any($8::text[]) then $4::text[] else e.events end,
+                rate_limit_per_s = case when 'rateLimitPerS' = any($8::text[]) then $5::int else e.rate_limit_per_s end,
+                disable_after_ms = case when 'disableAfterMs' = any($8::text[]) then $6::bigint else e.disable_after_ms end,
+                dormant_after_ms = case when 'dormantAfterMs' = any($8::text[]) then $7::bigint else e.dormant_after_ms end,
+                updated_at = now()
+            where e.id = $1
+            returning *
+        )
+        select \(endpointColumns) from e \(health)
+        """
+
+    static let removeEndpoint = "delete from wharf.webhook_endpoints where id = $1 returning id"
+
+    /// The secrets that sign now: the current one, and the previous one during its grace period.
+    static let secrets = """
+        select e.url, e.secret, case when e.previous_secret_until > now() then e.previous_secret end
+        from wharf.webhook_endpoints e where e.id = $1
+        """
+
+    static let rotateSecret = """
+        update wharf.webhook_endpoints
+        set previous_secret = secret, previous_secret_until = now() + $2::bigint * interval '1 millisecond',
+            secret = $3, updated_at = now()
+        where id = $1
+        returning id
+        """
+
+    static let enableEndpoint = """
+        with e as (
+            update wharf.webhook_endpoints
+            set enabled = true, disabled_at = null, disabled_reason = null, failing_since = null,
+                consecutive_failures = 0, updated_at = now()
+            where id = $1
+            returning *
+        )
+        select \(endpointColumns), pg_notify('wharf_wake', 'hooks:') is null from e \(health)
+        """
+
+    /// Queues message `$1` (event `$3`, body `$4`, idempotency key `$5`) for endpoint `$2`, or for every
+    /// enabled endpoint subscribed to `$3` when `$2` is null. Rows: delivery id, endpoint id, and
+    /// whether it is new (false: an earlier send with the same idempotency key).
+    static let send = """
+        with targets as (
+            select e.id from wharf.webhook_endpoints e
+            where case when $2::bigint is not null then e.id = $2
+                       else e.enabled and (e.events is null or $3 = any(e.events)) end
+        ),
+        ins as (
+            insert into wharf.webhook_deliveries (message_id, endpoint_id, event, body, idempotency_key)
+            select $1, t.id, $3, $4, $5 from targets t
+            on conflict do nothing
+            returning id, endpoint_id
+        ),
+        prior as (
+            select d.id, d.endpoint_id from wharf.webhook_deliveries d join targets t on t.id = d.endpoint_id
+            where $5::text is not null and d.idempotency_key = $5
+        )
+        select ins.id, ins.endpoint_id, true from ins cross join (select pg_notify('wharf_wake', 'hooks:')) woke
+        union all
+        select p.id, p.endpoint_id, false from prior p where not exists (select 1 from ins where ins.endpoint_id = p.endpoint_id)
+        """
+
+    /// Takes up to `$1` due deliveries of enabled endpoints for `$2` ms: pending ones whose time came,
+    /// and attempts whose replica died (lease run out).
+    static let claim = """
+        with due as (
+            select d.id from wharf.webhook_deliveries d
+            join wharf.webhook_endpoints e on e.id = d.endpoint_id
+            where d.state in ('pending', 'delivering') and d.next_attempt_at <= now()
+              and (d.state = 'pending' or d.lease_until < now()) and e.enabled
+            order by d.next_attempt_at
+            limit $1
+            for update of d skip locked
+        )
+        update wharf.webhook_deliveries d
+        set state = 'delivering', attempt = d.attempt + 1, lease_until = now() + $2::bigint * interval '1 millisecond'
+        from due, wharf.webhook_endpoints e
+        where d.id = due.id and e.id = d.endpoint_id
+        returning d.id, d.message_id, d.endpoint_id, d.attempt, d.body, e.url, e.secret,
+                  case when e.previous_secret_until > now() then e.previous_secret end, e.rate_limit_per_s, \(ms("now()"))
+        """
+
+    /// Records attempt `$2` of delivery `$1` (endpoint `$3`) and moves the delivery on: `$9` is its new
+    /// state, `$10` the delay before the next attempt (pending only). Updates the endpoint's health and
+    /// disables it when `$12` (410 Gone) or when it has failed for longer than its disable-after
+    /// period (`$13`, the server default). Row: whether the delivery moved, whether the endpoint is
+    /// enabled now, whether it was before, the reason it is disabled.
+    static let record = """
+        with old as (select enabled from wharf.webhook_endpoints where id = $3),
+        a as (
+            insert into wharf.webhook_attempts (delivery_id, attempt, endpoint_id, status, latency_ms, error_kind, error,
+                                               response_body)
+            values ($1, $2, $3, $4, $5, $6, $7, $8)
+            on conflict do nothing
+        ),
+        d as (
+            update wharf.webhook_deliveries
+            set state = $9, lease_until = null, last_status = $4, last_error = $7,
+                next_attempt_at = case when $9 = 'pending' then now() + $10::bigint * interval '1 millisecond'
+                                       else next_attempt_at end,
+                finished_at = case when $9 in ('succeeded', 'failed') then now() end
+            where id = $1 and attempt = $2 and state = 'delivering'
+            returning id
+        ),
+        e as (
+            update wharf.webhook_endpoints e
+            set last_success_at = case when $11 then now() else e.last_success_at end,
+                last_failure_at = case when $11 then e.last_failure_at else now() end,
+                failing_since = case when $11 then null else coalesce(e.failing_since, now()) end,
+                consecutive_failures = case when $11 then 0 else e.consecutive_failures + 1 end,
+                enabled = e.enabled and not $12 and ($11 or coalesce(e.failing_since, now())
+                    > now() - coalesce(e.disable_after_ms, $13) * interval '1 millisecond'),
+                disabled_at = case when e.enabled and ($12 or (not $11 and coalesce(e.failing_since, now())
+                    <= now() - coalesce(e.disable_after_ms, $13) * interval '1 millisecond')) then now()
+                    else e.disabled_at end,
+                disabled_reason = case when e.enabled and $12 then 'gone'
+                    when e.enabled and not $11 and coalesce(e.failing_since, now())
+                        <= now() - coalesce(e.disable_after_ms, $13) * interval '1 millisecond' then 'failing'
+                    else e.disabled_reason end
+            where e.id = $3
+            returning e.enabled, e.disabled_reason
+        )
+        select (select count(*) from d) > 0, e.enabled, old.enabled, e.disabled_reason from e, old
+        """
+
+    /// When the dispatcher should look again: the earliest pending attempt of an enabled endpoint, the
+    /// earliest lease expiry, and the database's clock.
+    static let nextDue = """
+        select (select \(ms("min(d.next_attempt_at)")) from wharf.webhook_deliveries d
+                join wharf.webhook_endpoints e on e.id = d.endpoint_id
+                where d.state = 'pending' and e.enabled),
+               (select \(ms("min(d.lease_until)")) from wharf.webhook_deliveries d where d.state = 'delivering'),
+               \(ms("now()"))
+        """
+
+    static let deliveries = """
+        select d.id, d.message_id, d.event, d.state, d.attempt, \(ts("d.next_attempt_at")), \(ts("d.created_at")),
+               \(ts("d.finished_at")), d.last_status, d.last_error,
+               (select json_agg(json_build_object('attempt', a.attempt, 'at', \(ts("a.attempted_at")), 'status', a.status,
+                                                  'latencyMs', a.latency_ms, 'errorKind', a.error_kind, 'error', a.error,
+                                                  'responseBody', a.response_body) order by a.attempt)
+                from wharf.webhook_attempts a where a.delivery_id = d.id)::text,
+               d.endpoint_id
+        from wharf.webhook_deliveries d
+        where d.endpoint_id = $1 and ($2::text is null or d.state = $2) and ($3::bigint is null or d.id < $3)
+        order by d.id desc
+        limit $4
+        """
+
+    static let redeliver = """
+        with d as (
+            update wharf.webhook_deliveries
+            set state = 'pending', next_attempt_at = now(), finished_at = null, lease_until = null
+            where id = $1 and state in ('succeeded', 'failed')
+            returning id
+        )
+        select (select count(*) from d), (select state from wharf.webhook_deliveries where id = $1),
+               pg_notify('wharf_wake', 'hooks:') is null
+        """
+
+    static let recover = """
+        with d as (
+            update wharf.webhook_deliveries
+            set state = 'pending', next_attempt_at = now(), finished_at = null, lease_until = null
+            where endpoint_id = $1 and state = 'failed' and created_at >= \(CronSQL.at("$2::bigint"))
+            returning id
+        )
+        select count(*), pg_notify('wharf_wake', 'hooks:') is null from d
+        """
+
+    /// Gives a claimed delivery back untried (its endpoint's rate limit): no attempt is counted.
+    static let deferDelivery = """
+        update wharf.webhook_deliveries
+        set state = 'pending', attempt = attempt - 1, lease_until = null,
+            next_attempt_at = now() + $3::bigint * interval '1 millisecond'
+        where id = $1 and attempt = $2 and state = 'delivering'
+        """
+}
