@@ -460,11 +460,20 @@ class WebhooksAPI(_Namespace):
         *,
         description: Optional[str] = None,
         events: Optional[Sequence[str]] = None,
-        rate_limit_per_s: Optional[float] = None,
+        rate_limit_per_s: Optional[int] = None,
+        disable_after_ms: Optional[Millis] = None,
+        dormant_after_ms: Optional[Millis] = None,
         **extra: Any,
     ) -> Any:
-        """`webhooks.register`: a new endpoint (its signing secret, `whsec_...`, is in the result)."""
-        p = params(url=url, description=description, events=events, rate_limit_per_s=rate_limit_per_s)
+        """`webhooks.register` -> the endpoint with its `secret` (shown once) and the outcome of a ping."""
+        p = params(
+            url=url,
+            description=description,
+            events=events,
+            rate_limit_per_s=rate_limit_per_s,
+            disable_after_ms=disable_after_ms,
+            dormant_after_ms=dormant_after_ms,
+        )
         return self._call("webhooks.register", merge(p, extra))
 
     def update(
@@ -474,20 +483,30 @@ class WebhooksAPI(_Namespace):
         url: Optional[str] = None,
         description: Optional[str] = None,
         events: Optional[Sequence[str]] = None,
-        rate_limit_per_s: Optional[float] = None,
+        rate_limit_per_s: Optional[int] = None,
+        disable_after_ms: Optional[Millis] = None,
+        dormant_after_ms: Optional[Millis] = None,
         **extra: Any,
     ) -> Any:
-        """`webhooks.update`: change an endpoint's settings."""
-        p = params(id=id, url=url, description=description, events=events, rate_limit_per_s=rate_limit_per_s)
+        """`webhooks.update`: change the fields given."""
+        p = params(
+            id=id,
+            url=url,
+            description=description,
+            events=events,
+            rate_limit_per_s=rate_limit_per_s,
+            disable_after_ms=disable_after_ms,
+            dormant_after_ms=dormant_after_ms,
+        )
         return self._call("webhooks.update", merge(p, extra))
 
     def get(self, id: str, **extra: Any) -> Any:  # noqa: A002 - the wire name
         """`webhooks.get`: one endpoint."""
         return self._call("webhooks.get", merge(params(id=id), extra))
 
-    def list(self, **extra: Any) -> Any:
-        """`webhooks.list`: every endpoint."""
-        return self._call("webhooks.list", merge({}, extra))
+    def list(self, *, limit: Optional[int] = None, cursor: Optional[str] = None, **extra: Any) -> Any:
+        """`webhooks.list` -> `{endpoints, cursor}`: endpoints with their health, a page at a time."""
+        return self._call("webhooks.list", merge(params(limit=limit, cursor=cursor), extra))
 
     def remove(self, id: str, **extra: Any) -> Any:  # noqa: A002 - the wire name
         """`webhooks.remove`: delete an endpoint."""
