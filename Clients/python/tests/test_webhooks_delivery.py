@@ -1,0 +1,241 @@
+"""Webhook delivery end to end: a real server POSTs to scripted receivers, and the `standardwebhooks`
+package (not our code) verifies every signature. Retries run on a schedule shortened to fractions of a
+second by `wharf serve --webhook-retry-schedule`."""
+
+from __future__ import annotations
+
+import http.server
+import socket
+import ssl
+import threading
+import time
+from typing import Dict, List
+
+import pytest
+from standardwebhooks import Webhook
+
+import wharf
+from wharf.pytest_plugin import start_server
+
+
+class Receiver:
+    """An HTTP server whose paths script their answers; records every request, verified."""
+
+    def __init__(self) -> None:
+        self.secrets: Dict[str, str] = {}
+        self.requests: List[dict] = []
+        self.calls: Dict[str, int] = {}
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                path = self.path
+                # Attempts of one message on one path: a retry of the same message counts up.
+                key = f"{path} {self.headers['webhook-id']}"
+                n = receiver.calls[key] = receiver.calls.get(key, 0) + 1
+                secret = receiver.secrets.get(path)
+                verified = None
+                if secret is not None:
+                    try:
+                        Webhook(secret).verify(body, dict(self.headers))
+                        verified = True
+                    except Exception as e:  # noqa: BLE001 - recorded for the assertion
+                        verified = f"{type(e).__name__}: {e}"
+                receiver.requests.append(
+                    {"path": path, "n": n, "verified": verified, "id": self.headers["webhook-id"],
+                     "at": time.monotonic(), "body": body}
+                )
+                status, headers = 200, {}
+                ping = b"webhook.ping" in body
+                if path == "/flaky" and n == 1 and not ping:
+                    status = 500
+                elif path == "/busy" and n == 1 and not ping:
+                    status, headers = 429, {"Retry-After": "1"}
+                elif path == "/gone":
+                    status = 410
+                elif path == "/moved":
+                    status, headers = 301, {"Location": "http://127.0.0.1:1/elsewhere"}
+                elif path == "/slow":
+                    time.sleep(2.5)
+                try:
+                    self.send_response(status)
+                    for k, v in headers.items():
+                        self.send_header(k, v)
+                    self.send_header("Content-Length", "2")
+                    self.end_headers()
+                    self.wfile.write(b"ok")
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the server gave up waiting (the /slow case)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def at(self, path: str) -> List[dict]:
+        return [r for r in self.requests if r["path"] == path]
+
+
+@pytest.fixture(scope="module")
+def hooks_server():
+    s = start_server(
+        extra_args=[
+            "--allow-private-webhooks",
+            "--webhook-retry-schedule", "0,300ms,300ms",
+            "--webhook-timeout", "1s",
+            "--webhook-connect-timeout", "1s",
+        ]
+    )
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def receiver():
+    r = Receiver()
+    yield r
+    r.httpd.shutdown()
+
+
+@pytest.fixture
+def hc(hooks_server):
+    c = wharf.Client(hooks_server.host, hooks_server.port, timeout=20)
+    yield c
+    c.close()
+
+
+def register(hc, receiver, path: str, **kw) -> dict:
+    e = hc.webhooks.register(receiver.url(path), **kw)
+    receiver.secrets[path] = e["secret"]
+    return e
+
+
+def wait_for(fn, timeout: float = 10.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.05)
+
+
+def delivery(hc, endpoint_id: str) -> dict:
+    return hc.webhooks.deliveries(endpoint_id)["deliveries"][0]
+
+
+def finished(hc, endpoint_id: str) -> dict:
+    return wait_for(lambda: (lambda d: d if d["state"] in ("succeeded", "failed") else None)(delivery(hc, endpoint_id)))
+
+
+def test_registration_pings_and_every_delivery_verifies(hc, receiver):
+    e = register(hc, receiver, "/ok", events=["order.created"])
+    assert e["secret"].startswith("whsec_")
+    assert e["ping"]["status"] == 200 and e["verified"] is True
+    sent = hc.webhooks.send({"order": 7}, event="order.created")
+    assert len(sent["deliveryIds"]) >= 1
+    d = finished(hc, e["id"])
+    assert d["state"] == "succeeded" and d["attempts"] == 1
+    got = [r for r in receiver.at("/ok") if b"order.created" in r["body"]]
+    assert got and all(r["verified"] is True for r in got), got
+    health = hc.webhooks.health(e["id"])
+    assert health["state"] == "enabled" and health["lastSuccessAt"] and health["successRate1h"] == 1
+
+
+def test_500_then_200_is_retried_with_the_same_id(hc, receiver):
+    e = register(hc, receiver, "/flaky")
+    hc.webhooks.send({"n": 1}, endpoint_id=e["id"])
+    d = finished(hc, e["id"])
+    assert d["state"] == "succeeded" and d["attempts"] == 2
+    assert [a["status"] for a in d["attemptLog"]] == [500, 200]
+    assert d["attemptLog"][0]["errorKind"] == "http"
+    posts = [r for r in receiver.at("/flaky") if b'"n":1' in r["body"]]
+    assert len({r["id"] for r in posts}) == 1 and all(r["verified"] is True for r in posts)
+
+
+def test_retry_after_only_delays(hc, receiver):
+    e = register(hc, receiver, "/busy")
+    hc.webhooks.send({"n": 2}, endpoint_id=e["id"])
+    d = finished(hc, e["id"])
+    assert [a["status"] for a in d["attemptLog"]] == [429, 200]
+    first, second = [r for r in receiver.at("/busy") if b'"n":2' in r["body"]][:2]
+    assert second["at"] - first["at"] >= 0.9  # Retry-After: 1, although the schedule said 300 ms
+
+
+def test_410_disables_at_once(hc, receiver):
+    e = register(hc, receiver, "/gone")
+    hc.webhooks.send({"n": 3}, endpoint_id=e["id"])
+    d = finished(hc, e["id"])
+    assert d["state"] == "failed" and d["attempts"] == 1
+    health = hc.webhooks.health(e["id"])
+    assert health["state"] == "disabled" and health["disabledReason"] == "gone"
+    # Enabling brings it back; a new send is attempted again.
+    assert hc.webhooks.enable(e["id"])["health"]["state"] == "enabled"
+
+
+def test_redirect_is_a_failure_and_the_schedule_runs_out(hc, receiver):
+    e = register(hc, receiver, "/moved")
+    assert e["verified"] is False and e["ping"]["status"] == 301
+    hc.webhooks.send({"n": 4}, endpoint_id=e["id"])
+    d = finished(hc, e["id"])
+    assert d["state"] == "failed" and d["attempts"] == 3
+    assert all(a["status"] == 301 and a["errorKind"] == "http" for a in d["attemptLog"])
+    health = hc.webhooks.health(e["id"])
+    assert health["state"] == "failing" and health["consecutiveFailures"] >= 3 and health["failingSince"]
+    # Redelivery and recovery queue it again under the same message id.
+    again = hc.webhooks.redeliver(d["id"])
+    assert again["requeued"] is True
+    assert finished(hc, e["id"])["attempts"] >= 4
+
+
+def test_timeout_refused_and_tls_failures_are_classified(hc, receiver):
+    slow = register(hc, receiver, "/slow")
+    assert slow["ping"]["errorKind"] == "timeout"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed_port = s.getsockname()[1]
+    refused = hc.webhooks.register(f"http://127.0.0.1:{closed_port}/x")
+    assert refused["verified"] is False and refused["ping"]["errorKind"] == "connect"
+    tls = hc.webhooks.register(f"https://127.0.0.1:{receiver.port}/tls")  # plain HTTP behind https://
+    assert tls["verified"] is False and tls["ping"]["errorKind"] == "tls"
+    hc.webhooks.send({"n": 5}, endpoint_id=refused["id"])
+    d = finished(hc, refused["id"])
+    assert d["state"] == "failed" and {a["errorKind"] for a in d["attemptLog"]} == {"connect"}
+
+
+def test_idempotency_key_and_rotation(hc, receiver):
+    e = register(hc, receiver, "/ok")
+    first = hc.webhooks.send({"n": 6}, endpoint_id=e["id"], idempotency_key="k-6")
+    second = hc.webhooks.send({"n": 6}, endpoint_id=e["id"], idempotency_key="k-6")
+    assert first["deliveryId"] == second["deliveryId"] and second["duplicate"] is True and first["duplicate"] is False
+    old = e["secret"]
+    rotated = hc.webhooks.rotate_secret(e["id"], grace_ms=60_000)
+    assert rotated["secret"] != old
+    hc.webhooks.send({"n": 7}, endpoint_id=e["id"])
+    wait_for(lambda: any(b'"n":7' in r["body"] for r in receiver.at("/ok")))
+    post = [r for r in receiver.at("/ok") if b'"n":7' in r["body"]][0]
+    assert post["verified"] is True  # still verifies with the old secret during the grace period
+    receiver.secrets["/ok"] = rotated["secret"]
+    hc.webhooks.send({"n": 8}, endpoint_id=e["id"])
+    wait_for(lambda: any(b'"n":8' in r["body"] for r in receiver.at("/ok")))
+    assert [r for r in receiver.at("/ok") if b'"n":8' in r["body"]][0]["verified"] is True
+
+
+def test_private_targets_are_refused_without_the_allowance(server):
+    c = wharf.Client(server.host, server.port, timeout=10)
+    try:
+        for url in ["http://127.0.0.1:9/x", "http://[::1]/x", "http://169.254.169.254/latest", "http://localhost/x",
+                    "http://10.0.0.1/", "http://[::ffff:192.168.1.1]/", f"http://{socket.gethostname()}/"]:
+            with pytest.raises(wharf.InvalidParams) as err:
+                c.webhooks.register(url)
+            assert err.value.data.get("reason") in ("private_address", "dns"), url
+        assert c.webhooks.list()["endpoints"] == []
+    finally:
+        c.close()
