@@ -293,6 +293,8 @@ final class CronService {
                 spec.runAtMs = row.jitterMs > 0 ? f + Int64.random(in: 0...row.jitterMs) : f
                 return spec
             }
+        } else {
+            adv.webhookFires = fires
         }
         return adv
     }

@@ -93,11 +93,32 @@ extension Server {
                 case .failure(let e): call.fail(e)
                 case .success(nil): call.fail(.notFound("schedule", id: name))
                 case .success(let row?):
-                    guard let jobObject = row.target["job"]?.objectValue else {
-                        return call.fail(
-                            .invalidParams(field: "name", "schedule \(name) has no job target to run"))
-                    }
                     let fireMs = cron.dbNowMs
+                    guard let jobObject = row.target["job"]?.objectValue else {
+                        let w = row.target["webhook"] ?? .null
+                        let event = w["event"]?.stringValue ?? "cron.fire"
+                        let endpoint = w["endpointId"]?.stringValue.flatMap { Int64($0) } ?? w["endpointId"]?.intValue
+                        let body = JSON.object([
+                            "type": .string(event), "timestamp": .string(Timestamp.format(epochMs: Timestamp.nowMs())),
+                            "data": w["payload"] ?? .null,
+                            "schedule": ["name": .string(name), "fireAt": .string(Timestamp.format(epochMs: fireMs))],
+                        ]).text
+                        return self.store.sendWebhook(
+                            messageID: WebhooksService.newMessageID(), endpointID: endpoint ?? 0, event: event, body: body,
+                            idempotencyKey: nil
+                        ) { r in
+                            call.finish(
+                                r.flatMap { rows in
+                                    guard let d = rows.first else {
+                                        return .failure(.notFound("webhook endpoint", id: String(endpoint ?? 0)))
+                                    }
+                                    return .success([
+                                        "deliveryId": .string(String(d.deliveryID)),
+                                        "fireAt": .string(Timestamp.format(epochMs: fireMs)),
+                                    ])
+                                })
+                        }
+                    }
                     do throws(RPCError) {
                         var spec = try JobSpec.parse(Params(object: jobObject))
                         spec.scheduleName = name
@@ -245,8 +266,19 @@ extension Server {
     static func parseTarget(_ target: JSONObject) throws(RPCError) -> JSON {
         let t = Params(object: target)
         try t.onlyKnown(["job", "webhook"])
-        if t.has("webhook") {
-            throw RPCError.invalidParams(field: "target.webhook", "webhook targets are not served by this server yet")
+        if let webhook = try t.optionalObject("webhook") {
+            guard !t.has("job") else { throw RPCError.invalidParams(field: "target", "has either job or webhook") }
+            let w = Params(object: webhook)
+            do throws(RPCError) {
+                try w.onlyKnown(["endpointId", "event", "payload"])
+                _ = try Self.numericID(w, "endpointId")
+                _ = try w.optionalName("event", maxLength: 200)
+            } catch {
+                throw RPCError.invalidParams(
+                    field: "target.webhook." + (error.data?["field"]?.stringValue ?? ""),
+                    error.data?["detail"]?.stringValue ?? error.message)
+            }
+            return ["webhook": .object(webhook)]
         }
         guard let job = try t.optionalObject("job") else {
             throw RPCError.invalidParams(field: "target", "must have job: {queue, kind, payload, ...}")

@@ -153,10 +153,27 @@ enum CronSQL {
             on conflict do nothing
             returning j.id, j.queue
         ),
+        hooks as (
+            insert into wharf.webhook_deliveries (message_id, endpoint_id, event, body)
+            select 'msg_cron_' || md5(adv.name || ':' || w.fire_ms), e.id,
+                   coalesce(adv.target #>> '{webhook,event}', 'cron.fire'),
+                   jsonb_build_object(
+                       'type', coalesce(adv.target #>> '{webhook,event}', 'cron.fire'),
+                       'timestamp', \(JobSQL.ts("now()")),
+                       'data', coalesce(adv.target #> '{webhook,payload}', 'null'),
+                       'schedule', jsonb_build_object('name', adv.name, 'fireAt', \(JobSQL.ts(at("w.fire_ms")))))::text
+            from unnest($21::text[], $22::bigint[]) as w(schedule_name, fire_ms)
+            join adv on adv.name = w.schedule_name
+            join wharf.webhook_endpoints e on e.id = (adv.target #>> '{webhook,endpointId}')::bigint
+            on conflict do nothing
+            returning id
+        ),
         woke as (
             select count(pg_notify('wharf_wake', 'jobs:' || q.queue)) as n from (select distinct queue from ins) q
-        )
-        select (select count(*) from adv), (select count(*) from ins), (select n from woke)
+        ),
+        hooks_woke as (select count(pg_notify('wharf_wake', 'hooks:')) as n from (select 1 from hooks limit 1) h)
+        select (select count(*) from adv), (select count(*) from ins) + (select count(*) from hooks), (select n from woke),
+               (select n from hooks_woke)
         """
 
     /// `jobs.complete` with a `schedulePatch`: completes job `$1` under token `$2` with result `$3` and,

@@ -120,6 +120,8 @@ public struct ScheduleAdvance: Sendable {
     /// One job per fire; `scheduleFireMs` is the nominal fire time. The payload is taken from the
     /// schedule row when the fire commits, not from here.
     public var jobs: [JobSpec] = []
+    /// Nominal fire times that become webhook deliveries (schedules with a webhook target).
+    public var webhookFires: [Int64] = []
 
     public init(name: String, claimSeq: Int64, nextFireMs: Int64?) {
         self.name = name
@@ -219,6 +221,8 @@ extension Store {
             PGArray.text(jobs.map { $0.retry?.text }), PGArray.ints(jobs.map(\.timeoutMs)),
             PGArray.text(jobs.map(\.uniqueKey)), PGArray.text(jobs.map(\.lockKey)),
             PGArray.text(jobs.map { JSON.array($0.tags.map(JSON.string)).text }), PGArray.text(jobs.map { $0.meta?.text }),
+            PGArray.text(batch.flatMap { b in b.webhookFires.map { _ in b.name } }),
+            PGArray.ints(batch.flatMap(\.webhookFires)),
         ]
         one(CronSQL.fire, params, completion) { rows in
             (Int(rows.int(0, 0) ?? 0), Int(rows.int(0, 1) ?? 0))

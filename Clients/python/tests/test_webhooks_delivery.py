@@ -239,3 +239,23 @@ def test_private_targets_are_refused_without_the_allowance(server):
         assert c.webhooks.list()["endpoints"] == []
     finally:
         c.close()
+
+
+def test_cron_schedule_with_a_webhook_target(hc, receiver):
+    """The QStash pattern: a schedule per connector, each fire a signed delivery of its change set."""
+    import json
+
+    e = register(hc, receiver, "/ok")
+    hc.cron.upsert(
+        "connector-a", expression="* * * * * *",
+        webhook={"endpoint_id": e["id"], "event": "connector.sync", "payload": {"connectorId": "a"}},
+    )
+    fires = wait_for(lambda: (lambda got: got if len(got) >= 2 else None)(
+        [r for r in receiver.at("/ok") if b"connector.sync" in r["body"]]), timeout=6)
+    hc.cron.remove("connector-a")
+    assert fires and all(r["verified"] is True for r in fires)
+    bodies = [json.loads(r["body"]) for r in fires]
+    assert all(b["data"] == {"connectorId": "a"} and b["schedule"]["name"] == "connector-a" for b in bodies)
+    fire_times = [b["schedule"]["fireAt"] for b in bodies]
+    assert all(t.endswith(".000Z") for t in fire_times) and len(set(fire_times)) == len(fire_times)
+    assert len({r["id"] for r in fires}) == len(fires)  # one message id per fire
