@@ -23,7 +23,8 @@ import Testing
     }
 
     @Test func firstSessionSnippetsRun() throws {
-        let s = try TestServer()
+        // As `bash scripts/serve.sh --allow-private-webhooks`, which the webhooks part of the tour uses.
+        let s = try TestServer { $0.webhooks.allowPrivate = true }
         let blocks = try Self.shellBlocks(after: "## A first session")
         #expect(blocks.count >= 2)
         let bin = TestEnvironment.wharfBinary
@@ -39,5 +40,7 @@ import Testing
             #expect(status == 0, "snippet failed:\n\(block)\n\(out)\n\(err)")
         }
         #expect(try s.database.sql("select count(*) from wharf.jobs where queue = 'mail'") != "0")
+        #expect(try s.database.sql("select count(*) from wharf.webhook_deliveries where event = 'order.created'") == "1")
+        #expect(try s.database.sql("select count(*) from wharf.schedules where target ? 'webhook'") == "1")
     }
 }
