@@ -55,7 +55,7 @@ struct Serve: ParsableCommand {
 
     @Option(help: "Webhook connect timeout, e.g. 5s.") var webhookConnectTimeout = "5s"
     @Option(help: "Webhook total timeout per attempt, e.g. 15s.") var webhookTimeout = "15s"
-    @Option(help: "Disable an endpoint after failing for this long, e.g. 5d... in hours: 120h.")
+    @Option(help: "Disable an endpoint after failing for this long, e.g. 120h (five days).")
     var webhookDisableAfter = "120h"
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
