@@ -37,7 +37,9 @@ final class CronService {
     private var stopped = false
     /// PostgreSQL's clock minus this machine's, from the last statement that read it.
     private(set) var dbClockOffsetMs: Int64 = 0
-    private var compiled: [String: (version: Int64, plan: SchedulePlan)] = [:]
+    /// Compiled schedules by name, valid while the definition they were compiled from is unchanged
+    /// (compared by content: a schedule removed and created again starts again at version 1).
+    private var compiled: [String: (definition: String, plan: SchedulePlan)] = [:]
 
     /// Fires committed by this replica since it started (for `server.info`-style reporting and tests).
     private(set) var firesCommitted = 0
@@ -163,13 +165,17 @@ final class CronService {
     }
 
     func plan(_ row: ScheduleRow) throws -> SchedulePlan {
-        if let c = compiled[row.name], c.version == row.version { return c.plan }
+        let definition = [
+            row.expression ?? "", row.everyMs.map(String.init) ?? "", row.timezone, row.dayMatch, row.dstGap ?? "",
+            row.dstFold ?? "", row.startAtMs.map(String.init) ?? "", row.target.text,
+        ].joined(separator: "\u{1F}")
+        if let c = compiled[row.name], c.definition == definition { return c.plan }
         let schedule = try Self.compile(
             expression: row.expression, everyMs: row.everyMs, timezone: row.timezone, dayMatch: row.dayMatch,
             dstGap: row.dstGap, dstFold: row.dstFold, startAtMs: row.startAtMs)
         let job = try row.target["job"]?.objectValue.map { o throws(RPCError) in try JobSpec.parse(Params(object: o)) }
         let p = SchedulePlan(schedule: schedule, job: job)
-        compiled[row.name] = (row.version, p)
+        compiled[row.name] = (definition, p)
         return p
     }
 

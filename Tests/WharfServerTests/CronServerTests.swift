@@ -211,6 +211,22 @@ import WharfRPC
         #expect(try c.expectError("cron.remove", ["name": "report"]).code == -32004)
     }
 
+    @Test func aScheduleCreatedAgainUnderItsNameUsesItsNewExpression() throws {
+        let s = try TestServer()
+        let c = try s.connect()
+        _ = try upsert(c, ["name": "again", "expression": "0 0 1 1 *"])
+        _ = try c.call("cron.remove", ["name": "again"])
+        // Version 1 again, like the removed one: nothing compiled for that one may be reused.
+        let fresh = try upsert(c, ["name": "again", "expression": "* * * * * *"])
+        #expect(fresh["version"] == 1)
+        #expect(fresh["description"] == "Every second")
+        let next = (fresh["nextFires"]?.arrayValue ?? []).compactMap { $0.stringValue.flatMap(Timestamp.parse) }
+        #expect(next.count == 5)
+        #expect(zip(next, next.dropFirst()).allSatisfy { $1 - $0 == 1000 })
+        Thread.sleep(forTimeInterval: 2.5)
+        #expect(try fires(s.database, "again").count >= 2)
+    }
+
     @Test func twoReplicasFireEachTimeOnce() throws {
         let a = try TestServer()
         let b = try TestServer(database: a.database)
