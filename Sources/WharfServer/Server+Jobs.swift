@@ -1,3 +1,4 @@
+import WharfCore
 import WharfRPC
 import WharfStore
 
@@ -10,7 +11,8 @@ extension Server {
         let workers: Set<Role> = [.worker]
         let readers: Set<Role> = [.reader, .producer, .worker]
 
-        register("jobs.enqueue", roles: producers) { call in
+        register("jobs.enqueue", roles: producers) { [unowned self] call in
+            if call.params.has("webhook") { return try enqueueWebhook(call) }
             let spec = try JobSpec.parse(call.params)
             jobs.enqueueBatcher.add(spec) { result in
                 call.finish(
@@ -230,6 +232,50 @@ extension Server {
             var o: JSONObject = ["id": .string(String(id)), "state": .string(state)]
             if let next { o["nextRunAt"] = .string(next) }
             return .success(.object(o))
+        }
+    }
+
+    /// `jobs.enqueue {webhook: {endpointId, event?, payload}, runAt? | delayMs?, uniqueKey?}`: a job whose
+    /// work is one signed delivery, run by the webhook dispatcher (retries, health) instead of a worker.
+    private func enqueueWebhook(_ call: Call) throws {
+        let p = call.params
+        try p.onlyKnown(["webhook", "runAt", "delayMs", "uniqueKey"])
+        guard let w = try p.optionalObject("webhook") else {
+            throw RPCError.invalidParams(field: "webhook", "must be {endpointId, event?, payload}")
+        }
+        let wp = Params(object: w)
+        let endpoint: Int64
+        let event: String
+        do throws(RPCError) {
+            try wp.onlyKnown(["endpointId", "event", "payload"])
+            endpoint = try Self.numericID(wp, "endpointId")
+            event = try wp.optionalName("event", maxLength: 200) ?? "job"
+        } catch {
+            throw RPCError.invalidParams(
+                field: "webhook." + (error.data?["field"]?.stringValue ?? ""), error.data?["detail"]?.stringValue ?? "")
+        }
+        if p.has("runAt") && p.has("delayMs") {
+            throw RPCError.invalidParams(field: "delayMs", "cannot be combined with runAt")
+        }
+        var delay = try p.optionalInt("delayMs", in: 0...315_360_000_000)
+        if let runAt = try p.optionalString("runAt") {
+            guard let ms = Timestamp.parse(runAt) else {
+                throw RPCError.invalidParams(field: "runAt", "must be an RFC 3339 date-time such as 2030-01-01T00:00:00Z")
+            }
+            delay = max(0, ms - Timestamp.nowMs())
+        }
+        let key = try p.optionalName("uniqueKey", maxLength: 400)
+        store.sendWebhook(
+            messageID: WebhooksService.newMessageID(), endpointID: endpoint, event: event,
+            body: WebhooksService.body(event: event, data: wp["payload"] ?? .null), idempotencyKey: key, delayMs: delay
+        ) { r in
+            call.finish(
+                r.flatMap { rows in
+                    guard let d = rows.first else { return .failure(.notFound("webhook endpoint", id: String(endpoint))) }
+                    return .success([
+                        "deliveryId": .string(String(d.deliveryID)), "state": "pending", "duplicate": .bool(!d.new),
+                    ])
+                })
         }
     }
 }

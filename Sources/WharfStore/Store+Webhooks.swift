@@ -161,10 +161,12 @@ extension Store {
 
     /// Queues a message for one endpoint, or for every enabled endpoint subscribed to `event`.
     public func sendWebhook(
-        messageID: String, endpointID: Int64?, event: String, body: String, idempotencyKey: String?,
+        messageID: String, endpointID: Int64?, event: String, body: String, idempotencyKey: String?, delayMs: Int64? = nil,
         _ completion: @escaping (Result<[(deliveryID: Int64, endpointID: Int64, new: Bool)], RPCError>) -> Void
     ) {
-        let params: [String?] = [messageID, endpointID.map(String.init), event, body, idempotencyKey]
+        let params: [String?] = [
+            messageID, endpointID.map(String.init), event, body, idempotencyKey, delayMs.map(String.init),
+        ]
         one(WebhookSQL.send, params, completion) { rows in
             (0..<rows.rowCount).compactMap { i in
                 guard let d = rows.int(i, 0), let e = rows.int(i, 1) else { return nil }

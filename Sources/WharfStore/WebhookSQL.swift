@@ -89,7 +89,8 @@ enum WebhookSQL {
         select \(endpointColumns), pg_notify('wharf_wake', 'hooks:') is null from e \(health)
         """
 
-    /// Queues message `$1` (event `$3`, body `$4`, idempotency key `$5`) for endpoint `$2`, or for every
+    /// Queues message `$1` (event `$3`, body `$4`, idempotency key `$5`, first attempt `$6` ms from now)
+    /// for endpoint `$2`, or for every
     /// enabled endpoint subscribed to `$3` when `$2` is null. Rows: delivery id, endpoint id, and
     /// whether it is new (false: an earlier send with the same idempotency key).
     static let send = """
@@ -99,8 +100,8 @@ enum WebhookSQL {
                        else e.enabled and (e.events is null or $3 = any(e.events)) end
         ),
         ins as (
-            insert into wharf.webhook_deliveries (message_id, endpoint_id, event, body, idempotency_key)
-            select $1, t.id, $3, $4, $5 from targets t
+            insert into wharf.webhook_deliveries (message_id, endpoint_id, event, body, idempotency_key, next_attempt_at)
+            select $1, t.id, $3, $4, $5, now() + coalesce($6::bigint, 0) * interval '1 millisecond' from targets t
             on conflict do nothing
             returning id, endpoint_id
         ),

@@ -259,3 +259,18 @@ def test_cron_schedule_with_a_webhook_target(hc, receiver):
     fire_times = [b["schedule"]["fireAt"] for b in bodies]
     assert all(t.endswith(".000Z") for t in fire_times) and len(set(fire_times)) == len(fire_times)
     assert len({r["id"] for r in fires}) == len(fires)  # one message id per fire
+
+
+def test_a_job_with_a_webhook_target(hc, receiver):
+    e = register(hc, receiver, "/ok")
+    queued_at = time.monotonic()
+    r = hc.jobs.enqueue(webhook={"endpoint_id": e["id"], "event": "invoice.due", "payload": {"invoice": 9}},
+                        delay_ms=500, unique_key="invoice-9")
+    assert r["state"] == "pending" and r["duplicate"] is False
+    again = hc.jobs.enqueue(webhook={"endpoint_id": e["id"], "payload": {"invoice": 9}}, unique_key="invoice-9")
+    assert again["deliveryId"] == r["deliveryId"] and again["duplicate"] is True
+    got = wait_for(lambda: [x for x in receiver.at("/ok") if b"invoice.due" in x["body"]], timeout=5)
+    assert len(got) == 1 and got[0]["verified"] is True
+    assert got[0]["at"] - queued_at >= 0.45  # not before its delay
+    with pytest.raises(wharf.InvalidParams):
+        hc.jobs.enqueue("q", "k", webhook={"endpoint_id": e["id"], "payload": {}})

@@ -95,10 +95,11 @@ class JobsAPI(_Namespace):
 
     def enqueue(
         self,
-        queue: str,
-        kind: str,
+        queue: Optional[str] = None,
+        kind: Optional[str] = None,
         payload: JSONValue = UNSET,
         *,
+        webhook: Optional[Mapping[str, Any]] = None,
         priority: Optional[int] = None,
         run_at: Optional[Time] = None,
         delay_ms: Optional[Millis] = None,
@@ -116,8 +117,11 @@ class JobsAPI(_Namespace):
         `run_at` (a datetime) or `delay_ms` schedule it later; `retry` is
         `{initial_ms, max_ms, coefficient, jitter}`; `unique_key` dedups unfinished jobs
         (`duplicate: true` returns the existing id); `lock_key` lets one such job run at a time.
+        `webhook={"endpoint_id": ..., "event": ..., "payload": ...}` instead of a queue and kind makes a
+        job whose work is one signed delivery -> `{deliveryId, state, duplicate}`.
         """
         p = params(
+            webhook=camel_keys(webhook) if webhook is not None else None,
             queue=queue,
             kind=kind,
             payload=payload,
