@@ -49,6 +49,8 @@ public final class HTTPClient {
     private let multi: UnsafeMutableRawPointer
     private let timer: LoopTimer
     private var polls: [Int32: Poll] = [:]
+    /// Requests curl is working on, kept alive until it is done with them.
+    private var live = Set<Transfer>()
     private var closed = false
     /// Requests in flight.
     public private(set) var active = 0
@@ -81,12 +83,8 @@ public final class HTTPClient {
         guard !closed else { return }
         closed = true
         timer.close()
-        var handles: [UnsafeMutableRawPointer] = []
-        var msgs: Int32 = 0
-        _ = msgs
-        // Every easy handle still attached gets a completion.
-        for t in Transfer.live where t.client === self { handles.append(t.easy) }
-        for easy in handles { finish(easy, code: CURLE_ABORTED_BY_CALLBACK) }
+        // Every request still in flight gets a completion.
+        for t in Array(live) { finish(t.easy, code: CURLE_ABORTED_BY_CALLBACK) }
         for p in polls.values { p.close() }
         polls = [:]
         curl_multi_cleanup(multi)
@@ -137,7 +135,7 @@ public final class HTTPClient {
             }
             return n
         }
-        Transfer.live.insert(t)
+        live.insert(t)
         active += 1
         let rc = curl_multi_add_handle(multi, easy)
         if rc != CURLM_OK { finish(easy, code: CURLE_FAILED_INIT) }
@@ -215,7 +213,7 @@ public final class HTTPClient {
         curl_easy_cleanup(easy)
         curl_slist_free_all(t.headers)
         curl_slist_free_all(t.resolve)
-        Transfer.live.remove(t)
+        live.remove(t)
         active -= 1
         t.completion(response)
     }
@@ -233,9 +231,8 @@ public final class HTTPClient {
         }
     }
 
-    /// One request's state, kept alive by `live` until curl is done with it.
+    /// One request's state, kept alive by its client's `live` until curl is done with it.
     final class Transfer: Hashable {
-        nonisolated(unsafe) static var live = Set<Transfer>()  // loop thread only
         unowned let client: HTTPClient
         let easy: UnsafeMutableRawPointer
         let completion: (HTTPResponse) -> Void
