@@ -33,7 +33,7 @@ final class WebhooksService {
     private var buckets: [Int64: (tokens: Double, atMs: UInt64)] = [:]
 
     /// How long a claimed attempt is ours: the whole request can take this long, with room to record it.
-    var leaseMs: Int64 { Int64(policy.connectTimeoutMs + policy.timeoutMs) + 30_000 }
+    var leaseMs: Int64 { Int64(policy.connectTimeoutMs + policy.timeoutMs) + 10_000 }
 
     init(server: Server) { self.server = server }
 
