@@ -48,13 +48,19 @@ final class CronService {
 
     func start() {
         server.onWake("cron") { [unowned self] payload in
-            // Only a fire earlier than the one the timer waits for needs a look now.
-            guard let ms = Int64(payload) else { return }  // empty: the schedule has no fire left
-            if let armed = self.armedAtMs, ms >= armed { return }
-            self.poke()
+            // Empty: the schedule has no fire left.
+            if let ms = Int64(payload) { self.wake(forFireAtMs: ms) }
         }
         // A safety net for wake-ups lost while the listening connection was down.
         server.addChore(everyMs: 10_000) { [unowned self] in self.poke() }
+    }
+
+    /// A schedule now fires at `ms`: look now only if the timer waits for a later time. Called for
+    /// definitions changed here (the NOTIFY reaches other replicas, and this one too unless its
+    /// listening connection is not up yet) and for the notifications of other replicas.
+    func wake(forFireAtMs ms: Int64) {
+        if let armed = armedAtMs, ms >= armed { return }
+        poke()
     }
 
     /// Starts the scheduler once the server serves.
@@ -116,6 +122,9 @@ final class CronService {
             switch result {
             case .success(let r):
                 self.firesCommitted += r.jobs
+                // The statement's NOTIFYs reach every replica; this one need not wait for its own.
+                for queue in Set(batch.flatMap { $0.jobs.map(\.queue) }) { self.server.jobs?.wake(queue: queue) }
+                if batch.contains(where: { !$0.webhookFires.isEmpty }) { self.server.webhooks?.poke() }
             case .failure(let e):
                 // The claims expire and another look fires them: nothing is lost, only late.
                 self.server.logger.warning("firing schedules failed", metadata: ["error": "\(e.message)"])

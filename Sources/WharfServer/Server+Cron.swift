@@ -18,6 +18,7 @@ extension Server {
             let next = CronService.nextFire(
                 schedule, afterMs: cron.dbNowMs, startAtMs: d.startAtMs, endAtMs: d.endAtMs)
             store.upsertSchedule(d, nextFireMs: next) { r in
+                if case .success(let up) = r, let ms = up.row.nextFireMs, !up.row.paused { cron.wake(forFireAtMs: ms) }
                 call.finish(
                     r.map { up in
                         var o = cron.json(up.row)
@@ -184,7 +185,9 @@ extension Server {
                 store.resumeSchedule(name, version: row.version, nextFireMs: next) { [unowned self] r in
                     switch r {
                     case .failure(let e): call.fail(e)
-                    case .success(let row?): call.reply(.object(cron.json(row)))
+                    case .success(let row?):
+                        if let ms = row.nextFireMs { cron.wake(forFireAtMs: ms) }
+                        call.reply(.object(cron.json(row)))
                     case .success(nil):
                         guard attempt < 5 else {
                             return call.fail(.conflict("schedule \(name) keeps changing", reason: "concurrent_update"))

@@ -268,7 +268,8 @@ extension Server {
         store.sendWebhook(
             messageID: WebhooksService.newMessageID(), endpointID: endpoint, event: event,
             body: WebhooksService.body(event: event, data: wp["payload"] ?? .null), idempotencyKey: key, delayMs: delay
-        ) { r in
+        ) { [unowned self] r in
+            webhooks?.poke()
             call.finish(
                 r.flatMap { rows in
                     guard let d = rows.first else { return .failure(.notFound("webhook endpoint", id: String(endpoint))) }

@@ -147,7 +147,10 @@ extension Server {
         register("webhooks.enable", roles: writers) { [unowned self] call in
             try call.params.onlyKnown(["id"])
             let id = try Self.numericID(call.params, "id")
-            store.enableEndpoint(id) { r in call.finish(Self.endpointReply(r, id: id, hooks)) }
+            store.enableEndpoint(id) { r in
+                hooks.poke()
+                call.finish(Self.endpointReply(r, id: id, hooks))
+            }
         }
 
         register("webhooks.send", roles: senders) { [unowned self] call in
@@ -165,6 +168,7 @@ extension Server {
                 messageID: WebhooksService.newMessageID(), endpointID: endpoint, event: type,
                 body: WebhooksService.body(event: type, data: payload), idempotencyKey: key
             ) { r in
+                hooks.poke()
                 call.finish(
                     r.flatMap { rows in
                         if let endpoint, rows.isEmpty { return .failure(.notFound("webhook endpoint", id: String(endpoint))) }
@@ -200,6 +204,7 @@ extension Server {
             try call.params.onlyKnown(["deliveryId"])
             let id = try Self.numericID(call.params, "deliveryId")
             store.redeliver(id) { r in
+                hooks.poke()
                 call.finish(
                     r.flatMap { out in
                         guard let state = out.state else { return .failure(.notFound("webhook delivery", id: String(id))) }
@@ -218,6 +223,7 @@ extension Server {
                 throw RPCError.invalidParams(field: "since", "must be an RFC 3339 date-time")
             }
             store.recoverDeliveries(endpointID: id, sinceMs: since) { r in
+                hooks.poke()
                 call.finish(r.map { ["endpointId": .string(String(id)), "requeued": .from($0)] })
             }
         }

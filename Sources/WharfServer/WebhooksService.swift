@@ -199,7 +199,6 @@ final class WebhooksService {
     }
 
     private func scheduleNext() {
-        guard inFlight == 0 || true else { return }
         store.nextDeliveryDue { [unowned self] r in
             guard case .success(let next) = r else { return self.arm(afterMs: 1_000) }
             let due = [next.nextMs, next.leaseExpiryMs.map { $0 + 1 }].compactMap { $0 }.min()

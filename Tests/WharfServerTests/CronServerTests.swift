@@ -118,7 +118,11 @@ import WharfRPC
             set next_fire_at = date_trunc('hour', now()) - interval '10 hours', claimed_until = null
             """)
         try poke(s.database)
-        Thread.sleep(forTimeInterval: 2.0)
+        // The NOTIFY wakes the scheduler at once; the 10-second safety check covers a listening
+        // connection that is not up yet on a loaded machine.
+        let deadline = Date().addingTimeInterval(15)
+        while try fires(s.database, "runOnce").isEmpty && Date() < deadline { Thread.sleep(forTimeInterval: 0.1) }
+        Thread.sleep(forTimeInterval: 0.5)
         let skip = try c.call("cron.get", ["name": "skip"])
         #expect(try fires(s.database, "skip").count <= 1)  // only a fire inside the window, if any
         #expect((skip["stats"]?["missed"]?.intValue ?? 0) >= 9)
