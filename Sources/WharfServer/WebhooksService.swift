@@ -35,7 +35,15 @@ final class WebhooksService {
     /// How long a claimed attempt is ours: the whole request can take this long, with room to record it.
     var leaseMs: Int64 { Int64(policy.connectTimeoutMs + policy.timeoutMs) + 10_000 }
 
-    init(server: Server) { self.server = server }
+    /// Attempts finished in one loop turn are recorded by one statement (one commit).
+    private(set) var records: Batcher<(delivery: ClaimedDelivery, outcome: DeliveryOutcome), (justDisabled: Bool, reason: String?)>!
+
+    init(server: Server) {
+        self.server = server
+        records = Batcher(schedule: { [unowned server] body in server.runBeforeFlush(body) }) { [unowned self] items, done in
+            self.store.recordAttempts(items, disableAfterMs: self.policy.disableAfterMs, done)
+        }
+    }
 
     func start() {
         http = try? HTTPClient(loop: server.loop)
@@ -296,7 +304,7 @@ final class WebhooksService {
 
     private func record(_ d: ClaimedDelivery, _ resp: HTTPResponse) {
         let o = outcome(d, resp)
-        store.recordAttempt(d, o, disableAfterMs: policy.disableAfterMs) { [unowned self] r in
+        records.add((d, o)) { [unowned self] r in
             switch r {
             case .success(let e) where e.justDisabled:
                 self.server.logger.warning(

@@ -190,22 +190,57 @@ extension Store {
         }
     }
 
-    /// Records an attempt. Returns whether the endpoint went from enabled to disabled, and why.
-    public func recordAttempt(
-        _ d: ClaimedDelivery, _ o: DeliveryOutcome, disableAfterMs: Int64,
-        _ completion: @escaping (Result<(justDisabled: Bool, reason: String?), RPCError>) -> Void
+    /// Records a batch of attempts in one statement. Returns, per attempt, whether its endpoint went
+    /// from enabled to disabled in this batch, and why.
+    public func recordAttempts(
+        _ items: [(delivery: ClaimedDelivery, outcome: DeliveryOutcome)], disableAfterMs: Int64,
+        _ completion: @escaping (Result<[(justDisabled: Bool, reason: String?)], RPCError>) -> Void
     ) {
+        // Each endpoint's health from the batch's outcomes, in order.
+        var order: [Int64] = []
+        var agg: [Int64: (anySuccess: Bool, lastSuccess: Bool, tail: Int64, anyFailure: Bool, gone: Bool)] = [:]
+        for (d, o) in items {
+            let ok = o.status.map { (200..<300).contains($0) } ?? false
+            var a = agg[d.endpointID] ?? (false, false, 0, false, false)
+            if agg[d.endpointID] == nil { order.append(d.endpointID) }
+            if ok {
+                a.anySuccess = true
+                a.tail = 0
+            } else {
+                a.tail += 1
+                a.anyFailure = true
+            }
+            a.lastSuccess = ok
+            a.gone = a.gone || o.gone
+            agg[d.endpointID] = a
+        }
+        let rows = items.map(\.outcome)
+        let deliveries = items.map(\.delivery)
         let params: [String?] = [
-            String(d.id), String(d.attempt), String(d.endpointID), o.status.map(String.init), String(o.latencyMs),
-            o.errorKind, o.error, o.responseBody, o.nextState, o.retryInMs.map(String.init),
-            o.status.map { (200..<300).contains($0) } == true ? "true" : "false", o.gone ? "true" : "false",
+            PGArray.ints(deliveries.map(\.id)), PGArray.ints(deliveries.map { Int64($0.attempt) }),
+            PGArray.ints(deliveries.map(\.endpointID)), PGArray.ints(rows.map { $0.status.map(Int64.init) }),
+            "{" + rows.map { String($0.latencyMs) }.joined(separator: ",") + "}",
+            PGArray.text(rows.map(\.errorKind)), PGArray.text(rows.map(\.error)), PGArray.text(rows.map(\.responseBody)),
+            PGArray.text(rows.map(\.nextState)), PGArray.ints(rows.map(\.retryInMs)),
+            PGArray.ints(order), PGArray.bools(order.map { agg[$0]!.anySuccess }),
+            PGArray.bools(order.map { agg[$0]!.lastSuccess }), PGArray.ints(order.map { agg[$0]!.tail }),
+            PGArray.bools(order.map { agg[$0]!.anyFailure }), PGArray.bools(order.map { agg[$0]!.gone }),
             String(disableAfterMs),
         ]
-        one(WebhookSQL.record, params, completion) { rows in
-            guard rows.rowCount > 0 else { return (false, nil) }
-            let now = rows.bool(0, 1) ?? true
-            let before = rows.bool(0, 2) ?? true
-            return (before && !now, rows.string(0, 3))
+        one(WebhookSQL.record, params, completion) { r in
+            var changed: [Int64: (Bool, String?)] = [:]
+            for i in 0..<r.rowCount {
+                guard let id = r.int(i, 0) else { continue }
+                let now = r.bool(i, 1) ?? true
+                let before = r.bool(i, 2) ?? true
+                changed[id] = (before && !now, r.string(i, 3))
+            }
+            // The transition is reported once per endpoint: on its first attempt in the batch.
+            var reported = Set<Int64>()
+            return deliveries.map { d in
+                guard let c = changed[d.endpointID], c.0, reported.insert(d.endpointID).inserted else { return (false, nil) }
+                return c
+            }
         }
     }
 

@@ -134,47 +134,62 @@ enum WebhookSQL {
                   case when e.previous_secret_until > now() then e.previous_secret end, e.rate_limit_per_s, \(ms("now()"))
         """
 
-    /// Records attempt `$2` of delivery `$1` (endpoint `$3`) and moves the delivery on: `$9` is its new
-    /// state, `$10` the delay before the next attempt (pending only). Updates the endpoint's health and
-    /// disables it when `$12` (410 Gone) or when it has failed for longer than its disable-after
-    /// period (`$13`, the server default). Row: whether the delivery moved, whether the endpoint is
-    /// enabled now, whether it was before, the reason it is disabled.
+    /// Records a batch of attempts in one statement: each attempt row, each delivery's next state
+    /// (`pending` after `retry_ms`, `succeeded` or `failed`), and per endpoint its health from the
+    /// batch's outcomes in order (`$11..$16`: whether any attempt succeeded, whether the last did, the
+    /// failures after the last success, whether any failed, whether one answered 410). An endpoint is
+    /// disabled on 410, or when it has failed without a success for longer than its disable-after
+    /// period (`$17`, the server default). Rows per endpoint: id, enabled now, enabled before, reason.
     static let record = """
-        with old as (select enabled from wharf.webhook_endpoints where id = $3),
+        with input as (
+            select * from unnest($1::bigint[], $2::int[], $3::bigint[], $4::int[], $5::float8[], $6::text[], $7::text[],
+                                 $8::text[], $9::text[], $10::bigint[])
+                as t(delivery_id, attempt, endpoint_id, status, latency_ms, error_kind, error, response_body, next_state,
+                     retry_ms)
+        ),
         a as (
             insert into wharf.webhook_attempts (delivery_id, attempt, endpoint_id, status, latency_ms, error_kind, error,
                                                response_body)
-            values ($1, $2, $3, $4, $5, $6, $7, $8)
+            select delivery_id, attempt, endpoint_id, status, latency_ms, error_kind, error, response_body from input
             on conflict do nothing
         ),
         d as (
-            update wharf.webhook_deliveries
-            set state = $9, lease_until = null, last_status = $4, last_error = $7,
-                next_attempt_at = case when $9 = 'pending' then now() + $10::bigint * interval '1 millisecond'
-                                       else next_attempt_at end,
-                finished_at = case when $9 in ('succeeded', 'failed') then now() end
-            where id = $1 and attempt = $2 and state = 'delivering'
-            returning id
+            update wharf.webhook_deliveries w
+            set state = i.next_state, lease_until = null, last_status = i.status, last_error = i.error,
+                next_attempt_at = case when i.next_state = 'pending'
+                                       then now() + i.retry_ms * interval '1 millisecond' else w.next_attempt_at end,
+                finished_at = case when i.next_state in ('succeeded', 'failed') then now() end
+            from input i
+            where w.id = i.delivery_id and w.attempt = i.attempt and w.state = 'delivering'
         ),
+        g as (
+            select * from unnest($11::bigint[], $12::bool[], $13::bool[], $14::int[], $15::bool[], $16::bool[])
+                as t(endpoint_id, any_success, last_success, tail_failures, any_failure, gone)
+        ),
+        old as (select e.id, e.enabled from wharf.webhook_endpoints e join g on g.endpoint_id = e.id),
         e as (
             update wharf.webhook_endpoints e
-            set last_success_at = case when $11 then now() else e.last_success_at end,
-                last_failure_at = case when $11 then e.last_failure_at else now() end,
-                failing_since = case when $11 then null else coalesce(e.failing_since, now()) end,
-                consecutive_failures = case when $11 then 0 else e.consecutive_failures + 1 end,
-                enabled = e.enabled and not $12 and ($11 or coalesce(e.failing_since, now())
-                    > now() - coalesce(e.disable_after_ms, $13) * interval '1 millisecond'),
-                disabled_at = case when e.enabled and ($12 or (not $11 and coalesce(e.failing_since, now())
-                    <= now() - coalesce(e.disable_after_ms, $13) * interval '1 millisecond')) then now()
+            set last_success_at = case when g.any_success then now() else e.last_success_at end,
+                last_failure_at = case when g.any_failure then now() else e.last_failure_at end,
+                failing_since = case when g.last_success then null
+                                     when g.any_success then now()
+                                     else coalesce(e.failing_since, now()) end,
+                consecutive_failures = case when g.any_success then g.tail_failures
+                                            else e.consecutive_failures + g.tail_failures end,
+                enabled = e.enabled and not g.gone and (g.last_success or g.any_success
+                    or coalesce(e.failing_since, now()) > now() - coalesce(e.disable_after_ms, $17) * interval '1 millisecond'),
+                disabled_at = case when e.enabled and (g.gone or (not g.any_success and coalesce(e.failing_since, now())
+                    <= now() - coalesce(e.disable_after_ms, $17) * interval '1 millisecond')) then now()
                     else e.disabled_at end,
-                disabled_reason = case when e.enabled and $12 then 'gone'
-                    when e.enabled and not $11 and coalesce(e.failing_since, now())
-                        <= now() - coalesce(e.disable_after_ms, $13) * interval '1 millisecond' then 'failing'
+                disabled_reason = case when e.enabled and g.gone then 'gone'
+                    when e.enabled and not g.any_success and coalesce(e.failing_since, now())
+                        <= now() - coalesce(e.disable_after_ms, $17) * interval '1 millisecond' then 'failing'
                     else e.disabled_reason end
-            where e.id = $3
-            returning e.enabled, e.disabled_reason
+            from g
+            where e.id = g.endpoint_id
+            returning e.id, e.enabled, e.disabled_reason
         )
-        select (select count(*) from d) > 0, e.enabled, old.enabled, e.disabled_reason from e, old
+        select e.id, e.enabled, old.enabled, e.disabled_reason from e join old on old.id = e.id
         """
 
     /// When the dispatcher should look again: the earliest pending attempt of an enabled endpoint, the

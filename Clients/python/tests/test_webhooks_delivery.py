@@ -310,3 +310,19 @@ def test_a_killed_server_loses_no_delivery(receiver):
         c.close()
     finally:
         second.stop()
+
+
+def test_failing_past_disable_after_disables_and_announces_it(hc, receiver):
+    import json
+
+    watcher = register(hc, receiver, "/watch", events=["endpoint.disabled"])
+    bad = register(hc, receiver, "/moved", disable_after_ms=0)
+    hc.webhooks.send({"n": 10}, endpoint_id=bad["id"])
+    health = wait_for(lambda: (lambda h: h if h["state"] == "disabled" else None)(hc.webhooks.health(bad["id"])))
+    assert health and health["disabledReason"] == "failing" and health["disabledAt"]
+    # Its delivery waits rather than burning attempts while the endpoint is disabled.
+    assert delivery(hc, bad["id"])["state"] == "pending"
+    notes = wait_for(lambda: [r for r in receiver.at("/watch") if b"endpoint.disabled" in r["body"]])
+    assert notes and notes[0]["verified"] is True
+    assert json.loads(notes[0]["body"])["data"]["endpointId"] == bad["id"]
+    assert watcher["id"] != bad["id"]
