@@ -265,16 +265,15 @@ extension Server {
             delay = max(0, ms - Timestamp.nowMs())
         }
         let key = try p.optionalName("uniqueKey", maxLength: 400)
-        store.sendWebhook(
+        let send = Store.EndpointSend(
             messageID: WebhooksService.newMessageID(), endpointID: endpoint, event: event,
-            body: WebhooksService.body(event: event, data: wp["payload"] ?? .null), idempotencyKey: key, delayMs: delay
-        ) { [unowned self] r in
-            webhooks?.poke()
+            body: WebhooksService.body(event: event, data: wp["payload"] ?? .null), idempotencyKey: key, delayMs: delay)
+        webhooks.sends.add(send) { r in
             call.finish(
-                r.flatMap { rows in
-                    guard let d = rows.first else { return .failure(.notFound("webhook endpoint", id: String(endpoint))) }
+                r.flatMap { row in
+                    guard let row else { return .failure(.notFound("webhook endpoint", id: String(endpoint))) }
                     return .success([
-                        "deliveryId": .string(String(d.deliveryID)), "state": "pending", "duplicate": .bool(!d.new),
+                        "deliveryId": .string(String(row.deliveryID)), "state": "pending", "duplicate": .bool(!row.new),
                     ])
                 })
         }

@@ -164,6 +164,19 @@ extension Server {
             guard let payload = p["payload"] else { throw RPCError.invalidParams(field: "payload", "is required") }
             let key = try p.optionalName("idempotencyKey", maxLength: 400)
             let type = event ?? "message"
+            if let endpoint {
+                let send = Store.EndpointSend(
+                    messageID: WebhooksService.newMessageID(), endpointID: endpoint, event: type,
+                    body: WebhooksService.body(event: type, data: payload), idempotencyKey: key, delayMs: nil)
+                return hooks.sends.add(send) { r in
+                    call.finish(
+                        r.flatMap { row in
+                            guard let row else { return .failure(.notFound("webhook endpoint", id: String(endpoint))) }
+                            let id = JSON.string(String(row.deliveryID))
+                            return .success(["deliveryIds": [id], "deliveryId": id, "duplicate": .bool(!row.new)])
+                        })
+                }
+            }
             store.sendWebhook(
                 messageID: WebhooksService.newMessageID(), endpointID: endpoint, event: type,
                 body: WebhooksService.body(event: type, data: payload), idempotencyKey: key

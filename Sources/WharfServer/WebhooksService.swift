@@ -38,8 +38,17 @@ final class WebhooksService {
     /// Attempts finished in one loop turn are recorded by one statement (one commit).
     private(set) var records: Batcher<(delivery: ClaimedDelivery, outcome: DeliveryOutcome), (justDisabled: Bool, reason: String?)>!
 
+    /// Sends to one endpoint made in one loop turn are queued by one statement (one commit).
+    private(set) var sends: Batcher<Store.EndpointSend, (deliveryID: Int64, new: Bool)?>!
+
     init(server: Server) {
         self.server = server
+        sends = Batcher(schedule: { [unowned server] body in server.runBeforeFlush(body) }) { [unowned self] items, done in
+            self.store.sendMany(items) { [unowned self] r in
+                self.poke()
+                done(r)
+            }
+        }
         records = Batcher(schedule: { [unowned server] body in server.runBeforeFlush(body) }) { [unowned self] items, done in
             self.store.recordAttempts(items, disableAfterMs: self.policy.disableAfterMs, done)
         }

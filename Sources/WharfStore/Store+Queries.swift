@@ -58,5 +58,6 @@ extension Store {
         StoreQuery(name: "webhooks.redeliver", sql: WebhookSQL.redeliver),
         StoreQuery(name: "webhooks.recover", sql: WebhookSQL.recover),
         StoreQuery(name: "webhooks.deferDelivery", sql: WebhookSQL.deferDelivery),
+        StoreQuery(name: "webhooks.sendMany", sql: WebhookSQL.sendMany),
     ]
 }

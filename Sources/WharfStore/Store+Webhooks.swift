@@ -288,4 +288,37 @@ extension Store {
             rows.affectedRows > 0
         }
     }
+
+    /// One send to one endpoint, as `sendMany` takes it.
+    public struct EndpointSend: Sendable {
+        public var messageID: String
+        public var endpointID: Int64
+        public var event: String
+        public var body: String
+        public var idempotencyKey: String?
+        public var delayMs: Int64?
+
+        public init(messageID: String, endpointID: Int64, event: String, body: String, idempotencyKey: String?, delayMs: Int64?) {
+            self.messageID = messageID
+            self.endpointID = endpointID
+            self.event = event
+            self.body = body
+            self.idempotencyKey = idempotencyKey
+            self.delayMs = delayMs
+        }
+    }
+
+    /// Queues a batch of sends in one statement. Per send: the delivery id and whether it is new, or
+    /// nil when the endpoint does not exist.
+    public func sendMany(
+        _ sends: [EndpointSend], _ completion: @escaping (Result<[(deliveryID: Int64, new: Bool)?], RPCError>) -> Void
+    ) {
+        let params: [String?] = [
+            PGArray.text(sends.map(\.messageID)), PGArray.ints(sends.map(\.endpointID)), PGArray.text(sends.map(\.event)),
+            PGArray.text(sends.map(\.body)), PGArray.text(sends.map(\.idempotencyKey)), PGArray.ints(sends.map(\.delayMs)),
+        ]
+        one(WebhookSQL.sendMany, params, completion) { rows in
+            (0..<rows.rowCount).map { i in rows.int(i, 1).map { ($0, rows.bool(i, 2) ?? false) } }
+        }
+    }
 }

@@ -244,4 +244,34 @@ enum WebhookSQL {
             next_attempt_at = now() + $3::bigint * interval '1 millisecond'
         where id = $1 and attempt = $2 and state = 'delivering'
         """
+
+    /// `webhooks.send` to one endpoint each, for a batch of sends: rows in input order with the delivery
+    /// id (null when the endpoint does not exist) and whether it is new. A send whose idempotency key
+    /// an earlier send used (before or in this batch) gets that delivery.
+    static let sendMany = """
+        with input as materialized (
+            select * from unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[])
+                with ordinality as t(message_id, endpoint_id, event, body, idempotency_key, delay_ms, ord)
+        ),
+        ins as (
+            insert into wharf.webhook_deliveries (message_id, endpoint_id, event, body, idempotency_key, next_attempt_at)
+            select i.message_id, i.endpoint_id, i.event, i.body, i.idempotency_key,
+                   now() + coalesce(i.delay_ms, 0) * interval '1 millisecond'
+            from input i
+            where exists (select 1 from wharf.webhook_endpoints e where e.id = i.endpoint_id)
+            order by i.ord
+            on conflict do nothing
+            returning id, endpoint_id, message_id, idempotency_key
+        ),
+        woke as (select count(pg_notify('wharf_wake', 'hooks:')) as n from (select 1 from ins limit 1) x)
+        select i.ord, coalesce(ins.id, dup.id, prior.id), ins.id is not null
+        from input i
+        cross join woke
+        left join ins on ins.message_id = i.message_id and ins.endpoint_id = i.endpoint_id
+        left join ins dup on ins.id is null and i.idempotency_key is not null
+            and dup.endpoint_id = i.endpoint_id and dup.idempotency_key = i.idempotency_key
+        left join wharf.webhook_deliveries prior on ins.id is null and dup.id is null and i.idempotency_key is not null
+            and prior.endpoint_id = i.endpoint_id and prior.idempotency_key = i.idempotency_key
+        order by i.ord
+        """
 }

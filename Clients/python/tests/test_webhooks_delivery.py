@@ -322,7 +322,13 @@ def test_failing_past_disable_after_disables_and_announces_it(hc, receiver):
     assert health and health["disabledReason"] == "failing" and health["disabledAt"]
     # Its delivery waits rather than burning attempts while the endpoint is disabled.
     assert delivery(hc, bad["id"])["state"] == "pending"
-    notes = wait_for(lambda: [r for r in receiver.at("/watch") if b"endpoint.disabled" in r["body"]])
+    def note():
+        return [
+            r for r in receiver.at("/watch")
+            if b"endpoint.disabled" in r["body"] and json.loads(r["body"])["data"]["endpointId"] == bad["id"]
+        ]
+
+    notes = wait_for(note)
     assert notes and notes[0]["verified"] is True
-    assert json.loads(notes[0]["body"])["data"]["endpointId"] == bad["id"]
+    assert json.loads(notes[0]["body"])["data"]["reason"] == "failing"
     assert watcher["id"] != bad["id"]
