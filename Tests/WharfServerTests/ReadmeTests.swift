@@ -42,5 +42,6 @@ import Testing
         #expect(try s.database.sql("select count(*) from wharf.jobs where queue = 'mail'") != "0")
         #expect(try s.database.sql("select count(*) from wharf.webhook_deliveries where event = 'order.created'") == "1")
         #expect(try s.database.sql("select count(*) from wharf.schedules where target ? 'webhook'") == "1")
+        #expect(try s.database.sql("select count(*) from wharf.webhook_deliveries where event = 'connector.changes'") == "1")
     }
 }
