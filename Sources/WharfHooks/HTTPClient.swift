@@ -13,6 +13,8 @@ public struct HTTPRequest: Sendable {
     public var pinned: (host: String, port: Int, addresses: [IPAddress])?
     public var connectTimeoutMs = 5_000
     public var timeoutMs = 15_000
+    /// A PEM bundle of CAs to trust for HTTPS instead of the system's.
+    public var caFile: String?
 
     public init(url: String) { self.url = url }
 }
@@ -108,6 +110,9 @@ public final class HTTPClient {
         _ = request.body.withUnsafeBytes { wharf_curl_setopt_ptr(easy, CURLOPT_COPYPOSTFIELDS, $0.baseAddress ?? UnsafeRawPointer(bitPattern: 1)) }
         for h in request.headers + ["Expect:"] { t.headers = curl_slist_append(t.headers, h) }
         wharf_curl_setopt_ptr(easy, CURLOPT_HTTPHEADER, UnsafeRawPointer(t.headers))
+        if let caFile = request.caFile {
+            _ = caFile.withCString { wharf_curl_setopt_ptr(easy, CURLOPT_CAINFO, $0) }
+        }
         if let pin = request.pinned {
             let entry = "\(pin.host):\(pin.port):" + pin.addresses.map(\.resolveForm).joined(separator: ",")
             t.resolve = curl_slist_append(nil, entry)

@@ -82,6 +82,8 @@ public struct WebhookPolicy: Sendable {
     ]
     public var connectTimeoutMs = 5_000
     public var timeoutMs = 15_000
+    /// A PEM bundle of CAs trusted for HTTPS targets instead of the system's (internal CAs, tests).
+    public var caFile: String?
     /// An endpoint with nothing but failures for this long is disabled.
     public var disableAfterMs: Int64 = 5 * 86_400_000
     /// An endpoint without a success for this long is reported dormant.

@@ -152,6 +152,7 @@ final class WebhooksService {
         if !target.addresses.isEmpty { request.pinned = (target.host, target.port, target.addresses) }
         request.connectTimeoutMs = policy.connectTimeoutMs
         request.timeoutMs = policy.timeoutMs
+        request.caFile = policy.caFile
         http.send(request, done)
     }
 

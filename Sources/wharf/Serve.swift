@@ -53,6 +53,9 @@ struct Serve: ParsableCommand {
     @Option(help: "Delays before each webhook attempt, e.g. 0,5s,5m,30m,2h (default: the Standard Webhooks example).")
     var webhookRetrySchedule: String?
 
+    @Option(help: "PEM file of CAs to trust for HTTPS webhook targets instead of the system's.")
+    var webhookCaFile: String?
+
     @Option(help: "Webhook connect timeout, e.g. 5s.") var webhookConnectTimeout = "5s"
     @Option(help: "Webhook total timeout per attempt, e.g. 15s.") var webhookTimeout = "15s"
     @Option(help: "Disable an endpoint after failing for this long, e.g. 120h (five days).")
@@ -102,6 +105,7 @@ struct Serve: ParsableCommand {
             }
             guard !config.webhooks.retryScheduleMs.isEmpty else { throw ValidationError("empty retry schedule") }
         }
+        config.webhooks.caFile = webhookCaFile
         config.webhooks.connectTimeoutMs = try parseDurationMs(webhookConnectTimeout)
         config.webhooks.timeoutMs = try parseDurationMs(webhookTimeout)
         config.webhooks.disableAfterMs = Int64(try parseDurationMs(webhookDisableAfter))

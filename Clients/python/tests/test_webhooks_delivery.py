@@ -11,6 +11,8 @@ import threading
 import time
 from typing import Dict, List
 
+import pathlib
+
 import pytest
 from standardwebhooks import Webhook
 
@@ -18,10 +20,13 @@ import wharf
 from wharf.pytest_plugin import start_server
 
 
+TLS_DIR = pathlib.Path(__file__).resolve().parent / "tls"
+
+
 class Receiver:
     """An HTTP server whose paths script their answers; records every request, verified."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: bool = False) -> None:
         self.secrets: Dict[str, str] = {}
         self.requests: List[dict] = []
         self.calls: Dict[str, int] = {}
@@ -75,10 +80,15 @@ class Receiver:
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self.httpd.server_address[1]
+        self.scheme = "https" if tls else "http"
+        if tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(TLS_DIR / "receiver.pem", TLS_DIR / "receiver.key")
+            self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{self.scheme}://127.0.0.1:{self.port}{path}"
 
     def at(self, path: str) -> List[dict]:
         return [r for r in self.requests if r["path"] == path]
@@ -332,3 +342,22 @@ def test_failing_past_disable_after_disables_and_announces_it(hc, receiver):
     assert notes and notes[0]["verified"] is True
     assert json.loads(notes[0]["body"])["data"]["reason"] == "failing"
     assert watcher["id"] != bad["id"]
+
+
+def test_https_delivery_to_a_receiver_signed_by_a_trusted_ca():
+    """HTTPS end to end: the receiver's certificate is signed by the CA given with --webhook-ca-file."""
+    tls_receiver = Receiver(tls=True)
+    s = start_server(extra_args=["--allow-private-webhooks", "--webhook-ca-file", str(TLS_DIR / "receiver.pem")])
+    c = wharf.Client(s.host, s.port, timeout=20)
+    try:
+        e = c.webhooks.register(tls_receiver.url("/ok"))
+        assert e["url"].startswith("https://")
+        assert e["verified"] is True and e["ping"]["status"] == 200
+        tls_receiver.secrets["/ok"] = e["secret"]
+        c.webhooks.send({"tls": 1}, endpoint_id=e["id"])
+        got = wait_for(lambda: [r for r in tls_receiver.at("/ok") if b'"tls"' in r["body"]])
+        assert got and got[0]["verified"] is True
+    finally:
+        c.close()
+        s.stop()
+        tls_receiver.httpd.shutdown()
