@@ -37,6 +37,8 @@ public final class Session {
     public internal(set) var role: Role?
     public internal(set) var clientName: String?
     public internal(set) var isOpen = true
+    /// The event types this connection receives as `event` notifications (`*`: all).
+    public internal(set) var subscriptions: Set<String> = []
     private var closeHooks: [String: () -> Void] = [:]
 
     init(id: String, role: Role?) {

@@ -10,6 +10,7 @@ extension Server {
         registerLockMethods()
         registerCronMethods()
         registerWebhookMethods()
+        registerEventMethods()
     }
 
     func registerServerMethods() {

@@ -18,7 +18,7 @@ public final class Server: @unchecked Sendable {  // loop-thread confined; only 
     public private(set) var pool: PQPool!
     public private(set) var store: Store!
     private var listener: TCPListener?
-    private var connections: [ObjectIdentifier: ClientConnection] = [:]
+    private(set) var connections: [ObjectIdentifier: ClientConnection] = [:]
     private var dirty: [ClientConnection] = []
     private var beforeFlush: [() -> Void] = []
     var jobs: JobsService!

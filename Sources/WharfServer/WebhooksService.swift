@@ -320,9 +320,11 @@ final class WebhooksService {
                 self.server.logger.warning(
                     "webhook endpoint disabled",
                     metadata: ["endpoint": "\(d.endpointID)", "reason": "\(e.reason ?? "")", "url": "\(d.url)"])
-                let body = Self.body(
-                    event: "endpoint.disabled",
-                    data: ["endpointId": .string(String(d.endpointID)), "url": .string(d.url), "reason": .from(e.reason)])
+                let data: JSON = [
+                    "endpointId": .string(String(d.endpointID)), "url": .string(d.url), "reason": .from(e.reason),
+                ]
+                self.server.publishEvent(type: "endpoint.disabled", data: data)
+                let body = Self.body(event: "endpoint.disabled", data: data)
                 self.store.sendWebhook(
                     messageID: Self.newMessageID(), endpointID: nil, event: "endpoint.disabled", body: body,
                     idempotencyKey: nil

@@ -8,6 +8,12 @@ extension Store {
             insert into wharf.replicas (id, hostname, version) values ($1, $2, $3)
             on conflict on constraint replicas_pkey do update set seen_at = now()
             """
+        static let publish = "select pg_notify('wharf_wake', $1)"
+    }
+
+    /// Sends `payload` on the wake-up channel, to every replica (after the statement commits).
+    public func publish(_ payload: String, _ completion: @escaping (Result<Void, RPCError>) -> Void) {
+        one(ServerSQL.publish, [payload], completion) { _ in () }
     }
 
     /// A round trip to the database: its clock, version and whether it is a standby.

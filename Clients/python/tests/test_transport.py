@@ -168,7 +168,7 @@ def test_notifications_reach_the_callback_which_may_call_the_client(peer_factory
         seen.append((method, params["n"], client.server.ping()))
 
     client.on_notification = on_notification
-    assert client.events.subscribe(types=["job.completed"]) == {"subscribed": True}
+    assert client.events.subscribe(["job.completed"]) == {"subscribed": True}
     assert wait_for(lambda: len(seen) == 2, timeout=5)
     assert seen == [("event", 1, "pong"), ("event", 2, "pong")]
     assert peer.requests[-1]["method"] == "server.ping"
@@ -217,7 +217,7 @@ def test_async_client_notifications_and_timeouts(peer_factory):
             got.set()
 
         async with wharf.AsyncClient("127.0.0.1", peer.port, on_notification=on_notification) as c:
-            await c.events.subscribe()
+            await c.events.subscribe(["*"])
             await asyncio.wait_for(got.wait(), 5)
             assert seen == [("event", {"n": 1})]
             with pytest.raises(wharf.CallTimeout):

@@ -361,3 +361,20 @@ def test_https_delivery_to_a_receiver_signed_by_a_trusted_ca():
         c.close()
         s.stop()
         tls_receiver.httpd.shutdown()
+
+
+def test_event_subscribers_hear_of_a_disabled_endpoint(hooks_server, receiver):
+    heard = []
+    listener = wharf.Client(hooks_server.host, hooks_server.port, timeout=20,
+                            on_notification=lambda method, params: heard.append((method, params)))
+    c = wharf.Client(hooks_server.host, hooks_server.port, timeout=20)
+    try:
+        assert listener.events.subscribe(["endpoint.disabled"])["events"] == ["endpoint.disabled"]
+        e = register(c, receiver, "/gone")
+        c.webhooks.send({"n": 11}, endpoint_id=e["id"])
+        got = wait_for(lambda: [p for m, p in heard if m == "event" and p["data"]["endpointId"] == e["id"]])
+        assert got and got[0]["type"] == "endpoint.disabled" and got[0]["data"]["reason"] == "gone"
+        assert listener.events.unsubscribe()["events"] == []
+    finally:
+        listener.close()
+        c.close()

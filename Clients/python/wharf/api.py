@@ -582,13 +582,13 @@ class EventsAPI(_Namespace):
     __slots__ = ()
     family = "events"
 
-    def subscribe(self, **params_: Any) -> Any:
-        """`events.subscribe` with the given params."""
-        return self._call("events.subscribe", merge({}, params_))
+    def subscribe(self, events: Sequence[str], **extra: Any) -> Any:
+        """`events.subscribe`: receive events of these types (`"*"` for all) -> `{events}`."""
+        return self._call("events.subscribe", merge(params(events=list(events)), extra))
 
-    def unsubscribe(self, **params_: Any) -> Any:
-        """`events.unsubscribe` with the given params."""
-        return self._call("events.unsubscribe", merge({}, params_))
+    def unsubscribe(self, events: Optional[Sequence[str]] = None, **extra: Any) -> Any:
+        """`events.unsubscribe`: stop receiving these types (all when omitted) -> `{events}`."""
+        return self._call("events.unsubscribe", merge(params(events=list(events) if events else None), extra))
 
 
 NAMESPACES = {
