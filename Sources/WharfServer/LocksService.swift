@@ -113,17 +113,45 @@ final class LocksService {
             // Sorted by name, so that concurrent statements lock rows in one order.
             batch.sort { $0.0.name < $1.0.name }
             inFlight += 1
-            let requests = batch.map(\.0)
-            retryingOnce { self.store.acquireLocks(requests, replicaID: self.replicaID, $0) } then: {
-                [unowned self] result in
+            run(batch) { [unowned self] in
                 self.inFlight -= 1
+                if !self.pending.isEmpty { self.flush() }
+            }
+        }
+    }
+
+    /// Runs one batch: new requests first through the plain upsert that grants free locks nobody waits
+    /// for (answered as soon as it commits), then everything it left, and queued waiters' retries,
+    /// through the statement that decides exactly.
+    private func run(
+        _ batch: [(LockRequest, (Result<LockOutcome, RPCError>) -> Void)], then finished: @escaping () -> Void
+    ) {
+        let decide = { [unowned self] (rest: [(LockRequest, (Result<LockOutcome, RPCError>) -> Void)]) in
+            if rest.isEmpty { return finished() }
+            let requests = rest.map(\.0)
+            self.retryingOnce { self.store.decideLocks(requests, replicaID: self.replicaID, $0) } then: { result in
                 switch result {
                 case .success(let outcomes):
-                    for (p, o) in zip(batch, outcomes) { p.1(.success(o)) }
+                    for (p, o) in zip(rest, outcomes) { p.1(.success(o)) }
                 case .failure(let e):
-                    for p in batch { p.1(.failure(e)) }
+                    for p in rest { p.1(.failure(e)) }
                 }
-                if !self.pending.isEmpty { self.flush() }
+                finished()
+            }
+        }
+        let fresh = batch.filter { $0.0.waiterSeq == nil }
+        if fresh.isEmpty { return decide(batch) }
+        retryingOnce { self.store.grantFreeLocks(fresh.map(\.0), $0) } then: { result in
+            switch result {
+            case .success(let grants):
+                var rest: [(LockRequest, (Result<LockOutcome, RPCError>) -> Void)] = []
+                for p in batch {
+                    if let g = grants[p.0.name], p.0.waiterSeq == nil { p.1(.success(.granted(g))) } else { rest.append(p) }
+                }
+                decide(rest)
+            case .failure(let e):
+                for p in fresh { p.1(.failure(e)) }
+                decide(batch.filter { $0.0.waiterSeq != nil })
             }
         }
     }

@@ -30,7 +30,7 @@ enum LockSQL {
     /// so two grants can never share or reorder tokens; `acquired_at` is read from `clock_timestamp()`
     /// once the lock is held, so a grant's recorded start is never before the end of the lease it
     /// follows. Taking over an expired lease counts an expiry without release.
-    static func grant(from source: String) -> String {
+    static func grant(from source: String, alsoWhere: String = "true") -> String {
         """
         insert into wharf.locks as l (name, holder, token, fencing_token, acquired_at, expires_at, request_id,
                                       session_id, lock_delay_ms, grants)
@@ -43,8 +43,9 @@ enum LockSQL {
             acquired_at = clock_timestamp(), expires_at = excluded.expires_at, request_id = excluded.request_id,
             session_id = excluded.session_id, lock_delay_ms = excluded.lock_delay_ms, grants = l.grants + 1,
             expiries = l.expiries + case when l.holder is not null then 1 else 0 end
-        where l.holder is null or \(freeAt("l")) <= now()
-        returning l.name, l.token, l.fencing_token, l.acquired_at, l.expires_at
+        where (l.holder is null or \(freeAt("l")) <= now()) and \(alsoWhere)
+        returning l.name, l.token, l.fencing_token, l.acquired_at, l.expires_at,
+                  \(us("l.acquired_at")) as acquired_us, \(us("l.expires_at")) as expires_us
         """
     }
 
@@ -69,33 +70,23 @@ enum LockSQL {
         """
     }
 
-    /// Tries to grant each requested lock at once, without queueing: the common case, kept to the
-    /// fewest steps. Names are distinct within one call; `wait_ms`, `wait_seq` and `request_id` must be
-    /// 0 or null (`acquire` handles those). Granted only if no live waiter is queued for the name, so
-    /// that newcomers never jump the line. A request that is not granted counts as contention.
-    static let acquireNow = """
-        with input as (\(input)),
-        attempt as (
-            select i.*, \(aheadUntil) as ahead_until from input i
-        ),
-        granted as (\(grant(from: "attempt a where a.ahead_until is null"))),
-        contended as (
-            update wharf.locks l
-            set waits = l.waits + 1
-            from input i
-            where l.name = i.name and i.name not in (select name from granted)
-            returning l.name, l.holder, l.expires_at, l.lock_delay_ms
-        )
-        \(outcome(granted: "g", holder: "c.holder", freeAt: freeAt("c"), seq: "null::bigint", ahead: "a.ahead_until"))
-        from input i
-        join attempt a on a.ord = i.ord
-        left join granted g on g.name = i.name
-        left join contended c on c.name = i.name
-        order by i.ord
+    /// Grants each requested lock that is free and has nobody in line, in one plain upsert: the common
+    /// case, kept to the fewest steps. A name is taken only when its lease is free (never held,
+    /// released, or expired past its lock-delay) and `waiters_until` has passed: that column is raised
+    /// to every queued waiter's deadline under the row's lock, so no live waiter can be queued behind a
+    /// past value. A brand-new name has no row, hence no waiters. Returns a row per grant only; the
+    /// requests it leaves out go through `acquire`, which decides them exactly (a retried request, the
+    /// line, contention counts). Names are distinct within one call.
+    static let acquireFree = """
+        \(grant(from: """
+            unnest(\(array(1, "text")), \(array(2, "text")), \(array(3, "bigint")), \(array(4, "text")),
+                   \(array(5, "text")), \(array(6, "bigint")))
+                as a(name, holder, ttl_ms, request_id, session_id, lock_delay_ms)
+            """, alsoWhere: "(l.waiters_until is null or l.waiters_until <= now())"))
         """
 
-    /// Tries to grant each requested lock; names are distinct within one call. Also handles what
-    /// `acquireNow` leaves out:
+    /// Decides each requested lock exactly; names are distinct within one call. Runs for what
+    /// `acquireFree` did not grant, and for queued waiters' retries:
     ///
     /// - a retried request (`request_id` and holder equal to the live grant's) gets that grant back
     ///   unchanged, read from the statement's snapshot;
@@ -175,27 +166,22 @@ enum LockSQL {
         """
 
     /// Compare-and-delete of the lease on the token (the row stays: it carries the fencing counter).
-    /// Also accepts a holder whose lease expired but was not taken over. Wakes waiters on every replica
-    /// (`NOTIFY wharf_wake, 'lock:<name>'`) only when some waiter queued for the name recently.
+    /// Also accepts a holder whose lease expired but was not taken over. Returns a row per lease
+    /// released. Wakes waiters on every replica (`NOTIFY wharf_wake, 'lock:<name>'`) only when some
+    /// waiter queued for the name recently.
+    ///
+    /// The commit does not wait for the WAL flush: a release lost in a crash leaves the lease to run
+    /// out (as if the holder had died), and any later grant of the name flushes the WAL up to its own
+    /// commit, this release included.
     static let release = """
-        with input as (
-            select * from unnest(\(array(1, "text")), \(array(2, "text"))) with ordinality as t(name, token, ord)
-        ),
-        freed as (
-            update wharf.locks l
-            set holder = null, token = null, acquired_at = null, expires_at = null, request_id = null,
-                session_id = null, releases = l.releases + 1
-            from input i
-            where l.name = i.name and l.token = i.token
-            returning i.ord, l.name, l.fencing_token, coalesce(l.waiters_until > now(), false) as waiting,
-                      clock_timestamp() as released_at
-        ),
-        woke as (
-            select count(pg_notify('wharf_wake', 'lock:' || f.name)) as n from freed f where f.waiting
-        )
-        select i.ord, f.name is not null, f.fencing_token, \(us("f.released_at"))
-        from input i left join freed f on f.ord = i.ord cross join woke
-        order by i.ord
+        update wharf.locks l
+        set holder = null, token = null, acquired_at = null, expires_at = null, request_id = null,
+            session_id = null, releases = l.releases + 1
+        from unnest(\(array(1, "text")), \(array(2, "text"))) as i(name, token),
+            (select set_config('synchronous_commit', 'off', true)) sc
+        where l.name = i.name and l.token = i.token
+        returning l.name, i.token, l.fencing_token, \(us("clock_timestamp()")),
+                  case when l.waiters_until > now() then pg_notify('wharf_wake', 'lock:' || l.name) end
         """
 
     /// Removes waiters that gave up or disconnected, and wakes the line of a free lock that has other

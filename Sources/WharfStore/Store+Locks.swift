@@ -70,21 +70,42 @@ public struct LockRelease: Sendable {
 }
 
 extension Store {
-    /// Tries to acquire every lock in one statement (one commit); each request reads its own outcome.
-    /// Names must be distinct within a call.
-    public func acquireLocks(_ items: [LockRequest], replicaID: String,
+    /// Grants, in one plain upsert (one commit), each requested lock that is free and has nobody in
+    /// line: the common case. Returns the grants by name; a request left out is not refused, only
+    /// undecided (`decideLocks` decides it). Names must be distinct within a call.
+    public func grantFreeLocks(_ items: [LockRequest],
+        _ completion: @escaping (Result<[String: LockGrant], RPCError>) -> Void)
+    {
+        let params: [String?] = [
+            PGArray.text(items.map(\.name)), PGArray.text(items.map(\.holder)), PGArray.ints(items.map(\.ttlMs)),
+            PGArray.text(items.map(\.requestID)), PGArray.text(items.map(\.sessionID)),
+            PGArray.ints(items.map(\.lockDelayMs)),
+        ]
+        one(LockSQL.acquireFree, params, completion) { rows throws(RPCError) in
+            var grants: [String: LockGrant] = [:]
+            for i in 0..<rows.rowCount {
+                guard let name = rows.string(i, 0), let token = rows.string(i, 1) else { throw RPCError.internalError }
+                grants[name] = LockGrant(
+                    name: name, token: token, fencingToken: rows.int(i, 2) ?? 0, acquiredAtUs: rows.int(i, 5) ?? 0,
+                    expiresAtUs: rows.int(i, 6) ?? 0)
+            }
+            return grants
+        }
+    }
+
+    /// Decides each request exactly in one statement (one commit): grants, retried requests, the line
+    /// of waiters, contention counts. Each request reads its own outcome. Names must be distinct within
+    /// a call.
+    public func decideLocks(_ items: [LockRequest], replicaID: String,
         _ completion: @escaping (Result<[LockOutcome], RPCError>) -> Void)
     {
-        var params: [String?] = [
+        let params: [String?] = [
             PGArray.text(items.map(\.name)), PGArray.text(items.map(\.holder)), PGArray.ints(items.map(\.ttlMs)),
             PGArray.text(items.map(\.requestID)), PGArray.text(items.map(\.sessionID)),
             PGArray.ints(items.map(\.lockDelayMs)), PGArray.ints(items.map(\.queueForMs)),
-            PGArray.ints(items.map(\.waiterSeq)),
+            PGArray.ints(items.map(\.waiterSeq)), replicaID,
         ]
-        // The shorter statement serves the common case: try now, no waiting, no retried request.
-        let plain = items.allSatisfy { $0.queueForMs == 0 && $0.waiterSeq == nil && $0.requestID == nil }
-        if !plain { params.append(replicaID) }
-        one(plain ? LockSQL.acquireNow : LockSQL.acquire, params, completion) { rows throws(RPCError) in
+        one(LockSQL.acquire, params, completion) { rows throws(RPCError) in
             guard rows.rowCount == items.count else { throw RPCError.internalError }
             return (0..<rows.rowCount).map { i in
                 if let token = rows.string(i, 1) {
@@ -99,17 +120,6 @@ extension Store {
                         aheadUntilUs: rows.int(i, 8), nowUs: rows.int(i, 9) ?? 0))
             }
         }
-    }
-
-    /// Acquires one lock without waiting: granted, or refused with the holder.
-    public func acquireLock(
-        name: String, holder: String, ttlMs: Int64, requestId: String? = nil, lockDelayMs: Int64 = 0,
-        replicaID: String, _ completion: @escaping (Result<LockOutcome, RPCError>) -> Void
-    ) {
-        var r = LockRequest(name: name, holder: holder, ttlMs: ttlMs)
-        r.requestID = requestId
-        r.lockDelayMs = lockDelayMs
-        acquireLocks([r], replicaID: replicaID) { completion($0.map { $0[0] }) }
     }
 
     /// Extends a lease held with `token` (compare-and-set). An expired or taken-over lease is a
@@ -135,10 +145,13 @@ extension Store {
     ) {
         let params = [PGArray.text(items.map(\.name)), PGArray.text(items.map(\.token))]
         one(LockSQL.release, params, completion) { rows throws(RPCError) in
-            guard rows.rowCount == items.count else { throw RPCError.internalError }
-            return (0..<rows.rowCount).map {
-                LockRelease(released: rows.bool($0, 1) ?? false, fencingToken: rows.int($0, 2), releasedAtUs: rows.int($0, 3))
+            var freed: [String: LockRelease] = [:]
+            for i in 0..<rows.rowCount {
+                guard let name = rows.string(i, 0), let token = rows.string(i, 1) else { throw RPCError.internalError }
+                freed[name + "\u{0}" + token] = LockRelease(
+                    released: true, fencingToken: rows.int(i, 2), releasedAtUs: rows.int(i, 3))
             }
+            return items.map { freed[$0.name + "\u{0}" + $0.token] ?? LockRelease(released: false) }
         }
     }
 

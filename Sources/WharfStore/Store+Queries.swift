@@ -25,7 +25,7 @@ extension Store {
         StoreQuery(name: "queues.setPaused", sql: QueueSQL.setPaused),
         StoreQuery(name: "queues.setRetry", sql: QueueSQL.setRetry),
         StoreQuery(name: "locks.acquire", sql: LockSQL.acquire),
-        StoreQuery(name: "locks.acquireNow", sql: LockSQL.acquireNow),
+        StoreQuery(name: "locks.acquireFree", sql: LockSQL.acquireFree),
         StoreQuery(name: "locks.renew", sql: LockSQL.renew),
         StoreQuery(name: "locks.release", sql: LockSQL.release),
         StoreQuery(name: "locks.removeWaiters", sql: LockSQL.removeWaiters),

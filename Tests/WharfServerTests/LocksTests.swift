@@ -264,7 +264,8 @@ import WharfRPC
         try s.database.sql(
             """
             insert into wharf.lock_waiters (name, holder, replica_id, deadline, alive_until)
-            values ('orphan', 'ghost', 'r-dead', now() + interval '1 minute', now() + interval '1 second')
+            values ('orphan', 'ghost', 'r-dead', now() + interval '1 minute', now() + interval '1 second');
+            update wharf.locks set waiters_until = now() + interval '1 minute' where name = 'orphan'
             """)
         _ = try c.call("locks.release", ["name": "orphan", "token": held["token"]!])
         #expect(try acquire(c, "orphan", holder: "impatient")["granted"] == false)
