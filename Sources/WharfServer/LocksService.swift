@@ -43,9 +43,9 @@ final class LocksService {
     private var inFlight = 0
     private var flushScheduled = false
     /// Acquire statements in flight at once; while they run, new requests accumulate into the next.
-    let maxInFlight = Int(ProcessInfo.processInfo.environment["XLOCKS_INFLIGHT"] ?? "4")!
+    let maxInFlight = 4
     /// Most requests coalesced into one acquire statement.
-    let maxBatch = Int(ProcessInfo.processInfo.environment["XLOCKS_BATCH"] ?? "1000")!
+    let maxBatch = 1000
 
     /// Releases from all clients in one loop iteration share one statement.
     private(set) lazy var releases = Batcher<(name: String, token: String), LockRelease>(

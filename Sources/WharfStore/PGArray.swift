@@ -1,25 +1,27 @@
 /// PostgreSQL array literals in text format, for passing many rows as one parameter
 /// (`unnest($1::text[], ...)`): the set-based statements that batch concurrent requests.
 public enum PGArray {
-    /// `{"a","b",NULL}` with `"` and `\` escaped.
+    /// `{"a","b",NULL}` with `"` and `\` escaped. Built as UTF-8 bytes: these literals carry every
+    /// batched request, so they are on the hot path.
     public static func text(_ values: [String?]) -> String {
-        var out = "{"
-        out.reserveCapacity(values.count * 16)
+        var out: [UInt8] = []
+        out.reserveCapacity(2 + values.reduce(0) { $0 + ($1?.utf8.count ?? 4) + 3 })
+        out.append(UInt8(ascii: "{"))
         for (i, v) in values.enumerated() {
-            if i > 0 { out.append(",") }
+            if i > 0 { out.append(UInt8(ascii: ",")) }
             guard let v else {
-                out.append("NULL")
+                out.append(contentsOf: "NULL".utf8)
                 continue
             }
-            out.append("\"")
-            for ch in v.unicodeScalars {
-                if ch == "\"" || ch == "\\" { out.append("\\") }
-                out.unicodeScalars.append(ch)
+            out.append(UInt8(ascii: "\""))
+            for byte in v.utf8 {
+                if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") { out.append(UInt8(ascii: "\\")) }
+                out.append(byte)
             }
-            out.append("\"")
+            out.append(UInt8(ascii: "\""))
         }
-        out.append("}")
-        return out
+        out.append(UInt8(ascii: "}"))
+        return String(decoding: out, as: UTF8.self)
     }
 
     public static func ints(_ values: [Int64?]) -> String {

@@ -10,7 +10,8 @@ struct BenchLocks: ParsableCommand {
         commandName: "locks", abstract: "Acquire+release throughput and acquire latency of fenced locks.")
 
     @Option(help: "Server address, HOST:PORT (default: $WHARF_SERVER or 127.0.0.1:7411).") var server = defaultServer
-    @Option(help: "Client connections, each looping acquire then release.") var clients = 8
+    @Option(help: "Clients, each looping acquire then release (one request in flight per client).") var clients = 8
+    @Option(help: "TCP connections the clients share (default: one per client).") var connections: Int?
     @Option(help: "Distinct lock names (names >= clients means no contention).") var names = 64
     @Option(help: "Seconds to measure after a one-second warm-up.") var duration = 10.0
     @Flag(help: "Print one JSON object as the last line.") var json = false
@@ -18,7 +19,9 @@ struct BenchLocks: ParsableCommand {
     func run() throws {
         let (host, port) = try parseHostPort(server)
         let box = UncheckedBox(
-            LockBenchRun(host: host, port: port, clients: clients, names: names, durationS: duration))
+            LockBenchRun(
+                host: host, port: port, clients: clients, connections: connections ?? clients, names: names,
+                durationS: duration))
         runOnLoopThread { box.value.run() }
         let r = box.value
         if let error = r.error { throw ValidationError(error) }
@@ -28,8 +31,8 @@ struct BenchLocks: ParsableCommand {
         print(
             String(
                 format:
-                    "locks: %d clients over %d names, %.1f s: %.0f acquires/s (each followed by a release), acquire p50 %.3f ms, p99 %.3f ms, denied %d",
-                clients, names, r.seconds, perSec, p50, p99, r.denied))
+                    "locks: %d clients on %d connections over %d names, %.1f s: %.0f acquires/s (each followed by a release), acquire p50 %.3f ms, p99 %.3f ms, denied %d",
+                clients, r.connections, names, r.seconds, perSec, p50, p99, r.denied))
         if json {
             #if DEBUG
                 let build = "debug"
@@ -37,7 +40,7 @@ struct BenchLocks: ParsableCommand {
                 let build = "release"
             #endif
             let o: JSON = [
-                "clients": .from(clients), "names": .from(names), "acquiresPerSec": .double(perSec.rounded()),
+                "clients": .from(clients), "connections": .from(r.connections), "names": .from(names), "acquiresPerSec": .double(perSec.rounded()),
                 "acquireP50Ms": .double(p50), "acquireP99Ms": .double(p99), "denied": .from(r.denied),
                 "seconds": .double((r.seconds * 100).rounded() / 100), "build": .string(build),
             ]
@@ -50,6 +53,7 @@ final class LockBenchRun {
     let host: String
     let port: Int
     let clients: Int
+    let connections: Int
     let names: Int
     let durationS: Double
     var latency = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
@@ -61,10 +65,11 @@ final class LockBenchRun {
     private var stopping = false
     private let prefix = "bench-" + String(UInt32.random(in: 0...UInt32.max), radix: 36) + "-"
 
-    init(host: String, port: Int, clients: Int, names: Int, durationS: Double) {
+    init(host: String, port: Int, clients: Int, connections: Int, names: Int, durationS: Double) {
         self.host = host
         self.port = port
         self.clients = max(1, clients)
+        self.connections = min(max(1, connections), self.clients)
         self.names = max(1, names)
         self.durationS = durationS
     }
@@ -74,9 +79,9 @@ final class LockBenchRun {
     func run() {
         do {
             try LoopRPCClient.runConnected(
-                count: clients, host: host, port: port,
+                count: connections, host: host, port: port,
                 ready: { [unowned self] loop, conns in
-                    for (k, c) in conns.enumerated() { self.cycle(c, client: k, step: 0) }
+                    for k in 0..<self.clients { self.cycle(conns[k % conns.count], client: k, step: 0) }
                     self.startClock(loop)
                 },
                 failed: { [unowned self] message in self.error = message })

@@ -57,7 +57,14 @@ final class LoopRPCClient {
         out.bytes.removeAll(keepingCapacity: true)
     }
 
+    /// Calls made by the reply handlers of one read go out together in one write.
     private func read(_ bytes: UnsafeRawBufferPointer) {
+        let wasCorked = corked
+        corked = true
+        defer {
+            corked = wasCorked
+            if !corked { flush() }
+        }
         _ = framer.feed(bytes) { line in
             guard let msg = try? JSONParser.parse(line), let id = msg["id"]?.intValue,
                 let done = waiting.removeValue(forKey: id)

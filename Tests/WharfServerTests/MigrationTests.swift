@@ -102,6 +102,21 @@ func migrate(_ conninfo: String) throws -> Result<[Int], PQError> {
         #expect(try db.sql("select count(*) from wharf.schema_migrations") == String(Migrator.all.count))
     }
 
+    /// The array literals that carry batched requests read back exactly, whatever the strings hold.
+    @Test func arrayLiteralsRoundTrip() throws {
+        let db = try TestDatabase()
+        let values: [String?] = [
+            "plain", "\"quoted\"", "back\\slash", "a,b", "{brace}", "NULL", nil, "", "ünï 😀", " spaced ", "\\\"",
+        ]
+        let literal = PGArray.text(values)
+        let out = try db.sql(
+            "select json_agg(x order by n) from unnest($lit$\(literal)$lit$::text[]) with ordinality as t(x, n)")
+        let decoded = try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [Any]
+        let strings = decoded?.map { $0 as? String }
+        #expect(strings == values, "\(literal) read back as \(out)")
+        #expect(try db.sql("select array_to_string($lit$\(PGArray.ints([1, nil, -3]))$lit$::bigint[], ',', 'null')") == "1,null,-3")
+    }
+
     @Test func everyStoreQueryPrepares() throws {
         let db = try TestDatabase()
         _ = try migrate(db.conninfo).get()
