@@ -5,7 +5,13 @@ import WharfRPC
 enum JobRow {
     /// The lease token only goes to the worker that leased the job (`withLeaseToken`): anyone else who
     /// read it could complete or fail the job in its holder's place.
-    static func json(_ r: PQResult, _ row: Int, withAttempts: Bool = false, withLeaseToken: Bool = false) -> JSON {
+    /// Columns in `JobSQL.columns`; a statement may return more after them.
+    static let columnCount = 26
+
+    static func json(
+        _ r: PQResult, _ row: Int, withAttempts: Bool = false, withLeaseToken: Bool = false,
+        fencingTokenColumn: Int? = nil
+    ) -> JSON {
         var o = JSONObject()
         o["id"] = .from(r.string(row, 0))
         o["queue"] = .from(r.string(row, 1))
@@ -34,6 +40,7 @@ enum JobRow {
             o["schedule"] = ["name": .string(name), "fireAt": .from(r.string(row, 24))]
         }
         optional(&o, "retry", parsed(r, row, 25))
+        if let c = fencingTokenColumn { optional(&o, "fencingToken", r.int(row, c).map(JSON.int)) }
         if withAttempts {
             // Failed and lost attempts are recorded as they end; the successful one is the row itself.
             var attempts = parsed(r, row, 26)?.arrayValue ?? []

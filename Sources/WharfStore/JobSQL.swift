@@ -78,35 +78,67 @@ enum JobSQL {
             where not exists (select 1 from wharf.queues q where q.name = qn.name and q.paused)
         ),
         keyed as (
-            select c.id, c.priority, c.run_at
+            -- The best runnable job of each lockKey whose lock is free and has nobody in line.
+            select distinct on (c.lock_key) c.id, c.priority, c.run_at, c.lock_key, c.timeout_ms
             from unnest($1::text[]) as qn(name)
             cross join lateral (
-                select j.id, j.priority, j.run_at from wharf.jobs j
+                select j.id, j.priority, j.run_at, j.lock_key, j.timeout_ms from wharf.jobs j
                 where j.queue = qn.name and j.state in ('available', 'scheduled', 'retryable')
                   and j.lock_key is not null and j.run_at <= now()
-                  and not exists (select 1 from wharf.jobs r where r.lock_key = j.lock_key and r.state = 'running')
+                  and not exists (
+                      select 1 from wharf.locks l
+                      where l.name = j.lock_key
+                        and ((l.holder is not null and \(LockSQL.freeAt("l")) > now()) or l.waiters_until > now()))
                 order by j.priority desc, j.run_at, j.id
-                limit 1
+                limit $2
                 for update skip locked
             ) c
             where not exists (select 1 from wharf.queues q where q.name = qn.name and q.paused)
-            limit 1
+            order by c.lock_key, c.priority desc, c.run_at, c.id
+        ),
+        best as (
+            select u.*, md5(random()::text || clock_timestamp()::text) as token
+            from (select id, priority, run_at, null::text as lock_key, null::bigint as timeout_ms from plain
+                  union all select * from keyed) u
+            order by u.priority desc, u.run_at, u.id
+            limit $2
+        ),
+        granted as (
+            -- Each keyed job takes its lock as any client would (see LockSQL.grant), with the lease
+            -- token as the lock's token and the lease's expiry as the lock's.
+            insert into wharf.locks as l (name, holder, token, fencing_token, acquired_at, expires_at, grants)
+            select b.lock_key, 'job ' || b.id, b.token, 1, clock_timestamp(),
+                   now() + least($3::bigint, coalesce(b.timeout_ms, $3::bigint)) * interval '1 millisecond', 1
+            from best b
+            where b.lock_key is not null
+            order by b.lock_key
+            on conflict on constraint locks_pkey do update set
+                holder = excluded.holder, token = excluded.token, fencing_token = l.fencing_token + 1,
+                acquired_at = clock_timestamp(), expires_at = excluded.expires_at, request_id = null,
+                session_id = null, lock_delay_ms = 0, grants = l.grants + 1,
+                expiries = l.expiries + case when l.holder is not null then 1 else 0 end
+            where (l.holder is null or \(LockSQL.freeAt("l")) <= now())
+              and (l.waiters_until is null or l.waiters_until <= now())
+            returning l.name, l.token, l.fencing_token
         ),
         picked as (
-            -- A lease is soft state (a lost one only means the job runs again, as after expiry), so
-            -- its commit does not wait for the WAL flush; completions do.
-            select id from (select * from plain union all select * from keyed) u,
-                (select set_config('synchronous_commit', 'off', true)) sc
-            order by priority desc, run_at, id
-            limit $2
+            -- A plain lease is soft state (a lost one only means the job runs again, as after expiry),
+            -- so its commit does not wait for the WAL flush; completions do. A lease that granted a
+            -- lock does wait: a fencing token must never be handed out twice.
+            select b.id, b.token, g.fencing_token
+            from best b
+            left join granted g on g.token = b.token,
+                (select set_config('synchronous_commit',
+                                   case when exists (select 1 from granted) then 'on' else 'off' end, true)) sc
+            where b.lock_key is null or g.token is not null
         )
         update wharf.jobs j
-        set state = 'running', attempt = j.attempt + 1, lease_token = md5(random()::text || clock_timestamp()::text),
+        set state = 'running', attempt = j.attempt + 1, lease_token = picked.token,
             leased_at = now(), worker = $4, progress = null,
             lease_expires_at = now() + least($3::bigint, coalesce(j.timeout_ms, $3::bigint)) * interval '1 millisecond'
         from picked
         where j.id = picked.id
-        returning \(columns)
+        returning \(columns), picked.fencing_token
         """
 
     static let heartbeat = """
@@ -115,6 +147,9 @@ enum JobSQL {
                                      coalesce(j.leased_at + j.timeout_ms * interval '1 millisecond', 'infinity')),
             progress = coalesce($4::jsonb, j.progress)
         where j.id = $1 and j.lease_token = $2 and j.state = 'running'
+          -- A keyed job's lease lapsed and its lock went to someone else: the lease is lost.
+          and (j.lock_key is null
+               or exists (select 1 from wharf.locks l where l.name = j.lock_key and l.token = j.lease_token))
         returning \(ts("j.lease_expires_at"))
         """
 

@@ -117,7 +117,11 @@ extension Store {
         pool.query(JobSQL.lease, params) { [self] r in
             switch r {
             case .success(let rows):
-                var jobs = (0..<rows.rowCount).map { JobRow.json(rows, $0, withLeaseToken: true) }
+                // A job with a lockKey holds that lock while it runs: the reply carries the grant's
+                // fencing token.
+                var jobs = (0..<rows.rowCount).map {
+                    JobRow.json(rows, $0, withLeaseToken: true, fencingTokenColumn: JobRow.columnCount)
+                }
                 jobs.sort { a, b in
                     let pa = a["priority"]?.intValue ?? 0, pb = b["priority"]?.intValue ?? 0
                     if pa != pb { return pa > pb }
@@ -126,10 +130,6 @@ extension Store {
                     return (Int64(a["id"]?.stringValue ?? "") ?? 0) < (Int64(b["id"]?.stringValue ?? "") ?? 0)
                 }
                 completion(.success(jobs))
-            case .failure(let e) where e.sqlState == "23505":
-                // Two replicas raced for jobs sharing a lockKey; the unique index refused the second.
-                // Nothing was leased; the caller may simply try again.
-                completion(.failure(.unavailable("lease conflicted with another replica, retry", reason: "store_busy")))
             case .failure(let e):
                 completion(.failure(rpcError(e)))
             }

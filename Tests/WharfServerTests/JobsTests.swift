@@ -286,6 +286,80 @@ import WharfRPC
         #expect(next.first?["lockKey"] == "singleton")
     }
 
+    /// A lockKey is a lock of the locks family: a client's lease on the name keeps keyed jobs waiting,
+    /// a running keyed job holds the name with a fencing token, heartbeats renew it, finishing releases
+    /// it (waking a queued client), and a lapsed lease loses it.
+    @Test func lockKeyHoldsTheLockOfThatName() throws {
+        let s = try TestServer()
+        let c = try s.connect()
+        let held = try c.call("locks.acquire", ["name": "report", "holder": "admin", "ttlMs": 60_000])
+        #expect(held["fencingToken"] == 1)
+        let keyedID = try enqueue(c, ["queue": "q", "kind": "k", "lockKey": "report"])
+        _ = try enqueue(c, ["queue": "q", "kind": "k"])
+        var got = try c.call("jobs.lease", ["queues": ["q"], "max": 10, "worker": "w"])["jobs"]?.arrayValue ?? []
+        #expect(got.count == 1)
+        #expect(got.first?["lockKey"] == nil)
+        #expect(got.first?["fencingToken"] == nil)
+
+        _ = try c.call("locks.release", ["name": "report", "token": held["token"]!])
+        got = try c.call("jobs.lease", ["queues": ["q"], "max": 10, "worker": "w"])["jobs"]?.arrayValue ?? []
+        let job = try #require(got.first)
+        #expect(got.count == 1)
+        #expect(job["id"] == .string(keyedID))
+        #expect(job["fencingToken"] == 2)
+        var lock = try c.call("locks.get", ["name": "report"])
+        #expect(lock["held"] == true)
+        #expect(lock["holder"] == .string("job \(keyedID)"))
+        #expect(lock["fencingToken"] == 2)
+        #expect(lock["expiresAt"] == job["leaseExpiresAt"])
+        let refused = try c.call("locks.acquire", ["name": "report", "holder": "admin", "ttlMs": 60_000])
+        #expect(refused["granted"] == false)
+        #expect(refused["heldBy"] == .string("job \(keyedID)"))
+
+        let beat = try c.call("jobs.heartbeat", ["id": job["id"]!, "leaseToken": job["leaseToken"]!, "extendMs": 90_000])
+        lock = try c.call("locks.get", ["name": "report"])
+        #expect(lock["expiresAt"] == beat["leaseExpiresAt"])
+        #expect(lock["expiresAt"] != job["leaseExpiresAt"])
+
+        // A client queued for the name gets it as soon as the job finishes.
+        let waiting = Background(try s.connect()) { conn in
+            try conn.call("locks.acquire", ["name": "report", "holder": "admin", "ttlMs": 60_000, "waitMs": 20_000])
+        }
+        try waitForWaiters(s, "report", 1)
+        let started = Date()
+        _ = try c.call("jobs.complete", ["id": job["id"]!, "leaseToken": job["leaseToken"]!])
+        let granted = try waiting.result(timeout: 10)
+        #expect(granted["granted"] == true)
+        #expect(granted["fencingToken"] == 3)
+        #expect(Date().timeIntervalSince(started) < 2)
+        let stats = try c.call("locks.get", ["name": "report"])["stats"]
+        #expect(stats?["grants"] == 3)
+        #expect(stats?["releases"] == 2)
+    }
+
+    /// Keyed jobs with different keys lease together; two with one key never run at once; a lapsed
+    /// lease's lock goes to the next taker and the lapsed worker's heartbeat is refused.
+    @Test func lockKeysAreIndependentAndLapse() throws {
+        let s = try TestServer()
+        let c = try s.connect()
+        for key in ["a", "a", "b", "c"] { _ = try enqueue(c, ["queue": "q", "kind": "k", "lockKey": .string(key)]) }
+        let got = try c.call("jobs.lease", ["queues": ["q"], "max": 10, "worker": "w", "leaseMs": 1_000])["jobs"]?
+            .arrayValue ?? []
+        #expect(got.compactMap { $0["lockKey"]?.stringValue }.sorted() == ["a", "b", "c"])
+        #expect(got.allSatisfy { $0["fencingToken"] == 1 })
+        #expect(try c.call("jobs.lease", ["queues": ["q"], "max": 10, "worker": "w"])["jobs"]?.arrayValue == [])
+
+        Thread.sleep(forTimeInterval: 1.2)
+        let a = try #require(got.first { $0["lockKey"] == "a" })
+        let taken = try c.call("locks.acquire", ["name": "a", "holder": "admin", "ttlMs": 60_000])
+        #expect(taken["granted"] == true)
+        #expect(taken["fencingToken"] == 2)
+        let lost = try c.expectError("jobs.heartbeat", ["id": a["id"]!, "leaseToken": a["leaseToken"]!])
+        #expect(lost.data?["reason"] == "lease_lost")
+        let stats = try c.call("locks.get", ["name": "a"])["stats"]
+        #expect(stats?["expiriesWithoutRelease"] == 1)
+    }
+
     @Test func pausedQueuesAreSkipped() throws {
         let s = try TestServer()
         let c = try s.connect()

@@ -319,15 +319,17 @@ import WharfRPC
     }
 
     /// Polls until `count` waiters are queued for `name` (across replicas).
-    func waitForWaiters(_ s: TestServer, _ name: String, _ count: Int) throws {
-        let deadline = Date().addingTimeInterval(10)
-        let c = try s.connect()
-        while Date() < deadline {
-            if try c.call("locks.get", ["name": .string(name)])["waiters"] == .int(Int64(count)) { return }
-            Thread.sleep(forTimeInterval: 0.02)
-        }
-        throw TestFailure("\(name) did not get \(count) waiters")
+}
+
+/// Waits until `count` waiters are queued for lock `name`.
+func waitForWaiters(_ s: TestServer, _ name: String, _ count: Int) throws {
+    let deadline = Date().addingTimeInterval(10)
+    let c = try s.connect()
+    while Date() < deadline {
+        if try c.call("locks.get", ["name": .string(name)])["waiters"] == .int(Int64(count)) { return }
+        Thread.sleep(forTimeInterval: 0.02)
     }
+    throw TestFailure("\(name) did not get \(count) waiters")
 }
 
 /// A call made on its own thread (a blocking connection per thread), awaited later.
