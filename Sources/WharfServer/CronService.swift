@@ -276,7 +276,7 @@ final class CronService {
         }
         var skipped: Int64 = 0
         switch row.overlap {
-        case "skip" where d.running || d.waiting, "bufferOne" where d.waiting:
+        case "skip" where d.held, "bufferOne" where d.waiting:
             skipped = Int64(fires.count)
             fires = []
         case "skip", "bufferOne":

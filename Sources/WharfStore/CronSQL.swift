@@ -85,8 +85,9 @@ enum CronSQL {
         select up.*, pg_notify('wharf_wake', 'cron:' || coalesce(\(ms("up.wake_at"))::text, '')) is null from up
         """
 
-    /// Claims up to `$1` due schedules for `$2` ms. Also says whether each has a running job and an
-    /// unstarted one (for the overlap policies), and the database's clock.
+    /// Claims up to `$1` due schedules for `$2` ms. Also says, for the overlap policies, whether the
+    /// schedule's lock `cron:<name>` is held (by its last fire's unfinished job, or by a client) or has
+    /// someone in line, and whether one of its jobs waits to start; and the database's clock.
     static let claim = """
         with due as (
             select s.name from wharf.schedules s
@@ -100,7 +101,9 @@ enum CronSQL {
         from due
         where s.name = due.name
         returning \(columns),
-            exists (select 1 from wharf.jobs j where j.schedule_name = s.name and j.state = 'running'),
+            exists (select 1 from wharf.locks l
+                    where l.name = 'cron:' || s.name
+                      and ((l.holder is not null and \(LockSQL.freeAt("l")) > now()) or l.waiters_until > now())),
             exists (select 1 from wharf.jobs j where j.schedule_name = s.name
                     and j.state in ('scheduled', 'available', 'retryable')),
             \(ms("now()"))
@@ -118,7 +121,9 @@ enum CronSQL {
     /// One statement for a batch of claimed schedules: advances each schedule whose claim still holds
     /// (`claim_seq` unchanged) and inserts the jobs of exactly those schedules, with the payload read
     /// from the schedule row as it is now (so a `schedulePatch` committed before is always seen). A job
-    /// for a (schedule, fire time) that already exists is not inserted again.
+    /// for a (schedule, fire time) that already exists is not inserted again. The job of a fire of an
+    /// overlap "skip" schedule takes the schedule's lock `cron:<name>` until it finishes (released by
+    /// the jobs trigger); the lease runs out a century from now, so only the job ends it.
     static let fire = """
         with adv as (
             update wharf.schedules s
@@ -130,10 +135,12 @@ enum CronSQL {
             from unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[],
                         $7::bigint[]) as a(name, claim_seq, next_ms, runs, skipped, missed, last_nominal_ms)
             where s.name = a.name and s.claim_seq = a.claim_seq
-            returning s.name, s.target
+            returning s.name, s.target, s.overlap
         ),
         input as materialized (
-            select nextval('wharf.jobs_id_seq') as id, t.*, adv.target #> '{job,payload}' as payload
+            select nextval('wharf.jobs_id_seq') as id, t.*, adv.target #> '{job,payload}' as payload,
+                   case when adv.overlap = 'skip' then md5(random()::text || clock_timestamp()::text) end
+                       as hold_token
             from unnest($8::text[], $9::bigint[], $10::text[], $11::text[], $12::int[], $13::bigint[], $14::int[],
                         $15::jsonb[], $16::bigint[], $17::text[], $18::text[], $19::jsonb[], $20::jsonb[])
                 with ordinality as t(schedule_name, fire_ms, queue, kind, priority, run_at_ms, max_attempts, retry,
@@ -142,16 +149,32 @@ enum CronSQL {
         ),
         ins as (
             insert into wharf.jobs as j (id, queue, kind, payload, state, priority, run_at, max_attempts, retry,
-                                         timeout_ms, unique_key, lock_key, tags, meta, schedule_name, schedule_fire_at)
+                                         timeout_ms, unique_key, lock_key, tags, meta, schedule_name, schedule_fire_at,
+                                         hold_token)
             select i.id, i.queue, i.kind, coalesce(i.payload, 'null'),
                    case when \(at("i.run_at_ms")) > now() then 'scheduled' else 'available' end,
                    i.priority, \(at("i.run_at_ms")), i.max_attempts, i.retry, i.timeout_ms, i.unique_key, i.lock_key,
                    coalesce(array(select jsonb_array_elements_text(i.tags)), '{}'), coalesce(i.meta, '{}'),
-                   i.schedule_name, \(at("i.fire_ms"))
+                   i.schedule_name, \(at("i.fire_ms")), i.hold_token
             from input i
             order by i.ord
             on conflict do nothing
-            returning j.id, j.queue
+            returning j.id, j.queue, j.schedule_name, j.hold_token
+        ),
+        holds as (
+            insert into wharf.locks as l (name, holder, token, fencing_token, acquired_at, expires_at, grants)
+            select 'cron:' || i.schedule_name, 'job ' || i.id, i.hold_token, 1, clock_timestamp(),
+                   now() + interval '100 years', 1
+            from ins i
+            where i.hold_token is not null
+            order by 1
+            on conflict on constraint locks_pkey do update set
+                holder = excluded.holder, token = excluded.token, fencing_token = l.fencing_token + 1,
+                acquired_at = clock_timestamp(), expires_at = excluded.expires_at, request_id = null,
+                session_id = null, lock_delay_ms = 0, grants = l.grants + 1,
+                expiries = l.expiries + case when l.holder is not null then 1 else 0 end
+            where l.holder is null or \(LockSQL.freeAt("l")) <= now()
+            returning l.name
         ),
         hooks as (
             insert into wharf.webhook_deliveries (message_id, endpoint_id, event, body)

@@ -100,8 +100,9 @@ public struct ScheduleDefinition: Sendable {
 /// A schedule the scheduler claimed, with what the overlap policies need and the database's clock.
 public struct DueSchedule: Sendable {
     public var row: ScheduleRow
-    /// A job of this schedule is running.
-    public var running: Bool
+    /// The schedule's lock `cron:<name>` is held (by the unfinished job of its last fire under overlap
+    /// "skip", or by a client) or has someone in line.
+    public var held: Bool
     /// A job of this schedule waits to run (scheduled, available or retryable).
     public var waiting: Bool
     public var nowMs: Int64
@@ -191,7 +192,7 @@ extension Store {
             for i in 0..<rows.rowCount {
                 out.append(
                     DueSchedule(
-                        row: try ScheduleRow(rows, i), running: rows.bool(i, c) ?? false,
+                        row: try ScheduleRow(rows, i), held: rows.bool(i, c) ?? false,
                         waiting: rows.bool(i, c + 1) ?? false, nowMs: rows.int(i, c + 2) ?? 0))
             }
             return out

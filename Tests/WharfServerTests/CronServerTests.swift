@@ -156,6 +156,57 @@ import WharfRPC
         #expect(try fires(s.database, "single").count >= 2)
     }
 
+    /// Overlap "skip" is the lock `cron:<name>`: each fire's job holds it until it finishes, and a
+    /// client holding it (a maintenance window) holds the schedule's fires back the same way.
+    @Test func overlapSkipHoldsTheScheduleLock() throws {
+        let s = try TestServer()
+        let c = try s.connect()
+        _ = try upsert(c, [
+            "name": "nightly", "expression": "* * * * * *", "overlap": "skip",
+            "target": ["job": ["queue": "nightly", "kind": "k"]],
+        ])
+        Thread.sleep(forTimeInterval: 1.5)
+        let first = try #require(
+            try c.call("jobs.lease", ["queues": ["nightly"], "worker": "w", "leaseMs": 30_000])["jobs"]?.arrayValue?.first)
+        var lock = try c.call("locks.get", ["name": "cron:nightly"])
+        #expect(lock["held"] == true)
+        #expect(lock["holder"] == .string("job \(first["id"]?.stringValue ?? "")"))
+        #expect(lock["fencingToken"] == 1)
+        _ = try c.call("jobs.complete", ["id": first["id"]!, "leaseToken": first["leaseToken"]!])
+        lock = try c.call("locks.get", ["name": "cron:nightly"])
+        #expect(lock["held"] == false || lock["fencingToken"] == 2, "released, or the next fire took it")
+
+        // A client takes the schedule's lock: no fire while it holds it.
+        let take: JSON = ["name": "cron:nightly", "holder": "maintenance", "ttlMs": 60_000]
+        var window = try c.call("locks.acquire", take)
+        if window["granted"] != true {
+            // The next fire came first and its job holds the lock: finish that run, then take it.
+            let next = try #require(
+                try c.call("jobs.lease", ["queues": ["nightly"], "worker": "w"])["jobs"]?.arrayValue?.first)
+            _ = try c.call("jobs.complete", ["id": next["id"]!, "leaseToken": next["leaseToken"]!])
+            window = try c.call("locks.acquire", take)
+        }
+        #expect(window["granted"] == true)
+        let before = try fires(s.database, "nightly").count
+        Thread.sleep(forTimeInterval: 2.5)
+        #expect(try fires(s.database, "nightly").count == before)
+        lock = try c.call("locks.get", ["name": "cron:nightly"])
+        #expect(lock["holder"] == "maintenance")
+
+        _ = try c.call("locks.release", ["name": "cron:nightly", "token": window["token"]!])
+        Thread.sleep(forTimeInterval: 1.5)
+        #expect(try fires(s.database, "nightly").count == before + 1)
+        lock = try c.call("locks.get", ["name": "cron:nightly"])
+        #expect(lock["held"] == true)
+        #expect(lock["holder"]?.stringValue?.hasPrefix("job ") == true)
+        #expect((lock["fencingToken"]?.intValue ?? 0) > (window["fencingToken"]?.intValue ?? 0))
+        // Cancelling the job frees the schedule too.
+        let id = try #require(lock["holder"]?.stringValue?.dropFirst(4)).description
+        _ = try c.call("jobs.cancel", ["id": .string(id)])
+        lock = try c.call("locks.get", ["name": "cron:nightly"])
+        #expect(lock["holder"] != .string("job \(id)"))
+    }
+
     @Test func schedulePatchChangesWhatTheNextRunSees() throws {
         let s = try TestServer()
         let c = try s.connect()
