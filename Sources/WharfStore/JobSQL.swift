@@ -78,7 +78,8 @@ enum JobSQL {
             where not exists (select 1 from wharf.queues q where q.name = qn.name and q.paused)
         ),
         keyed as (
-            -- The best runnable job of each lockKey whose lock is free and has nobody in line.
+            -- The best runnable job of each lockKey whose lock is free and has nobody in line. A lease
+            -- is a try-lock: it never joins the line, and never jumps it.
             select distinct on (c.lock_key) c.id, c.priority, c.run_at, c.lock_key, c.timeout_ms
             from unnest($1::text[]) as qn(name)
             cross join lateral (
@@ -88,7 +89,7 @@ enum JobSQL {
                   and not exists (
                       select 1 from wharf.locks l
                       where l.name = j.lock_key
-                        and ((l.holder is not null and \(LockSQL.freeAt("l")) > now()) or l.waiters_until > now()))
+                        and ((l.holder is not null and \(LockSQL.freeAt("l")) > now()) or \(LockSQL.someoneInLine("l"))))
                 order by j.priority desc, j.run_at, j.id
                 limit $2
                 for update skip locked
@@ -117,8 +118,7 @@ enum JobSQL {
                 acquired_at = clock_timestamp(), expires_at = excluded.expires_at, request_id = null,
                 session_id = null, lock_delay_ms = 0, grants = l.grants + 1,
                 expiries = l.expiries + case when l.holder is not null then 1 else 0 end
-            where (l.holder is null or \(LockSQL.freeAt("l")) <= now())
-              and (l.waiters_until is null or l.waiters_until <= now())
+            where (l.holder is null or \(LockSQL.freeAt("l")) <= now()) and not \(LockSQL.someoneInLine("l"))
             returning l.name, l.token, l.fencing_token
         ),
         picked as (

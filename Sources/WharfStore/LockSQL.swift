@@ -11,6 +11,16 @@ enum LockSQL {
     /// When an expired lease becomes grantable: its expiry plus its lock-delay.
     static func freeAt(_ l: String) -> String { "\(l).expires_at + \(l).lock_delay_ms * interval '1 millisecond'" }
 
+    /// Whether a live waiter is queued for lock row `l`: `waiters_until` first (every waiter's deadline
+    /// raised it, so a past value means nobody), then the line itself.
+    static func someoneInLine(_ l: String) -> String {
+        """
+        coalesce(\(l).waiters_until > now() and exists (
+            select 1 from wharf.lock_waiters w
+            where w.name = \(l).name and w.deadline > now() and w.alive_until > now()), false)
+        """
+    }
+
     /// How long a queued waiter's row counts without its replica refreshing it (every second).
     static let waiterLeaseSeconds = 4
 

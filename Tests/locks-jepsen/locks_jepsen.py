@@ -15,10 +15,17 @@ Checked afterwards:
 - control (no fencing check in the register): the same workload loses updates, which shows that the
   test can see the bug the fencing token prevents.
 
+A second workload, `mixed`, checks that jobs' lockKey and `locks.acquire` are one lock: half the
+clients take the lock with `locks.acquire`, the other half by leasing jobs whose lockKey is the lock's
+name (a producer keeps such jobs queued); every holder reads the register, increments it and writes it
+back well within its lease, with no fencing check, while a replica is killed and restarted. Any
+moment with two holders shows up as a lost update; fencing tokens from both kinds of grant must be
+unique.
+
 Standard library only. Needs a built `wharf` (WHARF_BIN) and a PostgreSQL conninfo whose user may
 create databases (WHARF_TEST_DATABASE_URL); each run gets a fresh database.
 
-    python3 locks_jepsen.py --duration 60 --clients 10            # one fenced and one control run
+    python3 locks_jepsen.py --duration 60 --clients 10            # fenced, control and mixed runs
     python3 locks_jepsen.py client ...                            # (internal) one client process
 """
 
@@ -188,6 +195,77 @@ def client_main(argv):
             if conn is not None:
                 conn.close()
             conn, k = None, k + 1
+    out.close()
+
+
+def mixed_client_main(argv):
+    """Holds the lock through `locks.acquire` (mode lock) or by leasing keyed jobs (mode job), and
+    increments the register while it holds it."""
+    p = argparse.ArgumentParser()
+    p.add_argument("--id", type=int, required=True)
+    p.add_argument("--mode", choices=["lock", "job"], required=True)
+    p.add_argument("--ports", required=True)
+    p.add_argument("--register", type=int, required=True)
+    p.add_argument("--name", required=True)
+    p.add_argument("--ttl-ms", type=int, required=True)
+    p.add_argument("--out", required=True)
+    a = p.parse_args(argv)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    rng = random.Random(a.id * 104729 + os.getpid())
+    ports = [int(x) for x in a.ports.split(",")]
+    out = open(a.out, "w", buffering=1)
+    reg = socket.create_connection(("127.0.0.1", a.register))
+    reg_reader = reg.makefile("rb")
+    holder = f"{a.mode}{a.id}"
+
+    def register(op, token, value=None):
+        reg.sendall(json.dumps({"op": op, "token": token, "value": value}).encode() + b"\n")
+        return json.loads(reg_reader.readline())
+
+    conn, k = None, a.id
+    while not stop.is_set():
+        try:
+            if conn is None:
+                conn = Connection(ports[k % len(ports)], timeout=5)
+            if a.mode == "lock":
+                grant = conn.call("locks.acquire", {"name": a.name, "holder": holder, "ttlMs": a.ttl_ms, "waitMs": 1000})
+                if not grant.get("granted"):
+                    continue
+                fencing, job = grant["fencingToken"], None
+            else:
+                # Polls: a long poll is woken by new jobs, not by the lock coming free.
+                jobs = conn.call("jobs.lease", {"queues": [a.name], "max": 1, "leaseMs": a.ttl_ms, "worker": holder})[
+                    "jobs"]
+                if not jobs:
+                    time.sleep(0.005)
+                    continue
+                job = jobs[0]
+                fencing = job["fencingToken"]
+            started = time.monotonic()
+            seen = register("read", fencing)
+            time.sleep(rng.uniform(0, a.ttl_ms / 1000 / 40))
+            # Write only well within the lease, so a holder never goes stale: two holders at once can
+            # only be the lock service's fault.
+            if time.monotonic() - started < a.ttl_ms / 1000 / 4:
+                register("write", fencing, seen["value"] + 1)
+                out.write(json.dumps({"mode": a.mode, "grant": fencing, "write": True}) + "\n")
+            else:
+                out.write(json.dumps({"mode": a.mode, "grant": fencing, "write": False}) + "\n")
+            if job is None:
+                conn.call("locks.release", {"name": a.name, "token": grant["token"]})
+                # Think time, so that the line of waiting lock clients empties now and then: a lease
+                # is a try-lock and never jumps the line.
+                time.sleep(rng.uniform(0, 0.1))
+            else:
+                conn.call("jobs.complete", {"id": job["id"], "leaseToken": job["leaseToken"]})
+        except RPCError:
+            pass
+        except (OSError, ConnectionError, ValueError):
+            if conn is not None:
+                conn.close()
+            conn, k = None, k + 1
+            time.sleep(0.05)
     out.close()
 
 
@@ -405,9 +483,99 @@ def run(binary, base_conninfo, fenced, duration, clients, ttl_ms, workdir, kill_
             pass
 
 
+def run_mixed(binary, base_conninfo, duration, clients, ttl_ms, workdir, log=print):
+    """The mixed workload: lock clients and job workers on one name, a replica killed midway."""
+    db = "wharf_jepsen_" + uuid.uuid4().hex[:10]
+    psql(base_conninfo, f"create database {db}")
+    database = conninfo_for(base_conninfo, db)
+    name = "jepsen-mixed"
+    register = Register(fenced=False)
+    reg_server = register.serve()
+    replicas = [Replica(binary, database, free_port(), workdir, label) for label in ("a", "b")]
+    procs = []
+    done = threading.Event()
+    try:
+        for r in replicas:
+            r.start()
+        ports = ",".join(str(r.port) for r in replicas)
+
+        def producer():
+            # Keeps some jobs with lockKey = name queued, on whichever replica answers.
+            k = 0
+            while not done.is_set():
+                try:
+                    c = Connection(replicas[k % 2].port, timeout=5)
+                    while not done.is_set():
+                        queued = c.call("queues.stats", {"queue": name})["counts"].get("available", 0)
+                        if queued < 20:
+                            c.call("jobs.enqueueBatch", {"jobs": [{"queue": name, "kind": "mixed", "lockKey": name}
+                                                                  for _ in range(20)]})
+                        done.wait(0.05)
+                except (OSError, ConnectionError, ValueError, RPCError):
+                    k += 1
+                    done.wait(0.1)
+
+        feeder = threading.Thread(target=producer, daemon=True)
+        feeder.start()
+        outs = [os.path.join(workdir, f"{name}-client-{i}.jsonl") for i in range(clients)]
+        for i in range(clients):
+            procs.append(subprocess.Popen(
+                [sys.executable, os.path.abspath(__file__), "mixed-client", "--id", str(i),
+                 "--mode", "lock" if i % 2 == 0 else "job", "--ports", ports,
+                 "--register", str(reg_server.server_address[1]), "--name", name, "--ttl-ms", str(ttl_ms),
+                 "--out", outs[i]]))
+        time.sleep(duration / 2)
+        log(f"{name}: kill -9 replica a (port {replicas[0].port})")
+        replicas[0].kill()
+        time.sleep(0.3)
+        replicas[0].start()
+        time.sleep(duration / 2)
+        done.set()
+        feeder.join()
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        holds = {"lock": 0, "job": 0}
+        tokens = []
+        for path in outs:
+            if os.path.exists(path):
+                for line in open(path):
+                    e = json.loads(line)
+                    holds[e["mode"]] += 1
+                    tokens.append(e["grant"])
+        problems = []
+        if len(tokens) != len(set(tokens)):
+            problems.append(f"{len(tokens) - len(set(tokens))} fencing tokens were handed out twice")
+        result = {
+            "name": name, "lockHolds": holds["lock"], "jobHolds": holds["job"], "registerValue": register.value,
+            "acceptedWrites": register.accepted, "lostUpdates": register.accepted - register.value,
+            "problems": problems,
+        }
+        log(json.dumps(result))
+        return result
+    finally:
+        done.set()
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+        for r in replicas:
+            r.stop()
+        reg_server.shutdown()
+        try:
+            psql(base_conninfo, f"drop database if exists {db} with (force)")
+        except subprocess.CalledProcessError:
+            pass
+
+
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "client":
         return client_main(sys.argv[2:])
+    if len(sys.argv) > 1 and sys.argv[1] == "mixed-client":
+        return mixed_client_main(sys.argv[2:])
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--binary", default=os.environ.get("WHARF_BIN", os.path.join(HERE, "../../.build/debug/wharf")))
     p.add_argument("--database", default=os.environ.get("WHARF_TEST_DATABASE_URL"))
@@ -424,6 +592,8 @@ def main():
         if not a.no_control:
             control = run(a.binary, a.database, False, a.duration, a.clients, a.ttl_ms, workdir)
             ok = ok and not control["problems"] and control["lostUpdates"] > 0
+        mixed = run_mixed(a.binary, a.database, a.duration, a.clients, 2000, workdir)
+        ok = ok and not mixed["problems"] and mixed["lostUpdates"] == 0
     print("ok" if ok else "FAILED")
     sys.exit(0 if ok else 1)
 

@@ -1,4 +1,4 @@
-"""The Jepsen-style lock workload (locks_jepsen.py) in its short mode, about 20 seconds in all.
+"""The Jepsen-style lock workloads (locks_jepsen.py) in their short mode, about 30 seconds in all.
 
 Reads WHARF_BIN (the built `wharf`) and WHARF_TEST_DATABASE_URL (a PostgreSQL whose user may create
 databases; each run creates its own). Skipped when either is missing.
@@ -43,3 +43,12 @@ def test_control_without_fencing_loses_updates():
     assert r["problems"] == []
     assert r["grants"] >= 10
     assert r["lostUpdates"] > 0, "the unfenced workload lost no update: the test cannot see the bug"
+
+
+def test_lock_clients_and_keyed_jobs_share_one_lock():
+    with tempfile.TemporaryDirectory(prefix="wharf-jepsen-") as workdir:
+        r = locks_jepsen.run_mixed(BINARY, DATABASE, DURATION, CLIENTS, 2000, workdir, log=print)
+    assert r["problems"] == []
+    assert r["lockHolds"] >= 10 and r["jobHolds"] >= 10, "both kinds of holder must take the lock often"
+    assert r["acceptedWrites"] >= 20
+    assert r["lostUpdates"] == 0, "two holders at once: an update was lost without any stale holder"
