@@ -85,6 +85,23 @@ enum CronSQL {
         select up.*, pg_notify('wharf_wake', 'cron:' || coalesce(\(ms("up.wake_at"))::text, '')) is null from up
         """
 
+    /// Whether lock row `l` (a schedule's `cron:<name>`) holds the schedule's fires back: held and
+    /// unexpired, or someone in line. A lease held by a job (holder `job <id>`) counts only while that
+    /// job exists, unfinished, with the lock's token: a lock whose job is gone (a fire whose job was not
+    /// inserted, a truncated table) frees itself rather than holding the schedule back for ever.
+    static func holdsFiresBack(_ l: String) -> String {
+        """
+        ((\(l).holder is not null and \(LockSQL.freeAt(l)) > now()
+          and case when \(l).holder ~ '^job [0-9]{1,18}$'
+                   then exists (select 1 from wharf.jobs j
+                                where j.id = substr(\(l).holder, 5)::bigint
+                                  and \(l).token in (j.hold_token, j.lease_token)
+                                  and j.state in ('scheduled', 'available', 'running', 'retryable'))
+                   else true end)
+         or \(LockSQL.someoneInLine(l)))
+        """
+    }
+
     /// Claims up to `$1` due schedules for `$2` ms. Also says, for the overlap policies, whether the
     /// schedule's lock `cron:<name>` is held (by its last fire's unfinished job, or by a client) or has
     /// someone in line, and whether one of its jobs waits to start; and the database's clock.
@@ -101,9 +118,7 @@ enum CronSQL {
         from due
         where s.name = due.name
         returning \(columns),
-            exists (select 1 from wharf.locks l
-                    where l.name = 'cron:' || s.name
-                      and ((l.holder is not null and \(LockSQL.freeAt("l")) > now()) or l.waiters_until > now())),
+            exists (select 1 from wharf.locks l where l.name = 'cron:' || s.name and \(holdsFiresBack("l"))),
             exists (select 1 from wharf.jobs j where j.schedule_name = s.name
                     and j.state in ('scheduled', 'available', 'retryable')),
             \(ms("now()"))
@@ -123,7 +138,8 @@ enum CronSQL {
     /// from the schedule row as it is now (so a `schedulePatch` committed before is always seen). A job
     /// for a (schedule, fire time) that already exists is not inserted again. The job of a fire of an
     /// overlap "skip" schedule takes the schedule's lock `cron:<name>` until it finishes (released by
-    /// the jobs trigger); the lease runs out a century from now, so only the job ends it.
+    /// the jobs trigger); the lease runs out a century from now, so only the job ends it (or the job's
+    /// absence, see `holdsFiresBack`).
     static let fire = """
         with adv as (
             update wharf.schedules s
@@ -147,6 +163,23 @@ enum CronSQL {
                                      timeout_ms, unique_key, lock_key, tags, meta, ord)
             join adv on adv.name = t.schedule_name
         ),
+        holds as (
+            -- Taken before the job is inserted, and the job only if taken: a client that got the lock
+            -- since the claim holds this fire back too.
+            insert into wharf.locks as l (name, holder, token, fencing_token, acquired_at, expires_at, grants)
+            select 'cron:' || i.schedule_name, 'job ' || i.id, i.hold_token, 1, clock_timestamp(),
+                   now() + interval '100 years', 1
+            from input i
+            where i.hold_token is not null
+            order by 1
+            on conflict on constraint locks_pkey do update set
+                holder = excluded.holder, token = excluded.token, fencing_token = l.fencing_token + 1,
+                acquired_at = clock_timestamp(), expires_at = excluded.expires_at, request_id = null,
+                session_id = null, lock_delay_ms = 0, grants = l.grants + 1,
+                expiries = l.expiries + case when l.holder is not null then 1 else 0 end
+            where not \(holdsFiresBack("l"))
+            returning l.token
+        ),
         ins as (
             insert into wharf.jobs as j (id, queue, kind, payload, state, priority, run_at, max_attempts, retry,
                                          timeout_ms, unique_key, lock_key, tags, meta, schedule_name, schedule_fire_at,
@@ -157,24 +190,10 @@ enum CronSQL {
                    coalesce(array(select jsonb_array_elements_text(i.tags)), '{}'), coalesce(i.meta, '{}'),
                    i.schedule_name, \(at("i.fire_ms")), i.hold_token
             from input i
+            where i.hold_token is null or i.hold_token in (select token from holds)
             order by i.ord
             on conflict do nothing
-            returning j.id, j.queue, j.schedule_name, j.hold_token
-        ),
-        holds as (
-            insert into wharf.locks as l (name, holder, token, fencing_token, acquired_at, expires_at, grants)
-            select 'cron:' || i.schedule_name, 'job ' || i.id, i.hold_token, 1, clock_timestamp(),
-                   now() + interval '100 years', 1
-            from ins i
-            where i.hold_token is not null
-            order by 1
-            on conflict on constraint locks_pkey do update set
-                holder = excluded.holder, token = excluded.token, fencing_token = l.fencing_token + 1,
-                acquired_at = clock_timestamp(), expires_at = excluded.expires_at, request_id = null,
-                session_id = null, lock_delay_ms = 0, grants = l.grants + 1,
-                expiries = l.expiries + case when l.holder is not null then 1 else 0 end
-            where l.holder is null or \(LockSQL.freeAt("l")) <= now()
-            returning l.name
+            returning j.id, j.queue
         ),
         hooks as (
             insert into wharf.webhook_deliveries (message_id, endpoint_id, event, body)

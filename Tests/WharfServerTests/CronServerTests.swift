@@ -207,6 +207,28 @@ import WharfRPC
         #expect(lock["holder"] != .string("job \(id)"))
     }
 
+    /// A schedule's lock held for a job that does not exist (its row gone without the trigger, say)
+    /// does not hold the schedule back for ever.
+    @Test func aScheduleLockWhoseJobIsGoneFreesItself() throws {
+        let s = try TestServer()
+        let c = try s.connect()
+        _ = try s.database.sql(
+            """
+            insert into wharf.locks (name, holder, token, fencing_token, acquired_at, expires_at, grants)
+            values ('cron:orphaned', 'job 999999999', 'lost', 7, now(), now() + interval '100 years', 7)
+            """)
+        _ = try upsert(c, [
+            "name": "orphaned", "expression": "* * * * * *", "overlap": "skip",
+            "target": ["job": ["queue": "orphaned", "kind": "k"]],
+        ])
+        Thread.sleep(forTimeInterval: 1.5)
+        #expect(try fires(s.database, "orphaned").count == 1)
+        let lock = try c.call("locks.get", ["name": "cron:orphaned"])
+        #expect(lock["holder"]?.stringValue?.hasPrefix("job ") == true)
+        #expect(lock["holder"] != "job 999999999")
+        #expect(lock["fencingToken"] == 8)
+    }
+
     @Test func schedulePatchChangesWhatTheNextRunSees() throws {
         let s = try TestServer()
         let c = try s.connect()
