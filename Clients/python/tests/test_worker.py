@@ -121,6 +121,27 @@ def test_async_handlers_run_on_the_workers_loop(make_worker, client, unique):
     assert client.jobs.get(id=broken_id)["lastError"]["message"] == "RuntimeError: async failure"
 
 
+def test_a_keyed_job_holds_its_lock_with_a_fencing_token(make_worker, client, unique):
+    worker = make_worker([unique], concurrency=2)
+    seen = []
+
+    @worker.task("keyed")
+    def keyed(job: wharf.Job):
+        lock = client.locks.get(name=job.lock_key)
+        seen.append((job.lock_key, job.fencing_token, lock["held"], lock["holder"], lock["fencingToken"]))
+
+    name = unique + "-lock"
+    held = client.locks.acquire(name=name, holder="admin", ttl_ms=60_000)
+    job_id = client.jobs.enqueue(unique, "keyed", lock_key=name)["id"]
+    worker.run_in_thread()
+    time.sleep(1.0)
+    assert state(client, job_id) == "available", "the job must wait while a client holds its lock"
+    client.locks.release(name=name, token=held["token"])
+    assert wait_for(lambda: state(client, job_id) == "completed")
+    assert seen == [(name, held["fencingToken"] + 1, True, f"job {job_id}", held["fencingToken"] + 1)]
+    assert client.locks.get(name=name)["held"] is False
+
+
 def test_concurrency_bounds_the_jobs_in_hand(make_worker, client, unique):
     worker = make_worker([unique], concurrency=2)
     running, peak = [0], [0]

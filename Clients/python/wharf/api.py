@@ -116,7 +116,8 @@ class JobsAPI(_Namespace):
 
         `run_at` (a datetime) or `delay_ms` schedule it later; `retry` is
         `{initial_ms, max_ms, coefficient, jitter}`; `unique_key` dedups unfinished jobs
-        (`duplicate: true` returns the existing id); `lock_key` lets one such job run at a time.
+        (`duplicate: true` returns the existing id); `lock_key` names a lock (the same locks as
+        `client.locks`) that the job holds while it runs, so one such job runs at a time.
         `webhook={"endpoint_id": ..., "event": ..., "payload": ...}` instead of a queue and kind makes a
         job whose work is one signed delivery -> `{deliveryId, state, duplicate}`.
         """
@@ -156,7 +157,8 @@ class JobsAPI(_Namespace):
         wait_ms: Optional[Millis] = None,
         **extra: Any,
     ) -> Any:
-        """`jobs.lease` -> `{jobs: [job, ...]}`; each job has `leaseToken` and `leaseExpiresAt`.
+        """`jobs.lease` -> `{jobs: [job, ...]}`; each job has `leaseToken` and `leaseExpiresAt` (and a
+        job with a `lockKey`, the `fencingToken` of its grant of that lock).
 
         With `wait_ms` it long-polls: the reply comes as soon as a job is there, or empty after
         `wait_ms`. The client's timeout for this call is extended by `wait_ms`.

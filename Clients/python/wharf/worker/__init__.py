@@ -79,6 +79,11 @@ class Job:
         self.max_attempts: Optional[int] = raw.get("maxAttempts")
         self.lease_token: str = raw["leaseToken"]
         self.lease_expires_at: Optional[str] = raw.get("leaseExpiresAt")
+        #: The job's lockKey: it holds the lock of that name (a `locks.*` lock) while it runs.
+        self.lock_key: Optional[str] = raw.get("lockKey")
+        #: For a job with a lock_key, the fencing token of its grant: pass it to the resource the lock
+        #: protects, which refuses tokens lower than the highest it has seen.
+        self.fencing_token: Optional[int] = raw.get("fencingToken")
         self.tags: List[str] = raw.get("tags") or []
         self.meta: Dict[str, Any] = raw.get("meta") or {}
         self.cancelled = Flag()
