@@ -86,9 +86,10 @@ enum CronSQL {
         """
 
     /// Whether lock row `l` (a schedule's `cron:<name>`) holds the schedule's fires back: held and
-    /// unexpired, or someone in line. A lease held by a job (holder `job <id>`) counts only while that
-    /// job exists, unfinished, with the lock's token: a lock whose job is gone (a fire whose job was not
-    /// inserted, a truncated table) frees itself rather than holding the schedule back for ever.
+    /// unexpired, or someone in line. A lease held by a job (holder `job <id>`) or a webhook delivery
+    /// (`delivery <id>`) counts only while that job or delivery exists, unfinished, with the lock's
+    /// token: a lock whose holder is gone (a fire whose job was not inserted, a truncated table) frees
+    /// itself rather than holding the schedule back for ever.
     static func holdsFiresBack(_ l: String) -> String {
         """
         ((\(l).holder is not null and \(LockSQL.freeAt(l)) > now()
@@ -97,6 +98,10 @@ enum CronSQL {
                                 where j.id = substr(\(l).holder, 5)::bigint
                                   and \(l).token in (j.hold_token, j.lease_token)
                                   and j.state in ('scheduled', 'available', 'running', 'retryable'))
+                   when \(l).holder ~ '^delivery [0-9]{1,18}$'
+                   then exists (select 1 from wharf.webhook_deliveries d
+                                where d.id = substr(\(l).holder, 10)::bigint and d.hold_token = \(l).token
+                                  and d.state in ('pending', 'delivering'))
                    else true end)
          or \(LockSQL.someoneInLine(l)))
         """
@@ -163,14 +168,23 @@ enum CronSQL {
                                      timeout_ms, unique_key, lock_key, tags, meta, ord)
             join adv on adv.name = t.schedule_name
         ),
+        hook_input as materialized (
+            select nextval(pg_get_serial_sequence('wharf.webhook_deliveries', 'id')) as id, w.*, adv.target,
+                   case when adv.overlap = 'skip' then md5(random()::text || clock_timestamp()::text) end
+                       as hold_token
+            from unnest($21::text[], $22::bigint[]) as w(schedule_name, fire_ms)
+            join adv on adv.name = w.schedule_name
+        ),
         holds as (
-            -- Taken before the job is inserted, and the job only if taken: a client that got the lock
-            -- since the claim holds this fire back too.
+            -- Taken before the job or delivery is inserted, and that only if taken: a client that got
+            -- the lock since the claim holds this fire back too.
             insert into wharf.locks as l (name, holder, token, fencing_token, acquired_at, expires_at, grants)
-            select 'cron:' || i.schedule_name, 'job ' || i.id, i.hold_token, 1, clock_timestamp(),
+            select 'cron:' || h.schedule_name, h.holder, h.hold_token, 1, clock_timestamp(),
                    now() + interval '100 years', 1
-            from input i
-            where i.hold_token is not null
+            from (select i.schedule_name, 'job ' || i.id as holder, i.hold_token from input i
+                  union all
+                  select k.schedule_name, 'delivery ' || k.id, k.hold_token from hook_input k) h
+            where h.hold_token is not null
             order by 1
             on conflict on constraint locks_pkey do update set
                 holder = excluded.holder, token = excluded.token, fencing_token = l.fencing_token + 1,
@@ -196,17 +210,20 @@ enum CronSQL {
             returning j.id, j.queue
         ),
         hooks as (
-            insert into wharf.webhook_deliveries (message_id, endpoint_id, event, body)
-            select 'msg_cron_' || md5(adv.name || ':' || w.fire_ms), e.id,
-                   coalesce(adv.target #>> '{webhook,event}', 'cron.fire'),
+            insert into wharf.webhook_deliveries (id, message_id, endpoint_id, event, body, hold_lock, hold_token)
+            overriding system value
+            select w.id, 'msg_cron_' || md5(w.schedule_name || ':' || w.fire_ms), e.id,
+                   coalesce(w.target #>> '{webhook,event}', 'cron.fire'),
                    jsonb_build_object(
-                       'type', coalesce(adv.target #>> '{webhook,event}', 'cron.fire'),
+                       'type', coalesce(w.target #>> '{webhook,event}', 'cron.fire'),
                        'timestamp', \(JobSQL.ts("now()")),
-                       'data', coalesce(adv.target #> '{webhook,payload}', 'null'),
-                       'schedule', jsonb_build_object('name', adv.name, 'fireAt', \(JobSQL.ts(at("w.fire_ms")))))::text
-            from unnest($21::text[], $22::bigint[]) as w(schedule_name, fire_ms)
-            join adv on adv.name = w.schedule_name
-            join wharf.webhook_endpoints e on e.id = (adv.target #>> '{webhook,endpointId}')::bigint
+                       'data', coalesce(w.target #> '{webhook,payload}', 'null'),
+                       'schedule', jsonb_build_object('name', w.schedule_name,
+                                                      'fireAt', \(JobSQL.ts(at("w.fire_ms")))))::text,
+                   case when w.hold_token is not null then 'cron:' || w.schedule_name end, w.hold_token
+            from hook_input w
+            join wharf.webhook_endpoints e on e.id = (w.target #>> '{webhook,endpointId}')::bigint
+            where w.hold_token is null or w.hold_token in (select token from holds)
             on conflict do nothing
             returning id
         ),

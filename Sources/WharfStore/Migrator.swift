@@ -25,6 +25,7 @@ public enum Migrator {
             ("v0005_webhooks", PackageResources.v0005_webhooks_sql),
             ("v0006_job_locks", PackageResources.v0006_job_locks_sql),
             ("v0007_cron_locks", PackageResources.v0007_cron_locks_sql),
+            ("v0008_cron_webhook_locks", PackageResources.v0008_cron_webhook_locks_sql),
         ]
         return files.map { name, bytes in
             let digits = name.dropFirst().prefix { $0.isNumber }

@@ -229,6 +229,36 @@ import WharfRPC
         #expect(lock["fencingToken"] == 8)
     }
 
+    /// Overlap "skip" with a webhook target: the fire's delivery holds `cron:<name>` until it succeeds
+    /// or fails for good.
+    @Test func overlapSkipHoldsTheLockWhileTheDeliveryIsUnfinished() throws {
+        let s = try TestServer { $0.webhooks.allowPrivate = true }
+        let c = try s.connect()
+        // Nothing listens there: the delivery keeps failing and stays pending between retries.
+        let port = try TestEnvironment.freePort()
+        let endpoint = try c.call("webhooks.register", ["url": .string("http://127.0.0.1:\(port)/hook"), "events": []])
+        let endpointID = try #require(endpoint["id"])
+        _ = try upsert(c, [
+            "name": "hooked", "expression": "* * * * * *", "overlap": "skip",
+            "target": ["webhook": ["endpointId": endpointID, "event": "tick"]],
+        ])
+        func deliveries() throws -> Int {
+            Int(try s.database.sql("select count(*) from wharf.webhook_deliveries where hold_lock = 'cron:hooked'")) ?? -1
+        }
+        Thread.sleep(forTimeInterval: 2.5)
+        #expect(try deliveries() == 1)
+        let lock = try c.call("locks.get", ["name": "cron:hooked"])
+        #expect(lock["held"] == true)
+        #expect(lock["holder"]?.stringValue?.hasPrefix("delivery ") == true)
+        #expect((try c.call("cron.get", ["name": "hooked"])["stats"]?["skippedOverlap"]?.intValue ?? 0) >= 1)
+        // It fails for good: the lock is released and the next fire goes out.
+        _ = try s.database.sql("update wharf.webhook_deliveries set state = 'failed' where hold_lock = 'cron:hooked'")
+        let after = try c.call("locks.get", ["name": "cron:hooked"])
+        #expect(after["held"] == false || after["holder"] != lock["holder"], "released, or the next fire took it")
+        Thread.sleep(forTimeInterval: 1.5)
+        #expect(try deliveries() == 2)
+    }
+
     @Test func schedulePatchChangesWhatTheNextRunSees() throws {
         let s = try TestServer()
         let c = try s.connect()
