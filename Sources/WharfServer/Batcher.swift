@@ -16,14 +16,18 @@ final class Batcher<Item, Outcome> {
     private let run: Run
     private var scheduled = false
     private let schedule: (@escaping () -> Void) -> Void
+    /// When set, a batch holds at most one item per key (an upsert cannot touch one row twice); later
+    /// items with a key already in the batch wait for the next one, in order.
+    private let key: ((Item) -> String)?
 
     /// `schedule` arranges for a closure to run in this iteration's check phase.
     init(
-        maxInFlight: Int = 4, maxBatch: Int = 1_000, schedule: @escaping (@escaping () -> Void) -> Void,
-        run: @escaping Run
+        maxInFlight: Int = 4, maxBatch: Int = 1_000, distinctBy key: ((Item) -> String)? = nil,
+        schedule: @escaping (@escaping () -> Void) -> Void, run: @escaping Run
     ) {
         self.maxInFlight = maxInFlight
         self.maxBatch = maxBatch
+        self.key = key
         self.schedule = schedule
         self.run = run
     }
@@ -41,9 +45,20 @@ final class Batcher<Item, Outcome> {
 
     private func flush() {
         while !pending.isEmpty && inFlight < maxInFlight {
-            let take = min(pending.count, maxBatch)
-            let batch = Array(pending[0..<take])
-            pending.removeFirst(take)
+            var batch: [(Item, (Result<Outcome, RPCError>) -> Void)]
+            if let key {
+                var keys = Set<String>()
+                var rest: [(Item, (Result<Outcome, RPCError>) -> Void)] = []
+                batch = []
+                for entry in pending {
+                    if batch.count < maxBatch && keys.insert(key(entry.0)).inserted { batch.append(entry) } else { rest.append(entry) }
+                }
+                pending = rest
+            } else {
+                let take = min(pending.count, maxBatch)
+                batch = Array(pending[0..<take])
+                pending.removeFirst(take)
+            }
             inFlight += 1
             run(batch.map(\.0)) { [weak self] result in
                 switch result {

@@ -44,6 +44,12 @@ final class CronService {
     /// Fires committed by this replica since it started (for `server.info`-style reporting and tests).
     private(set) var firesCommitted = 0
 
+    /// `cron.upsert`s that leave `paused` as it is, one statement (one commit) per loop iteration.
+    private(set) lazy var upserts = Batcher<(definition: ScheduleDefinition, nextFireMs: Int64?), (row: ScheduleRow, created: Bool)>(
+        distinctBy: { $0.definition.name },
+        schedule: { [unowned server] body in server.runBeforeFlush(body) },
+        run: { [unowned self] items, done in self.store.upsertSchedules(items, done) })
+
     init(server: Server) { self.server = server }
 
     func start() {

@@ -17,7 +17,7 @@ extension Server {
             let schedule = try Self.compiled(d)
             let next = CronService.nextFire(
                 schedule, afterMs: cron.dbNowMs, startAtMs: d.startAtMs, endAtMs: d.endAtMs)
-            store.upsertSchedule(d, nextFireMs: next) { r in
+            let done = { (r: Result<(row: ScheduleRow, created: Bool), RPCError>) in
                 if case .success(let up) = r, let ms = up.row.nextFireMs, !up.row.paused { cron.wake(forFireAtMs: ms) }
                 call.finish(
                     r.map { up in
@@ -26,6 +26,8 @@ extension Server {
                         return .object(o)
                     })
             }
+            // Upserts that leave `paused` as it is share one statement per loop iteration.
+            if d.paused == nil { cron.upserts.add((d, next), done) } else { store.upsertSchedule(d, nextFireMs: next, done) }
         }
 
         register("cron.get", roles: readers) { [unowned self] call in

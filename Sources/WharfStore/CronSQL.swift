@@ -52,6 +52,44 @@ enum CronSQL {
         select up.*, pg_notify('wharf_wake', 'cron:' || coalesce(\(ms("up.wake_at"))::text, '')) is null from up
         """
 
+    /// `upsert` for many schedules in one statement (one commit), for the upserts that leave `paused`
+    /// as it is (a new schedule starts unpaused). Names are distinct within one call; returns a row per
+    /// schedule (any order) and wakes every replica's scheduler once, for the earliest next fire.
+    static let upsertMany = """
+        with input as (
+            select * from unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[],
+                                 $7::text[], $8::jsonb[], $9::text[], $10::text[], $11::bigint[], $12::bigint[],
+                                 $13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[])
+                as t(name, expression, every_ms, timezone, day_match, dst_gap, dst_fold, target, overlap, missed,
+                     missed_window_ms, jitter_ms, start_ms, end_ms, fire_limit, next_ms)
+        ),
+        up as (
+            insert into wharf.schedules as s (name, expression, every_ms, timezone, day_match, dst_gap, dst_fold,
+                target, overlap, missed, missed_window_ms, jitter_ms, start_at, end_at, fire_limit, paused,
+                next_fire_at)
+            select i.name, i.expression, i.every_ms, i.timezone, i.day_match, i.dst_gap, i.dst_fold, i.target,
+                   i.overlap, i.missed, i.missed_window_ms, i.jitter_ms, \(at("i.start_ms")), \(at("i.end_ms")),
+                   i.fire_limit, false, \(at("i.next_ms"))
+            from input i
+            order by i.name
+            on conflict (name) do update set
+                expression = excluded.expression, every_ms = excluded.every_ms, timezone = excluded.timezone,
+                day_match = excluded.day_match, dst_gap = excluded.dst_gap, dst_fold = excluded.dst_fold,
+                target = excluded.target, overlap = excluded.overlap, missed = excluded.missed,
+                missed_window_ms = excluded.missed_window_ms, jitter_ms = excluded.jitter_ms,
+                start_at = excluded.start_at, end_at = excluded.end_at, fire_limit = excluded.fire_limit,
+                next_fire_at = case when s.next_fire_at <= now() and not s.paused then s.next_fire_at
+                                    else excluded.next_fire_at end,
+                claim_seq = s.claim_seq + 1, claimed_until = null, version = s.version + 1, updated_at = now()
+            returning \(columns), \(lastJob), (xmax = 0) as created, s.next_fire_at as wake_at, s.paused as is_paused
+        ),
+        woke as (
+            select pg_notify('wharf_wake', 'cron:' || coalesce(\(ms("min(u.wake_at)"))::text, '')) is null as n
+            from up u where not u.is_paused
+        )
+        select up.* from up left join woke on true
+        """
+
     static let get = "select \(columns), \(lastJob) from wharf.schedules s where s.name = $1"
 
     /// Schedules whose names start with `$1` (all when null), after the name `$2`, at most `$3`.

@@ -150,6 +150,35 @@ extension Store {
         }
     }
 
+    /// Creates or replaces schedules that leave `paused` as it is, in one statement (one commit).
+    /// Names must be distinct; outcomes come back in the order of `items`.
+    public func upsertSchedules(
+        _ items: [(definition: ScheduleDefinition, nextFireMs: Int64?)],
+        _ completion: @escaping (Result<[(row: ScheduleRow, created: Bool)], RPCError>) -> Void
+    ) {
+        let d = items.map(\.definition)
+        let params: [String?] = [
+            PGArray.text(d.map(\.name)), PGArray.text(d.map(\.expression)), PGArray.ints(d.map(\.everyMs)),
+            PGArray.text(d.map(\.timezone)), PGArray.text(d.map(\.dayMatch)), PGArray.text(d.map(\.dstGap)),
+            PGArray.text(d.map(\.dstFold)), PGArray.text(d.map { $0.target.text }), PGArray.text(d.map(\.overlap)),
+            PGArray.text(d.map(\.missed)), PGArray.ints(d.map(\.missedWindowMs)), PGArray.ints(d.map(\.jitterMs)),
+            PGArray.ints(d.map(\.startAtMs)), PGArray.ints(d.map(\.endAtMs)), PGArray.ints(d.map(\.limit)),
+            PGArray.ints(items.map(\.nextFireMs)),
+        ]
+        one(CronSQL.upsertMany, params, completion) { rows throws(RPCError) in
+            var byName: [String: (row: ScheduleRow, created: Bool)] = [:]
+            for i in 0..<rows.rowCount {
+                var row = try ScheduleRow(rows, i)
+                row.lastJobID = rows.int(i, ScheduleRow.columnCount)
+                byName[row.name] = (row, rows.bool(i, ScheduleRow.columnCount + 1) ?? false)
+            }
+            return try d.map { (def) throws(RPCError) in
+                guard let up = byName[def.name] else { throw RPCError.internalError }
+                return up
+            }
+        }
+    }
+
     public func schedule(_ name: String, _ completion: @escaping (Result<ScheduleRow?, RPCError>) -> Void) {
         one(CronSQL.get, [name], completion) { rows throws(RPCError) in try Self.scheduleRows(rows).first }
     }

@@ -34,6 +34,7 @@ extension Store {
         StoreQuery(name: "locks.get", sql: LockSQL.get),
         StoreQuery(name: "locks.list", sql: LockSQL.list),
         StoreQuery(name: "cron.upsert", sql: CronSQL.upsert),
+        StoreQuery(name: "cron.upsertMany", sql: CronSQL.upsertMany),
         StoreQuery(name: "cron.get", sql: CronSQL.get),
         StoreQuery(name: "cron.list", sql: CronSQL.list),
         StoreQuery(name: "cron.remove", sql: CronSQL.remove),

@@ -259,6 +259,46 @@ import WharfRPC
         #expect(try deliveries() == 2)
     }
 
+    /// Concurrent upserts share statements: every one gets its own row back, and upserts of one name
+    /// land one after another (each sees the version before it).
+    @Test func concurrentUpsertsAreBatchedAndEachAnswered() throws {
+        let s = try TestServer()
+        let lock = NSLock()
+        let results = Box<[String: [JSON]]>([:])
+        let errors = Box<[String]>([])
+        DispatchQueue.concurrentPerform(iterations: 24) { k in
+            do {
+                let c = try s.connect()
+                for n in 0..<5 {
+                    let name = k % 3 == 0 ? "shared" : "own-\(k)-\(n)"
+                    let r = try c.call(
+                        "cron.upsert",
+                        ["name": .string(name), "expression": .string("\(n) 3 * * *"), "timezone": "Europe/Paris",
+                         "target": ["job": ["queue": "q", "kind": .string("k\(k)")]]])
+                    lock.withLock { results.value[name, default: []].append(r) }
+                }
+            } catch {
+                lock.withLock { errors.value.append("\(error)") }
+            }
+        }
+        #expect(errors.value.isEmpty, "\(errors.value)")
+        #expect(results.value.count == 1 + 16 * 5)
+        for (name, replies) in results.value where name != "shared" {
+            #expect(replies.count == 1)
+            #expect(replies[0]["name"] == .string(name))
+            #expect(replies[0]["created"] == true)
+            #expect(replies[0]["version"] == 1)
+            let minute = name.split(separator: "-").last.map(String.init) ?? ""
+            #expect(replies[0]["expression"] == .string("\(minute) 3 * * *"))
+        }
+        let shared = results.value["shared"] ?? []
+        #expect(shared.count == 8 * 5)
+        #expect(shared.filter { $0["created"] == true }.count == 1)
+        #expect(Set(shared.compactMap { $0["version"]?.intValue }) == Set(1...40))
+        #expect(try s.database.sql("select version from wharf.schedules where name = 'shared'") == "40")
+        #expect(try s.database.sql("select count(*) from wharf.schedules") == "81")
+    }
+
     @Test func schedulePatchChangesWhatTheNextRunSees() throws {
         let s = try TestServer()
         let c = try s.connect()
