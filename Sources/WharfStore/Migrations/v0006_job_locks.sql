@@ -11,6 +11,21 @@
 -- the lease's lock, and leaving `running` (completion, failure, cancellation, lease expiry) or
 -- finishing releases it, waking anyone queued for the name.
 
+-- Jobs running with a lockKey when this migration runs take their lock now, so that none runs beside
+-- them once the unique index that guarded them is gone. (Lock names and lockKeys share one namespace
+-- from here on: a name a client holds keeps jobs with that key waiting.)
+insert into wharf.locks as l (name, holder, token, fencing_token, acquired_at, expires_at, grants)
+select j.lock_key, 'job ' || j.id, j.lease_token, 1, coalesce(j.leased_at, now()), j.lease_expires_at, 1
+from wharf.jobs j
+where j.state = 'running' and j.lock_key is not null and j.lease_token is not null
+  and j.lease_expires_at is not null
+order by j.lock_key
+on conflict on constraint locks_pkey do update set
+    holder = excluded.holder, token = excluded.token, fencing_token = l.fencing_token + 1,
+    acquired_at = excluded.acquired_at, expires_at = excluded.expires_at, request_id = null,
+    session_id = null, lock_delay_ms = 0, grants = l.grants + 1
+where l.holder is null or l.expires_at <= now();
+
 drop index wharf.jobs_running_lock_key_idx;
 
 alter table wharf.jobs add column hold_token text;
