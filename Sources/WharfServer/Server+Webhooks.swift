@@ -177,20 +177,16 @@ extension Server {
                         })
                 }
             }
-            store.sendWebhook(
-                messageID: WebhooksService.newMessageID(), endpointID: endpoint, event: type,
-                body: WebhooksService.body(event: type, data: payload), idempotencyKey: key
-            ) { r in
-                hooks.poke()
+            let send = Store.EventSend(
+                messageID: WebhooksService.newMessageID(), event: type,
+                body: WebhooksService.body(event: type, data: payload), idempotencyKey: key)
+            hooks.eventSends.add(send) { r in
                 call.finish(
-                    r.flatMap { rows in
-                        if let endpoint, rows.isEmpty { return .failure(.notFound("webhook endpoint", id: String(endpoint))) }
+                    r.map { rows in
                         let ids = rows.map { JSON.string(String($0.deliveryID)) }
-                        var o: JSONObject = [
+                        return [
                             "deliveryIds": .array(ids), "duplicate": .bool(!rows.isEmpty && rows.allSatisfy { !$0.new }),
                         ]
-                        if endpoint != nil { o["deliveryId"] = ids.first ?? .null }
-                        return .success(.object(o))
                     })
             }
         }

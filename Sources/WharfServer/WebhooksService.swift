@@ -41,8 +41,18 @@ final class WebhooksService {
     /// Sends to one endpoint made in one loop turn are queued by one statement (one commit).
     private(set) var sends: Batcher<Store.EndpointSend, (deliveryID: Int64, new: Bool)?>!
 
+    /// Sends by event made in one loop turn are queued by one statement (one commit).
+    private(set) var eventSends: Batcher<Store.EventSend, [(deliveryID: Int64, endpointID: Int64, new: Bool)]>!
+
     init(server: Server) {
         self.server = server
+        eventSends = Batcher(schedule: { [unowned server] body in server.runBeforeFlush(body) }) {
+            [unowned self] items, done in
+            self.store.sendEventMany(items) { [unowned self] r in
+                self.poke()
+                done(r)
+            }
+        }
         sends = Batcher(schedule: { [unowned server] body in server.runBeforeFlush(body) }) { [unowned self] items, done in
             self.store.sendMany(items) { [unowned self] r in
                 self.poke()

@@ -289,6 +289,43 @@ extension Store {
         }
     }
 
+    /// One send by event, as `sendEventMany` takes it.
+    public struct EventSend: Sendable {
+        public var messageID: String
+        public var event: String
+        public var body: String
+        public var idempotencyKey: String?
+
+        public init(messageID: String, event: String, body: String, idempotencyKey: String?) {
+            self.messageID = messageID
+            self.event = event
+            self.body = body
+            self.idempotencyKey = idempotencyKey
+        }
+    }
+
+    /// Queues a batch of sends by event in one statement: per send, its deliveries (one per subscribed
+    /// endpoint, in endpoint order) and whether each is new.
+    public func sendEventMany(
+        _ items: [EventSend],
+        _ completion: @escaping (Result<[[(deliveryID: Int64, endpointID: Int64, new: Bool)]], RPCError>) -> Void
+    ) {
+        let params: [String?] = [
+            PGArray.text(items.map(\.messageID)), PGArray.text(items.map(\.event)), PGArray.text(items.map(\.body)),
+            PGArray.text(items.map(\.idempotencyKey)),
+        ]
+        one(WebhookSQL.sendEventMany, params, completion) { rows in
+            var out = Array(repeating: [(deliveryID: Int64, endpointID: Int64, new: Bool)](), count: items.count)
+            for i in 0..<rows.rowCount {
+                guard let ord = rows.int(i, 0), let d = rows.int(i, 1), let e = rows.int(i, 2), ord >= 1,
+                    ord <= items.count
+                else { continue }
+                out[Int(ord) - 1].append((d, e, rows.bool(i, 3) ?? true))
+            }
+            return out
+        }
+    }
+
     /// One send to one endpoint, as `sendMany` takes it.
     public struct EndpointSend: Sendable {
         public var messageID: String

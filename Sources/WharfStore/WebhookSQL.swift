@@ -245,6 +245,41 @@ enum WebhookSQL {
         where id = $1 and attempt = $2 and state = 'delivering'
         """
 
+    /// `webhooks.send` by event, for a batch of sends: each send goes to every enabled endpoint
+    /// subscribed to its event. Rows: the send's ordinal, a delivery id, its endpoint, and whether it is
+    /// new (a send whose idempotency key an earlier send used for that endpoint, before or in this batch,
+    /// gets that delivery). A send no endpoint takes has no rows.
+    static let sendEventMany = """
+        with input as materialized (
+            select * from unnest($1::text[], $2::text[], $3::text[], $4::text[])
+                with ordinality as t(message_id, event, body, idempotency_key, ord)
+        ),
+        targets as materialized (
+            select i.*, e.id as endpoint_id
+            from input i
+            join wharf.webhook_endpoints e on e.enabled and (e.events is null or i.event = any(e.events))
+        ),
+        ins as (
+            insert into wharf.webhook_deliveries (message_id, endpoint_id, event, body, idempotency_key)
+            select t.message_id, t.endpoint_id, t.event, t.body, t.idempotency_key
+            from targets t
+            order by t.ord, t.endpoint_id
+            on conflict do nothing
+            returning id, endpoint_id, message_id, idempotency_key
+        ),
+        woke as (select count(pg_notify('wharf_wake', 'hooks:')) as n from (select 1 from ins limit 1) x)
+        select t.ord, coalesce(ins.id, dup.id, prior.id), t.endpoint_id, ins.id is not null
+        from targets t
+        cross join woke
+        left join ins on ins.message_id = t.message_id and ins.endpoint_id = t.endpoint_id
+        left join ins dup on ins.id is null and t.idempotency_key is not null
+            and dup.endpoint_id = t.endpoint_id and dup.idempotency_key = t.idempotency_key
+        left join wharf.webhook_deliveries prior on ins.id is null and dup.id is null and t.idempotency_key is not null
+            and prior.endpoint_id = t.endpoint_id and prior.idempotency_key = t.idempotency_key
+        where coalesce(ins.id, dup.id, prior.id) is not null
+        order by t.ord, t.endpoint_id
+        """
+
     /// `webhooks.send` to one endpoint each, for a batch of sends: rows in input order with the delivery
     /// id (null when the endpoint does not exist) and whether it is new. A send whose idempotency key
     /// an earlier send used (before or in this batch) gets that delivery.

@@ -4,11 +4,13 @@ second by `wharf serve --webhook-retry-schedule`."""
 
 from __future__ import annotations
 
+import asyncio
 import http.server
 import socket
 import ssl
 import threading
 import time
+import uuid
 from typing import Dict, List
 
 import pathlib
@@ -218,6 +220,44 @@ def test_timeout_refused_and_tls_failures_are_classified(hc, receiver):
     hc.webhooks.send({"n": 5}, endpoint_id=refused["id"])
     d = finished(hc, refused["id"])
     assert d["state"] == "failed" and {a["errorKind"] for a in d["attemptLog"]} == {"connect"}
+
+
+def test_concurrent_sends_by_event_each_reach_every_subscriber_once(receiver):
+    # A server of its own, so that no endpoint of another test subscribes to everything.
+    server = start_server(extra_args=["--allow-private-webhooks"])
+    try:
+        with wharf.Client(server.host, server.port, timeout=20) as hc:
+            _concurrent_sends_by_event(server, hc, receiver)
+    finally:
+        server.stop()
+
+
+def _concurrent_sends_by_event(server, hc, receiver):
+    event = f"fan.{uuid.uuid4().hex[:8]}"
+    subscribed = [register(hc, receiver, f"/fan-{k}", events=[event])["id"] for k in range(3)]
+    register(hc, receiver, "/fan-other", events=["something.else"])
+
+    async def burst():
+        # One connection, many sends in flight: they share statements on the server.
+        async with wharf.AsyncClient(server.host, server.port, timeout=20) as c:
+            sends = [c.webhooks.send({"n": n}, event=event) for n in range(20)]
+            sends += [c.webhooks.send({"n": "same"}, event=event, idempotency_key=f"{event}-k") for _ in range(4)]
+            return await asyncio.gather(*sends)
+
+    replies = asyncio.run(burst())
+    for r in replies[:20]:
+        assert len(r["deliveryIds"]) == 3 and r["duplicate"] is False
+    keyed = replies[20:]
+    assert len({tuple(r["deliveryIds"]) for r in keyed}) == 1, keyed
+    assert [r["duplicate"] for r in keyed].count(False) == 1
+    ids = [i for r in replies[:20] for i in r["deliveryIds"]] + keyed[0]["deliveryIds"]
+    assert len(set(ids)) == 21 * 3
+    for k, endpoint in enumerate(subscribed):
+        wait_for(lambda: len([d for d in hc.webhooks.deliveries(endpoint, limit=100)["deliveries"]
+                              if d["state"] == "succeeded"]) == 21)
+        bodies = [r["body"] for r in receiver.at(f"/fan-{k}") if event.encode() in r["body"]]
+        assert len(bodies) == 21
+    assert not [r for r in receiver.at("/fan-other") if event.encode() in r["body"]]
 
 
 def test_idempotency_key_and_rotation(hc, receiver):
