@@ -39,7 +39,10 @@ final class LocksService {
     private var waiters = LockWaiters<Waiter>()
     private var wakeTimers: [String: LoopTimer] = [:]
 
-    private var pending: [(LockRequest, (Result<LockOutcome, RPCError>) -> Void)] = []
+    /// An acquire attempt waiting for its statement, with what to do with its outcome.
+    typealias Attempt = (request: LockRequest, done: (Result<LockOutcome, RPCError>) -> Void)
+
+    private var pending: [Attempt] = []
     private var inFlight = 0
     private var flushScheduled = false
     /// Acquire statements in flight at once; while they run, new requests accumulate into the next.
@@ -104,14 +107,14 @@ final class LocksService {
     private func flush() {
         while !pending.isEmpty && inFlight < maxInFlight {
             var names = Set<String>()
-            var batch: [(LockRequest, (Result<LockOutcome, RPCError>) -> Void)] = []
-            var rest: [(LockRequest, (Result<LockOutcome, RPCError>) -> Void)] = []
+            var batch: [Attempt] = []
+            var rest: [Attempt] = []
             for p in pending {
-                if batch.count < maxBatch && names.insert(p.0.name).inserted { batch.append(p) } else { rest.append(p) }
+                if batch.count < maxBatch && names.insert(p.request.name).inserted { batch.append(p) } else { rest.append(p) }
             }
             pending = rest
             // Sorted by name, so that concurrent statements lock rows in one order.
-            batch.sort { $0.0.name < $1.0.name }
+            batch.sort { $0.request.name < $1.request.name }
             inFlight += 1
             run(batch) { [unowned self] in
                 self.inFlight -= 1
@@ -123,35 +126,37 @@ final class LocksService {
     /// Runs one batch: new requests first through the plain upsert that grants free locks nobody waits
     /// for (answered as soon as it commits), then everything it left, and queued waiters' retries,
     /// through the statement that decides exactly.
-    private func run(
-        _ batch: [(LockRequest, (Result<LockOutcome, RPCError>) -> Void)], then finished: @escaping () -> Void
-    ) {
-        let decide = { [unowned self] (rest: [(LockRequest, (Result<LockOutcome, RPCError>) -> Void)]) in
+    private func run(_ batch: [Attempt], then finished: @escaping () -> Void) {
+        let decide = { [unowned self] (rest: [Attempt]) in
             if rest.isEmpty { return finished() }
-            let requests = rest.map(\.0)
+            let requests = rest.map(\.request)
             self.retryingOnce { self.store.decideLocks(requests, replicaID: self.replicaID, $0) } then: { result in
                 switch result {
                 case .success(let outcomes):
-                    for (p, o) in zip(rest, outcomes) { p.1(.success(o)) }
+                    for (p, o) in zip(rest, outcomes) { p.done(.success(o)) }
                 case .failure(let e):
-                    for p in rest { p.1(.failure(e)) }
+                    for p in rest { p.done(.failure(e)) }
                 }
                 finished()
             }
         }
-        let fresh = batch.filter { $0.0.waiterSeq == nil }
+        let fresh = batch.filter { $0.request.waiterSeq == nil }
         if fresh.isEmpty { return decide(batch) }
-        retryingOnce { self.store.grantFreeLocks(fresh.map(\.0), $0) } then: { result in
+        retryingOnce { self.store.grantFreeLocks(fresh.map(\.request), $0) } then: { result in
             switch result {
             case .success(let grants):
-                var rest: [(LockRequest, (Result<LockOutcome, RPCError>) -> Void)] = []
+                var rest: [Attempt] = []
                 for p in batch {
-                    if let g = grants[p.0.name], p.0.waiterSeq == nil { p.1(.success(.granted(g))) } else { rest.append(p) }
+                    if let g = grants[p.request.name], p.request.waiterSeq == nil {
+                        p.done(.success(.granted(g)))
+                    } else {
+                        rest.append(p)
+                    }
                 }
                 decide(rest)
             case .failure(let e):
-                for p in fresh { p.1(.failure(e)) }
-                decide(batch.filter { $0.0.waiterSeq != nil })
+                for p in fresh { p.done(.failure(e)) }
+                decide(batch.filter { $0.request.waiterSeq != nil })
             }
         }
     }
