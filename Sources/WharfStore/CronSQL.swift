@@ -24,6 +24,20 @@ enum CronSQL {
         (select j.id from wharf.jobs j where j.schedule_name = s.name and j.schedule_fire_at = s.last_nominal_at limit 1)
         """
 
+    /// What a redefinition replaces, shared by both upserts: the definition, and the next fire unless
+    /// one is already due (it fires under the new definition); `claim_seq` changes, so a fire computed
+    /// from the old definition changes nothing.
+    static let redefine = """
+        expression = excluded.expression, every_ms = excluded.every_ms, timezone = excluded.timezone,
+        day_match = excluded.day_match, dst_gap = excluded.dst_gap, dst_fold = excluded.dst_fold,
+        target = excluded.target, overlap = excluded.overlap, missed = excluded.missed,
+        missed_window_ms = excluded.missed_window_ms, jitter_ms = excluded.jitter_ms,
+        start_at = excluded.start_at, end_at = excluded.end_at, fire_limit = excluded.fire_limit,
+        next_fire_at = case when s.next_fire_at <= now() and not s.paused then s.next_fire_at
+                            else excluded.next_fire_at end,
+        claim_seq = s.claim_seq + 1, claimed_until = null, version = s.version + 1, updated_at = now()
+        """
+
     /// Creates or replaces a schedule. A fire that is already due is kept (it fires under the new
     /// definition); otherwise the next fire is the one computed for the new definition (`$18`). A
     /// redefinition changes `claim_seq`, so a fire computed from the old definition changes nothing.
@@ -36,17 +50,10 @@ enum CronSQL {
                 $15, coalesce($16::boolean, false), case when $16::boolean then $17 end,
                 case when $16::boolean then now() end, \(at("$18::bigint")))
             on conflict (name) do update set
-                expression = excluded.expression, every_ms = excluded.every_ms, timezone = excluded.timezone,
-                day_match = excluded.day_match, dst_gap = excluded.dst_gap, dst_fold = excluded.dst_fold,
-                target = excluded.target, overlap = excluded.overlap, missed = excluded.missed,
-                missed_window_ms = excluded.missed_window_ms, jitter_ms = excluded.jitter_ms,
-                start_at = excluded.start_at, end_at = excluded.end_at, fire_limit = excluded.fire_limit,
                 paused = coalesce($16::boolean, s.paused),
                 paused_note = case when coalesce($16::boolean, s.paused) then coalesce($17, s.paused_note) end,
                 paused_at = case when coalesce($16::boolean, s.paused) then coalesce(s.paused_at, now()) end,
-                next_fire_at = case when s.next_fire_at <= now() and not s.paused then s.next_fire_at
-                                    else excluded.next_fire_at end,
-                claim_seq = s.claim_seq + 1, claimed_until = null, version = s.version + 1, updated_at = now()
+                \(redefine)
             returning \(columns), \(lastJob), (xmax = 0) as created, s.next_fire_at as wake_at
         )
         select up.*, pg_notify('wharf_wake', 'cron:' || coalesce(\(ms("up.wake_at"))::text, '')) is null from up
@@ -73,14 +80,7 @@ enum CronSQL {
             from input i
             order by i.name
             on conflict (name) do update set
-                expression = excluded.expression, every_ms = excluded.every_ms, timezone = excluded.timezone,
-                day_match = excluded.day_match, dst_gap = excluded.dst_gap, dst_fold = excluded.dst_fold,
-                target = excluded.target, overlap = excluded.overlap, missed = excluded.missed,
-                missed_window_ms = excluded.missed_window_ms, jitter_ms = excluded.jitter_ms,
-                start_at = excluded.start_at, end_at = excluded.end_at, fire_limit = excluded.fire_limit,
-                next_fire_at = case when s.next_fire_at <= now() and not s.paused then s.next_fire_at
-                                    else excluded.next_fire_at end,
-                claim_seq = s.claim_seq + 1, claimed_until = null, version = s.version + 1, updated_at = now()
+                \(redefine)
             returning \(columns), \(lastJob), (xmax = 0) as created, s.next_fire_at as wake_at, s.paused as is_paused
         ),
         woke as (

@@ -245,6 +245,23 @@ enum WebhookSQL {
         where id = $1 and attempt = $2 and state = 'delivering'
         """
 
+    /// For batched sends aliased `s` after an `ins` CTE: wakes the dispatchers (once, if anything was
+    /// inserted) and finds each send's delivery, the one inserted now (`ins`) or, for a send whose
+    /// idempotency key was used for that endpoint, the one made earlier in this batch (`dup`) or before
+    /// (`prior`).
+    static let wakeDispatchers = "woke as (select count(pg_notify('wharf_wake', 'hooks:')) as n from (select 1 from ins limit 1) x)"
+
+    static func deliveryJoins(_ s: String) -> String {
+        """
+        cross join woke
+        left join ins on ins.message_id = \(s).message_id and ins.endpoint_id = \(s).endpoint_id
+        left join ins dup on ins.id is null and \(s).idempotency_key is not null
+            and dup.endpoint_id = \(s).endpoint_id and dup.idempotency_key = \(s).idempotency_key
+        left join wharf.webhook_deliveries prior on ins.id is null and dup.id is null and \(s).idempotency_key is not null
+            and prior.endpoint_id = \(s).endpoint_id and prior.idempotency_key = \(s).idempotency_key
+        """
+    }
+
     /// `webhooks.send` by event, for a batch of sends: each send goes to every enabled endpoint
     /// subscribed to its event. Rows: the send's ordinal, a delivery id, its endpoint, and whether it is
     /// new (a send whose idempotency key an earlier send used for that endpoint, before or in this batch,
@@ -267,15 +284,10 @@ enum WebhookSQL {
             on conflict do nothing
             returning id, endpoint_id, message_id, idempotency_key
         ),
-        woke as (select count(pg_notify('wharf_wake', 'hooks:')) as n from (select 1 from ins limit 1) x)
+        \(wakeDispatchers)
         select t.ord, coalesce(ins.id, dup.id, prior.id), t.endpoint_id, ins.id is not null
         from targets t
-        cross join woke
-        left join ins on ins.message_id = t.message_id and ins.endpoint_id = t.endpoint_id
-        left join ins dup on ins.id is null and t.idempotency_key is not null
-            and dup.endpoint_id = t.endpoint_id and dup.idempotency_key = t.idempotency_key
-        left join wharf.webhook_deliveries prior on ins.id is null and dup.id is null and t.idempotency_key is not null
-            and prior.endpoint_id = t.endpoint_id and prior.idempotency_key = t.idempotency_key
+        \(deliveryJoins("t"))
         where coalesce(ins.id, dup.id, prior.id) is not null
         order by t.ord, t.endpoint_id
         """
@@ -298,15 +310,10 @@ enum WebhookSQL {
             on conflict do nothing
             returning id, endpoint_id, message_id, idempotency_key
         ),
-        woke as (select count(pg_notify('wharf_wake', 'hooks:')) as n from (select 1 from ins limit 1) x)
+        \(wakeDispatchers)
         select i.ord, coalesce(ins.id, dup.id, prior.id), ins.id is not null
         from input i
-        cross join woke
-        left join ins on ins.message_id = i.message_id and ins.endpoint_id = i.endpoint_id
-        left join ins dup on ins.id is null and i.idempotency_key is not null
-            and dup.endpoint_id = i.endpoint_id and dup.idempotency_key = i.idempotency_key
-        left join wharf.webhook_deliveries prior on ins.id is null and dup.id is null and i.idempotency_key is not null
-            and prior.endpoint_id = i.endpoint_id and prior.idempotency_key = i.idempotency_key
+        \(deliveryJoins("i"))
         order by i.ord
         """
 }

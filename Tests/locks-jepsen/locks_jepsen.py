@@ -132,28 +132,39 @@ class Register:
 # --- One client process ----------------------------------------------------------------------------
 
 
-def client_main(argv):
-    p = argparse.ArgumentParser()
-    p.add_argument("--id", type=int, required=True)
-    p.add_argument("--ports", required=True)
-    p.add_argument("--register", type=int, required=True)
-    p.add_argument("--name", required=True)
-    p.add_argument("--ttl-ms", type=int, required=True)
-    p.add_argument("--out", required=True)
-    a = p.parse_args(argv)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    rng = random.Random(a.id * 7919 + os.getpid())
-    ports = [int(x) for x in a.ports.split(",")]
-    ttl = a.ttl_ms / 1000
-    out = open(a.out, "w", buffering=1)
-    reg = socket.create_connection(("127.0.0.1", a.register))
-    reg_reader = reg.makefile("rb")
-    holder = f"c{a.id}"
+class ClientSetup:
+    """What every client process starts with: its arguments, a stop flag set by SIGTERM, a random
+    source, its output file and its connection to the register."""
 
-    def register(op, token, value=None):
-        reg.sendall(json.dumps({"op": op, "token": token, "value": value}).encode() + b"\n")
-        return json.loads(reg_reader.readline())
+    def __init__(self, argv, extra_options=(), seed=7919):
+        p = argparse.ArgumentParser()
+        p.add_argument("--id", type=int, required=True)
+        p.add_argument("--ports", required=True)
+        p.add_argument("--register", type=int, required=True)
+        p.add_argument("--name", required=True)
+        p.add_argument("--ttl-ms", type=int, required=True)
+        p.add_argument("--out", required=True)
+        for flag, kwargs in extra_options:
+            p.add_argument(flag, **kwargs)
+        self.args = a = p.parse_args(argv)
+        self.stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: self.stop.set())
+        self.rng = random.Random(a.id * seed + os.getpid())
+        self.ports = [int(x) for x in a.ports.split(",")]
+        self.out = open(a.out, "w", buffering=1)
+        self.reg = socket.create_connection(("127.0.0.1", a.register))
+        self.reg_reader = self.reg.makefile("rb")
+
+    def register(self, op, token, value=None):
+        self.reg.sendall(json.dumps({"op": op, "token": token, "value": value}).encode() + b"\n")
+        return json.loads(self.reg_reader.readline())
+
+
+def client_main(argv):
+    c = ClientSetup(argv)
+    a, stop, rng, ports, out, register = c.args, c.stop, c.rng, c.ports, c.out, c.register
+    ttl = a.ttl_ms / 1000
+    holder = f"c{a.id}"
 
     conn, k = None, a.id
     while not stop.is_set():
@@ -201,27 +212,9 @@ def client_main(argv):
 def mixed_client_main(argv):
     """Holds the lock through `locks.acquire` (mode lock) or by leasing keyed jobs (mode job), and
     increments the register while it holds it."""
-    p = argparse.ArgumentParser()
-    p.add_argument("--id", type=int, required=True)
-    p.add_argument("--mode", choices=["lock", "job"], required=True)
-    p.add_argument("--ports", required=True)
-    p.add_argument("--register", type=int, required=True)
-    p.add_argument("--name", required=True)
-    p.add_argument("--ttl-ms", type=int, required=True)
-    p.add_argument("--out", required=True)
-    a = p.parse_args(argv)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    rng = random.Random(a.id * 104729 + os.getpid())
-    ports = [int(x) for x in a.ports.split(",")]
-    out = open(a.out, "w", buffering=1)
-    reg = socket.create_connection(("127.0.0.1", a.register))
-    reg_reader = reg.makefile("rb")
+    c = ClientSetup(argv, [("--mode", {"choices": ["lock", "job"], "required": True})], seed=104729)
+    a, stop, rng, ports, out, register = c.args, c.stop, c.rng, c.ports, c.out, c.register
     holder = f"{a.mode}{a.id}"
-
-    def register(op, token, value=None):
-        reg.sendall(json.dumps({"op": op, "token": token, "value": value}).encode() + b"\n")
-        return json.loads(reg_reader.readline())
 
     conn, k = None, a.id
     while not stop.is_set():
@@ -393,26 +386,81 @@ def check(grants, log_problems, client_grants):
     return problems, history
 
 
+class Cluster:
+    """A fresh database with two replicas on it, the register, and the client processes; `close` stops
+    them all and drops the database."""
+
+    def __init__(self, binary, base_conninfo, workdir, fenced):
+        self.base_conninfo = base_conninfo
+        self.db = "wharf_jepsen_" + uuid.uuid4().hex[:10]
+        psql(base_conninfo, f"create database {self.db}")
+        database = conninfo_for(base_conninfo, self.db)
+        self.register = Register(fenced)
+        self.reg_server = self.register.serve()
+        self.replicas = [Replica(binary, database, free_port(), workdir, label) for label in ("a", "b")]
+        self.procs = []
+        self.workdir = workdir
+
+    def start(self):
+        for r in self.replicas:
+            r.start()
+
+    def spawn(self, name, clients, ttl_ms, role, extra=lambda i: []):
+        """Starts `clients` client processes (`role`: client or mixed-client); returns their output files."""
+        ports = ",".join(str(r.port) for r in self.replicas)
+        outs = [os.path.join(self.workdir, f"{name}-client-{i}.jsonl") for i in range(clients)]
+        for i in range(clients):
+            self.procs.append(subprocess.Popen(
+                [sys.executable, os.path.abspath(__file__), role, "--id", str(i), "--ports", ports,
+                 "--register", str(self.reg_server.server_address[1]), "--name", name, "--ttl-ms", str(ttl_ms),
+                 "--out", outs[i]] + extra(i)))
+        return outs
+
+    def kill_and_restart(self, name, log):
+        log(f"{name}: kill -9 replica a (port {self.replicas[0].port})")
+        self.replicas[0].kill()
+        time.sleep(0.3)
+        self.replicas[0].start()
+
+    def stop_clients(self):
+        for p in self.procs:
+            p.send_signal(signal.SIGCONT)
+            p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+    def close(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGCONT)
+                p.kill()
+        for r in self.replicas:
+            r.stop()
+        self.reg_server.shutdown()
+        try:
+            psql(self.base_conninfo, f"drop database if exists {self.db} with (force)")
+        except subprocess.CalledProcessError:
+            pass
+
+
+def read_outputs(outs):
+    for path in outs:
+        if os.path.exists(path):
+            for line in open(path):
+                yield json.loads(line)
+
+
 def run(binary, base_conninfo, fenced, duration, clients, ttl_ms, workdir, kill_replica=True, log=print):
     """One run: fresh database, two replicas, the clients, the nemesis. Returns a result dict."""
-    db = "wharf_jepsen_" + uuid.uuid4().hex[:10]
-    psql(base_conninfo, f"create database {db}")
-    database = conninfo_for(base_conninfo, db)
     name = "jepsen-" + ("fenced" if fenced else "control")
-    register = Register(fenced)
-    reg_server = register.serve()
-    replicas = [Replica(binary, database, free_port(), workdir, label) for label in ("a", "b")]
-    procs = []
+    cluster = Cluster(binary, base_conninfo, workdir, fenced)
     try:
-        for r in replicas:
-            r.start()
-        ports = ",".join(str(r.port) for r in replicas)
-        outs = [os.path.join(workdir, f"{name}-client-{i}.jsonl") for i in range(clients)]
-        for i in range(clients):
-            procs.append(subprocess.Popen(
-                [sys.executable, os.path.abspath(__file__), "client", "--id", str(i), "--ports", ports,
-                 "--register", str(reg_server.server_address[1]), "--name", name, "--ttl-ms", str(ttl_ms),
-                 "--out", outs[i]]))
+        cluster.start()
+        outs = cluster.spawn(name, clients, ttl_ms, "client")
+        procs = cluster.procs
         stopped = {"n": 0}
         done = threading.Event()
 
@@ -434,34 +482,17 @@ def run(binary, base_conninfo, fenced, duration, clients, ttl_ms, workdir, kill_
         pauser.start()
         time.sleep(duration / 2)
         if kill_replica:
-            log(f"{name}: kill -9 replica a (port {replicas[0].port})")
-            replicas[0].kill()
-            time.sleep(0.3)
-            replicas[0].start()
+            cluster.kill_and_restart(name, log)
         time.sleep(duration / 2)
         done.set()
         pauser.join()
-        for p in procs:
-            p.send_signal(signal.SIGCONT)
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        for r in replicas:
+        cluster.stop_clients()
+        for r in cluster.replicas:
             r.stop()
-        client_grants, writes = set(), 0
-        for path in outs:
-            if os.path.exists(path):
-                for line in open(path):
-                    e = json.loads(line)
-                    if "grant" in e:
-                        client_grants.add(e["grant"])
-                    if e.get("ok"):
-                        writes += 1
-        grants, log_problems = read_grant_log([p for r in replicas for p in r.logs], name)
+        client_grants = {e["grant"] for e in read_outputs(outs) if "grant" in e}
+        grants, log_problems = read_grant_log([p for r in cluster.replicas for p in r.logs], name)
         problems, history = check(grants, log_problems, client_grants)
+        register = cluster.register
         result = {
             "name": name, "fenced": fenced, "grants": len(history), "clientGrants": len(client_grants),
             "registerValue": register.value, "acceptedWrites": register.accepted, "rejected": register.rejected,
@@ -470,41 +501,23 @@ def run(binary, base_conninfo, fenced, duration, clients, ttl_ms, workdir, kill_
         log(json.dumps(result))
         return result
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGCONT)
-                p.kill()
-        for r in replicas:
-            r.stop()
-        reg_server.shutdown()
-        try:
-            psql(base_conninfo, f"drop database if exists {db} with (force)")
-        except subprocess.CalledProcessError:
-            pass
+        cluster.close()
 
 
 def run_mixed(binary, base_conninfo, duration, clients, ttl_ms, workdir, log=print):
     """The mixed workload: lock clients and job workers on one name, a replica killed midway."""
-    db = "wharf_jepsen_" + uuid.uuid4().hex[:10]
-    psql(base_conninfo, f"create database {db}")
-    database = conninfo_for(base_conninfo, db)
     name = "jepsen-mixed"
-    register = Register(fenced=False)
-    reg_server = register.serve()
-    replicas = [Replica(binary, database, free_port(), workdir, label) for label in ("a", "b")]
-    procs = []
+    cluster = Cluster(binary, base_conninfo, workdir, fenced=False)
     done = threading.Event()
     try:
-        for r in replicas:
-            r.start()
-        ports = ",".join(str(r.port) for r in replicas)
+        cluster.start()
 
         def producer():
             # Keeps some jobs with lockKey = name queued, on whichever replica answers.
             k = 0
             while not done.is_set():
                 try:
-                    c = Connection(replicas[k % 2].port, timeout=5)
+                    c = Connection(cluster.replicas[k % 2].port, timeout=5)
                     while not done.is_set():
                         queued = c.call("queues.stats", {"queue": name})["counts"].get("available", 0)
                         if queued < 20:
@@ -517,39 +530,23 @@ def run_mixed(binary, base_conninfo, duration, clients, ttl_ms, workdir, log=pri
 
         feeder = threading.Thread(target=producer, daemon=True)
         feeder.start()
-        outs = [os.path.join(workdir, f"{name}-client-{i}.jsonl") for i in range(clients)]
-        for i in range(clients):
-            procs.append(subprocess.Popen(
-                [sys.executable, os.path.abspath(__file__), "mixed-client", "--id", str(i),
-                 "--mode", "lock" if i % 2 == 0 else "job", "--ports", ports,
-                 "--register", str(reg_server.server_address[1]), "--name", name, "--ttl-ms", str(ttl_ms),
-                 "--out", outs[i]]))
+        outs = cluster.spawn(name, clients, ttl_ms, "mixed-client",
+                             extra=lambda i: ["--mode", "lock" if i % 2 == 0 else "job"])
         time.sleep(duration / 2)
-        log(f"{name}: kill -9 replica a (port {replicas[0].port})")
-        replicas[0].kill()
-        time.sleep(0.3)
-        replicas[0].start()
+        cluster.kill_and_restart(name, log)
         time.sleep(duration / 2)
         done.set()
         feeder.join()
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        cluster.stop_clients()
         holds = {"lock": 0, "job": 0}
         tokens = []
-        for path in outs:
-            if os.path.exists(path):
-                for line in open(path):
-                    e = json.loads(line)
-                    holds[e["mode"]] += 1
-                    tokens.append(e["grant"])
+        for e in read_outputs(outs):
+            holds[e["mode"]] += 1
+            tokens.append(e["grant"])
         problems = []
         if len(tokens) != len(set(tokens)):
             problems.append(f"{len(tokens) - len(set(tokens))} fencing tokens were handed out twice")
+        register = cluster.register
         result = {
             "name": name, "lockHolds": holds["lock"], "jobHolds": holds["job"], "registerValue": register.value,
             "acceptedWrites": register.accepted, "lostUpdates": register.accepted - register.value,
@@ -559,16 +556,7 @@ def run_mixed(binary, base_conninfo, duration, clients, ttl_ms, workdir, log=pri
         return result
     finally:
         done.set()
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-        for r in replicas:
-            r.stop()
-        reg_server.shutdown()
-        try:
-            psql(base_conninfo, f"drop database if exists {db} with (force)")
-        except subprocess.CalledProcessError:
-            pass
+        cluster.close()
 
 
 def main():
