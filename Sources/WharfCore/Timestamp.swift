@@ -12,12 +12,32 @@ public enum Timestamp {
         let millis = Int(((epochMs % 1000) + 1000) % 1000)
         var tm = tm()
         gmtime_r(&t, &tm)
-        func pad(_ v: Int, _ n: Int) -> String {
-            let s = String(v)
-            return String(repeating: "0", count: max(0, n - s.count)) + s
+        let year = Int(tm.tm_year) + 1900
+        guard (0...9999).contains(year) else {
+            func pad(_ v: Int, _ n: Int) -> String {
+                let s = String(v)
+                return String(repeating: "0", count: max(0, n - s.count)) + s
+            }
+            return "\(pad(year, 4))-\(pad(Int(tm.tm_mon) + 1, 2))-\(pad(Int(tm.tm_mday), 2))T"
+                + "\(pad(Int(tm.tm_hour), 2)):\(pad(Int(tm.tm_min), 2)):\(pad(Int(tm.tm_sec), 2)).\(pad(millis, 3))Z"
         }
-        return "\(pad(Int(tm.tm_year) + 1900, 4))-\(pad(Int(tm.tm_mon) + 1, 2))-\(pad(Int(tm.tm_mday), 2))T"
-            + "\(pad(Int(tm.tm_hour), 2)):\(pad(Int(tm.tm_min), 2)):\(pad(Int(tm.tm_sec), 2)).\(pad(millis, 3))Z"
+        // The common case, written digit by digit: replies carry many of these.
+        var b: [UInt8] = Array("0000-00-00T00:00:00.000Z".utf8)
+        func put(_ value: Int, at end: Int, digits: Int) {
+            var v = value
+            for i in stride(from: end, to: end - digits, by: -1) {
+                b[i] = UInt8(48 + v % 10)
+                v /= 10
+            }
+        }
+        put(year, at: 3, digits: 4)
+        put(Int(tm.tm_mon) + 1, at: 6, digits: 2)
+        put(Int(tm.tm_mday), at: 9, digits: 2)
+        put(Int(tm.tm_hour), at: 12, digits: 2)
+        put(Int(tm.tm_min), at: 15, digits: 2)
+        put(Int(tm.tm_sec), at: 18, digits: 2)
+        put(millis, at: 22, digits: 3)
+        return String(decoding: b, as: UTF8.self)
     }
 
     /// The current time in Unix epoch milliseconds (wall clock).
