@@ -106,13 +106,12 @@ extension Server {
                             "data": w["payload"] ?? .null,
                             "schedule": ["name": .string(name), "fireAt": .string(Timestamp.format(epochMs: fireMs))],
                         ]).text
-                        return self.store.sendWebhook(
-                            messageID: WebhooksService.newMessageID(), endpointID: endpoint ?? 0, event: event, body: body,
-                            idempotencyKey: nil
-                        ) { r in
+                        let send = Store.WebhookSend(
+                            messageID: WebhooksService.newMessageID(), endpointID: endpoint ?? 0, event: event, body: body)
+                        return self.webhooks.sends.add(send) { r in
                             call.finish(
-                                r.flatMap { rows in
-                                    guard let d = rows.first else {
+                                r.flatMap { row in
+                                    guard let d = row else {
                                         return .failure(.notFound("webhook endpoint", id: String(endpoint ?? 0)))
                                     }
                                     return .success([

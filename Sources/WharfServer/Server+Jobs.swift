@@ -265,7 +265,7 @@ extension Server {
             delay = max(0, ms - Timestamp.nowMs())
         }
         let key = try p.optionalName("uniqueKey", maxLength: 400)
-        let send = Store.EndpointSend(
+        let send = Store.WebhookSend(
             messageID: WebhooksService.newMessageID(), endpointID: endpoint, event: event,
             body: WebhooksService.body(event: event, data: wp["payload"] ?? .null), idempotencyKey: key, delayMs: delay)
         webhooks.sends.add(send) { r in

@@ -165,9 +165,9 @@ extension Server {
             let key = try p.optionalName("idempotencyKey", maxLength: 400)
             let type = event ?? "message"
             if let endpoint {
-                let send = Store.EndpointSend(
+                let send = Store.WebhookSend(
                     messageID: WebhooksService.newMessageID(), endpointID: endpoint, event: type,
-                    body: WebhooksService.body(event: type, data: payload), idempotencyKey: key, delayMs: nil)
+                    body: WebhooksService.body(event: type, data: payload), idempotencyKey: key)
                 return hooks.sends.add(send) { r in
                     call.finish(
                         r.flatMap { row in
@@ -177,8 +177,8 @@ extension Server {
                         })
                 }
             }
-            let send = Store.EventSend(
-                messageID: WebhooksService.newMessageID(), event: type,
+            let send = Store.WebhookSend(
+                messageID: WebhooksService.newMessageID(), endpointID: nil, event: type,
                 body: WebhooksService.body(event: type, data: payload), idempotencyKey: key)
             hooks.eventSends.add(send) { r in
                 call.finish(

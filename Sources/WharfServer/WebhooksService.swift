@@ -39,10 +39,10 @@ final class WebhooksService {
     private(set) var records: Batcher<(delivery: ClaimedDelivery, outcome: DeliveryOutcome), (justDisabled: Bool, reason: String?)>!
 
     /// Sends to one endpoint made in one loop turn are queued by one statement (one commit).
-    private(set) var sends: Batcher<Store.EndpointSend, (deliveryID: Int64, new: Bool)?>!
+    private(set) var sends: Batcher<Store.WebhookSend, (deliveryID: Int64, new: Bool)?>!
 
     /// Sends by event made in one loop turn are queued by one statement (one commit).
-    private(set) var eventSends: Batcher<Store.EventSend, [(deliveryID: Int64, endpointID: Int64, new: Bool)]>!
+    private(set) var eventSends: Batcher<Store.WebhookSend, [(deliveryID: Int64, endpointID: Int64, new: Bool)]>!
 
     init(server: Server) {
         self.server = server
@@ -334,11 +334,10 @@ final class WebhooksService {
                     "endpointId": .string(String(d.endpointID)), "url": .string(d.url), "reason": .from(e.reason),
                 ]
                 self.server.publishEvent(type: "endpoint.disabled", data: data)
-                let body = Self.body(event: "endpoint.disabled", data: data)
-                self.store.sendWebhook(
-                    messageID: Self.newMessageID(), endpointID: nil, event: "endpoint.disabled", body: body,
-                    idempotencyKey: nil
-                ) { _ in }
+                let send = Store.WebhookSend(
+                    messageID: Self.newMessageID(), endpointID: nil, event: "endpoint.disabled",
+                    body: Self.body(event: "endpoint.disabled", data: data))
+                self.eventSends.add(send) { _ in }
             case .failure(let e):
                 // The lease runs out and another attempt follows: at least once, never lost.
                 self.server.logger.warning("recording a webhook attempt failed", metadata: ["error": "\(e.message)"])

@@ -52,7 +52,6 @@ extension Store {
         StoreQuery(name: "webhooks.secrets", sql: WebhookSQL.secrets),
         StoreQuery(name: "webhooks.rotateSecret", sql: WebhookSQL.rotateSecret),
         StoreQuery(name: "webhooks.enableEndpoint", sql: WebhookSQL.enableEndpoint),
-        StoreQuery(name: "webhooks.send", sql: WebhookSQL.send),
         StoreQuery(name: "webhooks.claim", sql: WebhookSQL.claim),
         StoreQuery(name: "webhooks.record", sql: WebhookSQL.record),
         StoreQuery(name: "webhooks.nextDue", sql: WebhookSQL.nextDue),

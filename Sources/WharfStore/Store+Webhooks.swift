@@ -159,22 +159,6 @@ extension Store {
         one(WebhookSQL.enableEndpoint, [String(id)], completion) { rows in rows.rowCount > 0 ? EndpointRow(rows, 0) : nil }
     }
 
-    /// Queues a message for one endpoint, or for every enabled endpoint subscribed to `event`.
-    public func sendWebhook(
-        messageID: String, endpointID: Int64?, event: String, body: String, idempotencyKey: String?, delayMs: Int64? = nil,
-        _ completion: @escaping (Result<[(deliveryID: Int64, endpointID: Int64, new: Bool)], RPCError>) -> Void
-    ) {
-        let params: [String?] = [
-            messageID, endpointID.map(String.init), event, body, idempotencyKey, delayMs.map(String.init),
-        ]
-        one(WebhookSQL.send, params, completion) { rows in
-            (0..<rows.rowCount).compactMap { i in
-                guard let d = rows.int(i, 0), let e = rows.int(i, 1) else { return nil }
-                return (d, e, rows.bool(i, 2) ?? true)
-            }
-        }
-    }
-
     public func claimDeliveries(
         limit: Int, leaseMs: Int64,
         _ completion: @escaping (Result<(deliveries: [ClaimedDelivery], nowMs: Int64?), RPCError>) -> Void
@@ -289,25 +273,10 @@ extension Store {
         }
     }
 
-    /// One send by event, as `sendEventMany` takes it.
-    public struct EventSend: Sendable {
-        public var messageID: String
-        public var event: String
-        public var body: String
-        public var idempotencyKey: String?
-
-        public init(messageID: String, event: String, body: String, idempotencyKey: String?) {
-            self.messageID = messageID
-            self.event = event
-            self.body = body
-            self.idempotencyKey = idempotencyKey
-        }
-    }
-
     /// Queues a batch of sends by event in one statement: per send, its deliveries (one per subscribed
     /// endpoint, in endpoint order) and whether each is new.
     public func sendEventMany(
-        _ items: [EventSend],
+        _ items: [WebhookSend],
         _ completion: @escaping (Result<[[(deliveryID: Int64, endpointID: Int64, new: Bool)]], RPCError>) -> Void
     ) {
         let params: [String?] = [
@@ -326,16 +295,20 @@ extension Store {
         }
     }
 
-    /// One send to one endpoint, as `sendMany` takes it.
-    public struct EndpointSend: Sendable {
+    /// One `webhooks.send`: to one endpoint (`sendMany`), or by event to every enabled endpoint
+    /// subscribed to it (`sendEventMany`, when `endpointID` is nil).
+    public struct WebhookSend: Sendable {
         public var messageID: String
-        public var endpointID: Int64
+        public var endpointID: Int64?
         public var event: String
         public var body: String
         public var idempotencyKey: String?
         public var delayMs: Int64?
 
-        public init(messageID: String, endpointID: Int64, event: String, body: String, idempotencyKey: String?, delayMs: Int64?) {
+        public init(
+            messageID: String, endpointID: Int64?, event: String, body: String, idempotencyKey: String? = nil,
+            delayMs: Int64? = nil
+        ) {
             self.messageID = messageID
             self.endpointID = endpointID
             self.event = event
@@ -348,7 +321,7 @@ extension Store {
     /// Queues a batch of sends in one statement. Per send: the delivery id and whether it is new, or
     /// nil when the endpoint does not exist.
     public func sendMany(
-        _ sends: [EndpointSend], _ completion: @escaping (Result<[(deliveryID: Int64, new: Bool)?], RPCError>) -> Void
+        _ sends: [WebhookSend], _ completion: @escaping (Result<[(deliveryID: Int64, new: Bool)?], RPCError>) -> Void
     ) {
         let params: [String?] = [
             PGArray.text(sends.map(\.messageID)), PGArray.ints(sends.map(\.endpointID)), PGArray.text(sends.map(\.event)),

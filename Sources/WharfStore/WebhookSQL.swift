@@ -89,31 +89,6 @@ enum WebhookSQL {
         select \(endpointColumns), pg_notify('wharf_wake', 'hooks:') is null from e \(health)
         """
 
-    /// Queues message `$1` (event `$3`, body `$4`, idempotency key `$5`, first attempt `$6` ms from now)
-    /// for endpoint `$2`, or for every
-    /// enabled endpoint subscribed to `$3` when `$2` is null. Rows: delivery id, endpoint id, and
-    /// whether it is new (false: an earlier send with the same idempotency key).
-    static let send = """
-        with targets as (
-            select e.id from wharf.webhook_endpoints e
-            where case when $2::bigint is not null then e.id = $2
-                       else e.enabled and (e.events is null or $3 = any(e.events)) end
-        ),
-        ins as (
-            insert into wharf.webhook_deliveries (message_id, endpoint_id, event, body, idempotency_key, next_attempt_at)
-            select $1, t.id, $3, $4, $5, now() + coalesce($6::bigint, 0) * interval '1 millisecond' from targets t
-            on conflict do nothing
-            returning id, endpoint_id
-        ),
-        prior as (
-            select d.id, d.endpoint_id from wharf.webhook_deliveries d join targets t on t.id = d.endpoint_id
-            where $5::text is not null and d.idempotency_key = $5
-        )
-        select ins.id, ins.endpoint_id, true from ins cross join (select pg_notify('wharf_wake', 'hooks:')) woke
-        union all
-        select p.id, p.endpoint_id, false from prior p where not exists (select 1 from ins where ins.endpoint_id = p.endpoint_id)
-        """
-
     /// Takes up to `$1` due deliveries of enabled endpoints for `$2` ms: pending ones whose time came,
     /// and attempts whose replica died (lease run out).
     static let claim = """

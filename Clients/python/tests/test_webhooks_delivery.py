@@ -311,6 +311,27 @@ def test_cron_schedule_with_a_webhook_target(hc, receiver):
     assert len({r["id"] for r in fires}) == len(fires)  # one message id per fire
 
 
+def test_triggering_a_webhook_schedule_sends_one_delivery_now(hc, receiver):
+    import json
+
+    e = register(hc, receiver, "/ok")
+    hc.cron.upsert("hook-later", expression="0 3 1 1 *",
+                   webhook={"endpoint_id": e["id"], "event": "report.build", "payload": {"year": 1}})
+    try:
+        r = hc.cron.trigger("hook-later")
+        assert r["deliveryId"] and r["fireAt"]
+        got = wait_for(lambda: [x for x in receiver.at("/ok") if b"report.build" in x["body"]], timeout=5)
+        assert len(got) == 1 and got[0]["verified"] is True
+        body = json.loads(got[0]["body"])
+        assert body["data"] == {"year": 1} and body["schedule"] == {"name": "hook-later", "fireAt": r["fireAt"]}
+        hc.cron.upsert("hook-gone", expression="0 3 1 1 *", webhook={"endpoint_id": "999999", "payload": {}})
+        with pytest.raises(wharf.NotFound):
+            hc.cron.trigger("hook-gone")
+    finally:
+        hc.cron.remove("hook-later")
+        hc.cron.remove("hook-gone")
+
+
 def test_a_job_with_a_webhook_target(hc, receiver):
     e = register(hc, receiver, "/ok")
     queued_at = time.monotonic()
