@@ -130,7 +130,7 @@ enum CronSQL {
     /// itself rather than holding the schedule back for ever.
     static func holdsFiresBack(_ l: String) -> String {
         """
-        ((\(l).holder is not null and \(LockSQL.freeAt(l)) > now()
+        ((not \(LockSQL.isFree(l))
           and case when \(l).holder ~ '^job [0-9]{1,18}$'
                    then exists (select 1 from wharf.jobs j
                                 where j.id = substr(\(l).holder, 5)::bigint
@@ -216,21 +216,13 @@ enum CronSQL {
         holds as (
             -- Taken before the job or delivery is inserted, and that only if taken: a client that got
             -- the lock since the claim holds this fire back too.
-            insert into wharf.locks as l (name, holder, token, fencing_token, acquired_at, expires_at, grants)
-            select 'cron:' || h.schedule_name, h.holder, h.hold_token, 1, clock_timestamp(),
-                   now() + interval '100 years', 1
-            from (select i.schedule_name, 'job ' || i.id as holder, i.hold_token from input i
-                  union all
-                  select k.schedule_name, 'delivery ' || k.id, k.hold_token from hook_input k) h
-            where h.hold_token is not null
-            order by 1
-            on conflict on constraint locks_pkey do update set
-                holder = excluded.holder, token = excluded.token, fencing_token = l.fencing_token + 1,
-                acquired_at = clock_timestamp(), expires_at = excluded.expires_at, request_id = null,
-                session_id = null, lock_delay_ms = 0, grants = l.grants + 1,
-                expiries = l.expiries + case when l.holder is not null then 1 else 0 end
-            where not \(holdsFiresBack("l"))
-            returning l.token
+            \(LockSQL.grant("""
+                select 'cron:' || h.schedule_name, h.holder, h.hold_token, now() + interval '100 years', null, null, 0
+                from (select i.schedule_name, 'job ' || i.id as holder, i.hold_token from input i
+                      union all
+                      select k.schedule_name, 'delivery ' || k.id, k.hold_token from hook_input k) h
+                where h.hold_token is not null
+                """, when: "not \(holdsFiresBack("l"))"))
         ),
         ins as (
             insert into wharf.jobs as j (id, queue, kind, payload, state, priority, run_at, max_attempts, retry,

@@ -89,7 +89,7 @@ enum JobSQL {
                   and not exists (
                       select 1 from wharf.locks l
                       where l.name = j.lock_key
-                        and ((l.holder is not null and \(LockSQL.freeAt("l")) > now()) or \(LockSQL.someoneInLine("l"))))
+                        and (not \(LockSQL.isFree("l")) or \(LockSQL.someoneInLine("l"))))
                 order by j.priority desc, j.run_at, j.id
                 limit $2
                 for update skip locked
@@ -105,21 +105,15 @@ enum JobSQL {
             limit $2
         ),
         granted as (
-            -- Each keyed job takes its lock as any client would (see LockSQL.grant), with the lease
-            -- token as the lock's token and the lease's expiry as the lock's.
-            insert into wharf.locks as l (name, holder, token, fencing_token, acquired_at, expires_at, grants)
-            select b.lock_key, 'job ' || b.id, b.token, 1, clock_timestamp(),
-                   now() + least($3::bigint, coalesce(b.timeout_ms, $3::bigint)) * interval '1 millisecond', 1
-            from best b
-            where b.lock_key is not null
-            order by b.lock_key
-            on conflict on constraint locks_pkey do update set
-                holder = excluded.holder, token = excluded.token, fencing_token = l.fencing_token + 1,
-                acquired_at = clock_timestamp(), expires_at = excluded.expires_at, request_id = null,
-                session_id = null, lock_delay_ms = 0, grants = l.grants + 1,
-                expiries = l.expiries + case when l.holder is not null then 1 else 0 end
-            where (l.holder is null or \(LockSQL.freeAt("l")) <= now()) and not \(LockSQL.someoneInLine("l"))
-            returning l.name, l.token, l.fencing_token
+            -- Each keyed job takes its lock as any client would, with the lease token as the lock's
+            -- token and the lease's expiry as the lock's.
+            \(LockSQL.grant("""
+                select b.lock_key, 'job ' || b.id, b.token,
+                       now() + least($3::bigint, coalesce(b.timeout_ms, $3::bigint)) * interval '1 millisecond',
+                       null, null, 0
+                from best b
+                where b.lock_key is not null
+                """, when: "\(LockSQL.isFree("l")) and not \(LockSQL.someoneInLine("l"))"))
         ),
         picked as (
             -- A plain lease is soft state (a lost one only means the job runs again, as after expiry),

@@ -34,29 +34,43 @@ enum LockSQL {
            and w.deadline > now() and w.alive_until > now())
         """
 
-    /// The grant, shared by both acquire statements: the rows of `source` (aliased `a`) that may take
-    /// their lock. A request is granted when the lock is free: never held, released, or expired past
-    /// its lock-delay. The grant takes the next fencing token on the name's row under that row's lock,
-    /// so two grants can never share or reorder tokens; `acquired_at` is read from `clock_timestamp()`
-    /// once the lock is held, so a grant's recorded start is never before the end of the lease it
-    /// follows. Taking over an expired lease counts an expiry without release.
-    static func grant(from source: String, alsoWhere: String = "true") -> String {
+    /// Whether lock row `l` is free: never held, released, or expired past its lock-delay.
+    static func isFree(_ l: String) -> String { "(\(l).holder is null or \(freeAt(l)) <= now())" }
+
+    /// The one grant of the lock family, for clients (`locks.acquire`), leases of jobs with a lockKey and
+    /// fires of overlap "skip" schedules alike. `rows` selects, per lock to take (names distinct), the
+    /// columns `name, holder, token, expires_at, request_id, session_id, lock_delay_ms`; a name is taken
+    /// when its row satisfies `condition` (on the row aliased `l`; at least `isFree`), or has no row
+    /// yet. The grant takes the next fencing token on the name's row under that row's lock, so two
+    /// grants can never share or reorder tokens; `acquired_at` is read from `clock_timestamp()` once the
+    /// lock is held, so a grant's recorded start is never before the end of the lease it follows.
+    /// Taking over an expired lease counts an expiry without release. Returns a row per grant.
+    static func grant(_ rows: String, when condition: String) -> String {
         """
-        insert into wharf.locks as l (name, holder, token, fencing_token, acquired_at, expires_at, request_id,
-                                      session_id, lock_delay_ms, grants)
-        select a.name, a.holder, gen_random_uuid()::text, 1, clock_timestamp(),
-               now() + a.ttl_ms * interval '1 millisecond', a.request_id, a.session_id, a.lock_delay_ms, 1
-        from \(source)
-        order by a.name
+        insert into wharf.locks as l (name, holder, token, expires_at, request_id, session_id, lock_delay_ms,
+                                      fencing_token, acquired_at, grants)
+        select g.*, 1, clock_timestamp(), 1
+        from (\(rows)) g(name, holder, token, expires_at, request_id, session_id, lock_delay_ms)
+        order by g.name
         on conflict on constraint locks_pkey do update set
             holder = excluded.holder, token = excluded.token, fencing_token = l.fencing_token + 1,
             acquired_at = clock_timestamp(), expires_at = excluded.expires_at, request_id = excluded.request_id,
             session_id = excluded.session_id, lock_delay_ms = excluded.lock_delay_ms, grants = l.grants + 1,
             expiries = l.expiries + case when l.holder is not null then 1 else 0 end
-        where (l.holder is null or \(freeAt("l")) <= now()) and \(alsoWhere)
+        where \(condition)
         returning l.name, l.token, l.fencing_token, l.acquired_at, l.expires_at,
                   \(us("l.acquired_at")) as acquired_us, \(us("l.expires_at")) as expires_us
         """
+    }
+
+    /// `grant` for `locks.acquire` requests: the rows of `source` (aliased `a`, with `ttl_ms`).
+    static func grantRequests(from source: String, when condition: String) -> String {
+        grant(
+            """
+            select a.name, a.holder, gen_random_uuid()::text, now() + a.ttl_ms * interval '1 millisecond',
+                   a.request_id, a.session_id, a.lock_delay_ms
+            from \(source)
+            """, when: condition)
     }
 
     /// Array parameter `n` behind a scalar subquery. The planner then estimates every batch alike, and
@@ -88,11 +102,11 @@ enum LockSQL {
     /// requests it leaves out go through `acquire`, which decides them exactly (a retried request, the
     /// line, contention counts). Names are distinct within one call.
     static let acquireFree = """
-        \(grant(from: """
+        \(grantRequests(from: """
             unnest(\(array(1, "text")), \(array(2, "text")), \(array(3, "bigint")), \(array(4, "text")),
                    \(array(5, "text")), \(array(6, "bigint")))
                 as a(name, holder, ttl_ms, request_id, session_id, lock_delay_ms)
-            """, alsoWhere: "(l.waiters_until is null or l.waiters_until <= now())"))
+            """, when: "\(isFree("l")) and (l.waiters_until is null or l.waiters_until <= now())"))
         """
 
     /// Decides each requested lock exactly; names are distinct within one call. Runs for what
@@ -119,7 +133,7 @@ enum LockSQL {
             from input i
             where not exists (select 1 from snap s where s.ord = i.ord and s.same)
         ),
-        granted as (\(grant(from: "attempt a where a.ahead_until is null"))),
+        granted as (\(grantRequests(from: "attempt a where a.ahead_until is null", when: isFree("l")))),
         dequeued as (
             delete from wharf.lock_waiters w using input i
             where w.seq = i.wait_seq and i.name in (select name from granted)
@@ -208,7 +222,7 @@ enum LockSQL {
             select count(pg_notify('wharf_wake', 'lock:' || n.name)) as n
             from (select distinct name from gone) n
             join wharf.locks l on l.name = n.name
-            where (l.holder is null or \(freeAt("l")) <= now())
+            where \(isFree("l"))
               and exists (select 1 from wharf.lock_waiters w
                           where w.name = n.name and w.seq not in (select seq from input)
                             and w.deadline > now() and w.alive_until > now())
