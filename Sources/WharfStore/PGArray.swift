@@ -28,6 +28,10 @@ public enum PGArray {
         "{" + values.map { $0.map(String.init) ?? "NULL" }.joined(separator: ",") + "}"
     }
 
+    public static func doubles(_ values: [Double?]) -> String {
+        "{" + values.map { $0.map { String($0) } ?? "NULL" }.joined(separator: ",") + "}"
+    }
+
     public static func bools(_ values: [Bool?]) -> String {
         "{" + values.map { $0.map { $0 ? "t" : "f" } ?? "NULL" }.joined(separator: ",") + "}"
     }

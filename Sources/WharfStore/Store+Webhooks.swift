@@ -203,7 +203,7 @@ extension Store {
         let params: [String?] = [
             PGArray.ints(deliveries.map(\.id)), PGArray.ints(deliveries.map { Int64($0.attempt) }),
             PGArray.ints(deliveries.map(\.endpointID)), PGArray.ints(rows.map { $0.status.map(Int64.init) }),
-            "{" + rows.map { String($0.latencyMs) }.joined(separator: ",") + "}",
+            PGArray.doubles(rows.map(\.latencyMs)),
             PGArray.text(rows.map(\.errorKind)), PGArray.text(rows.map(\.error)), PGArray.text(rows.map(\.responseBody)),
             PGArray.text(rows.map(\.nextState)), PGArray.ints(rows.map(\.retryInMs)),
             PGArray.ints(order), PGArray.bools(order.map { agg[$0]!.anySuccess }),

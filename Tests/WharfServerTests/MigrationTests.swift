@@ -115,6 +115,9 @@ func migrate(_ conninfo: String) throws -> Result<[Int], PQError> {
         let strings = decoded?.map { $0 as? String }
         #expect(strings == values, "\(literal) read back as \(out)")
         #expect(try db.sql("select array_to_string($lit$\(PGArray.ints([1, nil, -3]))$lit$::bigint[], ',', 'null')") == "1,null,-3")
+        #expect(
+            try db.sql("select array_to_string($lit$\(PGArray.doubles([1.5, nil, -0.25]))$lit$::float8[], ',', 'null')")
+                == "1.5,null,-0.25")
     }
 
     @Test func everyStoreQueryPrepares() throws {
