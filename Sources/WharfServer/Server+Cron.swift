@@ -101,11 +101,9 @@ extension Server {
                         let w = row.target["webhook"] ?? .null
                         let event = w["event"]?.stringValue ?? "cron.fire"
                         let endpoint = w["endpointId"]?.stringValue.flatMap { Int64($0) } ?? w["endpointId"]?.intValue
-                        let body = JSON.object([
-                            "type": .string(event), "timestamp": .string(Timestamp.format(epochMs: Timestamp.nowMs())),
-                            "data": w["payload"] ?? .null,
-                            "schedule": ["name": .string(name), "fireAt": .string(Timestamp.format(epochMs: fireMs))],
-                        ]).text
+                        let body = WebhooksService.body(
+                            event: event, data: w["payload"] ?? .null,
+                            extra: ["schedule": ["name": .string(name), "fireAt": .string(Timestamp.format(epochMs: fireMs))]])
                         let send = Store.WebhookSend(
                             messageID: WebhooksService.newMessageID(), endpointID: endpoint ?? 0, event: event, body: body)
                         return self.webhooks.sends.add(send) { r in

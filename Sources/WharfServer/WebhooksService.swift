@@ -169,9 +169,12 @@ final class WebhooksService {
     static func newMessageID() -> String { "msg_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased() }
 
     /// The bytes of a message: `{"type", "timestamp", "data"}` as the Standard Webhooks examples.
-    static func body(event: String, data: JSON) -> String {
-        JSON.object(["type": .string(event), "timestamp": .string(Timestamp.format(epochMs: Timestamp.nowMs())), "data": data])
-            .text
+    static func body(event: String, data: JSON, extra: JSONObject = [:]) -> String {
+        var o: JSONObject = [
+            "type": .string(event), "timestamp": .string(Timestamp.format(epochMs: Timestamp.nowMs())), "data": data,
+        ]
+        for (k, v) in extra.pairs { o[k] = v }
+        return JSON.object(o).text
     }
 
     /// A `webhook.ping` to the endpoint now, outside the delivery queue: `{verified, status, latencyMs, error?}`.
