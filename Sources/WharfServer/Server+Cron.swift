@@ -9,10 +9,8 @@ extension Server {
         self.cron = cron
         cron.start()
         // Workers may reshape the schedule they run for (`cron.upsert` from inside a job).
-        let writers: Set<Role> = [.producer, .worker]
-        let readers: Set<Role> = [.reader, .producer, .worker]
 
-        register("cron.upsert", roles: writers) { [unowned self] call in
+        register("cron.upsert") { [unowned self] call in
             let d = try Self.scheduleDefinition(call.params)
             let schedule = try Self.compiled(d)
             let next = CronService.nextFire(
@@ -30,7 +28,7 @@ extension Server {
             if d.paused == nil { cron.upserts.add((d, next), done) } else { store.upsertSchedule(d, nextFireMs: next, done) }
         }
 
-        register("cron.get", roles: readers) { [unowned self] call in
+        register("cron.get") { [unowned self] call in
             try call.params.onlyKnown(["name"])
             let name = try call.params.name("name")
             store.schedule(name) { r in
@@ -42,7 +40,7 @@ extension Server {
             }
         }
 
-        register("cron.list", roles: readers) { [unowned self] call in
+        register("cron.list") { [unowned self] call in
             let p = call.params
             try p.onlyKnown(["prefix", "limit", "cursor"])
             let limit = Int(try p.optionalInt("limit", in: 1...1000) ?? 100)
@@ -58,7 +56,7 @@ extension Server {
             }
         }
 
-        register("cron.remove", roles: writers) { [unowned self] call in
+        register("cron.remove") { [unowned self] call in
             try call.params.onlyKnown(["name"])
             let name = try call.params.name("name")
             store.removeSchedule(name) { r in
@@ -69,7 +67,7 @@ extension Server {
             }
         }
 
-        register("cron.pause", roles: writers) { [unowned self] call in
+        register("cron.pause") { [unowned self] call in
             try call.params.onlyKnown(["name", "note"])
             let name = try call.params.name("name")
             let note = try call.params.optionalName("note", maxLength: 1000)
@@ -82,13 +80,13 @@ extension Server {
             }
         }
 
-        register("cron.resume", roles: writers) { [unowned self] call in
+        register("cron.resume") { [unowned self] call in
             try call.params.onlyKnown(["name"])
             let name = try call.params.name("name")
             resumeSchedule(name, cron: cron, call: call, attempt: 0)
         }
 
-        register("cron.trigger", roles: writers) { [unowned self] call in
+        register("cron.trigger") { [unowned self] call in
             try call.params.onlyKnown(["name"])
             let name = try call.params.name("name")
             store.schedule(name) { [unowned self] r in
@@ -139,7 +137,7 @@ extension Server {
             }
         }
 
-        register("cron.preview", roles: readers) { call in
+        register("cron.preview") { call in
             let p = call.params
             try p.onlyKnown(["expression", "everyMs", "timezone", "dayMatch", "dstGap", "dstFold", "count", "from"])
             var d = ScheduleDefinition(name: "preview", target: .null)

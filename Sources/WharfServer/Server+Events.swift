@@ -6,7 +6,6 @@ import WharfRPC
 /// the subscribers of every replica (through `NOTIFY wharf_wake 'event:...'`).
 extension Server {
     func registerEventMethods() {
-        let everyone: Set<Role> = [.reader, .producer, .worker]
         onWake("event") { [unowned self] payload in
             guard let event = try? JSONParser.parse(payload), event["replica"]?.stringValue != config.replicaID,
                 let type = event["type"]?.stringValue
@@ -14,7 +13,7 @@ extension Server {
             deliverEvent(type: type, at: event["at"] ?? .null, data: event["data"] ?? .null)
         }
 
-        register("events.subscribe", roles: everyone) { call in
+        register("events.subscribe") { call in
             try call.params.onlyKnown(["events"])
             guard let events = try call.params.stringArray("events", maxCount: 100), !events.isEmpty else {
                 throw RPCError.invalidParams(field: "events", "is required: event types such as endpoint.disabled, or *")
@@ -23,7 +22,7 @@ extension Server {
             call.reply(["events": .array(call.session.subscriptions.sorted().map(JSON.string))])
         }
 
-        register("events.unsubscribe", roles: everyone) { call in
+        register("events.unsubscribe") { call in
             try call.params.onlyKnown(["events"])
             if let events = try call.params.stringArray("events", maxCount: 100) {
                 call.session.subscriptions.subtract(events)

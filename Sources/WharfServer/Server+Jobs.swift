@@ -7,11 +7,8 @@ extension Server {
         let jobs = JobsService(server: self)
         self.jobs = jobs
         jobs.start()
-        let producers: Set<Role> = [.producer]
-        let workers: Set<Role> = [.worker]
-        let readers: Set<Role> = [.reader, .producer, .worker]
 
-        register("jobs.enqueue", roles: producers) { [unowned self] call in
+        register("jobs.enqueue") { [unowned self] call in
             if call.params.has("webhook") { return try enqueueWebhook(call) }
             let spec = try JobSpec.parse(call.params)
             jobs.enqueueBatcher.add(spec) { result in
@@ -21,7 +18,7 @@ extension Server {
             }
         }
 
-        register("jobs.enqueueBatch", roles: producers) { [unowned self] call in
+        register("jobs.enqueueBatch") { [unowned self] call in
             try call.params.onlyKnown(["jobs"])
             guard case .array(let items)? = call.params["jobs"] else {
                 throw RPCError.invalidParams(field: "jobs", "must be an array of job objects")
@@ -57,7 +54,7 @@ extension Server {
             }
         }
 
-        register("jobs.lease", roles: workers) { call in
+        register("jobs.lease") { call in
             let p = call.params
             try p.onlyKnown(["queues", "max", "leaseMs", "waitMs", "worker"])
             guard let queues = try p.stringArray("queues", maxCount: 100), !queues.isEmpty else {
@@ -70,7 +67,7 @@ extension Server {
             jobs.lease(call: call, queues: queues, max: Int(max), leaseMs: leaseMs, waitMs: waitMs, worker: worker)
         }
 
-        register("jobs.heartbeat", roles: workers) { [unowned self] call in
+        register("jobs.heartbeat") { [unowned self] call in
             let p = call.params
             try p.onlyKnown(["id", "leaseToken", "extendMs", "progress"])
             let id = try Self.jobID(p)
@@ -82,7 +79,7 @@ extension Server {
             }
         }
 
-        register("jobs.complete", roles: workers) { [unowned self] call in
+        register("jobs.complete") { [unowned self] call in
             let p = call.params
             try p.onlyKnown(["id", "leaseToken", "result", "schedulePatch"])
             let id = try Self.jobID(p)
@@ -113,7 +110,7 @@ extension Server {
             }
         }
 
-        register("jobs.fail", roles: workers) { call in
+        register("jobs.fail") { call in
             let p = call.params
             try p.onlyKnown(["id", "leaseToken", "error", "retryable", "retryInMs"])
             let id = try Self.jobID(p)
@@ -128,7 +125,7 @@ extension Server {
             }
         }
 
-        register("jobs.cancel", roles: producers) { [unowned self] call in
+        register("jobs.cancel") { [unowned self] call in
             try call.params.onlyKnown(["id"])
             let id = try Self.jobID(call.params)
             store.cancel(id: id) { r in
@@ -137,7 +134,7 @@ extension Server {
             }
         }
 
-        register("jobs.retry", roles: producers) { [unowned self] call in
+        register("jobs.retry") { [unowned self] call in
             try call.params.onlyKnown(["id"])
             let id = try Self.jobID(call.params)
             store.retry(id: id) { r in
@@ -152,12 +149,12 @@ extension Server {
             }
         }
 
-        register("jobs.get", roles: readers) { [unowned self] call in
+        register("jobs.get") { [unowned self] call in
             try call.params.onlyKnown(["id"])
             store.job(id: try Self.jobID(call.params)) { call.finish($0) }
         }
 
-        register("jobs.list", roles: readers) { [unowned self] call in
+        register("jobs.list") { [unowned self] call in
             let p = call.params
             try p.onlyKnown(["queue", "state", "kind", "tag", "limit", "cursor"])
             let state = try p.optionalString("state")
@@ -184,17 +181,17 @@ extension Server {
             }
         }
 
-        register("queues.list", roles: readers) { [unowned self] call in
+        register("queues.list") { [unowned self] call in
             try call.params.onlyKnown([])
             store.listQueues { call.finish($0.map { ["queues": .array($0)] }) }
         }
 
-        register("queues.stats", roles: readers) { [unowned self] call in
+        register("queues.stats") { [unowned self] call in
             try call.params.onlyKnown(["queue"])
             store.queueStats(try call.params.name("queue")) { call.finish($0) }
         }
 
-        register("queues.configure", roles: producers) { [unowned self] call in
+        register("queues.configure") { [unowned self] call in
             try call.params.onlyKnown(["queue", "retry"])
             let queue = try call.params.name("queue")
             guard call.params.object["retry"] != nil else {
@@ -205,7 +202,7 @@ extension Server {
         }
 
         for (method, paused) in [("queues.pause", true), ("queues.resume", false)] {
-            register(method, roles: producers) { [unowned self] call in
+            register(method) { [unowned self] call in
                 try call.params.onlyKnown(["queue"])
                 let queue = try call.params.name("queue")
                 store.setQueuePaused(queue, paused: paused) { r in

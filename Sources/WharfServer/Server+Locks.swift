@@ -7,11 +7,9 @@ extension Server {
         let locks = LocksService(server: self)
         self.locks = locks
         locks.start()
-        let users: Set<Role> = [.producer, .worker]
-        let readers: Set<Role> = [.producer, .worker, .reader]
         let ttlRange: ClosedRange<Int64> = 100...86_400_000
 
-        register("locks.acquire", roles: users) { call in
+        register("locks.acquire") { call in
             let p = call.params
             try p.onlyKnown(["name", "holder", "ttlMs", "waitMs", "requestId", "bindToSession", "lockDelayMs"])
             var request = LockRequest(
@@ -24,7 +22,7 @@ extension Server {
             locks.acquire(call: call, request: request, waitMs: waitMs, bind: bind)
         }
 
-        register("locks.renew", roles: users) { [unowned self] call in
+        register("locks.renew") { [unowned self] call in
             let p = call.params
             try p.onlyKnown(["name", "token", "ttlMs"])
             let name = try p.name("name", maxLength: 400)
@@ -40,7 +38,7 @@ extension Server {
             }
         }
 
-        register("locks.release", roles: users) { call in
+        register("locks.release") { call in
             let p = call.params
             try p.onlyKnown(["name", "token"])
             let name = try p.name("name", maxLength: 400)
@@ -61,12 +59,12 @@ extension Server {
             }
         }
 
-        register("locks.get", roles: readers) { [unowned self] call in
+        register("locks.get") { [unowned self] call in
             try call.params.onlyKnown(["name"])
             store.lock(name: try call.params.name("name", maxLength: 400)) { call.finish($0) }
         }
 
-        register("locks.list", roles: readers) { [unowned self] call in
+        register("locks.list") { [unowned self] call in
             let p = call.params
             try p.onlyKnown(["prefix", "limit", "cursor"])
             let limit = Int(try p.optionalInt("limit", in: 1...1000) ?? 100)

@@ -14,14 +14,13 @@ extension Server {
     }
 
     func registerServerMethods() {
-        let everyone: Set<Role> = Set(Role.allCases)
 
-        register("server.ping", roles: everyone, open: true) { call in
+        register("server.ping", open: true) { call in
             try call.params.onlyKnown([])
             call.reply("pong")
         }
 
-        register("server.info", roles: everyone) { [unowned self] call in
+        register("server.info") { [unowned self] call in
             try call.params.onlyKnown([])
             call.reply([
                 "name": "wharf",
@@ -40,7 +39,7 @@ extension Server {
             ])
         }
 
-        register("server.health", roles: everyone) { [unowned self] call in
+        register("server.health") { [unowned self] call in
             try call.params.onlyKnown([])
             let started = DispatchTime.now().uptimeNanoseconds
             store.health { [unowned self] result in
@@ -67,7 +66,7 @@ extension Server {
             }
         }
 
-        register("session.hello", roles: everyone, open: true) { [unowned self] call in
+        register("session.hello", open: true) { [unowned self] call in
             try call.params.onlyKnown(["token", "client"])
             let token = try call.params.optionalString("token")
             let client = try call.params.optionalString("client")

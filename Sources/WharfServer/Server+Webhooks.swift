@@ -9,11 +9,8 @@ extension Server {
         let hooks = WebhooksService(server: self)
         self.webhooks = hooks
         hooks.start()
-        let writers: Set<Role> = [.producer]
-        let readers: Set<Role> = [.reader, .producer, .worker]
-        let senders: Set<Role> = [.producer, .worker]
 
-        register("webhooks.register", roles: writers) { [unowned self] call in
+        register("webhooks.register") { [unowned self] call in
             let p = call.params
             try p.onlyKnown(["url", "description", "events", "rateLimitPerS", "disableAfterMs", "dormantAfterMs"])
             let url = try p.name("url", maxLength: 2000)
@@ -44,7 +41,7 @@ extension Server {
             }
         }
 
-        register("webhooks.update", roles: writers) { [unowned self] call in
+        register("webhooks.update") { [unowned self] call in
             let p = call.params
             try p.onlyKnown(["id", "url", "description", "events", "rateLimitPerS", "disableAfterMs", "dormantAfterMs"])
             let id = try Self.numericID(p, "id")
@@ -68,13 +65,13 @@ extension Server {
             }
         }
 
-        register("webhooks.get", roles: readers) { [unowned self] call in
+        register("webhooks.get") { [unowned self] call in
             try call.params.onlyKnown(["id"])
             let id = try Self.numericID(call.params, "id")
             store.endpoint(id) { r in call.finish(Self.endpointReply(r, id: id, hooks)) }
         }
 
-        register("webhooks.health", roles: readers) { [unowned self] call in
+        register("webhooks.health") { [unowned self] call in
             try call.params.onlyKnown(["id"])
             let id = try Self.numericID(call.params, "id")
             store.endpoint(id) { r in
@@ -86,7 +83,7 @@ extension Server {
             }
         }
 
-        register("webhooks.list", roles: readers) { [unowned self] call in
+        register("webhooks.list") { [unowned self] call in
             let p = call.params
             try p.onlyKnown(["limit", "cursor"])
             let limit = Int(try p.optionalInt("limit", in: 1...1000) ?? 100)
@@ -102,7 +99,7 @@ extension Server {
             }
         }
 
-        register("webhooks.remove", roles: writers) { [unowned self] call in
+        register("webhooks.remove") { [unowned self] call in
             try call.params.onlyKnown(["id"])
             let id = try Self.numericID(call.params, "id")
             store.removeEndpoint(id) { r in
@@ -115,7 +112,7 @@ extension Server {
             }
         }
 
-        register("webhooks.test", roles: writers) { [unowned self] call in
+        register("webhooks.test") { [unowned self] call in
             try call.params.onlyKnown(["id"])
             let id = try Self.numericID(call.params, "id")
             store.endpointSecrets(id) { r in
@@ -127,7 +124,7 @@ extension Server {
             }
         }
 
-        register("webhooks.rotateSecret", roles: writers) { [unowned self] call in
+        register("webhooks.rotateSecret") { [unowned self] call in
             try call.params.onlyKnown(["id", "graceMs"])
             let id = try Self.numericID(call.params, "id")
             let grace = try call.params.optionalInt("graceMs", in: 0...2_592_000_000) ?? 86_400_000
@@ -144,7 +141,7 @@ extension Server {
             }
         }
 
-        register("webhooks.enable", roles: writers) { [unowned self] call in
+        register("webhooks.enable") { [unowned self] call in
             try call.params.onlyKnown(["id"])
             let id = try Self.numericID(call.params, "id")
             store.enableEndpoint(id) { r in
@@ -153,7 +150,7 @@ extension Server {
             }
         }
 
-        register("webhooks.send", roles: senders) { [unowned self] call in
+        register("webhooks.send") { [unowned self] call in
             let p = call.params
             try p.onlyKnown(["endpointId", "event", "payload", "idempotencyKey"])
             let endpoint = try p.has("endpointId") ? Self.numericID(p, "endpointId") : nil
@@ -191,7 +188,7 @@ extension Server {
             }
         }
 
-        register("webhooks.deliveries", roles: readers) { [unowned self] call in
+        register("webhooks.deliveries") { [unowned self] call in
             let p = call.params
             try p.onlyKnown(["endpointId", "state", "limit", "cursor"])
             let endpoint = try Self.numericID(p, "endpointId")
@@ -201,15 +198,17 @@ extension Server {
             }
             let limit = Int(try p.optionalInt("limit", in: 1...1000) ?? 50)
             let before = try p.has("cursor") ? Self.numericID(p, "cursor") : nil
+            let bodies = Access.seesResponseBodies(call.session.role)
             store.deliveries(endpointID: endpoint, state: state, before: before, limit: limit) { r in
                 call.finish(
                     r.map { rows in
-                        ["deliveries": .array(rows), "cursor": rows.count == limit ? rows.last?["id"] ?? .null : .null]
+                        let shown = bodies ? rows : rows.map(Self.withoutResponseBodies)
+                        return ["deliveries": .array(shown), "cursor": rows.count == limit ? rows.last?["id"] ?? .null : .null]
                     })
             }
         }
 
-        register("webhooks.redeliver", roles: writers) { [unowned self] call in
+        register("webhooks.redeliver") { [unowned self] call in
             try call.params.onlyKnown(["deliveryId"])
             let id = try Self.numericID(call.params, "deliveryId")
             store.redeliver(id) { r in
@@ -225,7 +224,7 @@ extension Server {
             }
         }
 
-        register("webhooks.recover", roles: writers) { [unowned self] call in
+        register("webhooks.recover") { [unowned self] call in
             try call.params.onlyKnown(["endpointId", "since"])
             let id = try Self.numericID(call.params, "endpointId")
             guard let since = Timestamp.parse(try call.params.string("since")) else {
@@ -299,5 +298,13 @@ extension WebhooksService {
             o["disabledReason"] = .from(e.disabledReason)
         }
         return o
+    }
+
+    /// A delivery as a role that may not see receivers' answers gets it: its attempts without `responseBody`.
+    static func withoutResponseBodies(_ delivery: JSON) -> JSON {
+        guard var o = delivery.objectValue, let log = o["attemptLog"]?.arrayValue else { return delivery }
+        o["attemptLog"] = .array(
+            log.map { a in a.objectValue.map { .object(JSONObject($0.pairs.filter { $0.key != "responseBody" })) } ?? a })
+        return .object(o)
     }
 }

@@ -282,10 +282,14 @@ public final class Server: @unchecked Sendable {  // loop-thread confined; only 
     // MARK: Dispatch
 
     /// Registers a method. `roles` may call it (admin always may); `open` methods need no session.
-    func register(_ name: String, roles: Set<Role>, open: Bool = false, _ handler: @escaping (Call) throws -> Void) {
+    func register(_ name: String, open: Bool = false, _ handler: @escaping (Call) throws -> Void) {
         precondition(methods[name] == nil, "\(name) registered twice")
+        guard let roles = Access.table[name] else { preconditionFailure("\(name) has no row in Access.table") }
         methods[name] = MethodSpec(name: name, roles: roles, open: open, handler: handler)
     }
+
+    /// The roles besides `admin` that may call each served method (what `dispatch` enforces).
+    public var methodRoles: [String: Set<Role>] { methods.mapValues(\.roles) }
 
     /// The names of every method served.
     public var methodNames: [String] { methods.keys.sorted() }
