@@ -202,7 +202,7 @@ extension Server {
             store.deliveries(endpointID: endpoint, state: state, before: before, limit: limit) { r in
                 call.finish(
                     r.map { rows in
-                        let shown = bodies ? rows : rows.map(Self.withoutResponseBodies)
+                        let shown = bodies ? rows : rows.map(WebhooksService.withoutResponseBodies)
                         return ["deliveries": .array(shown), "cursor": rows.count == limit ? rows.last?["id"] ?? .null : .null]
                     })
             }
