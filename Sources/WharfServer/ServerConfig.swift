@@ -23,7 +23,7 @@ public struct Limits: Sendable {
     public var maxConnections = 10_000
     /// Bytes of jobs one reply may carry (`jobs.list` pages, `jobs.lease` batches); past the first job a
     /// list ends early with a cursor and a lease takes fewer jobs (Protocol/README.md, "Memory bounds").
-    public var maxReplyBytes = 4 << 20
+    public var maxReplyBytes = 1 << 20
 
     public init() {}
 }

@@ -45,7 +45,7 @@ struct Serve: ParsableCommand {
     var retryJitter = 0.1
 
     @Option(help: "Most bytes of jobs in one reply (a jobs.list page, a jobs.lease batch); the first job always fits.")
-    var maxReplyBytes = 4 << 20
+    var maxReplyBytes = 1 << 20
 
     @Option(help: "Keep completed and cancelled jobs this long unless their queue says otherwise, e.g. 24h.")
     var jobRetention = "24h"
