@@ -107,7 +107,7 @@ def test_a_huge_list_is_paged_by_bytes():
                 if cursor is None:
                     break
         conn.close()
-        assert seen == list(reversed(ids)), "the pages cover every job once, newest first"
+        assert seen == sorted(ids, key=int, reverse=True), "the pages cover every job once, newest first"
         assert max(sizes) <= REPLY_BOUND, f"largest page {max(sizes)} bytes"
         assert len(sizes) == JOBS, f"{len(sizes)} pages for {JOBS} 1 MB jobs"
         growth = rss.peak - baseline
