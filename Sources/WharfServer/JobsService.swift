@@ -132,7 +132,9 @@ final class JobsService {
         if waitMs > 0 && waiters.contains(where: { !Set($0.queues).isDisjoint(with: queues) }) {
             return wait(waiter, waitMs: waitMs)
         }
-        store.lease(queues: queues, max: max, leaseMs: leaseMs, worker: worker, maxBytes: maxReplyBytes) {
+        store.lease(queues: queues, max: max, leaseMs: leaseMs, worker: worker, maxBytes: maxReplyBytes,
+            durable: server.config.durableLeases
+        ) {
             [unowned self] result in
             switch result {
             case .success(let jobs) where !jobs.isEmpty || waitMs == 0:
@@ -192,7 +194,7 @@ final class JobsService {
         let generation = wakeGeneration
         store.lease(
             queues: waiter.queues, max: waiter.max, leaseMs: waiter.leaseMs, worker: waiter.worker,
-            maxBytes: maxReplyBytes
+            maxBytes: maxReplyBytes, durable: server.config.durableLeases
         ) { [unowned self] result in
             self.pumping = false
             switch result {

@@ -46,6 +46,8 @@ public struct ServerConfig: Sendable {
     public var retry = RetryPolicy()
     /// How long finished jobs are kept when their queue sets no retention.
     public var retention = RetentionPolicy()
+    /// Leases commit like any write (false: without waiting for the WAL flush; see Protocol/jobs.md).
+    public var durableLeases = true
     public var webhooks = WebhookPolicy()
 
     public init(database: String, replicaID: String = ServerConfig.randomReplicaID()) {

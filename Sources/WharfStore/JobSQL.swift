@@ -154,12 +154,16 @@ enum JobSQL {
                 """, when: "\(LockSQL.isFree("l")) and not \(LockSQL.someoneInLine("l"))"))
         ),
         picked as (
-            -- The lease commits like any write (it waits for the WAL flush when the database does): a
-            -- lease lost in a database crash would let the job run again without the attempt counted,
-            -- and a lock's fencing token must never be handed out twice.
+            -- With `$6` (durable leases, the default) the lease commits like any write: it waits for the
+            -- WAL flush when the database does, because a lease lost in a database crash lets the job
+            -- run again without the attempt counted. Without it, a plain lease does not wait. A lease
+            -- that granted a lock always does: a fencing token must never be handed out twice.
             select b.id, b.token, g.fencing_token
             from best b
-            left join granted g on g.token = b.token
+            left join granted g on g.token = b.token,
+                (select set_config('synchronous_commit',
+                                   case when $6::bool or exists (select 1 from granted)
+                                        then current_setting('synchronous_commit') else 'off' end, true)) sc
             where b.lock_key is null or g.token is not null
         )
         update wharf.jobs j

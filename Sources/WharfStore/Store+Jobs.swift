@@ -125,12 +125,15 @@ extension Store {
     }
 
     /// Leases up to `max` jobs from `queues` in claim order (one statement), and fewer when their
-    /// reply would pass `maxBytes` (always at least one when any is runnable).
+    /// reply would pass `maxBytes` (always at least one when any is runnable). A `durable` lease
+    /// commits like any write; otherwise it does not wait for the WAL flush (see Protocol/jobs.md).
     public func lease(
-        queues: [String], max: Int, leaseMs: Int64, worker: String, maxBytes: Int,
+        queues: [String], max: Int, leaseMs: Int64, worker: String, maxBytes: Int, durable: Bool = true,
         _ completion: @escaping (Result<[JSON], RPCError>) -> Void
     ) {
-        let params: [String?] = [PGArray.text(queues), String(max), String(leaseMs), worker, String(maxBytes)]
+        let params: [String?] = [
+            PGArray.text(queues), String(max), String(leaseMs), worker, String(maxBytes), durable ? "true" : "false",
+        ]
         pool.query(JobSQL.lease, params) { [self] r in
             switch r {
             case .success(let rows):

@@ -47,6 +47,9 @@ struct Serve: ParsableCommand {
     @Option(help: "Most bytes of jobs in one reply (a jobs.list page, a jobs.lease batch); the first job always fits.")
     var maxReplyBytes = 1 << 20
 
+    @Flag(help: "Commit leases without waiting for the WAL flush: faster, but a lease lost in a database crash lets its job run again without the attempt counted.")
+    var fastLeases = false
+
     @Option(help: "Keep completed and cancelled jobs this long unless their queue says otherwise, e.g. 24h.")
     var jobRetention = "24h"
 
@@ -105,6 +108,7 @@ struct Serve: ParsableCommand {
         config.retry.jitter = min(max(0, retryJitter), 1)
         guard maxReplyBytes >= 1024 else { throw ValidationError("--max-reply-bytes must be at least 1024") }
         config.limits.maxReplyBytes = maxReplyBytes
+        config.durableLeases = !fastLeases
         config.retention.completedMs = Int64(try parseDurationMs(jobRetention))
         config.retention.deadMs = Int64(try parseDurationMs(deadJobRetention))
         config.webhooks.allowPrivate = allowPrivateWebhooks
