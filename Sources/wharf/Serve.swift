@@ -47,7 +47,11 @@ struct Serve: ParsableCommand {
     @Option(help: "Most bytes of jobs in one reply (a jobs.list page, a jobs.lease batch); the first job always fits.")
     var maxReplyBytes = 1 << 20
 
-    @Flag(help: "Commit leases without waiting for the WAL flush: faster, but a lease lost in a database crash lets its job run again without the attempt counted.")
+    @Flag(
+        help: """
+            Commit leases without waiting for the WAL flush: faster, but a lease lost in a database crash \
+            lets its job run again without the attempt counted.
+            """)
     var fastLeases = false
 
     @Option(help: "Keep completed and cancelled jobs this long unless their queue says otherwise, e.g. 24h.")

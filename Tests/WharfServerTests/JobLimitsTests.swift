@@ -200,7 +200,8 @@ import WharfRPC
             create trigger refuse_test_row before update on wharf.jobs for each row
                 execute function wharf.refuse_test_row();
             """)
-        let jobs = try #require(try c.call("jobs.lease", ["queues": ["q"], "max": 2, "worker": "w"])["jobs"]?.arrayValue)
+        let jobs = try #require(
+            try c.call("jobs.lease", ["queues": ["q"], "max": 2, "worker": "w"])["jobs"]?.arrayValue)
         #expect(jobs.count == 2)
         func token(_ id: String) -> JSON { jobs.first { $0["id"] == .string(id) }?["leaseToken"] ?? .null }
         let completes = try pipelined(
@@ -223,7 +224,8 @@ import WharfRPC
         #expect(r["retention"]?["completedMs"] == 0)
         #expect(r["retention"]?["deadMs"] == 0)
         for q in ["short", "long"] {
-            _ = try c.call("jobs.enqueueBatch", ["jobs": .array((0..<20).map { _ in ["queue": .string(q), "kind": "k"] })])
+            let batch = (0..<20).map { _ -> JSON in ["queue": .string(q), "kind": "k"] }
+            _ = try c.call("jobs.enqueueBatch", ["jobs": .array(batch)])
             let leased = try #require(
                 try c.call("jobs.lease", ["queues": [.string(q)], "max": 20, "worker": "w"])["jobs"]?.arrayValue)
             for (i, j) in leased.enumerated() {
@@ -246,7 +248,10 @@ import WharfRPC
         repeat {
             Thread.sleep(forTimeInterval: 0.25)
             left = try s.database.sql(
-                "select count(*) filter (where queue = 'short') || ',' || count(*) filter (where queue = 'legacy') from wharf.jobs")
+                """
+                select count(*) filter (where queue = 'short') || ',' || count(*) filter (where queue = 'legacy')
+                from wharf.jobs
+                """)
         } while left != "0,0" && Date() < deadline
         #expect(left == "0,0", "short,legacy rows left: \(left)")
         #expect(try s.database.sql("select count(*) from wharf.jobs where queue = 'long'") == "20")

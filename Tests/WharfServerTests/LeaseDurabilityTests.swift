@@ -16,12 +16,14 @@ import WharfServer
     static func pgCtl(_ dataDir: String, _ args: [String]) throws {
         var tool = "pg_ctl"
         let root = "/usr/lib/postgresql"
-        let versions = ((try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []).compactMap(Int.init).sorted()
+        let versions = ((try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []).compactMap(Int.init)
+            .sorted()
         if let v = versions.last, FileManager.default.isExecutableFile(atPath: "\(root)/\(v)/bin/pg_ctl") {
             tool = "\(root)/\(v)/bin/pg_ctl"
         }
         let command = [tool, "-D", dataDir + "/pg"] + args
-        let (status, _, err) = try TestDatabase.run(geteuid() == 0 ? ["runuser", "-u", "postgres", "--"] + command : command)
+        let asPostgres = geteuid() == 0 ? ["runuser", "-u", "postgres", "--"] + command : command
+        let (status, _, err) = try TestDatabase.run(asPostgres)
         guard status == 0 else { throw TestFailure("pg_ctl \(args.joined(separator: " ")) failed: \(err)") }
     }
 
