@@ -38,6 +38,29 @@ extension JobSpec {
         }
     }
 
+    /// Validates a retention object `{completedMs, deadMs}` of `queues.configure`: a field that is
+    /// given is set (null clears it back to the server's), one that is absent is left as it was.
+    static func parseRetention(
+        _ retention: JSONObject
+    ) throws(RPCError) -> (completed: Store.Setting<Int64>, dead: Store.Setting<Int64>) {
+        let r = Params(object: retention)
+        do {
+            try r.onlyKnown(["completedMs", "deadMs"])
+            func setting(_ key: String) throws(RPCError) -> Store.Setting<Int64> {
+                guard let v = retention[key] else { return .keep }
+                if v == .null { return .set(nil) }
+                return .set(try r.int(key, in: 0...maxRetentionMs))
+            }
+            return (try setting("completedMs"), try setting("deadMs"))
+        } catch {
+            throw RPCError.invalidParams(
+                field: "retention." + (error.data?["field"]?.stringValue ?? ""), error.data?["detail"]?.stringValue ?? "")
+        }
+    }
+
+    /// Ten years.
+    static let maxRetentionMs: Int64 = 315_360_000_000
+
     private static func parseUnprefixed(_ p: Params) throws(RPCError) -> JobSpec {
         try p.onlyKnown(fields)
         var spec = JobSpec(queue: try p.name("queue"), kind: try p.name("kind"))

@@ -10,9 +10,13 @@ final class JobsService {
     unowned let server: Server
     var store: Store { server.store }
     var retryDefaults: RetryPolicy { server.config.retry }
-    /// Completed and cancelled jobs are kept this long, dead ones `deadRetentionMs`.
-    var finishedRetentionMs: Int64 = 24 * 3_600_000
-    var deadRetentionMs: Int64 = 7 * 24 * 3_600_000
+    /// How long finished jobs are kept when their queue sets no retention.
+    var retention: RetentionPolicy { server.config.retention }
+    /// Bytes of jobs one lease reply may carry (past the first job).
+    var maxReplyBytes: Int { server.config.limits.maxReplyBytes }
+    /// Rows one pruning statement deletes: small enough that a batch is a short statement holding few
+    /// row locks, large enough that back-to-back batches delete tens of thousands of rows a second.
+    static let pruneBatch = 2_000
 
     private(set) var enqueueBatcher: Batcher<JobSpec, EnqueueOutcome>!
     private(set) var completeBatcher: Batcher<(id: Int64, token: String, result: JSON?), FinishOutcome>!
@@ -40,10 +44,10 @@ final class JobsService {
             }
         }
         completeBatcher = Batcher(schedule: schedule) { [unowned self] items, done in
-            self.store.complete(items, done)
+            self.store.complete(items, retention: self.retention, done)
         }
         failBatcher = Batcher(schedule: schedule) { [unowned self] items, done in
-            self.store.fail(items, defaults: self.retryDefaults, done)
+            self.store.fail(items, defaults: self.retryDefaults, retention: self.retention, done)
         }
     }
 
@@ -54,7 +58,7 @@ final class JobsService {
             // Scheduled and retryable jobs become due without any enqueue; waiters re-check.
             if !self.waiters.isEmpty { for w in self.waiters { for q in w.queues { self.wake(queue: q) } } }
         }
-        server.addChore(everyMs: 60_000) { [unowned self] in self.prune() }
+        server.addChore(everyMs: 1_000) { [unowned self] in self.prune() }
     }
 
     // MARK: Held jobs
@@ -90,7 +94,7 @@ final class JobsService {
     }
 
     private func release(_ jobs: [(id: Int64, token: String)], reason: String) {
-        store.releaseJobs(held: jobs, reason: reason) { [unowned self] result in
+        store.releaseJobs(held: jobs, reason: reason, retention: retention) { [unowned self] result in
             switch result {
             case .success(let moved):
                 if !moved.isEmpty {
@@ -128,7 +132,10 @@ final class JobsService {
         if waitMs > 0 && waiters.contains(where: { !Set($0.queues).isDisjoint(with: queues) }) {
             return wait(waiter, waitMs: waitMs)
         }
-        store.lease(queues: queues, max: max, leaseMs: leaseMs, worker: worker) { [unowned self] result in
+        store.lease(queues: queues, max: max, leaseMs: leaseMs, worker: worker, maxBytes: maxReplyBytes,
+            durable: server.config.durableLeases
+        ) {
+            [unowned self] result in
             switch result {
             case .success(let jobs) where !jobs.isEmpty || waitMs == 0:
                 self.deliver(jobs, to: waiter)
@@ -185,8 +192,10 @@ final class JobsService {
         guard let waiter = waiters.first(where: { w in w.queues.contains { wokenQueues[$0] != nil } }) else { return }
         pumping = true
         let generation = wakeGeneration
-        store.lease(queues: waiter.queues, max: waiter.max, leaseMs: waiter.leaseMs, worker: waiter.worker) {
-            [unowned self] result in
+        store.lease(
+            queues: waiter.queues, max: waiter.max, leaseMs: waiter.leaseMs, worker: waiter.worker,
+            maxBytes: maxReplyBytes, durable: server.config.durableLeases
+        ) { [unowned self] result in
             self.pumping = false
             switch result {
             case .success(let jobs) where !jobs.isEmpty:
@@ -222,7 +231,7 @@ final class JobsService {
     private func reapExpiredLeases() {
         guard !reaping, server.pool.isAvailable else { return }
         reaping = true
-        store.releaseJobs(held: nil, reason: "lease_expired") { [unowned self] result in
+        store.releaseJobs(held: nil, reason: "lease_expired", retention: retention) { [unowned self] result in
             self.reaping = false
             if case .success(let moved) = result {
                 if !moved.isEmpty {
@@ -233,12 +242,30 @@ final class JobsService {
         }
     }
 
+    private var pruning = false
+
+    /// Deletes finished jobs past retention, batch after batch until a batch comes back short (caught
+    /// up). Each batch is one short statement; only one runs at a time on this replica, and replicas
+    /// skip each other's rows. Runs every second, so a backlog never builds beyond a second's worth.
     private func prune() {
-        guard server.pool.isAvailable else { return }
-        store.pruneJobs(finishedRetentionMs: finishedRetentionMs, deadRetentionMs: deadRetentionMs) {
-            [unowned self] r in
-            if case .success(let n) = r, n > 0 {
-                self.server.logger.info("pruned finished jobs", metadata: ["count": "\(n)"])
+        guard !pruning, server.pool.isAvailable else { return }
+        pruning = true
+        pruneBatch(deletedSoFar: 0)
+    }
+
+    private func pruneBatch(deletedSoFar: Int) {
+        store.pruneJobs(retention: retention, batch: Self.pruneBatch) { [unowned self] r in
+            switch r {
+            case .success(let n) where n >= Self.pruneBatch && !self.server.draining:
+                self.pruneBatch(deletedSoFar: deletedSoFar + n)
+            case .success(let n):
+                self.pruning = false
+                if deletedSoFar + n > 0 {
+                    self.server.logger.debug("pruned finished jobs", metadata: ["count": "\(deletedSoFar + n)"])
+                }
+            case .failure(let e):
+                self.pruning = false
+                self.server.logger.warning("pruning finished jobs failed", metadata: ["error": "\(e)"])
             }
         }
     }

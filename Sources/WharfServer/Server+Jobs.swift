@@ -128,7 +128,7 @@ extension Server {
         register("jobs.cancel") { [unowned self] call in
             try call.params.onlyKnown(["id"])
             let id = try Self.jobID(call.params)
-            store.cancel(id: id) { r in
+            store.cancel(id: id, retention: config.retention) { r in
                 call.finish(
                     r.map { ["id": .string(String(id)), "state": .string($0.state), "cancelled": .bool($0.cancelled)] })
             }
@@ -171,19 +171,31 @@ extension Server {
             }
             store.listJobs(
                 queue: try p.optionalString("queue"), state: state, kind: try p.optionalString("kind"),
-                tag: try p.optionalString("tag"), beforeID: before, limit: limit
+                tag: try p.optionalString("tag"), beforeID: before, limit: limit,
+                maxBytes: config.limits.maxReplyBytes
             ) { r in
                 call.finish(
-                    r.map { list in
-                        let next: JSON = list.count == limit ? (list.last?["id"] ?? .null) : .null
-                        return ["jobs": .array(list), "nextCursor": next]
+                    r.map { page in
+                        // A page ends early at the byte budget; the cursor goes on from its last job.
+                        let more = page.jobs.count == limit || page.cutByBytes
+                        let next: JSON = more ? (page.jobs.last?["id"] ?? .null) : .null
+                        return ["jobs": .array(page.jobs), "nextCursor": next]
                     })
             }
         }
 
         register("queues.list") { [unowned self] call in
-            try call.params.onlyKnown([])
-            store.listQueues { call.finish($0.map { ["queues": .array($0)] }) }
+            let p = call.params
+            try p.onlyKnown(["limit", "cursor"])
+            let limit = Int(try p.optionalInt("limit", in: 1...1000) ?? 1000)
+            let after = try p.optionalName("cursor")
+            store.listQueues(after: after, limit: limit) { r in
+                call.finish(
+                    r.map { list in
+                        let next: JSON = list.count == limit ? (list.last?["name"] ?? .null) : .null
+                        return ["queues": .array(list), "nextCursor": next]
+                    })
+            }
         }
 
         register("queues.stats") { [unowned self] call in
@@ -192,13 +204,28 @@ extension Server {
         }
 
         register("queues.configure") { [unowned self] call in
-            try call.params.onlyKnown(["queue", "retry"])
-            let queue = try call.params.name("queue")
-            guard call.params.object["retry"] != nil else {
-                throw RPCError.invalidParams(field: "retry", "is required (null clears it)")
+            let p = call.params
+            try p.onlyKnown(["queue", "retry", "retention"])
+            let queue = try p.name("queue")
+            guard p.object["retry"] != nil || p.object["retention"] != nil else {
+                throw RPCError.invalidParams(field: "retry", "retry or retention is required (null clears one)")
             }
-            let retry = try call.params.optionalObject("retry").map { o throws(RPCError) in try JobSpec.parseRetry(o) }
-            store.setQueueRetry(queue, retry: retry) { call.finish($0) }
+            var retry = Store.Setting<JSON>.keep
+            if p.object["retry"] != nil {
+                retry = .set(try p.optionalObject("retry").map { o throws(RPCError) in try JobSpec.parseRetry(o) })
+            }
+            var completed = Store.Setting<Int64>.keep
+            var dead = Store.Setting<Int64>.keep
+            if p.object["retention"] != nil {
+                if let r = try p.optionalObject("retention") {
+                    (completed, dead) = try JobSpec.parseRetention(r)
+                } else {
+                    (completed, dead) = (.set(nil), .set(nil))
+                }
+            }
+            store.configureQueue(queue, retry: retry, completedRetentionMs: completed, deadRetentionMs: dead) {
+                call.finish($0)
+            }
         }
 
         for (method, paused) in [("queues.pause", true), ("queues.resume", false)] {

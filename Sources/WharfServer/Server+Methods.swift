@@ -35,6 +35,7 @@ extension Server {
                     "maxBatch": .from(config.limits.maxBatch),
                     "maxInFlight": .from(config.limits.maxInFlight),
                     "idleTimeoutMs": .from(config.limits.idleTimeoutMs),
+                    "maxReplyBytes": .from(config.limits.maxReplyBytes),
                 ],
             ])
         }

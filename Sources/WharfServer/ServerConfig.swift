@@ -21,6 +21,9 @@ public struct Limits: Sendable {
     public var idleTimeoutMs = 300_000
     /// Connections beyond this are refused with an error line.
     public var maxConnections = 10_000
+    /// Bytes of jobs one reply may carry (`jobs.list` pages, `jobs.lease` batches); past the first job a
+    /// list ends early with a cursor and a lease takes fewer jobs (Protocol/README.md, "Memory bounds").
+    public var maxReplyBytes = 1 << 20
 
     public init() {}
 }
@@ -41,6 +44,10 @@ public struct ServerConfig: Sendable {
     public var shutdownGraceMs = 5_000
     /// Retry policy for jobs whose job and queue set none (Protocol/jobs.md says why these values).
     public var retry = RetryPolicy()
+    /// How long finished jobs are kept when their queue sets no retention.
+    public var retention = RetentionPolicy()
+    /// Leases commit like any write (false: without waiting for the WAL flush; see Protocol/jobs.md).
+    public var durableLeases = true
     public var webhooks = WebhookPolicy()
 
     public init(database: String, replicaID: String = ServerConfig.randomReplicaID()) {

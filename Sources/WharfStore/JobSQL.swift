@@ -18,6 +18,27 @@ enum JobSQL {
         \(ts("j.schedule_fire_at")), j.retry::text
         """
 
+    /// About how many bytes job `a` takes in a reply: its JSON columns as text plus a fixed allowance
+    /// for the scalar fields and names. Computing it detoasts the row, so statements compute it only for
+    /// the rows they are about to return (and at most one more).
+    static func replyBytes(_ a: String) -> String {
+        """
+        (512 + octet_length(\(a).payload::text) + octet_length(\(a).meta::text) + octet_length(\(a).kind)
+         + octet_length(\(a).queue) + octet_length(array_to_json(\(a).tags)::text)
+         + coalesce(octet_length(\(a).unique_key), 0) + coalesce(octet_length(\(a).lock_key), 0)
+         + coalesce(octet_length(\(a).worker), 0) + coalesce(octet_length(\(a).schedule_name), 0)
+         + coalesce(octet_length(\(a).progress::text), 0) + coalesce(octet_length(\(a).result::text), 0)
+         + coalesce(octet_length(\(a).last_error::text), 0) + coalesce(octet_length(\(a).retry::text), 0))::bigint
+        """
+    }
+
+    /// When a job of queue `j.queue` finishing now in `kind` ("completed" covers cancelled, or "dead")
+    /// may be pruned: the queue's retention (`queues.configure`), else the server's `param`.
+    static func pruneAt(_ kind: String, _ param: String) -> String {
+        "now() + coalesce((select q.\(kind)_retention_ms from wharf.queues q where q.name = j.queue), \(param)::bigint)"
+            + " * interval '1 millisecond'"
+    }
+
     static let enqueue = """
         with input as materialized (
             select nextval('wharf.jobs_id_seq') as id, t.*
@@ -62,9 +83,9 @@ enum JobSQL {
         """
 
     /// One ordered index scan per queue (a `queue = any(...)` condition would sort every runnable
-    /// row), then the best `$2` across queues.
+    /// row), then the best `$2` across queues, cut where their reply would pass `$5` bytes.
     static let lease = """
-        with plain as (
+        with recursive plain as (
             select c.id, c.priority, c.run_at
             from unnest($1::text[]) as qn(name)
             cross join lateral (
@@ -97,12 +118,29 @@ enum JobSQL {
             where not exists (select 1 from wharf.queues q where q.name = qn.name and q.paused)
             order by c.lock_key, c.priority desc, c.run_at, c.id
         ),
-        best as (
-            select u.*, md5(random()::text || clock_timestamp()::text) as token
+        ranked as (
+            select u.*, row_number() over (order by u.priority desc, u.run_at, u.id) as rn
             from (select id, priority, run_at, null::text as lock_key, null::bigint as timeout_ms from plain
                   union all select * from keyed) u
             order by u.priority desc, u.run_at, u.id
             limit $2
+        ),
+        ordered as (select array_agg(r.id order by r.rn) as ids from ranked r),
+        sized(n, total) as (
+            -- A running sum of the reply bytes in claim order that stops at the budget $5, reading only
+            -- the rows it keeps and the first one it refuses; the first job is always kept.
+            select 0, 0::bigint
+            union all
+            select s.n + 1, s.total + z.bytes
+            from sized s cross join ordered o
+            cross join lateral (select \(replyBytes("j")) as bytes from wharf.jobs j where j.id = o.ids[s.n + 1]) z
+            where s.n = 0 or s.total + z.bytes <= $5
+        ),
+        best as (
+            select r.id, r.priority, r.run_at, r.lock_key, r.timeout_ms,
+                   md5(random()::text || clock_timestamp()::text) as token
+            from ranked r
+            where r.rn <= (select max(n) from sized)
         ),
         granted as (
             -- Each keyed job takes its lock as any client would, with the lease token as the lock's
@@ -116,14 +154,16 @@ enum JobSQL {
                 """, when: "\(LockSQL.isFree("l")) and not \(LockSQL.someoneInLine("l"))"))
         ),
         picked as (
-            -- A plain lease is soft state (a lost one only means the job runs again, as after expiry),
-            -- so its commit does not wait for the WAL flush; completions do. A lease that granted a
-            -- lock does wait: a fencing token must never be handed out twice.
+            -- With `$6` (durable leases, the default) the lease commits like any write: it waits for the
+            -- WAL flush when the database does, because a lease lost in a database crash lets the job
+            -- run again without the attempt counted. Without it, a plain lease does not wait. A lease
+            -- that granted a lock always does: a fencing token must never be handed out twice.
             select b.id, b.token, g.fencing_token
             from best b
             left join granted g on g.token = b.token,
                 (select set_config('synchronous_commit',
-                                   case when exists (select 1 from granted) then 'on' else 'off' end, true)) sc
+                                   case when $6::bool or exists (select 1 from granted)
+                                        then current_setting('synchronous_commit') else 'off' end, true)) sc
             where b.lock_key is null or g.token is not null
         )
         update wharf.jobs j
@@ -151,13 +191,15 @@ enum JobSQL {
     static let leaseCheck = "select state, lease_token = $2 from wharf.jobs where id = $1"
 
     /// Returns the ids it completed; the caller works out why the others were refused (rare), so the
-    /// common path has no join back to the input (a nested loop over both lists otherwise).
+    /// common path has no join back to the input (a nested loop over both lists otherwise). `$4` is the
+    /// server's retention of completed jobs.
     static let complete = """
         with input as (
             select * from unnest($1::bigint[], $2::text[], $3::jsonb[]) as t(id, token, result)
         )
         update wharf.jobs j
-        set state = 'completed', result = i.result, finished_at = now(), lease_expires_at = null
+        set state = 'completed', result = i.result, finished_at = now(), lease_expires_at = null,
+            prune_at = \(pruneAt("completed", "$4"))
         from input i
         where j.id = i.id and j.lease_token = i.token and j.state = 'running'
         returning j.id, i.token
@@ -168,19 +210,44 @@ enum JobSQL {
 
     /// The retry delay in milliseconds for job `j` after attempt `j.attempt`, from the job's policy or
     /// the server defaults `$6..$9` (initialMs, maxMs, coefficient, jitter).
+    ///
+    /// No value can make it fail, so one job's policy never fails the other calls batched with it: each
+    /// field is read only when it is a JSON number and clamped (as `numeric`, which holds any JSON
+    /// number) to the range `queues.configure` and `jobs.enqueue` accept, and the growth is computed in
+    /// log space, `exp(min(ln initialMs + (n - 1) ln coefficient, ln maxMs))`, so `coefficient^(n-1)`
+    /// is never formed (100^155 overflows float8).
     static let backoff: String = {
-        let policy =
-            "coalesce(j.retry, '{}') || coalesce((select q.retry from wharf.queues q where q.name = j.queue), '{}')"
-        func field(_ name: String, _ param: String) -> String {
-            // The job's own value wins over the queue's, which wins over the server's.
-            "coalesce((j.retry->>'\(name)')::float8, ((\(policy))->>'\(name)')::float8, \(param)::float8)"
+        let queuePolicy = "(select q.retry from wharf.queues q where q.name = j.queue)"
+        func number(_ json: String, _ name: String, _ low: String, _ high: String) -> String {
+            "(case when jsonb_typeof(\(json)->'\(name)') = 'number' "
+                + "then least(greatest((\(json)->'\(name)')::numeric, \(low)), \(high))::float8 end)"
         }
+        func field(_ name: String, _ param: String, _ low: String, _ high: String) -> String {
+            // The job's own value wins over the queue's, which wins over the server's.
+            "coalesce(\(number("j.retry", name, low, high)), \(number(queuePolicy, name, low, high)), "
+                + "least(greatest(\(param)::float8, \(low)), \(high)))"
+        }
+        let initial = field("initialMs", "$6", "0", "86400000")
+        let maxMs = field("maxMs", "$7", "0", "2592000000")
+        let coefficient = field("coefficient", "$8", "1", "100")
+        let jitter = field("jitter", "$9", "0", "1")
         return """
-            (least(\(field("initialMs", "$6")) * power(\(field("coefficient", "$8")), greatest(j.attempt - 1, 0)),
-                   \(field("maxMs", "$7")))
-             * (1 + \(field("jitter", "$9")) * (random() * 2 - 1)))
+            (case when \(initial) <= 0 or \(maxMs) <= 0 then 0::float8
+                  else exp(least(ln(\(initial)) + greatest(j.attempt - 1, 0) * ln(\(coefficient)), ln(\(maxMs))))
+             end * (1 + \(jitter) * (random() * 2 - 1)))
             """
     }()
+
+    /// The error kept in an attempt's history entry: itself up to 1 KB of JSON text, else its first
+    /// 1,000 characters, so that the history (and `jobs.get`) grows by a bounded amount per attempt.
+    /// `lastError` keeps the whole error of the latest failure.
+    static func historyError(_ e: String) -> String {
+        """
+        case when octet_length(\(e)::text) <= 1024 then \(e)
+             else jsonb_build_object('message', left(coalesce(\(e)->>'message', \(e)::text), 1000), 'truncated', true,
+                                     'bytes', octet_length(\(e)::text)) end
+        """
+    }
 
     static let fail = """
         with input as (
@@ -190,11 +257,12 @@ enum JobSQL {
         update wharf.jobs j
         set state = case when not i.retryable or j.attempt >= j.max_attempts then 'dead' else 'retryable' end,
             finished_at = case when not i.retryable or j.attempt >= j.max_attempts then now() end,
+            prune_at = case when not i.retryable or j.attempt >= j.max_attempts then \(pruneAt("dead", "$10")) end,
             run_at = case when not i.retryable or j.attempt >= j.max_attempts then j.run_at
                           else now() + coalesce(i.retry_in_ms::float8, \(backoff)) * interval '1 millisecond' end,
             last_error = i.error, lease_expires_at = null,
             attempts = j.attempts || jsonb_build_object('attempt', j.attempt, 'worker', j.worker,
-                'leasedAt', j.leased_at, 'finishedAt', now(), 'outcome', 'failed', 'error', i.error)
+                'leasedAt', j.leased_at, 'finishedAt', now(), 'outcome', 'failed', 'error', \(historyError("i.error")))
         from input i
         where j.id = i.id and j.lease_token = i.token and j.state = 'running'
         returning j.id, j.state, \(ts("j.run_at")), i.token
@@ -218,7 +286,7 @@ enum JobSQL {
         """
 
     /// Returns the running jobs `gone` selects to the runnable set (`$3` is the reason recorded). A job
-    /// with no attempts left becomes dead.
+    /// with no attempts left becomes dead (`$4`: the server's retention of dead jobs).
     static func release(_ gone: String) -> String {
         """
         with gone as (\(gone)),
@@ -226,6 +294,7 @@ enum JobSQL {
             update wharf.jobs j
             set state = case when j.attempt >= j.max_attempts then 'dead' else 'available' end,
                 finished_at = case when j.attempt >= j.max_attempts then now() end,
+                prune_at = case when j.attempt >= j.max_attempts then \(pruneAt("dead", "$4")) end,
                 run_at = now(), lease_expires_at = null,
                 last_error = jsonb_build_object('reason', $3::text),
                 attempts = j.attempts || jsonb_build_object('attempt', j.attempt, 'worker', j.worker,
@@ -243,19 +312,21 @@ enum JobSQL {
     }
 
     static let releaseExpired = release(expiredLeases).replacingOccurrences(of: "$3::text", with: "'lease_expired'")
+        .replacingOccurrences(of: "$4::bigint", with: "$1::bigint")
     static let releaseLost = release(lostLeases)
 
     static let cancel = """
-        update wharf.jobs
-        set state = 'cancelled', finished_at = now(), lease_expires_at = null
-        where id = $1 and state in \(hotStates)
+        update wharf.jobs j
+        set state = 'cancelled', finished_at = now(), lease_expires_at = null,
+            prune_at = \(pruneAt("completed", "$2"))
+        where j.id = $1 and j.state in \(hotStates)
         returning state
         """
 
     static let retry = """
         with moved as (
             update wharf.jobs
-            set state = 'available', run_at = now(), finished_at = null, lease_token = null,
+            set state = 'available', run_at = now(), finished_at = null, prune_at = null, lease_token = null,
                 max_attempts = greatest(max_attempts, attempt + 1)
             where id = $1 and state in ('dead', 'cancelled')
             returning id, queue, state
@@ -267,26 +338,74 @@ enum JobSQL {
 
     static let get = "select \(columns), j.attempts::text from wharf.jobs j where j.id = $1"
 
-    static let list = """
-        select \(columns) from wharf.jobs j
-        where ($1::text is null or j.queue = $1) and ($2::text is null or j.state = $2)
+    /// The filters of `jobs.list` on job `j` (`$1..$4`: queue, state, kind, tag; null means any).
+    static let listFilter = """
+        ($1::text is null or j.queue = $1) and ($2::text is null or j.state = $2)
           and ($3::text is null or j.kind = $3) and ($4::text is null or j.tags @> array[$4::text])
-          and ($5::bigint is null or j.id < $5)
-        order by j.id desc
-        limit $6
         """
 
-    /// Deletes finished jobs past retention: completed and cancelled after `$1` ms, dead after `$2` ms.
+    /// A page of `jobs.list`, newest first, after the keyset cursor `$5` (an id): at most `$6` jobs
+    /// and, past the first, at most `$7` reply bytes. It walks the ids one index probe at a time with a
+    /// running sum of the reply bytes and stops at the first job that does not fit, so it reads only
+    /// the rows it returns and that one; the last column says whether it stopped there (the page was
+    /// cut by bytes, so there are more).
+    static let list = """
+        with recursive page(n, id, total, fits) as (
+            (select 1, j.id, \(replyBytes("j")), true from wharf.jobs j
+             where \(listFilter) and ($5::bigint is null or j.id < $5)
+             order by j.id desc limit 1)
+            union all
+            (select p.n + 1, nx.id, p.total + nx.bytes, p.total + nx.bytes <= $7
+             from page p
+             cross join lateral (
+                 select j.id, \(replyBytes("j")) as bytes from wharf.jobs j
+                 where \(listFilter) and j.id < p.id
+                 order by j.id desc limit 1) nx
+             where p.fits and p.n < $6)
+        )
+        select \(columns), (select bool_or(not q.fits) from page q)
+        from page join wharf.jobs j on j.id = page.id
+        where page.fits
+        order by j.id desc
+        """
+
+    /// One batch of retention pruning: at most `$3` finished jobs past their `prune_at` (set when they
+    /// finished, from their queue's retention or the server's), oldest first, skipping rows another
+    /// replica is pruning. Jobs finished by a statement that set no `prune_at` (a completion with a
+    /// schedule patch, or before retention was kept per job) are pruned by `finished_at` with the
+    /// queue's or the server's retention (`$1` completed and cancelled, `$2` dead).
     static let prune = """
-        delete from wharf.jobs where id in (
-            select id from wharf.jobs
-            where (state in ('completed', 'cancelled') and finished_at < now() - $1::bigint * interval '1 millisecond')
-               or (state = 'dead' and finished_at < now() - $2::bigint * interval '1 millisecond')
-            limit 10000)
+        with due as (
+            select j.id from wharf.jobs j
+            where j.prune_at < now()
+            order by j.prune_at
+            limit $3
+            for update skip locked
+        ),
+        unpruned as (
+            select j.id from wharf.jobs j
+            where j.prune_at is null and j.finished_at is not null
+              and j.finished_at < now() - least($1::bigint, $2::bigint,
+                  (select min(least(q.completed_retention_ms, q.dead_retention_ms)) from wharf.queues q))
+                  * interval '1 millisecond'
+              and j.finished_at < now() - coalesce(
+                  (select case when j.state = 'dead' then q.dead_retention_ms else q.completed_retention_ms end
+                   from wharf.queues q where q.name = j.queue),
+                  case when j.state = 'dead' then $2::bigint else $1::bigint end) * interval '1 millisecond'
+            order by j.finished_at
+            limit $3
+            for update skip locked
+        )
+        delete from wharf.jobs j
+        where j.id in (select v.id from (select id from due union all select id from unpruned) v limit $3)
+          and j.finished_at is not null
         """
 }
 
 enum QueueSQL {
+    /// A page of queues by name after the keyset cursor `$1` (null: from the start), at most `$2`: the
+    /// queues that have unfinished jobs or a row in `wharf.queues` (paused or configured). One pass over
+    /// the unfinished jobs of the queues after the cursor, as the unpaginated list made.
     static let list = """
         select coalesce(c.queue, q.name), coalesce(q.paused, false), coalesce(c.available, 0),
                coalesce(c.scheduled, 0), coalesce(c.running, 0), coalesce(c.retryable, 0)
@@ -295,10 +414,11 @@ enum QueueSQL {
                    count(*) filter (where state = 'scheduled') as scheduled,
                    count(*) filter (where state = 'running') as running,
                    count(*) filter (where state = 'retryable') as retryable
-            from wharf.jobs where state in \(JobSQL.hotStates) group by queue
+            from wharf.jobs where state in \(JobSQL.hotStates) and ($1::text is null or queue > $1) group by queue
         ) c
-        full join wharf.queues q on q.name = c.queue
+        full join (select * from wharf.queues where $1::text is null or name > $1) q on q.name = c.queue
         order by 1
+        limit $2
         """
 
     /// One pass over the queue's rows: counts per state, the oldest runnable job's age, recent
@@ -318,21 +438,59 @@ enum QueueSQL {
         from wharf.jobs where queue = $1
         """
 
-    static let setRetry = """
-        insert into wharf.queues as q (name, retry, updated_at) values ($1, $2::jsonb, now())
-        on conflict on constraint queues_pkey do update set retry = $2::jsonb, updated_at = now()
-        returning q.name, q.paused, q.retry::text
+    /// `queues.configure`: sets the given settings of queue `$1` and leaves the others. `$2`/`$3`/`$4`
+    /// say which of retry (`$5`), completed retention (`$6`) and dead retention (`$7`) are given (null
+    /// clears one). A row left with no setting and not paused is deleted rather than kept.
+    static let configure = """
+        with cur as (
+            select q.paused, q.retry, q.completed_retention_ms, q.dead_retention_ms
+            from wharf.queues q where q.name = $1
+        ),
+        want as (
+            select coalesce((select paused from cur), false) as paused,
+                   case when $2::bool then $5::jsonb else (select retry from cur) end as retry,
+                   case when $3::bool then $6::bigint else (select completed_retention_ms from cur) end as completed,
+                   case when $4::bool then $7::bigint else (select dead_retention_ms from cur) end as dead
+        ),
+        saved as (
+            insert into wharf.queues as q (name, retry, completed_retention_ms, dead_retention_ms, updated_at)
+            select $1, w.retry, w.completed, w.dead, now() from want w
+            where w.paused or w.retry is not null or w.completed is not null or w.dead is not null
+            on conflict on constraint queues_pkey do update
+            set retry = excluded.retry, completed_retention_ms = excluded.completed_retention_ms,
+                dead_retention_ms = excluded.dead_retention_ms, updated_at = now()
+            returning q.name
+        ),
+        dropped as (
+            delete from wharf.queues q using want w
+            where q.name = $1 and not (w.paused or w.retry is not null or w.completed is not null or w.dead is not null)
+            returning q.name
+        )
+        select w.paused, w.retry::text, w.completed, w.dead,
+               (select count(*) from saved) + (select count(*) from dropped)
+        from want w
         """
 
+    /// Pauses (`$2` true) or resumes a queue. Resuming deletes the queue's row when it holds no setting,
+    /// so pausing and resuming names leaves nothing behind.
     static let setPaused = """
-        with q as (
+        with saved as (
             insert into wharf.queues as q (name, paused, paused_at, updated_at)
-            values ($1, $2, case when $2 then now() end, now())
+            select $1, $2, case when $2 then now() end, now()
+            where $2 or exists (
+                select 1 from wharf.queues c where c.name = $1
+                  and (c.retry is not null or c.completed_retention_ms is not null or c.dead_retention_ms is not null))
             on conflict on constraint queues_pkey
             do update set paused = $2, paused_at = case when $2 then now() end, updated_at = now()
             returning q.name, q.paused
+        ),
+        dropped as (
+            delete from wharf.queues q
+            where q.name = $1 and not $2 and q.retry is null and q.completed_retention_ms is null
+              and q.dead_retention_ms is null
+            returning q.name
         )
-        select q.name, q.paused, case when not q.paused then pg_notify('wharf_wake', 'jobs:' || q.name) end
-        from q
+        select $1::text, $2::bool, case when not $2 then pg_notify('wharf_wake', 'jobs:' || $1) end,
+               (select count(*) from saved) + (select count(*) from dropped)
         """
 }

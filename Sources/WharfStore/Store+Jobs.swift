@@ -48,6 +48,22 @@ public struct RetryPolicy: Sendable {
     public init() {}
 }
 
+/// How long finished jobs are kept when their queue sets no retention (see Protocol/jobs.md).
+public struct RetentionPolicy: Sendable {
+    /// Completed and cancelled jobs.
+    public var completedMs: Int64 = 86_400_000
+    /// Dead jobs, kept longer so that someone can look at them.
+    public var deadMs: Int64 = 7 * 86_400_000
+    public init() {}
+}
+
+/// One page of `jobs.list`.
+public struct JobPage: Sendable {
+    public var jobs: [JSON]
+    /// True when the page ended at the byte budget rather than at the limit or the last job.
+    public var cutByBytes: Bool
+}
+
 extension Store {
     /// Inserts a batch of jobs in one statement; all or nothing. Outcomes are in input order.
     public func enqueue(_ specs: [JobSpec], _ completion: @escaping (Result<[EnqueueOutcome], RPCError>) -> Void) {
@@ -108,12 +124,16 @@ extension Store {
         }
     }
 
-    /// Leases up to `max` jobs from `queues` in claim order (one statement).
+    /// Leases up to `max` jobs from `queues` in claim order (one statement), and fewer when their
+    /// reply would pass `maxBytes` (always at least one when any is runnable). A `durable` lease
+    /// commits like any write; otherwise it does not wait for the WAL flush (see Protocol/jobs.md).
     public func lease(
-        queues: [String], max: Int, leaseMs: Int64, worker: String,
+        queues: [String], max: Int, leaseMs: Int64, worker: String, maxBytes: Int, durable: Bool = true,
         _ completion: @escaping (Result<[JSON], RPCError>) -> Void
     ) {
-        let params: [String?] = [PGArray.text(queues), String(max), String(leaseMs), worker]
+        let params: [String?] = [
+            PGArray.text(queues), String(max), String(leaseMs), worker, String(maxBytes), durable ? "true" : "false",
+        ]
         pool.query(JobSQL.lease, params) { [self] r in
             switch r {
             case .success(let rows):
@@ -181,14 +201,17 @@ extension Store {
 
     /// Completes a batch in one statement. A repeated complete by the same token is idempotent.
     public func complete(
-        _ items: [(id: Int64, token: String, result: JSON?)],
+        _ items: [(id: Int64, token: String, result: JSON?)], retention: RetentionPolicy,
         _ completion: @escaping (Result<[FinishOutcome], RPCError>) -> Void
     ) {
         let params: [String?] = [
             PGArray.ints(items.map(\.id)), PGArray.text(items.map(\.token)),
-            PGArray.text(items.map { $0.result?.text }),
+            PGArray.text(items.map { $0.result?.text }), String(retention.completedMs),
         ]
-        finish(JobSQL.complete, params, items.map { ($0.id, $0.token) }, completion) { _, _ in
+        finish(
+            JobSQL.complete, params, items.map { ($0.id, $0.token) }, completion,
+            split: { [self] i, done in complete([items[i]], retention: retention, done) }
+        ) { _, _ in
             .done(state: "completed", nextRunAt: nil)
         }
     }
@@ -196,14 +219,18 @@ extension Store {
     /// Fails a batch in one statement: retryable with backoff, or dead.
     public func fail(
         _ items: [(id: Int64, token: String, error: JSON, retryable: Bool, retryInMs: Int64?)], defaults: RetryPolicy,
-        _ completion: @escaping (Result<[FinishOutcome], RPCError>) -> Void
+        retention: RetentionPolicy, _ completion: @escaping (Result<[FinishOutcome], RPCError>) -> Void
     ) {
         let params: [String?] = [
             PGArray.ints(items.map(\.id)), PGArray.text(items.map(\.token)), PGArray.text(items.map { $0.error.text }),
             PGArray.bools(items.map(\.retryable)), PGArray.ints(items.map(\.retryInMs)),
             String(defaults.initialMs), String(defaults.maxMs), String(defaults.coefficient), String(defaults.jitter),
+            String(retention.deadMs),
         ]
-        finish(JobSQL.fail, params, items.map { ($0.id, $0.token) }, completion) { rows, row in
+        finish(
+            JobSQL.fail, params, items.map { ($0.id, $0.token) }, completion,
+            split: { [self] i, done in fail([items[i]], defaults: defaults, retention: retention, done) }
+        ) { rows, row in
             let state = rows.string(row, 1) ?? ""
             return .done(state: state, nextRunAt: state == "retryable" ? rows.string(row, 2) : nil)
         }
@@ -212,13 +239,34 @@ extension Store {
     /// Runs a complete/fail statement that returns the (id, token) pairs it finished (first and last
     /// columns), then explains each refusal from the jobs' current state and token. Keying by the pair
     /// matters: a stale and a current token for one job may share a batch.
+    ///
+    /// When the database refuses a batch for a value in it (a data or integrity error: nothing of the
+    /// statement committed), `split` runs each item again on its own, so the item with the bad value
+    /// fails alone and the others go through.
     func finish(
         _ sql: String, _ params: [String?], _ items: [(id: Int64, token: String)],
         _ completion: @escaping (Result<[FinishOutcome], RPCError>) -> Void,
+        split: ((Int, @escaping (Result<[FinishOutcome], RPCError>) -> Void) -> Void)? = nil,
         _ done: @escaping (PQResult, Int) -> FinishOutcome
     ) {
         pool.query(sql, params) { [self] r in
             switch r {
+            case .failure(let e) where items.count > 1 && split != nil && Self.isRowError(e):
+                logger.warning(
+                    "a batched statement was refused for a value in it; running its items one by one",
+                    metadata: ["error": "\(e)", "items": "\(items.count)"])
+                var outcomes = [FinishOutcome?](repeating: nil, count: items.count)
+                var left = items.count
+                for i in items.indices {
+                    split!(i) { r in
+                        switch r {
+                        case .success(let one): outcomes[i] = one.first ?? .failure(.internalError)
+                        case .failure(let e): outcomes[i] = .failure(e)
+                        }
+                        left -= 1
+                        if left == 0 { completion(.success(outcomes.map { $0! })) }
+                    }
+                }
             case .failure(let e):
                 completion(.failure(rpcError(e)))
             case .success(let rows):
@@ -264,17 +312,19 @@ extension Store {
     /// Returns jobs to the runnable set: those whose lease expired (`held` nil), or those a lost
     /// worker held. Completion gets the (id, queue, newState) of every job moved.
     public func releaseJobs(
-        held: [(id: Int64, token: String)]?, reason: String,
+        held: [(id: Int64, token: String)]?, reason: String, retention: RetentionPolicy,
         _ completion: @escaping (Result<[(id: String, queue: String, state: String)], RPCError>) -> Void
     ) {
         let sql: String
         let params: [String?]
         if let held {
             sql = JobSQL.releaseLost
-            params = [PGArray.ints(held.map(\.id)), PGArray.text(held.map(\.token)), reason]
+            params = [
+                PGArray.ints(held.map(\.id)), PGArray.text(held.map(\.token)), reason, String(retention.deadMs),
+            ]
         } else {
             sql = JobSQL.releaseExpired
-            params = []
+            params = [String(retention.deadMs)]
         }
         one(sql, params, completion) { rows in
             (0..<rows.rowCount).map { (rows.string($0, 0)!, rows.string($0, 1)!, rows.string($0, 2)!) }
@@ -282,10 +332,12 @@ extension Store {
     }
 
     /// Cancels an unfinished job. Returns the job's state afterwards and whether this call cancelled it.
-    public func cancel(id: Int64, _ completion: @escaping (Result<(state: String, cancelled: Bool), RPCError>) -> Void)
-    {
+    public func cancel(
+        id: Int64, retention: RetentionPolicy,
+        _ completion: @escaping (Result<(state: String, cancelled: Bool), RPCError>) -> Void
+    ) {
         one(
-            JobSQL.cancel, [String(id)],
+            JobSQL.cancel, [String(id), String(retention.completedMs)],
             { [self] (r: Result<Bool, RPCError>) in
                 switch r {
                 case .success(true): completion(.success(("cancelled", true)))
@@ -323,25 +375,36 @@ extension Store {
         }
     }
 
+    /// A page of jobs newest first before id `beforeID`: at most `limit`, and past the first job at
+    /// most `maxBytes` of reply.
     public func listJobs(
-        queue: String?, state: String?, kind: String?, tag: String?, beforeID: Int64?, limit: Int,
-        _ completion: @escaping (Result<[JSON], RPCError>) -> Void
+        queue: String?, state: String?, kind: String?, tag: String?, beforeID: Int64?, limit: Int, maxBytes: Int,
+        _ completion: @escaping (Result<JobPage, RPCError>) -> Void
     ) {
-        let params: [String?] = [queue, state, kind, tag, beforeID.map(String.init), String(limit)]
-        one(JobSQL.list, params, completion) { rows in (0..<rows.rowCount).map { JobRow.json(rows, $0) } }
+        let params: [String?] = [
+            queue, state, kind, tag, beforeID.map(String.init), String(limit), String(maxBytes),
+        ]
+        one(JobSQL.list, params, completion) { rows in
+            JobPage(
+                jobs: (0..<rows.rowCount).map { JobRow.json(rows, $0) },
+                cutByBytes: rows.rowCount > 0 && rows.bool(0, JobRow.columnCount) == true)
+        }
     }
 
-    /// Deletes finished jobs past retention; returns how many.
+    /// Deletes one batch of at most `batch` finished jobs past retention; returns how many.
     public func pruneJobs(
-        finishedRetentionMs: Int64, deadRetentionMs: Int64, _ completion: @escaping (Result<Int, RPCError>) -> Void
+        retention: RetentionPolicy, batch: Int, _ completion: @escaping (Result<Int, RPCError>) -> Void
     ) {
-        one(JobSQL.prune, [String(finishedRetentionMs), String(deadRetentionMs)], completion) { $0.affectedRows }
+        one(JobSQL.prune, [String(retention.completedMs), String(retention.deadMs), String(batch)], completion) {
+            $0.affectedRows
+        }
     }
 
     // MARK: Queues
 
-    public func listQueues(_ completion: @escaping (Result<[JSON], RPCError>) -> Void) {
-        one(QueueSQL.list, [], completion) { rows in
+    /// A page of queues by name after `after`, at most `limit`.
+    public func listQueues(after: String?, limit: Int, _ completion: @escaping (Result<[JSON], RPCError>) -> Void) {
+        one(QueueSQL.list, [after, String(limit)], completion) { rows in
             (0..<rows.rowCount).map { i in
                 [
                     "name": .from(rows.string(i, 0)), "paused": .bool(rows.bool(i, 1) ?? false),
@@ -370,12 +433,33 @@ extension Store {
         }
     }
 
-    /// Sets (or with nil clears) a queue's retry policy.
-    public func setQueueRetry(_ queue: String, retry: JSON?, _ completion: @escaping (Result<JSON, RPCError>) -> Void) {
-        one(QueueSQL.setRetry, [queue, retry?.text], completion) { rows in
-            [
-                "queue": .string(queue), "paused": .bool(rows.bool(0, 1) ?? false),
-                "retry": JobRow.parsed(rows, 0, 2) ?? .null,
+    /// A setting of `queues.configure`: absent leaves it, `.set(nil)` clears it.
+    public enum Setting<T: Sendable>: Sendable {
+        case keep
+        case set(T?)
+    }
+
+    /// Sets the given settings of a queue (retry policy, retention of completed and of dead jobs) and
+    /// returns all of them.
+    public func configureQueue(
+        _ queue: String, retry: Setting<JSON>, completedRetentionMs: Setting<Int64>,
+        deadRetentionMs: Setting<Int64>, _ completion: @escaping (Result<JSON, RPCError>) -> Void
+    ) {
+        func given<T>(_ s: Setting<T>) -> String { if case .set = s { "true" } else { "false" } }
+        func value<T>(_ s: Setting<T>, _ text: (T) -> String) -> String? {
+            if case .set(let v?) = s { text(v) } else { nil }
+        }
+        let params: [String?] = [
+            queue, given(retry), given(completedRetentionMs), given(deadRetentionMs),
+            value(retry) { $0.text }, value(completedRetentionMs) { String($0) }, value(deadRetentionMs) { String($0) },
+        ]
+        one(QueueSQL.configure, params, completion) { rows in
+            var retention = JSONObject()
+            retention["completedMs"] = .from(rows.int(0, 2))
+            retention["deadMs"] = .from(rows.int(0, 3))
+            return [
+                "queue": .string(queue), "paused": .bool(rows.bool(0, 0) ?? false),
+                "retry": JobRow.parsed(rows, 0, 1) ?? .null, "retention": .object(retention),
             ]
         }
     }
@@ -385,5 +469,15 @@ extension Store {
         one(QueueSQL.setPaused, [queue, paused ? "true" : "false"], completion) { rows in
             ["queue": .string(queue), "paused": .bool(rows.bool(0, 1) ?? paused)]
         }
+    }
+}
+
+extension Store {
+    /// A failure caused by a value in the statement (SQLSTATE class 22 data exception, 23 integrity
+    /// violation, 54 program limit such as an oversized jsonb, P0001 raised by a trigger) rather than by
+    /// the database being away or busy.
+    static func isRowError(_ e: PQError) -> Bool {
+        guard case .server = e.kind, let state = e.sqlState else { return false }
+        return state.hasPrefix("22") || state.hasPrefix("23") || state.hasPrefix("54") || state == "P0001"
     }
 }

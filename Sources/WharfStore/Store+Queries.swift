@@ -23,7 +23,7 @@ extension Store {
         StoreQuery(name: "queues.list", sql: QueueSQL.list),
         StoreQuery(name: "queues.stats", sql: QueueSQL.stats),
         StoreQuery(name: "queues.setPaused", sql: QueueSQL.setPaused),
-        StoreQuery(name: "queues.setRetry", sql: QueueSQL.setRetry),
+        StoreQuery(name: "queues.configure", sql: QueueSQL.configure),
         StoreQuery(name: "locks.acquire", sql: LockSQL.acquire),
         StoreQuery(name: "locks.acquireFree", sql: LockSQL.acquireFree),
         StoreQuery(name: "locks.renew", sql: LockSQL.renew),

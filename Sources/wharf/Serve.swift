@@ -44,6 +44,22 @@ struct Serve: ParsableCommand {
     @Option(help: "Default random spread of retry delays (0.1 = ±10%).")
     var retryJitter = 0.1
 
+    @Option(help: "Most bytes of jobs in one reply (a jobs.list page, a jobs.lease batch); the first job always fits.")
+    var maxReplyBytes = 1 << 20
+
+    @Flag(
+        help: """
+            Commit leases without waiting for the WAL flush: faster, but a lease lost in a database crash \
+            lets its job run again without the attempt counted.
+            """)
+    var fastLeases = false
+
+    @Option(help: "Keep completed and cancelled jobs this long unless their queue says otherwise, e.g. 24h.")
+    var jobRetention = "24h"
+
+    @Option(help: "Keep dead jobs this long unless their queue says otherwise, e.g. 168h.")
+    var deadJobRetention = "168h"
+
     @Flag(help: "Let webhooks go to loopback, private and other non-public addresses (development and tests).")
     var allowPrivateWebhooks = false
 
@@ -94,6 +110,11 @@ struct Serve: ParsableCommand {
         config.retry.maxMs = retryMaxMs
         config.retry.coefficient = max(1, retryCoefficient)
         config.retry.jitter = min(max(0, retryJitter), 1)
+        guard maxReplyBytes >= 1024 else { throw ValidationError("--max-reply-bytes must be at least 1024") }
+        config.limits.maxReplyBytes = maxReplyBytes
+        config.durableLeases = !fastLeases
+        config.retention.completedMs = Int64(try parseDurationMs(jobRetention))
+        config.retention.deadMs = Int64(try parseDurationMs(deadJobRetention))
         config.webhooks.allowPrivate = allowPrivateWebhooks
         config.webhooks.allowCIDRs = try webhookAllowCidr.map { text in
             guard let c = CIDR(text) else { throw ValidationError("not a CIDR block: \(text)") }

@@ -252,17 +252,26 @@ class QueuesAPI(_Namespace):
     __slots__ = ()
     family = "queues"
 
-    def list(self, **extra: Any) -> Any:
-        """`queues.list` -> `{queues: [{name, paused, available, scheduled, running, retryable}]}`."""
-        return self._call("queues.list", merge({}, extra))
+    def list(self, limit: Optional[int] = None, cursor: Optional[str] = None, **extra: Any) -> Any:
+        """`queues.list` -> `{queues: [{name, paused, available, scheduled, running, retryable}], nextCursor}`,
+        by name; pass `nextCursor` back as `cursor` for the next page."""
+        return self._call("queues.list", merge(params(limit=limit, cursor=cursor), extra))
 
     def stats(self, queue: str, **extra: Any) -> Any:
         """`queues.stats` -> `{queue, paused, counts: {state: n}, oldestAvailableAgeMs, ...}`."""
         return self._call("queues.stats", merge(params(queue=queue), extra))
 
-    def configure(self, queue: str, retry: Optional[Mapping[str, Any]], **extra: Any) -> Any:
-        """`queues.configure` sets the queue's retry policy (`None` clears it)."""
-        return self._call("queues.configure", merge(params(queue=queue, retry=retry, keep_none=("retry",)), extra))
+    def configure(
+        self,
+        queue: str,
+        retry: Optional[Mapping[str, Any]] = UNSET,
+        retention: Optional[Mapping[str, Any]] = UNSET,
+        **extra: Any,
+    ) -> Any:
+        """`queues.configure` sets the queue's retry policy and/or its retention of finished jobs
+        (`{completedMs, deadMs}`); a setting not given is left as it is, `None` clears it."""
+        p = params(queue=queue, retry=retry, retention=retention, keep_none=("retry", "retention"))
+        return self._call("queues.configure", merge(p, extra))
 
     def pause(self, queue: str, **extra: Any) -> Any:
         """`queues.pause` -> `{queue, paused: true}`: leasing skips the queue."""
