@@ -10,6 +10,12 @@ import WharfUV
 /// In `.pipelined` mode every `PQSegment` is sent as prepared statements followed by its own Sync, so
 /// many segments are in flight at once but each is its own transaction. In `.simple` mode one
 /// simple-protocol query string runs at a time (used for LISTEN and migrations).
+///
+/// When the connection breaks, work in flight fails in one of three ways, so callers can tell a
+/// statement that cannot have run from one that may have committed: `.server` when PostgreSQL
+/// answered one of its statements with an error (the implicit transaction rolled back), `.unavailable`
+/// when its last message (the Sync, or the simple query) never fully left libpq's output buffer (a
+/// transaction commits only at its Sync), and `.outcomeUnknown` otherwise.
 /// Lives on the loop thread. `PQfinish` runs only after the poll handle was closed.
 public final class PQConnection {
     public enum Mode { case pipelined, simple }
@@ -28,6 +34,9 @@ public final class PQConnection {
         var slot = 0
         var results: [PQResult] = []
         var error: PQError?
+        /// True when `error` answered one of the segment's own statements, which means the segment's
+        /// transaction rolled back whatever happens to the connection afterwards.
+        var errorIsDefinite = false
         var completion: (Result<[PQResult], PQError>) -> Void
     }
 
@@ -42,6 +51,10 @@ public final class PQConnection {
     private var simpleQueue: [(String, (Result<[PQResult], PQError>) -> Void)] = []
     private var prepared: [String: String] = [:]
     private var nextStatement = 0
+    /// True while libpq's output buffer holds bytes not yet written to the socket. The last bytes
+    /// queued are the newest segment's Sync (or the current simple query), so while this is true that
+    /// segment has certainly not reached PostgreSQL in full.
+    private var outputPending = false
 
     /// Called on every state change (ready, failed, closed).
     public var onStateChange: ((State) -> Void)?
@@ -150,9 +163,15 @@ public final class PQConnection {
     private func flush() {
         guard let conn else { return }
         switch PQflush(conn) {
-        case 0: poll?.watch(.readable)
-        case 1: poll?.watch([.readable, .writable])
-        default: fail(errorMessage())
+        case 0:
+            outputPending = false
+            poll?.watch(.readable)
+        case 1:
+            outputPending = true
+            poll?.watch([.readable, .writable])
+        default:
+            outputPending = true
+            fail(errorMessage())
         }
     }
 
@@ -171,10 +190,7 @@ public final class PQConnection {
         for st in segment.statements where prepared[st.sql] == nil {
             nextStatement += 1
             let name = "w\(nextStatement)"
-            guard PQsendPrepare(conn, name, st.sql, 0, nil) == 1 else {
-                completion(.failure(PQError(kind: .unavailable, message: errorMessage())))
-                return fail(errorMessage())
-            }
+            guard PQsendPrepare(conn, name, st.sql, 0, nil) == 1 else { return sendFailed(completion) }
             prepared[st.sql] = name
             slots.append(.prepare(st.sql))
         }
@@ -183,18 +199,22 @@ public final class PQConnection {
             let ok = withCStrings(st.params) { values in
                 PQsendQueryPrepared(conn, name, Int32(st.params.count), values, nil, nil, 0)
             }
-            guard ok == 1 else {
-                completion(.failure(PQError(kind: .unavailable, message: errorMessage())))
-                return fail(errorMessage())
-            }
+            guard ok == 1 else { return sendFailed(completion) }
             slots.append(.statement)
         }
-        guard PQpipelineSync(conn) == 1 else {
-            completion(.failure(PQError(kind: .unavailable, message: errorMessage())))
-            return fail(errorMessage())
-        }
+        guard PQpipelineSync(conn) == 1 else { return sendFailed(completion) }
         inFlight.append(InFlight(slots: slots, completion: completion))
         flush()
+    }
+
+    /// libpq refused part of a segment: the segment has no Sync, so it cannot run. The output buffer
+    /// now ends with its partial messages rather than the previous segment's Sync, so nothing can be
+    /// concluded about that one any more.
+    private func sendFailed(_ completion: (Result<[PQResult], PQError>) -> Void) {
+        let message = errorMessage()
+        outputPending = false
+        completion(.failure(PQError(kind: .unavailable, message: message)))
+        fail(message)
     }
 
     private func drainPipelineResults() {
@@ -244,7 +264,12 @@ public final class PQConnection {
                 let error = PQError.from(result: r)
                 PQclear(r)
                 if case .prepare(let sql) = slot { prepared[sql] = nil }
-                if inFlight[inFlightHead].error == nil { inFlight[inFlightHead].error = error }
+                if inFlight[inFlightHead].error == nil {
+                    inFlight[inFlightHead].error = error
+                    // An error in place of one of the segment's results means that statement failed.
+                    // One after the last result (a FATAL at shutdown) may follow a commit.
+                    inFlight[inFlightHead].errorIsDefinite = index < inFlight[inFlightHead].slots.count
+                }
             }
         }
     }
@@ -270,6 +295,7 @@ public final class PQConnection {
         guard let conn, let (sql, completion) = simpleQueue.first else { return }
         simpleSent = true
         if PQsendQuery(conn, sql) != 1 {
+            outputPending = false
             simpleSent = false
             simpleQueue.removeFirst()
             completion(.failure(PQError(kind: .unavailable, message: errorMessage())))
@@ -320,15 +346,31 @@ public final class PQConnection {
     }
 
     private func failPending(_ message: String) {
-        let error = PQError(kind: .unavailable, message: "database connection lost: \(message)")
-        let pending = inFlight[inFlightHead...]
+        let notSent = PQError(kind: .unavailable, message: "database connection lost: \(message)")
+        let unknown = PQError(
+            kind: .outcomeUnknown,
+            message: "database connection lost after the statement was sent; it may have committed: \(message)")
+        let pending = Array(inFlight[inFlightHead...])
         inFlight = []
         inFlightHead = 0
         let simple = simpleQueue
+        let simpleWasSent = simpleSent
         simpleQueue = []
         simpleSent = false
-        for p in pending { p.completion(.failure(error)) }
-        for s in simple { s.1(.failure(error)) }
+        let lastUnsent = outputPending
+        outputPending = false
+        for (i, p) in pending.enumerated() {
+            if let e = p.error, p.errorIsDefinite {
+                p.completion(.failure(e))
+            } else if i == pending.count - 1 && lastUnsent {
+                p.completion(.failure(notSent))
+            } else {
+                p.completion(.failure(unknown))
+            }
+        }
+        for (i, s) in simple.enumerated() {
+            s.1(.failure(i == 0 && simpleWasSent && !lastUnsent ? unknown : notSent))
+        }
     }
 
     private func teardown() {
@@ -339,7 +381,8 @@ public final class PQConnection {
         prepared = [:]
     }
 
-    /// Closes the connection; pending work fails with `.unavailable`.
+    /// Closes the connection; pending work fails with `.unavailable`, or `.outcomeUnknown` for what
+    /// was already sent.
     public func close() {
         guard state != .closed else { return }
         teardown()

@@ -65,8 +65,12 @@ public final class PQResult {
 /// A failure talking to PostgreSQL.
 public struct PQError: Error, Sendable, CustomStringConvertible {
     public enum Kind: Sendable, Equatable {
-        /// No usable connection (connect failed, connection lost, pool not ready). Retryable.
+        /// No usable connection (connect failed, connection lost, pool not ready), and the statement
+        /// never reached PostgreSQL in full: it did not run. Safe to retry.
         case unavailable
+        /// The connection was lost after the statement was sent and before its outcome arrived: it may
+        /// or may not have committed. Retrying is safe only for an idempotent statement.
+        case outcomeUnknown
         /// The server rejected the statement (`sqlState` tells why).
         case server
         /// The statement was not run because an earlier one in its pipeline segment failed.

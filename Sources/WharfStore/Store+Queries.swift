@@ -20,6 +20,7 @@ extension Store {
         StoreQuery(name: "jobs.get", sql: JobSQL.get),
         StoreQuery(name: "jobs.list", sql: JobSQL.list),
         StoreQuery(name: "jobs.prune", sql: JobSQL.prune),
+        StoreQuery(name: "jobs.pruneIdempotencyKeys", sql: IdempotencySQL.prune),
         StoreQuery(name: "queues.list", sql: QueueSQL.list),
         StoreQuery(name: "queues.stats", sql: QueueSQL.stats),
         StoreQuery(name: "queues.setPaused", sql: QueueSQL.setPaused),
