@@ -11,11 +11,13 @@ import WharfUV
 /// many segments are in flight at once but each is its own transaction. In `.simple` mode one
 /// simple-protocol query string runs at a time (used for LISTEN and migrations).
 ///
-/// When the connection breaks, work in flight fails in one of three ways, so callers can tell a
-/// statement that cannot have run from one that may have committed: `.server` when PostgreSQL
-/// answered one of its statements with an error (the implicit transaction rolled back), `.unavailable`
-/// when its last message (the Sync, or the simple query) never fully left libpq's output buffer (a
-/// transaction commits only at its Sync), and `.outcomeUnknown` otherwise.
+/// When the connection breaks, work in flight fails so that callers can tell a statement that cannot
+/// have run from one that may have committed: `.server` when PostgreSQL answered one of its
+/// statements with an error (the implicit transaction rolled back); `.unavailable` for segments
+/// behind one whose statement ended the session (a FATAL error: the backend exited before reading
+/// them); `.outcomeUnknown` otherwise, since once libpq has a segment, whether its Sync (where its
+/// transaction commits) reached PostgreSQL cannot be known (libpq even reports a failed write as
+/// flushed, to read the server's error first). Work that never reached libpq fails as `.unavailable`.
 /// Lives on the loop thread. `PQfinish` runs only after the poll handle was closed.
 public final class PQConnection {
     public enum Mode { case pipelined, simple }
@@ -51,10 +53,6 @@ public final class PQConnection {
     private var simpleQueue: [(String, (Result<[PQResult], PQError>) -> Void)] = []
     private var prepared: [String: String] = [:]
     private var nextStatement = 0
-    /// True while libpq's output buffer holds bytes not yet written to the socket. The last bytes
-    /// queued are the newest segment's Sync (or the current simple query), so while this is true that
-    /// segment has certainly not reached PostgreSQL in full.
-    private var outputPending = false
 
     /// Called on every state change (ready, failed, closed).
     public var onStateChange: ((State) -> Void)?
@@ -163,15 +161,9 @@ public final class PQConnection {
     private func flush() {
         guard let conn else { return }
         switch PQflush(conn) {
-        case 0:
-            outputPending = false
-            poll?.watch(.readable)
-        case 1:
-            outputPending = true
-            poll?.watch([.readable, .writable])
-        default:
-            outputPending = true
-            fail(errorMessage())
+        case 0: poll?.watch(.readable)
+        case 1: poll?.watch([.readable, .writable])
+        default: fail(errorMessage())
         }
     }
 
@@ -207,12 +199,9 @@ public final class PQConnection {
         flush()
     }
 
-    /// libpq refused part of a segment: the segment has no Sync, so it cannot run. The output buffer
-    /// now ends with its partial messages rather than the previous segment's Sync, so nothing can be
-    /// concluded about that one any more.
+    /// libpq refused part of a segment: the segment has no Sync, so it cannot run.
     private func sendFailed(_ completion: (Result<[PQResult], PQError>) -> Void) {
         let message = errorMessage()
-        outputPending = false
         completion(.failure(PQError(kind: .unavailable, message: message)))
         fail(message)
     }
@@ -295,7 +284,6 @@ public final class PQConnection {
         guard let conn, let (sql, completion) = simpleQueue.first else { return }
         simpleSent = true
         if PQsendQuery(conn, sql) != 1 {
-            outputPending = false
             simpleSent = false
             simpleQueue.removeFirst()
             completion(.failure(PQError(kind: .unavailable, message: errorMessage())))
@@ -357,19 +345,20 @@ public final class PQConnection {
         let simpleWasSent = simpleSent
         simpleQueue = []
         simpleSent = false
-        let lastUnsent = outputPending
-        outputPending = false
-        for (i, p) in pending.enumerated() {
-            if let e = p.error, p.errorIsDefinite {
-                p.completion(.failure(e))
-            } else if i == pending.count - 1 && lastUnsent {
+        // PostgreSQL runs the segments in order; after a FATAL error the backend exits unread.
+        var sessionEnded = false
+        for p in pending {
+            if sessionEnded {
                 p.completion(.failure(notSent))
+            } else if let e = p.error, p.errorIsDefinite {
+                sessionEnded = e.severity == "FATAL" || e.severity == "PANIC"
+                p.completion(.failure(e))
             } else {
                 p.completion(.failure(unknown))
             }
         }
         for (i, s) in simple.enumerated() {
-            s.1(.failure(i == 0 && simpleWasSent && !lastUnsent ? unknown : notSent))
+            s.1(.failure(i == 0 && simpleWasSent ? unknown : notSent))
         }
     }
 
