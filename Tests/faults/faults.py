@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import collections
 import os
+import selectors
 import shutil
+import socket
 import subprocess
 import tempfile
 import threading
@@ -39,7 +41,8 @@ def _pg_bin() -> str:
 
 
 class OwnPostgres:
-    """A throwaway PostgreSQL cluster in a fresh temporary directory, Unix socket only.
+    """A throwaway PostgreSQL cluster in a fresh temporary directory, on a Unix socket and on a
+    free loopback TCP port (for `CuttingProxy`).
 
     As root it runs as the `postgres` user (PostgreSQL refuses root). Durability settings are the
     defaults that matter here: `synchronous_commit` on (an acknowledged commit is in the WAL before
@@ -56,9 +59,10 @@ class OwnPostgres:
             shutil.chown(self.dir, "postgres", "postgres")
         self.data = os.path.join(self.dir, "pg")
         self.log = os.path.join(self.dir, "server.log")
+        self.port = free_port()
         self._run("initdb", "-D", self.data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-instructions")
         options = (
-            f"-c listen_addresses='' -k {self.dir} -p 5432 -c fsync=off -c full_page_writes=off "
+            f"-c listen_addresses=127.0.0.1 -k {self.dir} -p {self.port} -c fsync=off -c full_page_writes=off "
             "-c max_connections=200"
         )
         self._run("pg_ctl", "-D", self.data, "-l", self.log, "-w", "-t", "60", "-o", options, "start")
@@ -80,7 +84,7 @@ class OwnPostgres:
             return ""
 
     def conninfo(self, dbname: str = "postgres") -> str:
-        return f"host={self.dir} port=5432 user=postgres dbname={dbname}"
+        return f"host={self.dir} port={self.port} user=postgres dbname={dbname}"
 
     def psql(self, sql: str, dbname: str = "postgres") -> str:
         # The session itself stays writable while the suite makes the cluster read-only.
@@ -121,6 +125,113 @@ class OwnPostgres:
         except Exception:  # noqa: BLE001 - cleanup must go on
             pass
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class CuttingProxy:
+    """A TCP proxy between `wharf serve` and PostgreSQL that cuts its connections the way a network
+    failure can: `cut()` keeps passing requests to PostgreSQL for a moment while dropping every reply,
+    then closes all connections. Statements sent meanwhile run and commit, and the server never
+    hears how they ended: the outcome_unknown case, made certain instead of left to timing.
+    One thread; `close()` stops it.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.target = ("127.0.0.1", target_port)
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.listener.setblocking(False)
+        self.port = self.listener.getsockname()[1]
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.listener, selectors.EVENT_READ, None)
+        self.peers: Dict[socket.socket, socket.socket] = {}
+        self.to_client: Dict[socket.socket, bool] = {}  # server-side socket -> True
+        self.dropping = False
+        self.cut_requested = False
+        self.dropped_bytes = 0
+        self.running = True
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def conninfo(self, dbname: str) -> str:
+        return f"host=127.0.0.1 port={self.port} user=postgres dbname={dbname} sslmode=disable"
+
+    def cut(self, hold: float = 0.3) -> None:
+        self.dropping = True
+        time.sleep(hold)
+        self.cut_requested = True
+        while self.cut_requested and self.running:
+            time.sleep(0.01)
+        self.dropping = False
+
+    def close(self) -> None:
+        self.running = False
+        self.thread.join(5)
+
+    def _drop(self, sock: socket.socket) -> None:
+        peer = self.peers.pop(sock, None)
+        for s in (sock, peer):
+            if s is None:
+                continue
+            self.peers.pop(s, None)
+            self.to_client.pop(s, None)
+            try:
+                self.selector.unregister(s)
+            except (KeyError, ValueError):
+                pass
+            try:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                s.close()
+            except OSError:
+                pass
+
+    def _run(self) -> None:
+        while self.running:
+            if self.cut_requested:
+                for s in list(self.peers):
+                    self._drop(s)
+                self.cut_requested = False
+            for key, _ in self.selector.select(timeout=0.05):
+                sock = key.fileobj
+                if sock is self.listener:
+                    try:
+                        client, _ = self.listener.accept()
+                        server = socket.create_connection(self.target)
+                    except OSError:
+                        continue
+                    for s in (client, server):
+                        s.setblocking(True)
+                        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                        self.selector.register(s, selectors.EVENT_READ, None)
+                    self.peers[client], self.peers[server] = server, client
+                    self.to_client[server] = True
+                    continue
+                if sock not in self.peers:
+                    continue
+                try:
+                    data = sock.recv(65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    self._drop(sock)
+                    continue
+                if sock in self.to_client and self.dropping:
+                    self.dropped_bytes += len(data)
+                    continue
+                try:
+                    self.peers[sock].sendall(data)
+                except OSError:
+                    self._drop(sock)
+        for s in list(self.peers):
+            self._drop(s)
+        self.listener.close()
 
 
 def uncertain(error: BaseException) -> bool:
@@ -204,8 +315,10 @@ class Workload:
     - `keyed`: single enqueues with the client's default idempotency keys and a patient retry
       policy (so that a restart is ridden out inside the client);
     - `batches`: `jobs.enqueueBatch` of 20, keyed per job, the same policy;
-    - `unkeyed`: single enqueues without a key and without the client's retries, repeated by hand
-      only when the error says `retryable: true` (so a dishonest `retryable` shows as a duplicate);
+    - `unkeyed` (two threads) and `unkeyed batches` of 100: without keys and without the client's
+      retries, repeated by hand only when the error says `retryable: true` (so a dishonest
+      `retryable` shows as a duplicate); the large batches keep statements in flight most of the
+      time, so that a restart often cuts one off;
     - a worker leasing and completing.
     """
 
@@ -218,7 +331,9 @@ class Workload:
             threading.Thread(target=self._keyed, args=("a",), daemon=True),
             threading.Thread(target=self._keyed, args=("b",), daemon=True),
             threading.Thread(target=self._batches, daemon=True),
-            threading.Thread(target=self._unkeyed, daemon=True),
+            threading.Thread(target=self._unkeyed, args=("u",), daemon=True),
+            threading.Thread(target=self._unkeyed, args=("v",), daemon=True),
+            threading.Thread(target=self._unkeyed_batches, daemon=True),
             threading.Thread(target=self._worker, daemon=True),
         ]
 
@@ -267,30 +382,48 @@ class Workload:
                 time.sleep(0.05)
         c.close()
 
-    def _unkeyed(self) -> None:
+    def _unkeyed(self, name: str) -> None:
         c = self._client(None)
         n = 0
         while not self.halt.is_set():
             n += 1
-            tag = f"u{n}"
-            while True:
-                try:
-                    job = c.jobs.enqueue(self.queue, "k", {"tag": tag}, idempotency_key=None)
-                    self.ledger.ack(tag, job["id"])
-                    break
-                except wharf.WharfError as e:
-                    self.ledger.saw(e)
-                    if not e.retryable or self.halt.is_set():
-                        self.ledger.fail(tag, e)
-                        break
-                    time.sleep(0.05)
-                except (wharf.ConnectionLost, wharf.CallTimeout, OSError) as e:
-                    # The client side lost the reply: the call may have been done. Not repeated.
-                    self.ledger.saw(e)
-                    self.ledger.fail(tag, e)
-                    time.sleep(0.05)
-                    break
+            tag = f"{name}{n}"
+            self._repeat_while_retryable(
+                [tag], lambda: [c.jobs.enqueue(self.queue, "k", {"tag": tag}, idempotency_key=None)]
+            )
         c.close()
+
+    def _unkeyed_batches(self) -> None:
+        c = self._client(None)
+        n = 0
+        while not self.halt.is_set():
+            n += 1
+            tags = [f"w{n}.{i}" for i in range(100)]
+            jobs = [{"queue": self.queue, "kind": "k", "payload": {"tag": t}} for t in tags]
+            self._repeat_while_retryable(tags, lambda: c.jobs.enqueue_batch(jobs, idempotency_keys=False)["jobs"])
+        c.close()
+
+    def _repeat_while_retryable(self, tags: List[str], call) -> None:
+        """Calls until it succeeds or fails with an error that does not say `retryable: true`."""
+        while True:
+            try:
+                for t, job in zip(tags, call()):
+                    self.ledger.ack(t, job["id"])
+                return
+            except wharf.WharfError as e:
+                self.ledger.saw(e)
+                if not e.retryable or self.halt.is_set():
+                    for t in tags:
+                        self.ledger.fail(t, e)
+                    return
+                time.sleep(0.05)
+            except (wharf.ConnectionLost, wharf.CallTimeout, OSError) as e:
+                # The client side lost the reply: the call may have been done. Not repeated.
+                self.ledger.saw(e)
+                for t in tags:
+                    self.ledger.fail(t, e)
+                time.sleep(0.05)
+                return
 
     def _worker(self) -> None:
         c = self._client(None)

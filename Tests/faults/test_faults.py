@@ -1,4 +1,5 @@
-"""The fault suite: PostgreSQL fast and immediate restarts and a read-only database, under load.
+"""The fault suite: PostgreSQL fast and immediate restarts, connections cut between a statement and
+its reply, and a read-only database, under load.
 
 Each test runs `wharf serve` against a PostgreSQL of the suite's own (faults.OwnPostgres, which it
 restarts), drives producers and a worker through it (faults.Workload), then checks the ledger:
@@ -40,6 +41,17 @@ def served(pg):
     server = WharfServer(database=pg.create_database(name))
     yield server, name
     server.stop()
+
+
+@pytest.fixture
+def served_through_proxy(pg):
+    name = f"faults_{uuid.uuid4().hex[:10]}"
+    pg.create_database(name)
+    proxy = faults.CuttingProxy(pg.port)
+    server = WharfServer(database=proxy.conninfo(name))
+    yield server, name, proxy
+    server.stop()
+    proxy.close()
 
 
 def health(server: WharfServer) -> dict:
@@ -128,3 +140,19 @@ def test_read_only_database_is_reported_and_loses_nothing(pg, served):
     assert report["errorsSeen"].get("internal", 0) == 0, f"read-only surfaced as an internal error: {report}"
     assert any(h["status"] == "read_only" and h["database"]["readOnly"] for h in seen_health), seen_health
     assert health(server)["status"] == "ok"
+
+
+def test_replies_lost_after_commit_are_reported_as_outcome_unknown(pg, served_through_proxy):
+    """The database connections break after statements were sent and committed, before their
+    replies arrived. Every such call must say outcome_unknown: a client told store_unavailable
+    (retryable) would repeat it and make the jobs twice (issue 12, item 7)."""
+    server, name, proxy = served_through_proxy
+
+    def cut_replies():
+        proxy.cut(hold=0.3)
+
+    report = run_with_faults(pg, server, name, cut_replies, rounds=4)
+    assert_ledger_holds(report)
+    assert proxy.dropped_bytes > 0
+    assert report["committedButReportedFailed"] > 0, f"no reply was lost after a commit: {report}"
+    assert report["errorsSeen"].get("outcome_unknown", 0) > 0, report
