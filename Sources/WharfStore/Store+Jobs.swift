@@ -124,9 +124,11 @@ extension Store {
             PGArray.text(specs.map { $0.meta?.text }),
             PGArray.text(specs.map(\.scheduleName)),
             PGArray.ints(specs.map(\.scheduleFireMs)),
-            PGArray.text(specs.map(\.idempotencyKey)),
         ]
-        pool.query(JobSQL.enqueue, params) { [self] r in
+        // Without keys, the plain statement: keys cost a lookup and an insert per row.
+        let keyed = specs.contains { $0.idempotencyKey != nil }
+        let sql = keyed ? JobSQL.enqueueKeyed : JobSQL.enqueue
+        pool.query(sql, keyed ? params + [PGArray.text(specs.map(\.idempotencyKey))] : params) { [self] r in
             switch r {
             case .failure(let e) where e.sqlState == "40001" && attemptsLeft > 1:
                 enqueueStatement(specs, attemptsLeft: attemptsLeft - 1, completion)
@@ -139,8 +141,17 @@ extension Store {
                         id: id, state: rows.string(i, 2) ?? "", duplicate: !(rows.bool(i, 3) ?? false),
                         replayed: rows.bool(i, 4) ?? false)
                 }
-                let missing = zip(specs, outcomes).filter { $0.1 == nil }.compactMap { $0.0.uniqueKey }
-                if missing.isEmpty { return completion(.success(outcomes.map { .success($0!) })) }
+                // A row without a job and without a uniqueKey lost to another unique index (a cron
+                // fire made twice).
+                func made(_ spec: JobSpec, _ outcome: EnqueueOutcome?) -> Result<EnqueueOutcome, RPCError>? {
+                    if let outcome { return .success(outcome) }
+                    if spec.uniqueKey == nil {
+                        return .failure(.conflict("an equal job already exists", reason: "duplicate"))
+                    }
+                    return nil
+                }
+                let missing = zip(specs, outcomes).filter { made($0.0, $0.1) == nil }.compactMap { $0.0.uniqueKey }
+                if missing.isEmpty { return completion(.success(zip(specs, outcomes).map { made($0, $1)! })) }
                 // A concurrent enqueue won the unique key after this statement's snapshot was taken.
                 // The rows made here have committed: whatever happens to this lookup, they are
                 // reported as made; a row it cannot explain made nothing, so its call may retry.
@@ -148,7 +159,7 @@ extension Store {
                     completion(
                         .success(
                             zip(specs, outcomes).map { spec, outcome -> Result<EnqueueOutcome, RPCError> in
-                                if let outcome { return .success(outcome) }
+                                if let done = made(spec, outcome) { return done }
                                 switch found {
                                 case .failure(let e): return .failure(e)
                                 case .success(let byKey):

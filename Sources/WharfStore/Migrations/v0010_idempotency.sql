@@ -15,8 +15,9 @@ create table wharf.job_idempotency_keys (
     constraint job_idempotency_keys_key_length_check check (octet_length(key) between 1 and 400)
 );
 
--- Pruning by age.
-create index job_idempotency_keys_created_at_idx on wharf.job_idempotency_keys (created_at);
+-- Pruning by age. Rows arrive in created_at order, so a BRIN index serves the prune at a fraction of
+-- a b-tree's cost on every enqueue.
+create index job_idempotency_keys_created_at_idx on wharf.job_idempotency_keys using brin (created_at);
 
 -- Aborts an enqueue statement whose key another transaction recorded after the statement's snapshot
 -- was taken (two calls with one new key at the same time). The statement made a job it must not
