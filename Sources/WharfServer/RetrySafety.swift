@@ -6,7 +6,8 @@ import WharfRPC
 /// `outcome_unknown` with `retryable: false`: the call may have taken effect. `Call.finish` asks this
 /// table whether repeating this call could do its work twice, and marks the error retryable only
 /// when it cannot. A method missing from the table is treated as unsafe, so a new method starts
-/// conservative. Protocol/README.md lists the same rule for clients.
+/// conservative (and a test asks that every served method be placed in one of the three sets).
+/// Protocol/README.md lists the same rule for clients.
 enum RetrySafety {
     /// Methods whose repetition has no further effect (reads, and writes that set a state or are
     /// keyed by the caller's token or name). A repeat of some of them may answer differently (a
@@ -22,6 +23,15 @@ enum RetrySafety {
         "webhooks.update", "webhooks.get", "webhooks.list", "webhooks.remove", "webhooks.enable",
         "webhooks.health", "webhooks.deliveries",
         "events.subscribe", "events.unsubscribe",
+    ]
+
+    /// Methods that are safe to repeat only with a key the caller chose (see `isSafeToRepeat`).
+    static let keyedMethods: Set<String> = ["jobs.enqueue", "jobs.enqueueBatch", "locks.acquire", "webhooks.send"]
+
+    /// Methods whose repetition can do their work again: they make something new each time.
+    static let unsafeMethods: Set<String> = [
+        "cron.trigger", "webhooks.register", "webhooks.test", "webhooks.redeliver", "webhooks.rotateSecret",
+        "webhooks.recover",
     ]
 
     /// Whether sending `method` with `params` again cannot do its work twice.
