@@ -1,3 +1,4 @@
+import Foundation
 import WharfRPC
 
 /// A job handed to a worker by `jobs.lease`.
@@ -32,22 +33,33 @@ public struct EnqueuedJob: Sendable, Equatable {
     public let id: String
     public let state: String
     public let duplicate: Bool
+    /// True when an earlier call with the same idempotency key made (or found) this job.
+    public var replayed: Bool = false
 }
 
 extension WharfClient {
     /// `jobs.enqueue`. `options` carries any other field of the method (priority, runAt, uniqueKey...).
-    public func enqueue(queue: String, kind: String, payload: JSON = .null, options: JSONObject = [:]) async throws
-        -> EnqueuedJob
-    {
+    ///
+    /// `idempotencyKey` (for instance a UUID made once per logical enqueue) makes the call safe to
+    /// send again after an error whose outcome is unknown (`-32003` `outcome_unknown`, or a lost
+    /// connection): the server then answers with the job the first call made instead of making
+    /// another. `newIdempotencyKey()` makes one.
+    public func enqueue(
+        queue: String, kind: String, payload: JSON = .null, idempotencyKey: String? = nil, options: JSONObject = [:]
+    ) async throws -> EnqueuedJob {
         var p = options
         p["queue"] = .string(queue)
         p["kind"] = .string(kind)
         p["payload"] = payload
+        if let idempotencyKey { p["idempotencyKey"] = .string(idempotencyKey) }
         let r = try await call("jobs.enqueue", .object(p))
         return EnqueuedJob(
             id: r["id"]?.stringValue ?? "", state: r["state"]?.stringValue ?? "",
-            duplicate: r["duplicate"]?.boolValue ?? false)
+            duplicate: r["duplicate"]?.boolValue ?? false, replayed: r["replayed"]?.boolValue ?? false)
     }
+
+    /// A fresh random idempotency key (a UUID) for `enqueue`.
+    public static func newIdempotencyKey() -> String { UUID().uuidString.lowercased() }
 
     /// `jobs.lease`: up to `max` jobs, waiting up to `waitMs` for one to become available.
     public func lease(queues: [String], max: Int = 1, leaseMs: Int = 30_000, waitMs: Int = 0, worker: String)

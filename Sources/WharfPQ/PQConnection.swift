@@ -10,6 +10,14 @@ import WharfUV
 /// In `.pipelined` mode every `PQSegment` is sent as prepared statements followed by its own Sync, so
 /// many segments are in flight at once but each is its own transaction. In `.simple` mode one
 /// simple-protocol query string runs at a time (used for LISTEN and migrations).
+///
+/// When the connection breaks, work in flight fails so that callers can tell a statement that cannot
+/// have run from one that may have committed: `.server` when PostgreSQL answered one of its
+/// statements with an error (the implicit transaction rolled back); `.unavailable` for segments
+/// behind one whose statement ended the session (a FATAL error: the backend exited before reading
+/// them); `.outcomeUnknown` otherwise, since once libpq has a segment, whether its Sync (where its
+/// transaction commits) reached PostgreSQL cannot be known (libpq even reports a failed write as
+/// flushed, to read the server's error first). Work that never reached libpq fails as `.unavailable`.
 /// Lives on the loop thread. `PQfinish` runs only after the poll handle was closed.
 public final class PQConnection {
     public enum Mode { case pipelined, simple }
@@ -28,6 +36,9 @@ public final class PQConnection {
         var slot = 0
         var results: [PQResult] = []
         var error: PQError?
+        /// True when `error` answered one of the segment's own statements, which means the segment's
+        /// transaction rolled back whatever happens to the connection afterwards.
+        var errorIsDefinite = false
         var completion: (Result<[PQResult], PQError>) -> Void
     }
 
@@ -171,10 +182,7 @@ public final class PQConnection {
         for st in segment.statements where prepared[st.sql] == nil {
             nextStatement += 1
             let name = "w\(nextStatement)"
-            guard PQsendPrepare(conn, name, st.sql, 0, nil) == 1 else {
-                completion(.failure(PQError(kind: .unavailable, message: errorMessage())))
-                return fail(errorMessage())
-            }
+            guard PQsendPrepare(conn, name, st.sql, 0, nil) == 1 else { return sendFailed(completion) }
             prepared[st.sql] = name
             slots.append(.prepare(st.sql))
         }
@@ -183,18 +191,19 @@ public final class PQConnection {
             let ok = withCStrings(st.params) { values in
                 PQsendQueryPrepared(conn, name, Int32(st.params.count), values, nil, nil, 0)
             }
-            guard ok == 1 else {
-                completion(.failure(PQError(kind: .unavailable, message: errorMessage())))
-                return fail(errorMessage())
-            }
+            guard ok == 1 else { return sendFailed(completion) }
             slots.append(.statement)
         }
-        guard PQpipelineSync(conn) == 1 else {
-            completion(.failure(PQError(kind: .unavailable, message: errorMessage())))
-            return fail(errorMessage())
-        }
+        guard PQpipelineSync(conn) == 1 else { return sendFailed(completion) }
         inFlight.append(InFlight(slots: slots, completion: completion))
         flush()
+    }
+
+    /// libpq refused part of a segment: the segment has no Sync, so it cannot run.
+    private func sendFailed(_ completion: (Result<[PQResult], PQError>) -> Void) {
+        let message = errorMessage()
+        completion(.failure(PQError(kind: .unavailable, message: message)))
+        fail(message)
     }
 
     private func drainPipelineResults() {
@@ -244,7 +253,12 @@ public final class PQConnection {
                 let error = PQError.from(result: r)
                 PQclear(r)
                 if case .prepare(let sql) = slot { prepared[sql] = nil }
-                if inFlight[inFlightHead].error == nil { inFlight[inFlightHead].error = error }
+                if inFlight[inFlightHead].error == nil {
+                    inFlight[inFlightHead].error = error
+                    // An error in place of one of the segment's results means that statement failed.
+                    // One after the last result (a FATAL at shutdown) may follow a commit.
+                    inFlight[inFlightHead].errorIsDefinite = index < inFlight[inFlightHead].slots.count
+                }
             }
         }
     }
@@ -320,15 +334,32 @@ public final class PQConnection {
     }
 
     private func failPending(_ message: String) {
-        let error = PQError(kind: .unavailable, message: "database connection lost: \(message)")
-        let pending = inFlight[inFlightHead...]
+        let notSent = PQError(kind: .unavailable, message: "database connection lost: \(message)")
+        let unknown = PQError(
+            kind: .outcomeUnknown,
+            message: "database connection lost after the statement was sent; it may have committed: \(message)")
+        let pending = Array(inFlight[inFlightHead...])
         inFlight = []
         inFlightHead = 0
         let simple = simpleQueue
+        let simpleWasSent = simpleSent
         simpleQueue = []
         simpleSent = false
-        for p in pending { p.completion(.failure(error)) }
-        for s in simple { s.1(.failure(error)) }
+        // PostgreSQL runs the segments in order; after a FATAL error the backend exits unread.
+        var sessionEnded = false
+        for p in pending {
+            if sessionEnded {
+                p.completion(.failure(notSent))
+            } else if let e = p.error, p.errorIsDefinite {
+                sessionEnded = e.severity == "FATAL" || e.severity == "PANIC"
+                p.completion(.failure(e))
+            } else {
+                p.completion(.failure(unknown))
+            }
+        }
+        for (i, s) in simple.enumerated() {
+            s.1(.failure(i == 0 && simpleWasSent ? unknown : notSent))
+        }
     }
 
     private func teardown() {
@@ -339,7 +370,8 @@ public final class PQConnection {
         prepared = [:]
     }
 
-    /// Closes the connection; pending work fails with `.unavailable`.
+    /// Closes the connection; pending work fails with `.unavailable`, or `.outcomeUnknown` for what
+    /// was already sent.
     public func close() {
         guard state != .closed else { return }
         teardown()

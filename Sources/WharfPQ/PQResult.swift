@@ -65,8 +65,12 @@ public final class PQResult {
 /// A failure talking to PostgreSQL.
 public struct PQError: Error, Sendable, CustomStringConvertible {
     public enum Kind: Sendable, Equatable {
-        /// No usable connection (connect failed, connection lost, pool not ready). Retryable.
+        /// No usable connection (connect failed, connection lost, pool not ready), and the statement
+        /// never reached PostgreSQL in full: it did not run. Safe to retry.
         case unavailable
+        /// The connection was lost after the statement was sent and before its outcome arrived: it may
+        /// or may not have committed. Retrying is safe only for an idempotent statement.
+        case outcomeUnknown
         /// The server rejected the statement (`sqlState` tells why).
         case server
         /// The statement was not run because an earlier one in its pipeline segment failed.
@@ -78,12 +82,17 @@ public struct PQError: Error, Sendable, CustomStringConvertible {
     /// The SQLSTATE code for server errors (e.g. `23505` unique violation).
     public let sqlState: String?
     public let constraint: String?
+    /// The server's severity, not localized (`ERROR`, `FATAL`, `PANIC`), for server errors.
+    public let severity: String?
 
-    public init(kind: Kind, message: String, sqlState: String? = nil, constraint: String? = nil) {
+    public init(
+        kind: Kind, message: String, sqlState: String? = nil, constraint: String? = nil, severity: String? = nil
+    ) {
         self.kind = kind
         self.message = message
         self.sqlState = sqlState
         self.constraint = constraint
+        self.severity = severity
     }
 
     public var description: String { "\(kind) \(sqlState ?? "") \(message)" }
@@ -96,6 +105,6 @@ public struct PQError: Error, Sendable, CustomStringConvertible {
         let message = field(Int32(UInt8(ascii: "M"))) ?? String(cString: PQresultErrorMessage(result))
         return PQError(
             kind: .server, message: message, sqlState: field(Int32(UInt8(ascii: "C"))),
-            constraint: field(Int32(UInt8(ascii: "n"))))
+            constraint: field(Int32(UInt8(ascii: "n"))), severity: field(Int32(UInt8(ascii: "V"))))
     }
 }

@@ -83,6 +83,25 @@ public struct RPCError: Error, Sendable, Equatable, CustomStringConvertible {
         RPCError(code: Code.unavailable, message: message, data: appData(reason, retryable: true, [:]))
     }
 
+    /// The database connection broke after the call's statement was sent and before its outcome came
+    /// back: the call may or may not have taken effect. `retryable` only for a call that is safe to
+    /// repeat (idempotent by nature, or carrying an idempotency key); the dispatcher decides.
+    public static func outcomeUnknown(_ message: String, retryable: Bool = false) -> RPCError {
+        RPCError(code: Code.unavailable, message: message, data: appData("outcome_unknown", retryable: retryable, [:]))
+    }
+
+    /// The database accepts no writes (a read-only database, or a standby after a failover).
+    public static func storeReadOnly(_ message: String) -> RPCError {
+        RPCError(code: Code.unavailable, message: message, data: appData("store_read_only", retryable: true, [:]))
+    }
+
+    /// The same error with `data.retryable` set to `retryable`.
+    public func settingRetryable(_ retryable: Bool) -> RPCError {
+        guard case .object(var o)? = data else { return self }
+        o["retryable"] = .bool(retryable)
+        return RPCError(code: code, message: message, data: .object(o))
+    }
+
     public static func notFound(_ what: String, id: String) -> RPCError {
         RPCError(
             code: Code.notFound, message: "\(what) \(id) not found",

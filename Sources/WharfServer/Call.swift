@@ -26,7 +26,7 @@ public final class Call {
     public func finish(_ result: Result<JSON, RPCError>) {
         guard let d = done else { preconditionFailure("\(method) answered twice") }
         done = nil
-        d(result)
+        d(result.mapError { RetrySafety.adjust($0, method: method, params: params) })
     }
 }
 

@@ -5,7 +5,7 @@ import WharfStore
 extension JobSpec {
     static let fields: Set<String> = [
         "queue", "kind", "payload", "priority", "runAt", "delayMs", "maxAttempts", "retry", "timeoutMs", "uniqueKey",
-        "lockKey", "tags", "meta",
+        "lockKey", "tags", "meta", "idempotencyKey",
     ]
 
     /// Validates a job object from `jobs.enqueue` (or one element of `jobs.enqueueBatch`, with `path`
@@ -84,6 +84,7 @@ extension JobSpec {
         spec.timeoutMs = try p.optionalInt("timeoutMs", in: 1...86_400_000)
         spec.uniqueKey = try p.optionalName("uniqueKey", maxLength: 400)
         spec.lockKey = try p.optionalName("lockKey", maxLength: 400)
+        spec.idempotencyKey = try p.optionalName("idempotencyKey", maxLength: 400)
         spec.tags = try p.stringArray("tags", maxCount: 50) ?? []
         if let meta = try p.optionalObject("meta") { spec.meta = .object(meta) }
         return spec

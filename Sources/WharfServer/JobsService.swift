@@ -18,7 +18,9 @@ final class JobsService {
     /// row locks, large enough that back-to-back batches delete tens of thousands of rows a second.
     static let pruneBatch = 2_000
 
-    private(set) var enqueueBatcher: Batcher<JobSpec, EnqueueOutcome>!
+    /// Single enqueues of one loop turn share one statement; each gets its own outcome (a bad row
+    /// fails only its own call).
+    private(set) var enqueueBatcher: Batcher<JobSpec, Result<EnqueueOutcome, RPCError>>!
     private(set) var completeBatcher: Batcher<(id: Int64, token: String, result: JSON?), FinishOutcome>!
     private(set) var failBatcher:
         Batcher<(id: Int64, token: String, error: JSON, retryable: Bool, retryInMs: Int64?), FinishOutcome>!
@@ -34,10 +36,12 @@ final class JobsService {
         self.server = server
         let schedule: (@escaping () -> Void) -> Void = { [unowned server] body in server.runBeforeFlush(body) }
         enqueueBatcher = Batcher(schedule: schedule) { [unowned self] specs, done in
-            self.store.enqueue(specs) { [unowned self] result in
+            self.store.enqueue(specs, isolating: true) { [unowned self] result in
                 if case .success(let outcomes) = result {
                     var queues = Set<String>()
-                    for (spec, o) in zip(specs, outcomes) where !o.duplicate { queues.insert(spec.queue) }
+                    for (spec, o) in zip(specs, outcomes) {
+                        if case .success(let o) = o, !o.duplicate, !o.replayed { queues.insert(spec.queue) }
+                    }
                     for q in queues { self.wake(queue: q) }
                 }
                 done(result)
@@ -59,6 +63,7 @@ final class JobsService {
             if !self.waiters.isEmpty { for w in self.waiters { for q in w.queues { self.wake(queue: q) } } }
         }
         server.addChore(everyMs: 1_000) { [unowned self] in self.prune() }
+        server.addChore(everyMs: 60_000) { [unowned self] in self.pruneIdempotencyKeys() }
     }
 
     // MARK: Held jobs
@@ -266,6 +271,16 @@ final class JobsService {
             case .failure(let e):
                 self.pruning = false
                 self.server.logger.warning("pruning finished jobs failed", metadata: ["error": "\(e)"])
+            }
+        }
+    }
+
+    /// Forgets enqueue idempotency keys past their retention (Protocol/jobs.md).
+    private func pruneIdempotencyKeys() {
+        guard server.pool.isAvailable else { return }
+        store.pruneIdempotencyKeys(olderThanMs: Store.idempotencyRetentionMs) { [unowned self] r in
+            if case .success(let n) = r, n > 0 {
+                self.server.logger.info("pruned idempotency keys", metadata: ["count": "\(n)"])
             }
         }
     }

@@ -123,7 +123,7 @@ extension Server {
                         spec.scheduleFireMs = fireMs
                         self.jobs.enqueueBatcher.add(spec) { r in
                             call.finish(
-                                r.map { o in
+                                r.flatMap { $0 }.map { o in
                                     [
                                         "jobId": .string(o.id), "state": .string(o.state),
                                         "fireAt": .string(Timestamp.format(epochMs: fireMs)),

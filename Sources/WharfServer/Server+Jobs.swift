@@ -12,9 +12,7 @@ extension Server {
             if call.params.has("webhook") { return try enqueueWebhook(call) }
             let spec = try JobSpec.parse(call.params)
             jobs.enqueueBatcher.add(spec) { result in
-                call.finish(
-                    result.map { o in ["id": .string(o.id), "state": .string(o.state), "duplicate": .bool(o.duplicate)]
-                    })
+                call.finish(result.flatMap { $0 }.map(Self.enqueueReply))
             }
         }
 
@@ -34,23 +32,23 @@ extension Server {
             }
             // Its own statement: all or nothing, never mixed with other clients' enqueues.
             store.enqueue(specs) { result in
-                if case .success(let outcomes) = result {
-                    for q in Set(zip(specs, outcomes).filter { !$0.1.duplicate }.map { $0.0.queue }) {
+                // All or nothing: the statement's outcome is one for the whole call.
+                let outcomes = result.flatMap { rows -> Result<[EnqueueOutcome], RPCError> in
+                    var all: [EnqueueOutcome] = []
+                    for row in rows {
+                        switch row {
+                        case .success(let o): all.append(o)
+                        case .failure(let e): return .failure(e)
+                        }
+                    }
+                    return .success(all)
+                }
+                if case .success(let outcomes) = outcomes {
+                    for q in Set(zip(specs, outcomes).filter { !$0.1.duplicate && !$0.1.replayed }.map { $0.0.queue }) {
                         jobs.wake(queue: q)
                     }
                 }
-                call.finish(
-                    result.map { outcomes in
-                        [
-                            "jobs": .array(
-                                outcomes.map {
-                                    [
-                                        "id": .string($0.id), "state": .string($0.state),
-                                        "duplicate": .bool($0.duplicate),
-                                    ]
-                                })
-                        ]
-                    })
+                call.finish(outcomes.map { ["jobs": .array($0.map(Self.enqueueReply))] })
             }
         }
 
@@ -238,6 +236,14 @@ extension Server {
                 }
             }
         }
+    }
+
+    /// `{id, state, duplicate}` of one enqueue, with `replayed: true` when an earlier call with the
+    /// same idempotency key made it.
+    static func enqueueReply(_ o: EnqueueOutcome) -> JSON {
+        var r: JSONObject = ["id": .string(o.id), "state": .string(o.state), "duplicate": .bool(o.duplicate)]
+        if o.replayed { r["replayed"] = true }
+        return .object(r)
     }
 
     static let jobStates = ["scheduled", "available", "running", "retryable", "completed", "dead", "cancelled"]

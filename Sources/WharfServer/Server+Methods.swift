@@ -53,13 +53,17 @@ extension Server {
                     db["serverVersion"] = .string(h.version)
                     db["now"] = .string(h.now)
                     db["standby"] = .bool(h.standby)
+                    db["readOnly"] = .bool(
+                        h.readOnly || h.standby || Timestamp.nowMs() - store.lastReadOnlyRefusalMs < 10_000)
                 case .failure(let e):
                     db["reachable"] = false
                     db["error"] = .string(e.message)
                 }
-                let ok = db["reachable"] == true
+                // Ready means able to take writes: an unreachable or read-only database is not.
+                let status: JSON =
+                    db["reachable"] != true ? "unavailable" : db["readOnly"] == true ? "read_only" : "ok"
                 call.reply([
-                    "status": ok ? "ok" : "unavailable",
+                    "status": status,
                     "replicaId": .string(config.replicaID),
                     "connections": .from(connectionCount),
                     "database": .object(db),

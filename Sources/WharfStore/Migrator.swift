@@ -27,6 +27,7 @@ public enum Migrator {
             ("v0007_cron_locks", PackageResources.v0007_cron_locks_sql),
             ("v0008_cron_webhook_locks", PackageResources.v0008_cron_webhook_locks_sql),
             ("v0009_job_limits", PackageResources.v0009_job_limits_sql),
+            ("v0010_idempotency", PackageResources.v0010_idempotency_sql),
         ]
         return files.map { name, bytes in
             let digits = name.dropFirst().prefix { $0.isNumber }

@@ -3,7 +3,12 @@ import WharfRPC
 
 extension Store {
     enum ServerSQL {
-        static let health = "select to_char(now() at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), current_setting('server_version'), pg_is_in_recovery()"
+        /// Clock, version, standby, and whether this session's transactions are read-only (a
+        /// standby's always are; `default_transaction_read_only` makes a primary's so).
+        static let health = """
+            select to_char(now() at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'), current_setting('server_version'),
+                   pg_is_in_recovery(), current_setting('transaction_read_only') = 'on'
+            """
         static let registerReplica = """
             insert into wharf.replicas (id, hostname, version) values ($1, $2, $3)
             on conflict on constraint replicas_pkey do update set seen_at = now()
@@ -16,12 +21,13 @@ extension Store {
         one(ServerSQL.publish, [payload], completion) { _ in () }
     }
 
-    /// A round trip to the database: its clock, version and whether it is a standby.
+    /// A round trip to the database: its clock, version, whether it is a standby, and whether it
+    /// refuses writes.
     public func health(
-        _ completion: @escaping (Result<(now: String, version: String, standby: Bool), RPCError>) -> Void
+        _ completion: @escaping (Result<(now: String, version: String, standby: Bool, readOnly: Bool), RPCError>) -> Void
     ) {
         one(ServerSQL.health, [], completion) { rows in
-            (rows.string(0, 0) ?? "", rows.string(0, 1) ?? "", rows.bool(0, 2) ?? false)
+            (rows.string(0, 0) ?? "", rows.string(0, 1) ?? "", rows.bool(0, 2) ?? false, rows.bool(0, 3) ?? false)
         }
     }
 

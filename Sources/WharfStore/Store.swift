@@ -1,15 +1,22 @@
 import Logging
+import WharfCore
 import WharfPQ
 import WharfRPC
 
 /// Every SQL statement Wharf runs, grouped by table in `Store+*.swift` files.
 ///
 /// The store turns database failures into protocol errors: an unreachable database becomes a
-/// retryable `unavailable`; anything else unexpected becomes an internal error (logged, not leaked).
+/// retryable `unavailable` (`store_unavailable`), a connection lost after the statement was sent
+/// `outcome_unknown`, a database that refuses writes `store_read_only`; anything else unexpected
+/// becomes an internal error (logged, not leaked).
 /// Lives on the loop thread.
 public final class Store {
     public let pool: PQPool
     let logger: Logger
+    /// When a statement was last refused because the database is read-only (epoch ms; 0: never).
+    /// Health reports read-only for a while after one, since the pool's connections need not all
+    /// agree (only new sessions see an `ALTER DATABASE ... SET default_transaction_read_only`).
+    public private(set) var lastReadOnlyRefusalMs: Int64 = 0
 
     public init(pool: PQPool, logger: Logger) {
         self.pool = pool
@@ -21,7 +28,15 @@ public final class Store {
         switch e.kind {
         case .unavailable:
             return .unavailable("database unavailable")
+        case .outcomeUnknown:
+            // Not retryable by default: repeating a write that did commit would do it twice. The
+            // dispatcher marks it retryable for calls that are safe to repeat.
+            return .outcomeUnknown("database connection lost before the outcome was known; the call may have taken effect")
         case .aborted, .server:
+            if Self.readOnlyStates.contains(e.sqlState ?? "") {
+                lastReadOnlyRefusalMs = Timestamp.nowMs()
+                return .storeReadOnly("database is read-only (a standby, or default_transaction_read_only is on)")
+            }
             if e.sqlState == "40001" || e.sqlState == "40P01" || e.sqlState?.hasPrefix("08") == true
                 || e.sqlState == "57P01"
             {
@@ -31,6 +46,11 @@ public final class Store {
             return .internalError
         }
     }
+
+    /// SQLSTATEs of a database that refuses writes. PostgreSQL reports every write refused for
+    /// `default_transaction_read_only`, a hot standby (`cannot execute ... during recovery`, `nextval`,
+    /// `NOTIFY`, `FOR UPDATE`) as read_only_sql_transaction.
+    static let readOnlyStates: Set<String> = ["25006"]
 
     /// Runs one statement and hands its rows to `body`, mapping failures to `RPCError`.
     func one<T>(

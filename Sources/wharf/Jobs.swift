@@ -37,6 +37,8 @@ struct Enqueue: ParsableCommand {
     @Option var maxAttempts: Int?
     @Option var uniqueKey: String?
     @Option var lockKey: String?
+    @Option(help: "Makes repeating this command safe: a repeat with the same key returns the first job (kept 24 h).")
+    var idempotencyKey: String?
     @Option var timeoutMs: Int?
     @Option(name: .customLong("tag")) var tags: [String] = []
 
@@ -49,12 +51,15 @@ struct Enqueue: ParsableCommand {
         if let maxAttempts { p["maxAttempts"] = .from(maxAttempts) }
         if let uniqueKey { p["uniqueKey"] = .string(uniqueKey) }
         if let lockKey { p["lockKey"] = .string(lockKey) }
+        if let idempotencyKey { p["idempotencyKey"] = .string(idempotencyKey) }
         if let timeoutMs { p["timeoutMs"] = .from(timeoutMs) }
         if !tags.isEmpty { p["tags"] = .array(tags.map(JSON.string)) }
         let r = try callOrExit(options, "jobs.enqueue", .object(p))
         output(options, r) { r in
             "job \(r["id"]?.stringValue ?? "?") \(r["state"]?.stringValue ?? "")"
-                + (r["duplicate"] == true ? " (duplicate of an unfinished job with that uniqueKey)" : "")
+                + (r["replayed"] == true
+                    ? " (made earlier by a call with this idempotency key)"
+                    : r["duplicate"] == true ? " (duplicate of an unfinished job with that uniqueKey)" : "")
         }
     }
 }

@@ -196,27 +196,33 @@ import WharfUV
         #expect(got == "wharf_test:hello")
     }
 
-    /// A lost connection fails the work in flight as retryable, and says so once.
+    /// A lost connection fails the work in flight and says so once. The statement the session died
+    /// in reports its error (it rolled back); the segment queued behind it was never read by the
+    /// exited backend, so it did not run.
     @Test func lostConnectionFailsPendingWork() throws {
         let db = try PQTestDatabase()
         let outcome: String = try runOnLoop { loop, finish in
             let c = PQConnection(loop: loop, conninfo: db.conninfo, mode: .pipelined)
             var failures = 0
+            var outcomes: [String] = []
+            func record(_ r: Result<[PQResult], PQError>) {
+                if case .failure(let e) = r { outcomes.append("\(e.kind) \(e.sqlState ?? "-")") } else { outcomes.append("success") }
+                guard outcomes.count == 2 else { return }
+                // Let a second state change show up if there were one.
+                let t = try? LoopTimer(loop: loop)
+                t?.start(timeoutMs: 100) {
+                    t?.close()
+                    c.close()
+                    finish(outcomes.joined(separator: ", ") + " failures=\(failures)")
+                }
+            }
             c.onStateChange = { s in
                 switch s {
                 case .ready:
-                    c.send(PQSegment("select pg_sleep(30)")) { r in
-                        let kind: String
-                        if case .failure(let e) = r { kind = "\(e.kind)" } else { kind = "success" }
-                        // Let a second state change show up if there were one.
-                        let t = try? LoopTimer(loop: loop)
-                        t?.start(timeoutMs: 100) {
-                            t?.close()
-                            c.close()
-                            finish("\(kind) failures=\(failures)")
-                        }
-                    }
+                    c.send(PQSegment("select pg_sleep(30)"), record)
+                    c.send(PQSegment("select 1"), record)
                     // The loop blocks for psql's duration; PostgreSQL does not need it to make progress.
+                    try? db.waitUntilSleeping()
                     try? db.terminateBackends()
                 case .failed: failures += 1
                 default: break
@@ -224,6 +230,42 @@ import WharfUV
             }
             c.connect()
         }
-        #expect(outcome == "unavailable failures=1")
+        #expect(outcome == "server 57P01, unavailable - failures=1")
+    }
+
+    /// A session that ends after a segment's statements answered and before its Sync did (here a
+    /// deferred trigger is still running at commit) leaves the segment's outcome unknown: it may have
+    /// committed. So does everything sent behind it.
+    @Test func connectionLostAtCommitLeavesTheOutcomeUnknown() throws {
+        let db = try PQTestDatabase()
+        try PQTestDatabase.psql(
+            db.conninfo,
+            """
+            create table t (x int);
+            create function slow_commit() returns trigger language plpgsql as
+                $$ begin perform pg_sleep(30); return null; end $$;
+            create constraint trigger t_slow after insert on t deferrable initially deferred
+                for each row execute function slow_commit();
+            """)
+        let outcome: [String] = try runOnLoop { loop, finish in
+            let c = PQConnection(loop: loop, conninfo: db.conninfo, mode: .pipelined)
+            var outcomes: [String] = []
+            func record(_ r: Result<[PQResult], PQError>) {
+                if case .failure(let e) = r { outcomes.append("\(e.kind)") } else { outcomes.append("success") }
+                if outcomes.count == 2 {
+                    c.close()
+                    finish(outcomes)
+                }
+            }
+            c.onStateChange = { s in
+                guard s == .ready else { return }
+                c.send(PQSegment("insert into t values (1)"), record)
+                c.send(PQSegment("select 1"), record)
+                try? db.waitUntilSleeping()
+                try? db.terminateBackends()
+            }
+            c.connect()
+        }
+        #expect(outcome == ["outcomeUnknown", "outcomeUnknown"])
     }
 }

@@ -48,6 +48,17 @@ struct PQTestDatabase {
         return text
     }
 
+    /// Waits (blocking, up to 10 s) until a session of this database sleeps in `pg_sleep`.
+    func waitUntilSleeping() throws {
+        for _ in 0..<200 {
+            let n = try Self.psql(
+                base, "select count(*) from pg_stat_activity where datname = '\(name)' and wait_event = 'PgSleep'")
+            if n != "0" { return }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        throw PQTestFailure("no session of \(name) started sleeping")
+    }
+
     /// Ends every session connected to this database (what a failover or an admin does).
     func terminateBackends() throws {
         try Self.psql(

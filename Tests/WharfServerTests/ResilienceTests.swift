@@ -13,11 +13,13 @@ import WharfRPC
         try TestDatabase.psql(
             base, "select pg_terminate_backend(pid) from pg_stat_activity where datname = '\(s.database.name)'")
         var sawRetryable = false
-        for _ in 0..<20 {
+        for i in 0..<20 {
             do {
-                _ = try c.call("jobs.enqueue", ["queue": "o", "kind": "k"])
+                // With a key, even a call whose outcome the outage hid is safe to repeat.
+                _ = try c.call("jobs.enqueue", ["queue": "o", "kind": "k", "idempotencyKey": .string("outage-\(i)")])
             } catch let e as RPCError {
                 #expect(e.code == -32003)
+                #expect(["store_unavailable", "store_busy", "outcome_unknown"].contains(e.reason ?? ""), "\(e)")
                 #expect(e.isRetryable)
                 sawRetryable = true
                 break

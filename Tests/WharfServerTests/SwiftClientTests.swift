@@ -24,6 +24,19 @@ import WharfRPC
         client.close()
     }
 
+    @Test func enqueueWithAnIdempotencyKeyIsSafeToRepeat() async throws {
+        let s = try TestServer()
+        let client = s.client()
+        let key = WharfClient.newIdempotencyKey()
+        let first = try await client.enqueue(queue: "swk", kind: "k", idempotencyKey: key)
+        let again = try await client.enqueue(queue: "swk", kind: "k", idempotencyKey: key)
+        #expect(!first.replayed && again.replayed)
+        #expect(again.id == first.id && !again.duplicate)
+        let other = try await client.enqueue(queue: "swk", kind: "k", idempotencyKey: WharfClient.newIdempotencyKey())
+        #expect(other.id != first.id)
+        client.close()
+    }
+
     @Test func workerRunsCompletesAndFailsJobs() async throws {
         let s = try TestServer()
         let client = s.client()

@@ -104,6 +104,9 @@ def test_helpers_build_wire_params():
         timeout_ms=datetime.timedelta(minutes=1),
         custom_flag=True,
     )
+    # Every enqueue carries a fresh idempotency key unless given one or told not to.
+    key = p.pop("idempotencyKey")
+    assert isinstance(key, str) and len(key) == 32 and jobs.enqueue("q", "k")["idempotencyKey"] != key
     assert p == {
         "queue": "mail",
         "kind": "welcome",
@@ -115,8 +118,14 @@ def test_helpers_build_wire_params():
         "timeoutMs": 60000,
         "customFlag": True,
     }
-    assert jobs.enqueue("q", "k") == {"queue": "q", "kind": "k"}
-    assert jobs.enqueue("q", "k", None) == {"queue": "q", "kind": "k", "payload": None}
+    assert jobs.enqueue("q", "k", idempotency_key=None) == {"queue": "q", "kind": "k"}
+    assert jobs.enqueue("q", "k", None, idempotency_key="mine") == {
+        "queue": "q",
+        "kind": "k",
+        "payload": None,
+        "idempotencyKey": "mine",
+    }
+    assert "idempotencyKey" not in jobs.enqueue(webhook={"endpoint_id": "1", "payload": {}})
     assert jobs.lease("q", "w", wait_ms=datetime.timedelta(seconds=1)) == {
         "queues": ["q"],
         "worker": "w",
@@ -124,8 +133,12 @@ def test_helpers_build_wire_params():
     }
     assert jobs.complete("1", "t") == {"id": "1", "leaseToken": "t"}
     assert jobs.complete("1", "t", {"ok": 1}) == {"id": "1", "leaseToken": "t", "result": {"ok": 1}}
-    batch = jobs.enqueue_batch([{"queue": "q", "kind": "k", "delay_ms": 5, "payload": {"snake_key": 1}}])
+    batch = jobs.enqueue_batch(
+        [{"queue": "q", "kind": "k", "delay_ms": 5, "payload": {"snake_key": 1}}], idempotency_keys=False
+    )
     assert batch == {"jobs": [{"queue": "q", "kind": "k", "delayMs": 5, "payload": {"snake_key": 1}}]}
+    keyed = jobs.enqueue_batch([{"queue": "q", "kind": "k"}, {"queue": "q", "kind": "k", "idempotency_key": "own"}])
+    assert len(keyed["jobs"][0]["idempotencyKey"]) == 32 and keyed["jobs"][1]["idempotencyKey"] == "own"
     assert rec.calls[0][0] == "jobs.enqueue" and rec.calls[-1][0] == "jobs.enqueueBatch"
 
     c = wharf.Client()

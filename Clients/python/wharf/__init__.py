@@ -27,6 +27,7 @@ from .errors import (
     WharfError,
 )
 from .lock import AsyncLock, Lock, lock
+from .retry import RetryPolicy
 from .webhooks import WebhookVerificationError
 from .worker import Discard, Job, Retry, Worker
 
@@ -57,6 +58,7 @@ __all__ = [
     "NotFound",
     "ParseError",
     "Retry",
+    "RetryPolicy",
     "RetryableError",
     "Unauthorized",
     "Unavailable",

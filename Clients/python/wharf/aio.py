@@ -28,6 +28,7 @@ from .client import (
     request_params,
 )
 from .errors import CallTimeout, ConnectionLost, WharfError
+from .retry import DEFAULT_RETRY, RetryPolicy
 
 log = logging.getLogger("wharf.aio")
 
@@ -140,6 +141,7 @@ class AsyncClient(Namespaces):
         client_name: str = "wharf-python-async",
         connect_timeout: float = 10.0,
         on_notification: Optional[Callable[[str, Any], Any]] = None,
+        retry: Optional[RetryPolicy] = DEFAULT_RETRY,
     ) -> None:
         self.host = host
         self.port = port
@@ -148,6 +150,8 @@ class AsyncClient(Namespaces):
         self.client_name = client_name
         self.connect_timeout = connect_timeout
         self.on_notification = on_notification
+        self.retry = retry
+        self.retries = 0
         self.role: Optional[str] = None
         self.session_id: Optional[str] = None
         self.connects = 0
@@ -260,7 +264,25 @@ class AsyncClient(Namespaces):
         return self._call(method, params, None)
 
     async def _call(self, method: str, params: Optional[Dict[str, Any]], timeout: Optional[float]) -> Any:
-        result = await self._request(None, method, params, timeout)
+        policy = self.retry
+        delays = policy.delays() if policy is not None and policy.covers(method) else iter(())
+        uncertain: Optional[BaseException] = None
+        while True:
+            try:
+                result = await self._request(None, method, params, timeout)
+                break
+            except (WharfError, ConnectionLost, CallTimeout) as e:
+                delay = next(delays, None) if RetryPolicy.is_safe_to_repeat(method, params, e) else None
+                if delay is None or self._closed:
+                    # An earlier attempt may have taken effect: say so rather than that this one failed.
+                    if uncertain is not None and not RetryPolicy.leaves_outcome_unknown(e):
+                        raise uncertain from e
+                    raise
+                if RetryPolicy.leaves_outcome_unknown(e):
+                    uncertain = e
+                log.info("%s failed (%s); repeating in %.2f s", method, e, delay)
+                self.retries += 1
+                await asyncio.sleep(delay)
         if method == "session.hello":
             p = params or {}
             if "token" in p:

@@ -14,6 +14,7 @@ after this client was written.
 from __future__ import annotations
 
 import datetime
+import uuid
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Union
 
 from ._wire import UNSET, camel_keys, job_spec, merge, params
@@ -22,6 +23,24 @@ Caller = Callable[[str, Dict[str, Any]], Any]
 Millis = Union[int, float, datetime.timedelta]
 Time = Union[str, datetime.datetime]
 JSONValue = Any
+
+AUTO: Any = object()
+"""Default of `idempotency_key`: a fresh random key for this call (and the client's repeats of it)."""
+
+
+def new_idempotency_key() -> str:
+    """A fresh random idempotency key (a UUID4 in hex)."""
+    return uuid.uuid4().hex
+
+
+def _with_keys(jobs: Sequence[Mapping[str, Any]], auto: bool) -> list:
+    out = []
+    for j in jobs:
+        spec = job_spec(j)
+        if auto and "idempotencyKey" not in spec:
+            spec["idempotencyKey"] = new_idempotency_key()
+        out.append(spec)
+    return out
 
 __all__ = [
     "CronAPI",
@@ -110,9 +129,10 @@ class JobsAPI(_Namespace):
         lock_key: Optional[str] = None,
         tags: Optional[Sequence[str]] = None,
         meta: Optional[Mapping[str, Any]] = None,
+        idempotency_key: Optional[str] = AUTO,
         **extra: Any,
     ) -> Any:
-        """`jobs.enqueue` -> `{id, state, duplicate}`.
+        """`jobs.enqueue` -> `{id, state, duplicate}` (and `replayed: true` for a repeated key).
 
         `run_at` (a datetime) or `delay_ms` schedule it later; `retry` is
         `{initial_ms, max_ms, coefficient, jitter}`; `unique_key` dedups unfinished jobs
@@ -120,7 +140,16 @@ class JobsAPI(_Namespace):
         `client.locks`) that the job holds while it runs, so one such job runs at a time.
         `webhook={"endpoint_id": ..., "event": ..., "payload": ...}` instead of a queue and kind makes a
         job whose work is one signed delivery -> `{deliveryId, state, duplicate}`.
+
+        `idempotency_key`: by default a fresh random key, so that the client's own repeats of this
+        call (after a lost reply or an `outcome_unknown` error) return the job the first attempt
+        made instead of making another. Pass a key of your own (derived from your data, e.g.
+        `f"welcome:{user_id}"`) to make repeats by other calls or processes safe too (the server
+        keeps keys 24 hours), or None to send none. Not sent with `webhook` (its `unique_key` plays
+        that part).
         """
+        if idempotency_key is AUTO:
+            idempotency_key = new_idempotency_key() if webhook is None else None
         p = params(
             webhook=camel_keys(webhook) if webhook is not None else None,
             queue=queue,
@@ -136,16 +165,19 @@ class JobsAPI(_Namespace):
             lock_key=lock_key,
             tags=tags,
             meta=meta,
+            idempotency_key=idempotency_key,
             keep_none=("payload",),
         )
         return self._call("jobs.enqueue", merge(p, extra))
 
-    def enqueue_batch(self, jobs: Sequence[Mapping[str, Any]], **extra: Any) -> Any:
+    def enqueue_batch(self, jobs: Sequence[Mapping[str, Any]], *, idempotency_keys: bool = True, **extra: Any) -> Any:
         """`jobs.enqueueBatch` -> `{jobs: [{id, state, duplicate}]}`, all or nothing.
 
-        Each job is a dict of `enqueue`'s params (snake_case or camelCase keys).
+        Each job is a dict of `enqueue`'s params (snake_case or camelCase keys). A job without an
+        `idempotency_key` gets a fresh one unless `idempotency_keys=False`, so that the client's
+        repeats of the call are safe (see `enqueue`).
         """
-        return self._call("jobs.enqueueBatch", merge({"jobs": [job_spec(j) for j in jobs]}, extra))
+        return self._call("jobs.enqueueBatch", merge({"jobs": _with_keys(jobs, idempotency_keys)}, extra))
 
     def lease(
         self,

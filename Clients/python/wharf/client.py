@@ -14,11 +14,13 @@ import logging
 import queue
 import socket
 import threading
+import time
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ._wire import dumps, merge
 from .api import Namespaces
 from .errors import CallTimeout, ConnectionLost, LimitExceeded, WharfError, from_error
+from .retry import DEFAULT_RETRY, RetryPolicy
 
 log = logging.getLogger("wharf.client")
 
@@ -207,6 +209,12 @@ class Client(Namespaces):
     `client.batch([...])` for one JSON-RPC batch, `client.notify(...)` for a notification.
     Server notifications go to `on_notification(method, params)`, called on a dedicated thread in the
     order they arrived (so it may call the client).
+
+    `retry` (a `wharf.RetryPolicy`, None for none) repeats calls that failed in a way that makes a
+    repeat safe; by default enqueues, which carry an idempotency key unless told not to
+    (`client.jobs.enqueue(..., idempotency_key=None)`), so a repeat after a lost reply or an
+    `outcome_unknown` error returns the job the first attempt made instead of making another.
+    `retries` counts the repeats.
     """
 
     def __init__(
@@ -219,6 +227,7 @@ class Client(Namespaces):
         client_name: str = "wharf-python",
         connect_timeout: float = 10.0,
         on_notification: Optional[NotificationHandler] = None,
+        retry: Optional[RetryPolicy] = DEFAULT_RETRY,
     ) -> None:
         self.host = host
         self.port = port
@@ -227,6 +236,10 @@ class Client(Namespaces):
         self.client_name = client_name
         self.connect_timeout = connect_timeout
         self.on_notification = on_notification
+        self.retry = retry
+        """Which failed calls are repeated, and how often (`wharf.RetryPolicy`; None: none)."""
+        self.retries = 0
+        """How many times a call was repeated after a retryable failure."""
         self.role: Optional[str] = None
         """The role granted by the last `session.hello`."""
         self.session_id: Optional[str] = None
@@ -369,7 +382,25 @@ class Client(Namespaces):
         return self._call(method, params, None)
 
     def _call(self, method: str, params: Optional[Dict[str, Any]], timeout: Optional[float]) -> Any:
-        result = self._request(None, method, params, timeout)
+        policy = self.retry
+        delays = policy.delays() if policy is not None and policy.covers(method) else iter(())
+        uncertain: Optional[BaseException] = None
+        while True:
+            try:
+                result = self._request(None, method, params, timeout)
+                break
+            except (WharfError, ConnectionLost, CallTimeout) as e:
+                delay = next(delays, None) if RetryPolicy.is_safe_to_repeat(method, params, e) else None
+                if delay is None or self._closed:
+                    # An earlier attempt may have taken effect: say so rather than that this one failed.
+                    if uncertain is not None and not RetryPolicy.leaves_outcome_unknown(e):
+                        raise uncertain from e
+                    raise
+                if RetryPolicy.leaves_outcome_unknown(e):
+                    uncertain = e
+                log.info("%s failed (%s); repeating in %.2f s", method, e, delay)
+                self.retries += 1
+                time.sleep(delay)
         if method == "session.hello":
             self._remember_hello(params or {}, result)
         return result
