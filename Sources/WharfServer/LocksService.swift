@@ -12,7 +12,12 @@ import WharfUV
 /// release here, `NOTIFY wharf_wake, 'lock:<name>'` from any replica, a timer at the holder's expiry,
 /// or the periodic sweep) only the first local waiter is retried, and the database grants it only if
 /// it is the oldest live waiter on any replica. Locks bound to a session are released when its
-/// connection closes. Loop thread only.
+/// connection closes.
+///
+/// Waiting costs O(1) per waiter: requests for one name share statements (a thousand new waiters are
+/// queued by one statement, not one each), queued waiters' retries go ahead of new requests (so a
+/// release is handed on at once however many clients queue behind), and the attempts of a connection
+/// that closed are dropped before they reach the database. Loop thread only.
 final class LocksService {
     unowned let server: Server
     var store: Store { server.store }
@@ -39,9 +44,19 @@ final class LocksService {
     private var waiters = LockWaiters<Waiter>()
     private var wakeTimers: [String: LoopTimer] = [:]
 
-    /// An acquire attempt waiting for its statement, with what to do with its outcome.
-    typealias Attempt = (request: LockRequest, done: (Result<LockOutcome, RPCError>) -> Void)
+    /// An acquire attempt waiting for its statement, with what to do with its outcome. An attempt whose
+    /// `session` closed before it was sent is dropped: `done` gets `callerLeft`.
+    struct Attempt {
+        var request: LockRequest
+        var session: Session?
+        var done: (Result<LockOutcome, RPCError>) -> Void
+    }
 
+    /// What a dropped attempt gets.
+    static let callerLeft = RPCError.unavailable("the caller's connection closed", reason: "caller_left")
+
+    /// Queued waiters' retries, sent before any new request.
+    private var pendingRetries: [Attempt] = []
     private var pending: [Attempt] = []
     private var inFlight = 0
     private var flushScheduled = false
@@ -51,7 +66,7 @@ final class LocksService {
     let maxBatch = 1000
 
     /// Releases from all clients in one loop iteration share one statement.
-    private(set) lazy var releases = Batcher<(name: String, token: String), LockRelease>(
+    private(set) lazy var releases = Batcher<(name: String, token: String, session: String?), LockRelease>(
         maxInFlight: maxInFlight, maxBatch: maxBatch,
         schedule: { [unowned server] body in server.runBeforeFlush(body) },
         run: { [unowned self] items, done in
@@ -72,6 +87,9 @@ final class LocksService {
         schedule: { [unowned server] body in server.runBeforeFlush(body) },
         run: { [unowned self] seqs, done in self.store.removeLockWaiters(seqs, done) })
 
+    /// Most waiters this replica queues for one name (`--max-lock-waiters`).
+    var maxWaitersPerLock: Int { server.config.limits.maxLockWaiters }
+
     init(server: Server) { self.server = server }
 
     func start() {
@@ -91,10 +109,13 @@ final class LocksService {
 
     // MARK: Coalesced acquires
 
-    /// Queues an attempt; the attempts of one loop iteration share one statement (distinct names per
-    /// statement: a second request for a name goes into the next one).
-    func attempt(_ request: LockRequest, _ done: @escaping (Result<LockOutcome, RPCError>) -> Void) {
-        pending.append((request, done))
+    /// Queues an attempt; the attempts of one loop iteration share one statement, queued waiters'
+    /// retries first.
+    func attempt(
+        _ request: LockRequest, for session: Session?, _ done: @escaping (Result<LockOutcome, RPCError>) -> Void
+    ) {
+        let a = Attempt(request: request, session: session, done: done)
+        if request.waiterSeq == nil { pending.append(a) } else { pendingRetries.append(a) }
         if !flushScheduled {
             flushScheduled = true
             server.runBeforeFlush { [unowned self] in
@@ -105,20 +126,26 @@ final class LocksService {
     }
 
     private func flush() {
-        while !pending.isEmpty && inFlight < maxInFlight {
-            var names = Set<String>()
+        while inFlight < maxInFlight {
             var batch: [Attempt] = []
-            var rest: [Attempt] = []
-            for p in pending {
-                if batch.count < maxBatch && names.insert(p.request.name).inserted { batch.append(p) } else { rest.append(p) }
+            for queue in [\LocksService.pendingRetries, \LocksService.pending] {
+                let take = min(self[keyPath: queue].count, maxBatch - batch.count)
+                for a in self[keyPath: queue][..<take] {
+                    if let session = a.session, !session.isOpen { a.done(.failure(Self.callerLeft)) } else { batch.append(a) }
+                }
+                self[keyPath: queue].removeFirst(take)
             }
-            pending = rest
-            // Sorted by name, so that concurrent statements lock rows in one order.
-            batch.sort { $0.request.name < $1.request.name }
+            if batch.isEmpty {
+                if pendingRetries.isEmpty && pending.isEmpty { return } else { continue }
+            }
+            // Sorted by name, so that concurrent statements lock rows in one order; a name's requests
+            // keep their order (retries first), which is their order in the line.
+            let order = batch.indices.sorted { (batch[$0].request.name, $0) < (batch[$1].request.name, $1) }
+            batch = order.map { batch[$0] }
             inFlight += 1
             run(batch) { [unowned self] in
                 self.inFlight -= 1
-                if !self.pending.isEmpty { self.flush() }
+                if !self.pending.isEmpty || !self.pendingRetries.isEmpty { self.flush() }
             }
         }
     }
@@ -140,23 +167,31 @@ final class LocksService {
                 finished()
             }
         }
-        let fresh = batch.filter { $0.request.waiterSeq == nil }
+        // The plain upsert takes one new request per name (a name's first); it grants only names
+        // nobody waits for, so a retry's name never gets there.
+        var seen = Set<String>()
+        var retried = Set<String>()
+        for p in batch where p.request.waiterSeq != nil { retried.insert(p.request.name) }
+        let fresh = batch.indices.filter {
+            batch[$0].request.waiterSeq == nil && !retried.contains(batch[$0].request.name)
+                && seen.insert(batch[$0].request.name).inserted
+        }
         if fresh.isEmpty { return decide(batch) }
-        retryingOnce { self.store.grantFreeLocks(fresh.map(\.request), $0) } then: { result in
+        retryingOnce { self.store.grantFreeLocks(fresh.map { batch[$0].request }, $0) } then: { result in
             switch result {
             case .success(let grants):
-                var rest: [Attempt] = []
-                for p in batch {
-                    if let g = grants[p.request.name], p.request.waiterSeq == nil {
-                        p.done(.success(.granted(g)))
-                    } else {
-                        rest.append(p)
+                var answered = Set<Int>()
+                for i in fresh {
+                    if let g = grants[batch[i].request.name] {
+                        batch[i].done(.success(.granted(g)))
+                        answered.insert(i)
                     }
                 }
-                decide(rest)
+                decide(batch.indices.filter { !answered.contains($0) }.map { batch[$0] })
             case .failure(let e):
-                for p in fresh { p.done(.failure(e)) }
-                decide(batch.filter { $0.request.waiterSeq != nil })
+                let failed = Set(fresh)
+                for i in fresh { batch[i].done(.failure(e)) }
+                decide(batch.indices.filter { !failed.contains($0) }.map { batch[$0] })
             }
         }
     }
@@ -177,12 +212,24 @@ final class LocksService {
     func acquire(call: Call, request: LockRequest, waitMs: Int64, bind: Bool) {
         var request = request
         request.queueForMs = waitMs
+        request.bound = bind
         let name = request.name
         let arrivedMs = server.loop.nowMs
-        if waitMs > 0 { waiters.joinStarted(name) }
-        attempt(request) { [unowned self] result in
+        if waitMs > 0 {
+            guard waiters.load(name) < maxWaitersPerLock else {
+                return call.fail(
+                    .limitExceeded(
+                        "lock \(name) already has \(maxWaitersPerLock) waiters on this server; try again later",
+                        limit: "lockWaiters", max: maxWaitersPerLock, retryable: true))
+            }
+            waiters.joinStarted(name)
+        }
+        attempt(request, for: call.session) { [unowned self] result in
             switch result {
             case .failure(let e):
+                if waitMs > 0 { self.joined(name, nil) }
+                call.fail(e)
+            case .success(.refused(let e)):
                 if waitMs > 0 { self.joined(name, nil) }
                 call.fail(e)
             case .success(.granted(let grant)):
@@ -231,9 +278,11 @@ final class LocksService {
             return release(name: grant.name, token: grant.token) { _ in }
         }
         if bind {
-            let (name, token) = (grant.name, grant.token)
+            // Released only while still bound to this session: a `requestId` retry from another
+            // connection moves the binding to that one.
+            let (name, token, session) = (grant.name, grant.token, call.session.id)
             call.session.onClose("lock:\(name):\(token)") { [unowned self] in
-                self.release(name: name, token: token) { _ in }
+                self.release(name: name, token: token, session: session) { _ in }
             }
         }
         call.reply([
@@ -256,7 +305,7 @@ final class LocksService {
         w.deadline?.close()
         w.deadline = nil
         w.call.session.removeCloseHook(w.closeKey)
-        waiters.remove(w.name, w)
+        waiters.remove(w.name, seq: w.seq)
         if !waiters.hasWaiters(w.name) { cancelWakeTimer(w.name) }
         let name = w.name
         removals.add(w.seq) { result in
@@ -273,22 +322,30 @@ final class LocksService {
 
     private func retry(_ w: Waiter) {
         let name = w.name
-        attempt(w.request) { [unowned self] result in
+        attempt(w.request, for: w.call.session) { [unowned self] result in
             var granted = false
+            var wakeNext = false
             switch result {
             case .success(.granted(let grant)):
                 granted = true
                 w.deadline?.close()
                 w.deadline = nil
                 w.call.session.removeCloseHook(w.closeKey)
-                self.waiters.remove(name, w)
+                self.waiters.remove(name, seq: w.seq)
                 self.deliver(grant, holder: w.request.holder, to: w.call, bind: w.bind)
             case .success(.notGranted(let refusal)):
                 self.scheduleWake(name, after: refusal)
-            case .failure:
+            case .failure(let e) where e == Self.callerLeft:
+                // The waiter left before its retry was sent: the wake-up is the next one's.
+                wakeNext = true
+            case .success(.refused), .failure:
                 self.scheduleWake(name, inMs: 500)
             }
-            if let next = self.waiters.retryFinished(name, granted: granted) { self.retry(next) }
+            if let next = self.waiters.retryFinished(name, granted: granted) {
+                self.retry(next)
+            } else if wakeNext {
+                self.wake(name)
+            }
             if !self.waiters.hasWaiters(name) { self.cancelWakeTimer(name) }
         }
     }
@@ -315,8 +372,10 @@ final class LocksService {
 
     /// Releases a lease (coalesced with the other releases of this iteration) and wakes this replica's
     /// line for the name; the statement itself wakes other replicas' lines when anyone waits.
-    func release(name: String, token: String, _ done: @escaping (Result<Bool, RPCError>) -> Void) {
-        releases.add((name, token)) { [unowned self] result in
+    func release(
+        name: String, token: String, session: String? = nil, _ done: @escaping (Result<Bool, RPCError>) -> Void
+    ) {
+        releases.add((name, token, session)) { [unowned self] result in
             switch result {
             case .success(let r) where r.released:
                 self.server.logger.debug(

@@ -21,6 +21,8 @@ public struct Limits: Sendable {
     public var idleTimeoutMs = 300_000
     /// Connections beyond this are refused with an error line.
     public var maxConnections = 10_000
+    /// Waiters one replica queues for one lock name; `locks.acquire` with `waitMs` beyond it is refused.
+    public var maxLockWaiters = 10_000
 
     public init() {}
 }
