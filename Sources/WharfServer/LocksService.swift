@@ -63,7 +63,7 @@ final class LocksService {
     /// Acquire statements in flight at once; while they run, new requests accumulate into the next.
     let maxInFlight = 4
     /// Most requests coalesced into one acquire statement.
-    let maxBatch = 1000
+    let maxBatch = 250
 
     /// Releases from all clients in one loop iteration share one statement.
     private(set) lazy var releases = Batcher<(name: String, token: String, session: String?), LockRelease>(

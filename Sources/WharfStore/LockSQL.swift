@@ -23,13 +23,10 @@ enum LockSQL {
     }
 
     /// Whether a live waiter is queued for lock row `l`: `waiters_until` first (every waiter's deadline
-    /// raised it, so a past value means nobody), then the line itself, from its oldest row (an index
-    /// probe that stops at the first live waiter).
+    /// raised it, so a past value means nobody), then the line itself, probed from its oldest row
+    /// (`wharf.lock_line_head`, which stops at the first live waiter).
     static func someoneInLine(_ l: String) -> String {
-        """
-        coalesce(\(l).waiters_until > now() and exists (
-            select 1 from wharf.lock_waiters w where w.name = \(l).name and \(live("w"))), false)
-        """
+        "coalesce(\(l).waiters_until > now() and wharf.lock_line_head(\(l).name, null) is not null, false)"
     }
 
     /// How long a queued waiter's row counts without its replica refreshing it (every second).
@@ -37,15 +34,8 @@ enum LockSQL {
 
     /// When the first live waiter queued ahead of request `i` stops counting (null when none is ahead):
     /// any waiter, for a new request; an older one, for a queued waiter's retry (`i.wait_seq`). One index
-    /// probe in line order that stops at the first live row, whatever the length of the line.
-    static let aheadUntil = """
-        (select least(w.deadline, greatest(w.alive_until, (
-                    select r.alive_until from wharf.lock_replicas r where r.replica_id = w.replica_id)))
-         from wharf.lock_waiters w
-         where w.name = i.name and (i.wait_seq is null or w.seq < i.wait_seq) and \(live("w"))
-         order by w.seq
-         limit 1)
-        """
+    /// probe in line order, whatever the length of the line.
+    static let aheadUntil = "wharf.lock_line_head(i.name, i.wait_seq)"
 
     /// Whether lock row `l` is free: never held, released, or expired past its lock-delay.
     static func isFree(_ l: String) -> String { "(\(l).holder is null or \(freeAt(l)) <= now())" }
