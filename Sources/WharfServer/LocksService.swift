@@ -29,6 +29,8 @@ final class LocksService {
         var request: LockRequest
         let bind: Bool
         var deadline: LoopTimer?
+        /// Out of the line (gave up, or its connection closed).
+        var left = false
 
         init(call: Call, request: LockRequest, bind: Bool) {
             self.call = call
@@ -43,6 +45,12 @@ final class LocksService {
 
     private var waiters = LockWaiters<Waiter>()
     private var wakeTimers: [String: LoopTimer] = [:]
+    /// Waiters of closed connections still to be cleaned up, a slice per loop iteration.
+    private var departing: [Waiter] = []
+    private var departures: LoopTimer?
+    /// Departures cleaned up per loop iteration, so that thousands of waiters leaving at once (their
+    /// connections closed) do not hold up the loop.
+    let departuresPerIteration = 500
 
     /// An acquire attempt waiting for its statement, with what to do with its outcome. An attempt whose
     /// `session` closed before it was sent is dropped: `done` gets `callerLeft`.
@@ -250,7 +258,7 @@ final class LocksService {
                 let w = Waiter(call: call, request: retry, bind: bind)
                 let elapsed = Int64(self.server.loop.nowMs - arrivedMs)
                 self.startDeadline(w, inMs: max(0, waitMs - elapsed))
-                call.session.onClose(w.closeKey) { [unowned self, unowned w] in self.leave(w, reply: false) }
+                call.session.onClose(w.closeKey) { [unowned self, unowned w] in self.depart(w) }
                 self.joined(name, (seq, w))
                 self.scheduleWake(name, after: refusal)
             }
@@ -302,6 +310,8 @@ final class LocksService {
 
     /// A waiter gives up (its `waitMs` ran out) or its connection closed: out of both lines.
     private func leave(_ w: Waiter, reply: Bool) {
+        guard !w.left else { return }
+        w.left = true
         w.deadline?.close()
         w.deadline = nil
         w.call.session.removeCloseHook(w.closeKey)
@@ -313,6 +323,25 @@ final class LocksService {
             let (holder, freeAtUs) = (try? result.get()) ?? (nil, nil)
             w.call.reply(Self.notGranted(name, holder, freeAtUs.map { Timestamp.format(epochMs: $0 / 1000) }))
         }
+    }
+
+    /// A waiter's connection closed: out of this replica's line at once (no retry picks it any more);
+    /// its timer and its row go in the slices that `departures` works through, one per iteration.
+    private func depart(_ w: Waiter) {
+        guard !w.left else { return }
+        waiters.remove(w.name, seq: w.seq)
+        departing.append(w)
+        guard departing.count == 1 else { return }
+        if departures == nil { departures = try? LoopTimer(loop: server.loop) }
+        guard let timer = departures else { return leaveDeparting() }
+        timer.start(timeoutMs: 0) { [unowned self] in self.leaveDeparting() }
+    }
+
+    private func leaveDeparting() {
+        let slice = departing.prefix(departuresPerIteration)
+        departing.removeFirst(slice.count)
+        for w in slice { leave(w, reply: false) }
+        if !departing.isEmpty { departures?.start(timeoutMs: 0) { [unowned self] in self.leaveDeparting() } }
     }
 
     /// The lock may be free: retry the first waiter of its line here.
