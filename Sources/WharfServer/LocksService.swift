@@ -12,7 +12,12 @@ import WharfUV
 /// release here, `NOTIFY wharf_wake, 'lock:<name>'` from any replica, a timer at the holder's expiry,
 /// or the periodic sweep) only the first local waiter is retried, and the database grants it only if
 /// it is the oldest live waiter on any replica. Locks bound to a session are released when its
-/// connection closes. Loop thread only.
+/// connection closes.
+///
+/// Waiting costs O(1) per waiter: requests for one name share statements (a thousand new waiters are
+/// queued by one statement, not one each), queued waiters' retries go ahead of new requests (so a
+/// release is handed on at once however many clients queue behind), and the attempts of a connection
+/// that closed are dropped before they reach the database. Loop thread only.
 final class LocksService {
     unowned let server: Server
     var store: Store { server.store }
@@ -24,6 +29,8 @@ final class LocksService {
         var request: LockRequest
         let bind: Bool
         var deadline: LoopTimer?
+        /// Out of the line (gave up, or its connection closed).
+        var left = false
 
         init(call: Call, request: LockRequest, bind: Bool) {
             self.call = call
@@ -38,20 +45,36 @@ final class LocksService {
 
     private var waiters = LockWaiters<Waiter>()
     private var wakeTimers: [String: LoopTimer] = [:]
+    /// Waiters of closed connections still to be cleaned up, a slice per loop iteration.
+    private var departing: [Waiter] = []
+    private var departures: LoopTimer?
+    /// Departures cleaned up per loop iteration, so that thousands of waiters leaving at once (their
+    /// connections closed) do not hold up the loop.
+    let departuresPerIteration = 500
 
-    /// An acquire attempt waiting for its statement, with what to do with its outcome.
-    typealias Attempt = (request: LockRequest, done: (Result<LockOutcome, RPCError>) -> Void)
+    /// An acquire attempt waiting for its statement, with what to do with its outcome. An attempt whose
+    /// `session` closed before it was sent is dropped: `done` gets `callerLeft`.
+    struct Attempt {
+        var request: LockRequest
+        var session: Session?
+        var done: (Result<LockOutcome, RPCError>) -> Void
+    }
 
+    /// What a dropped attempt gets.
+    static let callerLeft = RPCError.unavailable("the caller's connection closed", reason: "caller_left")
+
+    /// Queued waiters' retries, sent before any new request.
+    private var pendingRetries: [Attempt] = []
     private var pending: [Attempt] = []
     private var inFlight = 0
     private var flushScheduled = false
     /// Acquire statements in flight at once; while they run, new requests accumulate into the next.
     let maxInFlight = 4
     /// Most requests coalesced into one acquire statement.
-    let maxBatch = 1000
+    let maxBatch = 250
 
     /// Releases from all clients in one loop iteration share one statement.
-    private(set) lazy var releases = Batcher<(name: String, token: String), LockRelease>(
+    private(set) lazy var releases = Batcher<(name: String, token: String, session: String?), LockRelease>(
         maxInFlight: maxInFlight, maxBatch: maxBatch,
         schedule: { [unowned server] body in server.runBeforeFlush(body) },
         run: { [unowned self] items, done in
@@ -72,6 +95,9 @@ final class LocksService {
         schedule: { [unowned server] body in server.runBeforeFlush(body) },
         run: { [unowned self] seqs, done in self.store.removeLockWaiters(seqs, done) })
 
+    /// Most waiters this replica queues for one name (`--max-lock-waiters`).
+    var maxWaitersPerLock: Int { server.config.limits.maxLockWaiters }
+
     init(server: Server) { self.server = server }
 
     func start() {
@@ -91,10 +117,13 @@ final class LocksService {
 
     // MARK: Coalesced acquires
 
-    /// Queues an attempt; the attempts of one loop iteration share one statement (distinct names per
-    /// statement: a second request for a name goes into the next one).
-    func attempt(_ request: LockRequest, _ done: @escaping (Result<LockOutcome, RPCError>) -> Void) {
-        pending.append((request, done))
+    /// Queues an attempt; the attempts of one loop iteration share one statement, queued waiters'
+    /// retries first.
+    func attempt(
+        _ request: LockRequest, for session: Session?, _ done: @escaping (Result<LockOutcome, RPCError>) -> Void
+    ) {
+        let a = Attempt(request: request, session: session, done: done)
+        if request.waiterSeq == nil { pending.append(a) } else { pendingRetries.append(a) }
         if !flushScheduled {
             flushScheduled = true
             server.runBeforeFlush { [unowned self] in
@@ -105,20 +134,26 @@ final class LocksService {
     }
 
     private func flush() {
-        while !pending.isEmpty && inFlight < maxInFlight {
-            var names = Set<String>()
+        while inFlight < maxInFlight {
             var batch: [Attempt] = []
-            var rest: [Attempt] = []
-            for p in pending {
-                if batch.count < maxBatch && names.insert(p.request.name).inserted { batch.append(p) } else { rest.append(p) }
+            for queue in [\LocksService.pendingRetries, \LocksService.pending] {
+                let take = min(self[keyPath: queue].count, maxBatch - batch.count)
+                for a in self[keyPath: queue][..<take] {
+                    if let session = a.session, !session.isOpen { a.done(.failure(Self.callerLeft)) } else { batch.append(a) }
+                }
+                self[keyPath: queue].removeFirst(take)
             }
-            pending = rest
-            // Sorted by name, so that concurrent statements lock rows in one order.
-            batch.sort { $0.request.name < $1.request.name }
+            if batch.isEmpty {
+                if pendingRetries.isEmpty && pending.isEmpty { return } else { continue }
+            }
+            // Sorted by name, so that concurrent statements lock rows in one order; a name's requests
+            // keep their order (retries first), which is their order in the line.
+            let order = batch.indices.sorted { (batch[$0].request.name, $0) < (batch[$1].request.name, $1) }
+            batch = order.map { batch[$0] }
             inFlight += 1
             run(batch) { [unowned self] in
                 self.inFlight -= 1
-                if !self.pending.isEmpty { self.flush() }
+                if !self.pending.isEmpty || !self.pendingRetries.isEmpty { self.flush() }
             }
         }
     }
@@ -140,23 +175,31 @@ final class LocksService {
                 finished()
             }
         }
-        let fresh = batch.filter { $0.request.waiterSeq == nil }
+        // The plain upsert takes one new request per name (a name's first); it grants only names
+        // nobody waits for, so a retry's name never gets there.
+        var seen = Set<String>()
+        var retried = Set<String>()
+        for p in batch where p.request.waiterSeq != nil { retried.insert(p.request.name) }
+        let fresh = batch.indices.filter {
+            batch[$0].request.waiterSeq == nil && !retried.contains(batch[$0].request.name)
+                && seen.insert(batch[$0].request.name).inserted
+        }
         if fresh.isEmpty { return decide(batch) }
-        retryingOnce { self.store.grantFreeLocks(fresh.map(\.request), $0) } then: { result in
+        retryingOnce { self.store.grantFreeLocks(fresh.map { batch[$0].request }, $0) } then: { result in
             switch result {
             case .success(let grants):
-                var rest: [Attempt] = []
-                for p in batch {
-                    if let g = grants[p.request.name], p.request.waiterSeq == nil {
-                        p.done(.success(.granted(g)))
-                    } else {
-                        rest.append(p)
+                var answered = Set<Int>()
+                for i in fresh {
+                    if let g = grants[batch[i].request.name] {
+                        batch[i].done(.success(.granted(g)))
+                        answered.insert(i)
                     }
                 }
-                decide(rest)
+                decide(batch.indices.filter { !answered.contains($0) }.map { batch[$0] })
             case .failure(let e):
-                for p in fresh { p.done(.failure(e)) }
-                decide(batch.filter { $0.request.waiterSeq != nil })
+                let failed = Set(fresh)
+                for i in fresh { batch[i].done(.failure(e)) }
+                decide(batch.indices.filter { !failed.contains($0) }.map { batch[$0] })
             }
         }
     }
@@ -177,12 +220,24 @@ final class LocksService {
     func acquire(call: Call, request: LockRequest, waitMs: Int64, bind: Bool) {
         var request = request
         request.queueForMs = waitMs
+        request.bound = bind
         let name = request.name
         let arrivedMs = server.loop.nowMs
-        if waitMs > 0 { waiters.joinStarted(name) }
-        attempt(request) { [unowned self] result in
+        if waitMs > 0 {
+            guard waiters.load(name) < maxWaitersPerLock else {
+                return call.fail(
+                    .limitExceeded(
+                        "lock \(name) already has \(maxWaitersPerLock) waiters on this server; try again later",
+                        limit: "lockWaiters", max: maxWaitersPerLock, retryable: true))
+            }
+            waiters.joinStarted(name)
+        }
+        attempt(request, for: call.session) { [unowned self] result in
             switch result {
             case .failure(let e):
+                if waitMs > 0 { self.joined(name, nil) }
+                call.fail(e)
+            case .success(.refused(let e)):
                 if waitMs > 0 { self.joined(name, nil) }
                 call.fail(e)
             case .success(.granted(let grant)):
@@ -203,7 +258,7 @@ final class LocksService {
                 let w = Waiter(call: call, request: retry, bind: bind)
                 let elapsed = Int64(self.server.loop.nowMs - arrivedMs)
                 self.startDeadline(w, inMs: max(0, waitMs - elapsed))
-                call.session.onClose(w.closeKey) { [unowned self, unowned w] in self.leave(w, reply: false) }
+                call.session.onClose(w.closeKey) { [unowned self, unowned w] in self.depart(w) }
                 self.joined(name, (seq, w))
                 self.scheduleWake(name, after: refusal)
             }
@@ -231,9 +286,11 @@ final class LocksService {
             return release(name: grant.name, token: grant.token) { _ in }
         }
         if bind {
-            let (name, token) = (grant.name, grant.token)
+            // Released only while still bound to this session: a `requestId` retry from another
+            // connection moves the binding to that one.
+            let (name, token, session) = (grant.name, grant.token, call.session.id)
             call.session.onClose("lock:\(name):\(token)") { [unowned self] in
-                self.release(name: name, token: token) { _ in }
+                self.release(name: name, token: token, session: session) { _ in }
             }
         }
         call.reply([
@@ -253,10 +310,12 @@ final class LocksService {
 
     /// A waiter gives up (its `waitMs` ran out) or its connection closed: out of both lines.
     private func leave(_ w: Waiter, reply: Bool) {
+        guard !w.left else { return }
+        w.left = true
         w.deadline?.close()
         w.deadline = nil
         w.call.session.removeCloseHook(w.closeKey)
-        waiters.remove(w.name, w)
+        waiters.remove(w.name, seq: w.seq)
         if !waiters.hasWaiters(w.name) { cancelWakeTimer(w.name) }
         let name = w.name
         removals.add(w.seq) { result in
@@ -266,6 +325,25 @@ final class LocksService {
         }
     }
 
+    /// A waiter's connection closed: out of this replica's line at once (no retry picks it any more);
+    /// its timer and its row go in the slices that `departures` works through, one per iteration.
+    private func depart(_ w: Waiter) {
+        guard !w.left else { return }
+        waiters.remove(w.name, seq: w.seq)
+        departing.append(w)
+        guard departing.count == 1 else { return }
+        if departures == nil { departures = try? LoopTimer(loop: server.loop) }
+        guard let timer = departures else { return leaveDeparting() }
+        timer.start(timeoutMs: 0) { [unowned self] in self.leaveDeparting() }
+    }
+
+    private func leaveDeparting() {
+        let slice = departing.prefix(departuresPerIteration)
+        departing.removeFirst(slice.count)
+        for w in slice { leave(w, reply: false) }
+        if !departing.isEmpty { departures?.start(timeoutMs: 0) { [unowned self] in self.leaveDeparting() } }
+    }
+
     /// The lock may be free: retry the first waiter of its line here.
     func wake(_ name: String) {
         if let w = waiters.woke(name) { retry(w) }
@@ -273,22 +351,30 @@ final class LocksService {
 
     private func retry(_ w: Waiter) {
         let name = w.name
-        attempt(w.request) { [unowned self] result in
+        attempt(w.request, for: w.call.session) { [unowned self] result in
             var granted = false
+            var wakeNext = false
             switch result {
             case .success(.granted(let grant)):
                 granted = true
                 w.deadline?.close()
                 w.deadline = nil
                 w.call.session.removeCloseHook(w.closeKey)
-                self.waiters.remove(name, w)
+                self.waiters.remove(name, seq: w.seq)
                 self.deliver(grant, holder: w.request.holder, to: w.call, bind: w.bind)
             case .success(.notGranted(let refusal)):
                 self.scheduleWake(name, after: refusal)
-            case .failure:
+            case .failure(let e) where e == Self.callerLeft:
+                // The waiter left before its retry was sent: the wake-up is the next one's.
+                wakeNext = true
+            case .success(.refused), .failure:
                 self.scheduleWake(name, inMs: 500)
             }
-            if let next = self.waiters.retryFinished(name, granted: granted) { self.retry(next) }
+            if let next = self.waiters.retryFinished(name, granted: granted) {
+                self.retry(next)
+            } else if wakeNext {
+                self.wake(name)
+            }
             if !self.waiters.hasWaiters(name) { self.cancelWakeTimer(name) }
         }
     }
@@ -315,8 +401,10 @@ final class LocksService {
 
     /// Releases a lease (coalesced with the other releases of this iteration) and wakes this replica's
     /// line for the name; the statement itself wakes other replicas' lines when anyone waits.
-    func release(name: String, token: String, _ done: @escaping (Result<Bool, RPCError>) -> Void) {
-        releases.add((name, token)) { [unowned self] result in
+    func release(
+        name: String, token: String, session: String? = nil, _ done: @escaping (Result<Bool, RPCError>) -> Void
+    ) {
+        releases.add((name, token, session)) { [unowned self] result in
             switch result {
             case .success(let r) where r.released:
                 self.server.logger.debug(

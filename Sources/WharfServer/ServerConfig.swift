@@ -24,6 +24,8 @@ public struct Limits: Sendable {
     /// Bytes of jobs one reply may carry (`jobs.list` pages, `jobs.lease` batches); past the first job a
     /// list ends early with a cursor and a lease takes fewer jobs (Protocol/README.md, "Memory bounds").
     public var maxReplyBytes = 1 << 20
+    /// Waiters one replica queues for one lock name; `locks.acquire` with `waitMs` beyond it is refused.
+    public var maxLockWaiters = 10_000
 
     public init() {}
 }

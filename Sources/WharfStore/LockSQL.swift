@@ -11,28 +11,31 @@ enum LockSQL {
     /// When an expired lease becomes grantable: its expiry plus its lock-delay.
     static func freeAt(_ l: String) -> String { "\(l).expires_at + \(l).lock_delay_ms * interval '1 millisecond'" }
 
+    /// Whether waiter row `w` counts: its deadline has not passed, and its replica refreshed it lately.
+    /// A row counts for `waiterLeaseSeconds` after it was queued on its own, and then while its replica's
+    /// row in `wharf.lock_replicas` is fresh: a replica refreshes one row per second, however many
+    /// waiters it has, where it used to rewrite every waiter's row.
+    static func live(_ w: String) -> String {
+        """
+        (\(w).deadline > now() and (\(w).alive_until > now() or exists (
+            select 1 from wharf.lock_replicas r where r.replica_id = \(w).replica_id and r.alive_until > now())))
+        """
+    }
+
     /// Whether a live waiter is queued for lock row `l`: `waiters_until` first (every waiter's deadline
-    /// raised it, so a past value means nobody), then the line itself.
+    /// raised it, so a past value means nobody), then the line itself, probed from its oldest row
+    /// (`wharf.lock_line_head`, which stops at the first live waiter).
     static func someoneInLine(_ l: String) -> String {
-        """
-        coalesce(\(l).waiters_until > now() and exists (
-            select 1 from wharf.lock_waiters w
-            where w.name = \(l).name and w.deadline > now() and w.alive_until > now()), false)
-        """
+        "coalesce(\(l).waiters_until > now() and wharf.lock_line_head(\(l).name, null) is not null, false)"
     }
 
     /// How long a queued waiter's row counts without its replica refreshing it (every second).
     static let waiterLeaseSeconds = 4
 
-    /// When the live waiters queued ahead of request `i` stop counting (null when none is ahead): any
-    /// waiter, for a new request; an older one, for a queued waiter's retry (`i.wait_seq`). A scalar
-    /// subquery, so that it is always an index probe per request, whatever the planner thinks of the
-    /// table's size.
-    static let aheadUntil = """
-        (select min(least(w.deadline, w.alive_until)) from wharf.lock_waiters w
-         where w.name = i.name and (i.wait_seq is null or w.seq < i.wait_seq)
-           and w.deadline > now() and w.alive_until > now())
-        """
+    /// When the first live waiter queued ahead of request `i` stops counting (null when none is ahead):
+    /// any waiter, for a new request; an older one, for a queued waiter's retry (`i.wait_seq`). One index
+    /// probe in line order, whatever the length of the line.
+    static let aheadUntil = "wharf.lock_line_head(i.name, i.wait_seq)"
 
     /// Whether lock row `l` is free: never held, released, or expired past its lock-delay.
     static func isFree(_ l: String) -> String { "(\(l).holder is null or \(freeAt(l)) <= now())" }
@@ -46,31 +49,32 @@ enum LockSQL {
     /// lock is held, so a grant's recorded start is never before the end of the lease it follows.
     /// Taking over an expired lease counts an expiry without release. Returns a row per grant.
     static func grant(_ rows: String, when condition: String) -> String {
-        """
-        insert into wharf.locks as l (name, holder, token, expires_at, request_id, session_id, lock_delay_ms,
-                                      fencing_token, acquired_at, grants)
-        select g.*, 1, clock_timestamp(), 1
-        from (\(rows)) g(name, holder, token, expires_at, request_id, session_id, lock_delay_ms)
-        order by g.name
-        on conflict on constraint locks_pkey do update set
-            holder = excluded.holder, token = excluded.token, fencing_token = l.fencing_token + 1,
-            acquired_at = clock_timestamp(), expires_at = excluded.expires_at, request_id = excluded.request_id,
-            session_id = excluded.session_id, lock_delay_ms = excluded.lock_delay_ms, grants = l.grants + 1,
-            expiries = l.expiries + case when l.holder is not null then 1 else 0 end
-        where \(condition)
-        returning l.name, l.token, l.fencing_token, l.acquired_at, l.expires_at,
-                  \(us("l.acquired_at")) as acquired_us, \(us("l.expires_at")) as expires_us
-        """
+        grant(rows, extra: [], when: condition)
     }
 
-    /// `grant` for `locks.acquire` requests: the rows of `source` (aliased `a`, with `ttl_ms`).
-    static func grantRequests(from source: String, when condition: String) -> String {
-        grant(
+    /// `grant` with `extra` columns of `rows` after the seven, among `waits` (added to the counter),
+    /// `waiters_until` (raised to it), `ttl_ms` and `session_bound` (what a `requestId` retry must repeat).
+    /// A grant that leaves one of them out resets `ttl_ms` and `session_bound` to their defaults.
+    static func grant(_ rows: String, extra: [String], when condition: String) -> String {
+        let columns = (["name", "holder", "token", "expires_at", "request_id", "session_id", "lock_delay_ms"] + extra)
+            .joined(separator: ", ")
+        return """
+            insert into wharf.locks as l (\(columns), fencing_token, acquired_at, grants)
+            select g.*, 1, clock_timestamp(), 1
+            from (\(rows)) g(\(columns))
+            order by g.name
+            on conflict on constraint locks_pkey do update set
+                holder = excluded.holder, token = excluded.token, fencing_token = l.fencing_token + 1,
+                acquired_at = clock_timestamp(), expires_at = excluded.expires_at, request_id = excluded.request_id,
+                session_id = excluded.session_id, lock_delay_ms = excluded.lock_delay_ms, grants = l.grants + 1,
+                expiries = l.expiries + case when l.holder is not null then 1 else 0 end,
+                waits = l.waits + excluded.waits, waiters_until = greatest(l.waiters_until, excluded.waiters_until),
+                ttl_ms = excluded.ttl_ms, session_bound = excluded.session_bound
+            where \(condition)
+            returning l.name, l.token, l.fencing_token, l.acquired_at, l.expires_at,
+                      \(us("l.acquired_at")) as acquired_us, \(us("l.expires_at")) as expires_us,
+                      l.holder, l.lock_delay_ms
             """
-            select a.name, a.holder, gen_random_uuid()::text, now() + a.ttl_ms * interval '1 millisecond',
-                   a.request_id, a.session_id, a.lock_delay_ms
-            from \(source)
-            """, when: condition)
     }
 
     /// Array parameter `n` behind a scalar subquery. The planner then estimates every batch alike, and
@@ -80,19 +84,11 @@ enum LockSQL {
 
     static let input = """
         select * from unnest(\(array(1, "text")), \(array(2, "text")), \(array(3, "bigint")), \(array(4, "text")),
-                             \(array(5, "text")), \(array(6, "bigint")), \(array(7, "bigint")), \(array(8, "bigint")))
-            with ordinality as t(name, holder, ttl_ms, request_id, session_id, lock_delay_ms, wait_ms, wait_seq, ord)
+                             \(array(5, "text")), \(array(6, "bigint")), \(array(7, "bigint")), \(array(8, "bigint")),
+                             \(array(10, "boolean")))
+            with ordinality as t(name, holder, ttl_ms, request_id, session_id, lock_delay_ms, wait_ms, wait_seq, bound,
+                                 ord)
         """
-
-    /// One row per request, in request order: ord, token, fencing token, acquired and expiry times (when
-    /// granted); holder, time the lock becomes free, place in the line, time the waiters ahead stop
-    /// counting (when not); the database's clock. Times are epoch microseconds.
-    static func outcome(granted g: String, holder: String, freeAt free: String, seq: String, ahead: String) -> String {
-        """
-        select i.ord, \(g).token, \(g).fencing_token, \(us(g + ".acquired_at")), \(us(g + ".expires_at")),
-               \(holder), \(us(free)), \(seq), \(us(ahead)), \(us("now()"))
-        """
-    }
 
     /// Grants each requested lock that is free and has nobody in line, in one plain upsert: the common
     /// case, kept to the fewest steps. A name is taken only when its lease is free (never held,
@@ -101,31 +97,41 @@ enum LockSQL {
     /// past value. A brand-new name has no row, hence no waiters. Returns a row per grant only; the
     /// requests it leaves out go through `acquire`, which decides them exactly (a retried request, the
     /// line, contention counts). Names are distinct within one call.
-    static let acquireFree = """
-        \(grantRequests(from: """
-            unnest(\(array(1, "text")), \(array(2, "text")), \(array(3, "bigint")), \(array(4, "text")),
-                   \(array(5, "text")), \(array(6, "bigint")))
-                as a(name, holder, ttl_ms, request_id, session_id, lock_delay_ms)
-            """, when: "\(isFree("l")) and (l.waiters_until is null or l.waiters_until <= now())"))
+    static let acquireFree = grant(
         """
+        select a.name, a.holder, gen_random_uuid()::text, now() + a.ttl_ms * interval '1 millisecond',
+               a.request_id, a.session_id, a.lock_delay_ms, a.ttl_ms, a.bound
+        from unnest(\(array(1, "text")), \(array(2, "text")), \(array(3, "bigint")), \(array(4, "text")),
+                    \(array(5, "text")), \(array(6, "bigint")), \(array(7, "boolean")))
+            as a(name, holder, ttl_ms, request_id, session_id, lock_delay_ms, bound)
+        """, extra: ["ttl_ms", "session_bound"],
+        when: "\(isFree("l")) and (l.waiters_until is null or l.waiters_until <= now())")
 
-    /// Decides each requested lock exactly; names are distinct within one call. Runs for what
-    /// `acquireFree` did not grant, and for queued waiters' retries:
+    /// Decides each request exactly. Runs for what `acquireFree` did not grant, and for queued waiters'
+    /// retries; a name may come more than once (many clients queueing for one lock share a statement):
     ///
     /// - a retried request (`request_id` and holder equal to the live grant's) gets that grant back
-    ///   unchanged, read from the statement's snapshot;
-    /// - a queued waiter's retry (`wait_seq`) is granted only if no older live waiter is queued, and
-    ///   leaves the durable line in the same statement;
+    ///   unchanged, read from the statement's snapshot, if it repeats the grant's `ttl_ms`,
+    ///   `lock_delay_ms` and `bound` (else it is refused: `mismatch`); a bound one moves the binding to
+    ///   its own session;
+    /// - of each name, the first request (by `ord`) with no live waiter ahead is the only one that may be
+    ///   granted: a queued waiter's retry (`wait_seq`) qualifies only if no older live waiter is queued,
+    ///   and leaves the durable line in the same statement;
     /// - a new request that is not granted counts as contention and, with `wait_ms > 0`, joins the line
-    ///   in the same statement. It also raises the row's `waiters_until`, which takes the row lock, so an
-    ///   enqueue and a release of the same lock serialize: either the release sees `waiters_until` and
-    ///   wakes the line, or the enqueue sees the lock free (and the caller retries at once).
+    ///   in the same statement, in `ord` order. It also raises the row's `waiters_until`, which takes the
+    ///   row lock, so an enqueue and a release of the same lock serialize: either the release sees
+    ///   `waiters_until` and wakes the line, or the enqueue sees the lock free (and the caller retries at
+    ///   once). A statement writes each lock row once: the grant carries the contention of the requests
+    ///   queued behind it, `contended` that of the names not granted.
     static let acquire = """
         with input as (\(input)),
         snap as (
             select i.ord, l.holder, l.token, l.fencing_token, l.acquired_at, l.expires_at, l.lock_delay_ms,
+                   l.ttl_ms, l.session_bound,
                    coalesce(l.request_id = i.request_id and l.holder = i.holder and l.expires_at > now(), false)
-                       as same
+                       as same,
+                   coalesce(l.ttl_ms <> i.ttl_ms or l.lock_delay_ms <> i.lock_delay_ms
+                            or l.session_bound <> i.bound, false) as differs
             from input i join wharf.locks l on l.name = i.name
         ),
         attempt as (
@@ -133,51 +139,89 @@ enum LockSQL {
             from input i
             where not exists (select 1 from snap s where s.ord = i.ord and s.same)
         ),
-        granted as (\(grantRequests(from: "attempt a where a.ahead_until is null", when: isFree("l")))),
+        pick as (
+            select distinct on (a.name) a.ord, a.name from attempt a where a.ahead_until is null order by a.name, a.ord
+        ),
+        behind as (
+            select a.name, count(*) as n,
+                   max(now() + a.wait_ms * interval '1 millisecond') filter (where a.wait_ms > 0) as until
+            from attempt a join pick p on p.name = a.name
+            where a.wait_seq is null and a.ord <> p.ord
+            group by a.name
+        ),
+        granted as (\(grant(
+            """
+            select a.name, a.holder, gen_random_uuid()::text, now() + a.ttl_ms * interval '1 millisecond',
+                   a.request_id, a.session_id, a.lock_delay_ms, coalesce(b.n, 0), b.until, a.ttl_ms, a.bound
+            from pick p join attempt a on a.ord = p.ord left join behind b on b.name = p.name
+            """, extra: ["waits", "waiters_until", "ttl_ms", "session_bound"], when: isFree("l")))),
+        won as (select p.ord, g.* from pick p join granted g on g.name = p.name),
         dequeued as (
-            delete from wharf.lock_waiters w using input i
-            where w.seq = i.wait_seq and i.name in (select name from granted)
+            delete from wharf.lock_waiters w using attempt a
+            where w.seq = a.wait_seq and a.ord in (select ord from won)
             returning w.seq
         ),
         denied as (
-            select a.* from attempt a where a.wait_seq is null and a.name not in (select name from granted)
+            select a.* from attempt a where a.wait_seq is null and a.ord not in (select ord from won)
+        ),
+        numbered as (
+            select d.ord, d.name, d.holder, d.session_id, d.wait_ms,
+                   nextval('wharf.lock_waiters_seq_seq'::regclass) as seq
+            from (select * from denied where wait_ms > 0 order by ord) d
         ),
         queued as (
-            insert into wharf.lock_waiters (name, holder, replica_id, session_id, deadline, alive_until)
-            select d.name, d.holder, $9, d.session_id, now() + d.wait_ms * interval '1 millisecond',
+            insert into wharf.lock_waiters (seq, name, holder, replica_id, session_id, deadline, alive_until)
+            overriding system value
+            select n.seq, n.name, n.holder, $9, n.session_id, now() + n.wait_ms * interval '1 millisecond',
                    now() + interval '\(waiterLeaseSeconds) seconds'
+            from numbered n
+            order by n.seq
+            returning seq
+        ),
+        touched as (
+            select d.name, count(*) as n,
+                   max(now() + d.wait_ms * interval '1 millisecond') filter (where d.wait_ms > 0) as until,
+                   null::text as rebind_session, null::text as rebind_token
             from denied d
-            where d.wait_ms > 0
-            returning seq, name
+            group by d.name
+            union all
+            select i.name, 0, null, i.session_id, s.token
+            from input i join snap s on s.ord = i.ord
+            where s.same and not s.differs and i.bound
         ),
         contended as (
             update wharf.locks l
-            set waits = l.waits + 1,
-                waiters_until = case when d.wait_ms > 0
-                    then greatest(l.waiters_until, now() + d.wait_ms * interval '1 millisecond')
-                    else l.waiters_until end
-            from denied d
-            where l.name = d.name
+            set waits = l.waits + t.n, waiters_until = greatest(l.waiters_until, t.until),
+                session_id = case when l.token = t.rebind_token then t.rebind_session else l.session_id end
+            from (select name, sum(n) as n, max(until) as until, max(rebind_session) as rebind_session,
+                         max(rebind_token) as rebind_token
+                  from touched group by name) t
+            where l.name = t.name and l.name not in (select name from granted)
             returning l.name, l.holder, l.expires_at, l.lock_delay_ms
         ),
         answer as (
-            select i.ord, coalesce(g.name, case when s.same then i.name end) as name,
-                   coalesce(g.token, case when s.same then s.token end) as token,
-                   coalesce(g.fencing_token, case when s.same then s.fencing_token end) as fencing_token,
-                   coalesce(g.acquired_at, case when s.same then s.acquired_at end) as acquired_at,
-                   coalesce(g.expires_at, case when s.same then s.expires_at end) as expires_at
+            select i.ord,
+                   coalesce(w.token, case when s.same and not s.differs then s.token end) as token,
+                   coalesce(w.fencing_token, case when s.same and not s.differs then s.fencing_token end)
+                       as fencing_token,
+                   coalesce(w.acquired_at, case when s.same and not s.differs then s.acquired_at end) as acquired_at,
+                   coalesce(w.expires_at, case when s.same and not s.differs then s.expires_at end) as expires_at
             from input i
-            left join granted g on g.name = i.name
+            left join won w on w.ord = i.ord
             left join snap s on s.ord = i.ord
         )
-        \(outcome(granted: "x", holder: "coalesce(c.holder, s.holder)",
-                  freeAt: "coalesce(" + freeAt("c") + ", " + freeAt("s") + ")", seq: "q.seq", ahead: "a.ahead_until"))
+        select i.ord, x.token, x.fencing_token, \(us("x.acquired_at")), \(us("x.expires_at")),
+               coalesce(c.holder, g.holder, s.holder),
+               \(us("coalesce(" + freeAt("c") + ", " + freeAt("g") + ", " + freeAt("s") + ")")),
+               n.seq, \(us("a.ahead_until")), \(us("now()")),
+               coalesce(s.same and s.differs, false), s.ttl_ms, s.lock_delay_ms, s.session_bound
         from input i
         join answer x on x.ord = i.ord
         left join snap s on s.ord = i.ord
         left join attempt a on a.ord = i.ord
         left join contended c on c.name = i.name
-        left join queued q on q.name = i.name
+        left join granted g on g.name = i.name
+        left join numbered n on n.ord = i.ord
         order by i.ord
         """
 
@@ -192,7 +236,9 @@ enum LockSQL {
     /// Compare-and-delete of the lease on the token (the row stays: it carries the fencing counter).
     /// Also accepts a holder whose lease expired but was not taken over. Returns a row per lease
     /// released. Wakes waiters on every replica (`NOTIFY wharf_wake, 'lock:<name>'`) only when some
-    /// waiter queued for the name recently.
+    /// waiter queued for the name recently. A release with a session (a bound lock's connection closed)
+    /// releases only while the lease is still bound to that session: a `requestId` retry from another
+    /// connection may have moved it.
     ///
     /// The commit does not wait for the WAL flush: a release lost in a crash leaves the lease to run
     /// out (as if the holder had died), and any later grant of the name flushes the WAL up to its own
@@ -200,10 +246,10 @@ enum LockSQL {
     static let release = """
         update wharf.locks l
         set holder = null, token = null, acquired_at = null, expires_at = null, request_id = null,
-            session_id = null, releases = l.releases + 1
-        from unnest(\(array(1, "text")), \(array(2, "text"))) as i(name, token),
+            session_id = null, session_bound = false, ttl_ms = null, releases = l.releases + 1
+        from unnest(\(array(1, "text")), \(array(2, "text")), \(array(3, "text"))) as i(name, token, session_id),
             (select set_config('synchronous_commit', 'off', true)) sc
-        where l.name = i.name and l.token = i.token
+        where l.name = i.name and l.token = i.token and (i.session_id is null or l.session_id = i.session_id)
         returning l.name, i.token, l.fencing_token, \(us("clock_timestamp()")),
                   case when l.waiters_until > now() then pg_notify('wharf_wake', 'lock:' || l.name) end
         """
@@ -224,8 +270,7 @@ enum LockSQL {
             join wharf.locks l on l.name = n.name
             where \(isFree("l"))
               and exists (select 1 from wharf.lock_waiters w
-                          where w.name = n.name and w.seq not in (select seq from input)
-                            and w.deadline > now() and w.alive_until > now())
+                          where w.name = n.name and w.seq not in (select seq from input) and \(live("w")))
         )
         select i.ord, l.holder, \(us(freeAt("l")))
         from input i
@@ -235,19 +280,25 @@ enum LockSQL {
         order by i.ord
         """
 
-    /// Keeps a replica's queued waiters counting.
+    /// Keeps a replica's queued waiters counting: one row per replica, however many waiters it has.
     static let refreshWaiters = """
-        update wharf.lock_waiters set alive_until = now() + interval '\(waiterLeaseSeconds) seconds'
-        where replica_id = $1
+        insert into wharf.lock_replicas as r (replica_id, alive_until)
+        values ($1, now() + interval '\(waiterLeaseSeconds) seconds')
+        on conflict on constraint lock_replicas_pkey do update set alive_until = excluded.alive_until
         """
 
-    /// Deletes waiters of replicas that stopped refreshing them, or long past their deadline, and wakes
-    /// their lines.
+    /// Deletes waiters that stopped counting (their replica stopped refreshing them) or are long past
+    /// their deadline, and wakes their lines; forgets replicas silent for an hour.
     static let sweepWaiters = """
         with dead as (
-            delete from wharf.lock_waiters
-            where alive_until <= now() or deadline <= now() - interval '5 seconds'
+            delete from wharf.lock_waiters w
+            where w.deadline <= now() - interval '5 seconds'
+               or (w.alive_until <= now() and not exists (
+                   select 1 from wharf.lock_replicas r where r.replica_id = w.replica_id and r.alive_until > now()))
             returning name
+        ),
+        forgotten as (
+            delete from wharf.lock_replicas where alive_until <= now() - interval '1 hour'
         )
         select count(pg_notify('wharf_wake', 'lock:' || d.name)) from (select distinct name from dead) d
         """
@@ -258,8 +309,7 @@ enum LockSQL {
         l.expiries + case when l.holder is not null and l.expires_at <= now() then 1 else 0 end, l.releases,
         case when l.holder is not null and l.expires_at <= now() and \(freeAt("l")) > now()
             then \(us(freeAt("l"))) end,
-        (select count(*) from wharf.lock_waiters w
-         where w.name = l.name and w.deadline > now() and w.alive_until > now())
+        (select count(*) from wharf.lock_waiters w where w.name = l.name and \(live("w")))
         """
 
     static let get = "select \(columns) from wharf.locks l where l.name = $1"

@@ -17,6 +17,8 @@ public struct LockRequest: Sendable {
     public var queueForMs: Int64 = 0
     /// Set when a queued waiter retries: its place in the line.
     public var waiterSeq: Int64?
+    /// The grant is released when the session (`sessionID`) closes; a `requestId` retry moves it.
+    public var bound = false
 
     public init(name: String, holder: String, ttlMs: Int64) {
         self.name = name
@@ -40,6 +42,8 @@ public struct LockGrant: Sendable, Equatable {
 public enum LockOutcome: Sendable {
     case granted(LockGrant)
     case notGranted(LockRefusal)
+    /// The request was refused outright (a `requestId` reused with other values).
+    case refused(RPCError)
 }
 
 /// Why an acquire was not granted, and when it is worth trying again (by the database clock).
@@ -79,7 +83,7 @@ extension Store {
         let params: [String?] = [
             PGArray.text(items.map(\.name)), PGArray.text(items.map(\.holder)), PGArray.ints(items.map(\.ttlMs)),
             PGArray.text(items.map(\.requestID)), PGArray.text(items.map(\.sessionID)),
-            PGArray.ints(items.map(\.lockDelayMs)),
+            PGArray.ints(items.map(\.lockDelayMs)), PGArray.bools(items.map(\.bound)),
         ]
         one(LockSQL.acquireFree, params, completion) { rows throws(RPCError) in
             var grants: [String: LockGrant] = [:]
@@ -94,8 +98,8 @@ extension Store {
     }
 
     /// Decides each request exactly in one statement (one commit): grants, retried requests, the line
-    /// of waiters, contention counts. Each request reads its own outcome. Names must be distinct within
-    /// a call.
+    /// of waiters, contention counts. Each request reads its own outcome. A name may come more than once
+    /// (the first request may be granted, the others queue behind it).
     public func decideLocks(_ items: [LockRequest], replicaID: String,
         _ completion: @escaping (Result<[LockOutcome], RPCError>) -> Void)
     {
@@ -103,7 +107,7 @@ extension Store {
             PGArray.text(items.map(\.name)), PGArray.text(items.map(\.holder)), PGArray.ints(items.map(\.ttlMs)),
             PGArray.text(items.map(\.requestID)), PGArray.text(items.map(\.sessionID)),
             PGArray.ints(items.map(\.lockDelayMs)), PGArray.ints(items.map(\.queueForMs)),
-            PGArray.ints(items.map(\.waiterSeq)), replicaID,
+            PGArray.ints(items.map(\.waiterSeq)), replicaID, PGArray.bools(items.map(\.bound)),
         ]
         one(LockSQL.acquire, params, completion) { rows throws(RPCError) in
             guard rows.rowCount == items.count else { throw RPCError.internalError }
@@ -114,12 +118,29 @@ extension Store {
                             name: items[i].name, token: token, fencingToken: rows.int(i, 2) ?? 0,
                             acquiredAtUs: rows.int(i, 3) ?? 0, expiresAtUs: rows.int(i, 4) ?? 0))
                 }
+                if rows.bool(i, 10) == true {
+                    return .refused(Self.requestIDReused(items[i], ttlMs: rows.int(i, 11), lockDelayMs: rows.int(i, 12),
+                                                         bound: rows.bool(i, 13) ?? false))
+                }
                 return .notGranted(
                     LockRefusal(
                         holder: rows.string(i, 5), freeAtUs: rows.int(i, 6), waiterSeq: rows.int(i, 7),
                         aheadUntilUs: rows.int(i, 8), nowUs: rows.int(i, 9) ?? 0))
             }
         }
+    }
+
+    /// The error for a `requestId` whose live grant was made with other values than its retry's.
+    static func requestIDReused(_ r: LockRequest, ttlMs: Int64?, lockDelayMs: Int64?, bound: Bool) -> RPCError {
+        .conflict(
+            "requestId \(r.requestID ?? "") was granted lock \(r.name) with ttlMs \(ttlMs.map(String.init) ?? "?"), "
+                + "lockDelayMs \(lockDelayMs ?? 0) and bindToSession \(bound); a retry must repeat them "
+                + "(use a new requestId for a different request)",
+            reason: "request_id_reused",
+            [
+                "name": .string(r.name), "requestId": .from(r.requestID), "ttlMs": .from(ttlMs),
+                "lockDelayMs": .from(lockDelayMs), "bindToSession": .bool(bound),
+            ])
     }
 
     /// Extends a lease held with `token` (compare-and-set). An expired or taken-over lease is a
@@ -139,11 +160,15 @@ extension Store {
         }
     }
 
-    /// Releases leases in one statement (compare-and-delete on each token).
+    /// Releases leases in one statement (compare-and-delete on each token; with a session, only while the
+    /// lease is bound to it).
     public func releaseLocks(
-        _ items: [(name: String, token: String)], _ completion: @escaping (Result<[LockRelease], RPCError>) -> Void
+        _ items: [(name: String, token: String, session: String?)],
+        _ completion: @escaping (Result<[LockRelease], RPCError>) -> Void
     ) {
-        let params = [PGArray.text(items.map(\.name)), PGArray.text(items.map(\.token))]
+        let params = [
+            PGArray.text(items.map(\.name)), PGArray.text(items.map(\.token)), PGArray.text(items.map(\.session)),
+        ]
         one(LockSQL.release, params, completion) { rows throws(RPCError) in
             var freed: [String: LockRelease] = [:]
             for i in 0..<rows.rowCount {
@@ -157,7 +182,7 @@ extension Store {
 
     /// Releases one lease; `true` when `token` held it.
     public func releaseLock(name: String, token: String, _ completion: @escaping (Result<Bool, RPCError>) -> Void) {
-        releaseLocks([(name, token)]) { completion($0.map { $0[0].released }) }
+        releaseLocks([(name, token, nil)]) { completion($0.map { $0[0].released }) }
     }
 
     /// Removes waiters from the durable line (they gave up or left). Per waiter: the lock's holder and

@@ -32,6 +32,9 @@ struct Serve: ParsableCommand {
     @Option(help: "Close connections idle for this many milliseconds.")
     var idleTimeoutMs = 300_000
 
+    @Option(help: "Waiters this server queues for one lock name; locks.acquire with waitMs beyond it is refused.")
+    var maxLockWaiters = 10_000
+
     @Option(help: "Default first retry delay of a failed job, in milliseconds.")
     var retryInitialMs = 1_000.0
 
@@ -106,6 +109,7 @@ struct Serve: ParsableCommand {
         config.poolSize = poolSize
         config.limits.maxFrameBytes = maxFrameBytes
         config.limits.idleTimeoutMs = idleTimeoutMs
+        config.limits.maxLockWaiters = max(1, maxLockWaiters)
         config.retry.initialMs = retryInitialMs
         config.retry.maxMs = retryMaxMs
         config.retry.coefficient = max(1, retryCoefficient)
