@@ -24,6 +24,11 @@ final class ClientConnection {
     private(set) var deadlines: ConnectionDeadlines
     private(set) var inFlight = 0
     private var pausedForInFlight = false
+    /// Set when this connection used its share of a loop turn; the server resumes it next turn.
+    private var pausedForTurn = false
+    /// Requests taken in loop turn `turn`.
+    private var takenThisTurn = 0
+    private var turn: UInt64 = 0
     private var closeAfterFlush = false
     private(set) var isClosed = false
     /// Lines handed to the decoder so far (tells the frame clock that a frame ended).
@@ -80,6 +85,14 @@ final class ClientConnection {
         case .paused:
             if inFlight >= server.config.limits.maxInFlight { pausedForInFlight = true }
             _ = backpressure.outputChanged(pendingBytes: writeBacklog)
+            let heldBack = pausedForInFlight || backpressure.isPaused || closeAfterFlush || isClosed
+            if !heldBack, !pausedForTurn, turnUsed {
+                // Only the turn's share stops it: worth waiting a turn only if a whole request is
+                // waiting (a client with one request at a time goes on reading at once).
+                guard framer.hasCompleteLine else { return }
+                pausedForTurn = true
+                server.resumeNextTurn(self)
+            }
             pauseReading()
         case .frameTooLarge:
             let max = server.config.limits.maxFrameBytes
@@ -94,6 +107,12 @@ final class ClientConnection {
     private func handleLine(_ line: UnsafeRawBufferPointer) -> Bool {
         guard !isClosed, !closeAfterFlush else { return false }
         linesTaken += 1
+        if turn != server.turn {
+            turn = server.turn
+            takenThisTurn = 0
+        }
+        takenThisTurn += 1
+        server.turnWorkStarting()
         switch RPCDecoder.decode(line, maxBatch: server.config.limits.maxBatch) {
         case .reject(let error):
             send(error: error, id: .null)
@@ -107,10 +126,28 @@ final class ClientConnection {
                 self.requestFinished()
             }
         case .batch(let items):
+            takenThisTurn += items.count - 1
             handleBatch(items)
         }
         // libuv reads many chunks per iteration, so the backlog is checked per request, not per flush.
         return inFlight < server.config.limits.maxInFlight && backpressure.mayTakeRequest(pendingBytes: writeBacklog)
+            && !turnUsed
+    }
+
+    /// This connection took its share of the turn, or the turn's time is spent.
+    private var turnUsed: Bool { takenThisTurn >= Self.requestsPerTurn || server.turnExhausted }
+
+    /// Requests one connection may start per loop turn. A pipelining peer's read holds a thousand
+    /// requests or more; taking them all at once would make every other connection wait for them.
+    /// Past this share (or once the turn's time is spent, after one request each) the connection
+    /// waits for the next turn, after the loop has polled the others.
+    static let requestsPerTurn = 64
+
+    /// A new loop turn: take this connection's next share of requests.
+    func turnStarted() {
+        guard pausedForTurn else { return }
+        pausedForTurn = false
+        resumeReadingIfAllowed()
     }
 
     /// Reply bytes not yet taken by the peer: buffered here plus queued in libuv.
@@ -159,7 +196,7 @@ final class ClientConnection {
 
     /// Takes requests already buffered, then reads again, unless a limit still holds.
     private func resumeReadingIfAllowed() {
-        guard !pausedForInFlight, !backpressure.isPaused, !closeAfterFlush, !isClosed else { return }
+        guard !pausedForInFlight, !pausedForTurn, !backpressure.isPaused, !closeAfterFlush, !isClosed else { return }
         if framer.bufferedCount > 0 {
             let outcome = framer.drain { line in self.handleLine(line) }
             after(outcome)

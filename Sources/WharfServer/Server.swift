@@ -26,6 +26,24 @@ public final class Server: @unchecked Sendable {  // loop-thread confined; only 
     /// Connections closed because the server was over its buffer budget.
     private(set) var evictedConnections = 0
     private var dirty: [ClientConnection] = []
+    /// Connections that used their share of this loop turn, resumed at the start of the next one.
+    private var yielded: [ClientConnection] = []
+    /// Counts loop turns (check phases); a connection's share of requests is per turn.
+    private(set) var turn: UInt64 = 0
+    /// When the first request of this turn started (`EventLoop.hrtimeNs`; 0: none yet).
+    private var turnWorkStartedNs: UInt64 = 0
+    /// Time all connections together may spend starting requests in one loop turn before each is held
+    /// to one request per turn: this bounds how long one turn keeps the others waiting, on any build
+    /// and with any number of busy connections.
+    static let turnBudgetNs: UInt64 = 2_000_000
+
+    /// A request is about to be handled: starts the turn's clock if it is the first.
+    func turnWorkStarting() {
+        if turnWorkStartedNs == 0 { turnWorkStartedNs = EventLoop.hrtimeNs }
+    }
+
+    /// True once this turn's budget for starting requests is spent.
+    var turnExhausted: Bool { turnWorkStartedNs != 0 && EventLoop.hrtimeNs &- turnWorkStartedNs >= Self.turnBudgetNs }
     private var beforeFlush: [() -> Void] = []
     var jobs: JobsService!
     var locks: LocksService!
@@ -270,8 +288,34 @@ public final class Server: @unchecked Sendable {  // loop-thread confined; only 
         keepAwake?.start()
     }
 
+    /// `conn` used its share of this turn: it continues after the loop has polled everyone else.
+    func resumeNextTurn(_ conn: ClientConnection) {
+        yielded.append(conn)
+        keepAwake?.start()
+    }
+
+    /// Resumes waiting connections in the order they yielded, while this turn's time lasts; the rest
+    /// keep their place for the next turn (round robin), and those that yield again go to the back.
+    private func resumeYielded() {
+        let waiting = yielded
+        yielded = []
+        var next = 0
+        while next < waiting.count, !turnExhausted {
+            waiting[next].turnStarted()
+            next += 1
+        }
+
+        if next < waiting.count {
+            yielded = Array(waiting[next...]) + yielded
+            keepAwake?.start()
+        }
+    }
+
     private func flushDirty() {
         keepAwake?.stop()
+        turn &+= 1
+        turnWorkStartedNs = 0
+        if !yielded.isEmpty { resumeYielded() }
         while !beforeFlush.isEmpty {
             let hooks = beforeFlush
             beforeFlush.removeAll()
