@@ -289,6 +289,8 @@ final class ClientConnection {
             output.bytes.withUnsafeBytes { tcp.write($0) }
             output.bytes.removeAll(keepingCapacity: output.bytes.capacity <= 1 << 16)
         }
+        // The kernel took what was moved: move more next turn (no write completes to say so).
+        if !events.isEmpty, writeBacklog < eventWindow { markDirty() }
         outputChanged()
     }
 
