@@ -200,7 +200,8 @@ final class ClientConnection {
         if framer.bufferedCount > 0 {
             let outcome = framer.drain { line in self.handleLine(line) }
             after(outcome)
-            if outcome != .ok { return }
+            // `after` may have let a turn's pause go (nothing whole left to take): then read on.
+            if pausedForInFlight || pausedForTurn || backpressure.isPaused || closeAfterFlush || isClosed { return }
         }
         tcp.startReading()
         deadlines.readingResumed(partialFrame: framer.bufferedCount > 0, now: server.loop.nowMs)
