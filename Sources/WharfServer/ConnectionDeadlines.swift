@@ -96,14 +96,17 @@ struct ConnectionDeadlines: Sendable {
     func expired(now: UInt64, busy: Bool) -> Expiry? {
         if let since = writeStalledSinceMs {
             var limit = UInt64(settings.writeTimeoutMs)
-            if closingSinceMs != nil { limit = limit == 0 ? UInt64(settings.closeLingerMs) : min(limit, UInt64(settings.closeLingerMs)) }
+            if closingSinceMs != nil {
+                limit = limit == 0 ? UInt64(settings.closeLingerMs) : min(limit, UInt64(settings.closeLingerMs))
+            }
             if limit > 0, now &- since >= limit { return .write }
         }
         if closingSinceMs != nil { return nil }
         if !isAuthenticated, settings.authTimeoutMs > 0, now &- openedAtMs >= UInt64(settings.authTimeoutMs) {
             return .authentication
         }
-        if let since = partialFrameSinceMs, settings.frameTimeoutMs > 0, now &- since >= UInt64(settings.frameTimeoutMs) {
+        if let since = partialFrameSinceMs, settings.frameTimeoutMs > 0, now &- since >= UInt64(settings.frameTimeoutMs)
+        {
             return .frame
         }
         if !busy, settings.idleTimeoutMs > 0, now &- lastActivityMs >= UInt64(settings.idleTimeoutMs) {

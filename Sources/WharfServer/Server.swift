@@ -23,8 +23,6 @@ public final class Server: @unchecked Sendable {  // loop-thread confined; only 
     private var connectionsPerPeer: [String: Int] = [:]
     /// Bytes held by all connections together (see `Limits.maxBufferedBytes`).
     private(set) var bufferedBytes = 0
-    /// Connections closed because the server was over its buffer budget.
-    private(set) var evictedConnections = 0
     private var dirty: [ClientConnection] = []
     /// Connections that used their share of this loop turn, resumed at the start of the next one.
     private var yielded: [ClientConnection] = []
@@ -43,7 +41,9 @@ public final class Server: @unchecked Sendable {  // loop-thread confined; only 
     }
 
     /// True once this turn's budget for starting requests is spent.
-    var turnExhausted: Bool { turnWorkStartedNs != 0 && EventLoop.hrtimeNs &- turnWorkStartedNs >= Self.turnBudgetNs }
+    var turnExhausted: Bool {
+        turnWorkStartedNs != 0 && EventLoop.hrtimeNs &- turnWorkStartedNs >= Self.turnBudgetNs
+    }
     private var beforeFlush: [() -> Void] = []
     var jobs: JobsService!
     var locks: LocksService!
@@ -249,7 +249,9 @@ public final class Server: @unchecked Sendable {  // loop-thread confined; only 
         } else if connections.count >= limits.maxConnections {
             refusal = .limitExceeded(
                 "too many connections", limit: "connections", max: limits.maxConnections, retryable: true)
-        } else if let peer, limits.maxConnectionsPerPeer > 0, connectionsPerPeer[peer, default: 0] >= limits.maxConnectionsPerPeer {
+        } else if let peer, limits.maxConnectionsPerPeer > 0,
+            connectionsPerPeer[peer, default: 0] >= limits.maxConnectionsPerPeer
+        {
             refusal = .limitExceeded(
                 "too many connections from \(peer)", limit: "connectionsPerPeer", max: limits.maxConnectionsPerPeer,
                 retryable: true)
@@ -269,9 +271,6 @@ public final class Server: @unchecked Sendable {  // loop-thread confined; only 
             connectionsPerPeer[peer] = left > 0 ? left : nil
         }
     }
-
-    /// Open connections from `peer`.
-    func connectionCount(fromPeer peer: String) -> Int { connectionsPerPeer[peer, default: 0] }
 
     func bufferedBytesChanged(by delta: Int) { bufferedBytes += delta }
 
@@ -304,7 +303,6 @@ public final class Server: @unchecked Sendable {  // loop-thread confined; only 
             waiting[next].turnStarted()
             next += 1
         }
-
         if next < waiting.count {
             yielded = Array(waiting[next...]) + yielded
             keepAwake?.start()
@@ -352,7 +350,6 @@ public final class Server: @unchecked Sendable {  // loop-thread confined; only 
         }
         for c in ranked {
             guard bufferedBytes > budget else { break }
-            evictedConnections += 1
             logger.warning(
                 "closing a connection: the server holds more buffered bytes than --max-buffered-bytes",
                 metadata: [

@@ -47,9 +47,12 @@ public struct Limits: Sendable {
         for (name, value) in positive where value < 1 { throw ConfigError(message: "--\(name) must be at least 1") }
         let nonNegative: [(String, Int)] = [
             ("max-connections-per-peer", maxConnectionsPerPeer), ("write-timeout-ms", writeTimeoutMs),
-            ("auth-timeout-ms", authTimeoutMs), ("frame-timeout-ms", frameTimeoutMs), ("idle-timeout-ms", idleTimeoutMs),
+            ("auth-timeout-ms", authTimeoutMs), ("frame-timeout-ms", frameTimeoutMs),
+            ("idle-timeout-ms", idleTimeoutMs),
         ]
-        for (name, value) in nonNegative where value < 0 { throw ConfigError(message: "--\(name) must not be negative") }
+        for (name, value) in nonNegative where value < 0 {
+            throw ConfigError(message: "--\(name) must not be negative")
+        }
     }
 
     /// The clocks of one connection.

@@ -19,7 +19,9 @@ struct Serve: ParsableCommand {
 
     @Option(
         name: .customLong("token"),
-        help: "ROLE:SECRET, repeatable. Roles: admin, producer, worker, reader. Visible to other users in ps: prefer --token-file or WHARF_TOKENS.")
+        help: ArgumentHelp(
+            "ROLE:SECRET, repeatable. Roles: admin, producer, worker, reader. Other users see it in ps: prefer "
+                + "--token-file or WHARF_TOKENS (ROLE:SECRET entries separated by commas or whitespace)."))
     var tokens: [String] = []
 
     @Option(help: "File with one ROLE:SECRET per line (# comments allowed).")
@@ -46,16 +48,16 @@ struct Serve: ParsableCommand {
     @Option(help: "Bytes all connections together may buffer before the most stuck one is closed.")
     var maxBufferedBytes = 256 << 20
 
-    @Option(help: "Close a connection whose peer takes none of its pending output for this many milliseconds (0: never).")
+    @Option(help: "Close a connection whose peer takes none of its pending output for this many ms (0: never).")
     var writeTimeoutMs = 30_000
 
-    @Option(help: "With tokens, close a connection that has not called session.hello this many milliseconds after connecting (0: never).")
+    @Option(help: "With tokens, close a connection without session.hello this many ms after connecting (0: never).")
     var authTimeoutMs = 10_000
 
-    @Option(help: "Close a connection whose started line is not finished within this many milliseconds (0: never).")
+    @Option(help: "Close a connection whose started line is not finished within this many ms (0: never).")
     var frameTimeoutMs = 30_000
 
-    @Option(help: "Events queued per subscriber before the oldest are dropped (and counted in an events.dropped event).")
+    @Option(help: "Events queued per subscriber before the oldest are dropped (counted in an events.dropped event).")
     var maxSubscriberQueue = 10_000
 
     @Option(help: "Default first retry delay of a failed job, in milliseconds.")

@@ -23,7 +23,8 @@ import Testing
         var off = settings
         off.authTimeoutMs = 0
         #expect(ConnectionDeadlines(settings: off, now: 0, authenticated: false).expired(now: 5_000, busy: true) == nil)
-        #expect(ConnectionDeadlines(settings: settings, now: 0, authenticated: true).expired(now: 5_000, busy: true) == nil)
+        #expect(
+            ConnectionDeadlines(settings: settings, now: 0, authenticated: true).expired(now: 5_000, busy: true) == nil)
     }
 
     @Test func aFrameTricklingInByteByByteExpiresFromItsFirstByte() {

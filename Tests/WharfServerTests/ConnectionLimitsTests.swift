@@ -67,7 +67,8 @@ import WharfRPC
     @Test func aLiveSubscriptionIsNotIdle() throws {
         let server = try TestServer { $0.limits.idleTimeoutMs = 300 }
         let listener = try server.connect()
-        #expect(try listener.call("events.subscribe", ["events": ["endpoint.disabled"]])["events"] == ["endpoint.disabled"])
+        #expect(
+            try listener.call("events.subscribe", ["events": ["endpoint.disabled"]])["events"] == ["endpoint.disabled"])
         let quiet = try server.connect()
         #expect(try quiet.call("server.ping") == "pong")
         Thread.sleep(forTimeInterval: 1.2)
