@@ -14,6 +14,9 @@ public struct LineFramer {
     /// Bytes held back (a partial line, or lines not yet consumed).
     public var bufferedCount: Int { pending.count }
 
+    /// True when a whole line is held back (not only the start of one).
+    public var hasCompleteLine: Bool { pending.contains(0x0A) }
+
     public enum Outcome: Equatable { case ok, paused, frameTooLarge }
 
     /// Feeds `chunk`. `onLine` returns false to pause: the rest is kept and delivered by `drain`.

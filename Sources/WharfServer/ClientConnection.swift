@@ -1,3 +1,4 @@
+import WharfCore
 import WharfRPC
 import WharfUV
 
@@ -5,47 +6,76 @@ import WharfUV
 ///
 /// Replies are appended to `output` as calls finish (in any order) and written once per loop
 /// iteration by the server's check handle. Reading stops while `maxInFlight` requests are unanswered
-/// or while more than `maxWriteBufferBytes` of replies wait for a peer that does not read; the
-/// framer keeps what was already read. Loop thread only.
+/// or while the peer leaves `maxWriteBufferBytes` of replies unread (`WriteBackpressure`); the framer
+/// keeps what was already read. Events wait in a bounded `SubscriberQueue` and move to the output only
+/// while the peer keeps up. `ConnectionDeadlines` ends a connection that does not authenticate, does
+/// not finish a frame, takes none of its output, or idles. Every byte this connection holds is counted
+/// in the server's buffer budget. Loop thread only.
 final class ClientConnection {
     let tcp: TCPConnection
     let session: Session
+    /// The peer's numeric address, counted against the per-peer connection limit (nil: not counted).
+    let peer: String?
     private unowned let server: Server
     private var framer: LineFramer
     private var output = JSONWriter(capacity: 4096)
+    private var events: SubscriberQueue
+    private var backpressure: WriteBackpressure
+    private(set) var deadlines: ConnectionDeadlines
     private(set) var inFlight = 0
     private var pausedForInFlight = false
-    private var pausedForWrites = false
+    /// Set when this connection used its share of a loop turn; the server resumes it next turn.
+    private var pausedForTurn = false
+    /// Requests taken in loop turn `turn`.
+    private var takenThisTurn = 0
+    private var turn: UInt64 = 0
     private var closeAfterFlush = false
     private(set) var isClosed = false
-    private(set) var lastActivityMs: UInt64
+    /// Lines handed to the decoder so far (tells the frame clock that a frame ended).
+    private var linesTaken = 0
+    /// What this connection last added to `server.bufferedBytes`.
+    private(set) var accountedBytes = 0
     var isDirty = false
 
-    init(tcp: TCPConnection, session: Session, server: Server) {
+    init(tcp: TCPConnection, session: Session, peer: String?, server: Server) {
         self.tcp = tcp
         self.session = session
+        self.peer = peer
         self.server = server
-        framer = LineFramer(maxFrame: server.config.limits.maxFrameBytes)
-        lastActivityMs = server.loop.nowMs
+        let limits = server.config.limits
+        framer = LineFramer(maxFrame: limits.maxFrameBytes)
+        events = SubscriberQueue(capacity: max(1, limits.maxSubscriberQueue))
+        backpressure = WriteBackpressure(highWater: max(1, limits.maxWriteBufferBytes))
+        deadlines = ConnectionDeadlines(
+            settings: limits.deadlines, now: server.loop.nowMs, authenticated: session.role != nil)
     }
 
     func start() {
         tcp.setNoDelay()
+        tcp.setKeepAlive(delaySeconds: 60)
         tcp.setHandlers(
             onRead: { [unowned self] bytes in self.received(bytes) },
             onEnd: { [unowned self] _ in self.close() })
-        tcp.setDrainHandler { [unowned self] in self.writesDrained() }
+        tcp.setWrittenHandler { [unowned self] in self.written() }
         tcp.startReading()
     }
 
-    var isIdle: Bool { inFlight == 0 && output.bytes.isEmpty }
+    /// Events dropped from this subscriber's queue so far.
+    var eventsDropped: Int { events.droppedTotal }
 
     // MARK: Input
 
     private func received(_ bytes: UnsafeRawBufferPointer) {
-        lastActivityMs = server.loop.nowMs
+        let before = linesTaken
         let outcome = framer.feed(bytes) { line in self.handleLine(line) }
         after(outcome)
+        if tcp.isReading {
+            deadlines.inputReceived(
+                completedFrame: linesTaken != before, partialFrame: framer.bufferedCount > 0, now: server.loop.nowMs)
+        } else {
+            deadlines.inputReceived(completedFrame: true, partialFrame: false, now: server.loop.nowMs)
+        }
+        account()
     }
 
     private func after(_ outcome: LineFramer.Outcome) {
@@ -54,21 +84,35 @@ final class ClientConnection {
             break
         case .paused:
             if inFlight >= server.config.limits.maxInFlight { pausedForInFlight = true }
-            if writeBacklog >= server.config.limits.maxWriteBufferBytes { pausedForWrites = true }
-            tcp.stopReading()
+            _ = backpressure.outputChanged(pendingBytes: writeBacklog)
+            let heldBack = pausedForInFlight || backpressure.isPaused || closeAfterFlush || isClosed
+            if !heldBack, !pausedForTurn, turnUsed {
+                // Only the turn's share stops it: worth waiting a turn only if a whole request is
+                // waiting (a client with one request at a time goes on reading at once).
+                guard framer.hasCompleteLine else { return }
+                pausedForTurn = true
+                server.resumeNextTurn(self)
+            }
+            pauseReading()
         case .frameTooLarge:
             let max = server.config.limits.maxFrameBytes
             send(
                 error: .limitExceeded("frame exceeds \(max) bytes; closing connection", limit: "frameBytes", max: max),
                 id: .null)
-            closeAfterFlush = true
-            tcp.stopReading()
+            closeGracefully()
         }
     }
 
     /// Handles one line; returns false when no more requests should be taken for now.
     private func handleLine(_ line: UnsafeRawBufferPointer) -> Bool {
         guard !isClosed, !closeAfterFlush else { return false }
+        linesTaken += 1
+        if turn != server.turn {
+            turn = server.turn
+            takenThisTurn = 0
+        }
+        takenThisTurn += 1
+        server.turnWorkStarting()
         switch RPCDecoder.decode(line, maxBatch: server.config.limits.maxBatch) {
         case .reject(let error):
             send(error: error, id: .null)
@@ -82,10 +126,28 @@ final class ClientConnection {
                 self.requestFinished()
             }
         case .batch(let items):
+            takenThisTurn += items.count - 1
             handleBatch(items)
         }
         // libuv reads many chunks per iteration, so the backlog is checked per request, not per flush.
-        return inFlight < server.config.limits.maxInFlight && writeBacklog < server.config.limits.maxWriteBufferBytes
+        return inFlight < server.config.limits.maxInFlight && backpressure.mayTakeRequest(pendingBytes: writeBacklog)
+            && !turnUsed
+    }
+
+    /// This connection took its share of the turn, or the turn's time is spent.
+    private var turnUsed: Bool { takenThisTurn >= Self.requestsPerTurn || server.turnExhausted }
+
+    /// Requests one connection may start per loop turn. A pipelining peer's read holds a thousand
+    /// requests or more; taking them all at once would make every other connection wait for them.
+    /// Past this share (or once the turn's time is spent, after one request each) the connection
+    /// waits for the next turn, after the loop has polled the others.
+    static let requestsPerTurn = 64
+
+    /// A new loop turn: take this connection's next share of requests.
+    func turnStarted() {
+        guard pausedForTurn else { return }
+        pausedForTurn = false
+        resumeReadingIfAllowed()
     }
 
     /// Reply bytes not yet taken by the peer: buffered here plus queued in libuv.
@@ -120,22 +182,29 @@ final class ClientConnection {
 
     private func requestFinished() {
         inFlight -= 1
-        lastActivityMs = server.loop.nowMs
+        deadlines.requestFinished(now: server.loop.nowMs)
         if pausedForInFlight, inFlight <= server.config.limits.maxInFlight / 2, !isClosed {
             pausedForInFlight = false
             resumeReadingIfAllowed()
         }
     }
 
+    private func pauseReading() {
+        tcp.stopReading()
+        deadlines.readingPaused()
+    }
+
     /// Takes requests already buffered, then reads again, unless a limit still holds.
     private func resumeReadingIfAllowed() {
-        guard !pausedForInFlight, !pausedForWrites, !closeAfterFlush, !isClosed else { return }
+        guard !pausedForInFlight, !pausedForTurn, !backpressure.isPaused, !closeAfterFlush, !isClosed else { return }
         if framer.bufferedCount > 0 {
             let outcome = framer.drain { line in self.handleLine(line) }
             after(outcome)
-            if outcome != .ok { return }
+            // `after` may have let a turn's pause go (nothing whole left to take): then read on.
+            if pausedForInFlight || pausedForTurn || backpressure.isPaused || closeAfterFlush || isClosed { return }
         }
         tcp.startReading()
+        deadlines.readingResumed(partialFrame: framer.bufferedCount > 0, now: server.loop.nowMs)
     }
 
     // MARK: Output
@@ -159,11 +228,20 @@ final class ClientConnection {
 
     private func send(error: RPCError, id: JSON) { send(.failure(error), id: id) }
 
-    /// Queues a server-to-client message (a reply array or a notification).
+    /// Queues a server-to-client message (a reply array or a connection-level error).
     func enqueue(_ message: JSON) {
         guard !isClosed else { return }
         output.write(message)
         output.bytes.append(0x0A)
+        markDirty()
+    }
+
+    /// Queues one encoded event line (shared between subscribers); the oldest waiting event is dropped
+    /// when this subscriber's queue is full.
+    func enqueueEvent(_ line: [UInt8]) {
+        guard !isClosed, !closeAfterFlush else { return }
+        events.push(line)
+        account()
         markDirty()
     }
 
@@ -174,42 +252,141 @@ final class ClientConnection {
         }
     }
 
+    /// Unsent output under which waiting events move to the output. Above it they stay in the queue,
+    /// where they can be dropped, rather than in the output, where they cannot.
+    private var eventWindow: Int { min(backpressure.lowWater, 64 << 10) }
+
+    /// Moves waiting events into the output while the peer keeps up; a gap marker stands where events
+    /// were dropped.
+    private func moveEvents() {
+        while writeBacklog < eventWindow, let next = events.pop() {
+            switch next {
+            case .event(let line):
+                output.bytes.append(contentsOf: line)
+            case .gap(let count):
+                output.write(Self.gapMarker(dropped: count, limit: events.capacity))
+                output.bytes.append(0x0A)
+            }
+        }
+    }
+
+    /// The `events.dropped` event that replaces events this subscriber was too slow to take.
+    static func gapMarker(dropped: Int, limit: Int) -> JSON {
+        [
+            "jsonrpc": "2.0", "method": "event",
+            "params": [
+                "type": "events.dropped", "at": .string(Timestamp.format(epochMs: Timestamp.nowMs())),
+                "data": ["dropped": .from(dropped), "queueLimit": .from(limit)],
+            ],
+        ]
+    }
+
     /// Writes everything buffered; called once per loop iteration.
     func flush() {
         isDirty = false
         guard !isClosed else { return }
+        if !events.isEmpty { moveEvents() }
         if !output.bytes.isEmpty {
             output.bytes.withUnsafeBytes { tcp.write($0) }
             output.bytes.removeAll(keepingCapacity: output.bytes.capacity <= 1 << 16)
         }
-        if tcp.queuedBytes >= server.config.limits.maxWriteBufferBytes, !pausedForWrites {
-            pausedForWrites = true
-            tcp.stopReading()
-        }
-        if closeAfterFlush, tcp.queuedBytes == 0 { close() }
+        // The kernel took what was moved: move more next turn (no write completes to say so).
+        if !events.isEmpty, writeBacklog < eventWindow { markDirty() }
+        outputChanged()
     }
 
-    private func writesDrained() {
-        if closeAfterFlush { return close() }
-        if pausedForWrites, output.bytes.isEmpty {
-            pausedForWrites = false
-            resumeReadingIfAllowed()
+    /// A queued write completed: the peer is reading.
+    private func written() {
+        if !events.isEmpty, writeBacklog < eventWindow { markDirty() }
+        outputChanged()
+    }
+
+    /// Re-reads the output's state: the write clock, backpressure, a pending close, the accounting.
+    private func outputChanged() {
+        guard !isClosed else { return }
+        deadlines.outputSampled(pendingBytes: tcp.queuedBytes, writtenBytes: tcp.writtenBytes, now: server.loop.nowMs)
+        switch backpressure.outputChanged(pendingBytes: writeBacklog) {
+        case .pauseReading?: pauseReading()
+        case .resumeReading?: resumeReadingIfAllowed()
+        case nil: break
+        }
+        if closeAfterFlush, output.bytes.isEmpty, tcp.queuedBytes == 0 { return close() }
+        account()
+    }
+
+    /// Reports this connection's buffered bytes (output, queued writes, input, events) to the server.
+    private func account() {
+        let bytes = isClosed ? 0 : output.bytes.count + tcp.queuedBytes + framer.bufferedCount + events.byteCount
+        if bytes != accountedBytes {
+            server.bufferedBytesChanged(by: bytes - accountedBytes)
+            accountedBytes = bytes
         }
     }
+
+    // MARK: Deadlines
+
+    /// Checks the connection's clocks (called by the server's sweeper); ends it when one ran out.
+    func checkDeadlines(now: UInt64) {
+        guard !isClosed else { return }
+        if !deadlines.isAuthenticated, session.role != nil { deadlines.sessionAuthenticated() }
+        deadlines.outputSampled(pendingBytes: tcp.queuedBytes, writtenBytes: tcp.writtenBytes, now: now)
+        guard let expiry = deadlines.expired(now: now, busy: inFlight > 0 || !session.subscriptions.isEmpty) else {
+            return
+        }
+        let limits = server.config.limits
+        switch expiry {
+        case .write:
+            server.logger.info(
+                "closing a connection that takes none of its output",
+                metadata: [
+                    "session": "\(session.id)", "peer": "\(peer ?? "?")", "unsentBytes": "\(tcp.queuedBytes)",
+                    "writeTimeoutMs": "\(limits.writeTimeoutMs)",
+                ])
+            close()
+        case .authentication:
+            closeWithError(
+                .limitExceeded(
+                    "no session.hello within \(limits.authTimeoutMs) ms; closing connection", limit: "authTimeoutMs",
+                    max: limits.authTimeoutMs, retryable: true))
+        case .frame:
+            closeWithError(
+                .limitExceeded(
+                    "frame not finished within \(limits.frameTimeoutMs) ms; closing connection",
+                    limit: "frameTimeoutMs", max: limits.frameTimeoutMs, retryable: true))
+        case .idle:
+            server.logger.debug("closing idle connection", metadata: ["session": "\(session.id)"])
+            closeWithError(
+                .limitExceeded("idle timeout", limit: "idleTimeoutMs", max: limits.idleTimeoutMs, retryable: true))
+        }
+    }
+
+    /// Sends `error` (id null) and closes once it is written.
+    func closeWithError(_ error: RPCError) {
+        enqueue(Self.reply(.failure(error), id: .null))
+        closeGracefully()
+    }
+
+    // MARK: Closing
 
     /// Closes at once; unanswered calls finish into nothing, and the session's close hooks run.
     func close() {
         guard !isClosed else { return }
         isClosed = true
         tcp.close()
+        events.removeAll()
+        account()
         session.closed()
         server.connectionClosed(self)
     }
 
-    /// Closes after writing what is buffered (used for limits and shutdown).
+    /// Closes after writing what is buffered (used for limits and shutdown); a peer that takes none of
+    /// it for `closeLingerMs` is closed anyway.
     func closeGracefully() {
+        guard !isClosed else { return }
         closeAfterFlush = true
-        tcp.stopReading()
+        pauseReading()
+        events.removeAll()
+        deadlines.closingStarted(now: server.loop.nowMs)
         if output.bytes.isEmpty && tcp.queuedBytes == 0 { close() } else { markDirty() }
     }
 }

@@ -46,9 +46,20 @@ extension Server {
     }
 
     private func deliverEvent(type: String, at: JSON, data: JSON) {
-        let note: JSON = ["jsonrpc": "2.0", "method": "event", "params": ["type": .string(type), "at": at, "data": data]]
-        for c in connections.values where c.session.subscriptions.contains(type) || c.session.subscriptions.contains("*") {
-            c.enqueue(note)
+        let note: JSON = [
+            "jsonrpc": "2.0", "method": "event", "params": ["type": .string(type), "at": at, "data": data],
+        ]
+        // Encoded once; every subscriber's queue shares the same bytes.
+        var line: [UInt8]?
+        for c in connections.values
+        where c.session.subscriptions.contains(type) || c.session.subscriptions.contains("*") {
+            if line == nil {
+                var w = JSONWriter(capacity: 256)
+                w.write(note)
+                w.bytes.append(0x0A)
+                line = w.bytes
+            }
+            c.enqueueEvent(line!)
         }
     }
 }

@@ -36,6 +36,14 @@ extension Server {
                     "maxInFlight": .from(config.limits.maxInFlight),
                     "idleTimeoutMs": .from(config.limits.idleTimeoutMs),
                     "maxReplyBytes": .from(config.limits.maxReplyBytes),
+                    "maxConnections": .from(config.limits.maxConnections),
+                    "maxConnectionsPerPeer": .from(config.limits.maxConnectionsPerPeer),
+                    "maxWriteBufferBytes": .from(config.limits.maxWriteBufferBytes),
+                    "maxBufferedBytes": .from(config.limits.maxBufferedBytes),
+                    "writeTimeoutMs": .from(config.limits.writeTimeoutMs),
+                    "authTimeoutMs": .from(config.limits.authTimeoutMs),
+                    "frameTimeoutMs": .from(config.limits.frameTimeoutMs),
+                    "maxSubscriberQueue": .from(config.limits.maxSubscriberQueue),
                 ],
             ])
         }

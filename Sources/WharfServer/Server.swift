@@ -19,7 +19,31 @@ public final class Server: @unchecked Sendable {  // loop-thread confined; only 
     public private(set) var store: Store!
     private var listener: TCPListener?
     private(set) var connections: [ObjectIdentifier: ClientConnection] = [:]
+    /// Open connections per peer address (for `maxConnectionsPerPeer`).
+    private var connectionsPerPeer: [String: Int] = [:]
+    /// Bytes held by all connections together (see `Limits.maxBufferedBytes`).
+    private(set) var bufferedBytes = 0
     private var dirty: [ClientConnection] = []
+    /// Connections that used their share of this loop turn, resumed at the start of the next one.
+    private var yielded: [ClientConnection] = []
+    /// Counts loop turns (check phases); a connection's share of requests is per turn.
+    private(set) var turn: UInt64 = 0
+    /// When the first request of this turn started (`EventLoop.hrtimeNs`; 0: none yet).
+    private var turnWorkStartedNs: UInt64 = 0
+    /// Time all connections together may spend starting requests in one loop turn before each is held
+    /// to one request per turn: this bounds how long one turn keeps the others waiting, on any build
+    /// and with any number of busy connections.
+    static let turnBudgetNs: UInt64 = 2_000_000
+
+    /// A request is about to be handled: starts the turn's clock if it is the first.
+    func turnWorkStarting() {
+        if turnWorkStartedNs == 0 { turnWorkStartedNs = EventLoop.hrtimeNs }
+    }
+
+    /// True once this turn's budget for starting requests is spent.
+    var turnExhausted: Bool {
+        turnWorkStartedNs != 0 && EventLoop.hrtimeNs &- turnWorkStartedNs >= Self.turnBudgetNs
+    }
     private var beforeFlush: [() -> Void] = []
     var jobs: JobsService!
     var locks: LocksService!
@@ -150,7 +174,9 @@ public final class Server: @unchecked Sendable {  // loop-thread confined; only 
             return
         }
         let sweeper = try? LoopTimer(loop: loop)
-        sweeper?.start(timeoutMs: 1_000, repeatMs: 1_000) { [unowned self] in self.sweepIdle() }
+        sweeper?.start(timeoutMs: Self.sweepEveryMs, repeatMs: Self.sweepEveryMs) { [unowned self] in
+            self.sweepDeadlines()
+        }
         sweeper?.unref()
         idleSweeper = sweeper
         pool.whenReady { [unowned self] in
@@ -215,28 +241,38 @@ public final class Server: @unchecked Sendable {  // loop-thread confined; only 
     private func accepted(_ tcp: TCPConnection) {
         nextSessionID += 1
         let session = Session(id: "\(config.replicaID)-\(nextSessionID)", role: config.tokens.isEmpty ? .admin : nil)
-        let conn = ClientConnection(tcp: tcp, session: session, server: self)
-        if draining || connections.count >= config.limits.maxConnections {
-            connections[ObjectIdentifier(conn)] = conn
-            conn.start()
-            let max = config.limits.maxConnections
-            conn.enqueue(
-                ClientConnection.reply(
-                    .failure(
-                        draining
-                            ? .unavailable("server is shutting down", reason: "shutting_down")
-                            : .limitExceeded("too many connections", limit: "connections", max: max, retryable: true)),
-                    id: .null))
-            conn.closeGracefully()
-            return
+        let peer = tcp.peerAddress
+        let limits = config.limits
+        var refusal: RPCError?
+        if draining {
+            refusal = .unavailable("server is shutting down", reason: "shutting_down")
+        } else if connections.count >= limits.maxConnections {
+            refusal = .limitExceeded(
+                "too many connections", limit: "connections", max: limits.maxConnections, retryable: true)
+        } else if let peer, limits.maxConnectionsPerPeer > 0,
+            connectionsPerPeer[peer, default: 0] >= limits.maxConnectionsPerPeer
+        {
+            refusal = .limitExceeded(
+                "too many connections from \(peer)", limit: "connectionsPerPeer", max: limits.maxConnectionsPerPeer,
+                retryable: true)
         }
+        // A refused connection is not counted against its peer: it only carries the error line.
+        let conn = ClientConnection(tcp: tcp, session: session, peer: refusal == nil ? peer : nil, server: self)
         connections[ObjectIdentifier(conn)] = conn
+        if let peer = conn.peer { connectionsPerPeer[peer, default: 0] += 1 }
         conn.start()
+        if let refusal { conn.closeWithError(refusal) }
     }
 
     func connectionClosed(_ conn: ClientConnection) {
         connections[ObjectIdentifier(conn)] = nil
+        if let peer = conn.peer {
+            let left = connectionsPerPeer[peer, default: 1] - 1
+            connectionsPerPeer[peer] = left > 0 ? left : nil
+        }
     }
+
+    func bufferedBytesChanged(by delta: Int) { bufferedBytes += delta }
 
     public var connectionCount: Int { connections.count }
 
@@ -251,8 +287,33 @@ public final class Server: @unchecked Sendable {  // loop-thread confined; only 
         keepAwake?.start()
     }
 
+    /// `conn` used its share of this turn: it continues after the loop has polled everyone else.
+    func resumeNextTurn(_ conn: ClientConnection) {
+        yielded.append(conn)
+        keepAwake?.start()
+    }
+
+    /// Resumes waiting connections in the order they yielded, while this turn's time lasts; the rest
+    /// keep their place for the next turn (round robin), and those that yield again go to the back.
+    private func resumeYielded() {
+        let waiting = yielded
+        yielded = []
+        var next = 0
+        while next < waiting.count, !turnExhausted {
+            waiting[next].turnStarted()
+            next += 1
+        }
+        if next < waiting.count {
+            yielded = Array(waiting[next...]) + yielded
+            keepAwake?.start()
+        }
+    }
+
     private func flushDirty() {
         keepAwake?.stop()
+        turn &+= 1
+        turnWorkStartedNs = 0
+        if !yielded.isEmpty { resumeYielded() }
         while !beforeFlush.isEmpty {
             let hooks = beforeFlush
             beforeFlush.removeAll()
@@ -262,20 +323,40 @@ public final class Server: @unchecked Sendable {  // loop-thread confined; only 
         let list = dirty
         dirty.removeAll(keepingCapacity: true)
         for c in list { c.flush() }
+        if bufferedBytes > config.limits.maxBufferedBytes { enforceBufferBudget() }
     }
 
-    private func sweepIdle() {
+    /// How often connection deadlines are checked; each deadline is met within this much.
+    static let sweepEveryMs: UInt64 = 250
+
+    private func sweepDeadlines() {
         let now = loop.nowMs
-        let limit = UInt64(config.limits.idleTimeoutMs)
-        for c in Array(connections.values) where c.isIdle && now - c.lastActivityMs > limit {
-            logger.debug("closing idle connection", metadata: ["session": "\(c.session.id)"])
-            c.enqueue(
-                ClientConnection.reply(
-                    .failure(
-                        .limitExceeded(
-                            "idle timeout", limit: "idleTimeoutMs", max: config.limits.idleTimeoutMs, retryable: true)),
-                    id: .null))
-            c.closeGracefully()
+        for c in Array(connections.values) { c.checkDeadlines(now: now) }
+        if bufferedBytes > config.limits.maxBufferedBytes { enforceBufferBudget() }
+    }
+
+    /// Over the budget, closes the connections that have held their bytes longest without progress
+    /// (a peer that does not read, or a frame that does not end) until the total fits again. A peer
+    /// that keeps reading is closed only if nothing else frees enough.
+    private func enforceBufferBudget() {
+        let budget = config.limits.maxBufferedBytes
+        let ranked = connections.values.filter { !$0.isClosed && $0.accountedBytes > 0 }.sorted { a, b in
+            switch (a.deadlines.stuckSinceMs, b.deadlines.stuckSinceMs) {
+            case (let x?, let y?) where x != y: return x < y
+            case (.some, nil): return true
+            case (nil, .some): return false
+            default: return a.accountedBytes > b.accountedBytes
+            }
+        }
+        for c in ranked {
+            guard bufferedBytes > budget else { break }
+            logger.warning(
+                "closing a connection: the server holds more buffered bytes than --max-buffered-bytes",
+                metadata: [
+                    "session": "\(c.session.id)", "peer": "\(c.peer ?? "?")", "bytes": "\(c.accountedBytes)",
+                    "totalBytes": "\(bufferedBytes)", "maxBufferedBytes": "\(budget)",
+                ])
+            c.close()
         }
     }
 

@@ -15,9 +15,10 @@ public struct Limits: Sendable {
     public var maxBatch = 1_000
     /// Requests a connection may have in flight before the server stops reading from it.
     public var maxInFlight = 1_024
-    /// Reply bytes queued for a peer that does not read before the server stops reading from it.
+    /// Reply bytes queued for a peer that does not read before the server stops reading from it;
+    /// reading resumes once they fall to a quarter of it.
     public var maxWriteBufferBytes = 8 << 20
-    /// A connection with nothing in flight and no request for this long is closed.
+    /// A connection with nothing in flight, no subscription and no request for this long is closed.
     public var idleTimeoutMs = 300_000
     /// Connections beyond this are refused with an error line.
     public var maxConnections = 10_000
@@ -26,6 +27,45 @@ public struct Limits: Sendable {
     public var maxReplyBytes = 1 << 20
     /// Waiters one replica queues for one lock name; `locks.acquire` with `waitMs` beyond it is refused.
     public var maxLockWaiters = 10_000
+    /// Connections from one peer address beyond this are refused with an error line; 0: no limit.
+    public var maxConnectionsPerPeer = 1_000
+    /// Bytes all connections together may hold (unsent replies and events, unfinished input); past
+    /// it, the connection that has held its bytes longest without progress is closed.
+    public var maxBufferedBytes = 256 << 20
+    /// A connection whose peer takes none of its pending output for this long is closed; 0: never.
+    public var writeTimeoutMs = 30_000
+    /// With tokens, a connection that has not authenticated this long after connecting is closed.
+    public var authTimeoutMs = 10_000
+    /// A frame (line) must be complete this long after its first byte arrived, or the connection is
+    /// closed (slowloris).
+    public var frameTimeoutMs = 30_000
+    /// Events waiting for one subscriber; beyond it the oldest are dropped and counted.
+    public var maxSubscriberQueue = 10_000
+
+    /// Refuses limits that cannot work (a zero buffer would stop every connection at its first reply).
+    func validate() throws(ConfigError) {
+        let positive: [(String, Int)] = [
+            ("max-frame-bytes", maxFrameBytes), ("max-connections", maxConnections),
+            ("max-write-buffer-bytes", maxWriteBufferBytes), ("max-buffered-bytes", maxBufferedBytes),
+            ("max-subscriber-queue", maxSubscriberQueue),
+        ]
+        for (name, value) in positive where value < 1 { throw ConfigError(message: "--\(name) must be at least 1") }
+        let nonNegative: [(String, Int)] = [
+            ("max-connections-per-peer", maxConnectionsPerPeer), ("write-timeout-ms", writeTimeoutMs),
+            ("auth-timeout-ms", authTimeoutMs), ("frame-timeout-ms", frameTimeoutMs),
+            ("idle-timeout-ms", idleTimeoutMs),
+        ]
+        for (name, value) in nonNegative where value < 0 {
+            throw ConfigError(message: "--\(name) must not be negative")
+        }
+    }
+
+    /// The clocks of one connection.
+    var deadlines: ConnectionDeadlines.Settings {
+        ConnectionDeadlines.Settings(
+            authTimeoutMs: authTimeoutMs, frameTimeoutMs: frameTimeoutMs, writeTimeoutMs: writeTimeoutMs,
+            idleTimeoutMs: idleTimeoutMs)
+    }
 
     public init() {}
 }
@@ -76,6 +116,7 @@ public struct ServerConfig: Sendable {
                     + "Add --token ROLE:SECRET (or --token-file), or listen on 127.0.0.1.")
         }
         if port < 0 || port > 65535 { throw ConfigError(message: "port \(port) is out of range") }
+        try limits.validate()
     }
 }
 

@@ -58,6 +58,9 @@ public final class EventLoop: @unchecked Sendable {  // guarded: `pending` by `l
     /// The loop's cached time in milliseconds (monotonic, updated once per iteration).
     public var nowMs: UInt64 { uv_now(loop) }
 
+    /// A monotonic clock in nanoseconds, read now (`uv_hrtime`), for measuring work within one turn.
+    public static var hrtimeNs: UInt64 { uv_hrtime() }
+
     /// Refreshes the cached time; for callers that measure within one iteration.
     public func updateTime() { uv_update_time(loop) }
 

@@ -10,9 +10,12 @@ public final class TCPConnection: LoopHandle {
     private var onRead: ((UnsafeRawBufferPointer) -> Void)?
     private var onEnd: ((UVError?) -> Void)?
     private var onDrain: (() -> Void)?
+    private var onWritten: (() -> Void)?
     private var onConnect: ((UVError?) -> Void)?
     /// Bytes handed to libuv and not yet written.
     public private(set) var queuedBytes = 0
+    /// Every byte ever passed to `write` that the kernel did not take at once.
+    private var queuedTotal: UInt64 = 0
     public private(set) var isReading = false
     unowned let loop: EventLoop
 
@@ -27,6 +30,36 @@ public final class TCPConnection: LoopHandle {
     var stream: UnsafeMutablePointer<uv_stream_t> { raw.assumingMemoryBound(to: uv_stream_t.self) }
 
     public func setNoDelay() { uv_tcp_nodelay(tcp, 1) }
+
+    /// Turns on TCP keep-alive probes after `delaySeconds` of silence, so a vanished peer is noticed.
+    public func setKeepAlive(delaySeconds: UInt32) { uv_tcp_keepalive(tcp, 1, delaySeconds) }
+
+    /// The peer's numeric address (`"127.0.0.1"`, `"::1"`), or nil when the socket has none.
+    public var peerAddress: String? {
+        guard !isClosing else { return nil }
+        var storage = sockaddr_storage()
+        var len = Int32(MemoryLayout<sockaddr_storage>.size)
+        let rc = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { uv_tcp_getpeername(tcp, $0, &len) }
+        }
+        guard rc == 0 else { return nil }
+        var name = [CChar](repeating: 0, count: 64)
+        let isIPv6 = storage.ss_family == sa_family_t(AF_INET6)
+        let ok: Int32 = withUnsafePointer(to: &storage) { p in
+            if isIPv6 {
+                return p.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { uv_ip6_name($0, &name, name.count) }
+            }
+            return p.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { uv_ip4_name($0, &name, name.count) }
+        }
+        guard ok == 0 else { return nil }
+        return String(cString: name)
+    }
+
+    /// Bytes of queued writes the kernel has taken so far: it grows while a peer reads, even in the
+    /// middle of one large write, and stands still while the peer reads nothing.
+    public var writtenBytes: UInt64 {
+        isClosing ? queuedTotal : queuedTotal - UInt64(uv_stream_get_write_queue_size(stream))
+    }
 
     /// Connects to `host:port` (a numeric address; names are not resolved here).
     public func connect(host: String, port: Int, _ done: @escaping (UVError?) -> Void) throws {
@@ -61,6 +94,9 @@ public final class TCPConnection: LoopHandle {
 
     /// Called whenever the queue of pending writes becomes empty.
     public func setDrainHandler(_ onDrain: @escaping () -> Void) { self.onDrain = onDrain }
+
+    /// Called after each queued write completes (`queuedBytes` went down), before the drain handler.
+    public func setWrittenHandler(_ onWritten: @escaping () -> Void) { self.onWritten = onWritten }
 
     public func startReading() {
         guard !isClosing, !isReading else { return }
@@ -116,11 +152,15 @@ public final class TCPConnection: LoopHandle {
             let conn = LoopHandle.owner(req!.pointee.handle, as: TCPConnection.self)
             UnsafeMutableRawPointer(req!).deallocate()
             conn.queuedBytes -= count
-            if conn.queuedBytes == 0, !conn.isClosing { conn.onDrain?() }
+            guard !conn.isClosing else { return }
+            conn.onWritten?()
+            if conn.queuedBytes == 0 { conn.onDrain?() }
         }
         if rc < 0 {
             queuedBytes -= remaining
             block.deallocate()
+        } else {
+            queuedTotal += UInt64(remaining)
         }
     }
 
@@ -134,6 +174,7 @@ public final class TCPConnection: LoopHandle {
         onConnect = nil
         // onDrain stays nil'd too: queued writes are cancelled and nobody waits for them.
         onDrain = nil
+        onWritten = nil
     }
 }
 

@@ -17,7 +17,11 @@ struct Serve: ParsableCommand {
     @Option(help: "Directory for the embedded PostgreSQL and other local state.")
     var dataDir = "./.wharf"
 
-    @Option(name: .customLong("token"), help: "ROLE:SECRET, repeatable. Roles: admin, producer, worker, reader.")
+    @Option(
+        name: .customLong("token"),
+        help: ArgumentHelp(
+            "ROLE:SECRET, repeatable. Roles: admin, producer, worker, reader. Other users see it in ps: prefer "
+                + "--token-file or WHARF_TOKENS (ROLE:SECRET entries separated by commas or whitespace)."))
     var tokens: [String] = []
 
     @Option(help: "File with one ROLE:SECRET per line (# comments allowed).")
@@ -29,11 +33,34 @@ struct Serve: ParsableCommand {
     @Option(help: "Largest request line in bytes.")
     var maxFrameBytes = 1 << 20
 
-    @Option(help: "Close connections idle for this many milliseconds.")
+    @Option(help: "Close connections idle (nothing in flight, no subscription) for this many milliseconds.")
     var idleTimeoutMs = 300_000
 
     @Option(help: "Waiters this server queues for one lock name; locks.acquire with waitMs beyond it is refused.")
     var maxLockWaiters = 10_000
+    @Option(help: "Most connections in all.")
+    var maxConnections = 10_000
+
+    @Option(help: "Most connections from one peer address (0: no limit).")
+    var maxConnectionsPerPeer = 1_000
+
+    @Option(help: "Unsent reply bytes per connection at which the server stops reading it.")
+    var maxWriteBufferBytes = 8 << 20
+
+    @Option(help: "Bytes all connections together may buffer before the most stuck one is closed.")
+    var maxBufferedBytes = 256 << 20
+
+    @Option(help: "Close a connection whose peer takes none of its pending output for this many ms (0: never).")
+    var writeTimeoutMs = 30_000
+
+    @Option(help: "With tokens, close a connection without session.hello this many ms after connecting (0: never).")
+    var authTimeoutMs = 10_000
+
+    @Option(help: "Close a connection whose started line is not finished within this many ms (0: never).")
+    var frameTimeoutMs = 30_000
+
+    @Option(help: "Events queued per subscriber before the oldest are dropped (counted in an events.dropped event).")
+    var maxSubscriberQueue = 10_000
 
     @Option(help: "Default first retry delay of a failed job, in milliseconds.")
     var retryInitialMs = 1_000.0
@@ -86,7 +113,15 @@ struct Serve: ParsableCommand {
     func run() throws {
         let logger = makeLogger(level: logLevel)
         let (host, port) = try parseHostPort(listen)
+        if !tokens.isEmpty {
+            logger.warning(
+                "--token puts its secret on the command line, where other users of this machine can read it (ps, /proc/<pid>/cmdline); use --token-file FILE or the WHARF_TOKENS environment variable instead"
+            )
+        }
         var secrets = tokens
+        if let env = ProcessInfo.processInfo.environment["WHARF_TOKENS"] {
+            secrets += Self.tokenList(env)
+        }
         if let tokenFile {
             let text = try String(contentsOfFile: tokenFile, encoding: .utf8)
             secrets += text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
@@ -110,6 +145,14 @@ struct Serve: ParsableCommand {
         config.limits.maxFrameBytes = maxFrameBytes
         config.limits.idleTimeoutMs = idleTimeoutMs
         config.limits.maxLockWaiters = max(1, maxLockWaiters)
+        config.limits.maxConnections = maxConnections
+        config.limits.maxConnectionsPerPeer = maxConnectionsPerPeer
+        config.limits.maxWriteBufferBytes = maxWriteBufferBytes
+        config.limits.maxBufferedBytes = maxBufferedBytes
+        config.limits.writeTimeoutMs = writeTimeoutMs
+        config.limits.authTimeoutMs = authTimeoutMs
+        config.limits.frameTimeoutMs = frameTimeoutMs
+        config.limits.maxSubscriberQueue = maxSubscriberQueue
         config.retry.initialMs = retryInitialMs
         config.retry.maxMs = retryMaxMs
         config.retry.coefficient = max(1, retryCoefficient)
@@ -155,6 +198,13 @@ struct Serve: ParsableCommand {
             }
         }
         if let failure { throw failure }
+    }
+}
+
+extension Serve {
+    /// `WHARF_TOKENS`: ROLE:SECRET entries separated by commas or whitespace.
+    static func tokenList(_ text: String) -> [String] {
+        text.split(whereSeparator: { $0 == "," || $0.isWhitespace }).map(String.init)
     }
 }
 
