@@ -1,6 +1,7 @@
 /// How one replica shares its webhook attempts in flight among endpoints, so a slow or hanging
 /// endpoint cannot starve the others. Pure bookkeeping; the dispatcher asks it before each claim
-/// and tells it when an attempt starts and ends.
+/// and tells it when an attempt starts, when its answer came (the endpoint's share is free again)
+/// and when it was recorded (the replica's slot is free again, so unrecorded attempts stay bounded).
 ///
 /// The rules (documented in Protocol/webhooks.md):
 /// - at most `max` attempts in flight on the replica;
@@ -13,7 +14,9 @@
 struct DeliverySlots {
     let max: Int
     let perEndpoint: Int
+    /// Attempts started and not yet recorded.
     private(set) var total = 0
+    /// Attempts started and not yet answered, per endpoint.
     private(set) var byEndpoint: [Int64: Int] = [:]
     /// Whether the last claim left out some endpoint for want of room: then an attempt ending may
     /// let it in again, and the dispatcher looks once more.
@@ -66,12 +69,19 @@ struct DeliverySlots {
         byEndpoint[endpoint, default: 0] += 1
     }
 
-    /// An attempt ended. Returns whether that may let a held-back endpoint in (look again).
-    mutating func ended(_ endpoint: Int64) -> Bool {
-        precondition(total > 0 && (byEndpoint[endpoint] ?? 0) > 0, "an attempt ended that never started")
-        total -= 1
+    /// An attempt's answer came (or it failed). Returns whether that may let a held-back endpoint in
+    /// (look again).
+    mutating func answered(_ endpoint: Int64) -> Bool {
+        precondition((byEndpoint[endpoint] ?? 0) > 0, "an attempt was answered that never started")
         byEndpoint[endpoint]! -= 1
         if byEndpoint[endpoint] == 0 { byEndpoint[endpoint] = nil }
+        return heldBack
+    }
+
+    /// An answered attempt was recorded. Returns whether to look again, as `answered`.
+    mutating func recorded() -> Bool {
+        precondition(total > byEndpoint.values.reduce(0, +), "an attempt was recorded that was not answered")
+        total -= 1
         return heldBack
     }
 }

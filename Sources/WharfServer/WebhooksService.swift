@@ -25,6 +25,9 @@ final class WebhooksService {
     private(set) lazy var slots = DeliverySlots(max: policy.maxInFlight, perEndpoint: policy.endpointMaxInFlight)
     private var claiming = false
     private var drained = true
+    /// Something may have become claimable while a claim was running: claim again after it, even if
+    /// it came back short.
+    private var lookAgain = false
     private var pokeQueued = false
     private var stopped = false
     private var timer: LoopTimer?
@@ -284,9 +287,14 @@ final class WebhooksService {
         pokeQueued = true
         server.runBeforeFlush { [unowned self] in
             self.pokeQueued = false
-            self.drained = false
-            self.pump()
+            self.wake()
         }
+    }
+
+    private func wake() {
+        drained = false
+        if claiming { lookAgain = true }
+        pump()
     }
 
     private func pump() {
@@ -306,7 +314,8 @@ final class WebhooksService {
                 self.drained = true
                 self.arm(afterMs: 1_000)
             case .success(let claimed):
-                if claimed.deliveries.count < claim.limit { self.drained = true }
+                if claimed.deliveries.count < claim.limit && !self.lookAgain { self.drained = true }
+                self.lookAgain = false
                 for d in claimed.deliveries { self.slots.started(d.endpointID) }
                 let idle = self.toStart.isEmpty
                 self.toStart += claimed.deliveries
@@ -338,8 +347,7 @@ final class WebhooksService {
             timer?.unref()
         }
         timer?.start(timeoutMs: UInt64(max(delay, 0))) { [unowned self] in
-            self.drained = false
-            self.pump()
+            self.wake()
         }
     }
 
@@ -378,7 +386,10 @@ final class WebhooksService {
     private func deliver(_ d: ClaimedDelivery) {
         if let rate = d.rateLimitPerS, !takeToken(d.endpointID, perSecond: rate) {
             let waitMs = max(1000 / rate, 1)
-            return store.deferDelivery(d, byMs: waitMs) { [unowned self] _ in self.finished(d) }
+            return store.deferDelivery(d, byMs: waitMs) { [unowned self] _ in
+                self.answered(d)
+                self.finished()
+            }
         }
         check(d.url) { [unowned self] r in
             switch r {
@@ -393,13 +404,15 @@ final class WebhooksService {
         }
     }
 
-    private func finished(_ d: ClaimedDelivery) {
-        if slots.ended(d.endpointID) {
-            // The last claim held an endpoint back for want of room; now there may be some.
-            poke()
-        } else {
-            pump()
-        }
+    /// The attempt's HTTP part is over: its endpoint may take another.
+    private func answered(_ d: ClaimedDelivery) {
+        // The last claim held an endpoint back for want of room; now there may be some.
+        if slots.answered(d.endpointID) { poke() }
+    }
+
+    /// The attempt is recorded: its slot on the replica is free.
+    private func finished() {
+        if slots.recorded() { poke() } else { pump() }
     }
 
     /// The outcome of one attempt under the retry schedule: success, give up, or retry after a delay.
@@ -436,6 +449,7 @@ final class WebhooksService {
     }
 
     private func record(_ d: ClaimedDelivery, _ resp: HTTPResponse) {
+        answered(d)
         let o = outcome(d, resp)
         records.add((d, o)) { [unowned self] r in
             switch r {
@@ -458,7 +472,7 @@ final class WebhooksService {
                 break
             }
             if o.nextState == "pending" { self.poke() }
-            self.finished(d)
+            self.finished()
         }
     }
 }

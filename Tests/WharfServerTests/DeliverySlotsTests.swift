@@ -38,13 +38,31 @@ import WharfRPC
         var slots = DeliverySlots(max: 10, perEndpoint: 1)
         slots.started(1)
         _ = slots.claim(batch: 10)
-        let look = slots.ended(1)
+        let look = slots.answered(1)
         #expect(look, "endpoint 1 was blocked at the last claim")
         _ = slots.claim(batch: 10)
         slots.started(2)
-        let lookAgain = slots.ended(2)
+        let lookAgain = slots.answered(2)
         #expect(!lookAgain, "nothing was held back at the last claim")
+        _ = slots.recorded()
+        _ = slots.recorded()
         #expect(slots.total == 0 && slots.byEndpoint.isEmpty)
+    }
+
+    /// An answered attempt frees its endpoint's share at once, and the replica's slot only once it is
+    /// recorded: attempts waiting to be recorded count against `max`.
+    @Test func answeredAttemptsHoldTheirReplicaSlotUntilRecorded() {
+        var slots = DeliverySlots(max: 2, perEndpoint: 1)
+        slots.started(1)
+        slots.started(2)
+        _ = slots.answered(1)
+        _ = slots.answered(2)
+        #expect(slots.byEndpoint.isEmpty && slots.total == 2)
+        let full = slots.claim(batch: 10)
+        #expect(full == nil)
+        _ = slots.recorded()
+        let one = slots.claim(batch: 10)
+        #expect(one?.limit == 1 && one?.blocked == [])
     }
 }
 
