@@ -197,25 +197,28 @@ def wait_until(fn: Callable[[], bool], timeout: float) -> bool:
 
 
 def test_nul_bytes_and_invalid_utf8_from_receivers_never_wedge_deliveries():
-    """Receivers answering with NUL bytes, invalid UTF-8 and junk headers: every delivery, theirs and
-    a healthy endpoint's, finishes at once with the right outcome; the stored bodies are sanitised."""
+    """Receivers answering with NUL bytes and invalid UTF-8 in bodies and headers: every delivery,
+    theirs and a healthy endpoint's, finishes at once with the right outcome; the stored bodies are
+    sanitised."""
     receivers = Receivers()
     ok = receivers.answering(200, b"ok")
     err = receivers.answering(500, b"err\0or")
     nul = receivers.answering(200, b"ok\0")
     bad_utf8 = receivers.answering(200, b"caf\xc3 \xff\xfe\0")
     junk_headers = receivers.answering(503, b"busy", extra=b"Retry-After: \xff\xfe1\r\nX-Junk: \xc3\x28\r\n")
+    nul_header = receivers.answering(200, b"ok", extra=b"X-Nul: a\0b\r\n")
     args = ["--allow-private-webhooks", "--webhook-retry-schedule", "0,1s", "--webhook-timeout", "3s",
             "--webhook-connect-timeout", "1s"]
     try:
         with WharfServer(extra_args=args) as server:
             conn = LineConnection(server.host, server.port)
             ids = {name: register(conn, port) for name, port in
-                   [("ok", ok), ("err", err), ("nul", nul), ("bad_utf8", bad_utf8), ("junk", junk_headers)]}
+                   [("ok", ok), ("err", err), ("nul", nul), ("bad_utf8", bad_utf8), ("junk", junk_headers),
+                    ("nul_header", nul_header)]}
             with Bystander(server.host, server.port) as bystander:
                 sends = [("webhooks.send", {"endpointId": ids["ok"], "payload": {"n": i}}) for i in range(10)]
                 sends += [("webhooks.send", {"endpointId": ids[k], "payload": {"k": k}})
-                          for k in ("err", "nul", "bad_utf8", "junk")]
+                          for k in ("err", "nul", "bad_utf8", "junk", "nul_header")]
                 for r in call_all(conn, sends):
                     assert "result" in r, r
 
@@ -244,6 +247,9 @@ def test_nul_bytes_and_invalid_utf8_from_receivers_never_wedge_deliveries():
             assert d["attemptLog"][0]["responseBody"] == "caf\ufffd \ufffd\ufffd\ufffd"
             [d] = deliveries(conn, ids["junk"])
             assert d["state"] == "failed" and [a["status"] for a in d["attemptLog"]] == [503, 503]
+            # curl refuses a header holding a NUL: a network error, recorded and retried like any.
+            [d] = deliveries(conn, ids["nul_header"])
+            assert d["state"] == "failed" and [a["errorKind"] for a in d["attemptLog"]] == ["network", "network"]
             # Health counts the failures that were recorded.
             h = conn.call("webhooks.health", {"id": ids["err"]})["result"]
             assert h["consecutiveFailures"] == 2 and h["state"] == "failing"
