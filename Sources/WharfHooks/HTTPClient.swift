@@ -26,7 +26,7 @@ public struct HTTPResponse: Sendable {
     /// `dns`, `connect`, `timeout`, `tls`, `network`, or `http` (a response that is not 2xx); nil on success.
     public var errorKind: String?
     public var error: String?
-    /// The first 4 KiB of the response body.
+    /// The first 4 KiB of the response body; the transfer stops there (the rest is never read).
     public var body: [UInt8] = []
     /// The `Retry-After` header, as sent.
     public var retryAfter: String?
@@ -123,9 +123,13 @@ public final class HTTPClient {
             let t = Unmanaged<Transfer>.fromOpaque(userp!).takeUnretainedValue()
             let n = size * count
             let room = HTTPResponse.maxBody - t.body.count
-            if room > 0, let data {
-                t.body.append(contentsOf: UnsafeRawBufferPointer(start: data, count: min(n, room)))
+            // The stored prefix is all we keep, so the rest is not downloaded: answering fewer bytes
+            // than given aborts the transfer (CURLE_WRITE_ERROR), which `finish` reads as complete.
+            guard room > 0 else {
+                t.cut = true
+                return 0
             }
+            if let data { t.body.append(contentsOf: UnsafeRawBufferPointer(start: data, count: min(n, room))) }
             return n
         }
         wharf_curl_setopt_ptr(easy, CURLOPT_HEADERDATA, me)
@@ -204,7 +208,8 @@ public final class HTTPClient {
         response.latencyMs = (seconds * 1_000_000).rounded() / 1000
         response.body = t.body
         response.retryAfter = t.retryAfter
-        if code == CURLE_OK && status > 0 {
+        // A transfer cut after the stored prefix has its answer: the status decides.
+        if (code == CURLE_OK || (code == CURLE_WRITE_ERROR && t.cut)) && status > 0 {
             response.status = status
             if !(200..<300).contains(status) {
                 response.errorKind = "http"
@@ -244,6 +249,8 @@ public final class HTTPClient {
         var headers: UnsafeMutablePointer<curl_slist>?
         var resolve: UnsafeMutablePointer<curl_slist>?
         var body: [UInt8] = []
+        /// The body went on past the stored prefix and the transfer was cut there.
+        var cut = false
         var retryAfter: String?
 
         init(client: HTTPClient, easy: UnsafeMutableRawPointer, completion: @escaping (HTTPResponse) -> Void) {

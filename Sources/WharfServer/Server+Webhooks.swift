@@ -12,19 +12,22 @@ extension Server {
 
         register("webhooks.register") { [unowned self] call in
             let p = call.params
-            try p.onlyKnown(["url", "description", "events", "rateLimitPerS", "disableAfterMs", "dormantAfterMs"])
+            try p.onlyKnown([
+                "url", "description", "events", "rateLimitPerS", "disableAfterMs", "dormantAfterMs", "retentionMs",
+            ])
             let url = try p.name("url", maxLength: 2000)
             let description = try p.optionalName("description", maxLength: 1000)
             let events = try p.stringArray("events", maxCount: 100)
             let rate = try p.optionalInt("rateLimitPerS", in: 1...100_000)
             let disableAfter = try p.optionalInt("disableAfterMs", in: 0...31_536_000_000)
             let dormantAfter = try p.optionalInt("dormantAfterMs", in: 0...31_536_000_000)
+            let retention = try p.optionalInt("retentionMs", in: 0...31_536_000_000)
             hooks.check(url) { [unowned self] r in
                 if case .failure(let e) = r { return call.fail(e) }
                 let secret = Signer.newSecret()
                 store.insertEndpoint(
                     url: url, description: description, events: events, rateLimitPerS: rate, secret: secret,
-                    disableAfterMs: disableAfter, dormantAfterMs: dormantAfter
+                    disableAfterMs: disableAfter, dormantAfterMs: dormantAfter, retentionMs: retention
                 ) { r in
                     switch r {
                     case .failure(let e): call.fail(e)
@@ -43,7 +46,9 @@ extension Server {
 
         register("webhooks.update") { [unowned self] call in
             let p = call.params
-            try p.onlyKnown(["id", "url", "description", "events", "rateLimitPerS", "disableAfterMs", "dormantAfterMs"])
+            try p.onlyKnown([
+                "id", "url", "description", "events", "rateLimitPerS", "disableAfterMs", "dormantAfterMs", "retentionMs",
+            ])
             let id = try Self.numericID(p, "id")
             let url = try p.optionalName("url", maxLength: 2000)
             let description = try p.optionalName("description", maxLength: 1000)
@@ -51,11 +56,12 @@ extension Server {
             let rate = try p.optionalInt("rateLimitPerS", in: 1...100_000)
             let disableAfter = try p.optionalInt("disableAfterMs", in: 0...31_536_000_000)
             let dormantAfter = try p.optionalInt("dormantAfterMs", in: 0...31_536_000_000)
+            let retention = try p.optionalInt("retentionMs", in: 0...31_536_000_000)
             let set = p.object.keys.filter { $0 != "id" }
             let apply = { [unowned self] in
                 store.updateEndpoint(
                     id, url: url, description: description, events: events, rateLimitPerS: rate,
-                    disableAfterMs: disableAfter, dormantAfterMs: dormantAfter, set: set
+                    disableAfterMs: disableAfter, dormantAfterMs: dormantAfter, retentionMs: retention, set: set
                 ) { r in call.finish(Self.endpointReply(r, id: id, hooks)) }
             }
             guard let url else { return apply() }
@@ -268,6 +274,7 @@ extension WebhooksService {
             "rateLimitPerS": .from(e.rateLimitPerS),
             "disableAfterMs": .from(e.disableAfterMs),
             "dormantAfterMs": .from(e.dormantAfterMs),
+            "retentionMs": .from(e.retentionMs),
             "createdAt": .string(Timestamp.format(epochMs: e.createdAtMs)),
             "updatedAt": .string(Timestamp.format(epochMs: e.updatedAtMs)),
             "health": .object(health(e)),

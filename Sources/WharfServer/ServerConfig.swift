@@ -138,6 +138,13 @@ public struct WebhookPolicy: Sendable {
     public var disableAfterMs: Int64 = 5 * 86_400_000
     /// An endpoint without a success for this long is reported dormant.
     public var dormantAfterMs: Int64 = 365 * 86_400_000
+    /// Attempts in flight on one replica at most (see `DeliverySlots` for how endpoints share them).
+    public var maxInFlight = 1_000
+    /// Attempts in flight to one endpoint at most, per replica.
+    public var endpointMaxInFlight = 16
+    /// Finished deliveries and their attempts are deleted this long after they finished (an
+    /// endpoint's `retentionMs` overrides it).
+    public var retentionMs: Int64 = 7 * 86_400_000
     public init() {}
 }
 

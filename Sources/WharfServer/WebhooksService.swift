@@ -21,14 +21,23 @@ final class WebhooksService {
     private(set) var http: HTTPClient?
 
     var batchSize = 100
-    var maxInFlight = 1_000
-    private var inFlight = 0
+    /// Attempts in flight on this replica, shared fairly among endpoints.
+    private(set) lazy var slots = DeliverySlots(max: policy.maxInFlight, perEndpoint: policy.endpointMaxInFlight)
     private var claiming = false
     private var drained = true
+    /// Something may have become claimable while a claim was running: claim again after it, even if
+    /// it came back short.
+    private var lookAgain = false
     private var pokeQueued = false
     private var stopped = false
     private var timer: LoopTimer?
     private var armedAtMs: Int64?
+    private var parsedURLs: [String: ParsedURL] = [:]
+    /// Claimed deliveries not started yet: a claim's attempts are started a few per loop turn, so
+    /// other work (clients, the database) is served between them.
+    private var toStart: [ClaimedDelivery] = []
+    private var startTimer: LoopTimer?
+    var startsPerTurn = 20
     /// Token buckets of rate-limited endpoints: tokens left and when they were counted (loop ms).
     private var buckets: [Int64: (tokens: Double, atMs: UInt64)] = [:]
 
@@ -36,30 +45,36 @@ final class WebhooksService {
     var leaseMs: Int64 { Int64(policy.connectTimeoutMs + policy.timeoutMs) + 10_000 }
 
     /// Attempts finished in one loop turn are recorded by one statement (one commit).
-    private(set) var records: Batcher<(delivery: ClaimedDelivery, outcome: DeliveryOutcome), (justDisabled: Bool, reason: String?)>!
+    /// A batch whose statement fails is recorded again one attempt at a time, so one attempt's bad
+    /// value never leaves the others unrecorded.
+    private(set) var records:
+        IsolatingBatcher<(delivery: ClaimedDelivery, outcome: DeliveryOutcome), (justDisabled: Bool, reason: String?)>!
 
     /// Sends to one endpoint made in one loop turn are queued by one statement (one commit).
-    private(set) var sends: Batcher<Store.WebhookSend, (deliveryID: Int64, new: Bool)?>!
+    private(set) var sends: IsolatingBatcher<Store.WebhookSend, (deliveryID: Int64, new: Bool)?>!
 
     /// Sends by event made in one loop turn are queued by one statement (one commit).
-    private(set) var eventSends: Batcher<Store.WebhookSend, [(deliveryID: Int64, endpointID: Int64, new: Bool)]>!
+    private(set) var eventSends:
+        IsolatingBatcher<Store.WebhookSend, [(deliveryID: Int64, endpointID: Int64, new: Bool)]>!
 
     init(server: Server) {
         self.server = server
-        eventSends = Batcher(schedule: { [unowned server] body in server.runBeforeFlush(body) }) {
+        eventSends = IsolatingBatcher(schedule: { [unowned server] body in server.runBeforeFlush(body) }) {
             [unowned self] items, done in
             self.store.sendEventMany(items) { [unowned self] r in
                 self.poke()
                 done(r)
             }
         }
-        sends = Batcher(schedule: { [unowned server] body in server.runBeforeFlush(body) }) { [unowned self] items, done in
+        sends = IsolatingBatcher(schedule: { [unowned server] body in server.runBeforeFlush(body) }) {
+            [unowned self] items, done in
             self.store.sendMany(items) { [unowned self] r in
                 self.poke()
                 done(r)
             }
         }
-        records = Batcher(schedule: { [unowned server] body in server.runBeforeFlush(body) }) { [unowned self] items, done in
+        records = IsolatingBatcher(schedule: { [unowned server] body in server.runBeforeFlush(body) }) {
+            [unowned self] items, done in
             self.store.recordAttempts(items, disableAfterMs: self.policy.disableAfterMs, done)
         }
     }
@@ -68,15 +83,55 @@ final class WebhooksService {
         http = try? HTTPClient(loop: server.loop)
         server.onWake("hooks") { [unowned self] _ in self.poke() }
         server.addChore(everyMs: 5_000) { [unowned self] in self.poke() }
+        server.addChore(everyMs: 30_000) { [unowned self] in self.prune() }
     }
 
-    func serving() { poke() }
+    func serving() {
+        poke()
+        prune()
+    }
 
     func stop() {
         stopped = true
         timer?.close()
         timer = nil
+        startTimer?.close()
+        startTimer = nil
         http?.close()
+    }
+
+    // MARK: Retention
+
+    /// Finished deliveries deleted per statement (their attempts go with them).
+    var pruneBatch = 5_000
+    private var pruning = false
+
+    /// Deletes finished deliveries past their retention, one batch per statement (each its own short
+    /// transaction), batch after batch until one comes back short: it keeps up with any rate of
+    /// finished deliveries the database can delete, and never holds the loop or a long lock.
+    func prune() {
+        guard !pruning, !stopped, server.pool.isAvailable else { return }
+        pruning = true
+        var total = 0
+        func next() {
+            store.pruneDeliveries(defaultRetentionMs: policy.retentionMs, limit: pruneBatch) { [unowned self] r in
+                switch r {
+                case .success(let n) where n >= self.pruneBatch && !self.stopped:
+                    total += n
+                    next()
+                case .success(let n):
+                    total += n
+                    self.pruning = false
+                    if total > 0 {
+                        self.server.logger.info("pruned finished webhook deliveries", metadata: ["count": "\(total)"])
+                    }
+                case .failure(let e):
+                    self.pruning = false
+                    self.server.logger.warning("pruning webhook deliveries failed", metadata: ["error": "\(e.message)"])
+                }
+            }
+        }
+        next()
     }
 
     // MARK: Targets
@@ -98,13 +153,9 @@ final class WebhooksService {
     /// and a target none of whose addresses is allowed is an error with `data.reason`
     /// `private_address` (or `dns` when the name does not resolve).
     func check(_ url: String, _ completion: @escaping (Result<Target, RPCError>) -> Void) {
-        guard let c = URLComponents(string: url), let scheme = c.scheme?.lowercased(), scheme == "http" || scheme == "https",
-            var host = c.host, !host.isEmpty, c.user == nil, c.password == nil
-        else {
+        guard let (host, port) = parse(url) else {
             return completion(.failure(.invalidParams(field: "url", "must be an http or https URL without credentials")))
         }
-        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        let port = c.port ?? (scheme == "https" ? 443 : 80)
         if let literal = IPAddress(host) {
             guard allowed(literal) else { return completion(.failure(Self.privateAddress(url, [literal]))) }
             return completion(.success(Target(url: url, host: host, port: port, addresses: [])))
@@ -130,6 +181,27 @@ final class WebhooksService {
                 completion(.success(Target(url: url, host: host, port: port, addresses: ok)))
             }
         }
+    }
+
+    /// A URL's host (without IPv6 brackets) and port; nil unless it is http or https without credentials.
+    /// Remembered, so an attempt does not parse its endpoint's URL again (Foundation's parser is slow
+    /// for the loop); the memory is bounded and starts over when full.
+    private func parse(_ url: String) -> (host: String, port: Int)? {
+        if let known = parsedURLs[url] { return known.target }
+        var target: (host: String, port: Int)?
+        if let c = URLComponents(string: url), let scheme = c.scheme?.lowercased(), scheme == "http" || scheme == "https",
+            var host = c.host, !host.isEmpty, c.user == nil, c.password == nil
+        {
+            if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+            target = (host, c.port ?? (scheme == "https" ? 443 : 80))
+        }
+        if parsedURLs.count >= 10_000 { parsedURLs.removeAll(keepingCapacity: true) }
+        parsedURLs[url] = ParsedURL(target: target)
+        return target
+    }
+
+    private struct ParsedURL {
+        let target: (host: String, port: Int)?
     }
 
     static func privateAddress(_ url: String, _ addresses: [IPAddress]) -> RPCError {
@@ -166,7 +238,19 @@ final class WebhooksService {
         http.send(request, done)
     }
 
-    static func newMessageID() -> String { "msg_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased() }
+    /// `msg_` and 32 lowercase hex digits of a random UUID.
+    static func newMessageID() -> String {
+        let hex = Array("0123456789abcdef".utf8)
+        var out = Array("msg_".utf8)
+        out.reserveCapacity(36)
+        withUnsafeBytes(of: UUID().uuid) { bytes in
+            for b in bytes {
+                out.append(hex[Int(b >> 4)])
+                out.append(hex[Int(b & 0xF)])
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
 
     /// The bytes of a message: `{"type", "timestamp", "data"}` as the Standard Webhooks examples.
     static func body(event: String, data: JSON, extra: JSONObject = [:]) -> String {
@@ -203,18 +287,26 @@ final class WebhooksService {
         pokeQueued = true
         server.runBeforeFlush { [unowned self] in
             self.pokeQueued = false
-            self.drained = false
-            self.pump()
+            self.wake()
         }
+    }
+
+    private func wake() {
+        drained = false
+        if claiming { lookAgain = true }
+        pump()
     }
 
     private func pump() {
         guard !stopped, !claiming, !drained else { return }
         guard server.pool.isAvailable else { return arm(afterMs: 1_000) }
-        let room = min(batchSize, maxInFlight - inFlight)
-        guard room > 0 else { return }
+        guard let claim = slots.claim(batch: batchSize) else { return }
         claiming = true
-        store.claimDeliveries(limit: room, leaseMs: leaseMs) { [unowned self] r in
+        let request = Store.DeliveryClaim(
+            limit: claim.limit, extra: claim.extra, blockedEndpoints: claim.blocked,
+            busyEndpoints: claim.busy.map { ($0.endpoint, $0.inFlight) }, perEndpoint: slots.perEndpoint,
+            window: max(claim.limit * 8, 200), leaseMs: leaseMs)
+        store.claimDeliveries(request) { [unowned self] r in
             self.claiming = false
             switch r {
             case .failure(let e):
@@ -222,15 +314,21 @@ final class WebhooksService {
                 self.drained = true
                 self.arm(afterMs: 1_000)
             case .success(let claimed):
-                if claimed.deliveries.count < room { self.drained = true }
-                for d in claimed.deliveries { self.deliver(d) }
-                if self.drained { self.scheduleNext() } else { self.pump() }
+                if claimed.deliveries.count < claim.limit && !self.lookAgain { self.drained = true }
+                self.lookAgain = false
+                for d in claimed.deliveries { self.slots.started(d.endpointID) }
+                let idle = self.toStart.isEmpty
+                self.toStart += claimed.deliveries
+                if idle { self.startSome() }
+                if self.drained { self.scheduleNext(skipping: claim.blocked) } else { self.pump() }
             }
         }
     }
 
-    private func scheduleNext() {
-        store.nextDeliveryDue { [unowned self] r in
+    /// Arms the timer for the next due attempt, not counting endpoints that may take nothing now
+    /// (an attempt of theirs ending looks again at once).
+    private func scheduleNext(skipping blocked: [Int64]) {
+        store.nextDeliveryDue(skipping: blocked) { [unowned self] r in
             guard case .success(let next) = r else { return self.arm(afterMs: 1_000) }
             let due = [next.nextMs, next.leaseExpiryMs.map { $0 + 1 }].compactMap { $0 }.min()
             guard let due else {
@@ -249,8 +347,7 @@ final class WebhooksService {
             timer?.unref()
         }
         timer?.start(timeoutMs: UInt64(max(delay, 0))) { [unowned self] in
-            self.drained = false
-            self.pump()
+            self.wake()
         }
     }
 
@@ -269,11 +366,30 @@ final class WebhooksService {
         return true
     }
 
+    /// Starts up to `startsPerTurn` claimed attempts, and the rest in later loop turns.
+    private func startSome() {
+        guard !stopped else { return }
+        let n = min(startsPerTurn, toStart.count)
+        let now = toStart.prefix(n)
+        toStart.removeFirst(n)
+        for d in now { deliver(d) }
+        guard !toStart.isEmpty else { return }
+        if startTimer == nil {
+            startTimer = try? LoopTimer(loop: server.loop)
+            startTimer?.unref()
+        }
+        guard let startTimer else { return toStart.removeAll() }
+        startTimer.start(timeoutMs: 0) { [unowned self] in self.startSome() }
+    }
+
+    /// Makes one claimed attempt; its slot is already counted.
     private func deliver(_ d: ClaimedDelivery) {
-        inFlight += 1
         if let rate = d.rateLimitPerS, !takeToken(d.endpointID, perSecond: rate) {
             let waitMs = max(1000 / rate, 1)
-            return store.deferDelivery(d, byMs: waitMs) { [unowned self] _ in self.finished() }
+            return store.deferDelivery(d, byMs: waitMs) { [unowned self] _ in
+                self.answered(d)
+                self.finished()
+            }
         }
         check(d.url) { [unowned self] r in
             switch r {
@@ -288,16 +404,23 @@ final class WebhooksService {
         }
     }
 
+    /// The attempt's HTTP part is over: its endpoint may take another.
+    private func answered(_ d: ClaimedDelivery) {
+        // The last claim held an endpoint back for want of room; now there may be some.
+        if slots.answered(d.endpointID) { poke() }
+    }
+
+    /// The attempt is recorded: its slot on the replica is free.
     private func finished() {
-        inFlight -= 1
-        if !drained || inFlight < maxInFlight / 2 { pump() }
+        if slots.recorded() { poke() } else { pump() }
     }
 
     /// The outcome of one attempt under the retry schedule: success, give up, or retry after a delay.
     func outcome(_ d: ClaimedDelivery, _ resp: HTTPResponse) -> DeliveryOutcome {
-        let body = resp.body.isEmpty ? nil : String(decoding: resp.body, as: UTF8.self)
+        let body = resp.body.isEmpty ? nil : ReceiverText.sanitized(resp.body)
         var o = DeliveryOutcome(
-            status: resp.status, latencyMs: resp.latencyMs, errorKind: resp.errorKind, error: resp.error,
+            status: resp.status, latencyMs: resp.latencyMs, errorKind: resp.errorKind,
+            error: resp.error.map { ReceiverText.sanitized($0) },
             responseBody: body, nextState: "succeeded", retryInMs: nil, gone: resp.status == 410)
         if resp.succeeded { return o }
         let schedule = policy.retryScheduleMs
@@ -326,6 +449,7 @@ final class WebhooksService {
     }
 
     private func record(_ d: ClaimedDelivery, _ resp: HTTPResponse) {
+        answered(d)
         let o = outcome(d, resp)
         records.add((d, o)) { [unowned self] r in
             switch r {

@@ -63,5 +63,6 @@ extension Store {
         StoreQuery(name: "webhooks.deferDelivery", sql: WebhookSQL.deferDelivery),
         StoreQuery(name: "webhooks.sendMany", sql: WebhookSQL.sendMany),
         StoreQuery(name: "webhooks.sendEventMany", sql: WebhookSQL.sendEventMany),
+        StoreQuery(name: "webhooks.prune", sql: WebhookSQL.prune),
     ]
 }

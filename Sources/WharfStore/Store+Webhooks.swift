@@ -28,6 +28,8 @@ public struct EndpointRow: Sendable {
     public var latencyP95Ms: Double?
     public var pending: Int64
     public var nowMs: Int64
+    /// How long finished deliveries are kept (null: the server's default).
+    public var retentionMs: Int64?
 
     init(_ r: PQResult, _ i: Int) {
         id = r.int(i, 0) ?? 0
@@ -55,6 +57,7 @@ public struct EndpointRow: Sendable {
         latencyP95Ms = r.string(i, 22).flatMap(Double.init)
         pending = r.int(i, 23) ?? 0
         nowMs = r.int(i, 24) ?? 0
+        retentionMs = r.int(i, 25)
     }
 }
 
@@ -100,11 +103,12 @@ public struct DeliveryOutcome: Sendable {
 extension Store {
     public func insertEndpoint(
         url: String, description: String?, events: [String]?, rateLimitPerS: Int64?, secret: String,
-        disableAfterMs: Int64?, dormantAfterMs: Int64?, _ completion: @escaping (Result<EndpointRow, RPCError>) -> Void
+        disableAfterMs: Int64?, dormantAfterMs: Int64?, retentionMs: Int64? = nil,
+        _ completion: @escaping (Result<EndpointRow, RPCError>) -> Void
     ) {
         let params: [String?] = [
             url, description, events.map { PGArray.text($0) }, rateLimitPerS.map(String.init), secret,
-            disableAfterMs.map(String.init), dormantAfterMs.map(String.init),
+            disableAfterMs.map(String.init), dormantAfterMs.map(String.init), retentionMs.map(String.init),
         ]
         one(WebhookSQL.insertEndpoint, params, completion) { rows throws(RPCError) in
             guard rows.rowCount == 1 else { throw RPCError.internalError }
@@ -125,12 +129,13 @@ extension Store {
     /// Sets the fields named in `set` (wire names) to the given values.
     public func updateEndpoint(
         _ id: Int64, url: String?, description: String?, events: [String]?, rateLimitPerS: Int64?,
-        disableAfterMs: Int64?, dormantAfterMs: Int64?, set: [String],
+        disableAfterMs: Int64?, dormantAfterMs: Int64?, retentionMs: Int64? = nil, set: [String],
         _ completion: @escaping (Result<EndpointRow?, RPCError>) -> Void
     ) {
         let params: [String?] = [
             String(id), url, description, events.map { PGArray.text($0) }, rateLimitPerS.map(String.init),
             disableAfterMs.map(String.init), dormantAfterMs.map(String.init), PGArray.text(set),
+            retentionMs.map(String.init),
         ]
         one(WebhookSQL.updateEndpoint, params, completion) { rows in rows.rowCount > 0 ? EndpointRow(rows, 0) : nil }
     }
@@ -159,11 +164,42 @@ extension Store {
         one(WebhookSQL.enableEndpoint, [String(id)], completion) { rows in rows.rowCount > 0 ? EndpointRow(rows, 0) : nil }
     }
 
+    /// What one claim of deliveries may take (see `WebhookSQL.claim`).
+    public struct DeliveryClaim: Sendable {
+        public var limit: Int
+        /// Of `limit`, how many may go to endpoints that already have an attempt in flight or claimed.
+        public var extra: Int
+        public var blockedEndpoints: [Int64]
+        public var busyEndpoints: [(endpoint: Int64, inFlight: Int)]
+        public var perEndpoint: Int
+        /// How many of the earliest due deliveries are looked at.
+        public var window: Int
+        public var leaseMs: Int64
+
+        public init(
+            limit: Int, extra: Int, blockedEndpoints: [Int64], busyEndpoints: [(endpoint: Int64, inFlight: Int)],
+            perEndpoint: Int, window: Int, leaseMs: Int64
+        ) {
+            self.limit = limit
+            self.extra = extra
+            self.blockedEndpoints = blockedEndpoints
+            self.busyEndpoints = busyEndpoints
+            self.perEndpoint = perEndpoint
+            self.window = window
+            self.leaseMs = leaseMs
+        }
+    }
+
     public func claimDeliveries(
-        limit: Int, leaseMs: Int64,
+        _ c: DeliveryClaim,
         _ completion: @escaping (Result<(deliveries: [ClaimedDelivery], nowMs: Int64?), RPCError>) -> Void
     ) {
-        one(WebhookSQL.claim, [String(limit), String(leaseMs)], completion) { rows in
+        let params: [String?] = [
+            String(c.limit), String(c.leaseMs), PGArray.ints(c.blockedEndpoints),
+            PGArray.ints(c.busyEndpoints.map(\.endpoint)), PGArray.ints(c.busyEndpoints.map { Int64($0.inFlight) }),
+            String(c.perEndpoint), String(c.window), String(c.extra),
+        ]
+        one(WebhookSQL.claim, params, completion) { rows in
             let out = (0..<rows.rowCount).map { i in
                 ClaimedDelivery(
                     id: rows.int(i, 0) ?? 0, messageID: rows.string(i, 1) ?? "", endpointID: rows.int(i, 2) ?? 0,
@@ -229,9 +265,12 @@ extension Store {
     }
 
     public func nextDeliveryDue(
+        skipping blocked: [Int64],
         _ completion: @escaping (Result<(nextMs: Int64?, leaseExpiryMs: Int64?, nowMs: Int64), RPCError>) -> Void
     ) {
-        one(WebhookSQL.nextDue, [], completion) { rows in (rows.int(0, 0), rows.int(0, 1), rows.int(0, 2) ?? 0) }
+        one(WebhookSQL.nextDue, [PGArray.ints(blocked)], completion) { rows in
+            (rows.int(0, 0), rows.int(0, 1), rows.int(0, 2) ?? 0)
+        }
     }
 
     public func deliveries(
@@ -267,6 +306,15 @@ extension Store {
         one(WebhookSQL.recover, [String(endpointID), String(sinceMs)], completion) { rows in Int(rows.int(0, 0) ?? 0) }
     }
 
+    /// Deletes up to `limit` finished deliveries past their retention, with their attempts; returns how many.
+    public func pruneDeliveries(
+        defaultRetentionMs: Int64, limit: Int, _ completion: @escaping (Result<Int, RPCError>) -> Void
+    ) {
+        one(WebhookSQL.prune, [String(defaultRetentionMs), String(limit)], completion) { rows in
+            Int(rows.int(0, 0) ?? 0)
+        }
+    }
+
     public func deferDelivery(_ d: ClaimedDelivery, byMs: Int64, _ completion: @escaping (Result<Bool, RPCError>) -> Void) {
         one(WebhookSQL.deferDelivery, [String(d.id), String(d.attempt), String(byMs)], completion) { rows in
             rows.affectedRows > 0
@@ -276,6 +324,24 @@ extension Store {
     /// Queues a batch of sends by event in one statement: per send, its deliveries (one per subscribed
     /// endpoint, in endpoint order) and whether each is new.
     public func sendEventMany(
+        _ items: [WebhookSend],
+        _ completion: @escaping (Result<[[(deliveryID: Int64, endpointID: Int64, new: Bool)]], RPCError>) -> Void
+    ) {
+        sendEventManyOnce(items) { [self] r in
+            // A keyed send that found nothing may have met the same key committed by a concurrent
+            // statement after this one's snapshot (its insert was skipped, the row invisible): a new
+            // statement sees it. A send that no endpoint takes finds nothing again.
+            guard case .success(var out) = r else { return completion(r) }
+            let again = items.indices.filter { items[$0].idempotencyKey != nil && out[$0].isEmpty }
+            guard !again.isEmpty else { return completion(r) }
+            sendEventManyOnce(again.map { items[$0] }) { r2 in
+                if case .success(let retried) = r2 { for (k, i) in again.enumerated() { out[i] = retried[k] } }
+                completion(.success(out))
+            }
+        }
+    }
+
+    private func sendEventManyOnce(
         _ items: [WebhookSend],
         _ completion: @escaping (Result<[[(deliveryID: Int64, endpointID: Int64, new: Bool)]], RPCError>) -> Void
     ) {
@@ -321,6 +387,21 @@ extension Store {
     /// Queues a batch of sends in one statement. Per send: the delivery id and whether it is new, or
     /// nil when the endpoint does not exist.
     public func sendMany(
+        _ sends: [WebhookSend], _ completion: @escaping (Result<[(deliveryID: Int64, new: Bool)?], RPCError>) -> Void
+    ) {
+        sendManyOnce(sends) { [self] r in
+            // As in `sendEventMany`: a keyed send that found nothing is looked at again by a new statement.
+            guard case .success(var out) = r else { return completion(r) }
+            let again = sends.indices.filter { sends[$0].idempotencyKey != nil && out[$0] == nil }
+            guard !again.isEmpty else { return completion(r) }
+            sendManyOnce(again.map { sends[$0] }) { r2 in
+                if case .success(let retried) = r2 { for (k, i) in again.enumerated() { out[i] = retried[k] } }
+                completion(.success(out))
+            }
+        }
+    }
+
+    private func sendManyOnce(
         _ sends: [WebhookSend], _ completion: @escaping (Result<[(deliveryID: Int64, new: Bool)?], RPCError>) -> Void
     ) {
         let params: [String?] = [

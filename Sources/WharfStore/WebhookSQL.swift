@@ -11,7 +11,7 @@ enum WebhookSQL {
         \(ms("e.created_at")), \(ms("e.updated_at")), \(ms("e.previous_secret_until")),
         h.attempts_1h, h.successes_1h, h.attempts_24h, h.successes_24h, h.p50, h.p95,
         (select count(*) from wharf.webhook_deliveries d where d.endpoint_id = e.id and d.state in ('pending', 'delivering')),
-        \(ms("now()"))
+        \(ms("now()")), e.retention_ms
         """
 
     static let health = """
@@ -31,8 +31,8 @@ enum WebhookSQL {
     static let insertEndpoint = """
         with e as (
             insert into wharf.webhook_endpoints (url, description, events, rate_limit_per_s, secret, disable_after_ms,
-                                                 dormant_after_ms)
-            values ($1, $2, $3::text[], $4, $5, $6, $7)
+                                                 dormant_after_ms, retention_ms)
+            values ($1, $2, $3::text[], $4, $5, $6, $7, $8)
             returning *
         )
         select \(endpointColumns) from e \(health)
@@ -45,7 +45,7 @@ enum WebhookSQL {
         where ($1::bigint is null or e.id > $1) order by e.id limit $2
         """
 
-    /// Changes the fields whose flag is set (`$2`..`$7` values; `$8` which are set, as a text array).
+    /// Changes the fields whose flag is set (`$2`..`$7` and `$9` values; `$8` which are set, as a text array).
     static let updateEndpoint = """
         with e as (
             update wharf.webhook_endpoints e
@@ -55,6 +55,7 @@ enum WebhookSQL {
                 rate_limit_per_s = case when 'rateLimitPerS' = any($8::text[]) then $5::int else e.rate_limit_per_s end,
                 disable_after_ms = case when 'disableAfterMs' = any($8::text[]) then $6::bigint else e.disable_after_ms end,
                 dormant_after_ms = case when 'dormantAfterMs' = any($8::text[]) then $7::bigint else e.dormant_after_ms end,
+                retention_ms = case when 'retentionMs' = any($8::text[]) then $9::bigint else e.retention_ms end,
                 updated_at = now()
             where e.id = $1
             returning *
@@ -90,15 +91,42 @@ enum WebhookSQL {
         """
 
     /// Takes up to `$1` due deliveries of enabled endpoints for `$2` ms: pending ones whose time came,
-    /// and attempts whose replica died (lease run out).
+    /// and attempts whose replica died (lease run out), shared fairly among endpoints.
+    ///
+    /// The candidates are the `$7` earliest due deliveries of endpoints not in `$3` (those that may take
+    /// nothing now). Each gets its slot: its endpoint's attempts in flight on this replica (`$4`/`$5`)
+    /// plus its rank among that endpoint's candidates; slots above `$6` (per endpoint) are left. The
+    /// claim takes them in slot order, round-robin over endpoints: every endpoint's first slot, then
+    /// second ones, and so on, with at most `$8` of them beyond an endpoint's first.
     static let claim = """
-        with due as (
-            select d.id from wharf.webhook_deliveries d
+        with cand as materialized (
+            select d.id, d.endpoint_id, d.next_attempt_at from wharf.webhook_deliveries d
             join wharf.webhook_endpoints e on e.id = d.endpoint_id
             where d.state in ('pending', 'delivering') and d.next_attempt_at <= now()
               and (d.state = 'pending' or d.lease_until < now()) and e.enabled
+              and not (d.endpoint_id = any($3::bigint[]))
             order by d.next_attempt_at
-            limit $1
+            limit $7
+        ),
+        ranked as (
+            select c.id, c.next_attempt_at,
+                   coalesce(b.n, 0) + row_number() over (partition by c.endpoint_id order by c.next_attempt_at, c.id)
+                       as slot
+            from cand c
+            left join unnest($4::bigint[], $5::int[]) as b(endpoint_id, n) on b.endpoint_id = c.endpoint_id
+        ),
+        ordered as (
+            select r.id, r.slot, row_number() over (order by r.slot, r.next_attempt_at, r.id) as k,
+                   count(*) filter (where r.slot = 1) over () as firsts
+            from ranked r
+            where r.slot <= $6
+        ),
+        due as (
+            select d.id from wharf.webhook_deliveries d
+            join ordered o on o.id = d.id
+            where o.k <= $1 and (o.slot = 1 or o.k - o.firsts <= $8)
+              and d.state in ('pending', 'delivering') and d.next_attempt_at <= now()
+              and (d.state = 'pending' or d.lease_until < now())
             for update of d skip locked
         )
         update wharf.webhook_deliveries d
@@ -167,12 +195,12 @@ enum WebhookSQL {
         select e.id, e.enabled, old.enabled, e.disabled_reason from e join old on old.id = e.id
         """
 
-    /// When the dispatcher should look again: the earliest pending attempt of an enabled endpoint, the
-    /// earliest lease expiry, and the database's clock.
+    /// When the dispatcher should look again: the earliest pending attempt of an enabled endpoint not
+    /// in `$1` (endpoints that may take nothing now), the earliest lease expiry, and the database's clock.
     static let nextDue = """
         select (select \(ms("min(d.next_attempt_at)")) from wharf.webhook_deliveries d
                 join wharf.webhook_endpoints e on e.id = d.endpoint_id
-                where d.state = 'pending' and e.enabled),
+                where d.state = 'pending' and e.enabled and not (d.endpoint_id = any($1::bigint[]))),
                (select \(ms("min(d.lease_until)")) from wharf.webhook_deliveries d where d.state = 'delivering'),
                \(ms("now()"))
         """
@@ -210,6 +238,31 @@ enum WebhookSQL {
             returning id
         )
         select count(*), pg_notify('wharf_wake', 'hooks:') is null from d
+        """
+
+    /// Deletes up to `$2` finished deliveries (and, by cascade, their attempts) that finished longer
+    /// ago than their endpoint's retention (`$1`, the server's default, when it has none), oldest
+    /// first per endpoint; rows another pruner holds are skipped. Returns how many went.
+    static let prune = """
+        with doomed as (
+            select d.id
+            from wharf.webhook_endpoints e
+            cross join lateral (
+                select d.id from wharf.webhook_deliveries d
+                where d.endpoint_id = e.id and d.state in ('succeeded', 'failed')
+                  and d.finished_at < now() - coalesce(e.retention_ms, $1::bigint) * interval '1 millisecond'
+                order by d.finished_at
+                limit $2
+                for update skip locked
+            ) d
+            limit $2
+        ),
+        gone as (
+            delete from wharf.webhook_deliveries d using doomed
+            where d.id = doomed.id and d.state in ('succeeded', 'failed')
+            returning 1
+        )
+        select count(*) from gone
         """
 
     /// Gives a claimed delivery back untried (its endpoint's rate limit): no attempt is counted.

@@ -106,6 +106,12 @@ struct Serve: ParsableCommand {
     @Option(help: "Webhook total timeout per attempt, e.g. 15s.") var webhookTimeout = "15s"
     @Option(help: "Disable an endpoint after failing for this long, e.g. 120h (five days).")
     var webhookDisableAfter = "120h"
+    @Option(help: "Webhook attempts in flight on this replica at most, shared fairly among endpoints.")
+    var webhookMaxInFlight = 1_000
+    @Option(help: "Webhook attempts in flight to one endpoint at most (per replica).")
+    var webhookEndpointMaxInFlight = 16
+    @Option(help: "Keep finished webhook deliveries and their attempts this long, e.g. 168h (seven days).")
+    var webhookRetention = "168h"
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
@@ -177,6 +183,9 @@ struct Serve: ParsableCommand {
         config.webhooks.connectTimeoutMs = try parseDurationMs(webhookConnectTimeout)
         config.webhooks.timeoutMs = try parseDurationMs(webhookTimeout)
         config.webhooks.disableAfterMs = Int64(try parseDurationMs(webhookDisableAfter))
+        config.webhooks.maxInFlight = max(1, webhookMaxInFlight)
+        config.webhooks.endpointMaxInFlight = max(1, webhookEndpointMaxInFlight)
+        config.webhooks.retentionMs = Int64(try parseDurationMs(webhookRetention))
         do {
             try config.validate()
         } catch {

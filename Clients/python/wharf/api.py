@@ -510,6 +510,7 @@ class WebhooksAPI(_Namespace):
         rate_limit_per_s: Optional[int] = None,
         disable_after_ms: Optional[Millis] = None,
         dormant_after_ms: Optional[Millis] = None,
+        retention_ms: Optional[Millis] = None,
         **extra: Any,
     ) -> Any:
         """`webhooks.register` -> the endpoint with its `secret` (shown once) and the outcome of a ping."""
@@ -520,6 +521,7 @@ class WebhooksAPI(_Namespace):
             rate_limit_per_s=rate_limit_per_s,
             disable_after_ms=disable_after_ms,
             dormant_after_ms=dormant_after_ms,
+            retention_ms=retention_ms,
         )
         return self._call("webhooks.register", merge(p, extra))
 
@@ -533,6 +535,7 @@ class WebhooksAPI(_Namespace):
         rate_limit_per_s: Optional[int] = None,
         disable_after_ms: Optional[Millis] = None,
         dormant_after_ms: Optional[Millis] = None,
+        retention_ms: Optional[Millis] = None,
         **extra: Any,
     ) -> Any:
         """`webhooks.update`: change the fields given."""
@@ -544,6 +547,7 @@ class WebhooksAPI(_Namespace):
             rate_limit_per_s=rate_limit_per_s,
             disable_after_ms=disable_after_ms,
             dormant_after_ms=dormant_after_ms,
+            retention_ms=retention_ms,
         )
         return self._call("webhooks.update", merge(p, extra))
 
