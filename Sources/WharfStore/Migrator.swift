@@ -26,6 +26,7 @@ public enum Migrator {
             ("v0006_job_locks", PackageResources.v0006_job_locks_sql),
             ("v0007_cron_locks", PackageResources.v0007_cron_locks_sql),
             ("v0008_cron_webhook_locks", PackageResources.v0008_cron_webhook_locks_sql),
+            ("v0012_cron_next_fire", PackageResources.v0012_cron_next_fire_sql),
         ]
         return files.map { name, bytes in
             let digits = name.dropFirst().prefix { $0.isNumber }
