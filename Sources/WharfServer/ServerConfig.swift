@@ -42,6 +42,9 @@ public struct ServerConfig: Sendable {
     /// Retry policy for jobs whose job and queue set none (Protocol/jobs.md says why these values).
     public var retry = RetryPolicy()
     public var webhooks = WebhookPolicy()
+    /// The shortest period a cron schedule may have (`everyMs`, `@every`, or the closest two times a
+    /// cron expression matches); see Protocol/cron.md.
+    public var cronMinPeriodMs: Int64 = 1_000
 
     public init(database: String, replicaID: String = ServerConfig.randomReplicaID()) {
         self.database = database

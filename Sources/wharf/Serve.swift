@@ -61,6 +61,9 @@ struct Serve: ParsableCommand {
     @Option(help: "Disable an endpoint after failing for this long, e.g. 120h (five days).")
     var webhookDisableAfter = "120h"
 
+    @Option(help: "Shortest period a cron schedule may have, in milliseconds (1 to 86400000).")
+    var cronMinPeriodMs: Int64 = 1_000
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
@@ -109,6 +112,10 @@ struct Serve: ParsableCommand {
         config.webhooks.connectTimeoutMs = try parseDurationMs(webhookConnectTimeout)
         config.webhooks.timeoutMs = try parseDurationMs(webhookTimeout)
         config.webhooks.disableAfterMs = Int64(try parseDurationMs(webhookDisableAfter))
+        guard (1...86_400_000).contains(cronMinPeriodMs) else {
+            throw ValidationError("--cron-min-period-ms must be between 1 and 86400000")
+        }
+        config.cronMinPeriodMs = cronMinPeriodMs
         do {
             try config.validate()
         } catch {
