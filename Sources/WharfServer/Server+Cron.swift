@@ -271,16 +271,20 @@ extension Server {
     /// The refusal of a definition with no fire time from now (or its start) on, saying why when a
     /// daylight-saving policy is the cause.
     static func neverFires(_ schedule: CronSchedule, _ d: ScheduleDefinition, afterMs: Int64) -> RPCError {
-        if schedule.dstGap == .skip, let expression = schedule.expression,
-            CronSchedule(expression: expression, zone: schedule.zone, dstGap: .runAtTransition, dstFold: schedule.dstFold)
-                .nextFire(afterMs: afterMs) != nil
-        {
+        if schedule.dstGap == .skip, let expression = schedule.expression {
+            let atTransition = CronSchedule(
+                expression: expression, zone: schedule.zone, dstGap: .runAtTransition, dstFold: schedule.dstFold)
+            guard atTransition.nextFire(afterMs: afterMs) != nil else { return neverFiresAtAll }
             return .invalidParams(
                 field: "expression",
                 "never fires: every time it matches falls in a daylight-saving gap in \(d.timezone), and dstGap is "
                     + "\"skip\" (use \"runAtTransition\" to fire at the end of the gap)")
         }
-        return .invalidParams(field: "expression", "never fires: it has no fire time from now (or startAt) to 9999-12-31")
+        return neverFiresAtAll
+    }
+
+    static var neverFiresAtAll: RPCError {
+        .invalidParams(field: "expression", "never fires: it has no fire time from now (or startAt) to 9999-12-31")
     }
 
     /// The schedule a definition describes; a clear error when it is invalid or can never fire.

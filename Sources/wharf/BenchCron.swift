@@ -102,7 +102,8 @@ struct BenchCron: ParsableCommand {
         }
         if json {
             let o: JSON = [
-                "schedules": .from(schedules), "idle": .from(idle), "pattern": .string(pattern), "windowSeconds": .double(windowS),
+                "schedules": .from(schedules), "idle": .from(idle), "pattern": .string(pattern),
+                "windowSeconds": .double(windowS),
                 "fires": .from(fires), "expectedFires": .double(expected.rounded()),
                 "firesPerSec": .double((Double(fires) / windowS).rounded()), "lagP50Ms": .double(p50),
                 "lagP99Ms": .double(p99), "lagP999Ms": .double(p999), "lagMaxMs": .double(maxLag),

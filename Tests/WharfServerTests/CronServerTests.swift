@@ -457,7 +457,8 @@ import WharfRPC
     @Test func previewEndsAtTheYear9999() throws {
         let s = try TestServer()
         let c = try s.connect()
-        let leap = try c.call("cron.preview", ["expression": "0 0 29 2 *", "from": "9990-01-01T00:00:00Z", "count": 1000])
+        let leap = try c.call(
+            "cron.preview", ["expression": "0 0 29 2 *", "from": "9990-01-01T00:00:00Z", "count": 1000])
         #expect(leap["fires"] == ["9992-02-29T00:00:00.000Z", "9996-02-29T00:00:00.000Z"])
         let last = try c.call("cron.preview", ["everyMs": 1000, "from": "9999-12-31T23:59:58Z", "count": 5])
         #expect(last["fires"] == ["9999-12-31T23:59:58.000Z", "9999-12-31T23:59:59.000Z"])

@@ -14,8 +14,11 @@ extension CronExpression {
         // A parsed expression has at least one value in each of these fields.
         guard let sFirst = s.first, let sLast = s.last, let mFirst = m.first, let mLast = m.last,
             let hFirst = h.first, let hLast = h.last
-        else { return CivilCalendar.secondsPerDay }
-        var shortest = CivilCalendar.secondsPerDay + (hFirst * 3600 + mFirst * 60 + sFirst)
+        else {
+            return CivilCalendar.secondsPerDay
+        }
+        var shortest =
+            CivilCalendar.secondsPerDay + (hFirst * 3600 + mFirst * 60 + sFirst)
             - (hLast * 3600 + mLast * 60 + sLast)
         for (a, b) in zip(s, s.dropFirst()) { shortest = min(shortest, b - a) }
         for (a, b) in zip(m, m.dropFirst()) { shortest = min(shortest, (b - a) * 60 + sFirst - sLast) }
