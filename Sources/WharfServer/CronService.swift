@@ -215,18 +215,21 @@ final class CronService {
         }
     }
 
-    /// Everything `compile` reads, as one string (fields separated by U+001F, which no valid
-    /// expression or zone name contains).
+    /// Everything `compile` reads, as one string. Each field is prefixed with its length, so no text
+    /// a client sends (the key is built before the definition is validated) can make two different
+    /// definitions share a key.
     static func timingKey(
         expression: String?, everyMs: Int64?, timezone: String, dayMatch: String, dstGap: String?, dstFold: String?,
         startAtMs: Int64?
     ) -> String {
-        [
-            expression ?? "", everyMs.map(String.init) ?? "", timezone, dayMatch, dstGap ?? "", dstFold ?? "",
-            // The anchor matters to intervals only; leaving it out lets cron schedules share entries.
-            everyMs != nil || expression?.lowercased().contains("@every") == true
-                ? startAtMs.map(String.init) ?? "" : "",
-        ].joined(separator: "\u{1F}")
+        // The anchor matters to intervals only; leaving it out lets cron schedules share entries.
+        let isInterval = everyMs != nil || expression?.lowercased().contains("@every") == true
+        let fields: [String?] = [
+            expression, everyMs.map(String.init), timezone, dayMatch, dstGap, dstFold,
+            isInterval ? startAtMs.map(String.init) : nil,
+        ]
+        // "~" for an absent field, "<length>:<text>" for a present one.
+        return fields.map { $0.map { "\($0.utf8.count):\($0)" } ?? "~" }.joined()
     }
 
     static func compile(

@@ -16,12 +16,12 @@ extension Server {
             let d = try Self.scheduleDefinition(call.params, cron: cron)
             let schedule = try Self.compiled(d, cron: cron)
             let now = cron.dbNowMs
-            let next = CronService.nextFire(schedule, afterMs: now, startAtMs: d.startAtMs, endAtMs: d.endAtMs)
-            // Past endAt is a window that has closed; no fire at all from now (or startAt) on is a
-            // definition that can never fire here.
-            if next == nil, CronService.nextFire(schedule, afterMs: now, startAtMs: d.startAtMs, endAtMs: nil) == nil {
+            // No fire at all from now (or startAt) on is a definition that can never fire here; a
+            // first fire past endAt is a window that has closed (accepted, with no next fire).
+            guard let first = CronService.nextFire(schedule, afterMs: now, startAtMs: d.startAtMs, endAtMs: nil) else {
                 throw Self.neverFires(schedule, d, afterMs: max(now, (d.startAtMs ?? now) - 1))
             }
+            let next = d.endAtMs.map { first > $0 } == true ? nil : first
             let done = { (r: Result<(row: ScheduleRow, created: Bool), RPCError>) in
                 if case .success(let up) = r, let ms = up.row.nextFireMs, !up.row.paused { cron.wake(forFireAtMs: ms) }
                 call.finish(
@@ -161,8 +161,10 @@ extension Server {
             // `from` itself is a candidate, as in "the fires from this instant on". The list stops at
             // 9999-12-31 (CronSchedule.latestFireMs), so it may be shorter than `count`.
             let fires = schedule.nextFires(afterMs: from - 1, count: count)
-            if fires.isEmpty, schedule.nextFire(afterMs: cron.dbNowMs) == nil {
-                throw Self.neverFires(schedule, d, afterMs: cron.dbNowMs)
+            // None from `from` on is none from now on when `from` is not later (no second search).
+            let now = cron.dbNowMs
+            if fires.isEmpty, from - 1 <= now || schedule.nextFire(afterMs: now) == nil {
+                throw Self.neverFires(schedule, d, afterMs: now)
             }
             call.reply([
                 "description": .string(schedule.description),

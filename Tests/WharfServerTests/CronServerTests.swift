@@ -4,6 +4,7 @@ import WharfClient
 import WharfCore
 import WharfRPC
 
+@testable import WharfServer
 @testable import WharfStore
 
 /// Cron schedules over real TCP against real servers and PostgreSQL.
@@ -462,6 +463,25 @@ import WharfRPC
         #expect(leap["fires"] == ["9992-02-29T00:00:00.000Z", "9996-02-29T00:00:00.000Z"])
         let last = try c.call("cron.preview", ["everyMs": 1000, "from": "9999-12-31T23:59:58Z", "count": 5])
         #expect(last["fires"] == ["9999-12-31T23:59:58.000Z", "9999-12-31T23:59:59.000Z"])
+    }
+
+    /// The compiled-schedule cache is keyed by a definition's timing fields; fields that run together
+    /// differently, or a text that looks like an absent field, must not share a key (the key is built
+    /// before the definition is validated).
+    @Test func distinctTimingsNeverShareACacheKey() {
+        func key(_ e: String?, every: Int64? = nil, tz: String = "UTC", gap: String? = nil, start: Int64? = nil)
+            -> String
+        {
+            CronService.timingKey(
+                expression: e, everyMs: every, timezone: tz, dayMatch: "or", dstGap: gap, dstFold: nil, startAtMs: start)
+        }
+        #expect(key("* * * * *", tz: "UTC") != key("* * * * *U", tz: "TC"))
+        #expect(key("~", every: 1000) != key(nil, every: 1000))
+        #expect(key("* * * * *", gap: "skip") != key("* * * * *", gap: nil))
+        // The anchor counts for intervals only.
+        #expect(key(nil, every: 1000, start: 1) != key(nil, every: 1000, start: 2))
+        #expect(key("@every 1s", start: 1) != key("@every 1s", start: 2))
+        #expect(key("* * * * *", start: 1) == key("* * * * *", start: 2))
     }
 
     /// The scheduler's "when next" statement runs after every batch; on a large table it must read
