@@ -26,6 +26,8 @@ final class CronService {
     var claimMs: Int64 = 15_000
     /// Fires computed per schedule per batch (more wait for the next batch).
     static let maxFiresPerBatch = 1_000
+    /// The shortest period a schedule may have (`--cron-min-period-ms`).
+    var minPeriodMs: Int64 { server.config.cronMinPeriodMs }
 
     private var timer: LoopTimer?
     /// When the timer is set to go off, by the database's clock.
@@ -37,9 +39,12 @@ final class CronService {
     private var stopped = false
     /// PostgreSQL's clock minus this machine's, from the last statement that read it.
     private(set) var dbClockOffsetMs: Int64 = 0
-    /// Compiled schedules by name, valid while the definition they were compiled from is unchanged
-    /// (compared by content: a schedule removed and created again starts again at version 1).
-    private var compiled: [String: (definition: String, plan: SchedulePlan)] = [:]
+    /// Compiled timings by definition text, shared by schedules with equal timing and bounded, so
+    /// removed schedules and a table of a million schedules cost no more than `compiledCapacity`
+    /// entries (a few hundred bytes each; the zone rules inside are shared by every schedule of a zone).
+    private var compiled = CronScheduleCache(capacity: CronService.compiledCapacity)
+    /// How many compiled timings the scheduler keeps.
+    static let compiledCapacity = 10_000
 
     /// Fires committed by this replica since it started (for `server.info`-style reporting and tests).
     private(set) var firesCommitted = 0
@@ -173,25 +178,58 @@ final class CronService {
 
     // MARK: Computing fires
 
-    /// A schedule's timing and job template, compiled once per version.
+    /// A schedule's timing and job template.
     struct SchedulePlan {
         let schedule: CronSchedule
         let job: JobSpec?
     }
 
+    /// The row's timing, from the cache when a schedule with the same timing was compiled lately, and
+    /// its job template (parsed each time: it is small next to the fire statement, and caching it per
+    /// schedule is what made memory grow with every schedule ever seen).
     func plan(_ row: ScheduleRow) throws -> SchedulePlan {
-        let definition = [
-            row.expression ?? "", row.everyMs.map(String.init) ?? "", row.timezone, row.dayMatch, row.dstGap ?? "",
-            row.dstFold ?? "", row.startAtMs.map(String.init) ?? "", row.target.text,
-        ].joined(separator: "\u{1F}")
-        if let c = compiled[row.name], c.definition == definition { return c.plan }
-        let schedule = try Self.compile(
+        let job = try row.target["job"]?.objectValue.map { o throws(RPCError) in try JobSpec.parse(Params(object: o)) }
+        return SchedulePlan(schedule: try schedule(row), job: job)
+    }
+
+    /// The row's compiled timing (cached by definition, see `compiled`).
+    func schedule(_ row: ScheduleRow) throws -> CronSchedule {
+        try schedule(
             expression: row.expression, everyMs: row.everyMs, timezone: row.timezone, dayMatch: row.dayMatch,
             dstGap: row.dstGap, dstFold: row.dstFold, startAtMs: row.startAtMs)
-        let job = try row.target["job"]?.objectValue.map { o throws(RPCError) in try JobSpec.parse(Params(object: o)) }
-        let p = SchedulePlan(schedule: schedule, job: job)
-        compiled[row.name] = (definition, p)
-        return p
+    }
+
+    /// A definition's compiled timing, from the cache when the same timing was compiled lately: a
+    /// `cron.upsert` or `cron.preview` of a common expression then costs no parse at all.
+    func schedule(
+        expression: String?, everyMs: Int64?, timezone: String, dayMatch: String, dstGap: String?, dstFold: String?,
+        startAtMs: Int64?
+    ) throws -> CronSchedule {
+        let key = Self.timingKey(
+            expression: expression, everyMs: everyMs, timezone: timezone, dayMatch: dayMatch, dstGap: dstGap,
+            dstFold: dstFold, startAtMs: startAtMs)
+        return try compiled.schedule(for: key) {
+            try Self.compile(
+                expression: expression, everyMs: everyMs, timezone: timezone, dayMatch: dayMatch, dstGap: dstGap,
+                dstFold: dstFold, startAtMs: startAtMs)
+        }
+    }
+
+    /// Everything `compile` reads, as one string. Each field is prefixed with its length, so no text
+    /// a client sends (the key is built before the definition is validated) can make two different
+    /// definitions share a key.
+    static func timingKey(
+        expression: String?, everyMs: Int64?, timezone: String, dayMatch: String, dstGap: String?, dstFold: String?,
+        startAtMs: Int64?
+    ) -> String {
+        // The anchor matters to intervals only; leaving it out lets cron schedules share entries.
+        let isInterval = everyMs != nil || expression?.lowercased().contains("@every") == true
+        let fields: [String?] = [
+            expression, everyMs.map(String.init), timezone, dayMatch, dstGap, dstFold,
+            isInterval ? startAtMs.map(String.init) : nil,
+        ]
+        // "~" for an absent field, "<length>:<text>" for a present one.
+        return fields.map { $0.map { "\($0.utf8.count):\($0)" } ?? "~" }.joined()
     }
 
     static func compile(
@@ -217,14 +255,14 @@ final class CronService {
 
     /// Up to `count` fires from `first` on (inclusive), within the schedule's end and limit.
     func upcoming(_ row: ScheduleRow, count: Int) -> [Int64] {
-        guard !row.paused, let first = row.nextFireMs, let plan = try? plan(row) else { return [] }
+        guard !row.paused, let first = row.nextFireMs, let schedule = try? self.schedule(row) else { return [] }
         var left = min(Int64(count), row.limit.map { max($0 - row.runs, 0) } ?? Int64(count))
         var out: [Int64] = []
         var t: Int64? = first
         while left > 0, let f = t {
             out.append(f)
             left -= 1
-            t = Self.nextFire(plan.schedule, afterMs: f, startAtMs: row.startAtMs, endAtMs: row.endAtMs)
+            t = Self.nextFire(schedule, afterMs: f, startAtMs: row.startAtMs, endAtMs: row.endAtMs)
         }
         return out
     }

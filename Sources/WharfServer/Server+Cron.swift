@@ -8,13 +8,18 @@ extension Server {
         let cron = CronService(server: self)
         self.cron = cron
         cron.start()
-        // Workers may reshape the schedule they run for (`cron.upsert` from inside a job).
+        // A worker reshapes the schedule it runs for with `jobs.complete {schedulePatch}`, not `cron.upsert`.
 
         register("cron.upsert") { [unowned self] call in
-            let d = try Self.scheduleDefinition(call.params)
-            let schedule = try Self.compiled(d)
-            let next = CronService.nextFire(
-                schedule, afterMs: cron.dbNowMs, startAtMs: d.startAtMs, endAtMs: d.endAtMs)
+            let d = try Self.scheduleDefinition(call.params, cron: cron)
+            let schedule = try Self.compiled(d, cron: cron)
+            let now = cron.dbNowMs
+            // No fire at all from now (or startAt) on is a definition that can never fire here; a
+            // first fire past endAt is a window that has closed (accepted, with no next fire).
+            guard let first = CronService.nextFire(schedule, afterMs: now, startAtMs: d.startAtMs, endAtMs: nil) else {
+                throw Self.neverFires(schedule, d, afterMs: max(now, (d.startAtMs ?? now) - 1))
+            }
+            let next = d.endAtMs.map { first > $0 } == true ? nil : first
             let done = { (r: Result<(row: ScheduleRow, created: Bool), RPCError>) in
                 if case .success(let up) = r, let ms = up.row.nextFireMs, !up.row.paused { cron.wake(forFireAtMs: ms) }
                 call.finish(
@@ -141,8 +146,8 @@ extension Server {
             let p = call.params
             try p.onlyKnown(["expression", "everyMs", "timezone", "dayMatch", "dstGap", "dstFold", "count", "from"])
             var d = ScheduleDefinition(name: "preview", target: .null)
-            try Self.parseTiming(p, into: &d)
-            let schedule = try Self.compiled(d)
+            try Self.parseTiming(p, into: &d, cron: cron)
+            let schedule = try Self.compiled(d, cron: cron)
             let count = Int(try p.optionalInt("count", in: 1...1000) ?? 5)
             var from = cron.dbNowMs
             if let text = try p.optionalString("from") {
@@ -151,8 +156,14 @@ extension Server {
                 }
                 from = ms
             }
-            // `from` itself is a candidate, as in "the fires from this instant on".
+            // `from` itself is a candidate, as in "the fires from this instant on". The list stops at
+            // 9999-12-31 (CronSchedule.latestFireMs), so it may be shorter than `count`.
             let fires = schedule.nextFires(afterMs: from - 1, count: count)
+            // None from `from` on is none from now on when `from` is not later (no second search).
+            let now = cron.dbNowMs
+            if fires.isEmpty, from - 1 <= now || schedule.nextFire(afterMs: now) == nil {
+                throw Self.neverFires(schedule, d, afterMs: now)
+            }
             call.reply([
                 "description": .string(schedule.description),
                 "timezone": .string(d.timezone),
@@ -206,14 +217,14 @@ extension Server {
     /// The job options a schedule's template may carry (the fire time decides when it runs).
     static let templateJobFields: Set<String> = JobSpec.fields.subtracting(["runAt", "delayMs"])
 
-    static func scheduleDefinition(_ p: Params) throws(RPCError) -> ScheduleDefinition {
+    static func scheduleDefinition(_ p: Params, cron: CronService) throws(RPCError) -> ScheduleDefinition {
         try p.onlyKnown(scheduleFields)
         let name = try p.name("name")
         guard let target = try p.optionalObject("target") else {
             throw RPCError.invalidParams(field: "target", "is required: {job: {queue, kind, payload, ...}}")
         }
         var d = ScheduleDefinition(name: name, target: try parseTarget(target))
-        try parseTiming(p, into: &d)
+        try parseTiming(p, into: &d, cron: cron)
         d.overlap = try oneOf(p, "overlap", ["allow", "skip", "bufferOne"]) ?? "allow"
         d.missed = try oneOf(p, "missed", ["skip", "runOnce", "runAll"]) ?? "runOnce"
         d.missedWindowMs = try p.optionalInt("missedWindowMs", in: 0...31_536_000_000) ?? 60_000
@@ -229,8 +240,9 @@ extension Server {
         return d
     }
 
-    /// Fills the timing fields shared by `cron.upsert` and `cron.preview`, checking they compile.
-    static func parseTiming(_ p: Params, into d: inout ScheduleDefinition) throws(RPCError) {
+    /// Fills the timing fields shared by `cron.upsert` and `cron.preview`, checking they compile and
+    /// never fire more often than the server's minimum period (`--cron-min-period-ms`).
+    static func parseTiming(_ p: Params, into d: inout ScheduleDefinition, cron: CronService) throws(RPCError) {
         let expression = try p.optionalString("expression")
         let every = try p.optionalInt("everyMs", in: 1...31_536_000_000)
         switch (expression, every) {
@@ -247,13 +259,38 @@ extension Server {
         d.dayMatch = try oneOf(p, "dayMatch", ["or", "and"]) ?? "or"
         d.dstGap = try oneOf(p, "dstGap", DSTGapPolicy.allCases.map(\.rawValue))
         d.dstFold = try oneOf(p, "dstFold", DSTFoldPolicy.allCases.map(\.rawValue))
-        _ = try compiled(d)
+        let period = try compiled(d, cron: cron).shortestPeriodMs
+        let minPeriodMs = cron.minPeriodMs
+        if period < minPeriodMs {
+            throw RPCError.invalidParams(
+                field: every == nil ? "expression" : "everyMs",
+                "fires every \(period) ms at its most frequent; this server's minimum period is \(minPeriodMs) ms")
+        }
+    }
+
+    /// The refusal of a definition with no fire time from now (or its start) on, saying why when a
+    /// daylight-saving policy is the cause.
+    static func neverFires(_ schedule: CronSchedule, _ d: ScheduleDefinition, afterMs: Int64) -> RPCError {
+        if schedule.dstGap == .skip, let expression = schedule.expression {
+            let atTransition = CronSchedule(
+                expression: expression, zone: schedule.zone, dstGap: .runAtTransition, dstFold: schedule.dstFold)
+            guard atTransition.nextFire(afterMs: afterMs) != nil else { return neverFiresAtAll }
+            return .invalidParams(
+                field: "expression",
+                "never fires: every time it matches falls in a daylight-saving gap in \(d.timezone), and dstGap is "
+                    + "\"skip\" (use \"runAtTransition\" to fire at the end of the gap)")
+        }
+        return neverFiresAtAll
+    }
+
+    static var neverFiresAtAll: RPCError {
+        .invalidParams(field: "expression", "never fires: it has no fire time from now (or startAt) to 9999-12-31")
     }
 
     /// The schedule a definition describes; a clear error when it is invalid or can never fire.
-    static func compiled(_ d: ScheduleDefinition) throws(RPCError) -> CronSchedule {
+    static func compiled(_ d: ScheduleDefinition, cron: CronService) throws(RPCError) -> CronSchedule {
         do {
-            return try CronService.compile(
+            return try cron.schedule(
                 expression: d.expression, everyMs: d.everyMs, timezone: d.timezone, dayMatch: d.dayMatch,
                 dstGap: d.dstGap, dstFold: d.dstFold, startAtMs: d.startAtMs)
         } catch let e as CronError {
@@ -317,7 +354,7 @@ extension CronService {
     /// A schedule as the protocol shows it.
     func json(_ row: ScheduleRow) -> JSONObject {
         func at(_ ms: Int64?) -> JSON { ms.map { .string(Timestamp.format(epochMs: $0)) } ?? .null }
-        let p = try? plan(row)
+        let schedule = try? self.schedule(row)
         var lastFire: JSON = .null
         if let nominal = row.lastNominalMs {
             lastFire = [
@@ -332,9 +369,9 @@ extension CronService {
             "everyMs": .from(row.everyMs),
             "timezone": .string(row.timezone),
             "dayMatch": .string(row.dayMatch),
-            "dstGap": .from(p?.schedule.dstGap.rawValue ?? row.dstGap),
-            "dstFold": .from(p?.schedule.dstFold.rawValue ?? row.dstFold),
-            "description": .from(p?.schedule.description),
+            "dstGap": .from(schedule?.dstGap.rawValue ?? row.dstGap),
+            "dstFold": .from(schedule?.dstFold.rawValue ?? row.dstFold),
+            "description": .from(schedule?.description),
             "target": row.target,
             "overlap": .string(row.overlap),
             "missed": .string(row.missed),

@@ -91,6 +91,9 @@ public struct ServerConfig: Sendable {
     /// Leases commit like any write (false: without waiting for the WAL flush; see Protocol/jobs.md).
     public var durableLeases = true
     public var webhooks = WebhookPolicy()
+    /// The shortest period a cron schedule may have (`everyMs`, `@every`, or the closest two times a
+    /// cron expression matches); see Protocol/cron.md.
+    public var cronMinPeriodMs: Int64 = 1_000
 
     public init(database: String, replicaID: String = ServerConfig.randomReplicaID()) {
         self.database = database

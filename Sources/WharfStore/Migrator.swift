@@ -29,6 +29,7 @@ public enum Migrator {
             ("v0009_job_limits", PackageResources.v0009_job_limits_sql),
             ("v0010_idempotency", PackageResources.v0010_idempotency_sql),
             ("v0011_webhook_limits", PackageResources.v0011_webhook_limits_sql),
+            ("v0012_cron_next_fire", PackageResources.v0012_cron_next_fire_sql),
             ("v0013_lock_waiters", PackageResources.v0013_lock_waiters_sql),
         ]
         return files.map { name, bytes in

@@ -14,13 +14,17 @@ struct BenchCron: ParsableCommand {
             --pattern spread gives schedule i the expression 'S * * * * *' with S = i mod 60, so every \
             schedule fires once a minute and the fires spread evenly over it; --pattern every-second gives \
             every schedule '* * * * * *'. Lag is each job's created_at (the fire transaction's time) minus its \
-            nominal fire time, read from the server's database with --database.
+            nominal fire time, read from the server's database with --database. --idle N adds N schedules that \
+            do not fire during the run (yearly, at times spread over the year), written straight into the \
+            table as N cron.upserts would leave them, to show how lag depends on the number of schedules: \
+            e.g. --idle 1000000 --schedules 1 --pattern every-second.
             """)
 
     @Option(help: "Server address, HOST:PORT (default: $WHARF_SERVER or 127.0.0.1:7411).") var server = defaultServer
     @Option(help: "The server's PostgreSQL (connection string), to read the jobs' fire lag.") var database: String
     @Option(help: "Schedules to register.") var schedules = 100_000
     @Option(help: "spread or every-second.") var pattern = "spread"
+    @Option(help: "Idle schedules to add first (inserted with SQL; removed afterwards unless --keep).") var idle = 0
     @Option(help: "Seconds to let them fire after registration.") var duration = 60.0
     @Flag(help: "Keep the schedules and their jobs afterwards.") var keep = false
     @Flag(help: "Print one JSON object as the last line.") var json = false
@@ -33,6 +37,24 @@ struct BenchCron: ParsableCommand {
         let c = try BlockingConnection(host: host, port: port, timeoutSeconds: 120)
         let db = try BenchDatabase(database)
         try db.exec("delete from wharf.jobs where schedule_name like 'bench-cron-%'")
+        if idle > 0 {
+            let t0 = Date()
+            try db.exec("delete from wharf.schedules where name like 'bench-idle-%'")
+            // Schedule i fires yearly at minute i mod 60, hour (i / 60) mod 24, day 1-28, month 1-12, so
+            // the next fires spread over the coming year (none within a day).
+            try db.exec(
+                """
+                insert into wharf.schedules (name, expression, target, missed_window_ms, next_fire_at)
+                select 'bench-idle-' || i, format('%s %s %s %s *', mi, h, d, mo),
+                       jsonb_build_object('job', jsonb_build_object('queue', 'bench-idle', 'kind', 'tick')), 600000,
+                       case when f < now() + interval '1 day' then f + interval '1 year' else f end
+                from (select i, i % 60 as mi, (i / 60) % 24 as h, 1 + (i / 1440) % 28 as d, 1 + (i / 40320) % 12 as mo
+                      from generate_series(0, \(idle - 1)) i) g,
+                     lateral (select make_timestamptz(extract(year from now())::int, mo, d, h, mi, 0, 'UTC') as f) t;
+                analyze wharf.schedules
+                """)
+            print(String(format: "inserted %d idle schedules in %.1f s", idle, Date().timeIntervalSince(t0)))
+        }
 
         let started = Date()
         try pipelined(c, count: schedules) { i in
@@ -71,15 +93,17 @@ struct BenchCron: ParsableCommand {
         print(
             String(
                 format:
-                    "cron: %d schedules (%@), %.0f s window: %d fires (expected ~%.0f), %.0f fires/s, lag p50 %.1f ms, p99 %.1f ms, p99.9 %.1f ms, max %.1f ms, duplicates %@",
-                schedules, pattern, windowS, fires, expected, Double(fires) / windowS, p50, p99, p999, maxLag, stats[5]))
+                    "cron: %d schedules (%@) + %d idle, %.0f s window: %d fires (expected ~%.0f), %.0f fires/s, lag p50 %.1f ms, p99 %.1f ms, p99.9 %.1f ms, max %.1f ms, duplicates %@",
+                schedules, pattern, idle, windowS, fires, expected, Double(fires) / windowS, p50, p99, p999, maxLag, stats[5]))
         if !keep {
             try pipelined(c, count: schedules) { i in ["name": .string("bench-cron-\(i)")] }
             try db.exec("delete from wharf.jobs where schedule_name like 'bench-cron-%'")
+            if idle > 0 { try db.exec("delete from wharf.schedules where name like 'bench-idle-%'") }
         }
         if json {
             let o: JSON = [
-                "schedules": .from(schedules), "pattern": .string(pattern), "windowSeconds": .double(windowS),
+                "schedules": .from(schedules), "idle": .from(idle), "pattern": .string(pattern),
+                "windowSeconds": .double(windowS),
                 "fires": .from(fires), "expectedFires": .double(expected.rounded()),
                 "firesPerSec": .double((Double(fires) / windowS).rounded()), "lagP50Ms": .double(p50),
                 "lagP99Ms": .double(p99), "lagP999Ms": .double(p999), "lagMaxMs": .double(maxLag),

@@ -113,6 +113,9 @@ struct Serve: ParsableCommand {
     @Option(help: "Keep finished webhook deliveries and their attempts this long, e.g. 168h (seven days).")
     var webhookRetention = "168h"
 
+    @Option(help: "Shortest period a cron schedule may have, in milliseconds (1 to 86400000).")
+    var cronMinPeriodMs: Int64 = 1_000
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
@@ -186,6 +189,10 @@ struct Serve: ParsableCommand {
         config.webhooks.maxInFlight = max(1, webhookMaxInFlight)
         config.webhooks.endpointMaxInFlight = max(1, webhookEndpointMaxInFlight)
         config.webhooks.retentionMs = Int64(try parseDurationMs(webhookRetention))
+        guard (1...86_400_000).contains(cronMinPeriodMs) else {
+            throw ValidationError("--cron-min-period-ms must be between 1 and 86400000")
+        }
+        config.cronMinPeriodMs = cronMinPeriodMs
         do {
             try config.validate()
         } catch {

@@ -4,6 +4,9 @@ import WharfClient
 import WharfCore
 import WharfRPC
 
+@testable import WharfServer
+@testable import WharfStore
+
 /// Cron schedules over real TCP against real servers and PostgreSQL.
 @Suite struct CronServerTests {
     func upsert(_ c: BlockingConnection, _ fields: JSONObject) throws -> JSON {
@@ -392,6 +395,112 @@ import WharfRPC
             #expect(got.count >= 3, "r\(i) fired \(got.count) times")
             for (x, y) in zip(got, got.dropFirst()) { #expect(y - x == 1000, "r\(i): a gap or a double fire") }
         }
+    }
+
+    /// A `cron.upsert` that must be refused; returns the error.
+    func refusedUpsert(_ c: BlockingConnection, _ fields: JSONObject) throws -> RPCError {
+        var f = fields
+        if f["name"] == nil { f["name"] = "refused" }
+        if f["target"] == nil { f["target"] = ["job": ["queue": "cron", "kind": "tick"]] }
+        return try c.expectError("cron.upsert", .object(f))
+    }
+
+    @Test func aScheduleMayNotFireMoreOftenThanTheMinimumPeriod() throws {
+        let s = try TestServer()
+        let c = try s.connect()
+        let one = try refusedUpsert(c, ["everyMs": 1])
+        #expect(one.code == -32602)
+        #expect(one.data?["field"] == "everyMs")
+        #expect(one.data?["detail"]?.stringValue?.contains("minimum period is 1000 ms") == true)
+        #expect(try refusedUpsert(c, ["everyMs": 999]).data?["field"] == "everyMs")
+        #expect(try refusedUpsert(c, ["expression": "@every 10ms"]).data?["field"] == "expression")
+        #expect(try c.expectError("cron.preview", ["everyMs": 1]).data?["field"] == "everyMs")
+        // The default keeps every-second schedules legal.
+        _ = try upsert(c, ["name": "each-second", "expression": "* * * * * *"])
+        _ = try upsert(c, ["name": "each-second-too", "everyMs": 1000])
+        #expect(try s.database.sql("select count(*) from wharf.schedules") == "2")
+
+        let strict = try TestServer { $0.cronMinPeriodMs = 60_000 }
+        let c2 = try strict.connect()
+        #expect(try refusedUpsert(c2, ["expression": "* * * * * *"]).data?["field"] == "expression")
+        #expect(try refusedUpsert(c2, ["expression": "0,30 * * * * *"]).data?["field"] == "expression")
+        #expect(try refusedUpsert(c2, ["everyMs": 59_999]).data?["field"] == "everyMs")
+        _ = try upsert(c2, ["name": "each-minute", "expression": "* * * * *"])
+        _ = try upsert(c2, ["name": "each-minute-too", "expression": "0 * * * * *"])
+        #expect(try strict.database.sql("select count(*) from wharf.schedules") == "2")
+    }
+
+    @Test func aDefinitionThatItsDSTPolicyKeepsFromEverFiringIsRefused() throws {
+        let s = try TestServer()
+        let c = try s.connect()
+        // 02:30 on the second Sunday of March: inside New York's spring-forward gap every year.
+        let gap: JSONObject = ["expression": "30 2 * 3 0#2", "timezone": "America/New_York"]
+        var skip = gap
+        skip["dstGap"] = "skip"
+        let e = try refusedUpsert(c, skip)
+        #expect(e.code == -32602)
+        #expect(e.data?["field"] == "expression")
+        #expect(e.data?["detail"]?.stringValue?.contains("daylight-saving gap") == true)
+        #expect(try c.expectError("cron.preview", .object(skip)).data?["field"] == "expression")
+        #expect(try s.database.sql("select count(*) from wharf.schedules") == "0")
+        // The default policy for a fixed time runs it at the end of the gap, 03:00 EDT.
+        var named = gap
+        named["name"] = "gap"
+        let ok = try upsert(c, named)
+        #expect(ok["dstGap"] == "runAtTransition")
+        let next = try #require(ok["nextFireAt"]?.stringValue)
+        #expect(next.dropFirst(4).hasPrefix("-03-") && next.hasSuffix("T07:00:00.000Z"))
+        // A window that has closed is not a definition that cannot fire: accepted, with no next fire.
+        let ended = try upsert(c, ["name": "ended", "expression": "@daily", "endAt": "2020-01-01T00:00:00Z"])
+        #expect(ended["nextFireAt"] == JSON.null)
+    }
+
+    @Test func previewEndsAtTheYear9999() throws {
+        let s = try TestServer()
+        let c = try s.connect()
+        let leap = try c.call(
+            "cron.preview", ["expression": "0 0 29 2 *", "from": "9990-01-01T00:00:00Z", "count": 1000])
+        #expect(leap["fires"] == ["9992-02-29T00:00:00.000Z", "9996-02-29T00:00:00.000Z"])
+        let last = try c.call("cron.preview", ["everyMs": 1000, "from": "9999-12-31T23:59:58Z", "count": 5])
+        #expect(last["fires"] == ["9999-12-31T23:59:58.000Z", "9999-12-31T23:59:59.000Z"])
+    }
+
+    /// The compiled-schedule cache is keyed by a definition's timing fields; fields that run together
+    /// differently, or a text that looks like an absent field, must not share a key (the key is built
+    /// before the definition is validated).
+    @Test func distinctTimingsNeverShareACacheKey() {
+        func key(_ e: String?, every: Int64? = nil, tz: String = "UTC", gap: String? = nil, start: Int64? = nil)
+            -> String
+        {
+            CronService.timingKey(
+                expression: e, everyMs: every, timezone: tz, dayMatch: "or", dstGap: gap, dstFold: nil, startAtMs: start)
+        }
+        #expect(key("* * * * *", tz: "UTC") != key("* * * * *U", tz: "TC"))
+        #expect(key("~", every: 1000) != key(nil, every: 1000))
+        #expect(key("* * * * *", gap: "skip") != key("* * * * *", gap: nil))
+        // The anchor counts for intervals only.
+        #expect(key(nil, every: 1000, start: 1) != key(nil, every: 1000, start: 2))
+        #expect(key("@every 1s", start: 1) != key("@every 1s", start: 2))
+        #expect(key("* * * * *", start: 1) == key("* * * * *", start: 2))
+    }
+
+    /// The scheduler's "when next" statement runs after every batch; on a large table it must read
+    /// indexes (it used to scan every schedule for the earliest claim expiry).
+    @Test func theNextFireQueryReadsIndexesOnALargeTable() throws {
+        let db = try TestDatabase()
+        _ = try migrate(db.conninfo).get()
+        try db.sql(
+            """
+            insert into wharf.schedules (name, expression, target, next_fire_at)
+            select 'idle-' || i, '0 0 1 1 *', '{"job": {"queue": "q", "kind": "k"}}', now() + i * interval '1 second'
+            from generate_series(1, 100000) i;
+            update wharf.schedules set claimed_until = now() + interval '15 seconds' where name in ('idle-1', 'idle-2');
+            analyze wharf.schedules;
+            """)
+        let plan = try db.sql("explain " + CronSQL.nextDue)
+        #expect(plan.contains("schedules_claimed_idx"), "\(plan)")
+        #expect(plan.contains("schedules_due_idx"), "\(plan)")
+        #expect(!plan.contains("Seq Scan"), "\(plan)")
     }
 }
 

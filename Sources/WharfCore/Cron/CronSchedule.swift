@@ -94,12 +94,32 @@ public struct CronSchedule: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// The last instant a schedule may fire: 9999-12-31T23:59:59.999Z, the end of the years that
+    /// RFC 3339 can write (four digits).
+    public static let latestFireMs: Int64 = 253_402_300_799_999
+
+    /// The shortest time between two consecutive fires: the interval, or for a cron expression its
+    /// shortest spacing on the wall clock (see ``CronExpression/shortestSpacingSeconds``).
+    public var shortestPeriodMs: Int64 {
+        switch kind {
+        case .interval(let every, _): return every
+        case .cron(let expression): return Int64(expression.shortestSpacingSeconds) * 1000
+        }
+    }
+
     /// The first fire strictly after `afterMs`, or nil when there is none.
     ///
     /// Interval schedules return the smallest `anchorMs + k * everyMs` greater than `afterMs`. Cron
     /// schedules return the first matching whole second after `afterMs` under the DST policies; nil
-    /// only when no match exists within 400 years (or the result would overflow).
+    /// when no match exists within 400 years. Nil too when the fire would come after
+    /// ``latestFireMs``.
     public func nextFire(afterMs: Int64) -> Int64? {
+        guard let next = uncappedNextFire(afterMs: afterMs), next <= Self.latestFireMs else { return nil }
+        return next
+    }
+
+    private func uncappedNextFire(afterMs: Int64) -> Int64? {
+        guard afterMs < Self.latestFireMs else { return nil }
         switch kind {
         case .interval(let every, let anchor):
             let (difference, o1) = afterMs.subtractingReportingOverflow(anchor)
@@ -147,7 +167,7 @@ public struct CronSchedule: Sendable, Hashable, CustomStringConvertible {
         let secondsPerYear = 366 * CivilCalendar.secondsPerDay
         let reach = zone.largestOffsetMagnitude
         var t = after + 1
-        let horizon = t + CronExpression.searchYears * secondsPerYear
+        let horizon = min(t + CronExpression.searchYears * secondsPerYear, Int(Self.latestFireMs / 1000) + 1)
         while t < horizon {
             let period = zone.period(containing: Int64(t))
             let offset = period.offset
