@@ -553,13 +553,3 @@ extension Store {
         }
     }
 }
-
-extension Store {
-    /// A failure caused by a value in the statement (SQLSTATE class 22 data exception, 23 integrity
-    /// violation, 54 program limit such as an oversized jsonb, P0001 raised by a trigger) rather than by
-    /// the database being away or busy.
-    static func isRowError(_ e: PQError) -> Bool {
-        guard case .server = e.kind, let state = e.sqlState else { return false }
-        return state.hasPrefix("22") || state.hasPrefix("23") || state.hasPrefix("54") || state == "P0001"
-    }
-}
