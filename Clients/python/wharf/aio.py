@@ -28,7 +28,7 @@ from .client import (
     request_params,
 )
 from .errors import CallTimeout, ConnectionLost, WharfError
-from .retry import DEFAULT_RETRY, RetryPolicy
+from .retry import DEFAULT_RETRY, RetryPolicy, RetryRun
 
 log = logging.getLogger("wharf.aio")
 
@@ -264,22 +264,13 @@ class AsyncClient(Namespaces):
         return self._call(method, params, None)
 
     async def _call(self, method: str, params: Optional[Dict[str, Any]], timeout: Optional[float]) -> Any:
-        policy = self.retry
-        delays = policy.delays() if policy is not None and policy.covers(method) else iter(())
-        uncertain: Optional[BaseException] = None
+        run = RetryRun(self.retry, method, params)
         while True:
             try:
                 result = await self._request(None, method, params, timeout)
                 break
-            except (WharfError, ConnectionLost, CallTimeout) as e:
-                delay = next(delays, None) if RetryPolicy.is_safe_to_repeat(method, params, e) else None
-                if delay is None or self._closed:
-                    # An earlier attempt may have taken effect: say so rather than that this one failed.
-                    if uncertain is not None and not RetryPolicy.leaves_outcome_unknown(e):
-                        raise uncertain from e
-                    raise
-                if RetryPolicy.leaves_outcome_unknown(e):
-                    uncertain = e
+            except RetryRun.RETRIED as e:
+                delay = run.after(e, closed=self._closed)
                 log.info("%s failed (%s); repeating in %.2f s", method, e, delay)
                 self.retries += 1
                 await asyncio.sleep(delay)

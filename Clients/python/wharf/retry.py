@@ -103,7 +103,33 @@ class RetryPolicy:
         return False
 
 
+class RetryRun:
+    """The retry decisions of one call, shared by `Client` (which sleeps) and `AsyncClient` (which
+    awaits): after each failed attempt, `after(error)` returns how long to wait before the next one,
+    or raises what the caller should see (module docstring)."""
+
+    RETRIED = (WharfError, ConnectionLost, CallTimeout)
+    """The failures a call may be repeated after; anything else propagates at once."""
+
+    def __init__(self, policy: Optional[RetryPolicy], method: str, params: Optional[Mapping[str, Any]]) -> None:
+        self.method, self.params = method, params
+        self._delays = policy.delays() if policy is not None and policy.covers(method) else iter(())
+        self._uncertain: Optional[BaseException] = None
+
+    def after(self, error: BaseException, closed: bool = False) -> float:
+        """The wait before repeating after `error`; raises when the call should not be repeated."""
+        delay = next(self._delays, None) if RetryPolicy.is_safe_to_repeat(self.method, self.params, error) else None
+        if delay is None or closed:
+            # An earlier attempt may have taken effect: say so rather than that this one failed.
+            if self._uncertain is not None and not RetryPolicy.leaves_outcome_unknown(error):
+                raise self._uncertain from error
+            raise error
+        if RetryPolicy.leaves_outcome_unknown(error):
+            self._uncertain = error
+        return delay
+
+
 DEFAULT_RETRY = RetryPolicy()
 """What `Client` and `AsyncClient` use unless told otherwise: enqueues, up to 8 attempts."""
 
-__all__ = ["DEFAULT_RETRY", "ENQUEUE_METHODS", "RetryPolicy", "carries_idempotency_key"]
+__all__ = ["DEFAULT_RETRY", "ENQUEUE_METHODS", "RetryPolicy", "RetryRun", "carries_idempotency_key"]
