@@ -39,14 +39,6 @@ enum JobSQL {
             + " * interval '1 millisecond'"
     }
 
-    static let enqueue = """
-        with input as materialized (
-            select nextval('wharf.jobs_id_seq') as id, t.*
-            from unnest($1::text[], $2::text[], $3::jsonb[], $4::int[], $5::bigint[], $6::int[], $7::jsonb[],
-                        $8::bigint[], $9::text[], $10::text[], $11::jsonb[], $12::jsonb[], $13::text[], $14::bigint[])
-                with ordinality as t(queue, kind, payload, priority, run_at_ms, max_attempts, retry, timeout_ms,
-                                     unique_key, lock_key, tags, meta, schedule_name, schedule_fire_ms, ord)
-        ),
     /// The job rows of an enqueue (`unnest` of `$1..$14`, and `$15` idempotency keys when `keyed`),
     /// numbered in call order (`ord`), each with its id drawn.
     static func enqueueInput(keyed: Bool) -> String {
