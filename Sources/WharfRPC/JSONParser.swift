@@ -87,6 +87,8 @@ public struct JSONParser {
             i += 1
             return .object(object)
         }
+        // Room for a typical request's few keys at once, instead of growing one at a time.
+        object.reserveCapacity(4)
         while true {
             skipWhitespace()
             guard i < end, buf[i] == UInt8(ascii: "\"") else { throw error("expected a string key") }
@@ -96,8 +98,8 @@ public struct JSONParser {
             i += 1
             skipWhitespace()
             let value = try parseValue(depth: depth)
-            // Duplicate keys: the last one wins, as in most parsers.
-            if object[key] != nil { object[key] = value } else { object.appendUnchecked(key, value) }
+            // Duplicate keys: the last one wins, as in most parsers. O(1) per key past a few keys.
+            object.set(key, value)
             skipWhitespace()
             guard i < end else { throw error("unexpected end of input") }
             if buf[i] == UInt8(ascii: ",") {
@@ -120,6 +122,7 @@ public struct JSONParser {
             i += 1
             return .array(items)
         }
+        items.reserveCapacity(4)
         while true {
             skipWhitespace()
             items.append(try parseValue(depth: depth))
