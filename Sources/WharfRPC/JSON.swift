@@ -194,26 +194,68 @@ extension JSON {
 }
 
 extension JSON {
+    /// What the parser makes of a number whose value would not survive being written back: an integer
+    /// beyond 64 bits, a number beyond a double's range or rounded to zero, a fraction with more
+    /// significant digits than a double keeps. JSON has no NaN, so this cannot be confused with a
+    /// number that was sent; it is written as `null`. The server refuses params holding one
+    /// (`pathOfInexactNumber`), so such a number is never stored altered.
+    public static let inexactNumber = JSON.double(.nan)
+
+    /// Whether this is `inexactNumber`.
+    public var isInexactNumber: Bool {
+        if case .double(let d) = self { return d.isNaN }
+        return false
+    }
+
     /// The path of the first string or key holding U+0000, e.g. `payload.items[2]`, or nil when there
     /// is none. PostgreSQL cannot store that character in text or jsonb.
     public func pathOfNUL(_ path: String = "") -> String? {
+        firstPath(path, { $0.stringValue?.utf8.contains(0) ?? false }, key: { $0.utf8.contains(0) })
+    }
+
+    /// The path of the first `inexactNumber`, e.g. `payload.n`, or nil when there is none.
+    public func pathOfInexactNumber(_ path: String = "") -> String? {
+        firstPath(path, { $0.isInexactNumber }, key: { _ in false })
+    }
+
+    /// The path of the first value for which `hit` holds, or whose key does. The path is only built
+    /// for the value found, so a large object costs no string per key.
+    private func firstPath(_ prefix: String, _ hit: (JSON) -> Bool, key keyHit: (String) -> Bool) -> String? {
+        var steps: [PathStep] = []
+        guard find(hit, keyHit, &steps) else { return nil }
+        var path = prefix
+        for step in steps.reversed() {
+            switch step {
+            case .key(let k): path = path.isEmpty ? k : "\(path).\(k)"
+            case .index(let i): path += "[\(i)]"
+            }
+        }
+        return path
+    }
+
+    private enum PathStep {
+        case key(String)
+        case index(Int)
+    }
+
+    /// Depth-first search; on success `steps` holds the way there, innermost step first.
+    private func find(_ hit: (JSON) -> Bool, _ keyHit: (String) -> Bool, _ steps: inout [PathStep]) -> Bool {
+        if hit(self) { return true }
         switch self {
-        case .string(let s):
-            return s.utf8.contains(0) ? path : nil
         case .array(let items):
-            for (i, item) in items.enumerated() {
-                if let p = item.pathOfNUL("\(path)[\(i)]") { return p }
+            for (i, item) in items.enumerated() where item.find(hit, keyHit, &steps) {
+                steps.append(.index(i))
+                return true
             }
-            return nil
+            return false
         case .object(let o):
-            for (key, value) in o.pairs {
-                let p = path.isEmpty ? key : "\(path).\(key)"
-                if key.utf8.contains(0) { return p }
-                if let found = value.pathOfNUL(p) { return found }
+            for (key, value) in o.pairs where keyHit(key) || value.find(hit, keyHit, &steps) {
+                steps.append(.key(key))
+                return true
             }
-            return nil
-        case .null, .bool, .int, .double:
-            return nil
+            return false
+        case .null, .bool, .int, .double, .string:
+            return false
         }
     }
 }
