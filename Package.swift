@@ -67,3 +67,14 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+// libFuzzer targets (Tests/Fuzz), declared only for `scripts/fuzz.sh`, which sets WHARF_FUZZ and builds
+// them with `-sanitize=fuzzer,address` in their own scratch path. They compile the pure files they fuzz
+// (symlinked) with WharfRPC and WharfCore, so the fuzz build needs neither libcurl nor swift-crypto.
+if Context.environment["WHARF_FUZZ"] != nil {
+    package.targets += [
+        .target(name: "CFuzzDriver", path: "Tests/Fuzz/CFuzzDriver"),
+        .executableTarget(
+            name: "WharfFuzz", dependencies: ["WharfRPC", "WharfCore", "CFuzzDriver"], path: "Tests/Fuzz/WharfFuzz"),
+    ]
+}

@@ -3,7 +3,8 @@
 # integration tests, then the Python client's tests and the protocol conformance suite against the
 # built `wharf` binary. Exits non-zero when anything fails.
 #
-# Environment: WHARF_SCRATCH_PATH (SwiftPM build directory, default .build).
+# Environment: WHARF_SCRATCH_PATH (SwiftPM build directory, default .build), WHARF_FUZZ_SECONDS (per
+# fuzz target, default 20).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -72,7 +73,15 @@ for dir in "${python_tests[@]}"; do
   [ "$status" -eq 0 ] || py_failed+=("$dir (exit $status)")
 done
 
+section "fuzz ($(elapsed))"
+# Each libFuzzer target for a short while on its seed corpus (scripts/fuzz.sh builds them in .build-fuzz).
+fuzz_status=0
+fuzz_started=$SECONDS
+timeout --kill-after=30 900 bash scripts/fuzz.sh all "${WHARF_FUZZ_SECONDS:-20}" || fuzz_status=$?
+echo "fuzz build and runs: $((SECONDS - fuzz_started)) s"
+
 section "summary ($(elapsed))"
 echo "swift test: $([ "$swift_status" -eq 0 ] && echo passed || echo "FAILED (exit $swift_status)")"
 if [ ${#py_failed[@]} -eq 0 ]; then echo "python tests: passed"; else echo "python tests: FAILED: ${py_failed[*]}"; fi
-[ "$swift_status" -eq 0 ] && [ ${#py_failed[@]} -eq 0 ]
+echo "fuzz: $([ "$fuzz_status" -eq 0 ] && echo passed || echo "FAILED (exit $fuzz_status)")"
+[ "$swift_status" -eq 0 ] && [ ${#py_failed[@]} -eq 0 ] && [ "$fuzz_status" -eq 0 ]

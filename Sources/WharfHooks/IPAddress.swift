@@ -98,14 +98,15 @@ public struct CIDR: Hashable, Sendable, CustomStringConvertible {
     public let prefix: Int
 
     public init?(_ text: String) {
-        let parts = text.split(separator: "/", maxSplits: 1)
+        let parts = text.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
         guard let address = IPAddress(String(parts[0])) else { return nil }
         let bits: Int
         switch address {
         case .v4: bits = 32
         case .v6: bits = 128
         }
-        let prefix = parts.count == 2 ? Int(parts[1]) : bits
+        // Digits only: `10.0.0.0/` and `10.0.0.0/+8` are not blocks.
+        let prefix = parts.count == 2 ? parts[1].utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) ? Int(parts[1]) : nil : bits
         guard let prefix, (0...bits).contains(prefix) else { return nil }
         network = address
         self.prefix = prefix

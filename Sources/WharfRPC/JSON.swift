@@ -67,38 +67,103 @@ public enum JSON: Sendable, Equatable {
     }
 }
 
-/// A JSON object: key/value pairs in insertion order. Lookup is a linear scan, which beats hashing for
-/// the small objects of a protocol; setting an existing key replaces its value in place.
+/// A JSON object: key/value pairs in insertion order, each key at most once.
+///
+/// Small objects (the protocol's requests and replies) are looked up by a linear scan, which beats
+/// hashing at that size. Past `indexThreshold` keys the object also keeps a dictionary from key to
+/// position, so that building, parsing and looking up a large object (a client's `meta` with 100,000
+/// keys) costs O(1) per key instead of O(n). Setting an existing key replaces its value in place.
 public struct JSONObject: Sendable, Equatable, ExpressibleByDictionaryLiteral {
     public private(set) var pairs: [(key: String, value: JSON)]
+    /// Position of each key in `pairs`; nil while the object has at most `indexThreshold` keys.
+    private var index: [String: Int]?
+
+    /// Objects with more keys than this keep an index.
+    static let indexThreshold = 16
 
     public init() { pairs = [] }
-    public init(_ pairs: [(key: String, value: JSON)]) { self.pairs = pairs }
+    /// The pairs in order; when a key appears twice the first position and the last value are kept.
+    public init(_ pairs: [(key: String, value: JSON)]) {
+        self.pairs = []
+        self.pairs.reserveCapacity(pairs.count)
+        for p in pairs { self[p.key] = p.value }
+    }
     public init(dictionaryLiteral elements: (String, JSON)...) {
-        pairs = elements.map { (key: $0.0, value: $0.1) }
+        self.init(elements.map { (key: $0.0, value: $0.1) })
+    }
+
+    /// The position of `key` in `pairs`.
+    private func position(of key: String) -> Int? {
+        if let index { return index[key] }
+        for k in pairs.indices where pairs[k].key == key { return k }
+        return nil
     }
 
     public subscript(key: String) -> JSON? {
-        get {
-            for p in pairs where p.key == key { return p.value }
-            return nil
-        }
+        get { position(of: key).map { pairs[$0].value } }
         set {
-            if let i = pairs.firstIndex(where: { $0.key == key }) {
-                if let newValue { pairs[i].value = newValue } else { pairs.remove(at: i) }
+            if let i = position(of: key) {
+                if let newValue {
+                    pairs[i].value = newValue
+                } else {
+                    pairs.remove(at: i)
+                    rebuildIndex()
+                }
             } else if let newValue {
-                pairs.append((key: key, value: newValue))
+                append(key, newValue)
             }
         }
     }
 
-    /// Appends without checking for an existing key (the parser keeps the last duplicate on lookup).
-    mutating func appendUnchecked(_ key: String, _ value: JSON) { pairs.append((key: key, value: value)) }
+    /// Sets `key` as `self[key] = value` does, hashing the key once on the indexed path (the parser's
+    /// way in: a wide object costs one dictionary insertion per key, a small one a short scan).
+    mutating func set(_ key: String, _ value: JSON) {
+        if index == nil {
+            // Duplicates are rare: scan for one, and only then look for its place.
+            for p in pairs where p.key == key {
+                pairs[pairs.firstIndex { $0.key == key }!].value = value
+                return
+            }
+            pairs.append((key: key, value: value))
+            if pairs.count > Self.indexThreshold { rebuildIndex() }
+        } else if let earlier = index!.updateValue(pairs.count, forKey: key) {
+            index![key] = earlier
+            pairs[earlier].value = value
+        } else {
+            pairs.append((key: key, value: value))
+        }
+    }
+
+    mutating func reserveCapacity(_ n: Int) { pairs.reserveCapacity(n) }
+
+    /// Appends a key known to be absent.
+    private mutating func append(_ key: String, _ value: JSON) {
+        pairs.append((key: key, value: value))
+        if index != nil {
+            index![key] = pairs.count - 1
+        } else if pairs.count > Self.indexThreshold {
+            rebuildIndex()
+        }
+    }
+
+    private mutating func rebuildIndex() {
+        guard pairs.count > Self.indexThreshold else {
+            index = nil
+            return
+        }
+        var built = [String: Int](minimumCapacity: pairs.count)
+        for (k, p) in pairs.enumerated() { built[p.key] = k }
+        index = built
+    }
+
+    /// Whether lookups use the index (for tests of the large-object path).
+    var isIndexed: Bool { index != nil }
 
     public var keys: [String] { pairs.map(\.key) }
     public var count: Int { pairs.count }
     public var isEmpty: Bool { pairs.isEmpty }
 
+    /// Equal when both hold the same keys with equal values, in any order.
     public static func == (a: JSONObject, b: JSONObject) -> Bool {
         guard a.pairs.count == b.pairs.count else { return false }
         for p in a.pairs where b[p.key] != p.value { return false }
@@ -129,26 +194,68 @@ extension JSON {
 }
 
 extension JSON {
+    /// What the parser makes of a number whose value would not survive being written back: an integer
+    /// beyond 64 bits, a number beyond a double's range or rounded to zero, a fraction with more
+    /// significant digits than a double keeps. JSON has no NaN, so this cannot be confused with a
+    /// number that was sent; it is written as `null`. The server refuses params holding one
+    /// (`pathOfInexactNumber`), so such a number is never stored altered.
+    public static let inexactNumber = JSON.double(.nan)
+
+    /// Whether this is `inexactNumber`.
+    public var isInexactNumber: Bool {
+        if case .double(let d) = self { return d.isNaN }
+        return false
+    }
+
     /// The path of the first string or key holding U+0000, e.g. `payload.items[2]`, or nil when there
     /// is none. PostgreSQL cannot store that character in text or jsonb.
     public func pathOfNUL(_ path: String = "") -> String? {
+        firstPath(path, { $0.stringValue?.utf8.contains(0) ?? false }, key: { $0.utf8.contains(0) })
+    }
+
+    /// The path of the first `inexactNumber`, e.g. `payload.n`, or nil when there is none.
+    public func pathOfInexactNumber(_ path: String = "") -> String? {
+        firstPath(path, { $0.isInexactNumber }, key: { _ in false })
+    }
+
+    /// The path of the first value for which `hit` holds, or whose key does. The path is only built
+    /// for the value found, so a large object costs no string per key.
+    private func firstPath(_ prefix: String, _ hit: (JSON) -> Bool, key keyHit: (String) -> Bool) -> String? {
+        var steps: [PathStep] = []
+        guard find(hit, keyHit, &steps) else { return nil }
+        var path = prefix
+        for step in steps.reversed() {
+            switch step {
+            case .key(let k): path = path.isEmpty ? k : "\(path).\(k)"
+            case .index(let i): path += "[\(i)]"
+            }
+        }
+        return path
+    }
+
+    private enum PathStep {
+        case key(String)
+        case index(Int)
+    }
+
+    /// Depth-first search; on success `steps` holds the way there, innermost step first.
+    private func find(_ hit: (JSON) -> Bool, _ keyHit: (String) -> Bool, _ steps: inout [PathStep]) -> Bool {
+        if hit(self) { return true }
         switch self {
-        case .string(let s):
-            return s.utf8.contains(0) ? path : nil
         case .array(let items):
-            for (i, item) in items.enumerated() {
-                if let p = item.pathOfNUL("\(path)[\(i)]") { return p }
+            for (i, item) in items.enumerated() where item.find(hit, keyHit, &steps) {
+                steps.append(.index(i))
+                return true
             }
-            return nil
+            return false
         case .object(let o):
-            for (key, value) in o.pairs {
-                let p = path.isEmpty ? key : "\(path).\(key)"
-                if key.utf8.contains(0) { return p }
-                if let found = value.pathOfNUL(p) { return found }
+            for (key, value) in o.pairs where keyHit(key) || value.find(hit, keyHit, &steps) {
+                steps.append(.key(key))
+                return true
             }
-            return nil
-        case .null, .bool, .int, .double:
-            return nil
+            return false
+        case .null, .bool, .int, .double, .string:
+            return false
         }
     }
 }

@@ -87,6 +87,8 @@ public struct JSONParser {
             i += 1
             return .object(object)
         }
+        // Room for a typical request's few keys at once, instead of growing one at a time.
+        object.reserveCapacity(4)
         while true {
             skipWhitespace()
             guard i < end, buf[i] == UInt8(ascii: "\"") else { throw error("expected a string key") }
@@ -96,8 +98,8 @@ public struct JSONParser {
             i += 1
             skipWhitespace()
             let value = try parseValue(depth: depth)
-            // Duplicate keys: the last one wins, as in most parsers.
-            if object[key] != nil { object[key] = value } else { object.appendUnchecked(key, value) }
+            // Duplicate keys: the last one wins, as in most parsers. O(1) per key past a few keys.
+            object.set(key, value)
             skipWhitespace()
             guard i < end else { throw error("unexpected end of input") }
             if buf[i] == UInt8(ascii: ",") {
@@ -120,6 +122,7 @@ public struct JSONParser {
             i += 1
             return .array(items)
         }
+        items.reserveCapacity(4)
         while true {
             skipWhitespace()
             items.append(try parseValue(depth: depth))
@@ -277,8 +280,63 @@ public struct JSONParser {
                 }
             }
         }
-        let text = String(decoding: UnsafeBufferPointer(rebasing: buf[start..<i]), as: UTF8.self)
+        let literal = UnsafeBufferPointer(rebasing: buf[start..<i])
+        let text = String(decoding: literal, as: UTF8.self)
         guard let d = Double(text) else { throw error("invalid number") }
+        guard d.isFinite, DecimalValue(literal) == DecimalValue(d.description.utf8) else { return JSON.inexactNumber }
         return .double(d)
+    }
+
+    /// A number's value as written: `0.digits × 10^exponent`, digits without leading or trailing zeros
+    /// (none for zero, whose sign is ignored). Two spellings of one value compare equal (`1.50`,
+    /// `15e-1`); the writer spells a double as its `description`, so a literal survives the trip when
+    /// its `DecimalValue` equals that of the nearest double's description.
+    struct DecimalValue: Equatable {
+        var negative = false
+        var digits: [UInt8] = []
+        var exponent = 0
+
+        /// `text` is a JSON number or a Swift `Double.description` of a finite value.
+        init<C: Collection<UInt8>>(_ text: C) {
+            var afterPoint = false
+            var k = text.startIndex
+            if k != text.endIndex, text[k] == UInt8(ascii: "-") {
+                negative = true
+                k = text.index(after: k)
+            }
+            while k != text.endIndex {
+                let c = text[k]
+                if c == UInt8(ascii: "e") || c == UInt8(ascii: "E") { break }
+                k = text.index(after: k)
+                if c == UInt8(ascii: ".") {
+                    afterPoint = true
+                } else if digits.isEmpty && c == UInt8(ascii: "0") {
+                    if afterPoint { exponent -= 1 }
+                } else {
+                    digits.append(c)
+                    if !afterPoint { exponent += 1 }
+                }
+            }
+            if k != text.endIndex {
+                k = text.index(after: k)
+                var sign = 1
+                if k != text.endIndex, text[k] == UInt8(ascii: "+") || text[k] == UInt8(ascii: "-") {
+                    if text[k] == UInt8(ascii: "-") { sign = -1 }
+                    k = text.index(after: k)
+                }
+                // Saturates: any exponent past this makes a double infinite or zero anyway.
+                var e = 0
+                while k != text.endIndex {
+                    e = min(e * 10 + Int(text[k] - UInt8(ascii: "0")), 1 << 40)
+                    k = text.index(after: k)
+                }
+                exponent += sign * e
+            }
+            while digits.last == UInt8(ascii: "0") { digits.removeLast() }
+            if digits.isEmpty {
+                negative = false
+                exponent = 0
+            }
+        }
     }
 }

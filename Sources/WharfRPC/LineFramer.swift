@@ -31,7 +31,7 @@ public struct LineFramer {
         while let nl = Self.index(of: 0x0A, in: bytes, from: start) {
             let line = UnsafeRawBufferPointer(rebasing: chunk[start..<nl])
             start = nl + 1
-            if line.count > maxFrame {
+            if Self.frameLength(line) > maxFrame {
                 overflowed = true
                 return .frameTooLarge
             }
@@ -40,7 +40,7 @@ public struct LineFramer {
                 return .paused
             }
         }
-        if chunk.count - start > maxFrame {
+        if Self.frameLength(UnsafeRawBufferPointer(rebasing: chunk[start...])) > maxFrame {
             overflowed = true
             return .frameTooLarge
         }
@@ -59,7 +59,7 @@ public struct LineFramer {
             while let nl = Self.index(of: 0x0A, in: bytes, from: consumed) {
                 let line = UnsafeRawBufferPointer(rebasing: all[consumed..<nl])
                 consumed = nl + 1
-                if line.count > maxFrame {
+                if Self.frameLength(line) > maxFrame {
                     outcome = .frameTooLarge
                     return
                 }
@@ -68,15 +68,27 @@ public struct LineFramer {
                     return
                 }
             }
-            if all.count - consumed > maxFrame { outcome = .frameTooLarge }
+            if Self.frameLength(UnsafeRawBufferPointer(rebasing: all[consumed...])) > maxFrame {
+                outcome = .frameTooLarge
+            }
         }
         if outcome == .frameTooLarge {
             overflowed = true
             pending = []
             return outcome
         }
-        pending.removeFirst(consumed)
+        if consumed > 0 { pending.removeFirst(consumed) }
+        // A long line once held is not kept for the life of the connection.
+        if pending.isEmpty && pending.capacity > 1 << 16 { pending = [] }
         return outcome
+    }
+
+    /// A line's size as the limit counts it: without its `\n` and without the `\r` before it, which
+    /// `deliver` drops. For a partial line a final `\r` may be the start of `\r\n`, so it is not
+    /// counted either; if more bytes follow it, they are checked again then.
+    private static func frameLength(_ line: UnsafeRawBufferPointer) -> Int {
+        let n = line.count
+        return n > 0 && line[n - 1] == 0x0D ? n - 1 : n
     }
 
     private static func deliver(_ line: UnsafeRawBufferPointer, _ onLine: (UnsafeRawBufferPointer) -> Bool) -> Bool {

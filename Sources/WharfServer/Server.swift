@@ -392,6 +392,11 @@ public final class Server: @unchecked Sendable {  // loop-thread confined; only 
         if let path = request.params?.pathOfNUL() {
             return done(.failure(.invalidParams(field: path, "must not contain the character U+0000")))
         }
+        // Stored altered (1e400 as null, 99999999999999999999999999 as 1e+26) it would be silently wrong.
+        if let path = request.params?.pathOfInexactNumber() {
+            return done(
+                .failure(.invalidParams(field: path, "is a number that would not be kept exactly (see Protocol/README.md)")))
+        }
         let call = Call(method: request.method, params: params, session: session, done: done)
         do {
             try spec.handler(call)

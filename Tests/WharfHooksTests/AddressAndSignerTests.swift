@@ -40,6 +40,12 @@ import Testing
         #expect(try #require(CIDR("127.0.0.1")).contains(try #require(IPAddress("127.0.0.1"))))
     }
 
+    /// Found by the `url` fuzz target: the empty string trapped (an index into an empty split).
+    @Test(arguments: ["", "/", "/8", "10.0.0.0/", "10.0.0.0/+8", "10.0.0.0/-1", "10.0.0.0/8/8", "::1/ 64", "10.0.0.0/٣"])
+    func malformedCIDRsAreRefused(text: String) {
+        #expect(CIDR(text) == nil)
+    }
+
     /// The Standard Webhooks specification's example, which the reference libraries also test.
     @Test func signatureMatchesTheSpecificationExample() {
         let sig = Signer.signature(

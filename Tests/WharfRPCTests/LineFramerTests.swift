@@ -128,3 +128,75 @@ import Testing
         #expect(got == ["a"])
     }
 }
+
+/// The limit counts a frame's bytes without its `\n` and without a `\r` before it (Protocol/README.md).
+@Suite struct LineFramerLimitTests {
+    func run(_ chunks: [[UInt8]], max: Int) -> ([Int], LineFramer.Outcome) {
+        var framer = LineFramer(maxFrame: max)
+        var sizes: [Int] = []
+        var last = LineFramer.Outcome.ok
+        for c in chunks where last != .frameTooLarge {
+            last = c.withUnsafeBytes { b in
+                framer.feed(b) { line in
+                    sizes.append(line.count)
+                    return true
+                }
+            }
+        }
+        return (sizes, last)
+    }
+
+    @Test(arguments: [-1, 0, 1])
+    func atTheBoundary(delta: Int) {
+        let max = 64
+        let body = [UInt8](repeating: UInt8(ascii: "a"), count: max + delta)
+        for ending: [UInt8] in [[0x0A], [0x0D, 0x0A]] {
+            let whole = body + ending
+            // In one chunk, byte by byte, and split just before and after the `\r`.
+            let splits: [[[UInt8]]] = [
+                [whole], whole.map { [$0] }, [body, ending], [body + ending.dropLast(), [0x0A]],
+            ]
+            for chunks in splits {
+                let (sizes, outcome) = run(chunks, max: max)
+                if delta <= 0 {
+                    #expect(outcome == .ok, "\(body.count) bytes + \(ending)")
+                    #expect(sizes == [body.count])
+                } else {
+                    #expect(outcome == .frameTooLarge, "\(body.count) bytes + \(ending)")
+                    #expect(sizes.isEmpty)
+                }
+            }
+        }
+    }
+
+    @Test func aSecondCarriageReturnCounts() {
+        let body = [UInt8](repeating: UInt8(ascii: "a"), count: 64)
+        #expect(run([body + [0x0D, 0x0D, 0x0A]], max: 64).1 == .frameTooLarge)
+        #expect(run([body + [0x0D, 0x0D]], max: 64).1 == .frameTooLarge)
+        #expect(run([body + [0x0D], [UInt8(ascii: "b")]], max: 64).1 == .frameTooLarge)
+        #expect(run([body + [0x0D]], max: 64).1 == .ok)
+    }
+
+    @Test func theBoundaryHoldsWhileDraining() {
+        var framer = LineFramer(maxFrame: 8)
+        var got: [String] = []
+        let text = Array("x\naaaaaaaa\r\nbbbbbbbb\ncccccccccc\r\n".utf8)
+        let first = text.withUnsafeBytes { b in
+            framer.feed(b) { line in
+                got.append(String(decoding: line, as: UTF8.self))
+                return false
+            }
+        }
+        #expect(first == .paused)
+        var outcome = LineFramer.Outcome.paused
+        while outcome == .paused {
+            outcome = framer.drain { line in
+                got.append(String(decoding: line, as: UTF8.self))
+                return got.count < 3
+            }
+            if got.count >= 3 { outcome = framer.drain { _ in true } }
+        }
+        #expect(got == ["x", "aaaaaaaa", "bbbbbbbb"])
+        #expect(outcome == .frameTooLarge)
+    }
+}

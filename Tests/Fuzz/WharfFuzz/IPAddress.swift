@@ -1,0 +1,1 @@
+../../../Sources/WharfHooks/IPAddress.swift

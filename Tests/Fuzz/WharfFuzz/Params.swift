@@ -1,0 +1,1 @@
+../../../Sources/WharfServer/Params.swift
