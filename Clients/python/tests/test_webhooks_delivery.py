@@ -5,6 +5,7 @@ second by `wharf serve --webhook-retry-schedule`."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import http.server
 import socket
 import ssl
@@ -377,7 +378,13 @@ def test_a_killed_server_loses_no_delivery(receiver):
             states = {d["state"] for d in c.webhooks.deliveries(e["id"], limit=1000)["deliveries"]}
             return states == {"succeeded"}
 
-        assert wait_for(all_succeeded, timeout=30) and len(sent) == 300
+        if not wait_for(all_succeeded, timeout=30):
+            ds = c.webhooks.deliveries(e["id"], limit=1000)["deliveries"]
+            states = collections.Counter(d["state"] for d in ds)
+            stuck = [d for d in ds if d["state"] != "succeeded"][:3]
+            raise AssertionError(f"not all succeeded 30 s after the restart: {dict(states)}; e.g. {stuck}; "
+                                 f"server log: {second.log_text()[-2000:]}")
+        assert len(sent) == 300
         c.close()
     finally:
         second.stop()
