@@ -8,8 +8,8 @@ struct ClientOptions: ParsableArguments {
     @Option(help: "Server address, HOST:PORT.")
     var server = defaultServer
 
-    @Option(help: "Token to present in session.hello.")
-    var token: String?
+    @Option(help: "Token to present in session.hello (default: $WHARF_TOKEN; the environment keeps it out of `ps`).")
+    var token: String? = ProcessInfo.processInfo.environment["WHARF_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
 
     @Flag(help: "Print JSON instead of text.")
     var json = false

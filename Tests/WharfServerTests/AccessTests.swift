@@ -59,4 +59,18 @@ import WharfServer
             }
         }
     }
+
+    /// The CLI presents `$WHARF_TOKEN` (kept out of `ps`) when `--token` is not given.
+    @Test func theCLITakesItsTokenFromTheEnvironment() throws {
+        let s = try TestServer { c in c.tokens = Self.tokens }
+        let bin = TestEnvironment.wharfBinary
+        try #require(FileManager.default.isExecutableFile(atPath: bin))
+        let server = "127.0.0.1:\(s.port)"
+        let without = try TestDatabase.run([bin, "call", "server.info", "--server", server])
+        #expect(without.0 != 0 && without.2.contains("session.hello"), "\(without)")
+        let with = try TestDatabase.run(["WHARF_TOKEN=t-reader", bin, "call", "server.info", "--server", server])
+        #expect(with.0 == 0 && with.1.contains("\"name\":\"wharf\""), "\(with)")
+        let forbidden = try TestDatabase.run(["WHARF_TOKEN=t-reader", bin, "call", "jobs.enqueue", #"{"queue":"q","kind":"k"}"#, "--server", server])
+        #expect(forbidden.0 != 0 && forbidden.2.contains("forbidden"), "\(forbidden)")
+    }
 }

@@ -190,7 +190,9 @@ def test_a_subscriber_too_slow_for_a_burst_gets_a_counted_gap(gone):
         with Bystander(server.host, server.port) as b, RSSWatch(pid) as rss:
             slow = raw_socket(server.host, server.port, rcvbuf=4096)
             subscribe_raw(slow)
-            raised = disable_rounds(admin, witness, ids, rounds=32)
+            # Enough events (2,400) that the kernel's socket buffers cannot hold them all whatever
+            # their sizing, so the server's own queue must overflow.
+            raised = disable_rounds(admin, witness, ids, rounds=96)
             # Now it reads everything that is left for it.
             lines: List[dict] = []
             buf = b""
