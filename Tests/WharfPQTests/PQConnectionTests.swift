@@ -197,8 +197,9 @@ import WharfUV
     }
 
     /// A lost connection fails the work in flight and says so once. The statement the session died
-    /// in reports its error (it rolled back); the segment queued behind it was never read by the
-    /// exited backend, so it did not run.
+    /// in reports its error (it rolled back) and the segment queued behind it was never read by the
+    /// exited backend, so it did not run; or, when the connection's end is seen before the error,
+    /// both are outcome-unknown.
     @Test func lostConnectionFailsPendingWork() throws {
         let db = try PQTestDatabase()
         let outcome: String = try runOnLoop { loop, finish in
@@ -230,7 +231,13 @@ import WharfUV
             }
             c.connect()
         }
-        #expect(outcome == "server 57P01, unavailable - failures=1")
+        // When libpq reads the backend's FATAL message before the socket's end, the first statement
+        // reports it and the one queued behind is known not to have run; when the reset arrives first
+        // (seen on a loaded machine), neither outcome can be known. Either way, never "unavailable" for
+        // the statement that was executing, and one state change.
+        #expect(
+            ["server 57P01, unavailable - failures=1", "outcomeUnknown -, outcomeUnknown - failures=1"].contains(outcome),
+            "\(outcome)")
     }
 
     /// A session that ends after a segment's statements answered and before its Sync did (here a
