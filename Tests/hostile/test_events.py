@@ -159,7 +159,8 @@ def test_subscribers_that_never_read_are_bounded_and_cut_off(gone):
                 subscribe_raw(s, events=("*",))
             wait_until(lambda: connections(control) == before + 10, timeout=5)
             started = time.monotonic()
-            raised = disable_rounds(admin, witness, ids, rounds=32)
+            # Enough events (2,400) that no kernel buffering can absorb them: the sockets must fill.
+            raised = disable_rounds(admin, witness, ids, rounds=96)
             # Every deaf subscriber is gone within the write timeout of its socket filling up.
             took = wait_until(lambda: connections(control) == before, timeout=write_timeout_s + 8)
             elapsed = time.monotonic() - started
