@@ -98,24 +98,10 @@ def assert_ledger_holds(report: dict) -> None:
     assert report["misreported"] == 0, f"committed calls reported as not done: {report}"
 
 
-def test_fast_restarts_lose_and_duplicate_nothing(pg, served):
+@pytest.mark.parametrize("mode,rounds", [("fast", 3), ("immediate", 4)])
+def test_restarts_lose_and_duplicate_nothing(pg, served, mode, rounds):
     server, name = served
-
-    def fast_restart():
-        pg.restart("fast")
-
-    report = run_with_faults(pg, server, name, fast_restart, rounds=3)
-    assert_ledger_holds(report)
-    assert sum(report["errorsSeen"].values()) > 0, "the restarts went unnoticed: the test saw no fault"
-
-
-def test_immediate_restarts_lose_and_duplicate_nothing(pg, served):
-    server, name = served
-
-    def immediate_restart():
-        pg.restart("immediate")
-
-    report = run_with_faults(pg, server, name, immediate_restart, rounds=4)
+    report = run_with_faults(pg, server, name, lambda: pg.restart(mode), rounds=rounds)
     assert_ledger_holds(report)
     assert sum(report["errorsSeen"].values()) > 0, "the restarts went unnoticed: the test saw no fault"
 

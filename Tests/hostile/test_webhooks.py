@@ -83,17 +83,23 @@ class Receivers:
         with self.lock:
             return len(self.posts.get(port, []))
 
+    async def deliveries(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, port: int):
+        """The deliveries a connection carries, each recorded; registration pings are answered 200."""
+        while (req := await read_request(reader)) is not None:
+            headers, body_in = req
+            if b"webhook.ping" in body_in:
+                writer.write(response(200, b"ok"))
+                await writer.drain()
+                continue
+            self.record(port, headers, body_in)
+            yield headers, body_in
+
     def answering(self, status: int, body: bytes, extra: bytes = b"") -> int:
         """A receiver that answers every request with `status` and `body` (keep-alive)."""
 
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, port: int) -> None:
-            while (req := await read_request(reader)) is not None:
-                headers, body_in = req
-                if b"webhook.ping" not in body_in:
-                    self.record(port, headers, body_in)
-                    writer.write(response(status, body, extra))
-                else:
-                    writer.write(response(200, b"ok"))
+            async for _ in self.deliveries(reader, writer, port):
+                writer.write(response(status, body, extra))
                 await writer.drain()
 
         return self.listen(handle)
@@ -102,13 +108,7 @@ class Receivers:
         """A receiver that answers the registration ping, then accepts every delivery and never answers."""
 
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, port: int) -> None:
-            while (req := await read_request(reader)) is not None:
-                headers, body_in = req
-                if b"webhook.ping" in body_in:
-                    writer.write(response(200, b"ok"))
-                    await writer.drain()
-                    continue
-                self.record(port, headers, body_in)
+            async for _ in self.deliveries(reader, writer, port):
                 await reader.read()  # until the server gives up and closes
                 return
 
@@ -121,13 +121,7 @@ class Receivers:
         streams: List[dict] = []
 
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, port: int) -> None:
-            while (req := await read_request(reader)) is not None:
-                headers, body_in = req
-                if b"webhook.ping" in body_in:
-                    writer.write(response(200, b"ok"))
-                    await writer.drain()
-                    continue
-                self.record(port, headers, body_in)
+            async for _ in self.deliveries(reader, writer, port):
                 s = {"started": time.monotonic(), "bytes": 0, "closed": None}
                 streams.append(s)
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n")
