@@ -18,12 +18,12 @@ final class JobsService {
     /// row locks, large enough that back-to-back batches delete tens of thousands of rows a second.
     static let pruneBatch = 2_000
 
-    /// Single enqueues of one loop turn share one statement; each gets its own outcome (a bad row
-    /// fails only its own call).
-    private(set) var enqueueBatcher: Batcher<JobSpec, Result<EnqueueOutcome, RPCError>>!
-    private(set) var completeBatcher: Batcher<(id: Int64, token: String, result: JSON?), FinishOutcome>!
+    /// Single enqueues, completions and failures of one loop turn share one statement each; each call
+    /// gets its own outcome, and a bad value fails only its own call (`IsolatingBatcher`).
+    private(set) var enqueueBatcher: IsolatingBatcher<JobSpec, Result<EnqueueOutcome, RPCError>>!
+    private(set) var completeBatcher: IsolatingBatcher<(id: Int64, token: String, result: JSON?), FinishOutcome>!
     private(set) var failBatcher:
-        Batcher<(id: Int64, token: String, error: JSON, retryable: Bool, retryInMs: Int64?), FinishOutcome>!
+        IsolatingBatcher<(id: Int64, token: String, error: JSON, retryable: Bool, retryInMs: Int64?), FinishOutcome>!
 
     private var waiters: [LeaseWaiter] = []
     private var wokenQueues: [String: Int] = [:]
@@ -35,8 +35,8 @@ final class JobsService {
     init(server: Server) {
         self.server = server
         let schedule: (@escaping () -> Void) -> Void = { [unowned server] body in server.runBeforeFlush(body) }
-        enqueueBatcher = Batcher(schedule: schedule) { [unowned self] specs, done in
-            self.store.enqueue(specs, isolating: true) { [unowned self] result in
+        enqueueBatcher = IsolatingBatcher(schedule: schedule) { [unowned self] specs, done in
+            self.store.enqueue(specs) { [unowned self] result in
                 if case .success(let outcomes) = result {
                     var queues = Set<String>()
                     for (spec, o) in zip(specs, outcomes) {
@@ -47,10 +47,10 @@ final class JobsService {
                 done(result)
             }
         }
-        completeBatcher = Batcher(schedule: schedule) { [unowned self] items, done in
+        completeBatcher = IsolatingBatcher(schedule: schedule) { [unowned self] items, done in
             self.store.complete(items, retention: self.retention, done)
         }
-        failBatcher = Batcher(schedule: schedule) { [unowned self] items, done in
+        failBatcher = IsolatingBatcher(schedule: schedule) { [unowned self] items, done in
             self.store.fail(items, defaults: self.retryDefaults, retention: self.retention, done)
         }
     }

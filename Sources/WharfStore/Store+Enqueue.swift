@@ -49,51 +49,13 @@ extension Store {
     /// How long idempotency keys are kept at least (pruned after that).
     public static let idempotencyRetentionMs: Int64 = 24 * 3_600_000
 
-    /// Inserts a batch of jobs in one statement, outcomes in input order.
-    ///
-    /// With `isolating`, the specs are independent calls: when the statement fails because of a
-    /// value in it (a data or constraint error), the batch is split and run again in halves until
-    /// the failing rows stand alone, so one call's bad value fails only that call. Without it the
-    /// batch is one call and all or nothing. A statement aborted because two calls recorded the same
-    /// new idempotency key at once is run again (it changed nothing).
+    /// Inserts a batch of jobs in one statement, outcomes in input order: all or nothing (merged
+    /// single enqueues are kept apart by the caller's `IsolatingBatcher`). A statement aborted because
+    /// two calls recorded the same new idempotency key at once is run again (it changed nothing).
     public func enqueue(
-        _ specs: [JobSpec], isolating: Bool = false,
-        _ completion: @escaping (Result<[Result<EnqueueOutcome, RPCError>], RPCError>) -> Void
+        _ specs: [JobSpec], _ completion: @escaping (Result<[Result<EnqueueOutcome, RPCError>], RPCError>) -> Void
     ) {
-        enqueueStatement(specs, attemptsLeft: 3) { [self] r in
-            switch r {
-            case .success(let outcomes):
-                completion(.success(outcomes))
-            case .failure(let e) where isolating && Self.isRowError(e):
-                guard specs.count > 1 else { return completion(.success([.failure(rpcError(e))])) }
-                // Each half commits on its own: a half's failure is reported for its own rows only.
-                func perRow(_ r: Result<[Result<EnqueueOutcome, RPCError>], RPCError>, _ n: Int)
-                    -> [Result<EnqueueOutcome, RPCError>]
-                {
-                    switch r {
-                    case .success(let outcomes): return outcomes
-                    case .failure(let e): return Array(repeating: .failure(e), count: n)
-                    }
-                }
-                let half = specs.count / 2
-                enqueue(Array(specs[..<half]), isolating: true) { [self] first in
-                    enqueue(Array(specs[half...]), isolating: true) { second in
-                        completion(.success(perRow(first, half) + perRow(second, specs.count - half)))
-                    }
-                }
-            case .failure(let e):
-                completion(.failure(rpcError(e)))
-            }
-        }
-    }
-
-    /// Whether a failed statement failed because of the values it carried (and would succeed without
-    /// the offending rows): data exceptions, integrity violations, program limits (an index row too
-    /// large) and errors raised by triggers. Not a lost connection, a read-only database, a
-    /// serialization failure or a bug in the statement.
-    static func isRowError(_ e: PQError) -> Bool {
-        guard e.kind == .server, let state = e.sqlState else { return false }
-        return ["22", "23", "54", "P0"].contains(String(state.prefix(2)))
+        enqueueStatement(specs, attemptsLeft: 3) { [self] r in completion(r.mapError { rpcError($0) }) }
     }
 
     private func enqueueStatement(

@@ -112,10 +112,7 @@ extension Store {
             PGArray.ints(items.map(\.id)), PGArray.text(items.map(\.token)),
             PGArray.text(items.map { $0.result?.text }), String(retention.completedMs),
         ]
-        finish(
-            JobSQL.complete, params, items.map { ($0.id, $0.token) }, completion,
-            split: { [self] i, done in complete([items[i]], retention: retention, done) }
-        ) { _, _ in
+        finish(JobSQL.complete, params, items.map { ($0.id, $0.token) }, completion) { _, _ in
             .done(state: "completed", nextRunAt: nil)
         }
     }
@@ -131,10 +128,7 @@ extension Store {
             String(defaults.initialMs), String(defaults.maxMs), String(defaults.coefficient), String(defaults.jitter),
             String(retention.deadMs),
         ]
-        finish(
-            JobSQL.fail, params, items.map { ($0.id, $0.token) }, completion,
-            split: { [self] i, done in fail([items[i]], defaults: defaults, retention: retention, done) }
-        ) { rows, row in
+        finish(JobSQL.fail, params, items.map { ($0.id, $0.token) }, completion) { rows, row in
             let state = rows.string(row, 1) ?? ""
             return .done(state: state, nextRunAt: state == "retryable" ? rows.string(row, 2) : nil)
         }
@@ -143,34 +137,13 @@ extension Store {
     /// Runs a complete/fail statement that returns the (id, token) pairs it finished (first and last
     /// columns), then explains each refusal from the jobs' current state and token. Keying by the pair
     /// matters: a stale and a current token for one job may share a batch.
-    ///
-    /// When the database refuses a batch for a value in it (a data or integrity error: nothing of the
-    /// statement committed), `split` runs each item again on its own, so the item with the bad value
-    /// fails alone and the others go through.
     func finish(
         _ sql: String, _ params: [String?], _ items: [(id: Int64, token: String)],
         _ completion: @escaping (Result<[FinishOutcome], RPCError>) -> Void,
-        split: ((Int, @escaping (Result<[FinishOutcome], RPCError>) -> Void) -> Void)? = nil,
         _ done: @escaping (PQResult, Int) -> FinishOutcome
     ) {
         pool.query(sql, params) { [self] r in
             switch r {
-            case .failure(let e) where items.count > 1 && split != nil && Self.isRowError(e):
-                logger.warning(
-                    "a batched statement was refused for a value in it; running its items one by one",
-                    metadata: ["error": "\(e)", "items": "\(items.count)"])
-                var outcomes = [FinishOutcome?](repeating: nil, count: items.count)
-                var left = items.count
-                for i in items.indices {
-                    split!(i) { r in
-                        switch r {
-                        case .success(let one): outcomes[i] = one.first ?? .failure(.internalError)
-                        case .failure(let e): outcomes[i] = .failure(e)
-                        }
-                        left -= 1
-                        if left == 0 { completion(.success(outcomes.map { $0! })) }
-                    }
-                }
             case .failure(let e):
                 completion(.failure(rpcError(e)))
             case .success(let rows):
