@@ -1,1 +1,1 @@
-../../../Sources/WharfServer/Params.swift
+../../../Sources/WharfServer/Runtime/Params.swift
