@@ -25,9 +25,10 @@ let package = Package(
 
         // Pure modules.
         .target(name: "WharfCore"),
-        // Optimized even in debug builds: every reply and request goes through its codec on the loop, and
-        // unoptimized byte loops took ~150 ms per MB there, stalling every connection during a large reply.
-        .target(name: "WharfRPC", swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]),
+        // JSON values and their codec, and the JSON-RPC framing on top. Optimized even in debug builds: every
+        // reply and request goes through its codec on the loop, and unoptimized byte loops took ~150 ms per MB there, stalling every connection during a large reply.
+        .target(name: "WharfJSON", swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]),
+        .target(name: "WharfRPC", dependencies: ["WharfJSON"], swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]),
 
         // I/O shells.
         .target(name: "WharfUV", dependencies: ["CLibUV"]),
@@ -56,6 +57,7 @@ let package = Package(
             ]),
 
         .testTarget(name: "WharfCoreTests", dependencies: ["WharfCore"]),
+        .testTarget(name: "WharfJSONTests", dependencies: ["WharfJSON"]),
         .testTarget(name: "WharfRPCTests", dependencies: ["WharfRPC"]),
         .testTarget(name: "WharfHooksTests", dependencies: ["WharfHooks", "WharfUV"]),
         .testTarget(
@@ -75,6 +77,6 @@ if Context.environment["WHARF_FUZZ"] != nil {
     package.targets += [
         .target(name: "CFuzzDriver", path: "Tests/Fuzz/CFuzzDriver"),
         .executableTarget(
-            name: "WharfFuzz", dependencies: ["WharfRPC", "WharfCore", "CFuzzDriver"], path: "Tests/Fuzz/WharfFuzz"),
+            name: "WharfFuzz", dependencies: ["WharfJSON", "WharfRPC", "WharfCore", "CFuzzDriver"], path: "Tests/Fuzz/WharfFuzz"),
     ]
 }

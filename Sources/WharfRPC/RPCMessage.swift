@@ -1,3 +1,6 @@
+// Every user of the protocol handles JSON values, so importing WharfRPC brings WharfJSON along.
+@_exported import WharfJSON
+
 /// One decoded JSON-RPC request or notification.
 public struct RPCRequest: Sendable {
     /// The request id; nil for a notification (no reply is sent).

@@ -1,6 +1,6 @@
 import Testing
 
-@testable import WharfRPC
+@testable import WharfJSON
 
 /// Large objects: parsing, lookup and building stay O(1) per key (an index past a few keys), and the
 /// indexed path answers exactly as the linear one.

@@ -1,6 +1,6 @@
 import Testing
 
-@testable import WharfRPC
+@testable import WharfJSON
 
 /// Numbers either come back with the value they were sent with, or parse as `JSON.inexactNumber`
 /// (which the server refuses, naming the field).

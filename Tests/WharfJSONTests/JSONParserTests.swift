@@ -1,6 +1,6 @@
 import Testing
 
-@testable import WharfRPC
+@testable import WharfJSON
 
 @Suite struct JSONParserTests {
     @Test(arguments: [
