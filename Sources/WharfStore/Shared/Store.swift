@@ -5,10 +5,9 @@ import WharfRPC
 
 /// Every SQL statement Wharf runs, grouped by table in `Store+*.swift` files.
 ///
-/// The store turns database failures into protocol errors: an unreachable database becomes a
-/// retryable `unavailable` (`store_unavailable`), a connection lost after the statement was sent
-/// `outcome_unknown`, a database that refuses writes `store_read_only`; anything else unexpected
-/// becomes an internal error (logged, not leaked).
+/// The store classifies database failures as `StoreError` (an unreachable database, a connection lost
+/// after the statement was sent, a database that refuses writes, a busy one); anything else unexpected
+/// is an internal error, logged here and not leaked.
 /// Lives on the loop thread.
 public final class Store {
     public let pool: PQPool
@@ -24,23 +23,24 @@ public final class Store {
     }
 
     /// Maps a database failure to the error a client sees.
-    public func rpcError(_ e: PQError) -> RPCError {
+    public func rpcError(_ e: PQError) -> RPCError { storeError(e).rpcError }
+
+    /// Classifies a database failure (logging the unexpected ones, which clients see only as internal).
+    public func storeError(_ e: PQError) -> StoreError {
         switch e.kind {
         case .unavailable:
-            return .unavailable("database unavailable")
+            return .unavailable
         case .outcomeUnknown:
-            // Not retryable by default: repeating a write that did commit would do it twice. The
-            // dispatcher marks it retryable for calls that are safe to repeat.
-            return .outcomeUnknown("database connection lost before the outcome was known; the call may have taken effect")
+            return .outcomeUnknown
         case .aborted, .server:
             if Self.readOnlyStates.contains(e.sqlState ?? "") {
                 lastReadOnlyRefusalMs = Timestamp.nowMs()
-                return .storeReadOnly("database is read-only (a standby, or default_transaction_read_only is on)")
+                return .readOnly
             }
             if e.sqlState == "40001" || e.sqlState == "40P01" || e.sqlState?.hasPrefix("08") == true
                 || e.sqlState == "57P01"
             {
-                return .unavailable("database busy, retry", reason: "store_busy")
+                return .busy
             }
             logger.error("database error", metadata: ["error": "\(e)"])
             return .internalError
@@ -51,6 +51,21 @@ public final class Store {
     /// `default_transaction_read_only`, a hot standby (`cannot execute ... during recovery`, `nextval`,
     /// `NOTIFY`, `FOR UPDATE`) as read_only_sql_transaction.
     static let readOnlyStates: Set<String> = ["25006"]
+
+    /// Runs one statement and hands its rows to `body`, mapping failures to `StoreError`.
+    func rows<T>(
+        _ sql: String, _ params: [String?], _ completion: @escaping (Result<T, StoreError>) -> Void,
+        _ body: @escaping (PQResult) throws(StoreError) -> T
+    ) {
+        pool.query(sql, params) { [self] r in
+            switch r {
+            case .success(let rows):
+                do throws(StoreError) { completion(.success(try body(rows))) } catch { completion(.failure(error)) }
+            case .failure(let e):
+                completion(.failure(storeError(e)))
+            }
+        }
+    }
 
     /// Runs one statement and hands its rows to `body`, mapping failures to `RPCError`.
     func one<T>(
