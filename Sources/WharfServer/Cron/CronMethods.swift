@@ -5,9 +5,7 @@ import WharfStore
 /// The cron family: `cron.upsert`, `get`, `list`, `remove`, `pause`, `resume`, `trigger`, `preview`.
 extension Server {
     func registerCronMethods() {
-        let cron = CronService(server: self)
-        self.cron = cron
-        cron.start()
+        let cron = self.cron
         // A worker reshapes the schedule it runs for with `jobs.complete {schedulePatch}`, not `cron.upsert`.
 
         register("cron.upsert") { [unowned self] call in

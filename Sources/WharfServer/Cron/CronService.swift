@@ -15,8 +15,12 @@ import WharfUV
 /// expires. `NOTIFY wharf_wake 'cron:<ms>'` after a definition changes re-arms every replica's timer.
 /// Loop thread only.
 final class CronService {
-    unowned let server: Server
-    var store: Store { server.store }
+    let context: ServiceContext
+    var store: Store { context.store }
+    /// Where fires' jobs go.
+    let jobs: JobsService
+    /// Where fires' webhook deliveries go.
+    let webhooks: WebhooksService
 
     /// Schedules claimed per statement.
     var batchSize = 500
@@ -27,16 +31,13 @@ final class CronService {
     /// Fires computed per schedule per batch (more wait for the next batch).
     static let maxFiresPerBatch = 1_000
     /// The shortest period a schedule may have (`--cron-min-period-ms`).
-    var minPeriodMs: Int64 { server.config.cronMinPeriodMs }
+    var minPeriodMs: Int64 { context.config.cronMinPeriodMs }
 
-    private var timer: LoopTimer?
-    /// When the timer is set to go off, by the database's clock.
-    private var armedAtMs: Int64?
+    /// Sleeps until the earliest next fire, by the database's clock.
+    private var timer: DueTimer!
     private var batchesInFlight = 0
     /// The last claim found fewer due schedules than it asked for.
     private var drained = true
-    private var pokeQueued = false
-    private var stopped = false
     /// PostgreSQL's clock minus this machine's, from the last statement that read it.
     private(set) var dbClockOffsetMs: Int64 = 0
     /// Compiled timings by definition text, shared by schedules with equal timing and bounded, so
@@ -52,36 +53,37 @@ final class CronService {
     /// `cron.upsert`s that leave `paused` as it is, one statement (one commit) per loop iteration.
     private(set) lazy var upserts = Batcher<(definition: ScheduleDefinition, nextFireMs: Int64?), (row: ScheduleRow, created: Bool)>(
         distinctBy: { $0.definition.name },
-        schedule: { [unowned server] body in server.runBeforeFlush(body) },
+        schedule: context.batchSchedule,
         run: { [unowned self] items, done in self.store.upsertSchedules(items, done) })
 
-    init(server: Server) { self.server = server }
+    init(_ context: ServiceContext, jobs: JobsService, webhooks: WebhooksService) {
+        self.context = context
+        self.jobs = jobs
+        self.webhooks = webhooks
+        timer = DueTimer(context) { [unowned self] in
+            self.drained = false
+            self.pump()
+        }
+    }
 
     func start() {
-        server.onWake("cron") { [unowned self] payload in
+        context.onWake(.cron) { [unowned self] payload in
             // Empty: the schedule has no fire left.
             if let ms = Int64(payload) { self.wake(forFireAtMs: ms) }
         }
         // A safety net for wake-ups lost while the listening connection was down.
-        server.addChore(everyMs: 10_000) { [unowned self] in self.poke() }
+        context.addChore(everyMs: 10_000) { [unowned self] in self.poke() }
     }
 
     /// A schedule now fires at `ms`: look now only if the timer waits for a later time. Called for
     /// definitions changed here (the NOTIFY reaches other replicas, and this one too unless its
     /// listening connection is not up yet) and for the notifications of other replicas.
-    func wake(forFireAtMs ms: Int64) {
-        if let armed = armedAtMs, ms >= armed { return }
-        poke()
-    }
+    func wake(forFireAtMs ms: Int64) { timer.wake(dueAtMs: ms) }
 
     /// Starts the scheduler once the server serves.
     func serving() { poke() }
 
-    func stop() {
-        stopped = true
-        timer?.close()
-        timer = nil
-    }
+    func stop() { timer.stop() }
 
     /// The database's clock as this replica estimates it.
     var dbNowMs: Int64 { Timestamp.nowMs() + dbClockOffsetMs }
@@ -89,25 +91,17 @@ final class CronService {
     private func observe(dbNowMs now: Int64) { dbClockOffsetMs = now - Timestamp.nowMs() }
 
     /// Looks for due schedules soon (once per loop turn however often it is asked).
-    func poke() {
-        guard !pokeQueued, !stopped else { return }
-        pokeQueued = true
-        server.runBeforeFlush { [unowned self] in
-            self.pokeQueued = false
-            self.drained = false
-            self.pump()
-        }
-    }
+    func poke() { timer.poke() }
 
     private func pump() {
-        guard !stopped else { return }
-        guard server.pool.isAvailable else { return arm(afterMs: 1_000) }
+        guard !timer.stopped else { return }
+        guard context.pool.isAvailable else { return arm(afterMs: 1_000) }
         while batchesInFlight < maxBatches && !drained {
             batchesInFlight += 1
             store.claimDueSchedules(limit: batchSize, claimMs: claimMs) { [unowned self] result in
                 switch result {
                 case .failure(let e):
-                    self.server.logger.warning("claiming due schedules failed", metadata: ["error": "\(e.message)"])
+                    self.context.logger.warning("claiming due schedules failed", metadata: ["error": "\(e.message)"])
                     self.batchesInFlight -= 1
                     self.drained = true
                     if self.batchesInFlight == 0 { self.arm(afterMs: 1_000) }
@@ -134,11 +128,11 @@ final class CronService {
             case .success(let r):
                 self.firesCommitted += r.jobs
                 // The statement's NOTIFYs reach every replica; this one need not wait for its own.
-                for queue in Set(batch.flatMap { $0.jobs.map(\.queue) }) { self.server.jobs?.wake(queue: queue) }
-                if batch.contains(where: { !$0.webhookFires.isEmpty }) { self.server.webhooks?.poke() }
+                for queue in Set(batch.flatMap { $0.jobs.map(\.queue) }) { self.jobs.wake(queue: queue) }
+                if batch.contains(where: { !$0.webhookFires.isEmpty }) { self.webhooks.poke() }
             case .failure(let e):
                 // The claims expire and another look fires them: nothing is lost, only late.
-                self.server.logger.warning("firing schedules failed", metadata: ["error": "\(e.message)"])
+                self.context.logger.warning("firing schedules failed", metadata: ["error": "\(e.message)"])
             }
             self.batchFinished(foundNothing: false)
         }
@@ -151,30 +145,14 @@ final class CronService {
             guard case .success(let next) = result else { return self.arm(afterMs: 1_000) }
             self.observe(dbNowMs: next.nowMs)
             let due = [next.nextFireMs, next.claimExpiryMs.map { $0 + 1 }].compactMap { $0 }.min()
-            guard let due else {
-                self.armedAtMs = nil
-                self.timer?.stop()
-                return
-            }
+            guard let due else { return self.timer.disarm() }
             // A due schedule that the claim did not get (locked by another replica's claim this
             // instant) is looked at again shortly rather than in a tight loop.
             self.arm(afterMs: max(due - next.nowMs, foundNothing ? 5 : 0))
         }
     }
 
-    private func arm(afterMs delay: Int64) {
-        guard !stopped else { return }
-        if timer == nil {
-            timer = try? LoopTimer(loop: server.loop)
-            timer?.unref()
-        }
-        armedAtMs = dbNowMs + delay
-        timer?.start(timeoutMs: UInt64(max(delay, 0))) { [unowned self] in
-            self.armedAtMs = nil
-            self.drained = false
-            self.pump()
-        }
-    }
+    private func arm(afterMs delay: Int64) { timer.arm(afterMs: delay, nowMs: dbNowMs) }
 
     // MARK: Computing fires
 
@@ -277,7 +255,7 @@ final class CronService {
             p = try plan(row)
         } catch {
             // Validated at upsert, so only a tz database change can get here: stop rather than guess.
-            server.logger.error("schedule cannot be evaluated", metadata: ["schedule": "\(row.name)", "error": "\(error)"])
+            context.logger.error("schedule cannot be evaluated", metadata: ["schedule": "\(row.name)", "error": "\(error)"])
             return adv
         }
         let now = d.nowMs

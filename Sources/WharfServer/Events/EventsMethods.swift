@@ -1,12 +1,13 @@
 import WharfCore
 import WharfRPC
+import WharfStore
 
 /// The events family: connections subscribe to event types and receive each event as a JSON-RPC
 /// notification `{"method": "event", "params": {type, at, data}}`. Events raised on any replica reach
 /// the subscribers of every replica (through `NOTIFY wharf_wake 'event:...'`).
 extension Server {
     func registerEventMethods() {
-        onWake("event") { [unowned self] payload in
+        onWake(.event) { [unowned self] payload in
             guard let event = try? JSONParser.parse(payload), event["replica"]?.stringValue != config.replicaID,
                 let type = event["type"]?.stringValue
             else { return }
@@ -38,7 +39,7 @@ extension Server {
         let at = JSON.string(Timestamp.format(epochMs: Timestamp.nowMs()))
         deliverEvent(type: type, at: at, data: data)
         let payload: JSON = ["replica": .string(config.replicaID), "type": .string(type), "at": at, "data": data]
-        store.publish("event:" + payload.text) { [unowned self] r in
+        store.publish(WakeTopic.event.payload(payload.text)) { [unowned self] r in
             if case .failure(let e) = r {
                 logger.warning("publishing an event failed", metadata: ["type": "\(type)", "error": "\(e.message)"])
             }

@@ -4,9 +4,7 @@ import WharfStore
 
 extension Server {
     func registerJobMethods() {
-        let jobs = JobsService(server: self)
-        self.jobs = jobs
-        jobs.start()
+        let jobs = self.jobs
 
         register("jobs.enqueue") { [unowned self] call in
             if call.params.has("webhook") { return try enqueueWebhook(call) }

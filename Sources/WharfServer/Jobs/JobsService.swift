@@ -7,13 +7,13 @@ import WharfUV
 /// jobs each session holds (released at once when its connection drops), and the background chores
 /// (lease reaper, retention pruning). Loop thread only.
 final class JobsService {
-    unowned let server: Server
-    var store: Store { server.store }
-    var retryDefaults: RetryPolicy { server.config.retry }
+    let context: ServiceContext
+    var store: Store { context.store }
+    var retryDefaults: RetryPolicy { context.config.retry }
     /// How long finished jobs are kept when their queue sets no retention.
-    var retention: RetentionPolicy { server.config.retention }
+    var retention: RetentionPolicy { context.config.retention }
     /// Bytes of jobs one lease reply may carry (past the first job).
-    var maxReplyBytes: Int { server.config.limits.maxReplyBytes }
+    var maxReplyBytes: Int { context.config.limits.maxReplyBytes }
     /// Rows one pruning statement deletes: small enough that a batch is a short statement holding few
     /// row locks, large enough that back-to-back batches delete tens of thousands of rows a second.
     static let pruneBatch = 2_000
@@ -32,9 +32,9 @@ final class JobsService {
     /// Jobs leased through each open session: session id → job id → lease token.
     private var held: [String: [Int64: String]] = [:]
 
-    init(server: Server) {
-        self.server = server
-        let schedule: (@escaping () -> Void) -> Void = { [unowned server] body in server.runBeforeFlush(body) }
+    init(_ context: ServiceContext) {
+        self.context = context
+        let schedule = context.batchSchedule
         enqueueBatcher = IsolatingBatcher(schedule: schedule) { [unowned self] specs, done in
             self.store.enqueue(specs) { [unowned self] result in
                 if case .success(let outcomes) = result {
@@ -56,14 +56,14 @@ final class JobsService {
     }
 
     func start() {
-        server.onWake("jobs") { [unowned self] queue in self.wake(queue: queue) }
-        server.addChore(everyMs: 1_000) { [unowned self] in self.reapExpiredLeases() }
-        server.addChore(everyMs: 500) { [unowned self] in
+        context.onWake(.jobs) { [unowned self] queue in self.wake(queue: queue) }
+        context.addChore(everyMs: 1_000) { [unowned self] in self.reapExpiredLeases() }
+        context.addChore(everyMs: 500) { [unowned self] in
             // Scheduled and retryable jobs become due without any enqueue; waiters re-check.
             if !self.waiters.isEmpty { for w in self.waiters { for q in w.queues { self.wake(queue: q) } } }
         }
-        server.addChore(everyMs: 1_000) { [unowned self] in self.prune() }
-        server.addChore(everyMs: 60_000) { [unowned self] in self.pruneIdempotencyKeys() }
+        context.addChore(everyMs: 1_000) { [unowned self] in self.prune() }
+        context.addChore(everyMs: 60_000) { [unowned self] in self.pruneIdempotencyKeys() }
     }
 
     // MARK: Held jobs
@@ -103,12 +103,12 @@ final class JobsService {
             switch result {
             case .success(let moved):
                 if !moved.isEmpty {
-                    self.server.logger.info("released jobs of a lost worker", metadata: ["count": "\(moved.count)"])
+                    self.context.logger.info("released jobs of a lost worker", metadata: ["count": "\(moved.count)"])
                 }
                 for m in moved where m.state == "available" { self.wake(queue: m.queue) }
             case .failure(let e):
                 // The lease reaper returns them when their leases expire.
-                self.server.logger.warning("releasing jobs failed", metadata: ["error": "\(e)"])
+                self.context.logger.warning("releasing jobs failed", metadata: ["error": "\(e)"])
             }
         }
     }
@@ -138,7 +138,7 @@ final class JobsService {
             return wait(waiter, waitMs: waitMs)
         }
         store.lease(queues: queues, max: max, leaseMs: leaseMs, worker: worker, maxBytes: maxReplyBytes,
-            durable: server.config.durableLeases
+            durable: context.config.durableLeases
         ) {
             [unowned self] result in
             switch result {
@@ -156,7 +156,7 @@ final class JobsService {
         guard waiter.call.session.isOpen else { return waiter.call.reply(["jobs": []]) }
         watch(waiter.call.session)
         waiters.append(waiter)
-        let t = try? LoopTimer(loop: server.loop)
+        let t = try? LoopTimer(loop: context.loop)
         waiter.timer = t
         // The closure holds the waiter until the timer fires or is closed (which drops the closure).
         t?.start(timeoutMs: UInt64(waitMs)) { [unowned self, waiter] in
@@ -199,7 +199,7 @@ final class JobsService {
         let generation = wakeGeneration
         store.lease(
             queues: waiter.queues, max: waiter.max, leaseMs: waiter.leaseMs, worker: waiter.worker,
-            maxBytes: maxReplyBytes, durable: server.config.durableLeases
+            maxBytes: maxReplyBytes, durable: context.config.durableLeases
         ) { [unowned self] result in
             self.pumping = false
             switch result {
@@ -234,13 +234,13 @@ final class JobsService {
     private var reaping = false
 
     private func reapExpiredLeases() {
-        guard !reaping, server.pool.isAvailable else { return }
+        guard !reaping, context.pool.isAvailable else { return }
         reaping = true
         store.releaseJobs(held: nil, reason: "lease_expired", retention: retention) { [unowned self] result in
             self.reaping = false
             if case .success(let moved) = result {
                 if !moved.isEmpty {
-                    self.server.logger.info("returned jobs with expired leases", metadata: ["count": "\(moved.count)"])
+                    self.context.logger.info("returned jobs with expired leases", metadata: ["count": "\(moved.count)"])
                 }
                 for m in moved where m.state == "available" { self.wake(queue: m.queue) }
             }
@@ -253,7 +253,7 @@ final class JobsService {
     /// up). Each batch is one short statement; only one runs at a time on this replica, and replicas
     /// skip each other's rows. Runs every second, so a backlog never builds beyond a second's worth.
     private func prune() {
-        guard !pruning, server.pool.isAvailable else { return }
+        guard !pruning, context.pool.isAvailable else { return }
         pruning = true
         pruneBatch(deletedSoFar: 0)
     }
@@ -261,26 +261,26 @@ final class JobsService {
     private func pruneBatch(deletedSoFar: Int) {
         store.pruneJobs(retention: retention, batch: Self.pruneBatch) { [unowned self] r in
             switch r {
-            case .success(let n) where n >= Self.pruneBatch && !self.server.draining:
+            case .success(let n) where n >= Self.pruneBatch && !self.context.draining:
                 self.pruneBatch(deletedSoFar: deletedSoFar + n)
             case .success(let n):
                 self.pruning = false
                 if deletedSoFar + n > 0 {
-                    self.server.logger.debug("pruned finished jobs", metadata: ["count": "\(deletedSoFar + n)"])
+                    self.context.logger.debug("pruned finished jobs", metadata: ["count": "\(deletedSoFar + n)"])
                 }
             case .failure(let e):
                 self.pruning = false
-                self.server.logger.warning("pruning finished jobs failed", metadata: ["error": "\(e)"])
+                self.context.logger.warning("pruning finished jobs failed", metadata: ["error": "\(e)"])
             }
         }
     }
 
     /// Forgets enqueue idempotency keys past their retention (Protocol/jobs.md).
     private func pruneIdempotencyKeys() {
-        guard server.pool.isAvailable else { return }
+        guard context.pool.isAvailable else { return }
         store.pruneIdempotencyKeys(olderThanMs: Store.idempotencyRetentionMs) { [unowned self] r in
             if case .success(let n) = r, n > 0 {
-                self.server.logger.info("pruned idempotency keys", metadata: ["count": "\(n)"])
+                self.context.logger.info("pruned idempotency keys", metadata: ["count": "\(n)"])
             }
         }
     }

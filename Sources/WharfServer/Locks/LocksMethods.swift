@@ -4,9 +4,7 @@ import WharfStore
 extension Server {
     /// `locks.*`: fenced leases on names (Protocol/locks.md).
     func registerLockMethods() {
-        let locks = LocksService(server: self)
-        self.locks = locks
-        locks.start()
+        let locks = self.locks
         let ttlRange: ClosedRange<Int64> = 100...86_400_000
 
         register("locks.acquire") { call in

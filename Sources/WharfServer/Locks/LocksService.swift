@@ -19,9 +19,9 @@ import WharfUV
 /// release is handed on at once however many clients queue behind), and the attempts of a connection
 /// that closed are dropped before they reach the database. Loop thread only.
 final class LocksService {
-    unowned let server: Server
-    var store: Store { server.store }
-    var replicaID: String { server.config.replicaID }
+    let context: ServiceContext
+    var store: Store { context.store }
+    var replicaID: String { context.config.replicaID }
 
     /// One waiting `locks.acquire` call.
     final class Waiter {
@@ -76,7 +76,7 @@ final class LocksService {
     /// Releases from all clients in one loop iteration share one statement.
     private(set) lazy var releases = Batcher<(name: String, token: String, session: String?), LockRelease>(
         maxInFlight: maxInFlight, maxBatch: maxBatch,
-        schedule: { [unowned server] body in server.runBeforeFlush(body) },
+        schedule: context.batchSchedule,
         run: { [unowned self] items, done in
             // Sorted by name, so that concurrent statements lock rows in one order.
             let order = items.indices.sorted { items[$0].name < items[$1].name }
@@ -92,24 +92,24 @@ final class LocksService {
 
     /// Waiters that gave up or left, removed from the durable line together.
     private lazy var removals = Batcher<Int64, (holder: String?, freeAtUs: Int64?)>(
-        schedule: { [unowned server] body in server.runBeforeFlush(body) },
+        schedule: context.batchSchedule,
         run: { [unowned self] seqs, done in self.store.removeLockWaiters(seqs, done) })
 
     /// Most waiters this replica queues for one name (`--max-lock-waiters`).
-    var maxWaitersPerLock: Int { server.config.limits.maxLockWaiters }
+    var maxWaitersPerLock: Int { context.config.limits.maxLockWaiters }
 
-    init(server: Server) { self.server = server }
+    init(_ context: ServiceContext) { self.context = context }
 
     func start() {
-        server.onWake("lock") { [unowned self] name in self.wake(name) }
+        context.onWake(.lock) { [unowned self] name in self.wake(name) }
         // Queued waiters' rows count only while their replica refreshes them (a few seconds), so a
         // replica that dies holds up a line briefly.
-        server.addChore(everyMs: 1_000) { [unowned self] in
+        context.addChore(everyMs: 1_000) { [unowned self] in
             if self.waiters.count > 0 { self.store.refreshLockWaiters(replicaID: self.replicaID) { _ in } }
         }
         // The safety net: drop dead waiters of any replica, and retry every line here in case a wake-up
         // was lost (a dropped LISTEN connection, say).
-        server.addChore(everyMs: 5_000) { [unowned self] in
+        context.addChore(everyMs: 5_000) { [unowned self] in
             self.store.sweepLockWaiters { _ in }
             for name in self.waiters.names { self.wake(name) }
         }
@@ -126,7 +126,7 @@ final class LocksService {
         if request.waiterSeq == nil { pending.append(a) } else { pendingRetries.append(a) }
         if !flushScheduled {
             flushScheduled = true
-            server.runBeforeFlush { [unowned self] in
+            context.runBeforeFlush { [unowned self] in
                 self.flushScheduled = false
                 self.flush()
             }
@@ -222,7 +222,7 @@ final class LocksService {
         request.queueForMs = waitMs
         request.bound = bind
         let name = request.name
-        let arrivedMs = server.loop.nowMs
+        let arrivedMs = context.loop.nowMs
         if waitMs > 0 {
             guard waiters.load(name) < maxWaitersPerLock else {
                 return call.fail(
@@ -256,7 +256,7 @@ final class LocksService {
                 retry.queueForMs = 0
                 retry.waiterSeq = seq
                 let w = Waiter(call: call, request: retry, bind: bind)
-                let elapsed = Int64(self.server.loop.nowMs - arrivedMs)
+                let elapsed = Int64(self.context.loop.nowMs - arrivedMs)
                 self.startDeadline(w, inMs: max(0, waitMs - elapsed))
                 call.session.onClose(w.closeKey) { [unowned self, unowned w] in self.depart(w) }
                 self.joined(name, (seq, w))
@@ -275,7 +275,7 @@ final class LocksService {
 
     /// Hands a committed grant to its caller, or gives it back if the caller is gone.
     private func deliver(_ grant: LockGrant, holder: String, to call: Call, bind: Bool) {
-        server.logger.debug(
+        context.logger.debug(
             "lock granted",
             metadata: [
                 "lock": "\(grant.name)", "holder": "\(holder)", "fencing": "\(grant.fencingToken)",
@@ -302,7 +302,7 @@ final class LocksService {
     // MARK: Waiting
 
     private func startDeadline(_ w: Waiter, inMs: Int64) {
-        let timer = try? LoopTimer(loop: server.loop)
+        let timer = try? LoopTimer(loop: context.loop)
         w.deadline = timer
         // The closure holds the waiter until the timer fires or is closed.
         timer?.start(timeoutMs: UInt64(inMs)) { [unowned self, w] in self.leave(w, reply: true) }
@@ -332,7 +332,7 @@ final class LocksService {
         waiters.remove(w.name, seq: w.seq)
         departing.append(w)
         guard departing.count == 1 else { return }
-        if departures == nil { departures = try? LoopTimer(loop: server.loop) }
+        if departures == nil { departures = try? LoopTimer(loop: context.loop) }
         guard let timer = departures else { return leaveDeparting() }
         timer.start(timeoutMs: 0) { [unowned self] in self.leaveDeparting() }
     }
@@ -389,7 +389,7 @@ final class LocksService {
 
     private func scheduleWake(_ name: String, inMs: Int64) {
         guard waiters.hasWaiters(name) else { return }
-        if wakeTimers[name] == nil { wakeTimers[name] = try? LoopTimer(loop: server.loop) }
+        if wakeTimers[name] == nil { wakeTimers[name] = try? LoopTimer(loop: context.loop) }
         wakeTimers[name]?.start(timeoutMs: UInt64(max(0, inMs))) { [unowned self] in self.wake(name) }
     }
 
@@ -407,7 +407,7 @@ final class LocksService {
         releases.add((name, token, session)) { [unowned self] result in
             switch result {
             case .success(let r) where r.released:
-                self.server.logger.debug(
+                self.context.logger.debug(
                     "lock released",
                     metadata: [
                         "lock": "\(name)", "fencing": "\(r.fencingToken ?? 0)",
@@ -425,7 +425,7 @@ final class LocksService {
 
     /// Logs a renewal for the grant log (the lease's new end).
     func renewed(_ grant: LockGrant) {
-        server.logger.debug(
+        context.logger.debug(
             "lock renewed",
             metadata: [
                 "lock": "\(grant.name)", "fencing": "\(grant.fencingToken)", "expires_us": "\(grant.expiresAtUs)",

@@ -11,12 +11,12 @@ import WharfUV
 /// Start order: connect the pool, apply migrations, register the methods, then listen. `run()` blocks
 /// the calling thread (which becomes the loop thread) until shutdown completes. Every other method is
 /// loop-thread only, except `requestStop()`.
-public final class Server: @unchecked Sendable {  // loop-thread confined; only requestStop() crosses threads
+public final class Server: RuntimeHooks, @unchecked Sendable {  // loop-thread confined; only requestStop() crosses threads
     public let config: ServerConfig
     public let loop: EventLoop
     let logger: Logger
-    public private(set) var pool: PQPool!
-    public private(set) var store: Store!
+    public let pool: PQPool
+    public let store: Store
     private var listener: TCPListener?
     private(set) var connections: [ObjectIdentifier: ClientConnection] = [:]
     /// Open connections per peer address (for `maxConnectionsPerPeer`).
@@ -45,10 +45,12 @@ public final class Server: @unchecked Sendable {  // loop-thread confined; only 
         turnWorkStartedNs != 0 && EventLoop.hrtimeNs &- turnWorkStartedNs >= Self.turnBudgetNs
     }
     private var beforeFlush: [() -> Void] = []
-    var jobs: JobsService!
-    var locks: LocksService!
-    var cron: CronService!
-    var webhooks: WebhooksService!
+    /// What the features' services get from the runtime (never the server itself).
+    private lazy var context = ServiceContext(loop: loop, store: store, config: config, logger: logger, hooks: self)
+    private(set) lazy var jobs = JobsService(context)
+    private(set) lazy var locks = LocksService(context)
+    private(set) lazy var webhooks = WebhooksService(context)
+    private(set) lazy var cron = CronService(context, jobs: jobs, webhooks: webhooks)
     private var flusher: Check?
     private var keepAwake: Idle?
     private var idleSweeper: LoopTimer?
@@ -68,6 +70,8 @@ public final class Server: @unchecked Sendable {  // loop-thread confined; only 
         self.config = config
         self.logger = logger
         loop = try EventLoop()
+        pool = PQPool(loop: loop, conninfo: config.database, size: config.poolSize, logger: logger)
+        store = Store(pool: pool, logger: logger)
     }
 
     // MARK: Lifecycle
@@ -107,8 +111,7 @@ public final class Server: @unchecked Sendable {  // loop-thread confined; only 
                 signals.append(w)
             }
         }
-        pool = PQPool(loop: loop, conninfo: config.database, size: config.poolSize, logger: logger)
-        store = Store(pool: pool, logger: logger)
+        for service in [jobs.start, locks.start, webhooks.start, cron.start] { service() }
         registerMethods()
         migrateThenListen(attempt: 0)
     }
@@ -185,8 +188,8 @@ public final class Server: @unchecked Sendable {  // loop-thread confined; only 
             ) { _ in }
         }
         startChores()
-        cron?.serving()
-        webhooks?.serving()
+        cron.serving()
+        webhooks.serving()
         logger.info(
             "listening", metadata: ["address": "\(config.host):\(boundPort)", "replica": "\(config.replicaID)"])
         onListening?(.success(boundPort))
@@ -223,14 +226,14 @@ public final class Server: @unchecked Sendable {  // loop-thread confined; only 
     private func finishShutdown() {
         for c in Array(connections.values) { c.closeGracefully() }
         stopChores()
-        cron?.stop()
-        webhooks?.stop()
+        cron.stop()
+        webhooks.stop()
         // Give graceful closes a moment to write, then stop the loop.
         let t = try? LoopTimer(loop: loop)
         t?.start(timeoutMs: 50) { [unowned self] in
             t?.close()
             for c in Array(self.connections.values) { c.close() }
-            self.pool?.close()
+            self.pool.close()
             self.logger.info("stopped")
             self.loop.stop()
         }
@@ -411,19 +414,19 @@ public final class Server: @unchecked Sendable {  // loop-thread confined; only 
     // MARK: Background chores and notifications
 
     /// LISTEN channels used for cross-replica wake-ups.
-    var notificationChannels: [String] { ["wharf_wake"] }
+    var notificationChannels: [String] { [WakeTopic.channel] }
 
-    private var notificationHandlers: [String: (String) -> Void] = [:]
+    private var notificationHandlers: [WakeTopic: (String) -> Void] = [:]
 
     /// Routes payloads of `NOTIFY wharf_wake, '<topic>:<rest>'` to the handler of `topic`.
-    func onWake(_ topic: String, _ handler: @escaping (String) -> Void) { notificationHandlers[topic] = handler }
+    func onWake(_ topic: WakeTopic, _ handler: @escaping (String) -> Void) {
+        precondition(notificationHandlers[topic] == nil, "two handlers for wake topic \(topic)")
+        notificationHandlers[topic] = handler
+    }
 
     private func notificationReceived(_ channel: String, _ payload: String) {
-        guard let colon = payload.firstIndex(of: ":") else {
-            notificationHandlers[payload]?("")
-            return
-        }
-        notificationHandlers[String(payload[..<colon])]?(String(payload[payload.index(after: colon)...]))
+        guard let (topic, rest) = WakeTopic.parse(payload) else { return }
+        notificationHandlers[topic]?(rest)
     }
 
     /// Adds a periodic chore (lease reaper, scheduler...), started once serving.

@@ -6,9 +6,7 @@ import WharfStore
 /// The webhooks family: endpoints, signed durable deliveries, health.
 extension Server {
     func registerWebhookMethods() {
-        let hooks = WebhooksService(server: self)
-        self.webhooks = hooks
-        hooks.start()
+        let hooks = webhooks
 
         register("webhooks.register") { [unowned self] call in
             let p = call.params

@@ -15,9 +15,9 @@ import WharfUV
 /// signs and POSTs with libcurl on the loop, and records the attempt, the retry and the endpoint's
 /// health in one statement. Loop thread only.
 final class WebhooksService {
-    unowned let server: Server
-    var store: Store { server.store }
-    var policy: WebhookPolicy { server.config.webhooks }
+    let context: ServiceContext
+    var store: Store { context.store }
+    var policy: WebhookPolicy { context.config.webhooks }
     private(set) var http: HTTPClient?
 
     var batchSize = 100
@@ -28,10 +28,9 @@ final class WebhooksService {
     /// Something may have become claimable while a claim was running: claim again after it, even if
     /// it came back short.
     private var lookAgain = false
-    private var pokeQueued = false
-    private var stopped = false
-    private var timer: LoopTimer?
-    private var armedAtMs: Int64?
+    /// Sleeps until the earliest due attempt.
+    private var timer: DueTimer!
+    private var stopped: Bool { timer.stopped }
     private var parsedURLs: [String: ParsedURL] = [:]
     /// Claimed deliveries not started yet: a claim's attempts are started a few per loop turn, so
     /// other work (clients, the database) is served between them.
@@ -57,33 +56,34 @@ final class WebhooksService {
     private(set) var eventSends:
         IsolatingBatcher<Store.WebhookSend, [(deliveryID: Int64, endpointID: Int64, new: Bool)]>!
 
-    init(server: Server) {
-        self.server = server
-        eventSends = IsolatingBatcher(schedule: { [unowned server] body in server.runBeforeFlush(body) }) {
+    init(_ context: ServiceContext) {
+        self.context = context
+        eventSends = IsolatingBatcher(schedule: context.batchSchedule) {
             [unowned self] items, done in
             self.store.sendEventMany(items) { [unowned self] r in
                 self.poke()
                 done(r)
             }
         }
-        sends = IsolatingBatcher(schedule: { [unowned server] body in server.runBeforeFlush(body) }) {
+        sends = IsolatingBatcher(schedule: context.batchSchedule) {
             [unowned self] items, done in
             self.store.sendMany(items) { [unowned self] r in
                 self.poke()
                 done(r)
             }
         }
-        records = IsolatingBatcher(schedule: { [unowned server] body in server.runBeforeFlush(body) }) {
+        records = IsolatingBatcher(schedule: context.batchSchedule) {
             [unowned self] items, done in
             self.store.recordAttempts(items, disableAfterMs: self.policy.disableAfterMs, done)
         }
+        timer = DueTimer(context) { [unowned self] in self.wake() }
     }
 
     func start() {
-        http = try? HTTPClient(loop: server.loop)
-        server.onWake("hooks") { [unowned self] _ in self.poke() }
-        server.addChore(everyMs: 5_000) { [unowned self] in self.poke() }
-        server.addChore(everyMs: 30_000) { [unowned self] in self.prune() }
+        http = try? HTTPClient(loop: context.loop)
+        context.onWake(.hooks) { [unowned self] _ in self.poke() }
+        context.addChore(everyMs: 5_000) { [unowned self] in self.poke() }
+        context.addChore(everyMs: 30_000) { [unowned self] in self.prune() }
     }
 
     func serving() {
@@ -92,9 +92,7 @@ final class WebhooksService {
     }
 
     func stop() {
-        stopped = true
-        timer?.close()
-        timer = nil
+        timer.stop()
         startTimer?.close()
         startTimer = nil
         http?.close()
@@ -110,7 +108,7 @@ final class WebhooksService {
     /// transaction), batch after batch until one comes back short: it keeps up with any rate of
     /// finished deliveries the database can delete, and never holds the loop or a long lock.
     func prune() {
-        guard !pruning, !stopped, server.pool.isAvailable else { return }
+        guard !pruning, !stopped, context.pool.isAvailable else { return }
         pruning = true
         var total = 0
         func next() {
@@ -123,11 +121,11 @@ final class WebhooksService {
                     total += n
                     self.pruning = false
                     if total > 0 {
-                        self.server.logger.info("pruned finished webhook deliveries", metadata: ["count": "\(total)"])
+                        self.context.logger.info("pruned finished webhook deliveries", metadata: ["count": "\(total)"])
                     }
                 case .failure(let e):
                     self.pruning = false
-                    self.server.logger.warning("pruning webhook deliveries failed", metadata: ["error": "\(e.message)"])
+                    self.context.logger.warning("pruning webhook deliveries failed", metadata: ["error": "\(e.message)"])
                 }
             }
         }
@@ -164,7 +162,7 @@ final class WebhooksService {
         if (lower == "localhost" || lower.hasSuffix(".localhost")) && !policy.allowPrivate {
             return completion(.failure(Self.privateAddress(url, [])))
         }
-        Resolver.resolve(loop: server.loop, host: host) { [unowned self] r in
+        Resolver.resolve(loop: context.loop, host: host) { [unowned self] r in
             switch r {
             case .failure(let e):
                 completion(
@@ -282,14 +280,7 @@ final class WebhooksService {
 
     // MARK: Dispatching
 
-    func poke() {
-        guard !pokeQueued, !stopped else { return }
-        pokeQueued = true
-        server.runBeforeFlush { [unowned self] in
-            self.pokeQueued = false
-            self.wake()
-        }
-    }
+    func poke() { timer.poke() }
 
     private func wake() {
         drained = false
@@ -299,7 +290,7 @@ final class WebhooksService {
 
     private func pump() {
         guard !stopped, !claiming, !drained else { return }
-        guard server.pool.isAvailable else { return arm(afterMs: 1_000) }
+        guard context.pool.isAvailable else { return arm(afterMs: 1_000) }
         guard let claim = slots.claim(batch: batchSize) else { return }
         claiming = true
         let request = Store.DeliveryClaim(
@@ -310,7 +301,7 @@ final class WebhooksService {
             self.claiming = false
             switch r {
             case .failure(let e):
-                self.server.logger.warning("claiming webhook deliveries failed", metadata: ["error": "\(e.message)"])
+                self.context.logger.warning("claiming webhook deliveries failed", metadata: ["error": "\(e.message)"])
                 self.drained = true
                 self.arm(afterMs: 1_000)
             case .success(let claimed):
@@ -331,29 +322,16 @@ final class WebhooksService {
         store.nextDeliveryDue(skipping: blocked) { [unowned self] r in
             guard case .success(let next) = r else { return self.arm(afterMs: 1_000) }
             let due = [next.nextMs, next.leaseExpiryMs.map { $0 + 1 }].compactMap { $0 }.min()
-            guard let due else {
-                self.armedAtMs = nil
-                self.timer?.stop()
-                return
-            }
+            guard let due else { return self.timer.disarm() }
             self.arm(afterMs: max(due - next.nowMs, 5))
         }
     }
 
-    private func arm(afterMs delay: Int64) {
-        guard !stopped else { return }
-        if timer == nil {
-            timer = try? LoopTimer(loop: server.loop)
-            timer?.unref()
-        }
-        timer?.start(timeoutMs: UInt64(max(delay, 0))) { [unowned self] in
-            self.wake()
-        }
-    }
+    private func arm(afterMs delay: Int64) { timer.arm(afterMs: delay, nowMs: Int64(context.loop.nowMs)) }
 
     /// Takes a token from a rate-limited endpoint's bucket; false when it must wait.
     private func takeToken(_ endpoint: Int64, perSecond rate: Int64) -> Bool {
-        let now = server.loop.nowMs
+        let now = context.loop.nowMs
         var b = buckets[endpoint] ?? (Double(rate), now)
         b.tokens = min(Double(rate), b.tokens + Double(now - b.atMs) * Double(rate) / 1000)
         b.atMs = now
@@ -375,7 +353,7 @@ final class WebhooksService {
         for d in now { deliver(d) }
         guard !toStart.isEmpty else { return }
         if startTimer == nil {
-            startTimer = try? LoopTimer(loop: server.loop)
+            startTimer = try? LoopTimer(loop: context.loop)
             startTimer?.unref()
         }
         guard let startTimer else { return toStart.removeAll() }
@@ -454,20 +432,20 @@ final class WebhooksService {
         records.add((d, o)) { [unowned self] r in
             switch r {
             case .success(let e) where e.justDisabled:
-                self.server.logger.warning(
+                self.context.logger.warning(
                     "webhook endpoint disabled",
                     metadata: ["endpoint": "\(d.endpointID)", "reason": "\(e.reason ?? "")", "url": "\(d.url)"])
                 let data: JSON = [
                     "endpointId": .string(String(d.endpointID)), "url": .string(d.url), "reason": .from(e.reason),
                 ]
-                self.server.publishEvent(type: "endpoint.disabled", data: data)
+                self.context.publishEvent(type: "endpoint.disabled", data: data)
                 let send = Store.WebhookSend(
                     messageID: Self.newMessageID(), endpointID: nil, event: "endpoint.disabled",
                     body: Self.body(event: "endpoint.disabled", data: data))
                 self.eventSends.add(send) { _ in }
             case .failure(let e):
                 // The lease runs out and another attempt follows: at least once, never lost.
-                self.server.logger.warning("recording a webhook attempt failed", metadata: ["error": "\(e.message)"])
+                self.context.logger.warning("recording a webhook attempt failed", metadata: ["error": "\(e.message)"])
             default:
                 break
             }

@@ -1,0 +1,48 @@
+import Logging
+import WharfJSON
+import WharfPQ
+import WharfStore
+import WharfUV
+
+/// What the runtime offers a feature's service: the loop, the store and its pool, the configuration,
+/// and a few hooks. A service gets this, never the `Server`; it reaches another feature only through
+/// that feature's service, passed to it by name.
+struct ServiceContext {
+    let loop: EventLoop
+    let store: Store
+    let config: ServerConfig
+    let logger: Logger
+    unowned let hooks: RuntimeHooks
+
+    var pool: PQPool { store.pool }
+
+    /// Runs `body` in this loop turn's check phase, before replies are written (where batches commit).
+    func runBeforeFlush(_ body: @escaping () -> Void) { hooks.runBeforeFlush(body) }
+
+    /// Calls `handler` with the rest of every `NOTIFY wharf_wake` payload of `topic`, from any replica.
+    func onWake(_ topic: WakeTopic, _ handler: @escaping (String) -> Void) { hooks.onWake(topic, handler) }
+
+    /// Adds a periodic chore, started once the server serves and stopped at shutdown.
+    func addChore(everyMs: UInt64, _ body: @escaping () -> Void) { hooks.addChore(everyMs: everyMs, body) }
+
+    /// Raises an event for subscribers on every replica.
+    func publishEvent(type: String, data: JSON) { hooks.publishEvent(type: type, data: data) }
+
+    /// True once shutdown began.
+    var draining: Bool { hooks.draining }
+
+    /// The batching schedule every service's batchers use: once per loop turn, before the flush.
+    var batchSchedule: (@escaping () -> Void) -> Void {
+        let hooks = hooks
+        return { [unowned hooks] body in hooks.runBeforeFlush(body) }
+    }
+}
+
+/// The runtime's side of `ServiceContext` (the `Server` implements it).
+protocol RuntimeHooks: AnyObject {
+    func runBeforeFlush(_ body: @escaping () -> Void)
+    func onWake(_ topic: WakeTopic, _ handler: @escaping (String) -> Void)
+    func addChore(everyMs: UInt64, _ body: @escaping () -> Void)
+    func publishEvent(type: String, data: JSON)
+    var draining: Bool { get }
+}
