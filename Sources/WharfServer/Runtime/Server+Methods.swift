@@ -10,7 +10,7 @@ extension Server {
         registerLockMethods()
         registerCronMethods()
         registerWebhookMethods()
-        registerEventMethods()
+        events.register(in: methods)
     }
 
     func registerServerMethods() {

@@ -51,12 +51,13 @@ public final class Server: RuntimeHooks, @unchecked Sendable {  // loop-thread c
     private(set) lazy var locks = LocksService(context)
     private(set) lazy var webhooks = WebhooksService(context)
     private(set) lazy var cron = CronService(context, jobs: jobs, webhooks: webhooks)
+    private(set) lazy var events = EventsService(context) { [unowned self] in self.connections.values }
     private var flusher: Check?
     private var keepAwake: Idle?
     private var idleSweeper: LoopTimer?
     private var signals: [SignalWatcher] = []
     private var stopWaker: AsyncWake?
-    private var methods: [String: MethodSpec] = [:]
+    private(set) lazy var methods = MethodTable(logger: logger)
     private var chores: [() -> Void] = []
     private(set) var draining = false
     let startedAt = Date()
@@ -111,7 +112,7 @@ public final class Server: RuntimeHooks, @unchecked Sendable {  // loop-thread c
                 signals.append(w)
             }
         }
-        for service in [jobs.start, locks.start, webhooks.start, cron.start] { service() }
+        for service in [jobs.start, locks.start, webhooks.start, cron.start, events.start] { service() }
         registerMethods()
         migrateThenListen(attempt: 0)
     }
@@ -365,51 +366,26 @@ public final class Server: RuntimeHooks, @unchecked Sendable {  // loop-thread c
 
     // MARK: Dispatch
 
-    /// Registers a method. `roles` may call it (admin always may); `open` methods need no session.
+    /// Registers a method in the table (see `MethodTable.register`).
     func register(_ name: String, open: Bool = false, _ handler: @escaping (Call) throws -> Void) {
-        precondition(methods[name] == nil, "\(name) registered twice")
-        guard let roles = Access.table[name] else { preconditionFailure("\(name) has no row in Access.table") }
-        methods[name] = MethodSpec(name: name, roles: roles, open: open, handler: handler)
+        methods.register(name, open: open, handler)
     }
 
     /// The roles besides `admin` that may call each served method (what `dispatch` enforces).
-    public var methodRoles: [String: Set<Role>] { methods.mapValues(\.roles) }
+    public var methodRoles: [String: Set<Role>] { methods.roles }
 
     /// The names of every method served.
-    public var methodNames: [String] { methods.keys.sorted() }
+    public var methodNames: [String] { methods.names }
 
     func dispatch(_ request: RPCRequest, session: Session, _ done: @escaping (Result<JSON, RPCError>) -> Void) {
-        guard let spec = methods[request.method] else { return done(.failure(.methodNotFound(request.method))) }
-        if draining { return done(.failure(.unavailable("server is shutting down", reason: "shutting_down"))) }
-        if !spec.open {
-            guard let role = session.role else {
-                return done(.failure(.unauthorized("authenticate with session.hello first")))
-            }
-            if role != .admin && !spec.roles.contains(role) {
-                return done(.failure(.forbidden(role: role.rawValue, method: request.method)))
-            }
+        if draining, methods.serves(request.method) {
+            return done(.failure(.unavailable("server is shutting down", reason: "shutting_down")))
         }
-        let params: Params
-        do throws(RPCError) { params = try Params(request.params) } catch { return done(.failure(error)) }
-        // One such string would make PostgreSQL refuse every call batched into the same statement.
-        if let path = request.params?.pathOfNUL() {
-            return done(.failure(.invalidParams(field: path, "must not contain the character U+0000")))
-        }
-        // Stored altered (1e400 as null, 99999999999999999999999999 as 1e+26) it would be silently wrong.
-        if let path = request.params?.pathOfInexactNumber() {
-            return done(
-                .failure(.invalidParams(field: path, "is a number that would not be kept exactly (see Protocol/README.md)")))
-        }
-        let call = Call(method: request.method, params: params, session: session, done: done)
-        do {
-            try spec.handler(call)
-        } catch let error as RPCError {
-            if call.isPending { call.fail(error) }
-        } catch {
-            logger.error("handler failed", metadata: ["method": "\(request.method)", "error": "\(error)"])
-            if call.isPending { call.fail(.internalError) }
-        }
+        methods.dispatch(request, session: session, done)
     }
+
+    /// Raises an event for subscribers on every replica.
+    func publishEvent(type: String, data: JSON) { events.publish(type: type, data: data) }
 
     // MARK: Background chores and notifications
 
@@ -447,11 +423,4 @@ public final class Server: RuntimeHooks, @unchecked Sendable {  // loop-thread c
         for t in choreTimers { t.close() }
         choreTimers = []
     }
-}
-
-struct MethodSpec {
-    let name: String
-    let roles: Set<Role>
-    let open: Bool
-    let handler: (Call) throws -> Void
 }
