@@ -14,33 +14,28 @@ extension Server {
             let now = cron.dbNowMs
             // No fire at all from now (or startAt) on is a definition that can never fire here; a
             // first fire past endAt is a window that has closed (accepted, with no next fire).
-            guard let first = CronService.nextFire(schedule, afterMs: now, startAtMs: d.startAtMs, endAtMs: nil) else {
-                throw Self.neverFires(schedule, d, afterMs: max(now, (d.startAtMs ?? now) - 1))
+            let next: Int64?
+            switch CronPlanner.firstFire(schedule, nowMs: now, startAtMs: d.startAtMs, endAtMs: d.endAtMs) {
+            case .never: throw Self.neverFires(schedule, d, afterMs: max(now, (d.startAtMs ?? now) - 1))
+            case .windowClosed: next = nil
+            case .at(let first): next = first
             }
-            let next = d.endAtMs.map { first > $0 } == true ? nil : first
             let done = { (r: Result<(row: ScheduleRow, created: Bool), RPCError>) in
                 if case .success(let up) = r, let ms = up.row.nextFireMs, !up.row.paused { cron.wake(forFireAtMs: ms) }
-                call.finish(
-                    r.map { up in
-                        var o = cron.json(up.row)
-                        o["created"] = .bool(up.created)
-                        return .object(o)
-                    })
+                call.finish(r.map { cron.upserted($0.row, created: $0.created) })
             }
             // Upserts that leave `paused` as it is share one statement per loop iteration.
-            if d.paused == nil { cron.upserts.add((d, next), done) } else { store.upsertSchedule(d, nextFireMs: next, done) }
+            if d.paused == nil {
+                cron.upserts.add((d, next), done)
+            } else {
+                store.upsertSchedule(d, nextFireMs: next) { done($0.mapError(\.rpcError)) }
+            }
         }
 
         register("cron.get") { [unowned self] call in
             try call.params.onlyKnown(["name"])
             let name = try call.params.name("name")
-            store.schedule(name) { r in
-                call.finish(
-                    r.flatMap { row in
-                        guard let row else { return .failure(.notFound("schedule", id: name)) }
-                        return .success(.object(cron.json(row)))
-                    })
-            }
+            store.schedule(name) { r in call.finish(cron.found(r, name: name)) }
         }
 
         register("cron.list") { [unowned self] call in
@@ -48,14 +43,7 @@ extension Server {
             try p.onlyKnown(["prefix", "limit", "cursor"])
             let limit = Int(try p.optionalInt("limit", in: 1...1000) ?? 100)
             store.schedules(prefix: try p.optionalString("prefix"), after: try p.optionalString("cursor"), limit: limit) {
-                r in
-                call.finish(
-                    r.map { rows in
-                        [
-                            "schedules": .array(rows.map { .object(cron.json($0)) }),
-                            "cursor": rows.count == limit ? .from(rows.last?.name) : .null,
-                        ]
-                    })
+                r in call.finish(r.mapError(\.rpcError).map { cron.listed($0, limit: limit) })
             }
         }
 
@@ -64,8 +52,8 @@ extension Server {
             let name = try call.params.name("name")
             store.removeSchedule(name) { r in
                 call.finish(
-                    r.flatMap { removed in
-                        removed ? .success(["name": .string(name), "removed": true]) : .failure(.notFound("schedule", id: name))
+                    r.mapError(\.rpcError).flatMap { removed in
+                        removed ? .success(CronReplies.removed(name)) : .failure(CronReplies.notFound(name))
                     })
             }
         }
@@ -74,13 +62,7 @@ extension Server {
             try call.params.onlyKnown(["name", "note"])
             let name = try call.params.name("name")
             let note = try call.params.optionalName("note", maxLength: 1000)
-            store.pauseSchedule(name, note: note) { r in
-                call.finish(
-                    r.flatMap { row in
-                        guard let row else { return .failure(.notFound("schedule", id: name)) }
-                        return .success(.object(cron.json(row)))
-                    })
-            }
+            store.pauseSchedule(name, note: note) { r in call.finish(cron.found(r, name: name)) }
         }
 
         register("cron.resume") { [unowned self] call in
@@ -94,8 +76,8 @@ extension Server {
             let name = try call.params.name("name")
             store.schedule(name) { [unowned self] r in
                 switch r {
-                case .failure(let e): call.fail(e)
-                case .success(nil): call.fail(.notFound("schedule", id: name))
+                case .failure(let e): call.fail(e.rpcError)
+                case .success(nil): call.fail(CronReplies.notFound(name))
                 case .success(let row?):
                     let fireMs = cron.dbNowMs
                     guard let jobObject = row.target["job"]?.objectValue else {
@@ -124,15 +106,7 @@ extension Server {
                         var spec = try JobSpec.parse(Params(object: jobObject))
                         spec.scheduleName = name
                         spec.scheduleFireMs = fireMs
-                        self.jobs.enqueueBatcher.add(spec) { r in
-                            call.finish(
-                                r.flatMap { $0 }.map { o in
-                                    [
-                                        "jobId": .string(o.id), "state": .string(o.state),
-                                        "fireAt": .string(Timestamp.format(epochMs: fireMs)),
-                                    ]
-                                })
-                        }
+                        self.jobs.enqueue(spec) { r in call.finish(r.map { CronReplies.triggered($0, fireMs: fireMs) }) }
                     } catch {
                         call.fail(error)
                     }
@@ -162,13 +136,7 @@ extension Server {
             if fires.isEmpty, from - 1 <= now || schedule.nextFire(afterMs: now) == nil {
                 throw Self.neverFires(schedule, d, afterMs: now)
             }
-            call.reply([
-                "description": .string(schedule.description),
-                "timezone": .string(d.timezone),
-                "dstGap": .string(schedule.dstGap.rawValue),
-                "dstFold": .string(schedule.dstFold.rawValue),
-                "fires": .array(fires.map { .string(Timestamp.format(epochMs: $0)) }),
-            ])
+            call.reply(CronReplies.preview(schedule, timezone: d.timezone, fires: fires))
         }
     }
 
@@ -176,28 +144,27 @@ extension Server {
     private func resumeSchedule(_ name: String, cron: CronService, call: Call, attempt: Int) {
         store.schedule(name) { [unowned self] r in
             switch r {
-            case .failure(let e): return call.fail(e)
-            case .success(nil): return call.fail(.notFound("schedule", id: name))
+            case .failure(let e): return call.fail(e.rpcError)
+            case .success(nil): return call.fail(CronReplies.notFound(name))
             case .success(let row?):
                 let next: Int64?
                 do {
                     let s = try CronService.compile(
                         expression: row.expression, everyMs: row.everyMs, timezone: row.timezone,
                         dayMatch: row.dayMatch, dstGap: row.dstGap, dstFold: row.dstFold, startAtMs: row.startAtMs)
-                    next = CronService.nextFire(s, afterMs: cron.dbNowMs, startAtMs: row.startAtMs, endAtMs: row.endAtMs)
+                    next = CronPlanner.resumedNextFire(
+                        s, nowMs: cron.dbNowMs, startAtMs: row.startAtMs, endAtMs: row.endAtMs)
                 } catch {
                     return call.fail(.internalError)
                 }
                 store.resumeSchedule(name, version: row.version, nextFireMs: next) { [unowned self] r in
                     switch r {
-                    case .failure(let e): call.fail(e)
+                    case .failure(let e): call.fail(e.rpcError)
                     case .success(let row?):
                         if let ms = row.nextFireMs { cron.wake(forFireAtMs: ms) }
                         call.reply(.object(cron.json(row)))
                     case .success(nil):
-                        guard attempt < 5 else {
-                            return call.fail(.conflict("schedule \(name) keeps changing", reason: "concurrent_update"))
-                        }
+                        guard attempt < 5 else { return call.fail(CronReplies.keepsChanging(name)) }
                         self.resumeSchedule(name, cron: cron, call: call, attempt: attempt + 1)
                     }
                 }
@@ -223,8 +190,8 @@ extension Server {
         }
         var d = ScheduleDefinition(name: name, target: try parseTarget(target))
         try parseTiming(p, into: &d, cron: cron)
-        d.overlap = try oneOf(p, "overlap", ["allow", "skip", "bufferOne"]) ?? "allow"
-        d.missed = try oneOf(p, "missed", ["skip", "runOnce", "runAll"]) ?? "runOnce"
+        d.overlap = try oneOf(p, "overlap", OverlapPolicy.allCases.map(\.rawValue)) ?? OverlapPolicy.allow.rawValue
+        d.missed = try oneOf(p, "missed", MissedPolicy.allCases.map(\.rawValue)) ?? MissedPolicy.runOnce.rawValue
         d.missedWindowMs = try p.optionalInt("missedWindowMs", in: 0...31_536_000_000) ?? 60_000
         d.jitterMs = try p.optionalInt("jitterMs", in: 0...86_400_000) ?? 0
         d.startAtMs = try time(p, "startAt")
@@ -345,49 +312,5 @@ extension Server {
             throw RPCError.invalidParams(field: key, "must be an RFC 3339 date-time such as 2030-01-01T00:00:00Z")
         }
         return ms
-    }
-}
-
-extension CronService {
-    /// A schedule as the protocol shows it.
-    func json(_ row: ScheduleRow) -> JSONObject {
-        func at(_ ms: Int64?) -> JSON { ms.map { .string(Timestamp.format(epochMs: $0)) } ?? .null }
-        let schedule = try? self.schedule(row)
-        var lastFire: JSON = .null
-        if let nominal = row.lastNominalMs {
-            lastFire = [
-                "nominalAt": at(nominal), "firedAt": at(row.lastFiredMs),
-                "lagMs": row.lastFiredMs.map { .int(max($0 - nominal, 0)) } ?? .null,
-                "jobId": row.lastJobID.map { .string(String($0)) } ?? .null,
-            ]
-        }
-        return [
-            "name": .string(row.name),
-            "expression": .from(row.expression),
-            "everyMs": .from(row.everyMs),
-            "timezone": .string(row.timezone),
-            "dayMatch": .string(row.dayMatch),
-            "dstGap": .from(schedule?.dstGap.rawValue ?? row.dstGap),
-            "dstFold": .from(schedule?.dstFold.rawValue ?? row.dstFold),
-            "description": .from(schedule?.description),
-            "target": row.target,
-            "overlap": .string(row.overlap),
-            "missed": .string(row.missed),
-            "missedWindowMs": .int(row.missedWindowMs),
-            "jitterMs": .int(row.jitterMs),
-            "startAt": at(row.startAtMs),
-            "endAt": at(row.endAtMs),
-            "limit": .from(row.limit),
-            "paused": .bool(row.paused),
-            "pausedNote": .from(row.pausedNote),
-            "pausedAt": at(row.pausedAtMs),
-            "nextFireAt": row.paused ? .null : at(row.nextFireMs),
-            "nextFires": .array(upcoming(row, count: 5).map { at($0) }),
-            "lastFire": lastFire,
-            "stats": ["runs": .int(row.runs), "skippedOverlap": .int(row.skippedOverlap), "missed": .int(row.missedCount)],
-            "version": .int(row.version),
-            "createdAt": at(row.createdAtMs),
-            "updatedAt": at(row.updatedAtMs),
-        ]
     }
 }

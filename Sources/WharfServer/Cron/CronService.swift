@@ -28,8 +28,6 @@ final class CronService {
     var maxBatches = 3
     /// How long a claim holds before another replica may take the schedule over.
     var claimMs: Int64 = 15_000
-    /// Fires computed per schedule per batch (more wait for the next batch).
-    static let maxFiresPerBatch = 1_000
     /// The shortest period a schedule may have (`--cron-min-period-ms`).
     var minPeriodMs: Int64 { context.config.cronMinPeriodMs }
 
@@ -54,7 +52,7 @@ final class CronService {
     private(set) lazy var upserts = Batcher<(definition: ScheduleDefinition, nextFireMs: Int64?), (row: ScheduleRow, created: Bool)>(
         distinctBy: { $0.definition.name },
         schedule: context.batchSchedule,
-        run: { [unowned self] items, done in self.store.upsertSchedules(items, done) })
+        run: { [unowned self] items, done in self.store.upsertSchedules(items) { done($0.mapError(\.rpcError)) } })
 
     init(_ context: ServiceContext, jobs: JobsService, webhooks: WebhooksService) {
         self.context = context
@@ -101,7 +99,7 @@ final class CronService {
             store.claimDueSchedules(limit: batchSize, claimMs: claimMs) { [unowned self] result in
                 switch result {
                 case .failure(let e):
-                    self.context.logger.warning("claiming due schedules failed", metadata: ["error": "\(e.message)"])
+                    self.context.logger.warning("claiming due schedules failed", metadata: ["error": "\(e)"])
                     self.batchesInFlight -= 1
                     self.drained = true
                     if self.batchesInFlight == 0 { self.arm(afterMs: 1_000) }
@@ -132,7 +130,7 @@ final class CronService {
                 if batch.contains(where: { !$0.webhookFires.isEmpty }) { self.webhooks.poke() }
             case .failure(let e):
                 // The claims expire and another look fires them: nothing is lost, only late.
-                self.context.logger.warning("firing schedules failed", metadata: ["error": "\(e.message)"])
+                self.context.logger.warning("firing schedules failed", metadata: ["error": "\(e)"])
             }
             self.batchFinished(foundNothing: false)
         }
@@ -223,116 +221,30 @@ final class CronService {
             anchorMs: startAtMs ?? 0)
     }
 
-    /// The first fire strictly after `afterMs` that the schedule's window allows.
-    static func nextFire(_ schedule: CronSchedule, afterMs: Int64, startAtMs: Int64?, endAtMs: Int64?) -> Int64? {
-        let after = max(afterMs, (startAtMs ?? Int64.min + 1) - 1)
-        guard let next = schedule.nextFire(afterMs: after) else { return nil }
-        if let endAtMs, next > endAtMs { return nil }
-        return next
-    }
-
-    /// Up to `count` fires from `first` on (inclusive), within the schedule's end and limit.
+    /// Up to `count` fires from the row's next one on (inclusive), within its end and limit.
     func upcoming(_ row: ScheduleRow, count: Int) -> [Int64] {
-        guard !row.paused, let first = row.nextFireMs, let schedule = try? self.schedule(row) else { return [] }
-        var left = min(Int64(count), row.limit.map { max($0 - row.runs, 0) } ?? Int64(count))
-        var out: [Int64] = []
-        var t: Int64? = first
-        while left > 0, let f = t {
-            out.append(f)
-            left -= 1
-            t = Self.nextFire(schedule, afterMs: f, startAtMs: row.startAtMs, endAtMs: row.endAtMs)
-        }
-        return out
+        guard !row.paused, row.nextFireMs != nil, let schedule = try? self.schedule(row) else { return [] }
+        return CronPlanner.upcoming(
+            schedule, first: row.nextFireMs, paused: row.paused, startAtMs: row.startAtMs, endAtMs: row.endAtMs,
+            limit: row.limit, runs: row.runs, count: count)
     }
 
-    /// Decides what one claimed schedule fires now and where it goes next.
+    /// What one claimed schedule fires now and where it goes next (`CronPlanner` decides).
     func advance(_ d: DueSchedule) -> ScheduleAdvance {
         let row = d.row
-        var adv = ScheduleAdvance(name: row.name, claimSeq: row.claimSeq, nextFireMs: nil)
-        guard let first = row.nextFireMs else { return adv }
+        let stop = ScheduleAdvance(name: row.name, claimSeq: row.claimSeq, nextFireMs: nil)
+        guard row.nextFireMs != nil else { return stop }
         let p: SchedulePlan
         do {
             p = try plan(row)
         } catch {
             // Validated at upsert, so only a tz database change can get here: stop rather than guess.
             context.logger.error("schedule cannot be evaluated", metadata: ["schedule": "\(row.name)", "error": "\(error)"])
-            return adv
+            return stop
         }
-        let now = d.nowMs
-        let windowStart = now - row.missedWindowMs
-        let stepCap = row.missed == "runAll" ? Self.maxFiresPerBatch : 10 * Self.maxFiresPerBatch
-        var inWindow: [Int64] = []
-        var missedFires: [Int64] = []
-        var lastMissed: Int64?
-        var missedCount: Int64 = 0
-        var t: Int64? = first
-        var steps = 0
-        while let f = t, f <= now, steps < stepCap {
-            if f < windowStart {
-                missedCount += 1
-                if row.missed == "runAll" { missedFires.append(f) } else { lastMissed = f }
-            } else {
-                inWindow.append(f)
-            }
-            t = Self.nextFire(p.schedule, afterMs: f, startAtMs: row.startAtMs, endAtMs: row.endAtMs)
-            steps += 1
-        }
-        if let f = t, f < windowStart, row.missed != "runAll" {
-            // A long outage of a frequent schedule: jump over the rest of the missed fires uncounted.
-            t = Self.nextFire(p.schedule, afterMs: windowStart - 1, startAtMs: row.startAtMs, endAtMs: row.endAtMs)
-        }
-        var fires: [Int64]
-        switch row.missed {
-        case "runAll":
-            fires = missedFires + inWindow
-            missedCount = 0
-        case "runOnce":
-            if inWindow.isEmpty, let m = lastMissed {
-                fires = [m]
-                missedCount -= 1
-            } else {
-                fires = inWindow
-            }
-        default:
-            fires = inWindow
-        }
-        var skipped: Int64 = 0
-        switch row.overlap {
-        case "skip" where d.held, "bufferOne" where d.waiting:
-            skipped = Int64(fires.count)
-            fires = []
-        case "skip", "bufferOne":
-            // Never start several runs of a one-at-a-time schedule at once: the latest fire stands for all.
-            if fires.count > 1 {
-                skipped = Int64(fires.count - 1)
-                fires = [fires.last!]
-            }
-        default:
-            break
-        }
-        if let limit = row.limit {
-            let left = max(limit - row.runs, 0)
-            if Int64(fires.count) >= left {
-                fires = Array(fires.prefix(Int(left)))
-                t = nil
-            }
-        }
-        adv.nextFireMs = t
-        adv.runs = Int64(fires.count)
-        adv.skipped = skipped
-        adv.missed = missedCount
-        adv.lastNominalMs = fires.last
-        if let template = p.job {
-            adv.jobs = fires.map { f in
-                var spec = template
-                spec.scheduleName = row.name
-                spec.scheduleFireMs = f
-                spec.runAtMs = row.jitterMs > 0 ? f + Int64.random(in: 0...row.jitterMs) : f
-                return spec
-            }
-        } else {
-            adv.webhookFires = fires
-        }
-        return adv
+        var random = SystemRandomNumberGenerator()
+        return CronPlanner.advance(
+            CronPlanner.plan(CronPlanner.Due(d), schedule: p.schedule), name: row.name, claimSeq: row.claimSeq,
+            template: p.job, jitterMs: row.jitterMs, using: &random)
     }
 }

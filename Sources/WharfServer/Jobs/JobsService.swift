@@ -55,6 +55,12 @@ final class JobsService {
         }
     }
 
+    /// Enqueues one job in the loop turn's shared enqueue statement: how other features (cron's
+    /// `cron.trigger`) make a job.
+    func enqueue(_ spec: JobSpec, completion: @escaping (Result<EnqueueOutcome, RPCError>) -> Void) {
+        enqueueBatcher.add(spec) { completion($0.flatMap { $0 }) }
+    }
+
     func start() {
         context.onWake(.jobs) { [unowned self] queue in self.wake(queue: queue) }
         context.addChore(everyMs: 1_000) { [unowned self] in self.reapExpiredLeases() }

@@ -1,4 +1,7 @@
+import WharfJSON
 import WharfPQ
+// For `complete(...schedulePatch:)` only, which runs the jobs feature's `finish` (its outcomes still carry
+// `RPCError`).
 import WharfRPC
 
 /// A schedule as stored. Times are epoch milliseconds.
@@ -37,7 +40,7 @@ public struct ScheduleRow: Sendable {
     /// The number of columns `CronSQL.columns` has.
     static let columnCount = 28
 
-    init(_ r: PQResult, _ i: Int) throws(RPCError) {
+    init(_ r: PQResult, _ i: Int) throws(StoreError) {
         name = r.string(i, 0) ?? ""
         expression = r.string(i, 1)
         everyMs = r.int(i, 2)
@@ -45,7 +48,7 @@ public struct ScheduleRow: Sendable {
         dayMatch = r.string(i, 4) ?? "or"
         dstGap = r.string(i, 5)
         dstFold = r.string(i, 6)
-        guard let text = r.string(i, 7), let t = try? JSONParser.parse(text) else { throw RPCError.internalError }
+        guard let text = r.string(i, 7), let t = try? JSONParser.parse(text) else { throw StoreError.internalError }
         target = t
         overlap = r.string(i, 8) ?? "allow"
         missed = r.string(i, 9) ?? "runOnce"
@@ -134,7 +137,7 @@ public struct ScheduleAdvance: Sendable {
 extension Store {
     public func upsertSchedule(
         _ d: ScheduleDefinition, nextFireMs: Int64?,
-        _ completion: @escaping (Result<(row: ScheduleRow, created: Bool), RPCError>) -> Void
+        _ completion: @escaping (Result<(row: ScheduleRow, created: Bool), StoreError>) -> Void
     ) {
         let params: [String?] = [
             d.name, d.expression, d.everyMs.map(String.init), d.timezone, d.dayMatch, d.dstGap, d.dstFold, d.target.text,
@@ -142,8 +145,8 @@ extension Store {
             d.endAtMs.map(String.init), d.limit.map(String.init), d.paused.map { $0 ? "true" : "false" }, d.pausedNote,
             nextFireMs.map(String.init),
         ]
-        one(CronSQL.upsert, params, completion) { rows throws(RPCError) in
-            guard rows.rowCount == 1 else { throw RPCError.internalError }
+        rows(CronSQL.upsert, params, completion) { rows throws(StoreError) in
+            guard rows.rowCount == 1 else { throw StoreError.internalError }
             var row = try ScheduleRow(rows, 0)
             row.lastJobID = rows.int(0, ScheduleRow.columnCount)
             return (row, rows.bool(0, ScheduleRow.columnCount + 1) ?? false)
@@ -154,7 +157,7 @@ extension Store {
     /// Names must be distinct; outcomes come back in the order of `items`.
     public func upsertSchedules(
         _ items: [(definition: ScheduleDefinition, nextFireMs: Int64?)],
-        _ completion: @escaping (Result<[(row: ScheduleRow, created: Bool)], RPCError>) -> Void
+        _ completion: @escaping (Result<[(row: ScheduleRow, created: Bool)], StoreError>) -> Void
     ) {
         let d = items.map(\.definition)
         let params: [String?] = [
@@ -165,56 +168,59 @@ extension Store {
             PGArray.ints(d.map(\.startAtMs)), PGArray.ints(d.map(\.endAtMs)), PGArray.ints(d.map(\.limit)),
             PGArray.ints(items.map(\.nextFireMs)),
         ]
-        one(CronSQL.upsertMany, params, completion) { rows throws(RPCError) in
+        rows(CronSQL.upsertMany, params, completion) { rows throws(StoreError) in
             var byName: [String: (row: ScheduleRow, created: Bool)] = [:]
             for i in 0..<rows.rowCount {
                 var row = try ScheduleRow(rows, i)
                 row.lastJobID = rows.int(i, ScheduleRow.columnCount)
                 byName[row.name] = (row, rows.bool(i, ScheduleRow.columnCount + 1) ?? false)
             }
-            return try d.map { (def) throws(RPCError) in
-                guard let up = byName[def.name] else { throw RPCError.internalError }
+            return try d.map { (def) throws(StoreError) in
+                guard let up = byName[def.name] else { throw StoreError.internalError }
                 return up
             }
         }
     }
 
-    public func schedule(_ name: String, _ completion: @escaping (Result<ScheduleRow?, RPCError>) -> Void) {
-        one(CronSQL.get, [name], completion) { rows throws(RPCError) in try Self.scheduleRows(rows).first }
+    /// The schedule `name`; nil when there is none.
+    public func schedule(_ name: String, _ completion: @escaping (Result<ScheduleRow?, StoreError>) -> Void) {
+        rows(CronSQL.get, [name], completion) { rows throws(StoreError) in try Self.scheduleRows(rows).first }
     }
 
     public func schedules(
-        prefix: String?, after: String?, limit: Int, _ completion: @escaping (Result<[ScheduleRow], RPCError>) -> Void
+        prefix: String?, after: String?, limit: Int, _ completion: @escaping (Result<[ScheduleRow], StoreError>) -> Void
     ) {
-        one(CronSQL.list, [prefix, after, String(limit)], completion) { rows throws(RPCError) in
+        rows(CronSQL.list, [prefix, after, String(limit)], completion) { rows throws(StoreError) in
             try Self.scheduleRows(rows)
         }
     }
 
-    public func removeSchedule(_ name: String, _ completion: @escaping (Result<Bool, RPCError>) -> Void) {
-        one(CronSQL.remove, [name], completion) { rows in rows.rowCount > 0 }
+    /// Deletes schedule `name`; false when there was none.
+    public func removeSchedule(_ name: String, _ completion: @escaping (Result<Bool, StoreError>) -> Void) {
+        rows(CronSQL.remove, [name], completion) { rows in rows.rowCount > 0 }
     }
 
+    /// Pauses schedule `name`; nil when there is none.
     public func pauseSchedule(
-        _ name: String, note: String?, _ completion: @escaping (Result<ScheduleRow?, RPCError>) -> Void
+        _ name: String, note: String?, _ completion: @escaping (Result<ScheduleRow?, StoreError>) -> Void
     ) {
-        one(CronSQL.pause, [name, note], completion) { rows throws(RPCError) in try Self.scheduleRows(rows).first }
+        rows(CronSQL.pause, [name, note], completion) { rows throws(StoreError) in try Self.scheduleRows(rows).first }
     }
 
     /// Resumes if the schedule is still at `version`; nil when it changed or is gone.
     public func resumeSchedule(
         _ name: String, version: Int64, nextFireMs: Int64?,
-        _ completion: @escaping (Result<ScheduleRow?, RPCError>) -> Void
+        _ completion: @escaping (Result<ScheduleRow?, StoreError>) -> Void
     ) {
-        one(CronSQL.resume, [name, nextFireMs.map(String.init), String(version)], completion) {
-            rows throws(RPCError) in try Self.scheduleRows(rows).first
+        rows(CronSQL.resume, [name, nextFireMs.map(String.init), String(version)], completion) {
+            rows throws(StoreError) in try Self.scheduleRows(rows).first
         }
     }
 
     public func claimDueSchedules(
-        limit: Int, claimMs: Int64, _ completion: @escaping (Result<[DueSchedule], RPCError>) -> Void
+        limit: Int, claimMs: Int64, _ completion: @escaping (Result<[DueSchedule], StoreError>) -> Void
     ) {
-        one(CronSQL.claim, [String(limit), String(claimMs)], completion) { rows throws(RPCError) in
+        rows(CronSQL.claim, [String(limit), String(claimMs)], completion) { rows throws(StoreError) in
             var out: [DueSchedule] = []
             out.reserveCapacity(rows.rowCount)
             let c = ScheduleRow.columnCount
@@ -230,15 +236,15 @@ extension Store {
 
     /// The earliest unclaimed next fire, the earliest claim expiry, and the database's clock.
     public func nextScheduleDue(
-        _ completion: @escaping (Result<(nextFireMs: Int64?, claimExpiryMs: Int64?, nowMs: Int64), RPCError>) -> Void
+        _ completion: @escaping (Result<(nextFireMs: Int64?, claimExpiryMs: Int64?, nowMs: Int64), StoreError>) -> Void
     ) {
-        one(CronSQL.nextDue, [], completion) { rows in (rows.int(0, 0), rows.int(0, 1), rows.int(0, 2) ?? 0) }
+        rows(CronSQL.nextDue, [], completion) { rows in (rows.int(0, 0), rows.int(0, 1), rows.int(0, 2) ?? 0) }
     }
 
     /// Fires a batch of claimed schedules in one statement. Returns how many schedules advanced (the
     /// others lost their claim) and how many jobs were inserted.
     public func fireSchedules(
-        _ batch: [ScheduleAdvance], _ completion: @escaping (Result<(advanced: Int, jobs: Int), RPCError>) -> Void
+        _ batch: [ScheduleAdvance], _ completion: @escaping (Result<(advanced: Int, jobs: Int), StoreError>) -> Void
     ) {
         let jobs = batch.flatMap(\.jobs)
         let params: [String?] = [
@@ -254,7 +260,7 @@ extension Store {
             PGArray.text(batch.flatMap { b in b.webhookFires.map { _ in b.name } }),
             PGArray.ints(batch.flatMap(\.webhookFires)),
         ]
-        one(CronSQL.fire, params, completion) { rows in
+        rows(CronSQL.fire, params, completion) { rows in
             (Int(rows.int(0, 0) ?? 0), Int(rows.int(0, 1) ?? 0))
         }
     }
@@ -275,7 +281,7 @@ extension Store {
         }
     }
 
-    static func scheduleRows(_ rows: PQResult) throws(RPCError) -> [ScheduleRow] {
+    static func scheduleRows(_ rows: PQResult) throws(StoreError) -> [ScheduleRow] {
         var out: [ScheduleRow] = []
         for i in 0..<rows.rowCount {
             var row = try ScheduleRow(rows, i)
