@@ -68,31 +68,35 @@ begin
             with ordinality as t(endpoint_id, event, data, idempotency_key, delay_ms, schedule_name, fire_ms,
                                  message_key, id, hold_token, ord)
     ),
+    -- One row per delivery to make, with its id (the one given, or the next of the sequence; nextval
+    -- runs after the sort).
     targets as materialized (
-        select i.*, e.id as target_id from input i join wharf.webhook_endpoints e on e.id = i.endpoint_id
-        union all
-        select i.*, e.id from input i
-        join wharf.webhook_endpoints e on e.enabled and (e.events is null or i.event = any(e.events))
-        where i.endpoint_id is null
+        select t.*, coalesce(t.id, nextval(pg_get_serial_sequence('wharf.webhook_deliveries', 'id'))) as delivery_id
+        from (select i.*, e.id as target_id from input i join wharf.webhook_endpoints e on e.id = i.endpoint_id
+              union all
+              select i.*, e.id from input i
+              join wharf.webhook_endpoints e on e.enabled and (e.events is null or i.event = any(e.events))
+              where i.endpoint_id is null) t
+        order by t.ord, t.target_id  -- ids in send order: a batch's deliveries are attempted in that order
     ),
     ins as (
         insert into wharf.webhook_deliveries as d (id, message_id, endpoint_id, event, body, idempotency_key,
                                                    next_attempt_at, hold_lock, hold_token)
         overriding system value
-        select coalesce(t.id, nextval(pg_get_serial_sequence('wharf.webhook_deliveries', 'id'))), t.message_id,
+        select t.delivery_id, t.message_id,
                t.target_id, t.event, t.body, t.idempotency_key,
                now() + coalesce(t.delay_ms, 0) * interval '1 millisecond',
                case when t.hold_token is not null then 'cron:' || t.schedule_name end, t.hold_token
         from targets t
         order by t.ord, t.target_id
         on conflict do nothing
-        returning d.id, d.endpoint_id, d.message_id, d.idempotency_key
+        returning d.id, d.endpoint_id, d.idempotency_key
     ),
     woke as (select count(pg_notify('wharf_wake', 'hooks:')) as n from (select 1 from ins limit 1) x)
     select t.ord, coalesce(ins.id, dup.id, prior.id), t.target_id, ins.id is not null
     from targets t
     cross join woke
-    left join ins on ins.message_id = t.message_id and ins.endpoint_id = t.target_id
+    left join ins on ins.id = t.delivery_id
     left join ins dup on ins.id is null and t.idempotency_key is not null
         and dup.endpoint_id = t.target_id and dup.idempotency_key = t.idempotency_key
     left join wharf.webhook_deliveries prior on ins.id is null and dup.id is null and t.idempotency_key is not null
