@@ -12,18 +12,6 @@ import WharfStore
     static let standard = DeliveryPolicy(retryScheduleMs: WebhookPolicy().retryScheduleMs)
     static let nowMs: Int64 = 1_700_000_000_000
 
-    /// A generator with a fixed sequence (SplitMix64), so a test can repeat a draw.
-    struct Seeded: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     func response(_ status: Int?, kind: String? = nil, error: String? = nil, retryAfter: String? = nil) -> HTTPResponse {
         var r = HTTPResponse(status: status, errorKind: kind, error: error)
         r.retryAfter = retryAfter
@@ -34,7 +22,7 @@ import WharfStore
     func outcome(
         _ r: HTTPResponse, attempt: Int = 1, policy: DeliveryPolicy = standard, seed: UInt64 = 1
     ) -> DeliveryOutcome {
-        var random = Seeded(state: seed)
+        var random = SplitMix(seed: seed)  // a fixed sequence, so a test can repeat a draw
         return policy.outcome(attempt: attempt, response: r, nowMs: Self.nowMs, using: &random)
     }
 
