@@ -51,6 +51,24 @@ end
 $$;
 
 --
+-- Name: json_string(text); Type: FUNCTION; Schema: wharf; Owner: -
+--
+
+CREATE FUNCTION wharf.json_string(s text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+    AS $$
+begin
+    if strpos(s, chr(8)) = 0 and strpos(s, chr(12)) = 0 then
+        return to_json(s)::text;
+    end if;
+    return (select '"' || string_agg(case c when chr(8) then '\u0008' when chr(12) then '\u000c'
+                                           else substr(to_json(c)::text, 2, length(to_json(c)::text) - 2) end,
+                                      '' order by n) || '"'
+            from regexp_split_to_table(s, '') with ordinality as t(c, n));
+end
+$$;
+
+--
 -- Name: lock_line_head(text, bigint); Type: FUNCTION; Schema: wharf; Owner: -
 --
 
@@ -108,6 +126,79 @@ end
 $$;
 
 --
+-- Name: send_webhooks(bigint[], text[], text[], text[], bigint[], text[], bigint[], text[], bigint[], text[]); Type: FUNCTION; Schema: wharf; Owner: -
+--
+
+CREATE FUNCTION wharf.send_webhooks(endpoint_ids bigint[], events text[], datas text[], idempotency_keys text[], delays_ms bigint[], schedule_names text[], fires_ms bigint[], message_keys text[], ids bigint[], hold_tokens text[]) RETURNS TABLE(ord bigint, delivery_id bigint, endpoint_id bigint, created boolean)
+    LANGUAGE plpgsql
+    AS $$
+#variable_conflict use_column
+begin
+    return query
+    with input as materialized (
+        select t.*, wharf.webhook_message_id(t.message_key) as message_id,
+               wharf.webhook_body(t.event, t.data, now(), t.schedule_name,
+                                  timestamptz 'epoch' + t.fire_ms * interval '1 millisecond') as body
+        from unnest(endpoint_ids, events, datas, idempotency_keys, delays_ms, schedule_names, fires_ms, message_keys,
+                    ids, hold_tokens)
+            with ordinality as t(endpoint_id, event, data, idempotency_key, delay_ms, schedule_name, fire_ms,
+                                 message_key, id, hold_token, ord)
+    ),
+    -- One row per delivery to make, with its id (the one given, or the next of the sequence; nextval
+    -- runs after the sort).
+    targets as materialized (
+        select t.*, coalesce(t.id, nextval(pg_get_serial_sequence('wharf.webhook_deliveries', 'id'))) as delivery_id
+        from (select i.*, e.id as target_id from input i join wharf.webhook_endpoints e on e.id = i.endpoint_id
+              union all
+              select i.*, e.id from input i
+              join wharf.webhook_endpoints e on e.enabled and (e.events is null or i.event = any(e.events))
+              where i.endpoint_id is null) t
+        order by t.ord, t.target_id  -- ids in send order: a batch's deliveries are attempted in that order
+    ),
+    ins as (
+        insert into wharf.webhook_deliveries as d (id, message_id, endpoint_id, event, body, idempotency_key,
+                                                   next_attempt_at, hold_lock, hold_token)
+        overriding system value
+        select t.delivery_id, t.message_id,
+               t.target_id, t.event, t.body, t.idempotency_key,
+               now() + coalesce(t.delay_ms, 0) * interval '1 millisecond',
+               case when t.hold_token is not null then 'cron:' || t.schedule_name end, t.hold_token
+        from targets t
+        order by t.ord, t.target_id
+        on conflict do nothing
+        returning d.id, d.endpoint_id, d.idempotency_key
+    ),
+    woke as (select count(pg_notify('wharf_wake', 'hooks:')) as n from (select 1 from ins limit 1) x)
+    select t.ord, coalesce(ins.id, dup.id, prior.id), t.target_id, ins.id is not null
+    from targets t
+    cross join woke
+    left join ins on ins.id = t.delivery_id
+    left join ins dup on ins.id is null and t.idempotency_key is not null
+        and dup.endpoint_id = t.target_id and dup.idempotency_key = t.idempotency_key
+    left join wharf.webhook_deliveries prior on ins.id is null and dup.id is null and t.idempotency_key is not null
+        and prior.endpoint_id = t.target_id and prior.idempotency_key = t.idempotency_key
+    where coalesce(ins.id, dup.id, prior.id) is not null
+    order by t.ord, t.target_id;
+end
+$$;
+
+--
+-- Name: webhook_body(text, text, timestamp with time zone, text, timestamp with time zone); Type: FUNCTION; Schema: wharf; Owner: -
+--
+
+CREATE FUNCTION wharf.webhook_body(event text, data text, at timestamp with time zone, schedule_name text, fire_at timestamp with time zone) RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$
+    select '{"type":' || wharf.json_string(event)
+        || ',"timestamp":"' || to_char(at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
+        || '","data":' || coalesce(data, 'null')
+        || case when schedule_name is null then ''
+                else ',"schedule":{"name":' || wharf.json_string(schedule_name) || ',"fireAt":"'
+                     || to_char(fire_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"}' end
+        || '}'
+$$;
+
+--
 -- Name: webhook_deliveries_sync_locks(); Type: FUNCTION; Schema: wharf; Owner: -
 --
 
@@ -120,6 +211,16 @@ begin
     end if;
     return null;
 end
+$$;
+
+--
+-- Name: webhook_message_id(text); Type: FUNCTION; Schema: wharf; Owner: -
+--
+
+CREATE FUNCTION wharf.webhook_message_id(key text) RETURNS text
+    LANGUAGE sql PARALLEL SAFE
+    AS $$
+    select 'msg_' || case when key is null then replace(gen_random_uuid()::text, '-', '') else md5(key) end
 $$;
 
 --

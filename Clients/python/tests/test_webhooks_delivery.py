@@ -333,6 +333,64 @@ def test_triggering_a_webhook_schedule_sends_one_delivery_now(hc, receiver):
         hc.cron.remove("hook-gone")
 
 
+def test_every_message_has_one_id_scheme_and_one_body_layout(hc, receiver):
+    """Pings, sends, webhook jobs, triggered and timed cron fires: the `webhook-id` is `msg_` and 32 hex
+    digits (a timed fire's derived from its schedule and fire time), and the body is compact JSON with
+    `type`, `timestamp`, `data` and, from a schedule, `schedule`, in that order."""
+    import datetime
+    import hashlib
+    import json
+    import re
+
+    scheme = re.compile(r"msg_[0-9a-f]{32}")
+    ts = rb'"timestamp":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"'
+    e = register(hc, receiver, "/layout")
+
+    def posts(marker: bytes):
+        return wait_for(lambda: [r for r in receiver.at("/layout") if marker in r["body"]], timeout=6)
+
+    ping = posts(b"webhook.ping")[0]
+    assert scheme.fullmatch(ping["id"]), ping["id"]
+    assert re.fullmatch(rb'\{"type":"webhook\.ping",' + ts + rb',"data":\{"endpointId":"' + e["id"].encode()
+                        + rb'"\}\}', ping["body"]), ping["body"]
+
+    # Any event name and payload arrive as the server's JSON writer writes them (\b, \f as \u0008, \u000c).
+    hc.webhooks.send({"b": 1, "a": [1.5, "x", None], "\u00e9": "\b"}, endpoint_id=e["id"], event='odd\b\f"\u00e9')
+    sent = posts(b"odd")[0]
+    assert scheme.fullmatch(sent["id"]), sent["id"]
+    assert re.fullmatch(rb'\{"type":"odd\\u0008\\u000c\\"\xc3\xa9",' + ts
+                        + rb',"data":\{"b":1,"a":\[1\.5,"x",null\],"\xc3\xa9":"\\u0008"\}\}', sent["body"]), sent["body"]
+
+    hc.jobs.enqueue(webhook={"endpoint_id": e["id"], "event": "layout.job", "payload": [1, 2]})
+    job = posts(b"layout.job")[0]
+    assert scheme.fullmatch(job["id"])
+    assert re.fullmatch(rb'\{"type":"layout\.job",' + ts + rb',"data":\[1,2\]\}', job["body"]), job["body"]
+
+    target = {"endpoint_id": e["id"], "event": "layout.fire", "payload": {"k": "v"}}
+    hc.cron.upsert("layout-later", expression="0 3 1 1 *", webhook=target)
+    try:
+        fire_at = hc.cron.trigger("layout-later")["fireAt"]
+        triggered = posts(b"layout.fire")[0]
+        assert scheme.fullmatch(triggered["id"])
+        assert re.fullmatch(rb'\{"type":"layout\.fire",' + ts + rb',"data":\{"k":"v"\},"schedule":\{"name":"layout-later",'
+                            rb'"fireAt":"' + fire_at.encode() + rb'"\}\}', triggered["body"]), triggered["body"]
+    finally:
+        hc.cron.remove("layout-later")
+
+    hc.cron.upsert("layout-tick", expression="* * * * * *", webhook=dict(target, event="layout.tick"))
+    try:
+        ticks = posts(b"layout.tick")
+    finally:
+        hc.cron.remove("layout-tick")
+    assert ticks
+    tick = json.loads(ticks[0]["body"], object_pairs_hook=list)
+    assert [k for k, _ in tick] == ["type", "timestamp", "data", "schedule"], ticks[0]["body"]
+    body = json.loads(ticks[0]["body"])
+    assert body["type"] == "layout.tick" and body["data"] == {"k": "v"} and body["schedule"]["name"] == "layout-tick"
+    fire_ms = round(datetime.datetime.fromisoformat(body["schedule"]["fireAt"].replace("Z", "+00:00")).timestamp() * 1000)
+    assert ticks[0]["id"] == "msg_" + hashlib.md5(f"layout-tick:{fire_ms}".encode()).hexdigest(), ticks[0]["id"]
+
+
 def test_a_job_with_a_webhook_target(hc, receiver):
     e = register(hc, receiver, "/ok")
     queued_at = time.monotonic()

@@ -84,15 +84,13 @@ extension Server {
                         let w = row.target["webhook"] ?? .null
                         let event = w["event"]?.stringValue ?? "cron.fire"
                         let endpoint = w["endpointId"]?.stringValue.flatMap { Int64($0) } ?? w["endpointId"]?.intValue
-                        let body = WebhooksService.body(
-                            event: event, data: w["payload"] ?? .null,
-                            extra: ["schedule": ["name": .string(name), "fireAt": .string(Timestamp.format(epochMs: fireMs))]])
-                        let send = Store.WebhookSend(
-                            messageID: WebhooksService.newMessageID(), endpointID: endpoint ?? 0, event: event, body: body)
-                        return self.webhooks.sends.add(send) { r in
+                        return self.webhooks.send(
+                            endpointID: endpoint ?? 0, event: event, data: w["payload"] ?? .null,
+                            schedule: (name, fireMs)
+                        ) { r in
                             call.finish(
-                                r.flatMap { row in
-                                    guard let d = row else {
+                                r.flatMap { sent in
+                                    guard let d = sent.first else {
                                         return .failure(.notFound("webhook endpoint", id: String(endpoint ?? 0)))
                                     }
                                     return .success([
@@ -273,7 +271,7 @@ extension Server {
             let w = Params(object: webhook)
             do throws(RPCError) {
                 try w.onlyKnown(["endpointId", "event", "payload"])
-                _ = try Self.numericID(w, "endpointId")
+                _ = try w.numericID("endpointId")
                 _ = try w.optionalName("event", maxLength: 200)
             } catch {
                 throw RPCError.invalidParams(

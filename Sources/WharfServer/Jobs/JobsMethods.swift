@@ -276,7 +276,7 @@ extension Server {
         let event: String
         do throws(RPCError) {
             try wp.onlyKnown(["endpointId", "event", "payload"])
-            endpoint = try Self.numericID(wp, "endpointId")
+            endpoint = try wp.numericID("endpointId")
             event = try wp.optionalName("event", maxLength: 200) ?? "job"
         } catch {
             throw RPCError.invalidParams(
@@ -293,15 +293,13 @@ extension Server {
             delay = max(0, ms - Timestamp.nowMs())
         }
         let key = try p.optionalName("uniqueKey", maxLength: 400)
-        let send = Store.WebhookSend(
-            messageID: WebhooksService.newMessageID(), endpointID: endpoint, event: event,
-            body: WebhooksService.body(event: event, data: wp["payload"] ?? .null), idempotencyKey: key, delayMs: delay)
-        webhooks.sends.add(send) { r in
+        webhooks.send(endpointID: endpoint, event: event, data: wp["payload"] ?? .null, idempotencyKey: key, delayMs: delay) {
+            r in
             call.finish(
-                r.flatMap { row in
-                    guard let row else { return .failure(.notFound("webhook endpoint", id: String(endpoint))) }
+                r.flatMap { sent in
+                    guard let d = sent.first else { return .failure(.notFound("webhook endpoint", id: String(endpoint))) }
                     return .success([
-                        "deliveryId": .string(String(row.deliveryID)), "state": "pending", "duplicate": .bool(!row.new),
+                        "deliveryId": .string(String(d.deliveryID)), "state": "pending", "duplicate": .bool(!d.new),
                     ])
                 })
         }

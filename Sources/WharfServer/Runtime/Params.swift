@@ -84,6 +84,16 @@ public struct Params {
         return b
     }
 
+    /// An id given as a decimal string (or a JSON integer), greater than zero.
+    public func numericID(_ key: String) throws(RPCError) -> Int64 {
+        guard let v = self[key] else { throw RPCError.invalidParams(field: key, "is required") }
+        if let i = v.intValue, i > 0 { return i }
+        guard let s = v.stringValue, let i = Int64(s), i > 0 else {
+            throw RPCError.invalidParams(field: key, "must be an id such as \"42\"")
+        }
+        return i
+    }
+
     public func optionalObject(_ key: String) throws(RPCError) -> JSONObject? {
         guard let v = self[key] else { return nil }
         guard case .object(let o) = v else {

@@ -7,6 +7,7 @@ import WharfStore
 extension Server {
     func registerWebhookMethods() {
         let hooks = webhooks
+        let dormant = hooks.policy.dormantAfterMs
 
         register("webhooks.register") { [unowned self] call in
             let p = call.params
@@ -28,14 +29,11 @@ extension Server {
                     disableAfterMs: disableAfter, dormantAfterMs: dormantAfter, retentionMs: retention
                 ) { r in
                     switch r {
-                    case .failure(let e): call.fail(e)
-                    case .success(let row):
-                        hooks.ping(endpointID: row.id, url: url, secrets: [secret]) { ping in
-                            var o = hooks.json(row)
-                            o["secret"] = .string(secret)
-                            o["ping"] = ping
-                            o["verified"] = ping["verified"] ?? false
-                            call.reply(.object(o))
+                    case .failure(let e): call.fail(e.rpcError)
+                    case .success(let new):
+                        hooks.ping(url: url, secrets: [secret], message: new.ping) { ping in
+                            call.reply(
+                                WebhookReplies.registered(new.row, secret: secret, ping: ping, dormantAfterMs: dormant))
                         }
                     }
                 }
@@ -47,7 +45,7 @@ extension Server {
             try p.onlyKnown([
                 "id", "url", "description", "events", "rateLimitPerS", "disableAfterMs", "dormantAfterMs", "retentionMs",
             ])
-            let id = try Self.numericID(p, "id")
+            let id = try p.numericID("id")
             let url = try p.optionalName("url", maxLength: 2000)
             let description = try p.optionalName("description", maxLength: 1000)
             let events = try p.stringArray("events", maxCount: 100)
@@ -60,7 +58,7 @@ extension Server {
                 store.updateEndpoint(
                     id, url: url, description: description, events: events, rateLimitPerS: rate,
                     disableAfterMs: disableAfter, dormantAfterMs: dormantAfter, retentionMs: retention, set: set
-                ) { r in call.finish(Self.endpointReply(r, id: id, hooks)) }
+                ) { r in call.finish(WebhookReplies.endpoint(r, id: id, dormantAfterMs: dormant)) }
             }
             guard let url else { return apply() }
             hooks.check(url) { r in
@@ -71,18 +69,18 @@ extension Server {
 
         register("webhooks.get") { [unowned self] call in
             try call.params.onlyKnown(["id"])
-            let id = try Self.numericID(call.params, "id")
-            store.endpoint(id) { r in call.finish(Self.endpointReply(r, id: id, hooks)) }
+            let id = try call.params.numericID("id")
+            store.endpoint(id) { r in call.finish(WebhookReplies.endpoint(r, id: id, dormantAfterMs: dormant)) }
         }
 
         register("webhooks.health") { [unowned self] call in
             try call.params.onlyKnown(["id"])
-            let id = try Self.numericID(call.params, "id")
+            let id = try call.params.numericID("id")
             store.endpoint(id) { r in
                 call.finish(
-                    r.flatMap { row in
-                        guard let row else { return .failure(.notFound("webhook endpoint", id: String(id))) }
-                        return .success(.object(hooks.health(row)))
+                    r.mapError(\.rpcError).flatMap { row in
+                        guard let row else { return .failure(WebhookReplies.endpointNotFound(id)) }
+                        return .success(.object(WebhookReplies.health(row, dormantAfterMs: dormant)))
                     })
             }
         }
@@ -91,103 +89,70 @@ extension Server {
             let p = call.params
             try p.onlyKnown(["limit", "cursor"])
             let limit = Int(try p.optionalInt("limit", in: 1...1000) ?? 100)
-            let after = try p.has("cursor") ? Self.numericID(p, "cursor") : nil
+            let after = try p.has("cursor") ? p.numericID("cursor") : nil
             store.endpoints(after: after, limit: limit) { r in
                 call.finish(
-                    r.map { rows in
-                        [
-                            "endpoints": .array(rows.map { .object(hooks.json($0)) }),
-                            "cursor": rows.count == limit ? .from(rows.last.map { String($0.id) }) : .null,
-                        ]
-                    })
+                    r.mapError(\.rpcError).map { WebhookReplies.list($0, limit: limit, dormantAfterMs: dormant) })
             }
         }
 
         register("webhooks.remove") { [unowned self] call in
             try call.params.onlyKnown(["id"])
-            let id = try Self.numericID(call.params, "id")
+            let id = try call.params.numericID("id")
             store.removeEndpoint(id) { r in
-                call.finish(
-                    r.flatMap { removed in
-                        removed
-                            ? .success(["id": .string(String(id)), "removed": true])
-                            : .failure(.notFound("webhook endpoint", id: String(id)))
-                    })
+                call.finish(r.mapError(\.rpcError).flatMap { WebhookReplies.removed(id, $0) })
             }
         }
 
         register("webhooks.test") { [unowned self] call in
             try call.params.onlyKnown(["id"])
-            let id = try Self.numericID(call.params, "id")
-            store.endpointSecrets(id) { r in
+            let id = try call.params.numericID("id")
+            store.endpointTarget(id) { r in
                 switch r {
-                case .failure(let e): call.fail(e)
-                case .success(nil): call.fail(.notFound("webhook endpoint", id: String(id)))
-                case .success(let found?): hooks.ping(endpointID: id, url: found.url, secrets: found.secrets) { call.reply($0) }
+                case .failure(let e): call.fail(e.rpcError)
+                case .success(nil): call.fail(WebhookReplies.endpointNotFound(id))
+                case .success(let t?):
+                    hooks.ping(url: t.url, secrets: t.secrets, message: t.ping) { call.reply(WebhookReplies.ping($0)) }
                 }
             }
         }
 
         register("webhooks.rotateSecret") { [unowned self] call in
             try call.params.onlyKnown(["id", "graceMs"])
-            let id = try Self.numericID(call.params, "id")
+            let id = try call.params.numericID("id")
             let grace = try call.params.optionalInt("graceMs", in: 0...2_592_000_000) ?? 86_400_000
             let secret = Signer.newSecret()
             store.rotateSecret(id, graceMs: grace, newSecret: secret) { r in
                 call.finish(
-                    r.flatMap { ok in
-                        guard ok else { return .failure(.notFound("webhook endpoint", id: String(id))) }
-                        return .success([
-                            "id": .string(String(id)), "secret": .string(secret),
-                            "previousSecretValidUntil": .string(Timestamp.format(epochMs: Timestamp.nowMs() + grace)),
-                        ])
+                    r.mapError(\.rpcError).flatMap {
+                        WebhookReplies.rotated(id, $0, secret: secret, validUntilMs: Timestamp.nowMs() + grace)
                     })
             }
         }
 
         register("webhooks.enable") { [unowned self] call in
             try call.params.onlyKnown(["id"])
-            let id = try Self.numericID(call.params, "id")
+            let id = try call.params.numericID("id")
             store.enableEndpoint(id) { r in
                 hooks.poke()
-                call.finish(Self.endpointReply(r, id: id, hooks))
+                call.finish(WebhookReplies.endpoint(r, id: id, dormantAfterMs: dormant))
             }
         }
 
-        register("webhooks.send") { [unowned self] call in
+        register("webhooks.send") { call in
             let p = call.params
             try p.onlyKnown(["endpointId", "event", "payload", "idempotencyKey"])
-            let endpoint = try p.has("endpointId") ? Self.numericID(p, "endpointId") : nil
+            let endpoint = try p.has("endpointId") ? p.numericID("endpointId") : nil
             let event = try p.optionalName("event", maxLength: 200)
             guard endpoint != nil || event != nil else {
                 throw RPCError.invalidParams(field: "endpointId", "is required unless event is given")
             }
             guard let payload = p["payload"] else { throw RPCError.invalidParams(field: "payload", "is required") }
             let key = try p.optionalName("idempotencyKey", maxLength: 400)
-            let type = event ?? "message"
-            if let endpoint {
-                let send = Store.WebhookSend(
-                    messageID: WebhooksService.newMessageID(), endpointID: endpoint, event: type,
-                    body: WebhooksService.body(event: type, data: payload), idempotencyKey: key)
-                return hooks.sends.add(send) { r in
-                    call.finish(
-                        r.flatMap { row in
-                            guard let row else { return .failure(.notFound("webhook endpoint", id: String(endpoint))) }
-                            let id = JSON.string(String(row.deliveryID))
-                            return .success(["deliveryIds": [id], "deliveryId": id, "duplicate": .bool(!row.new)])
-                        })
-                }
-            }
-            let send = Store.WebhookSend(
-                messageID: WebhooksService.newMessageID(), endpointID: nil, event: type,
-                body: WebhooksService.body(event: type, data: payload), idempotencyKey: key)
-            hooks.eventSends.add(send) { r in
+            hooks.send(endpointID: endpoint, event: event ?? "message", data: payload, idempotencyKey: key) { r in
                 call.finish(
-                    r.map { rows in
-                        let ids = rows.map { JSON.string(String($0.deliveryID)) }
-                        return [
-                            "deliveryIds": .array(ids), "duplicate": .bool(!rows.isEmpty && rows.allSatisfy { !$0.new }),
-                        ]
+                    r.flatMap { sent in
+                        endpoint.map { WebhookReplies.sent(toEndpoint: $0, sent) } ?? .success(WebhookReplies.sent(byEvent: sent))
                     })
             }
         }
@@ -195,121 +160,39 @@ extension Server {
         register("webhooks.deliveries") { [unowned self] call in
             let p = call.params
             try p.onlyKnown(["endpointId", "state", "limit", "cursor"])
-            let endpoint = try Self.numericID(p, "endpointId")
+            let endpoint = try p.numericID("endpointId")
             let state = try p.optionalString("state")
             if let state, !["pending", "delivering", "succeeded", "failed"].contains(state) {
                 throw RPCError.invalidParams(field: "state", "must be one of pending, delivering, succeeded, failed")
             }
             let limit = Int(try p.optionalInt("limit", in: 1...1000) ?? 50)
-            let before = try p.has("cursor") ? Self.numericID(p, "cursor") : nil
+            let before = try p.has("cursor") ? p.numericID("cursor") : nil
             let bodies = Access.seesResponseBodies(call.session.role)
             store.deliveries(endpointID: endpoint, state: state, before: before, limit: limit) { r in
                 call.finish(
-                    r.map { rows in
-                        let shown = bodies ? rows : rows.map(WebhooksService.withoutResponseBodies)
-                        return ["deliveries": .array(shown), "cursor": rows.count == limit ? rows.last?["id"] ?? .null : .null]
-                    })
+                    r.mapError(\.rpcError).map { WebhookReplies.deliveries($0, limit: limit, responseBodies: bodies) })
             }
         }
 
         register("webhooks.redeliver") { [unowned self] call in
             try call.params.onlyKnown(["deliveryId"])
-            let id = try Self.numericID(call.params, "deliveryId")
+            let id = try call.params.numericID("deliveryId")
             store.redeliver(id) { r in
                 hooks.poke()
-                call.finish(
-                    r.flatMap { out in
-                        guard let state = out.state else { return .failure(.notFound("webhook delivery", id: String(id))) }
-                        return .success([
-                            "deliveryId": .string(String(id)), "requeued": .bool(out.requeued),
-                            "state": .string(out.requeued ? "pending" : state),
-                        ])
-                    })
+                call.finish(r.mapError(\.rpcError).flatMap { WebhookReplies.redelivered(id, $0) })
             }
         }
 
         register("webhooks.recover") { [unowned self] call in
             try call.params.onlyKnown(["endpointId", "since"])
-            let id = try Self.numericID(call.params, "endpointId")
+            let id = try call.params.numericID("endpointId")
             guard let since = Timestamp.parse(try call.params.string("since")) else {
                 throw RPCError.invalidParams(field: "since", "must be an RFC 3339 date-time")
             }
             store.recoverDeliveries(endpointID: id, sinceMs: since) { r in
                 hooks.poke()
-                call.finish(r.map { ["endpointId": .string(String(id)), "requeued": .from($0)] })
+                call.finish(r.mapError(\.rpcError).map { WebhookReplies.recovered(id, $0) })
             }
         }
-    }
-
-    /// An id given as a decimal string (or a JSON integer).
-    static func numericID(_ p: Params, _ key: String) throws(RPCError) -> Int64 {
-        guard let v = p[key] else { throw RPCError.invalidParams(field: key, "is required") }
-        if let i = v.intValue, i > 0 { return i }
-        guard let s = v.stringValue, let i = Int64(s), i > 0 else {
-            throw RPCError.invalidParams(field: key, "must be an id such as \"42\"")
-        }
-        return i
-    }
-
-    static func endpointReply(_ r: Result<EndpointRow?, RPCError>, id: Int64, _ hooks: WebhooksService) -> Result<
-        JSON, RPCError
-    > {
-        r.flatMap { row in
-            guard let row else { return .failure(.notFound("webhook endpoint", id: String(id))) }
-            return .success(.object(hooks.json(row)))
-        }
-    }
-}
-
-extension WebhooksService {
-    /// An endpoint as the protocol shows it, with its health summary.
-    func json(_ e: EndpointRow) -> JSONObject {
-        [
-            "id": .string(String(e.id)),
-            "url": .string(e.url),
-            "description": .from(e.description),
-            "events": e.events.map { .array($0.map(JSON.string)) } ?? .null,
-            "rateLimitPerS": .from(e.rateLimitPerS),
-            "disableAfterMs": .from(e.disableAfterMs),
-            "dormantAfterMs": .from(e.dormantAfterMs),
-            "retentionMs": .from(e.retentionMs),
-            "createdAt": .string(Timestamp.format(epochMs: e.createdAtMs)),
-            "updatedAt": .string(Timestamp.format(epochMs: e.updatedAtMs)),
-            "health": .object(health(e)),
-        ]
-    }
-
-    func health(_ e: EndpointRow) -> JSONObject {
-        func at(_ ms: Int64?) -> JSON { ms.map { .string(Timestamp.format(epochMs: $0)) } ?? .null }
-        func rate(_ ok: Int64, _ all: Int64) -> JSON { all == 0 ? .null : .double((Double(ok) / Double(all) * 1000).rounded() / 1000) }
-        let state = !e.enabled ? "disabled" : e.consecutiveFailures > 0 ? "failing" : "enabled"
-        let dormantAfter = e.dormantAfterMs ?? policy.dormantAfterMs
-        let dormant = e.nowMs - (e.lastSuccessMs ?? e.createdAtMs) > dormantAfter
-        var o: JSONObject = [
-            "state": .string(state),
-            "dormant": .bool(dormant),
-            "lastSuccessAt": at(e.lastSuccessMs),
-            "lastFailureAt": at(e.lastFailureMs),
-            "failingSince": at(e.failingSinceMs),
-            "consecutiveFailures": .int(e.consecutiveFailures),
-            "successRate1h": rate(e.successes1h, e.attempts1h),
-            "successRate24h": rate(e.successes24h, e.attempts24h),
-            "latencyP50Ms": e.latencyP50Ms.map { .double(($0 * 10).rounded() / 10) } ?? .null,
-            "latencyP95Ms": e.latencyP95Ms.map { .double(($0 * 10).rounded() / 10) } ?? .null,
-            "pendingDeliveries": .int(e.pending),
-        ]
-        if !e.enabled {
-            o["disabledAt"] = at(e.disabledAtMs)
-            o["disabledReason"] = .from(e.disabledReason)
-        }
-        return o
-    }
-
-    /// A delivery as a role that may not see receivers' answers gets it: its attempts without `responseBody`.
-    static func withoutResponseBodies(_ delivery: JSON) -> JSON {
-        guard var o = delivery.objectValue, let log = o["attemptLog"]?.arrayValue else { return delivery }
-        o["attemptLog"] = .array(
-            log.map { a in a.objectValue.map { .object(JSONObject($0.pairs.filter { $0.key != "responseBody" })) } ?? a })
-        return .object(o)
     }
 }

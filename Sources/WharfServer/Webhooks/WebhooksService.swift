@@ -43,40 +43,51 @@ final class WebhooksService {
     /// How long a claimed attempt is ours: the whole request can take this long, with room to record it.
     var leaseMs: Int64 { Int64(policy.connectTimeoutMs + policy.timeoutMs) + 10_000 }
 
+    /// What an attempt's answer means (success, retry and when, give up).
+    var deliveryPolicy: DeliveryPolicy { DeliveryPolicy(retryScheduleMs: policy.retryScheduleMs) }
+
     /// Attempts finished in one loop turn are recorded by one statement (one commit).
     /// A batch whose statement fails is recorded again one attempt at a time, so one attempt's bad
     /// value never leaves the others unrecorded.
-    private(set) var records:
-        IsolatingBatcher<(delivery: ClaimedDelivery, outcome: DeliveryOutcome), (justDisabled: Bool, reason: String?)>!
+    private var records: IsolatingBatcher<(delivery: ClaimedDelivery, outcome: DeliveryOutcome), RecordedAttempt>!
 
-    /// Sends to one endpoint made in one loop turn are queued by one statement (one commit).
-    private(set) var sends: IsolatingBatcher<Store.WebhookSend, (deliveryID: Int64, new: Bool)?>!
-
-    /// Sends by event made in one loop turn are queued by one statement (one commit).
-    private(set) var eventSends:
-        IsolatingBatcher<Store.WebhookSend, [(deliveryID: Int64, endpointID: Int64, new: Bool)]>!
+    /// Sends made in one loop turn (to endpoints and by event) are queued by one statement (one commit).
+    /// Every feature sends through `send`.
+    private var sends: IsolatingBatcher<WebhookSend, [SentDelivery]>!
 
     init(_ context: ServiceContext) {
         self.context = context
-        eventSends = IsolatingBatcher(schedule: context.batchSchedule) {
-            [unowned self] items, done in
-            self.store.sendEventMany(items) { [unowned self] r in
-                self.poke()
-                done(r)
-            }
-        }
         sends = IsolatingBatcher(schedule: context.batchSchedule) {
             [unowned self] items, done in
-            self.store.sendMany(items) { [unowned self] r in
+            self.store.send(items) { [unowned self] r in
                 self.poke()
-                done(r)
+                done(r.mapError(\.rpcError))
             }
         }
         records = IsolatingBatcher(schedule: context.batchSchedule) {
             [unowned self] items, done in
-            self.store.recordAttempts(items, disableAfterMs: self.policy.disableAfterMs, done)
+            let endpoints = DeliveryPolicy.endpointAttempts(items.map { ($0.delivery.endpointID, $0.outcome) })
+            self.store.recordAttempts(items, endpoints: endpoints, disableAfterMs: self.policy.disableAfterMs) { r in
+                done(r.mapError(\.rpcError))
+            }
         }
         timer = DueTimer(context) { [unowned self] in self.wake() }
+    }
+
+    /// Queues one message: to `endpointID`, or, when it is nil, to every enabled endpoint subscribed to
+    /// `event`. Its id and body (`{type, timestamp, data}`, and `schedule: {name, fireAt}` for a message
+    /// made by a schedule) are made by the database, as every message's are. Completes with the
+    /// deliveries (none for a send to an endpoint that does not exist); with `idempotencyKey`, a repeated
+    /// send gets the first send's deliveries, not new.
+    func send(
+        endpointID: Int64?, event: String, data: JSON, schedule: (name: String, fireMs: Int64)? = nil,
+        idempotencyKey: String? = nil, delayMs: Int64? = nil,
+        _ completion: @escaping (Result<[SentDelivery], RPCError>) -> Void
+    ) {
+        let item = WebhookSend(
+            endpointID: endpointID, event: event, data: data.text, scheduleName: schedule?.name, fireMs: schedule?.fireMs,
+            idempotencyKey: idempotencyKey, delayMs: delayMs)
+        sends.add(item, completion)
     }
 
     func start() {
@@ -125,7 +136,7 @@ final class WebhooksService {
                     }
                 case .failure(let e):
                     self.pruning = false
-                    self.context.logger.warning("pruning webhook deliveries failed", metadata: ["error": "\(e.message)"])
+                    self.context.logger.warning("pruning webhook deliveries failed", metadata: ["error": "\(e)"])
                 }
             }
         }
@@ -152,30 +163,26 @@ final class WebhooksService {
     /// `private_address` (or `dns` when the name does not resolve).
     func check(_ url: String, _ completion: @escaping (Result<Target, RPCError>) -> Void) {
         guard let (host, port) = parse(url) else {
-            return completion(.failure(.invalidParams(field: "url", "must be an http or https URL without credentials")))
+            return completion(.failure(WebhookReplies.invalidURL))
         }
         if let literal = IPAddress(host) {
-            guard allowed(literal) else { return completion(.failure(Self.privateAddress(url, [literal]))) }
+            guard allowed(literal) else { return completion(.failure(WebhookReplies.privateAddress(url, [literal]))) }
             return completion(.success(Target(url: url, host: host, port: port, addresses: [])))
         }
         let lower = host.lowercased()
         if (lower == "localhost" || lower.hasSuffix(".localhost")) && !policy.allowPrivate {
-            return completion(.failure(Self.privateAddress(url, [])))
+            return completion(.failure(WebhookReplies.privateAddress(url, [])))
         }
         Resolver.resolve(loop: context.loop, host: host) { [unowned self] r in
             switch r {
             case .failure(let e):
-                completion(
-                    .failure(
-                        RPCError(
-                            code: RPCError.Code.invalidParams, message: "Invalid params: url host \(host) does not resolve",
-                            data: ["reason": "dns", "field": "url", "detail": .string(e.description)])))
+                completion(.failure(WebhookReplies.unresolvable(host, detail: e.description)))
             case .success(let found):
                 let addresses = found.compactMap { a -> IPAddress? in
                     a.family == AF_INET ? .v4(a.bytes) : a.bytes.count == 16 ? .v6(a.bytes) : nil
                 }
                 let ok = addresses.filter(self.allowed)
-                guard !ok.isEmpty else { return completion(.failure(Self.privateAddress(url, addresses))) }
+                guard !ok.isEmpty else { return completion(.failure(WebhookReplies.privateAddress(url, addresses))) }
                 completion(.success(Target(url: url, host: host, port: port, addresses: ok)))
             }
         }
@@ -202,17 +209,6 @@ final class WebhooksService {
         let target: (host: String, port: Int)?
     }
 
-    static func privateAddress(_ url: String, _ addresses: [IPAddress]) -> RPCError {
-        let list = addresses.map(\.description).joined(separator: ", ")
-        return RPCError(
-            code: RPCError.Code.invalidParams,
-            message: "Invalid params: url leads only to non-public addresses" + (list.isEmpty ? "" : " (\(list))"),
-            data: [
-                "reason": "private_address", "field": "url",
-                "detail": "loopback, private, link-local, CGNAT, multicast and similar targets are refused",
-            ])
-    }
-
     // MARK: Sending
 
     /// Signs and POSTs `body` as message `messageID` to a checked target.
@@ -236,44 +232,14 @@ final class WebhooksService {
         http.send(request, done)
     }
 
-    /// `msg_` and 32 lowercase hex digits of a random UUID.
-    static func newMessageID() -> String {
-        let hex = Array("0123456789abcdef".utf8)
-        var out = Array("msg_".utf8)
-        out.reserveCapacity(36)
-        withUnsafeBytes(of: UUID().uuid) { bytes in
-            for b in bytes {
-                out.append(hex[Int(b >> 4)])
-                out.append(hex[Int(b & 0xF)])
-            }
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
-
-    /// The bytes of a message: `{"type", "timestamp", "data"}` as the Standard Webhooks examples.
-    static func body(event: String, data: JSON, extra: JSONObject = [:]) -> String {
-        var o: JSONObject = [
-            "type": .string(event), "timestamp": .string(Timestamp.format(epochMs: Timestamp.nowMs())), "data": data,
-        ]
-        for (k, v) in extra.pairs { o[k] = v }
-        return JSON.object(o).text
-    }
-
-    /// A `webhook.ping` to the endpoint now, outside the delivery queue: `{verified, status, latencyMs, error?}`.
-    func ping(endpointID: Int64, url: String, secrets: [String], _ done: @escaping (JSON) -> Void) {
+    /// Sends `message` (an endpoint's `webhook.ping`) to `url` now, outside the delivery queue: the
+    /// receiver's answer, or why the target was refused.
+    func ping(url: String, secrets: [String], message: WebhookMessage, _ done: @escaping (Result<HTTPResponse, RPCError>) -> Void) {
         check(url) { [unowned self] r in
             switch r {
-            case .failure(let e):
-                done(["verified": false, "error": .string(e.message), "errorKind": e.data?["reason"] ?? "network"])
+            case .failure(let e): done(.failure(e))
             case .success(let target):
-                let body = Self.body(event: "webhook.ping", data: ["endpointId": .string(String(endpointID))])
-                post(target, messageID: Self.newMessageID(), body: Array(body.utf8), secrets: secrets) { resp in
-                    var o: JSONObject = ["verified": .bool(resp.succeeded), "latencyMs": .double(resp.latencyMs)]
-                    o["status"] = resp.status.map { .int(Int64($0)) } ?? .null
-                    if let kind = resp.errorKind { o["errorKind"] = .string(kind) }
-                    if let e = resp.error { o["error"] = .string(e) }
-                    done(.object(o))
-                }
+                post(target, messageID: message.id, body: Array(message.body.utf8), secrets: secrets) { done(.success($0)) }
             }
         }
     }
@@ -301,7 +267,7 @@ final class WebhooksService {
             self.claiming = false
             switch r {
             case .failure(let e):
-                self.context.logger.warning("claiming webhook deliveries failed", metadata: ["error": "\(e.message)"])
+                self.context.logger.warning("claiming webhook deliveries failed", metadata: ["error": "\(e)"])
                 self.drained = true
                 self.arm(afterMs: 1_000)
             case .success(let claimed):
@@ -393,42 +359,10 @@ final class WebhooksService {
         if slots.recorded() { poke() } else { pump() }
     }
 
-    /// The outcome of one attempt under the retry schedule: success, give up, or retry after a delay.
-    func outcome(_ d: ClaimedDelivery, _ resp: HTTPResponse) -> DeliveryOutcome {
-        let body = resp.body.isEmpty ? nil : ReceiverText.sanitized(resp.body)
-        var o = DeliveryOutcome(
-            status: resp.status, latencyMs: resp.latencyMs, errorKind: resp.errorKind,
-            error: resp.error.map { ReceiverText.sanitized($0) },
-            responseBody: body, nextState: "succeeded", retryInMs: nil, gone: resp.status == 410)
-        if resp.succeeded { return o }
-        let schedule = policy.retryScheduleMs
-        if o.gone || d.attempt >= schedule.count {
-            o.nextState = "failed"
-            return o
-        }
-        var delay = Double(schedule[d.attempt]) * Double.random(in: 0.9...1.1)
-        if resp.status == 429 || resp.status == 503, let after = resp.retryAfter.flatMap(Self.retryAfterMs) {
-            delay = max(delay, Double(min(after, 86_400_000)))  // only ever delays
-        }
-        o.nextState = "pending"
-        o.retryInMs = Int64(delay)
-        return o
-    }
-
-    /// `Retry-After` as seconds or an HTTP date, in milliseconds from now.
-    static func retryAfterMs(_ value: String) -> Int64? {
-        if let s = Int64(value.trimmingCharacters(in: .whitespaces)), s >= 0 { return s * 1000 }
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.timeZone = TimeZone(identifier: "GMT")
-        f.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
-        guard let date = f.date(from: value) else { return nil }
-        return max(0, Int64(date.timeIntervalSinceNow * 1000))
-    }
-
     private func record(_ d: ClaimedDelivery, _ resp: HTTPResponse) {
         answered(d)
-        let o = outcome(d, resp)
+        var random = SystemRandomNumberGenerator()
+        let o = deliveryPolicy.outcome(attempt: d.attempt, response: resp, nowMs: Timestamp.nowMs(), using: &random)
         records.add((d, o)) { [unowned self] r in
             switch r {
             case .success(let e) where e.justDisabled:
@@ -439,17 +373,14 @@ final class WebhooksService {
                     "endpointId": .string(String(d.endpointID)), "url": .string(d.url), "reason": .from(e.reason),
                 ]
                 self.context.publishEvent(type: "endpoint.disabled", data: data)
-                let send = Store.WebhookSend(
-                    messageID: Self.newMessageID(), endpointID: nil, event: "endpoint.disabled",
-                    body: Self.body(event: "endpoint.disabled", data: data))
-                self.eventSends.add(send) { _ in }
+                self.send(endpointID: nil, event: "endpoint.disabled", data: data) { _ in }
             case .failure(let e):
                 // The lease runs out and another attempt follows: at least once, never lost.
                 self.context.logger.warning("recording a webhook attempt failed", metadata: ["error": "\(e.message)"])
             default:
                 break
             }
-            if o.nextState == "pending" { self.poke() }
+            if case .retry = o.next { self.poke() }
             self.finished()
         }
     }

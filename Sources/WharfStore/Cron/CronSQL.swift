@@ -240,29 +240,26 @@ enum CronSQL {
             returning j.id, j.queue
         ),
         hooks as (
-            insert into wharf.webhook_deliveries (id, message_id, endpoint_id, event, body, hold_lock, hold_token)
-            overriding system value
-            select w.id, 'msg_cron_' || md5(w.schedule_name || ':' || w.fire_ms), e.id,
-                   coalesce(w.target #>> '{webhook,event}', 'cron.fire'),
-                   jsonb_build_object(
-                       'type', coalesce(w.target #>> '{webhook,event}', 'cron.fire'),
-                       'timestamp', \(JobSQL.ts("now()")),
-                       'data', coalesce(w.target #> '{webhook,payload}', 'null'),
-                       'schedule', jsonb_build_object('name', w.schedule_name,
-                                                      'fireAt', \(JobSQL.ts(at("w.fire_ms")))))::text,
-                   case when w.hold_token is not null then 'cron:' || w.schedule_name end, w.hold_token
-            from hook_input w
-            join wharf.webhook_endpoints e on e.id = (w.target #>> '{webhook,endpointId}')::bigint
-            where w.hold_token is null or w.hold_token in (select token from holds)
-            on conflict do nothing
-            returning id
+            -- Queued as every delivery is (`wharf.send_webhooks`), with a message id derived from (schedule,
+            -- fire time), so a fire reaches an endpoint once.
+            select s.created
+            from (select array_agg((w.target #>> '{webhook,endpointId}')::bigint order by w.id) as endpoint_ids,
+                         array_agg(coalesce(w.target #>> '{webhook,event}', 'cron.fire') order by w.id) as events,
+                         array_agg(coalesce(w.target #> '{webhook,payload}', 'null')::text order by w.id) as datas,
+                         array_agg(w.schedule_name order by w.id) as names, array_agg(w.fire_ms order by w.id) as fires,
+                         array_agg(w.schedule_name || ':' || w.fire_ms order by w.id) as message_keys,
+                         array_agg(w.id order by w.id) as ids, array_agg(w.hold_token order by w.id) as hold_tokens
+                  from hook_input w
+                  where w.hold_token is null or w.hold_token in (select token from holds)
+                  having count(*) > 0) a
+            cross join lateral wharf.send_webhooks(a.endpoint_ids, a.events, a.datas, null, null, a.names, a.fires,
+                                                   a.message_keys, a.ids, a.hold_tokens) s
         ),
         woke as (
             select count(pg_notify('wharf_wake', 'jobs:' || q.queue)) as n from (select distinct queue from ins) q
-        ),
-        hooks_woke as (select count(pg_notify('wharf_wake', 'hooks:')) as n from (select 1 from hooks limit 1) h)
-        select (select count(*) from adv), (select count(*) from ins) + (select count(*) from hooks), (select n from woke),
-               (select n from hooks_woke)
+        )
+        select (select count(*) from adv), (select count(*) from ins) + (select count(*) from hooks where created),
+               (select n from woke)
         """
 
     /// `jobs.complete` with a `schedulePatch`: completes job `$1` under token `$2` with result `$3` and,

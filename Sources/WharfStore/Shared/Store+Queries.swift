@@ -61,8 +61,7 @@ extension Store {
         StoreQuery(name: "webhooks.redeliver", sql: WebhookSQL.redeliver),
         StoreQuery(name: "webhooks.recover", sql: WebhookSQL.recover),
         StoreQuery(name: "webhooks.deferDelivery", sql: WebhookSQL.deferDelivery),
-        StoreQuery(name: "webhooks.sendMany", sql: WebhookSQL.sendMany),
-        StoreQuery(name: "webhooks.sendEventMany", sql: WebhookSQL.sendEventMany),
+        StoreQuery(name: "webhooks.send", sql: WebhookSQL.send),
         StoreQuery(name: "webhooks.prune", sql: WebhookSQL.prune),
     ]
 }

@@ -35,8 +35,16 @@ enum WebhookSQL {
             values ($1, $2, $3::text[], $4, $5, $6, $7, $8)
             returning *
         )
-        select \(endpointColumns) from e \(health)
+        select \(endpointColumns), \(ping("e.id")) from e \(health)
         """
+
+    /// A `webhook.ping` message to endpoint `id`: its id and body, as every message's are made.
+    static func ping(_ id: String) -> String {
+        """
+        wharf.webhook_message_id(null),
+        wharf.webhook_body('webhook.ping', '{"endpointId":' || wharf.json_string(\(id)::text) || '}', now(), null, null)
+        """
+    }
 
     static let getEndpoint = "select \(endpointColumns) from wharf.webhook_endpoints e \(health) where e.id = $1"
 
@@ -65,9 +73,10 @@ enum WebhookSQL {
 
     static let removeEndpoint = "delete from wharf.webhook_endpoints where id = $1 returning id"
 
-    /// The secrets that sign now: the current one, and the previous one during its grace period.
+    /// The secrets that sign now: the current one, and the previous one during its grace period; and a
+    /// `webhook.ping` message.
     static let secrets = """
-        select e.url, e.secret, case when e.previous_secret_until > now() then e.previous_secret end
+        select e.url, e.secret, case when e.previous_secret_until > now() then e.previous_secret end, \(ping("e.id"))
         from wharf.webhook_endpoints e where e.id = $1
         """
 
@@ -273,75 +282,10 @@ enum WebhookSQL {
         where id = $1 and attempt = $2 and state = 'delivering'
         """
 
-    /// For batched sends aliased `s` after an `ins` CTE: wakes the dispatchers (once, if anything was
-    /// inserted) and finds each send's delivery, the one inserted now (`ins`) or, for a send whose
-    /// idempotency key was used for that endpoint, the one made earlier in this batch (`dup`) or before
-    /// (`prior`).
-    static let wakeDispatchers = "woke as (select count(pg_notify('wharf_wake', 'hooks:')) as n from (select 1 from ins limit 1) x)"
-
-    static func deliveryJoins(_ s: String) -> String {
-        """
-        cross join woke
-        left join ins on ins.message_id = \(s).message_id and ins.endpoint_id = \(s).endpoint_id
-        left join ins dup on ins.id is null and \(s).idempotency_key is not null
-            and dup.endpoint_id = \(s).endpoint_id and dup.idempotency_key = \(s).idempotency_key
-        left join wharf.webhook_deliveries prior on ins.id is null and dup.id is null and \(s).idempotency_key is not null
-            and prior.endpoint_id = \(s).endpoint_id and prior.idempotency_key = \(s).idempotency_key
-        """
-    }
-
-    /// `webhooks.send` by event, for a batch of sends: each send goes to every enabled endpoint
-    /// subscribed to its event. Rows: the send's ordinal, a delivery id, its endpoint, and whether it is
-    /// new (a send whose idempotency key an earlier send used for that endpoint, before or in this batch,
-    /// gets that delivery). A send no endpoint takes has no rows.
-    static let sendEventMany = """
-        with input as materialized (
-            select * from unnest($1::text[], $2::text[], $3::text[], $4::text[])
-                with ordinality as t(message_id, event, body, idempotency_key, ord)
-        ),
-        targets as materialized (
-            select i.*, e.id as endpoint_id
-            from input i
-            join wharf.webhook_endpoints e on e.enabled and (e.events is null or i.event = any(e.events))
-        ),
-        ins as (
-            insert into wharf.webhook_deliveries (message_id, endpoint_id, event, body, idempotency_key)
-            select t.message_id, t.endpoint_id, t.event, t.body, t.idempotency_key
-            from targets t
-            order by t.ord, t.endpoint_id
-            on conflict do nothing
-            returning id, endpoint_id, message_id, idempotency_key
-        ),
-        \(wakeDispatchers)
-        select t.ord, coalesce(ins.id, dup.id, prior.id), t.endpoint_id, ins.id is not null
-        from targets t
-        \(deliveryJoins("t"))
-        where coalesce(ins.id, dup.id, prior.id) is not null
-        order by t.ord, t.endpoint_id
-        """
-
-    /// `webhooks.send` to one endpoint each, for a batch of sends: rows in input order with the delivery
-    /// id (null when the endpoint does not exist) and whether it is new. A send whose idempotency key
-    /// an earlier send used (before or in this batch) gets that delivery.
-    static let sendMany = """
-        with input as materialized (
-            select * from unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[])
-                with ordinality as t(message_id, endpoint_id, event, body, idempotency_key, delay_ms, ord)
-        ),
-        ins as (
-            insert into wharf.webhook_deliveries (message_id, endpoint_id, event, body, idempotency_key, next_attempt_at)
-            select i.message_id, i.endpoint_id, i.event, i.body, i.idempotency_key,
-                   now() + coalesce(i.delay_ms, 0) * interval '1 millisecond'
-            from input i
-            where exists (select 1 from wharf.webhook_endpoints e where e.id = i.endpoint_id)
-            order by i.ord
-            on conflict do nothing
-            returning id, endpoint_id, message_id, idempotency_key
-        ),
-        \(wakeDispatchers)
-        select i.ord, coalesce(ins.id, dup.id, prior.id), ins.id is not null
-        from input i
-        \(deliveryJoins("i"))
-        order by i.ord
+    /// Queues a batch of sends (see `wharf.send_webhooks`, migration v0016): rows of the send's
+    /// ordinal, a delivery, its endpoint, and whether it is new.
+    static let send = """
+        select * from wharf.send_webhooks($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[],
+                                          $7::bigint[], null, null, null)
         """
 }
