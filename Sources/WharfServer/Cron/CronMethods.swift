@@ -3,15 +3,14 @@ import WharfRPC
 import WharfStore
 
 /// The cron family: `cron.upsert`, `get`, `list`, `remove`, `pause`, `resume`, `trigger`, `preview`.
-extension Server {
-    func registerCronMethods() {
-        let cron = self.cron
+extension CronService {
+    func register(in methods: MethodTable) {
         // A worker reshapes the schedule it runs for with `jobs.complete {schedulePatch}`, not `cron.upsert`.
 
-        register("cron.upsert") { [unowned self] call in
-            let d = try Self.scheduleDefinition(call.params, cron: cron)
-            let schedule = try Self.compiled(d, cron: cron)
-            let now = cron.dbNowMs
+        methods.register("cron.upsert") { [unowned self] call in
+            let d = try Self.scheduleDefinition(call.params, cron: self)
+            let schedule = try Self.compiled(d, cron: self)
+            let now = self.dbNowMs
             // No fire at all from now (or startAt) on is a definition that can never fire here; a
             // first fire past endAt is a window that has closed (accepted, with no next fire).
             let next: Int64?
@@ -21,33 +20,33 @@ extension Server {
             case .at(let first): next = first
             }
             let done = { (r: Result<(row: ScheduleRow, created: Bool), RPCError>) in
-                if case .success(let up) = r, let ms = up.row.nextFireMs, !up.row.paused { cron.wake(forFireAtMs: ms) }
-                call.finish(r.map { cron.upserted($0.row, created: $0.created) })
+                if case .success(let up) = r, let ms = up.row.nextFireMs, !up.row.paused { self.wake(forFireAtMs: ms) }
+                call.finish(r.map { self.upserted($0.row, created: $0.created) })
             }
             // Upserts that leave `paused` as it is share one statement per loop iteration.
             if d.paused == nil {
-                cron.upserts.add((d, next), done)
+                self.upserts.add((d, next), done)
             } else {
                 store.upsertSchedule(d, nextFireMs: next) { done($0.mapError(\.rpcError)) }
             }
         }
 
-        register("cron.get") { [unowned self] call in
+        methods.register("cron.get") { [unowned self] call in
             try call.params.onlyKnown(["name"])
             let name = try call.params.name("name")
-            store.schedule(name) { r in call.finish(cron.found(r, name: name)) }
+            store.schedule(name) { r in call.finish(self.found(r, name: name)) }
         }
 
-        register("cron.list") { [unowned self] call in
+        methods.register("cron.list") { [unowned self] call in
             let p = call.params
             try p.onlyKnown(["prefix", "limit", "cursor"])
             let limit = Int(try p.optionalInt("limit", in: 1...1000) ?? 100)
             store.schedules(prefix: try p.optionalString("prefix"), after: try p.optionalString("cursor"), limit: limit) {
-                r in call.finish(r.mapError(\.rpcError).map { cron.listed($0, limit: limit) })
+                r in call.finish(r.mapError(\.rpcError).map { self.listed($0, limit: limit) })
             }
         }
 
-        register("cron.remove") { [unowned self] call in
+        methods.register("cron.remove") { [unowned self] call in
             try call.params.onlyKnown(["name"])
             let name = try call.params.name("name")
             store.removeSchedule(name) { r in
@@ -58,20 +57,20 @@ extension Server {
             }
         }
 
-        register("cron.pause") { [unowned self] call in
+        methods.register("cron.pause") { [unowned self] call in
             try call.params.onlyKnown(["name", "note"])
             let name = try call.params.name("name")
             let note = try call.params.optionalName("note", maxLength: 1000)
-            store.pauseSchedule(name, note: note) { r in call.finish(cron.found(r, name: name)) }
+            store.pauseSchedule(name, note: note) { r in call.finish(self.found(r, name: name)) }
         }
 
-        register("cron.resume") { [unowned self] call in
+        methods.register("cron.resume") { [unowned self] call in
             try call.params.onlyKnown(["name"])
             let name = try call.params.name("name")
-            resumeSchedule(name, cron: cron, call: call, attempt: 0)
+            resumeSchedule(name, call: call, attempt: 0)
         }
 
-        register("cron.trigger") { [unowned self] call in
+        methods.register("cron.trigger") { [unowned self] call in
             try call.params.onlyKnown(["name"])
             let name = try call.params.name("name")
             store.schedule(name) { [unowned self] r in
@@ -79,7 +78,7 @@ extension Server {
                 case .failure(let e): call.fail(e.rpcError)
                 case .success(nil): call.fail(CronReplies.notFound(name))
                 case .success(let row?):
-                    let fireMs = cron.dbNowMs
+                    let fireMs = self.dbNowMs
                     guard let jobObject = row.target["job"]?.objectValue else {
                         let w = row.target["webhook"] ?? .null
                         let event = w["event"]?.stringValue ?? "cron.fire"
@@ -112,14 +111,14 @@ extension Server {
             }
         }
 
-        register("cron.preview") { call in
+        methods.register("cron.preview") { [unowned self] call in
             let p = call.params
             try p.onlyKnown(["expression", "everyMs", "timezone", "dayMatch", "dstGap", "dstFold", "count", "from"])
             var d = ScheduleDefinition(name: "preview", target: .null)
-            try Self.parseTiming(p, into: &d, cron: cron)
-            let schedule = try Self.compiled(d, cron: cron)
+            try Self.parseTiming(p, into: &d, cron: self)
+            let schedule = try Self.compiled(d, cron: self)
             let count = Int(try p.optionalInt("count", in: 1...1000) ?? 5)
-            var from = cron.dbNowMs
+            var from = self.dbNowMs
             if let text = try p.optionalString("from") {
                 guard let ms = Timestamp.parse(text) else {
                     throw RPCError.invalidParams(field: "from", "must be an RFC 3339 date-time")
@@ -130,7 +129,7 @@ extension Server {
             // 9999-12-31 (CronSchedule.latestFireMs), so it may be shorter than `count`.
             let fires = schedule.nextFires(afterMs: from - 1, count: count)
             // None from `from` on is none from now on when `from` is not later (no second search).
-            let now = cron.dbNowMs
+            let now = self.dbNowMs
             if fires.isEmpty, from - 1 <= now || schedule.nextFire(afterMs: now) == nil {
                 throw Self.neverFires(schedule, d, afterMs: now)
             }
@@ -139,7 +138,7 @@ extension Server {
     }
 
     /// Resumes with the next fire counted from now; retried when the schedule changed meanwhile.
-    private func resumeSchedule(_ name: String, cron: CronService, call: Call, attempt: Int) {
+    private func resumeSchedule(_ name: String, call: Call, attempt: Int) {
         store.schedule(name) { [unowned self] r in
             switch r {
             case .failure(let e): return call.fail(e.rpcError)
@@ -151,7 +150,7 @@ extension Server {
                         expression: row.expression, everyMs: row.everyMs, timezone: row.timezone,
                         dayMatch: row.dayMatch, dstGap: row.dstGap, dstFold: row.dstFold, startAtMs: row.startAtMs)
                     next = CronPlanner.resumedNextFire(
-                        s, nowMs: cron.dbNowMs, startAtMs: row.startAtMs, endAtMs: row.endAtMs)
+                        s, nowMs: self.dbNowMs, startAtMs: row.startAtMs, endAtMs: row.endAtMs)
                 } catch {
                     return call.fail(.internalError)
                 }
@@ -159,11 +158,11 @@ extension Server {
                     switch r {
                     case .failure(let e): call.fail(e.rpcError)
                     case .success(let row?):
-                        if let ms = row.nextFireMs { cron.wake(forFireAtMs: ms) }
-                        call.reply(.object(cron.json(row)))
+                        if let ms = row.nextFireMs { self.wake(forFireAtMs: ms) }
+                        call.reply(.object(self.json(row)))
                     case .success(nil):
                         guard attempt < 5 else { return call.fail(CronReplies.keepsChanging(name)) }
-                        self.resumeSchedule(name, cron: cron, call: call, attempt: attempt + 1)
+                        self.resumeSchedule(name, call: call, attempt: attempt + 1)
                     }
                 }
             }

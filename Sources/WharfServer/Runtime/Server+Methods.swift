@@ -8,8 +8,8 @@ extension Server {
         registerServerMethods()
         registerJobMethods()
         registerLockMethods()
-        registerCronMethods()
-        registerWebhookMethods()
+        cron.register(in: methods)
+        webhooks.register(in: methods)
         events.register(in: methods)
     }
 

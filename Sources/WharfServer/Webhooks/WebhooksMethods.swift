@@ -4,12 +4,11 @@ import WharfRPC
 import WharfStore
 
 /// The webhooks family: endpoints, signed durable deliveries, health.
-extension Server {
-    func registerWebhookMethods() {
-        let hooks = webhooks
-        let dormant = hooks.policy.dormantAfterMs
+extension WebhooksService {
+    func register(in methods: MethodTable) {
+        let dormant = policy.dormantAfterMs
 
-        register("webhooks.register") { [unowned self] call in
+        methods.register("webhooks.register") { [unowned self] call in
             let p = call.params
             try p.onlyKnown([
                 "url", "description", "events", "rateLimitPerS", "disableAfterMs", "dormantAfterMs", "retentionMs",
@@ -21,7 +20,7 @@ extension Server {
             let disableAfter = try p.optionalInt("disableAfterMs", in: 0...31_536_000_000)
             let dormantAfter = try p.optionalInt("dormantAfterMs", in: 0...31_536_000_000)
             let retention = try p.optionalInt("retentionMs", in: 0...31_536_000_000)
-            hooks.check(url) { [unowned self] r in
+            self.check(url) { [unowned self] r in
                 if case .failure(let e) = r { return call.fail(e) }
                 let secret = Signer.newSecret()
                 store.insertEndpoint(
@@ -31,7 +30,7 @@ extension Server {
                     switch r {
                     case .failure(let e): call.fail(e.rpcError)
                     case .success(let new):
-                        hooks.ping(url: url, secrets: [secret], message: new.ping) { ping in
+                        self.ping(url: url, secrets: [secret], message: new.ping) { ping in
                             call.reply(
                                 WebhookReplies.registered(new.row, secret: secret, ping: ping, dormantAfterMs: dormant))
                         }
@@ -40,7 +39,7 @@ extension Server {
             }
         }
 
-        register("webhooks.update") { [unowned self] call in
+        methods.register("webhooks.update") { [unowned self] call in
             let p = call.params
             try p.onlyKnown([
                 "id", "url", "description", "events", "rateLimitPerS", "disableAfterMs", "dormantAfterMs", "retentionMs",
@@ -61,19 +60,19 @@ extension Server {
                 ) { r in call.finish(WebhookReplies.endpoint(r, id: id, dormantAfterMs: dormant)) }
             }
             guard let url else { return apply() }
-            hooks.check(url) { r in
+            self.check(url) { r in
                 if case .failure(let e) = r { return call.fail(e) }
                 apply()
             }
         }
 
-        register("webhooks.get") { [unowned self] call in
+        methods.register("webhooks.get") { [unowned self] call in
             try call.params.onlyKnown(["id"])
             let id = try call.params.numericID("id")
             store.endpoint(id) { r in call.finish(WebhookReplies.endpoint(r, id: id, dormantAfterMs: dormant)) }
         }
 
-        register("webhooks.health") { [unowned self] call in
+        methods.register("webhooks.health") { [unowned self] call in
             try call.params.onlyKnown(["id"])
             let id = try call.params.numericID("id")
             store.endpoint(id) { r in
@@ -85,7 +84,7 @@ extension Server {
             }
         }
 
-        register("webhooks.list") { [unowned self] call in
+        methods.register("webhooks.list") { [unowned self] call in
             let p = call.params
             try p.onlyKnown(["limit", "cursor"])
             let limit = Int(try p.optionalInt("limit", in: 1...1000) ?? 100)
@@ -96,7 +95,7 @@ extension Server {
             }
         }
 
-        register("webhooks.remove") { [unowned self] call in
+        methods.register("webhooks.remove") { [unowned self] call in
             try call.params.onlyKnown(["id"])
             let id = try call.params.numericID("id")
             store.removeEndpoint(id) { r in
@@ -104,7 +103,7 @@ extension Server {
             }
         }
 
-        register("webhooks.test") { [unowned self] call in
+        methods.register("webhooks.test") { [unowned self] call in
             try call.params.onlyKnown(["id"])
             let id = try call.params.numericID("id")
             store.endpointTarget(id) { r in
@@ -112,12 +111,12 @@ extension Server {
                 case .failure(let e): call.fail(e.rpcError)
                 case .success(nil): call.fail(WebhookReplies.endpointNotFound(id))
                 case .success(let t?):
-                    hooks.ping(url: t.url, secrets: t.secrets, message: t.ping) { call.reply(WebhookReplies.ping($0)) }
+                    self.ping(url: t.url, secrets: t.secrets, message: t.ping) { call.reply(WebhookReplies.ping($0)) }
                 }
             }
         }
 
-        register("webhooks.rotateSecret") { [unowned self] call in
+        methods.register("webhooks.rotateSecret") { [unowned self] call in
             try call.params.onlyKnown(["id", "graceMs"])
             let id = try call.params.numericID("id")
             let grace = try call.params.optionalInt("graceMs", in: 0...2_592_000_000) ?? 86_400_000
@@ -130,16 +129,16 @@ extension Server {
             }
         }
 
-        register("webhooks.enable") { [unowned self] call in
+        methods.register("webhooks.enable") { [unowned self] call in
             try call.params.onlyKnown(["id"])
             let id = try call.params.numericID("id")
             store.enableEndpoint(id) { r in
-                hooks.poke()
+                self.poke()
                 call.finish(WebhookReplies.endpoint(r, id: id, dormantAfterMs: dormant))
             }
         }
 
-        register("webhooks.send") { call in
+        methods.register("webhooks.send") { [unowned self] call in
             let p = call.params
             try p.onlyKnown(["endpointId", "event", "payload", "idempotencyKey"])
             let endpoint = try p.has("endpointId") ? p.numericID("endpointId") : nil
@@ -149,7 +148,7 @@ extension Server {
             }
             guard let payload = p["payload"] else { throw RPCError.invalidParams(field: "payload", "is required") }
             let key = try p.optionalName("idempotencyKey", maxLength: 400)
-            hooks.send(endpointID: endpoint, event: event ?? "message", data: payload, idempotencyKey: key) { r in
+            self.send(endpointID: endpoint, event: event ?? "message", data: payload, idempotencyKey: key) { r in
                 call.finish(
                     r.flatMap { sent in
                         endpoint.map { WebhookReplies.sent(toEndpoint: $0, sent) } ?? .success(WebhookReplies.sent(byEvent: sent))
@@ -157,7 +156,7 @@ extension Server {
             }
         }
 
-        register("webhooks.deliveries") { [unowned self] call in
+        methods.register("webhooks.deliveries") { [unowned self] call in
             let p = call.params
             try p.onlyKnown(["endpointId", "state", "limit", "cursor"])
             let endpoint = try p.numericID("endpointId")
@@ -174,23 +173,23 @@ extension Server {
             }
         }
 
-        register("webhooks.redeliver") { [unowned self] call in
+        methods.register("webhooks.redeliver") { [unowned self] call in
             try call.params.onlyKnown(["deliveryId"])
             let id = try call.params.numericID("deliveryId")
             store.redeliver(id) { r in
-                hooks.poke()
+                self.poke()
                 call.finish(r.mapError(\.rpcError).flatMap { WebhookReplies.redelivered(id, $0) })
             }
         }
 
-        register("webhooks.recover") { [unowned self] call in
+        methods.register("webhooks.recover") { [unowned self] call in
             try call.params.onlyKnown(["endpointId", "since"])
             let id = try call.params.numericID("endpointId")
             guard let since = Timestamp.parse(try call.params.string("since")) else {
                 throw RPCError.invalidParams(field: "since", "must be an RFC 3339 date-time")
             }
             store.recoverDeliveries(endpointID: id, sinceMs: since) { r in
-                hooks.poke()
+                self.poke()
                 call.finish(r.mapError(\.rpcError).map { WebhookReplies.recovered(id, $0) })
             }
         }
