@@ -12,7 +12,8 @@ import WharfStore
     static let standard = DeliveryPolicy(retryScheduleMs: WebhookPolicy().retryScheduleMs)
     static let nowMs: Int64 = 1_700_000_000_000
 
-    func response(_ status: Int?, kind: String? = nil, error: String? = nil, retryAfter: String? = nil) -> HTTPResponse {
+    func response(_ status: Int?, kind: String? = nil, error: String? = nil, retryAfter: String? = nil) -> HTTPResponse
+    {
         var r = HTTPResponse(status: status, errorKind: kind, error: error)
         r.retryAfter = retryAfter
         r.latencyMs = 12.5

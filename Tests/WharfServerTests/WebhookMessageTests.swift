@@ -104,9 +104,10 @@ import WharfStore
         let rows = try db.sql(call).split(separator: "\n").map { $0.split(separator: "|").map(String.init) }
         // ord 2 (endpoint 99) has none; ord 3 goes to endpoints 1 and 2 (3 is not subscribed, 4 is
         // disabled); ord 5 repeats ord 4's key; ord 7 repeats ord 6's message key and queues nothing.
-        #expect(rows.map { [$0[0], $0[2], $0[3]] } == [
-            ["1", "1", "t"], ["3", "1", "t"], ["3", "2", "t"], ["4", "1", "t"], ["5", "1", "f"], ["6", "2", "t"],
-        ])
+        #expect(
+            rows.map { [$0[0], $0[2], $0[3]] } == [
+                ["1", "1", "t"], ["3", "1", "t"], ["3", "2", "t"], ["4", "1", "t"], ["5", "1", "f"], ["6", "2", "t"],
+            ])
         #expect(rows[3][1] == rows[4][1], "a repeated key gets the first delivery")
         let stored = try db.sql(
             """

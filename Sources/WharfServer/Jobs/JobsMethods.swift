@@ -293,11 +293,13 @@ extension Server {
             delay = max(0, ms - Timestamp.nowMs())
         }
         let key = try p.optionalName("uniqueKey", maxLength: 400)
-        webhooks.send(endpointID: endpoint, event: event, data: wp["payload"] ?? .null, idempotencyKey: key, delayMs: delay) {
-            r in
+        let data = wp["payload"] ?? .null
+        webhooks.send(endpointID: endpoint, event: event, data: data, idempotencyKey: key, delayMs: delay) { r in
             call.finish(
                 r.flatMap { sent in
-                    guard let d = sent.first else { return .failure(.notFound("webhook endpoint", id: String(endpoint))) }
+                    guard let d = sent.first else {
+                        return .failure(.notFound("webhook endpoint", id: String(endpoint)))
+                    }
                     return .success([
                         "deliveryId": .string(String(d.deliveryID)), "state": "pending", "duplicate": .bool(!d.new),
                     ])

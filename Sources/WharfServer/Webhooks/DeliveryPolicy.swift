@@ -67,10 +67,12 @@ struct DeliveryPolicy {
         var order: [Int64] = []
         var sums: [Int64: EndpointAttempts] = [:]
         for (endpoint, o) in attempts {
-            var a = sums[endpoint] ?? {
-                order.append(endpoint)
-                return EndpointAttempts(endpointID: endpoint)
-            }()
+            var a =
+                sums[endpoint]
+                ?? {
+                    order.append(endpoint)
+                    return EndpointAttempts(endpointID: endpoint)
+                }()
             if o.succeeded {
                 a.anySuccess = true
                 a.tailFailures = 0

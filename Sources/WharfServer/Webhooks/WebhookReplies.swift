@@ -89,7 +89,9 @@ enum WebhookReplies {
     }
 
     /// `webhooks.register`: the endpoint, its secret (shown only here) and how its ping went.
-    static func registered(_ row: EndpointRow, secret: String, ping: Result<HTTPResponse, RPCError>, dormantAfterMs: Int64)
+    static func registered(
+        _ row: EndpointRow, secret: String, ping: Result<HTTPResponse, RPCError>, dormantAfterMs: Int64
+    )
         -> JSON
     {
         var o = endpoint(row, dormantAfterMs: dormantAfterMs)

@@ -151,7 +151,8 @@ extension WebhooksService {
             self.send(endpointID: endpoint, event: event ?? "message", data: payload, idempotencyKey: key) { r in
                 call.finish(
                     r.flatMap { sent in
-                        endpoint.map { WebhookReplies.sent(toEndpoint: $0, sent) } ?? .success(WebhookReplies.sent(byEvent: sent))
+                        guard let endpoint else { return .success(WebhookReplies.sent(byEvent: sent)) }
+                        return WebhookReplies.sent(toEndpoint: endpoint, sent)
                     })
             }
         }

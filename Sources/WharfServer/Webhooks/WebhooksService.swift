@@ -85,8 +85,8 @@ final class WebhooksService {
         _ completion: @escaping (Result<[SentDelivery], RPCError>) -> Void
     ) {
         let item = WebhookSend(
-            endpointID: endpointID, event: event, data: data.text, scheduleName: schedule?.name, fireMs: schedule?.fireMs,
-            idempotencyKey: idempotencyKey, delayMs: delayMs)
+            endpointID: endpointID, event: event, data: data.text, scheduleName: schedule?.name,
+            fireMs: schedule?.fireMs, idempotencyKey: idempotencyKey, delayMs: delayMs)
         sends.add(item, completion)
     }
 
@@ -234,12 +234,17 @@ final class WebhooksService {
 
     /// Sends `message` (an endpoint's `webhook.ping`) to `url` now, outside the delivery queue: the
     /// receiver's answer, or why the target was refused.
-    func ping(url: String, secrets: [String], message: WebhookMessage, _ done: @escaping (Result<HTTPResponse, RPCError>) -> Void) {
+    func ping(
+        url: String, secrets: [String], message: WebhookMessage,
+        _ done: @escaping (Result<HTTPResponse, RPCError>) -> Void
+    ) {
         check(url) { [unowned self] r in
             switch r {
             case .failure(let e): done(.failure(e))
             case .success(let target):
-                post(target, messageID: message.id, body: Array(message.body.utf8), secrets: secrets) { done(.success($0)) }
+                post(target, messageID: message.id, body: Array(message.body.utf8), secrets: secrets) {
+                    done(.success($0))
+                }
             }
         }
     }

@@ -21,10 +21,13 @@ extension Store {
     }
 
     public func endpoint(_ id: Int64, _ completion: @escaping (Result<EndpointRow?, StoreError>) -> Void) {
-        rows(WebhookSQL.getEndpoint, [String(id)], completion) { rows in rows.rowCount > 0 ? EndpointRow(rows, 0) : nil }
+        rows(WebhookSQL.getEndpoint, [String(id)], completion) { rows in rows.rowCount > 0 ? EndpointRow(rows, 0) : nil
+        }
     }
 
-    public func endpoints(after: Int64?, limit: Int, _ completion: @escaping (Result<[EndpointRow], StoreError>) -> Void) {
+    public func endpoints(
+        after: Int64?, limit: Int, _ completion: @escaping (Result<[EndpointRow], StoreError>) -> Void
+    ) {
         rows(WebhookSQL.listEndpoints, [after.map(String.init), String(limit)], completion) { rows in
             (0..<rows.rowCount).map { EndpointRow(rows, $0) }
         }
@@ -63,7 +66,8 @@ extension Store {
     public func rotateSecret(
         _ id: Int64, graceMs: Int64, newSecret: String, _ completion: @escaping (Result<Bool, StoreError>) -> Void
     ) {
-        rows(WebhookSQL.rotateSecret, [String(id), String(graceMs), newSecret], completion) { rows in rows.rowCount > 0 }
+        rows(WebhookSQL.rotateSecret, [String(id), String(graceMs), newSecret], completion) { rows in rows.rowCount > 0
+        }
     }
 
     /// Enables the endpoint again; nil when it does not exist.
@@ -206,8 +210,9 @@ extension Store {
     }
 
     /// Gives a claimed delivery back untried; whether it was still ours.
-    public func deferDelivery(_ d: ClaimedDelivery, byMs: Int64, _ completion: @escaping (Result<Bool, StoreError>) -> Void)
-    {
+    public func deferDelivery(
+        _ d: ClaimedDelivery, byMs: Int64, _ completion: @escaping (Result<Bool, StoreError>) -> Void
+    ) {
         rows(WebhookSQL.deferDelivery, [String(d.id), String(d.attempt), String(byMs)], completion) { rows in
             rows.affectedRows > 0
         }
@@ -231,7 +236,9 @@ extension Store {
         }
     }
 
-    private func sendOnce(_ sends: [WebhookSend], _ completion: @escaping (Result<[[SentDelivery]], StoreError>) -> Void) {
+    private func sendOnce(
+        _ sends: [WebhookSend], _ completion: @escaping (Result<[[SentDelivery]], StoreError>) -> Void
+    ) {
         let params: [String?] = [
             PGArray.ints(sends.map(\.endpointID)), PGArray.text(sends.map(\.event)), PGArray.text(sends.map(\.data)),
             PGArray.text(sends.map(\.idempotencyKey)), PGArray.ints(sends.map(\.delayMs)),
