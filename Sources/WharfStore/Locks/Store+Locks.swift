@@ -213,7 +213,21 @@ extension Store {
         var o: JSONObject = ["name": .from(r.string(i, 0)), "held": .bool(held)]
         if held {
             o["holder"] = .from(r.string(i, 2))
-            o["expiresAt"] = time(3)
+            // A job or delivery holding its schedule's lock holds it until it ends: the lease's expiry a
+            // century away means nothing, so it is left out, and the owner says what to wait for.
+            let job = r.int(i, 12)
+            let delivery = r.int(i, 13)
+            let scheduleHold = delivery != nil || r.bool(i, 14) == true
+            if job != nil || delivery != nil {
+                var owner: JSONObject = [:]
+                if let job { owner["job"] = .string(String(job)) }
+                if let delivery { owner["delivery"] = .string(String(delivery)) }
+                if scheduleHold, let name = r.string(i, 0), name.hasPrefix("cron:") {
+                    owner["schedule"] = .string(String(name.dropFirst(5)))
+                }
+                o["owner"] = .object(owner)
+            }
+            if !scheduleHold { o["expiresAt"] = time(3) }
             o["acquiredAt"] = time(4)
         }
         if !r.isNull(i, 10) { o["lockDelayUntil"] = time(10) }
