@@ -43,7 +43,7 @@ begin
         end if;
     end if;
     if old.hold_token is not null
-       and (tg_op = 'DELETE' or new.state in ('completed', 'discarded', 'cancelled')) then
+       and (tg_op = 'DELETE' or new.state in ('completed', 'dead', 'cancelled')) then
         perform wharf.release_lock('cron:' || old.schedule_name, old.hold_token);
     end if;
     return null;
@@ -120,7 +120,7 @@ begin
     where l.name = lock_name and l.token = lock_token
     returning l.waiters_until into woken;
     if woken > now() then
-        perform pg_notify('wharf_wake', 'lock:' || lock_name);
+        perform wharf.wake_lock_line(lock_name);
     end if;
 end
 $$;
@@ -179,6 +179,21 @@ begin
         and prior.endpoint_id = t.target_id and prior.idempotency_key = t.idempotency_key
     where coalesce(ins.id, dup.id, prior.id) is not null
     order by t.ord, t.target_id;
+end
+$$;
+
+--
+-- Name: wake_lock_line(text); Type: FUNCTION; Schema: wharf; Owner: -
+--
+
+CREATE FUNCTION wharf.wake_lock_line(lock_name text) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+begin
+    perform pg_notify('wharf_wake', 'lock:' || lock_name);
+    perform pg_notify('wharf_wake', 'jobs:' || w.queue)
+    from wharf.lock_waiters w
+    where w.name = lock_name and w.queue is not null and w.deadline > now();
 end
 $$;
 
@@ -361,6 +376,7 @@ CREATE TABLE wharf.lock_waiters (
     queued_at timestamp with time zone DEFAULT now() NOT NULL,
     deadline timestamp with time zone NOT NULL,
     alive_until timestamp with time zone NOT NULL,
+    queue text,
     CONSTRAINT lock_waiters_deadline_check CHECK ((deadline >= queued_at))
 );
 
@@ -698,6 +714,12 @@ CREATE UNIQUE INDEX jobs_unique_key_idx ON wharf.jobs USING btree (unique_key) W
 --
 
 CREATE INDEX jobs_unpruned_idx ON wharf.jobs USING btree (finished_at) WHERE ((finished_at IS NOT NULL) AND (prune_at IS NULL));
+
+--
+-- Name: lock_waiters_jobs_idx; Type: INDEX; Schema: wharf; Owner: -
+--
+
+CREATE UNIQUE INDEX lock_waiters_jobs_idx ON wharf.lock_waiters USING btree (name, queue) WHERE (queue IS NOT NULL);
 
 --
 -- Name: lock_waiters_name_seq_idx; Type: INDEX; Schema: wharf; Owner: -

@@ -25,14 +25,8 @@ extension Server {
             try p.onlyKnown(["name", "token", "ttlMs"])
             let name = try p.name("name", maxLength: 400)
             store.renewLock(name: name, token: try p.string("token"), ttlMs: try p.int("ttlMs", in: ttlRange)) { r in
-                call.finish(
-                    r.map { grant in
-                        locks.renewed(grant)
-                        return [
-                            "name": .string(name), "expiresAt": .string(grant.expiresAt),
-                            "fencingToken": .int(grant.fencingToken),
-                        ]
-                    })
+                if case .success(.renewed(let grant)) = r { locks.renewed(grant) }
+                call.finish(r.mapError(\.rpcError).flatMap { LockReplies.renewed(name, $0) })
             }
         }
 
@@ -42,24 +36,16 @@ extension Server {
             let name = try p.name("name", maxLength: 400)
             let token = try p.string("token")
             locks.release(name: name, token: token) { r in
-                switch r {
-                case .success(true):
-                    call.session.removeCloseHook("lock:\(name):\(token)")
-                    call.reply(["name": .string(name), "released": true])
-                case .success:
-                    call.fail(
-                        .conflict(
-                            "lock \(name) is not held with this token (released, or taken over after expiry)",
-                            reason: "lease_lost", ["name": .string(name)]))
-                case .failure(let e):
-                    call.fail(e)
-                }
+                if case .success(true) = r { call.session.removeCloseHook("lock:\(name):\(token)") }
+                call.finish(r.flatMap { LockReplies.released(name, $0) })
             }
         }
 
         register("locks.get") { [unowned self] call in
             try call.params.onlyKnown(["name"])
-            store.lock(name: try call.params.name("name", maxLength: 400)) { call.finish($0) }
+            store.lock(name: try call.params.name("name", maxLength: 400)) {
+                call.finish($0.mapError(\.rpcError).map(LockReplies.lock))
+            }
         }
 
         register("locks.list") { [unowned self] call in
@@ -68,13 +54,7 @@ extension Server {
             let limit = Int(try p.optionalInt("limit", in: 1...1000) ?? 100)
             store.listLocks(prefix: try p.optionalString("prefix"), after: try p.optionalString("cursor"), limit: limit)
             { r in
-                call.finish(
-                    r.map { list in
-                        [
-                            "locks": .array(list),
-                            "nextCursor": list.count == limit ? (list.last?["name"] ?? .null) : .null,
-                        ]
-                    })
+                call.finish(r.mapError(\.rpcError).map { LockReplies.list($0, limit: limit) })
             }
         }
     }

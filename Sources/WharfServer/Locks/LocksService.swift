@@ -61,7 +61,7 @@ final class LocksService {
     }
 
     /// What a dropped attempt gets.
-    static let callerLeft = RPCError.unavailable("the caller's connection closed", reason: "caller_left")
+    static let callerLeft = LockReplies.callerLeft
 
     /// Queued waiters' retries, sent before any new request.
     private var pendingRetries: [Attempt] = []
@@ -82,7 +82,7 @@ final class LocksService {
             let order = items.indices.sorted { items[$0].name < items[$1].name }
             self.retryingOnce { self.store.releaseLocks(order.map { items[$0] }, $0) } then: { result in
                 done(
-                    result.map { sorted in
+                    result.mapError(\.rpcError).map { sorted in
                         var out = sorted
                         for (k, i) in order.enumerated() { out[i] = sorted[k] }
                         return out
@@ -93,7 +93,7 @@ final class LocksService {
     /// Waiters that gave up or left, removed from the durable line together.
     private lazy var removals = Batcher<Int64, (holder: String?, freeAtUs: Int64?)>(
         schedule: context.batchSchedule,
-        run: { [unowned self] seqs, done in self.store.removeLockWaiters(seqs, done) })
+        run: { [unowned self] seqs, done in self.store.removeLockWaiters(seqs) { done($0.mapError(\.rpcError)) } })
 
     /// Most waiters this replica queues for one name (`--max-lock-waiters`).
     var maxWaitersPerLock: Int { context.config.limits.maxLockWaiters }
@@ -166,7 +166,7 @@ final class LocksService {
             if rest.isEmpty { return finished() }
             let requests = rest.map(\.request)
             self.retryingOnce { self.store.decideLocks(requests, replicaID: self.replicaID, $0) } then: { result in
-                switch result {
+                switch result.mapError(\.rpcError) {
                 case .success(let outcomes):
                     for (p, o) in zip(rest, outcomes) { p.done(.success(o)) }
                 case .failure(let e):
@@ -186,7 +186,7 @@ final class LocksService {
         }
         if fresh.isEmpty { return decide(batch) }
         retryingOnce { self.store.grantFreeLocks(fresh.map { batch[$0].request }, $0) } then: { result in
-            switch result {
+            switch result.mapError(\.rpcError) {
             case .success(let grants):
                 var answered = Set<Int>()
                 for i in fresh {
@@ -207,11 +207,11 @@ final class LocksService {
     /// Runs a statement, and once more if the database aborted it for a deadlock or serialization
     /// failure (it changed nothing then, so running it again is safe).
     private func retryingOnce<T>(
-        _ run: @escaping (@escaping (Result<T, RPCError>) -> Void) -> Void,
-        then done: @escaping (Result<T, RPCError>) -> Void
+        _ run: @escaping (@escaping (Result<T, StoreError>) -> Void) -> Void,
+        then done: @escaping (Result<T, StoreError>) -> Void
     ) {
         run { result in
-            if case .failure(let e) = result, e.reason == "store_busy" { run(done) } else { done(result) }
+            if case .failure(.busy) = result { run(done) } else { done(result) }
         }
     }
 
@@ -225,10 +225,7 @@ final class LocksService {
         let arrivedMs = context.loop.nowMs
         if waitMs > 0 {
             guard waiters.load(name) < maxWaitersPerLock else {
-                return call.fail(
-                    .limitExceeded(
-                        "lock \(name) already has \(maxWaitersPerLock) waiters on this server; try again later",
-                        limit: "lockWaiters", max: maxWaitersPerLock, retryable: true))
+                return call.fail(LockReplies.tooManyWaiters(name, max: maxWaitersPerLock))
             }
             waiters.joinStarted(name)
         }
@@ -237,16 +234,16 @@ final class LocksService {
             case .failure(let e):
                 if waitMs > 0 { self.joined(name, nil) }
                 call.fail(e)
-            case .success(.refused(let e)):
+            case .success(.requestIDReused(let reuse)):
                 if waitMs > 0 { self.joined(name, nil) }
-                call.fail(e)
+                call.fail(LockReplies.requestIDReused(request, reuse))
             case .success(.granted(let grant)):
                 if waitMs > 0 { self.joined(name, nil) }
                 self.deliver(grant, holder: request.holder, to: call, bind: bind)
             case .success(.notGranted(let refusal)):
                 guard let seq = refusal.waiterSeq else {
                     if waitMs > 0 { self.joined(name, nil) }
-                    return call.reply(Self.notGranted(name, refusal.holder, refusal.freeAt))
+                    return call.reply(LockReplies.notGranted(name, refusal.holder, freeAtUs: refusal.freeAtUs))
                 }
                 guard call.isPending, call.session.isOpen else {
                     self.joined(name, nil)
@@ -269,10 +266,6 @@ final class LocksService {
         if let w = waiters.joinFinished(name, queued: queued) { retry(w) }
     }
 
-    static func notGranted(_ name: String, _ holder: String?, _ freeAt: String?) -> JSON {
-        ["granted": false, "name": .string(name), "heldBy": .from(holder), "expiresAt": .from(freeAt)]
-    }
-
     /// Hands a committed grant to its caller, or gives it back if the caller is gone.
     private func deliver(_ grant: LockGrant, holder: String, to call: Call, bind: Bool) {
         context.logger.debug(
@@ -293,10 +286,7 @@ final class LocksService {
                 self.release(name: name, token: token, session: session) { _ in }
             }
         }
-        call.reply([
-            "granted": true, "name": .string(grant.name), "token": .string(grant.token),
-            "fencingToken": .int(grant.fencingToken), "expiresAt": .string(grant.expiresAt),
-        ])
+        call.reply(LockReplies.granted(grant))
     }
 
     // MARK: Waiting
@@ -321,7 +311,7 @@ final class LocksService {
         removals.add(w.seq) { result in
             guard reply, w.call.isPending else { return }
             let (holder, freeAtUs) = (try? result.get()) ?? (nil, nil)
-            w.call.reply(Self.notGranted(name, holder, freeAtUs.map { Timestamp.format(epochMs: $0 / 1000) }))
+            w.call.reply(LockReplies.notGranted(name, holder, freeAtUs: freeAtUs))
         }
     }
 
@@ -367,7 +357,7 @@ final class LocksService {
             case .failure(let e) where e == Self.callerLeft:
                 // The waiter left before its retry was sent: the wake-up is the next one's.
                 wakeNext = true
-            case .success(.refused), .failure:
+            case .success(.requestIDReused), .failure:
                 self.scheduleWake(name, inMs: 500)
             }
             if let next = self.waiters.retryFinished(name, granted: granted) {

@@ -182,19 +182,16 @@ enum CronSQL {
     /// for a (schedule, fire time) that already exists is not inserted again. The job of a fire of an
     /// overlap "skip" schedule takes the schedule's lock `cron:<name>` until it finishes (released by
     /// the jobs trigger); the lease runs out a century from now, so only the job ends it (or the job's
-    /// absence, see `holdsFiresBack`).
+    /// absence, see `holdsFiresBack`). A fire that finds the lock taken since the claim (a client got
+    /// it in between) makes nothing: it counts as skipped for overlap, not as a run.
     static let fire = """
-        with adv as (
-            update wharf.schedules s
-            set next_fire_at = \(at("a.next_ms")), claimed_until = null,
-                runs = s.runs + a.runs, skipped_overlap = s.skipped_overlap + a.skipped,
-                missed_count = s.missed_count + a.missed,
-                last_nominal_at = coalesce(\(at("a.last_nominal_ms")), s.last_nominal_at),
-                last_fired_at = case when a.runs > 0 then now() else s.last_fired_at end
-            from unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[],
+        with claimed as (
+            select s.name, s.target, s.overlap, a.next_ms, a.runs, a.skipped, a.missed, a.last_nominal_ms
+            from wharf.schedules s
+            join unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[],
                         $7::bigint[]) as a(name, claim_seq, next_ms, runs, skipped, missed, last_nominal_ms)
-            where s.name = a.name and s.claim_seq = a.claim_seq
-            returning s.name, s.target, s.overlap
+                on s.name = a.name and s.claim_seq = a.claim_seq
+            for update of s
         ),
         input as materialized (
             select nextval('wharf.jobs_id_seq') as id, t.*, adv.target #> '{job,payload}' as payload,
@@ -204,14 +201,14 @@ enum CronSQL {
                         $15::jsonb[], $16::bigint[], $17::text[], $18::text[], $19::jsonb[], $20::jsonb[])
                 with ordinality as t(schedule_name, fire_ms, queue, kind, priority, run_at_ms, max_attempts, retry,
                                      timeout_ms, unique_key, lock_key, tags, meta, ord)
-            join adv on adv.name = t.schedule_name
+            join claimed adv on adv.name = t.schedule_name
         ),
         hook_input as materialized (
             select nextval(pg_get_serial_sequence('wharf.webhook_deliveries', 'id')) as id, w.*, adv.target,
                    case when adv.overlap = 'skip' then md5(random()::text || clock_timestamp()::text) end
                        as hold_token
             from unnest($21::text[], $22::bigint[]) as w(schedule_name, fire_ms)
-            join adv on adv.name = w.schedule_name
+            join claimed adv on adv.name = w.schedule_name
         ),
         holds as (
             -- Taken before the job or delivery is inserted, and that only if taken: a client that got
@@ -254,6 +251,27 @@ enum CronSQL {
                   having count(*) > 0) a
             cross join lateral wharf.send_webhooks(a.endpoint_ids, a.events, a.datas, null, null, a.names, a.fires,
                                                    a.message_keys, a.ids, a.hold_tokens) s
+        ),
+        adv as (
+            -- Advanced once the fires are known: a fire whose lock was not taken (`holds`) is no run.
+            update wharf.schedules s
+            set next_fire_at = \(at("c.next_ms")), claimed_until = null,
+                runs = s.runs + c.runs - coalesce(d.n, 0),
+                skipped_overlap = s.skipped_overlap + c.skipped + coalesce(d.n, 0),
+                missed_count = s.missed_count + c.missed,
+                last_nominal_at = coalesce(\(at("c.last_nominal_ms")), s.last_nominal_at),
+                last_fired_at = case when c.runs - coalesce(d.n, 0) > 0 then now() else s.last_fired_at end
+            from claimed c
+            left join (
+                select x.schedule_name, count(*) as n
+                from (select i.schedule_name, i.hold_token from input i
+                      union all
+                      select k.schedule_name, k.hold_token from hook_input k) x
+                where x.hold_token is not null and x.hold_token not in (select token from holds)
+                group by x.schedule_name
+            ) d on d.schedule_name = c.name
+            where s.name = c.name
+            returning s.name
         ),
         woke as (
             select count(pg_notify('wharf_wake', 'jobs:' || q.queue)) as n from (select distinct queue from ins) q

@@ -56,18 +56,18 @@ enum JobSQL {
             where not exists (select 1 from wharf.queues q where q.name = qn.name and q.paused)
         ),
         keyed as (
-            -- The best runnable job of each lockKey whose lock is free and has nobody in line. A lease
-            -- is a try-lock: it never joins the line, and never jumps it.
-            select distinct on (c.lock_key) c.id, c.priority, c.run_at, c.lock_key, c.timeout_ms
+            -- The best runnable job of each lockKey whose lock is free and has no live waiter ahead of
+            -- its queue's place in the line (`LockSQL.jobsMayTake`). Keyed jobs that cannot take their
+            -- lock join the line below (`waiting`), and take it in their turn.
+            select distinct on (c.lock_key) c.id, c.priority, c.run_at, c.lock_key, c.timeout_ms, c.queue
             from unnest($1::text[]) as qn(name)
             cross join lateral (
-                select j.id, j.priority, j.run_at, j.lock_key, j.timeout_ms from wharf.jobs j
+                select j.id, j.priority, j.run_at, j.lock_key, j.timeout_ms, j.queue from wharf.jobs j
                 where j.queue = qn.name and j.state in ('available', 'scheduled', 'retryable')
                   and j.lock_key is not null and j.run_at <= now()
                   and not exists (
                       select 1 from wharf.locks l
-                      where l.name = j.lock_key
-                        and (not \(LockSQL.isFree("l")) or \(LockSQL.someoneInLine("l"))))
+                      where l.name = j.lock_key and not \(LockSQL.jobsMayTake("l", queue: "j.queue")))
                 order by j.priority desc, j.run_at, j.id
                 limit $2
                 for update skip locked
@@ -77,7 +77,8 @@ enum JobSQL {
         ),
         ranked as (
             select u.*, row_number() over (order by u.priority desc, u.run_at, u.id) as rn
-            from (select id, priority, run_at, null::text as lock_key, null::bigint as timeout_ms from plain
+            from (select id, priority, run_at, null::text as lock_key, null::bigint as timeout_ms, null::text as queue
+                  from plain
                   union all select * from keyed) u
             order by u.priority desc, u.run_at, u.id
             limit $2
@@ -94,7 +95,7 @@ enum JobSQL {
             where s.n = 0 or s.total + z.bytes <= $5
         ),
         best as (
-            select r.id, r.priority, r.run_at, r.lock_key, r.timeout_ms,
+            select r.id, r.priority, r.run_at, r.lock_key, r.timeout_ms, r.queue,
                    md5(random()::text || clock_timestamp()::text) as token
             from ranked r
             where r.rn <= (select max(n) from sized)
@@ -108,7 +109,43 @@ enum JobSQL {
                        null, null, 0
                 from best b
                 where b.lock_key is not null
-                """, when: "\(LockSQL.isFree("l")) and not \(LockSQL.someoneInLine("l"))"))
+                """,
+                when: "\(LockSQL.jobsMayTake("l", queue: "(select b.queue from best b where b.lock_key = l.name)"))"))
+        ),
+        served as (
+            -- A queue's keyed jobs that took their lock leave the line.
+            delete from wharf.lock_waiters w
+            using best b
+            where w.name = b.lock_key and w.queue = b.queue and b.token in (select token from granted)
+        ),
+        waiting as (
+            -- Keyed jobs whose lock is held or has others in line queue for it, one place per (lock,
+            -- queue), or keep their place counting (refreshed about once a second, so that a place
+            -- lapses a few seconds after workers stop asking for its queue's jobs). Names this lease
+            -- grants are left out: one statement writes a lock row once.
+            select distinct c.lock_key, c.queue
+            from unnest($1::text[]) as qn(name)
+            cross join lateral (
+                select j.lock_key, j.queue from wharf.jobs j
+                where j.queue = qn.name and j.state in ('available', 'scheduled', 'retryable')
+                  and j.lock_key is not null and j.run_at <= now()
+                  and exists (
+                      select 1 from wharf.locks l
+                      where l.name = j.lock_key and not \(LockSQL.jobsMayTake("l", queue: "j.queue")))
+                order by j.priority desc, j.run_at, j.id
+                limit $2
+            ) c
+            where not exists (select 1 from wharf.queues q where q.name = qn.name and q.paused)
+              and c.lock_key not in (select b.lock_key from best b where b.lock_key is not null)
+        ),
+        queued as (\(LockSQL.queueJobs("waiting"))),
+        raised as (
+            -- As a client's wait does, raising the lock row's `waiters_until` (under its row lock) makes
+            -- releases wake the line.
+            update wharf.locks l
+            set waiters_until = greatest(l.waiters_until, q.deadline)
+            from (select name, max(deadline) as deadline from queued group by name) q
+            where l.name = q.name
         ),
         picked as (
             -- With `$6` (durable leases, the default) the lease commits like any write: it waits for the

@@ -29,6 +29,34 @@ enum LockSQL {
         "coalesce(\(l).waiters_until > now() and wharf.lock_line_head(\(l).name, null) is not null, false)"
     }
 
+    /// Whether the keyed jobs of queue `queue` (an expression) may take lock row `l`: it is free, and no
+    /// live waiter is queued ahead of that queue's place in the line (any live waiter, when the queue
+    /// has no place). So a keyed job waits its turn behind clients queued before it, and clients queued
+    /// after it wait for it.
+    static func jobsMayTake(_ l: String, queue: String) -> String {
+        """
+        (\(isFree(l)) and not coalesce(\(l).waiters_until > now() and wharf.lock_line_head(\(l).name,
+            (select w.seq from wharf.lock_waiters w where w.name = \(l).name and w.queue = \(queue))) is not null, false))
+        """
+    }
+
+    /// Queues the keyed jobs that `rows` selects (`lock_key, queue`, distinct) for their locks: one row
+    /// per (lock, queue) in `wharf.lock_waiters`, counting for `waiterLeaseSeconds` and refreshed once
+    /// it has less than a second of that left. Returns the rows queued or refreshed (`name, deadline`).
+    static func queueJobs(_ rows: String) -> String {
+        """
+        insert into wharf.lock_waiters as w (name, holder, replica_id, queue, deadline, alive_until)
+        select x.lock_key, 'jobs of queue ' || x.queue, 'queue:' || x.queue, x.queue,
+               now() + interval '\(waiterLeaseSeconds) seconds', now() + interval '\(waiterLeaseSeconds) seconds'
+        from \(rows) x
+        order by x.lock_key, x.queue
+        on conflict (name, queue) where queue is not null do update
+            set deadline = excluded.deadline, alive_until = excluded.alive_until
+            where w.alive_until < now() + interval '\(waiterLeaseSeconds - 1) seconds'
+        returning w.name, w.deadline
+        """
+    }
+
     /// How long a queued waiter's row counts without its replica refreshing it (every second).
     static let waiterLeaseSeconds = 4
 
@@ -235,7 +263,8 @@ enum LockSQL {
 
     /// Compare-and-delete of the lease on the token (the row stays: it carries the fencing counter).
     /// Also accepts a holder whose lease expired but was not taken over. Returns a row per lease
-    /// released. Wakes waiters on every replica (`NOTIFY wharf_wake, 'lock:<name>'`) only when some
+    /// released. Wakes waiters on every replica (`NOTIFY wharf_wake, 'lock:<name>'`, and
+    /// `'jobs:<queue>'` for the queues whose keyed jobs wait for it: `wharf.wake_lock_line`) only when some
     /// waiter queued for the name recently. A release with a session (a bound lock's connection closed)
     /// releases only while the lease is still bound to that session: a `requestId` retry from another
     /// connection may have moved it.
@@ -251,7 +280,7 @@ enum LockSQL {
             (select set_config('synchronous_commit', 'off', true)) sc
         where l.name = i.name and l.token = i.token and (i.session_id is null or l.session_id = i.session_id)
         returning l.name, i.token, l.fencing_token, \(us("clock_timestamp()")),
-                  case when l.waiters_until > now() then pg_notify('wharf_wake', 'lock:' || l.name) end
+                  case when l.waiters_until > now() then wharf.wake_lock_line(l.name) end
         """
 
     /// Removes waiters that gave up or disconnected, and wakes the line of a free lock that has other
@@ -265,7 +294,7 @@ enum LockSQL {
             delete from wharf.lock_waiters w using input i where w.seq = i.seq returning w.seq, w.name
         ),
         woke as (
-            select count(pg_notify('wharf_wake', 'lock:' || n.name)) as n
+            select count(wharf.wake_lock_line(n.name)) as n
             from (select distinct name from gone) n
             join wharf.locks l on l.name = n.name
             where \(isFree("l"))
@@ -300,7 +329,7 @@ enum LockSQL {
         forgotten as (
             delete from wharf.lock_replicas where alive_until <= now() - interval '1 hour'
         )
-        select count(pg_notify('wharf_wake', 'lock:' || d.name)) from (select distinct name from dead) d
+        select count(wharf.wake_lock_line(d.name)) from (select distinct name from dead) d
         """
 
     static let columns = """
@@ -309,8 +338,31 @@ enum LockSQL {
         l.expiries + case when l.holder is not null and l.expires_at <= now() then 1 else 0 end, l.releases,
         case when l.holder is not null and l.expires_at <= now() and \(freeAt("l")) > now()
             then \(us(freeAt("l"))) end,
-        (select count(*) from wharf.lock_waiters w where w.name = l.name and \(live("w")))
+        (select count(*) from wharf.lock_waiters w where w.name = l.name and \(live("w"))),
+        \(heldByJob("l")), \(heldByDelivery("l")),
+        exists (select 1 from wharf.jobs j where j.id = \(holderID("l", "job")) and j.hold_token = l.token)
         """
+
+    /// The id in lock row `l`'s holder `<kind> <id>` (null when the holder is not of that form). A CASE,
+    /// so that the cast never sees another holder.
+    static func holderID(_ l: String, _ kind: String) -> String {
+        "(case when \(l).holder ~ '^\(kind) [0-9]{1,18}$' then substr(\(l).holder, \(kind.count + 2))::bigint end)"
+    }
+
+    /// The job holding lock row `l`: its lease (a lockKey) or its schedule's overlap hold, with the lock's
+    /// token. Null for a client's lock, or one whose job is gone.
+    static func heldByJob(_ l: String) -> String {
+        """
+        (select j.id from wharf.jobs j where j.id = \(holderID(l, "job")) and \(l).token in (j.hold_token, j.lease_token))
+        """
+    }
+
+    /// The webhook delivery holding lock row `l` (its schedule's overlap hold).
+    static func heldByDelivery(_ l: String) -> String {
+        """
+        (select d.id from wharf.webhook_deliveries d where d.id = \(holderID(l, "delivery")) and d.hold_token = \(l).token)
+        """
+    }
 
     static let get = "select \(columns) from wharf.locks l where l.name = $1"
 

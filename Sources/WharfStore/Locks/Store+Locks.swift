@@ -1,6 +1,5 @@
 import WharfCore
 import WharfPQ
-import WharfRPC
 
 /// One `locks.acquire` attempt as the store sees it.
 public struct LockRequest: Sendable {
@@ -42,8 +41,56 @@ public struct LockGrant: Sendable, Equatable {
 public enum LockOutcome: Sendable {
     case granted(LockGrant)
     case notGranted(LockRefusal)
-    /// The request was refused outright (a `requestId` reused with other values).
-    case refused(RPCError)
+    /// The request was refused outright: its `requestId` names a live grant made with other values.
+    case requestIDReused(LockReuse)
+}
+
+/// What the live grant of a reused `requestId` was made with (what a retry must repeat).
+public struct LockReuse: Sendable, Equatable {
+    public var ttlMs: Int64?
+    public var lockDelayMs: Int64?
+    public var bound: Bool
+}
+
+/// The outcome of a renewal.
+public enum LockRenewal: Sendable {
+    /// The lease now runs until the grant's `expiresAtUs` (its `acquiredAtUs` is not read: 0).
+    case renewed(LockGrant)
+    /// The lease is not held with this token (expired, released or taken over).
+    case leaseLost
+}
+
+/// A lock row as `locks.get` and `locks.list` read it. Times are epoch microseconds of PostgreSQL's clock.
+public struct LockRow: Sendable, Equatable {
+    public var name: String
+    /// Held by an unexpired lease.
+    public var held: Bool
+    public var holder: String?
+    public var expiresAtUs: Int64?
+    public var acquiredAtUs: Int64?
+    public var fencingToken: Int64
+    public var grants: Int64
+    public var waits: Int64
+    /// Leases that ran out without a release, the current one included once it has.
+    public var expiriesWithoutRelease: Int64
+    public var releases: Int64
+    /// While an expired lease still blocks the name (lock-delay), when it stops.
+    public var lockDelayUntilUs: Int64?
+    /// Live waiters queued on any replica.
+    public var waiters: Int64
+    /// The job holding the lock (a lockKey lease, or its schedule's overlap hold), if one does.
+    public var ownerJob: Int64?
+    /// The webhook delivery holding its schedule's lock, if one does.
+    public var ownerDelivery: Int64?
+    /// The holder is a schedule's job or delivery (overlap "skip"): the lease lasts until it ends.
+    public var scheduleHold: Bool
+
+    /// A name that was never acquired: free, fencing token 0.
+    public static func never(_ name: String) -> LockRow {
+        LockRow(
+            name: name, held: false, fencingToken: 0, grants: 0, waits: 0, expiriesWithoutRelease: 0, releases: 0,
+            waiters: 0, scheduleHold: false)
+    }
 }
 
 /// Why an acquire was not granted, and when it is worth trying again (by the database clock).
@@ -78,17 +125,17 @@ extension Store {
     /// line: the common case. Returns the grants by name; a request left out is not refused, only
     /// undecided (`decideLocks` decides it). Names must be distinct within a call.
     public func grantFreeLocks(_ items: [LockRequest],
-        _ completion: @escaping (Result<[String: LockGrant], RPCError>) -> Void)
+        _ completion: @escaping (Result<[String: LockGrant], StoreError>) -> Void)
     {
         let params: [String?] = [
             PGArray.text(items.map(\.name)), PGArray.text(items.map(\.holder)), PGArray.ints(items.map(\.ttlMs)),
             PGArray.text(items.map(\.requestID)), PGArray.text(items.map(\.sessionID)),
             PGArray.ints(items.map(\.lockDelayMs)), PGArray.bools(items.map(\.bound)),
         ]
-        one(LockSQL.acquireFree, params, completion) { rows throws(RPCError) in
+        rows(LockSQL.acquireFree, params, completion) { rows throws(StoreError) in
             var grants: [String: LockGrant] = [:]
             for i in 0..<rows.rowCount {
-                guard let name = rows.string(i, 0), let token = rows.string(i, 1) else { throw RPCError.internalError }
+                guard let name = rows.string(i, 0), let token = rows.string(i, 1) else { throw .internalError }
                 grants[name] = LockGrant(
                     name: name, token: token, fencingToken: rows.int(i, 2) ?? 0, acquiredAtUs: rows.int(i, 5) ?? 0,
                     expiresAtUs: rows.int(i, 6) ?? 0)
@@ -101,7 +148,7 @@ extension Store {
     /// of waiters, contention counts. Each request reads its own outcome. A name may come more than once
     /// (the first request may be granted, the others queue behind it).
     public func decideLocks(_ items: [LockRequest], replicaID: String,
-        _ completion: @escaping (Result<[LockOutcome], RPCError>) -> Void)
+        _ completion: @escaping (Result<[LockOutcome], StoreError>) -> Void)
     {
         let params: [String?] = [
             PGArray.text(items.map(\.name)), PGArray.text(items.map(\.holder)), PGArray.ints(items.map(\.ttlMs)),
@@ -109,8 +156,8 @@ extension Store {
             PGArray.ints(items.map(\.lockDelayMs)), PGArray.ints(items.map(\.queueForMs)),
             PGArray.ints(items.map(\.waiterSeq)), replicaID, PGArray.bools(items.map(\.bound)),
         ]
-        one(LockSQL.acquire, params, completion) { rows throws(RPCError) in
-            guard rows.rowCount == items.count else { throw RPCError.internalError }
+        rows(LockSQL.acquire, params, completion) { rows throws(StoreError) in
+            guard rows.rowCount == items.count else { throw .internalError }
             return (0..<rows.rowCount).map { i in
                 if let token = rows.string(i, 1) {
                     return .granted(
@@ -119,8 +166,8 @@ extension Store {
                             acquiredAtUs: rows.int(i, 3) ?? 0, expiresAtUs: rows.int(i, 4) ?? 0))
                 }
                 if rows.bool(i, 10) == true {
-                    return .refused(Self.requestIDReused(items[i], ttlMs: rows.int(i, 11), lockDelayMs: rows.int(i, 12),
-                                                         bound: rows.bool(i, 13) ?? false))
+                    return .requestIDReused(
+                        LockReuse(ttlMs: rows.int(i, 11), lockDelayMs: rows.int(i, 12), bound: rows.bool(i, 13) ?? false))
                 }
                 return .notGranted(
                     LockRefusal(
@@ -130,33 +177,16 @@ extension Store {
         }
     }
 
-    /// The error for a `requestId` whose live grant was made with other values than its retry's.
-    static func requestIDReused(_ r: LockRequest, ttlMs: Int64?, lockDelayMs: Int64?, bound: Bool) -> RPCError {
-        .conflict(
-            "requestId \(r.requestID ?? "") was granted lock \(r.name) with ttlMs \(ttlMs.map(String.init) ?? "?"), "
-                + "lockDelayMs \(lockDelayMs ?? 0) and bindToSession \(bound); a retry must repeat them "
-                + "(use a new requestId for a different request)",
-            reason: "request_id_reused",
-            [
-                "name": .string(r.name), "requestId": .from(r.requestID), "ttlMs": .from(ttlMs),
-                "lockDelayMs": .from(lockDelayMs), "bindToSession": .bool(bound),
-            ])
-    }
-
-    /// Extends a lease held with `token` (compare-and-set). An expired or taken-over lease is a
-    /// `conflict` with reason `lease_lost`.
+    /// Extends a lease held with `token` (compare-and-set); an expired or taken-over lease is lost.
     public func renewLock(
-        name: String, token: String, ttlMs: Int64, _ completion: @escaping (Result<LockGrant, RPCError>) -> Void
+        name: String, token: String, ttlMs: Int64, _ completion: @escaping (Result<LockRenewal, StoreError>) -> Void
     ) {
-        one(LockSQL.renew, [name, token, String(ttlMs)], completion) { rows throws(RPCError) in
-            guard rows.rowCount > 0 else {
-                throw .conflict(
-                    "lock \(name) is not held with this token (expired or taken over)", reason: "lease_lost",
-                    ["name": .string(name)])
-            }
-            return LockGrant(
-                name: name, token: token, fencingToken: rows.int(0, 1) ?? 0, acquiredAtUs: 0,
-                expiresAtUs: rows.int(0, 0) ?? 0)
+        rows(LockSQL.renew, [name, token, String(ttlMs)], completion) { rows in
+            guard rows.rowCount > 0 else { return .leaseLost }
+            return .renewed(
+                LockGrant(
+                    name: name, token: token, fencingToken: rows.int(0, 1) ?? 0, acquiredAtUs: 0,
+                    expiresAtUs: rows.int(0, 0) ?? 0))
         }
     }
 
@@ -164,15 +194,15 @@ extension Store {
     /// lease is bound to it).
     public func releaseLocks(
         _ items: [(name: String, token: String, session: String?)],
-        _ completion: @escaping (Result<[LockRelease], RPCError>) -> Void
+        _ completion: @escaping (Result<[LockRelease], StoreError>) -> Void
     ) {
         let params = [
             PGArray.text(items.map(\.name)), PGArray.text(items.map(\.token)), PGArray.text(items.map(\.session)),
         ]
-        one(LockSQL.release, params, completion) { rows throws(RPCError) in
+        rows(LockSQL.release, params, completion) { rows throws(StoreError) in
             var freed: [String: LockRelease] = [:]
             for i in 0..<rows.rowCount {
-                guard let name = rows.string(i, 0), let token = rows.string(i, 1) else { throw RPCError.internalError }
+                guard let name = rows.string(i, 0), let token = rows.string(i, 1) else { throw .internalError }
                 freed[name + "\u{0}" + token] = LockRelease(
                     released: true, fencingToken: rows.int(i, 2), releasedAtUs: rows.int(i, 3))
             }
@@ -181,68 +211,60 @@ extension Store {
     }
 
     /// Releases one lease; `true` when `token` held it.
-    public func releaseLock(name: String, token: String, _ completion: @escaping (Result<Bool, RPCError>) -> Void) {
+    public func releaseLock(name: String, token: String, _ completion: @escaping (Result<Bool, StoreError>) -> Void) {
         releaseLocks([(name, token, nil)]) { completion($0.map { $0[0].released }) }
     }
 
     /// Removes waiters from the durable line (they gave up or left). Per waiter: the lock's holder and
     /// when its lease runs out, if it is still held.
     public func removeLockWaiters(
-        _ seqs: [Int64], _ completion: @escaping (Result<[(holder: String?, freeAtUs: Int64?)], RPCError>) -> Void
+        _ seqs: [Int64], _ completion: @escaping (Result<[(holder: String?, freeAtUs: Int64?)], StoreError>) -> Void
     ) {
-        one(LockSQL.removeWaiters, [PGArray.ints(seqs)], completion) { rows throws(RPCError) in
-            guard rows.rowCount == seqs.count else { throw RPCError.internalError }
+        rows(LockSQL.removeWaiters, [PGArray.ints(seqs)], completion) { rows throws(StoreError) in
+            guard rows.rowCount == seqs.count else { throw .internalError }
             return (0..<rows.rowCount).map { (rows.string($0, 1), rows.int($0, 2)) }
         }
     }
 
     /// Keeps this replica's queued waiters counting (their rows stop counting some seconds after the
     /// last refresh, so a replica that dies does not hold up the line for long).
-    public func refreshLockWaiters(replicaID: String, _ completion: @escaping (Result<Void, RPCError>) -> Void) {
-        one(LockSQL.refreshWaiters, [replicaID], completion) { _ in () }
+    public func refreshLockWaiters(replicaID: String, _ completion: @escaping (Result<Void, StoreError>) -> Void) {
+        rows(LockSQL.refreshWaiters, [replicaID], completion) { _ in () }
     }
 
     /// Deletes every replica's dead waiters and wakes their lines.
-    public func sweepLockWaiters(_ completion: @escaping (Result<Void, RPCError>) -> Void) {
-        one(LockSQL.sweepWaiters, [], completion) { _ in () }
+    public func sweepLockWaiters(_ completion: @escaping (Result<Void, StoreError>) -> Void) {
+        rows(LockSQL.sweepWaiters, [], completion) { _ in () }
     }
 
-    static func lockJSON(_ r: PQResult, _ i: Int) -> JSON {
-        func time(_ col: Int) -> JSON { .from(r.int(i, col).map { Timestamp.format(epochMs: $0 / 1000) }) }
+    static func lockRow(_ r: PQResult, _ i: Int) throws(StoreError) -> LockRow {
+        guard let name = r.string(i, 0) else { throw .internalError }
         let held = r.bool(i, 1) ?? false
-        var o: JSONObject = ["name": .from(r.string(i, 0)), "held": .bool(held)]
-        if held {
-            o["holder"] = .from(r.string(i, 2))
-            o["expiresAt"] = time(3)
-            o["acquiredAt"] = time(4)
-        }
-        if !r.isNull(i, 10) { o["lockDelayUntil"] = time(10) }
-        o["fencingToken"] = .from(r.int(i, 5))
-        o["waiters"] = .from(r.int(i, 11))
-        o["stats"] = [
-            "grants": .from(r.int(i, 6)), "waits": .from(r.int(i, 7)), "expiriesWithoutRelease": .from(r.int(i, 8)),
-            "releases": .from(r.int(i, 9)),
-        ]
-        return .object(o)
+        let job = held ? r.int(i, 12) : nil
+        let delivery = held ? r.int(i, 13) : nil
+        return LockRow(
+            name: name, held: held, holder: held ? r.string(i, 2) : nil, expiresAtUs: held ? r.int(i, 3) : nil,
+            acquiredAtUs: held ? r.int(i, 4) : nil, fencingToken: r.int(i, 5) ?? 0, grants: r.int(i, 6) ?? 0,
+            waits: r.int(i, 7) ?? 0, expiriesWithoutRelease: r.int(i, 8) ?? 0, releases: r.int(i, 9) ?? 0,
+            lockDelayUntilUs: r.int(i, 10), waiters: r.int(i, 11) ?? 0, ownerJob: job, ownerDelivery: delivery,
+            scheduleHold: held && (delivery != nil || r.bool(i, 14) == true))
     }
 
     /// A lock's state and counters; a name never acquired reads as free with fencing token 0.
-    public func lock(name: String, _ completion: @escaping (Result<JSON, RPCError>) -> Void) {
-        one(LockSQL.get, [name], completion) { rows in
-            rows.rowCount > 0
-                ? Self.lockJSON(rows, 0)
-                : [
-                    "name": .string(name), "held": false, "fencingToken": 0, "waiters": 0,
-                    "stats": ["grants": 0, "waits": 0, "expiriesWithoutRelease": 0, "releases": 0],
-                ]
+    public func lock(name: String, _ completion: @escaping (Result<LockRow, StoreError>) -> Void) {
+        rows(LockSQL.get, [name], completion) { rows throws(StoreError) in
+            rows.rowCount > 0 ? try Self.lockRow(rows, 0) : .never(name)
         }
     }
 
+    /// Locks by name after `after`, whose name starts with `prefix`, at most `limit`.
     public func listLocks(
-        prefix: String?, after: String?, limit: Int, _ completion: @escaping (Result<[JSON], RPCError>) -> Void
+        prefix: String?, after: String?, limit: Int, _ completion: @escaping (Result<[LockRow], StoreError>) -> Void
     ) {
-        one(LockSQL.list, [prefix, after, String(limit)], completion) { rows in
-            (0..<rows.rowCount).map { Self.lockJSON(rows, $0) }
+        rows(LockSQL.list, [prefix, after, String(limit)], completion) { rows throws(StoreError) in
+            var out: [LockRow] = []
+            for i in 0..<rows.rowCount { out.append(try Self.lockRow(rows, i)) }
+            return out
         }
     }
 }
