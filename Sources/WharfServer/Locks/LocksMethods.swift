@@ -1,13 +1,12 @@
 import WharfRPC
 import WharfStore
 
-extension Server {
-    /// `locks.*`: fenced leases on names (Protocol/locks.md).
-    func registerLockMethods() {
-        let locks = self.locks
+extension LocksService {
+    /// `locks.*`: fenced leases on names (Protocol/self.md).
+    func register(in methods: MethodTable) {
         let ttlRange: ClosedRange<Int64> = 100...86_400_000
 
-        register("locks.acquire") { call in
+        methods.register("locks.acquire") { [unowned self] call in
             let p = call.params
             try p.onlyKnown(["name", "holder", "ttlMs", "waitMs", "requestId", "bindToSession", "lockDelayMs"])
             var request = LockRequest(
@@ -17,38 +16,38 @@ extension Server {
             request.sessionID = call.session.id
             let waitMs = try p.optionalInt("waitMs", in: 0...300_000) ?? 0
             let bind = try p.bool("bindToSession", default: false)
-            locks.acquire(call: call, request: request, waitMs: waitMs, bind: bind)
+            self.acquire(call: call, request: request, waitMs: waitMs, bind: bind)
         }
 
-        register("locks.renew") { [unowned self] call in
+        methods.register("locks.renew") { [unowned self] call in
             let p = call.params
             try p.onlyKnown(["name", "token", "ttlMs"])
             let name = try p.name("name", maxLength: 400)
             store.renewLock(name: name, token: try p.string("token"), ttlMs: try p.int("ttlMs", in: ttlRange)) { r in
-                if case .success(.renewed(let grant)) = r { locks.renewed(grant) }
+                if case .success(.renewed(let grant)) = r { self.renewed(grant) }
                 call.finish(r.mapError(\.rpcError).flatMap { LockReplies.renewed(name, $0) })
             }
         }
 
-        register("locks.release") { call in
+        methods.register("locks.release") { [unowned self] call in
             let p = call.params
             try p.onlyKnown(["name", "token"])
             let name = try p.name("name", maxLength: 400)
             let token = try p.string("token")
-            locks.release(name: name, token: token) { r in
+            self.release(name: name, token: token) { r in
                 if case .success(true) = r { call.session.removeCloseHook("lock:\(name):\(token)") }
                 call.finish(r.flatMap { LockReplies.released(name, $0) })
             }
         }
 
-        register("locks.get") { [unowned self] call in
+        methods.register("locks.get") { [unowned self] call in
             try call.params.onlyKnown(["name"])
             store.lock(name: try call.params.name("name", maxLength: 400)) {
                 call.finish($0.mapError(\.rpcError).map(LockReplies.lock))
             }
         }
 
-        register("locks.list") { [unowned self] call in
+        methods.register("locks.list") { [unowned self] call in
             let p = call.params
             try p.onlyKnown(["prefix", "limit", "cursor"])
             let limit = Int(try p.optionalInt("limit", in: 1...1000) ?? 100)

@@ -7,7 +7,7 @@ extension Server {
     func registerMethods() {
         registerServerMethods()
         registerJobMethods()
-        registerLockMethods()
+        locks.register(in: methods)
         cron.register(in: methods)
         webhooks.register(in: methods)
         events.register(in: methods)
