@@ -126,11 +126,11 @@ extension Server {
                         var spec = try JobSpec.parse(Params(object: jobObject))
                         spec.scheduleName = name
                         spec.scheduleFireMs = fireMs
-                        self.jobs.enqueueBatcher.add(spec) { r in
+                        self.jobs.enqueue(spec) { r in
                             call.finish(
-                                r.flatMap { $0 }.map { o in
+                                r.map { o in
                                     [
-                                        "jobId": .string(o.id), "state": .string(o.state),
+                                        "jobId": .string(String(o.id)), "state": .string(o.state),
                                         "fireAt": .string(Timestamp.format(epochMs: fireMs)),
                                     ]
                                 })

@@ -31,6 +31,7 @@ public enum Migrator {
             ("v0011_webhook_limits", PackageResources.v0011_webhook_limits_sql),
             ("v0012_cron_next_fire", PackageResources.v0012_cron_next_fire_sql),
             ("v0013_lock_waiters", PackageResources.v0013_lock_waiters_sql),
+            ("v0015_enqueue_function", PackageResources.v0015_enqueue_function_sql),
         ]
         return files.map { name, bytes in
             let digits = name.dropFirst().prefix { $0.isNumber }
