@@ -95,7 +95,11 @@ begin
        or cardinality(array_remove(enqueue_batch.idempotency_key, null)) = 0 then
         return query
         with input as materialized (
-            select coalesce(t.given_id, nextval('wharf.jobs_id_seq')) as id, t.*
+            -- `valid` refuses a bad row (it is computed for every row of this materialized CTE); a
+            -- column rather than a filter, so that the planner's row estimates stay those of the arrays.
+            select coalesce(t.given_id, nextval('wharf.jobs_id_seq')) as id, t.*,
+                   wharf.enqueue_valid(t.ord, t.queue, t.kind, t.priority, t.max_attempts, t.retry, t.timeout_ms,
+                                       t.unique_key, t.lock_key, t.tags, t.meta, null) as valid
             from unnest(enqueue_batch.queue, enqueue_batch.kind, enqueue_batch.payload, enqueue_batch.priority,
                         enqueue_batch.run_at, enqueue_batch.max_attempts, enqueue_batch.retry,
                         enqueue_batch.timeout_ms, enqueue_batch.unique_key, enqueue_batch.lock_key,
@@ -104,8 +108,6 @@ begin
                 with ordinality as t(queue, kind, payload, priority, run_at, max_attempts, retry, timeout_ms,
                                      unique_key, lock_key, tags, meta, schedule_name, schedule_fire_at,
                                      hold_token, given_id, ord)
-            where wharf.enqueue_valid(t.ord, t.queue, t.kind, t.priority, t.max_attempts, t.retry, t.timeout_ms,
-                                      t.unique_key, t.lock_key, t.tags, t.meta, null)
         ),
         ins as (
             insert into wharf.jobs as j (id, queue, kind, payload, state, priority, run_at, max_attempts, retry,
@@ -147,7 +149,9 @@ begin
         select k.*, k.idempotency_key is not null
                     and k.ord <> min(k.ord) over (partition by k.idempotency_key) as follower
         from (
-            select coalesce(t.given_id, nextval('wharf.jobs_id_seq')) as id, t.*
+            select coalesce(t.given_id, nextval('wharf.jobs_id_seq')) as id, t.*,
+                   wharf.enqueue_valid(t.ord, t.queue, t.kind, t.priority, t.max_attempts, t.retry, t.timeout_ms,
+                                       t.unique_key, t.lock_key, t.tags, t.meta, t.idempotency_key) as valid
             from unnest(enqueue_batch.queue, enqueue_batch.kind, enqueue_batch.payload, enqueue_batch.priority,
                         enqueue_batch.run_at, enqueue_batch.max_attempts, enqueue_batch.retry,
                         enqueue_batch.timeout_ms, enqueue_batch.unique_key, enqueue_batch.lock_key,
@@ -157,8 +161,6 @@ begin
                 with ordinality as t(queue, kind, payload, priority, run_at, max_attempts, retry, timeout_ms,
                                      unique_key, lock_key, tags, meta, schedule_name, schedule_fire_at,
                                      hold_token, given_id, idempotency_key, ord)
-            where wharf.enqueue_valid(t.ord, t.queue, t.kind, t.priority, t.max_attempts, t.retry, t.timeout_ms,
-                                      t.unique_key, t.lock_key, t.tags, t.meta, t.idempotency_key)
         ) k
     ),
     known as materialized (
