@@ -21,36 +21,34 @@ import wharf
 
 _lib: Optional[ctypes.CDLL] = None
 
+# The libpq functions this file calls: name -> (result type, argument types).
+_P, _S, _I = ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int
+_SIGNATURES = {
+    "PQconnectdb": (_P, [_S]),
+    "PQstatus": (_I, [_P]),
+    "PQerrorMessage": (_S, [_P]),
+    "PQexec": (_P, [_P, _S]),
+    "PQresultStatus": (_I, [_P]),
+    "PQresultErrorField": (_S, [_P, _I]),
+    "PQresultErrorMessage": (_S, [_P]),
+    "PQntuples": (_I, [_P]),
+    "PQnfields": (_I, [_P]),
+    "PQgetvalue": (_S, [_P, _I, _I]),
+    "PQgetisnull": (_I, [_P, _I, _I]),
+    "PQclear": (None, [_P]),
+    "PQfinish": (None, [_P]),
+}
+
 
 def libpq() -> ctypes.CDLL:
     """libpq, loaded once, with the signatures this file uses."""
     global _lib
     if _lib is None:
         lib = ctypes.CDLL(ctypes.util.find_library("pq") or "libpq.so.5")
-        lib.PQconnectdb.restype = ctypes.c_void_p
-        lib.PQconnectdb.argtypes = [ctypes.c_char_p]
-        lib.PQstatus.restype = ctypes.c_int
-        lib.PQstatus.argtypes = [ctypes.c_void_p]
-        lib.PQerrorMessage.restype = ctypes.c_char_p
-        lib.PQerrorMessage.argtypes = [ctypes.c_void_p]
-        lib.PQexec.restype = ctypes.c_void_p
-        lib.PQexec.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
-        lib.PQresultStatus.restype = ctypes.c_int
-        lib.PQresultStatus.argtypes = [ctypes.c_void_p]
-        lib.PQresultErrorField.restype = ctypes.c_char_p
-        lib.PQresultErrorField.argtypes = [ctypes.c_void_p, ctypes.c_int]
-        lib.PQresultErrorMessage.restype = ctypes.c_char_p
-        lib.PQresultErrorMessage.argtypes = [ctypes.c_void_p]
-        lib.PQntuples.restype = ctypes.c_int
-        lib.PQntuples.argtypes = [ctypes.c_void_p]
-        lib.PQnfields.restype = ctypes.c_int
-        lib.PQnfields.argtypes = [ctypes.c_void_p]
-        lib.PQgetvalue.restype = ctypes.c_char_p
-        lib.PQgetvalue.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
-        lib.PQgetisnull.restype = ctypes.c_int
-        lib.PQgetisnull.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
-        lib.PQclear.argtypes = [ctypes.c_void_p]
-        lib.PQfinish.argtypes = [ctypes.c_void_p]
+        for name, (result, arguments) in _SIGNATURES.items():
+            function = getattr(lib, name)
+            function.restype = result
+            function.argtypes = arguments
         _lib = lib
     return _lib
 
