@@ -12,6 +12,278 @@
 CREATE SCHEMA wharf;
 
 --
+-- Name: jobs; Type: TABLE; Schema: wharf; Owner: -
+--
+
+CREATE TABLE wharf.jobs (
+    id bigint NOT NULL,
+    queue text NOT NULL,
+    kind text NOT NULL,
+    payload jsonb DEFAULT 'null'::jsonb NOT NULL,
+    state text NOT NULL,
+    priority integer DEFAULT 0 NOT NULL,
+    run_at timestamp with time zone DEFAULT now() NOT NULL,
+    attempt integer DEFAULT 0 NOT NULL,
+    max_attempts integer DEFAULT 20 NOT NULL,
+    retry jsonb,
+    timeout_ms bigint,
+    unique_key text,
+    lock_key text,
+    tags text[] DEFAULT '{}'::text[] NOT NULL,
+    meta jsonb DEFAULT '{}'::jsonb NOT NULL,
+    lease_token text,
+    lease_expires_at timestamp with time zone,
+    leased_at timestamp with time zone,
+    worker text,
+    progress jsonb,
+    result jsonb,
+    last_error jsonb,
+    attempts jsonb DEFAULT '[]'::jsonb NOT NULL,
+    schedule_name text,
+    schedule_fire_at timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    finished_at timestamp with time zone,
+    hold_token text,
+    prune_at timestamp with time zone,
+    CONSTRAINT jobs_attempt_check CHECK (((attempt >= 0) AND (max_attempts >= 1))),
+    CONSTRAINT jobs_finished_check CHECK (((state = ANY (ARRAY['completed'::text, 'dead'::text, 'cancelled'::text])) = (finished_at IS NOT NULL))),
+    CONSTRAINT jobs_kind_length_check CHECK (((char_length(kind) >= 1) AND (char_length(kind) <= 200))),
+    CONSTRAINT jobs_priority_check CHECK (((priority >= '-1000'::integer) AND (priority <= 1000))),
+    CONSTRAINT jobs_prune_at_check CHECK (((prune_at IS NULL) OR (finished_at IS NOT NULL))),
+    CONSTRAINT jobs_queue_length_check CHECK (((char_length(queue) >= 1) AND (char_length(queue) <= 200))),
+    CONSTRAINT jobs_running_lease_check CHECK (((state <> 'running'::text) OR ((lease_token IS NOT NULL) AND (lease_expires_at IS NOT NULL)))),
+    CONSTRAINT jobs_state_check CHECK ((state = ANY (ARRAY['scheduled'::text, 'available'::text, 'running'::text, 'retryable'::text, 'completed'::text, 'dead'::text, 'cancelled'::text])))
+);
+
+--
+-- Name: enqueue(text, text, jsonb, integer, timestamp with time zone, integer, jsonb, bigint, text, text, text[], jsonb, text); Type: FUNCTION; Schema: wharf; Owner: -
+--
+
+CREATE FUNCTION wharf.enqueue(queue text, kind text, payload jsonb DEFAULT 'null'::jsonb, priority integer DEFAULT 0, run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, max_attempts integer DEFAULT 20, retry jsonb DEFAULT NULL::jsonb, timeout_ms bigint DEFAULT NULL::bigint, unique_key text DEFAULT NULL::text, lock_key text DEFAULT NULL::text, tags text[] DEFAULT '{}'::text[], meta jsonb DEFAULT '{}'::jsonb, idempotency_key text DEFAULT NULL::text) RETURNS wharf.jobs
+    LANGUAGE plpgsql
+    AS $$
+declare
+    made record;
+    job wharf.jobs;
+begin
+    select * into made
+    from wharf.enqueue_batch(array[queue], array[kind], array[payload], array[priority], array[run_at],
+                             array[max_attempts], array[retry], array[timeout_ms], array[unique_key],
+                             array[lock_key], array[to_jsonb(tags)], array[meta], array[idempotency_key]);
+    if made.job_id is null then
+        -- The unfinished job holding unique_key committed after the insert's snapshot was taken: this
+        -- statement, with a new snapshot, sees it.
+        select * into job from wharf.jobs j
+        where j.unique_key = enqueue.unique_key and j.state in ('scheduled', 'available', 'running', 'retryable');
+        if not found then
+            raise exception 'the job holding unique key % changed meanwhile', unique_key
+                using errcode = 'serialization_failure';
+        end if;
+        return job;
+    end if;
+    select * into job from wharf.jobs j where j.id = made.job_id;
+    if not found then
+        job.id := made.job_id;
+        job.state := made.job_state;
+    end if;
+    return job;
+end
+$$;
+
+--
+-- Name: enqueue_batch(text[], text[], jsonb[], integer[], timestamp with time zone[], integer[], jsonb[], bigint[], text[], text[], jsonb[], jsonb[], text[], text[], timestamp with time zone[], bigint[], text[]); Type: FUNCTION; Schema: wharf; Owner: -
+--
+
+CREATE FUNCTION wharf.enqueue_batch(queue text[], kind text[], payload jsonb[] DEFAULT NULL::jsonb[], priority integer[] DEFAULT NULL::integer[], run_at timestamp with time zone[] DEFAULT NULL::timestamp with time zone[], max_attempts integer[] DEFAULT NULL::integer[], retry jsonb[] DEFAULT NULL::jsonb[], timeout_ms bigint[] DEFAULT NULL::bigint[], unique_key text[] DEFAULT NULL::text[], lock_key text[] DEFAULT NULL::text[], tags jsonb[] DEFAULT NULL::jsonb[], meta jsonb[] DEFAULT NULL::jsonb[], idempotency_key text[] DEFAULT NULL::text[], schedule_name text[] DEFAULT NULL::text[], schedule_fire_at timestamp with time zone[] DEFAULT NULL::timestamp with time zone[], id bigint[] DEFAULT NULL::bigint[], hold_token text[] DEFAULT NULL::text[]) RETURNS TABLE(ord bigint, job_id bigint, job_state text, created boolean, replayed boolean)
+    LANGUAGE plpgsql
+    AS $$
+#variable_conflict use_column
+begin
+    if enqueue_batch.idempotency_key is null
+       or cardinality(array_remove(enqueue_batch.idempotency_key, null)) = 0 then
+        return query
+        with input as materialized (
+            -- `valid` refuses a bad row (it is computed for every row of this materialized CTE); a
+            -- column rather than a filter, so that the planner's row estimates stay those of the arrays.
+            select coalesce(t.given_id, nextval('wharf.jobs_id_seq')) as id, t.*,
+                   wharf.enqueue_valid(t.ord, t.queue, t.kind, t.priority, t.max_attempts, t.retry, t.timeout_ms,
+                                       t.unique_key, t.lock_key, t.tags, t.meta, null) as valid
+            from unnest(enqueue_batch.queue, enqueue_batch.kind, enqueue_batch.payload, enqueue_batch.priority,
+                        enqueue_batch.run_at, enqueue_batch.max_attempts, enqueue_batch.retry,
+                        enqueue_batch.timeout_ms, enqueue_batch.unique_key, enqueue_batch.lock_key,
+                        enqueue_batch.tags, enqueue_batch.meta, enqueue_batch.schedule_name,
+                        enqueue_batch.schedule_fire_at, enqueue_batch.hold_token, enqueue_batch.id)
+                with ordinality as t(queue, kind, payload, priority, run_at, max_attempts, retry, timeout_ms,
+                                     unique_key, lock_key, tags, meta, schedule_name, schedule_fire_at,
+                                     hold_token, given_id, ord)
+        ),
+        ins as (
+            insert into wharf.jobs as j (id, queue, kind, payload, state, priority, run_at, max_attempts, retry,
+                                         timeout_ms, unique_key, lock_key, tags, meta, schedule_name,
+                                         schedule_fire_at, hold_token)
+            select i.id, i.queue, i.kind, coalesce(i.payload, 'null'),
+                   case when i.run_at > now() then 'scheduled' else 'available' end,
+                   coalesce(i.priority, 0), coalesce(i.run_at, now()), coalesce(i.max_attempts, 20), i.retry,
+                   i.timeout_ms, i.unique_key, i.lock_key,
+                   coalesce(array(select jsonb_array_elements_text(i.tags)), '{}'), coalesce(i.meta, '{}'),
+                   i.schedule_name, i.schedule_fire_at, i.hold_token
+            from input i
+            order by i.ord
+            on conflict do nothing
+            returning j.id, j.unique_key, j.state, j.queue
+        ),
+        woke as (
+            select count(pg_notify('wharf_wake', 'jobs:' || q.queue)) as n from (select distinct ins.queue from ins) q
+        )
+        select i.ord, coalesce(ins.id, dup.id, prior.id), coalesce(ins.state, dup.state, prior.state),
+               ins.id is not null, false
+        from input i
+        cross join woke
+        left join ins on ins.id = i.id
+        left join ins dup on ins.id is null and dup.unique_key = i.unique_key
+        left join wharf.jobs prior on ins.id is null and dup.id is null and prior.unique_key = i.unique_key
+            and prior.state in ('scheduled', 'available', 'running', 'retryable')
+        order by i.ord;
+        return;
+    end if;
+
+    -- With keys: a row with a key already recorded (`known`), or used by an earlier row of the batch (a
+    -- follower), makes nothing and answers like the first call with that key. The others are `fresh`:
+    -- each makes a job unless an unfinished job holds its unique_key, and a keyed one records its key
+    -- in the same commit. A key that a concurrent transaction recorded after this statement's snapshot
+    -- aborts the statement as a serialization failure, so a key never stands for two jobs.
+    return query
+    with input as materialized (
+        select k.*, k.idempotency_key is not null
+                    and k.ord <> min(k.ord) over (partition by k.idempotency_key) as follower
+        from (
+            select coalesce(t.given_id, nextval('wharf.jobs_id_seq')) as id, t.*,
+                   wharf.enqueue_valid(t.ord, t.queue, t.kind, t.priority, t.max_attempts, t.retry, t.timeout_ms,
+                                       t.unique_key, t.lock_key, t.tags, t.meta, t.idempotency_key) as valid
+            from unnest(enqueue_batch.queue, enqueue_batch.kind, enqueue_batch.payload, enqueue_batch.priority,
+                        enqueue_batch.run_at, enqueue_batch.max_attempts, enqueue_batch.retry,
+                        enqueue_batch.timeout_ms, enqueue_batch.unique_key, enqueue_batch.lock_key,
+                        enqueue_batch.tags, enqueue_batch.meta, enqueue_batch.schedule_name,
+                        enqueue_batch.schedule_fire_at, enqueue_batch.hold_token, enqueue_batch.id,
+                        enqueue_batch.idempotency_key)
+                with ordinality as t(queue, kind, payload, priority, run_at, max_attempts, retry, timeout_ms,
+                                     unique_key, lock_key, tags, meta, schedule_name, schedule_fire_at,
+                                     hold_token, given_id, idempotency_key, ord)
+        ) k
+    ),
+    known as materialized (
+        -- One primary-key probe per key (a plan cached while the table was small must not turn into a
+        -- scan of it).
+        select u.key, kk.job_id, kk.created
+        from (select distinct i.idempotency_key as key from input i where i.idempotency_key is not null) u
+        cross join lateral (
+            select kk.job_id, kk.created from wharf.job_idempotency_keys kk where kk.key = u.key
+        ) kk
+    ),
+    fresh as materialized (
+        select i.* from input i
+        where i.idempotency_key is null
+           or (not i.follower and not exists (select 1 from known k where k.key = i.idempotency_key))
+    ),
+    ins as (
+        insert into wharf.jobs as j (id, queue, kind, payload, state, priority, run_at, max_attempts, retry,
+                                     timeout_ms, unique_key, lock_key, tags, meta, schedule_name,
+                                     schedule_fire_at, hold_token)
+        select i.id, i.queue, i.kind, coalesce(i.payload, 'null'),
+               case when i.run_at > now() then 'scheduled' else 'available' end,
+               coalesce(i.priority, 0), coalesce(i.run_at, now()), coalesce(i.max_attempts, 20), i.retry,
+               i.timeout_ms, i.unique_key, i.lock_key,
+               coalesce(array(select jsonb_array_elements_text(i.tags)), '{}'), coalesce(i.meta, '{}'),
+               i.schedule_name, i.schedule_fire_at, i.hold_token
+        from fresh i
+        order by i.ord
+        on conflict do nothing
+        returning j.id, j.unique_key, j.state, j.queue
+    ),
+    woke as (
+        select count(pg_notify('wharf_wake', 'jobs:' || q.queue)) as n from (select distinct ins.queue from ins) q
+    ),
+    made as (
+        select i.*, coalesce(ins.id, dup.id, prior.id) as job_id,
+               coalesce(ins.state, dup.state, prior.state) as job_state, ins.id is not null as created
+        from fresh i
+        left join ins on ins.id = i.id
+        left join ins dup on ins.id is null and dup.unique_key = i.unique_key
+        left join wharf.jobs prior on ins.id is null and dup.id is null and prior.unique_key = i.unique_key
+            and prior.state in ('scheduled', 'available', 'running', 'retryable')
+    ),
+    claimed as (
+        insert into wharf.job_idempotency_keys (key, job_id, created)
+        select m.idempotency_key, m.job_id, m.created from made m
+        where m.idempotency_key is not null and m.job_id is not null
+        order by m.idempotency_key
+        on conflict on constraint job_idempotency_keys_pkey do nothing
+        returning key
+    )
+    select i.ord, coalesce(m.job_id, lead.job_id, k.job_id),
+           coalesce(m.job_state, lead.job_state, kj.state, 'unknown'),
+           coalesce(m.created, lead.created, k.created), m.ord is null
+    from input i
+    cross join woke
+    left join made m on m.ord = i.ord
+    left join made lead on i.follower and lead.idempotency_key = i.idempotency_key
+    left join known k on m.ord is null and lead.ord is null and k.key = i.idempotency_key
+    left join wharf.jobs kj on kj.id = k.job_id
+    left join claimed c on c.key = m.idempotency_key
+    where case when m.idempotency_key is not null and (m.job_id is null or c.key is null)
+               then wharf.idempotency_key_race(m.idempotency_key) else true end
+    order by i.ord;
+end
+$$;
+
+--
+-- Name: enqueue_refused(bigint, text, text); Type: FUNCTION; Schema: wharf; Owner: -
+--
+
+CREATE FUNCTION wharf.enqueue_refused(ord bigint, field text, detail text) RETURNS boolean
+    LANGUAGE plpgsql
+    AS $$
+begin
+    raise exception 'job % of the batch: % %', ord, field, detail
+        using errcode = 'invalid_parameter_value', hint = 'see Protocol/jobs.md, "Enqueueing from SQL"';
+end
+$$;
+
+--
+-- Name: enqueue_valid(bigint, text, text, integer, integer, jsonb, bigint, text, text, jsonb, jsonb, text); Type: FUNCTION; Schema: wharf; Owner: -
+--
+
+CREATE FUNCTION wharf.enqueue_valid(ord bigint, queue text, kind text, priority integer, max_attempts integer, retry jsonb, timeout_ms bigint, unique_key text, lock_key text, tags jsonb, meta jsonb, idempotency_key text) RETURNS boolean
+    LANGUAGE sql
+    AS $$
+    select case
+        when queue is null or octet_length(queue) not between 1 and 200
+            then wharf.enqueue_refused(ord, 'queue', 'must be a string of 1-200 bytes')
+        when kind is null or octet_length(kind) not between 1 and 200
+            then wharf.enqueue_refused(ord, 'kind', 'must be a string of 1-200 bytes')
+        when priority not between -1000 and 1000
+            then wharf.enqueue_refused(ord, 'priority', 'must be between -1000 and 1000')
+        when max_attempts not between 1 and 1000
+            then wharf.enqueue_refused(ord, 'max_attempts', 'must be between 1 and 1000')
+        when timeout_ms not between 1 and 86400000
+            then wharf.enqueue_refused(ord, 'timeout_ms', 'must be between 1 and 86400000')
+        when jsonb_typeof(retry) <> 'object'
+            then wharf.enqueue_refused(ord, 'retry', 'must be a JSON object {initialMs, maxMs, coefficient, jitter}')
+        when octet_length(unique_key) not between 1 and 400
+            then wharf.enqueue_refused(ord, 'unique_key', 'must be 1-400 bytes')
+        when octet_length(lock_key) not between 1 and 400
+            then wharf.enqueue_refused(ord, 'lock_key', 'must be 1-400 bytes')
+        when octet_length(idempotency_key) not between 1 and 400
+            then wharf.enqueue_refused(ord, 'idempotency_key', 'must be 1-400 bytes')
+        when case when jsonb_typeof(tags) = 'array' then jsonb_array_length(tags) > 50 else tags is not null end
+            then wharf.enqueue_refused(ord, 'tags', 'must be a JSON array of at most 50 strings')
+        when jsonb_typeof(meta) <> 'object'
+            then wharf.enqueue_refused(ord, 'meta', 'must be a JSON object')
+        else true
+    end
+$$;
+
+--
 -- Name: idempotency_key_race(text); Type: FUNCTION; Schema: wharf; Owner: -
 --
 
@@ -248,50 +520,6 @@ CREATE TABLE wharf.job_idempotency_keys (
     created boolean NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     CONSTRAINT job_idempotency_keys_key_length_check CHECK (((octet_length(key) >= 1) AND (octet_length(key) <= 400)))
-);
-
---
--- Name: jobs; Type: TABLE; Schema: wharf; Owner: -
---
-
-CREATE TABLE wharf.jobs (
-    id bigint NOT NULL,
-    queue text NOT NULL,
-    kind text NOT NULL,
-    payload jsonb DEFAULT 'null'::jsonb NOT NULL,
-    state text NOT NULL,
-    priority integer DEFAULT 0 NOT NULL,
-    run_at timestamp with time zone DEFAULT now() NOT NULL,
-    attempt integer DEFAULT 0 NOT NULL,
-    max_attempts integer DEFAULT 20 NOT NULL,
-    retry jsonb,
-    timeout_ms bigint,
-    unique_key text,
-    lock_key text,
-    tags text[] DEFAULT '{}'::text[] NOT NULL,
-    meta jsonb DEFAULT '{}'::jsonb NOT NULL,
-    lease_token text,
-    lease_expires_at timestamp with time zone,
-    leased_at timestamp with time zone,
-    worker text,
-    progress jsonb,
-    result jsonb,
-    last_error jsonb,
-    attempts jsonb DEFAULT '[]'::jsonb NOT NULL,
-    schedule_name text,
-    schedule_fire_at timestamp with time zone,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    finished_at timestamp with time zone,
-    hold_token text,
-    prune_at timestamp with time zone,
-    CONSTRAINT jobs_attempt_check CHECK (((attempt >= 0) AND (max_attempts >= 1))),
-    CONSTRAINT jobs_finished_check CHECK (((state = ANY (ARRAY['completed'::text, 'dead'::text, 'cancelled'::text])) = (finished_at IS NOT NULL))),
-    CONSTRAINT jobs_kind_length_check CHECK (((char_length(kind) >= 1) AND (char_length(kind) <= 200))),
-    CONSTRAINT jobs_priority_check CHECK (((priority >= '-1000'::integer) AND (priority <= 1000))),
-    CONSTRAINT jobs_prune_at_check CHECK (((prune_at IS NULL) OR (finished_at IS NOT NULL))),
-    CONSTRAINT jobs_queue_length_check CHECK (((char_length(queue) >= 1) AND (char_length(queue) <= 200))),
-    CONSTRAINT jobs_running_lease_check CHECK (((state <> 'running'::text) OR ((lease_token IS NOT NULL) AND (lease_expires_at IS NOT NULL)))),
-    CONSTRAINT jobs_state_check CHECK ((state = ANY (ARRAY['scheduled'::text, 'available'::text, 'running'::text, 'retryable'::text, 'completed'::text, 'dead'::text, 'cancelled'::text])))
 );
 
 --

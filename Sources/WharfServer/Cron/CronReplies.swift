@@ -18,8 +18,8 @@ enum CronReplies {
     static func removed(_ name: String) -> JSON { ["name": .string(name), "removed": true] }
 
     /// `cron.trigger` on a job target.
-    static func triggered(_ job: EnqueueOutcome, fireMs: Int64) -> JSON {
-        ["jobId": .string(job.id), "state": .string(job.state), "fireAt": at(fireMs)]
+    static func triggered(_ job: EnqueuedJob, fireMs: Int64) -> JSON {
+        ["jobId": .string(String(job.id)), "state": .string(job.state), "fireAt": at(fireMs)]
     }
 
     static func preview(_ schedule: CronSchedule, timezone: String, fires: [Int64]) -> JSON {

@@ -8,10 +8,7 @@ extension Server {
 
         register("jobs.enqueue") { [unowned self] call in
             if call.params.has("webhook") { return try enqueueWebhook(call) }
-            let spec = try JobSpec.parse(call.params)
-            jobs.enqueueBatcher.add(spec) { result in
-                call.finish(result.flatMap { $0 }.map(Self.enqueueReply))
-            }
+            jobs.enqueue(try JobSpec.parse(call.params)) { result in call.finish(result.map(JobReplies.enqueued)) }
         }
 
         register("jobs.enqueueBatch") { [unowned self] call in
@@ -31,22 +28,13 @@ extension Server {
             // Its own statement: all or nothing, never mixed with other clients' enqueues.
             store.enqueue(specs) { result in
                 // All or nothing: the statement's outcome is one for the whole call.
-                let outcomes = result.flatMap { rows -> Result<[EnqueueOutcome], RPCError> in
-                    var all: [EnqueueOutcome] = []
-                    for row in rows {
-                        switch row {
-                        case .success(let o): all.append(o)
-                        case .failure(let e): return .failure(e)
-                        }
-                    }
-                    return .success(all)
-                }
+                let outcomes = result.mapError(\.rpcError).flatMap(JobReplies.enqueuedBatch)
                 if case .success(let outcomes) = outcomes {
                     for q in Set(zip(specs, outcomes).filter { !$0.1.duplicate && !$0.1.replayed }.map { $0.0.queue }) {
                         jobs.wake(queue: q)
                     }
                 }
-                call.finish(outcomes.map { ["jobs": .array($0.map(Self.enqueueReply))] })
+                call.finish(outcomes.map { ["jobs": .array($0.map(JobReplies.enqueued))] })
             }
         }
 
@@ -70,8 +58,9 @@ extension Server {
             let token = try p.string("leaseToken")
             let extend = try p.optionalInt("extendMs", in: 1000...86_400_000) ?? 30_000
             store.heartbeat(id: id, token: token, extendMs: extend, progress: p["progress"]) { result in
-                if case .failure = result { jobs.untrack(id, session: call.session) }
-                call.finish(result.map { ["id": .string(String(id)), "leaseExpiresAt": .string($0)] })
+                let reply = result.mapError(\.rpcError).flatMap { JobReplies.heartbeat(id, $0) }
+                if case .failure = reply { jobs.untrack(id, session: call.session) }
+                call.finish(reply)
             }
         }
 
@@ -92,7 +81,7 @@ extension Server {
                     r in
                     jobs.untrack(id, session: call.session)
                     call.finish(
-                        Self.finishReply(id, r.map(\.0)).map { reply in
+                        JobReplies.finished(id, r.mapError(\.rpcError).map(\.0)).map { reply in
                             guard case .object(var o) = reply, case .success(let done) = r else { return reply }
                             o["schedulePatched"] = .bool(done.patched)
                             return .object(o)
@@ -102,7 +91,7 @@ extension Server {
             }
             jobs.completeBatcher.add((id, token, p["result"])) { result in
                 jobs.untrack(id, session: call.session)
-                call.finish(Self.finishReply(id, result))
+                call.finish(JobReplies.finished(id, result))
             }
         }
 
@@ -117,7 +106,7 @@ extension Server {
             let retryIn = try p.optionalInt("retryInMs", in: 0...2_592_000_000)
             jobs.failBatcher.add((id, token, error, retryable, retryIn)) { result in
                 jobs.untrack(id, session: call.session)
-                call.finish(Self.finishReply(id, result))
+                call.finish(JobReplies.finished(id, result))
             }
         }
 
@@ -125,29 +114,20 @@ extension Server {
             try call.params.onlyKnown(["id"])
             let id = try Self.jobID(call.params)
             store.cancel(id: id, retention: config.retention) { r in
-                call.finish(
-                    r.map { ["id": .string(String(id)), "state": .string($0.state), "cancelled": .bool($0.cancelled)] })
+                call.finish(r.mapError(\.rpcError).flatMap { JobReplies.cancel(id, $0) })
             }
         }
 
         register("jobs.retry") { [unowned self] call in
             try call.params.onlyKnown(["id"])
             let id = try Self.jobID(call.params)
-            store.retry(id: id) { r in
-                if case .success(let s) = r, !s.retried {
-                    return call.fail(
-                        .conflict(
-                            "job \(id) is \(s.state); only dead or cancelled jobs can be retried",
-                            reason: "invalid_state",
-                            ["state": .string(s.state)]))
-                }
-                call.finish(r.map { _ in ["id": .string(String(id)), "state": "available"] })
-            }
+            store.retry(id: id) { r in call.finish(r.mapError(\.rpcError).flatMap { JobReplies.retry(id, $0) }) }
         }
 
         register("jobs.get") { [unowned self] call in
             try call.params.onlyKnown(["id"])
-            store.job(id: try Self.jobID(call.params)) { call.finish($0) }
+            let id = try Self.jobID(call.params)
+            store.job(id: id) { r in call.finish(r.mapError(\.rpcError).flatMap { JobReplies.get(id, $0) }) }
         }
 
         register("jobs.list") { [unowned self] call in
@@ -169,15 +149,7 @@ extension Server {
                 queue: try p.optionalString("queue"), state: state, kind: try p.optionalString("kind"),
                 tag: try p.optionalString("tag"), beforeID: before, limit: limit,
                 maxBytes: config.limits.maxReplyBytes
-            ) { r in
-                call.finish(
-                    r.map { page in
-                        // A page ends early at the byte budget; the cursor goes on from its last job.
-                        let more = page.jobs.count == limit || page.cutByBytes
-                        let next: JSON = more ? (page.jobs.last?["id"] ?? .null) : .null
-                        return ["jobs": .array(page.jobs), "nextCursor": next]
-                    })
-            }
+            ) { r in call.finish(r.mapError(\.rpcError).map { JobReplies.page($0, limit: limit) }) }
         }
 
         register("queues.list") { [unowned self] call in
@@ -186,17 +158,13 @@ extension Server {
             let limit = Int(try p.optionalInt("limit", in: 1...1000) ?? 1000)
             let after = try p.optionalName("cursor")
             store.listQueues(after: after, limit: limit) { r in
-                call.finish(
-                    r.map { list in
-                        let next: JSON = list.count == limit ? (list.last?["name"] ?? .null) : .null
-                        return ["queues": .array(list), "nextCursor": next]
-                    })
+                call.finish(r.mapError(\.rpcError).map { JobReplies.queues($0, limit: limit) })
             }
         }
 
         register("queues.stats") { [unowned self] call in
             try call.params.onlyKnown(["queue"])
-            store.queueStats(try call.params.name("queue")) { call.finish($0) }
+            store.queueStats(try call.params.name("queue")) { call.finish($0.mapError(\.rpcError).map(JobReplies.stats)) }
         }
 
         register("queues.configure") { [unowned self] call in
@@ -220,7 +188,7 @@ extension Server {
                 }
             }
             store.configureQueue(queue, retry: retry, completedRetentionMs: completed, deadRetentionMs: dead) {
-                call.finish($0)
+                call.finish($0.mapError(\.rpcError).map(JobReplies.settings))
             }
         }
 
@@ -230,18 +198,10 @@ extension Server {
                 let queue = try call.params.name("queue")
                 store.setQueuePaused(queue, paused: paused) { r in
                     if !paused, case .success = r { jobs.wake(queue: queue) }
-                    call.finish(r)
+                    call.finish(r.mapError(\.rpcError).map { JobReplies.paused(queue, $0) })
                 }
             }
         }
-    }
-
-    /// `{id, state, duplicate}` of one enqueue, with `replayed: true` when an earlier call with the
-    /// same idempotency key made it.
-    static func enqueueReply(_ o: EnqueueOutcome) -> JSON {
-        var r: JSONObject = ["id": .string(o.id), "state": .string(o.state), "duplicate": .bool(o.duplicate)]
-        if o.replayed { r["replayed"] = true }
-        return .object(r)
     }
 
     static let jobStates = ["scheduled", "available", "running", "retryable", "completed", "dead", "cancelled"]
@@ -250,17 +210,6 @@ extension Server {
         let text = try p.string("id")
         guard let id = Int64(text), id > 0 else { throw RPCError.invalidParams(field: "id", "is not a job id") }
         return id
-    }
-
-    static func finishReply(_ id: Int64, _ result: Result<FinishOutcome, RPCError>) -> Result<JSON, RPCError> {
-        switch result {
-        case .failure(let e): return .failure(e)
-        case .success(.failure(let e)): return .failure(e)
-        case .success(.done(let state, let next)):
-            var o: JSONObject = ["id": .string(String(id)), "state": .string(state)]
-            if let next { o["nextRunAt"] = .string(next) }
-            return .success(.object(o))
-        }
     }
 
     /// `jobs.enqueue {webhook: {endpointId, event?, payload}, runAt? | delayMs?, uniqueKey?}`: a job whose

@@ -20,7 +20,7 @@ final class JobsService {
 
     /// Single enqueues, completions and failures of one loop turn share one statement each; each call
     /// gets its own outcome, and a bad value fails only its own call (`IsolatingBatcher`).
-    private(set) var enqueueBatcher: IsolatingBatcher<JobSpec, Result<EnqueueOutcome, RPCError>>!
+    private(set) var enqueueBatcher: IsolatingBatcher<JobSpec, Result<EnqueuedJob, RPCError>>!
     private(set) var completeBatcher: IsolatingBatcher<(id: Int64, token: String, result: JSON?), FinishOutcome>!
     private(set) var failBatcher:
         IsolatingBatcher<(id: Int64, token: String, error: JSON, retryable: Bool, retryInMs: Int64?), FinishOutcome>!
@@ -44,21 +44,23 @@ final class JobsService {
                     }
                     for q in queues { self.wake(queue: q) }
                 }
-                done(result)
+                done(result.mapError(\.rpcError).map { $0.map(JobReplies.enqueueOutcome) })
             }
         }
         completeBatcher = IsolatingBatcher(schedule: schedule) { [unowned self] items, done in
-            self.store.complete(items, retention: self.retention, done)
+            self.store.complete(items, retention: self.retention) { done($0.mapError(\.rpcError)) }
         }
         failBatcher = IsolatingBatcher(schedule: schedule) { [unowned self] items, done in
-            self.store.fail(items, defaults: self.retryDefaults, retention: self.retention, done)
+            self.store.fail(items, defaults: self.retryDefaults, retention: self.retention) {
+                done($0.mapError(\.rpcError))
+            }
         }
     }
 
-    /// Enqueues one job in the loop turn's shared enqueue statement: how other features (cron's
+    /// Enqueues one job, in the statement this loop turn's enqueues share: how other features (cron's
     /// `cron.trigger`) make a job.
-    func enqueue(_ spec: JobSpec, completion: @escaping (Result<EnqueueOutcome, RPCError>) -> Void) {
-        enqueueBatcher.add(spec) { completion($0.flatMap { $0 }) }
+    func enqueue(_ spec: JobSpec, _ done: @escaping (Result<EnqueuedJob, RPCError>) -> Void) {
+        enqueueBatcher.add(spec) { done($0.flatMap { $0 }) }
     }
 
     func start() {
@@ -74,14 +76,17 @@ final class JobsService {
 
     // MARK: Held jobs
 
-    func track(_ jobs: [JSON], session: Session) {
+    func track(_ jobs: [JobRecord], session: Session) {
         guard !jobs.isEmpty else { return }
         watch(session)
         for j in jobs {
-            if let id = j["id"]?.stringValue.flatMap({ Int64($0) }), let token = j["leaseToken"]?.stringValue {
-                held[session.id]![id] = token
-            }
+            if let token = j.leaseToken { held[session.id]![j.id] = token }
         }
+    }
+
+    /// The (id, lease token) of leased jobs, to give them back.
+    private static func leases(_ jobs: [JobRecord]) -> [(id: Int64, token: String)] {
+        jobs.compactMap { j in j.leaseToken.map { (j.id, $0) } }
     }
 
     /// Makes sure this service hears when `session` closes: it then releases the session's jobs and
@@ -153,7 +158,7 @@ final class JobsService {
             case .success:
                 self.wait(waiter, waitMs: waitMs)
             case .failure(let e):
-                call.fail(e)
+                call.fail(e.rpcError)
             }
         }
     }
@@ -173,21 +178,16 @@ final class JobsService {
         }
     }
 
-    private func deliver(_ jobs: [JSON], to waiter: LeaseWaiter) {
+    private func deliver(_ jobs: [JobRecord], to waiter: LeaseWaiter) {
         guard waiter.call.session.isOpen else {
             // The worker left while its lease was being taken: give the jobs straight back.
-            let pairs = jobs.compactMap { j -> (Int64, String)? in
-                guard let id = j["id"]?.stringValue.flatMap({ Int64($0) }), let t = j["leaseToken"]?.stringValue else {
-                    return nil
-                }
-                return (id, t)
-            }
+            let pairs = Self.leases(jobs)
             if !pairs.isEmpty { release(pairs, reason: "worker_lost") }
             if waiter.call.isPending { waiter.call.reply(["jobs": []]) }
             return
         }
         track(jobs, session: waiter.call.session)
-        waiter.call.reply(["jobs": .array(jobs)])
+        waiter.call.reply(JobReplies.leased(jobs))
     }
 
     /// Notes that `queue` may have runnable jobs and serves waiters in arrival order.
@@ -217,13 +217,7 @@ final class JobsService {
                     self.deliver(jobs, to: waiter)
                 } else {
                     // It timed out meanwhile; nobody wants these now.
-                    self.release(
-                        jobs.compactMap { j in
-                            guard let id = j["id"]?.stringValue.flatMap({ Int64($0) }),
-                                let t = j["leaseToken"]?.stringValue
-                            else { return nil }
-                            return (id, t)
-                        }, reason: "worker_lost")
+                    self.release(Self.leases(jobs), reason: "worker_lost")
                 }
             case .success:
                 // Nothing runnable in these queues unless a wake arrived while we asked.

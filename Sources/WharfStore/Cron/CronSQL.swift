@@ -177,7 +177,8 @@ enum CronSQL {
         """
 
     /// One statement for a batch of claimed schedules: advances each schedule whose claim still holds
-    /// (`claim_seq` unchanged) and inserts the jobs of exactly those schedules, with the payload read
+    /// (`claim_seq` unchanged) and inserts the jobs of exactly those schedules (`$8...$22`, packed as
+    /// `JobSQL.enqueueArrays`) through `wharf.enqueue_batch`, with the payload read
     /// from the schedule row as it is now (so a `schedulePatch` committed before is always seen). A job
     /// for a (schedule, fire time) that already exists is not inserted again. The job of a fire of an
     /// overlap "skip" schedule takes the schedule's lock `cron:<name>` until it finishes (released by
@@ -194,20 +195,17 @@ enum CronSQL {
             for update of s
         ),
         input as materialized (
-            select nextval('wharf.jobs_id_seq') as id, t.*, adv.target #> '{job,payload}' as payload,
+            select nextval('wharf.jobs_id_seq') as id, t.*, adv.target #> '{job,payload}' as schedule_payload,
                    case when adv.overlap = 'skip' then md5(random()::text || clock_timestamp()::text) end
                        as hold_token
-            from unnest($8::text[], $9::bigint[], $10::text[], $11::text[], $12::int[], $13::bigint[], $14::int[],
-                        $15::jsonb[], $16::bigint[], $17::text[], $18::text[], $19::jsonb[], $20::jsonb[])
-                with ordinality as t(schedule_name, fire_ms, queue, kind, priority, run_at_ms, max_attempts, retry,
-                                     timeout_ms, unique_key, lock_key, tags, meta, ord)
+            from \(JobSQL.enqueueRows(fromParameter: 8))
             join claimed adv on adv.name = t.schedule_name
         ),
         hook_input as materialized (
             select nextval(pg_get_serial_sequence('wharf.webhook_deliveries', 'id')) as id, w.*, adv.target,
                    case when adv.overlap = 'skip' then md5(random()::text || clock_timestamp()::text) end
                        as hold_token
-            from unnest($21::text[], $22::bigint[]) as w(schedule_name, fire_ms)
+            from unnest($23::text[], $24::bigint[]) as w(schedule_name, fire_ms)
             join claimed adv on adv.name = w.schedule_name
         ),
         holds as (
@@ -222,19 +220,11 @@ enum CronSQL {
                 """, when: "not \(holdsFiresBack("l"))"))
         ),
         ins as (
-            insert into wharf.jobs as j (id, queue, kind, payload, state, priority, run_at, max_attempts, retry,
-                                         timeout_ms, unique_key, lock_key, tags, meta, schedule_name, schedule_fire_at,
-                                         hold_token)
-            select i.id, i.queue, i.kind, coalesce(i.payload, 'null'),
-                   case when \(at("i.run_at_ms")) > now() then 'scheduled' else 'available' end,
-                   i.priority, \(at("i.run_at_ms")), i.max_attempts, i.retry, i.timeout_ms, i.unique_key, i.lock_key,
-                   coalesce(array(select jsonb_array_elements_text(i.tags)), '{}'), coalesce(i.meta, '{}'),
-                   i.schedule_name, \(at("i.fire_ms")), i.hold_token
-            from input i
-            where i.hold_token is null or i.hold_token in (select token from holds)
-            order by i.ord
-            on conflict do nothing
-            returning j.id, j.queue
+            -- Through the one job-insert path, which wakes the queues that got jobs.
+            select e.* from \(JobSQL.enqueueBatch(
+                over: "(select * from input i where i.hold_token is null or i.hold_token in (select token from holds))",
+                overrides: ["payload": "k.schedule_payload", "idempotency_key": "null::text", "id": "k.id",
+                            "hold_token": "k.hold_token"]))
         ),
         hooks as (
             -- Queued as every delivery is (`wharf.send_webhooks`), with a message id derived from (schedule,
@@ -272,12 +262,9 @@ enum CronSQL {
             ) d on d.schedule_name = c.name
             where s.name = c.name
             returning s.name
-        ),
-        woke as (
-            select count(pg_notify('wharf_wake', 'jobs:' || q.queue)) as n from (select distinct queue from ins) q
         )
-        select (select count(*) from adv), (select count(*) from ins) + (select count(*) from hooks where created),
-               (select n from woke)
+        -- The job insert and the deliveries' insert send their own wake-ups.
+        select (select count(*) from adv), (select count(*) from ins where ins.created) + (select count(*) from hooks where created)
         """
 
     /// `jobs.complete` with a `schedulePatch`: completes job `$1` under token `$2` with result `$3` and,

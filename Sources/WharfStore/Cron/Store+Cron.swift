@@ -251,12 +251,7 @@ extension Store {
             PGArray.text(batch.map(\.name)), PGArray.ints(batch.map(\.claimSeq)), PGArray.ints(batch.map(\.nextFireMs)),
             PGArray.ints(batch.map(\.runs)), PGArray.ints(batch.map(\.skipped)), PGArray.ints(batch.map(\.missed)),
             PGArray.ints(batch.map(\.lastNominalMs)),
-            PGArray.text(jobs.map(\.scheduleName)), PGArray.ints(jobs.map(\.scheduleFireMs)),
-            PGArray.text(jobs.map(\.queue)), PGArray.text(jobs.map(\.kind)), PGArray.ints(jobs.map(\.priority)),
-            PGArray.ints(jobs.map(\.runAtMs)), PGArray.ints(jobs.map(\.maxAttempts)),
-            PGArray.text(jobs.map { $0.retry?.text }), PGArray.ints(jobs.map(\.timeoutMs)),
-            PGArray.text(jobs.map(\.uniqueKey)), PGArray.text(jobs.map(\.lockKey)),
-            PGArray.text(jobs.map { JSON.array($0.tags.map(JSON.string)).text }), PGArray.text(jobs.map { $0.meta?.text }),
+        ] + JobSQL.enqueueArrays(jobs) + [
             PGArray.text(batch.flatMap { b in b.webhookFires.map { _ in b.name } }),
             PGArray.ints(batch.flatMap(\.webhookFires)),
         ]
@@ -269,12 +264,12 @@ extension Store {
     /// payload. The outcome says whether the schedule existed and was patched.
     public func complete(
         id: Int64, token: String, result: JSON?, schedulePatch schedule: String, payload patch: JSON,
-        _ completion: @escaping (Result<(FinishOutcome, patched: Bool), RPCError>) -> Void
+        _ completion: @escaping (Result<(FinishOutcome, patched: Bool), StoreError>) -> Void
     ) {
         var patched = false
         finish(
             CronSQL.completeWithPatch, [String(id), token, result?.text, schedule, patch.text], [(id, token)],
-            { r in completion(r.map { ($0[0], patched) }) }
+            completes: true, { r in completion(r.map { ($0[0], patched) }) }
         ) { rows, row in
             patched = rows.bool(row, 1) ?? false
             return .done(state: "completed", nextRunAt: nil)

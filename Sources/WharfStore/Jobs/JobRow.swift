@@ -1,63 +1,64 @@
+import WharfJSON
 import WharfPQ
-import WharfRPC
 
-/// Turns rows selected with `JobSQL.columns` into the wire's job objects.
+/// A job as stored, read from the columns of `JobSQL.columns`. Times are RFC 3339 UTC strings with
+/// milliseconds, formatted by the statement.
+public struct JobRecord: Sendable {
+    public var id: Int64
+    public var queue: String
+    public var kind: String
+    public var payload: JSON
+    public var state: String
+    public var priority: Int64
+    public var attempt: Int64
+    public var maxAttempts: Int64
+    public var runAt: String
+    public var createdAt: String
+    public var leasedAt: String?
+    public var leaseExpiresAt: String?
+    public var finishedAt: String?
+    public var worker: String?
+    /// Only a lease hands it out (to the worker that leased the job); other readers must not show it.
+    public var leaseToken: String?
+    public var uniqueKey: String?
+    public var lockKey: String?
+    /// A JSON array of strings.
+    public var tags: JSON
+    public var meta: JSON
+    public var progress: JSON?
+    public var result: JSON?
+    public var lastError: JSON?
+    public var timeoutMs: Int64?
+    public var scheduleName: String?
+    public var scheduleFireAt: String?
+    public var retry: JSON?
+    /// The fencing token of the lock a lease of a job with a lockKey took (lease rows only).
+    public var fencingToken: Int64?
+    /// The history of failed and lost attempts (`JobSQL.get` rows only).
+    public var attempts: [JSON]?
+}
+
+/// Reads rows selected with `JobSQL.columns`.
 enum JobRow {
-    /// The lease token only goes to the worker that leased the job (`withLeaseToken`): anyone else who
-    /// read it could complete or fail the job in its holder's place.
     /// Columns in `JobSQL.columns`; a statement may return more after them.
     static let columnCount = 26
 
-    static func json(
-        _ r: PQResult, _ row: Int, withAttempts: Bool = false, withLeaseToken: Bool = false,
-        fencingTokenColumn: Int? = nil
-    ) -> JSON {
-        var o = JSONObject()
-        o["id"] = .from(r.string(row, 0))
-        o["queue"] = .from(r.string(row, 1))
-        o["kind"] = .from(r.string(row, 2))
-        o["payload"] = parsed(r, row, 3) ?? .null
-        o["state"] = .from(r.string(row, 4))
-        o["priority"] = .from(r.int(row, 5))
-        o["attempt"] = .from(r.int(row, 6))
-        o["maxAttempts"] = .from(r.int(row, 7))
-        o["runAt"] = .from(r.string(row, 8))
-        o["createdAt"] = .from(r.string(row, 9))
-        optional(&o, "leasedAt", r.string(row, 10).map(JSON.string))
-        optional(&o, "leaseExpiresAt", r.string(row, 11).map(JSON.string))
-        optional(&o, "finishedAt", r.string(row, 12).map(JSON.string))
-        optional(&o, "worker", r.string(row, 13).map(JSON.string))
-        if withLeaseToken { optional(&o, "leaseToken", r.string(row, 14).map(JSON.string)) }
-        optional(&o, "uniqueKey", r.string(row, 15).map(JSON.string))
-        optional(&o, "lockKey", r.string(row, 16).map(JSON.string))
-        o["tags"] = parsed(r, row, 17) ?? .array([])
-        o["meta"] = parsed(r, row, 18) ?? .object([:])
-        optional(&o, "progress", parsed(r, row, 19))
-        optional(&o, "result", parsed(r, row, 20))
-        optional(&o, "lastError", parsed(r, row, 21))
-        optional(&o, "timeoutMs", r.int(row, 22).map(JSON.int))
-        if let name = r.string(row, 23) {
-            o["schedule"] = ["name": .string(name), "fireAt": .from(r.string(row, 24))]
-        }
-        optional(&o, "retry", parsed(r, row, 25))
-        if let c = fencingTokenColumn { optional(&o, "fencingToken", r.int(row, c).map(JSON.int)) }
-        if withAttempts {
-            // Failed and lost attempts are recorded as they end; the successful one is the row itself.
-            var attempts = parsed(r, row, 26)?.arrayValue ?? []
-            if o["state"] == "completed" {
-                attempts.append([
-                    "attempt": o["attempt"] ?? .null, "worker": o["worker"] ?? .null,
-                    "leasedAt": o["leasedAt"] ?? .null,
-                    "finishedAt": o["finishedAt"] ?? .null, "outcome": "completed",
-                ])
-            }
-            o["attempts"] = .array(attempts)
-        }
-        return .object(o)
-    }
-
-    static func optional(_ o: inout JSONObject, _ key: String, _ value: JSON?) {
-        if let value, value != .null { o[key] = value }
+    static func record(_ r: PQResult, _ row: Int, fencingTokenColumn: Int? = nil, attemptsColumn: Int? = nil)
+        -> JobRecord
+    {
+        var j = JobRecord(
+            id: r.int(row, 0) ?? 0, queue: r.string(row, 1) ?? "", kind: r.string(row, 2) ?? "",
+            payload: parsed(r, row, 3) ?? .null, state: r.string(row, 4) ?? "", priority: r.int(row, 5) ?? 0,
+            attempt: r.int(row, 6) ?? 0, maxAttempts: r.int(row, 7) ?? 0, runAt: r.string(row, 8) ?? "",
+            createdAt: r.string(row, 9) ?? "", leasedAt: r.string(row, 10), leaseExpiresAt: r.string(row, 11),
+            finishedAt: r.string(row, 12), worker: r.string(row, 13), leaseToken: r.string(row, 14),
+            uniqueKey: r.string(row, 15), lockKey: r.string(row, 16), tags: parsed(r, row, 17) ?? .array([]),
+            meta: parsed(r, row, 18) ?? .object([:]), progress: parsed(r, row, 19), result: parsed(r, row, 20),
+            lastError: parsed(r, row, 21), timeoutMs: r.int(row, 22), scheduleName: r.string(row, 23),
+            scheduleFireAt: r.string(row, 24), retry: parsed(r, row, 25))
+        if let c = fencingTokenColumn { j.fencingToken = r.int(row, c) }
+        if let c = attemptsColumn { j.attempts = parsed(r, row, c)?.arrayValue ?? [] }
+        return j
     }
 
     /// Parses a json/jsonb column; PostgreSQL only ever hands back valid JSON.

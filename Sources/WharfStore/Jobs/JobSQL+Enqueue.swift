@@ -1,119 +1,91 @@
-/// The one job-insert path: enqueues (single, batched, keyed), cron fires and webhook-target jobs.
+import WharfJSON
+
+/// The one job-insert path is the SQL function `wharf.enqueue_batch` (migration v0015), which applications
+/// may call in their own transactions too: `jobs.enqueue`, `jobs.enqueueBatch`, `cron.trigger` and cron
+/// fires all insert through it. This file packs jobs into its arguments, once for every caller.
 extension JobSQL {
-    /// The job rows of an enqueue (`unnest` of `$1..$14`, and `$15` idempotency keys when `keyed`),
-    /// numbered in call order (`ord`), each with its id drawn.
-    static func enqueueInput(keyed: Bool) -> String {
-        """
-        select nextval('wharf.jobs_id_seq') as id, t.*
-        from unnest($1::text[], $2::text[], $3::jsonb[], $4::int[], $5::bigint[], $6::int[], $7::jsonb[],
-                    $8::bigint[], $9::text[], $10::text[], $11::jsonb[], $12::jsonb[], $13::text[], $14::bigint[]\(keyed ? ", $15::text[]" : ""))
-            with ordinality as t(queue, kind, payload, priority, run_at_ms, max_attempts, retry, timeout_ms,
-                                 unique_key, lock_key, tags, meta, schedule_name, schedule_fire_ms\(keyed ? ", idempotency_key" : ""), ord)
-        """
+    /// The arrays `enqueueArrays` packs, in order: the function's arguments, except that times travel as
+    /// epoch milliseconds (`_ms`) and become timestamptz exactly in SQL (`at`).
+    static let enqueueColumns: [(name: String, type: String)] = [
+        ("queue", "text"), ("kind", "text"), ("payload", "jsonb"), ("priority", "int"), ("run_at_ms", "bigint"),
+        ("max_attempts", "int"), ("retry", "jsonb"), ("timeout_ms", "bigint"), ("unique_key", "text"),
+        ("lock_key", "text"), ("tags", "jsonb"), ("meta", "jsonb"), ("idempotency_key", "text"),
+        ("schedule_name", "text"), ("schedule_fire_ms", "bigint"),
+    ]
+
+    /// `specs` as the parameters `enqueueColumns` names, in that order.
+    static func enqueueArrays(_ specs: [JobSpec]) -> [String?] {
+        [
+            PGArray.text(specs.map(\.queue)),
+            PGArray.text(specs.map(\.kind)),
+            PGArray.text(specs.map { $0.payload.text }),
+            PGArray.ints(specs.map(\.priority)),
+            PGArray.ints(specs.map(\.runAtMs)),
+            PGArray.ints(specs.map(\.maxAttempts)),
+            PGArray.text(specs.map { $0.retry?.text }),
+            PGArray.ints(specs.map(\.timeoutMs)),
+            PGArray.text(specs.map(\.uniqueKey)),
+            PGArray.text(specs.map(\.lockKey)),
+            PGArray.text(specs.map { JSON.array($0.tags.map(JSON.string)).text }),
+            PGArray.text(specs.map { $0.meta?.text }),
+            PGArray.text(specs.map(\.idempotencyKey)),
+            PGArray.text(specs.map(\.scheduleName)),
+            PGArray.ints(specs.map(\.scheduleFireMs)),
+        ]
     }
 
-    /// Inserts the rows of `source` (an `enqueueInput`) in call order; a row whose uniqueKey an
-    /// unfinished job holds is skipped. Then wakes the queues that got jobs.
-    static func insertJobs(from source: String) -> String {
-        """
-        ins as (
-            insert into wharf.jobs as j (id, queue, kind, payload, state, priority, run_at, max_attempts, retry,
-                                         timeout_ms, unique_key, lock_key, tags, meta, schedule_name, schedule_fire_at)
-            select i.id, i.queue, i.kind, i.payload,
-                   case when i.run_at_ms is not null and to_timestamp(i.run_at_ms / 1000.0) > now()
-                        then 'scheduled' else 'available' end,
-                   i.priority, coalesce(to_timestamp(i.run_at_ms / 1000.0), now()), i.max_attempts, i.retry,
-                   i.timeout_ms, i.unique_key, i.lock_key,
-                   coalesce(array(select jsonb_array_elements_text(i.tags)), '{}'), coalesce(i.meta, '{}'),
-                   i.schedule_name, to_timestamp(i.schedule_fire_ms / 1000.0)
-            from \(source) i
-            order by i.ord
-            on conflict do nothing
-            returning j.id, j.unique_key, j.state, j.queue
-        ),
-        woke as (
-            select count(pg_notify('wharf_wake', 'jobs:' || q.queue)) as n from (select distinct queue from ins) q
-        )
-        """
+    /// The timestamptz of an epoch-milliseconds expression, exactly (null stays null).
+    static func at(_ ms: String) -> String { "(timestamptz 'epoch' + (\(ms)) * interval '1 millisecond')" }
+
+    /// The rows of `enqueueArrays` passed from parameter `$first` on: `unnest(...) with ordinality as
+    /// t(<enqueueColumns>, ord)`.
+    static func enqueueRows(fromParameter first: Int) -> String {
+        let arrays = enqueueColumns.enumerated().map { i, c in "$\(first + i)::\(c.type)[]" }
+        let names = enqueueColumns.map(\.name) + ["ord"]
+        return "unnest(\(arrays.joined(separator: ", "))) with ordinality as t(\(names.joined(separator: ", ")))"
     }
 
-    /// What each inserted-or-skipped row of `source` came to: its own new job, or the unfinished job
-    /// holding its uniqueKey (made earlier in the batch, or before). `id` is null when a concurrent
-    /// enqueue took the key after this statement's snapshot.
-    static func outcome(of source: String) -> String {
-        """
-        select i.*, coalesce(ins.id, dup.id, prior.id) as job_id, coalesce(ins.state, dup.state, prior.state) as job_state,
-               ins.id is not null as created
-        from \(source) i
-        left join ins on ins.id = i.id
-        left join ins dup on ins.id is null and dup.unique_key = i.unique_key
-        left join wharf.jobs prior on ins.id is null and dup.id is null and prior.unique_key = i.unique_key
-            and prior.state in \(hotStates)
-        """
+    /// `wharf.enqueue_batch` over the rows of `source` (alias `k`; columns named as `enqueueColumns`,
+    /// plus `ord`), in `ord` order: one row of argument arrays, then the call, whose rows are `e.*`
+    /// (ord, job_id, job_state, created, replayed). `overrides` replaces a column's value (by argument
+    /// name; cron fires take the payload from the schedule row and bring job ids and hold tokens).
+    static func enqueueBatch(over source: String, overrides: [String: String] = [:]) -> String {
+        let arguments: [(name: String, value: String)] =
+            enqueueColumns.map { c in
+                switch c.name {
+                case "run_at_ms": ("run_at", at("k.run_at_ms"))
+                case "schedule_fire_ms": ("schedule_fire_at", at("k.schedule_fire_ms"))
+                default: (c.name, "k.\(c.name)")
+                }
+            } + [("id", "null::bigint"), ("hold_token", "null::text")]
+        let aggregates = arguments.map { a in "array_agg(\(overrides[a.name] ?? a.value) order by k.ord) as \(a.name)" }
+        let call = arguments.map { "\($0.name) => a.\($0.name)" }
+        return """
+            (select \(aggregates.joined(separator: ",\n        ")) from \(source) k) a
+            cross join lateral wharf.enqueue_batch(\(call.joined(separator: ", "))) e
+            """
     }
 
-    /// Inserts a batch of jobs without idempotency keys. Columns: ord, id, state, created, replayed.
-    static let enqueue = """
-        with input as materialized (\(enqueueInput(keyed: false))),
-        \(insertJobs(from: "input")),
-        made as (\(outcome(of: "input")))
-        select m.ord, m.job_id, m.job_state, m.created, false
-        from made m
-        cross join woke
-        order by m.ord
-        """
-
-    /// Inserts a batch of jobs of which some carry idempotency keys (`$15`). A row with a key already
-    /// recorded (`known`), or used by an earlier row of the batch (a follower), makes nothing and
-    /// answers like the first call with that key (`replayed`). The others are `fresh`: each makes a
-    /// job unless an unfinished job holds its uniqueKey, and a keyed one records its key in the same
-    /// commit. A key that a concurrent enqueue recorded after this statement's snapshot aborts the
-    /// statement as a serialization failure (the caller runs it again), so a key never stands for two
-    /// jobs. Columns: ord, id, state, created, replayed.
-    static let enqueueKeyed = """
-        with input as materialized (
-            select k.*, k.idempotency_key is not null
-                        and k.ord <> min(k.ord) over (partition by k.idempotency_key) as follower
-            from (\(enqueueInput(keyed: true))) k
-        ),
-        known as materialized (
-            -- One primary-key probe per key (a plan cached while the table was small must not turn
-            -- into a scan of it).
-            select u.key, k.job_id, k.created
-            from (select distinct i.idempotency_key as key from input i where i.idempotency_key is not null) u
-            cross join lateral (
-                select k.job_id, k.created from wharf.job_idempotency_keys k where k.key = u.key
-            ) k
-        ),
-        fresh as materialized (
-            select i.* from input i
-            where i.idempotency_key is null
-               or (not i.follower and not exists (select 1 from known k where k.key = i.idempotency_key))
-        ),
-        \(insertJobs(from: "fresh")),
-        made as (\(outcome(of: "fresh"))),
-        claimed as (
-            insert into wharf.job_idempotency_keys (key, job_id, created)
-            select m.idempotency_key, m.job_id, m.created from made m
-            where m.idempotency_key is not null and m.job_id is not null
-            order by m.idempotency_key
-            on conflict on constraint job_idempotency_keys_pkey do nothing
-            returning key
-        )
-        select i.ord, coalesce(m.job_id, lead.job_id, k.job_id),
-               coalesce(m.job_state, lead.job_state, kj.state, 'unknown'),
-               coalesce(m.created, lead.created, k.created), m.ord is null,
-               case when m.idempotency_key is not null and (m.job_id is null or c.key is null)
-                    then wharf.idempotency_key_race(m.idempotency_key) end
-        from input i
-        cross join woke
-        left join made m on m.ord = i.ord
-        left join made lead on i.follower and lead.idempotency_key = i.idempotency_key
-        left join known k on m.ord is null and lead.ord is null and k.key = i.idempotency_key
-        left join wharf.jobs kj on kj.id = k.job_id
-        left join claimed c on c.key = m.idempotency_key
-        order by i.ord
-        """
+    /// Inserts a batch of jobs (`enqueueArrays` as `$1...$15`) through `wharf.enqueue_batch`, passing
+    /// the arrays straight through. Columns: ord, id, state, created, replayed, in input order.
+    static let enqueue: String = {
+        var n = 0
+        let arguments = enqueueColumns.map { c -> String in
+            n += 1
+            switch c.name {
+            case "run_at_ms", "schedule_fire_ms":
+                // Element by element, keeping the order and the nulls.
+                let name = c.name == "run_at_ms" ? "run_at" : "schedule_fire_at"
+                return "\(name) => array(select \(at("u.ms")) from unnest($\(n)::bigint[]) with ordinality u(ms, n) order by u.n)"
+            default:
+                return "\(c.name) => $\(n)::\(c.type)[]"
+            }
+        }
+        return """
+            select e.ord, e.job_id, e.job_state, e.created, e.replayed
+            from wharf.enqueue_batch(\(arguments.joined(separator: ",\n    "))) e
+            """
+    }()
 
     /// Finds the unfinished job holding each unique key (after a concurrent enqueue won the race).
     static let byUniqueKeys = """

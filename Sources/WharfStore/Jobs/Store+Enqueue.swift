@@ -1,6 +1,5 @@
-import WharfCore
+import WharfJSON
 import WharfPQ
-import WharfRPC
 
 /// What `jobs.enqueue` asks for, already validated.
 public struct JobSpec: Sendable {
@@ -29,78 +28,72 @@ public struct JobSpec: Sendable {
     }
 }
 
-/// The outcome of one enqueue.
-public struct EnqueueOutcome: Sendable {
-    public var id: String
+/// The job one enqueue came to.
+public struct EnqueuedJob: Sendable, Equatable {
+    public var id: Int64
+    /// Its state now (`unknown` when a replayed key's job has been pruned).
     public var state: String
+    /// An unfinished job with the same uniqueKey existed, so this enqueue made nothing.
     public var duplicate: Bool
     /// True when an earlier call with the same idempotency key made (or found) the job, and this one
     /// only repeats its answer.
     public var replayed = false
+
+    public init(id: Int64, state: String, duplicate: Bool, replayed: Bool = false) {
+        self.id = id
+        self.state = state
+        self.duplicate = duplicate
+        self.replayed = replayed
+    }
 }
 
-/// The outcome of one complete or fail, per job of a batch.
-public enum FinishOutcome: Sendable {
-    case done(state: String, nextRunAt: String?)
-    case failure(RPCError)
+/// Why one enqueue of a batch made no job and found none.
+public enum EnqueueRefusal: Error, Sendable, Equatable {
+    /// An equal job exists (a cron fire that was made already).
+    case equalJobExists
+    /// A concurrent enqueue took the uniqueKey, and its job changed before this one could read it.
+    case uniqueKeyHolderChanged
+    /// Looking up the job holding the uniqueKey failed; the row's own job was not made.
+    case lookupFailed(StoreError)
 }
 
 extension Store {
     /// How long idempotency keys are kept at least (pruned after that).
     public static let idempotencyRetentionMs: Int64 = 24 * 3_600_000
 
-    /// Inserts a batch of jobs in one statement, outcomes in input order: all or nothing (merged
-    /// single enqueues are kept apart by the caller's `IsolatingBatcher`). A statement aborted because
-    /// two calls recorded the same new idempotency key at once is run again (it changed nothing).
+    /// Inserts a batch of jobs in one statement (`wharf.enqueue_batch`), outcomes in input order: all or
+    /// nothing (merged single enqueues are kept apart by the caller's `IsolatingBatcher`). A statement
+    /// aborted because two calls recorded the same new idempotency key at once is run again (it
+    /// changed nothing).
     public func enqueue(
-        _ specs: [JobSpec], _ completion: @escaping (Result<[Result<EnqueueOutcome, RPCError>], RPCError>) -> Void
+        _ specs: [JobSpec],
+        _ completion: @escaping (Result<[Result<EnqueuedJob, EnqueueRefusal>], StoreError>) -> Void
     ) {
-        enqueueStatement(specs, attemptsLeft: 3) { [self] r in completion(r.mapError { rpcError($0) }) }
+        enqueueStatement(specs, attemptsLeft: 3) { [self] r in completion(r.mapError { storeError($0) }) }
     }
 
     private func enqueueStatement(
         _ specs: [JobSpec], attemptsLeft: Int,
-        _ completion: @escaping (Result<[Result<EnqueueOutcome, RPCError>], PQError>) -> Void
+        _ completion: @escaping (Result<[Result<EnqueuedJob, EnqueueRefusal>], PQError>) -> Void
     ) {
-        let params: [String?] = [
-            PGArray.text(specs.map(\.queue)),
-            PGArray.text(specs.map(\.kind)),
-            PGArray.text(specs.map { $0.payload.text }),
-            PGArray.ints(specs.map(\.priority)),
-            PGArray.ints(specs.map(\.runAtMs)),
-            PGArray.ints(specs.map(\.maxAttempts)),
-            PGArray.text(specs.map { $0.retry?.text }),
-            PGArray.ints(specs.map(\.timeoutMs)),
-            PGArray.text(specs.map(\.uniqueKey)),
-            PGArray.text(specs.map(\.lockKey)),
-            PGArray.text(specs.map { JSON.array($0.tags.map(JSON.string)).text }),
-            PGArray.text(specs.map { $0.meta?.text }),
-            PGArray.text(specs.map(\.scheduleName)),
-            PGArray.ints(specs.map(\.scheduleFireMs)),
-        ]
-        // Without keys, the plain statement: keys cost a lookup and an insert per row.
-        let keyed = specs.contains { $0.idempotencyKey != nil }
-        let sql = keyed ? JobSQL.enqueueKeyed : JobSQL.enqueue
-        pool.query(sql, keyed ? params + [PGArray.text(specs.map(\.idempotencyKey))] : params) { [self] r in
+        pool.query(JobSQL.enqueue, JobSQL.enqueueArrays(specs)) { [self] r in
             switch r {
             case .failure(let e) where e.sqlState == "40001" && attemptsLeft > 1:
                 enqueueStatement(specs, attemptsLeft: attemptsLeft - 1, completion)
             case .failure(let e):
                 completion(.failure(e))
             case .success(let rows):
-                let outcomes = (0..<rows.rowCount).map { i -> EnqueueOutcome? in
-                    guard let id = rows.string(i, 1) else { return nil }
-                    return EnqueueOutcome(
+                let outcomes = (0..<rows.rowCount).map { i -> EnqueuedJob? in
+                    guard let id = rows.int(i, 1) else { return nil }
+                    return EnqueuedJob(
                         id: id, state: rows.string(i, 2) ?? "", duplicate: !(rows.bool(i, 3) ?? false),
                         replayed: rows.bool(i, 4) ?? false)
                 }
                 // A row without a job and without a uniqueKey lost to another unique index (a cron
                 // fire made twice).
-                func made(_ spec: JobSpec, _ outcome: EnqueueOutcome?) -> Result<EnqueueOutcome, RPCError>? {
+                func made(_ spec: JobSpec, _ outcome: EnqueuedJob?) -> Result<EnqueuedJob, EnqueueRefusal>? {
                     if let outcome { return .success(outcome) }
-                    if spec.uniqueKey == nil {
-                        return .failure(.conflict("an equal job already exists", reason: "duplicate"))
-                    }
+                    if spec.uniqueKey == nil { return .failure(.equalJobExists) }
                     return nil
                 }
                 let missing = zip(specs, outcomes).filter { made($0.0, $0.1) == nil }.compactMap { $0.0.uniqueKey }
@@ -111,16 +104,13 @@ extension Store {
                 resolveUniqueKeys(missing) { found in
                     completion(
                         .success(
-                            zip(specs, outcomes).map { spec, outcome -> Result<EnqueueOutcome, RPCError> in
+                            zip(specs, outcomes).map { spec, outcome -> Result<EnqueuedJob, EnqueueRefusal> in
                                 if let done = made(spec, outcome) { return done }
                                 switch found {
-                                case .failure(let e): return .failure(e)
+                                case .failure(let e): return .failure(.lookupFailed(e))
                                 case .success(let byKey):
                                     guard let o = byKey[spec.uniqueKey ?? ""] else {
-                                        return .failure(
-                                            .unavailable(
-                                                "the job holding this uniqueKey changed meanwhile, retry",
-                                                reason: "store_busy"))
+                                        return .failure(.uniqueKeyHolderChanged)
                                     }
                                     return .success(o)
                                 }
@@ -131,13 +121,15 @@ extension Store {
     }
 
     private func resolveUniqueKeys(
-        _ keys: [String], _ completion: @escaping (Result<[String: EnqueueOutcome], RPCError>) -> Void
+        _ keys: [String], _ completion: @escaping (Result<[String: EnqueuedJob], StoreError>) -> Void
     ) {
-        one(JobSQL.byUniqueKeys, [PGArray.text(keys)], completion) { rows in
-            var out: [String: EnqueueOutcome] = [:]
+        rows(JobSQL.byUniqueKeys, [PGArray.text(keys)], completion) { rows throws(StoreError) in
+            var out: [String: EnqueuedJob] = [:]
             for i in 0..<rows.rowCount {
-                out[rows.string(i, 0)!] = EnqueueOutcome(
-                    id: rows.string(i, 1)!, state: rows.string(i, 2)!, duplicate: true)
+                guard let key = rows.string(i, 0), let id = rows.int(i, 1), let state = rows.string(i, 2) else {
+                    throw .internalError
+                }
+                out[key] = EnqueuedJob(id: id, state: state, duplicate: true)
             }
             return out
         }

@@ -1,5 +1,4 @@
 import WharfPQ
-import WharfRPC
 
 /// Idempotency keys of enqueues (`wharf.job_idempotency_keys`, migration v0010):
 ///
@@ -12,7 +11,7 @@ import WharfRPC
 ///     constraint job_idempotency_keys_pkey primary key (key));
 /// ```
 ///
-/// Keys are written by `JobSQL.enqueue` in the same statement as their job; this file holds what
+/// Keys are written by `wharf.enqueue_batch` (migration v0015) in the same statement as their job; this file holds what
 /// else touches the table.
 enum IdempotencySQL {
     /// Deletes keys older than `$1` ms, at most 10,000 per run (the chore runs every minute).
@@ -26,7 +25,7 @@ enum IdempotencySQL {
 
 extension Store {
     /// Deletes idempotency keys older than `olderThanMs`; returns how many.
-    public func pruneIdempotencyKeys(olderThanMs: Int64, _ completion: @escaping (Result<Int, RPCError>) -> Void) {
-        one(IdempotencySQL.prune, [String(olderThanMs)], completion) { $0.affectedRows }
+    public func pruneIdempotencyKeys(olderThanMs: Int64, _ completion: @escaping (Result<Int, StoreError>) -> Void) {
+        rows(IdempotencySQL.prune, [String(olderThanMs)], completion) { $0.affectedRows }
     }
 }

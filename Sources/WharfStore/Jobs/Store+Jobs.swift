@@ -1,6 +1,6 @@
 import WharfCore
+import WharfJSON
 import WharfPQ
-import WharfRPC
 
 /// The server-wide retry defaults (see Protocol/jobs.md for why these values).
 public struct RetryPolicy: Sendable {
@@ -22,57 +22,97 @@ public struct RetentionPolicy: Sendable {
 
 /// One page of `jobs.list`.
 public struct JobPage: Sendable {
-    public var jobs: [JSON]
+    public var jobs: [JobRecord]
     /// True when the page ended at the byte budget rather than at the limit or the last job.
     public var cutByBytes: Bool
+}
+
+/// Why a heartbeat, complete or fail with a lease token changed nothing.
+public enum LeaseRefusal: Sendable, Equatable {
+    /// There is no such job.
+    case notFound
+    /// The job was cancelled while this token held it.
+    case cancelled
+    /// The token no longer holds the job: another lease does, or it is no longer running (`state`, its
+    /// state now).
+    case lost(state: String?)
+}
+
+/// The outcome of one heartbeat.
+public enum HeartbeatOutcome: Sendable, Equatable {
+    case extended(leaseExpiresAt: String)
+    case refused(LeaseRefusal)
+}
+
+/// The outcome of one complete or fail, per job of a batch.
+public enum FinishOutcome: Sendable, Equatable {
+    /// The job is now in `state`; a retryable one runs again at `nextRunAt`.
+    case done(state: String, nextRunAt: String?)
+    case refused(LeaseRefusal)
+}
+
+/// The outcome of one cancel.
+public enum CancelOutcome: Sendable, Equatable {
+    case cancelled
+    /// The job was already finished, in `state`.
+    case unchanged(state: String)
+    case notFound
+}
+
+/// The outcome of one retry.
+public enum RetryOutcome: Sendable, Equatable {
+    /// The job is available again.
+    case retried
+    /// Only dead or cancelled jobs can be retried; the job is in `state`.
+    case notRetryable(state: String)
+    case notFound
+    /// Another unfinished job holds the job's uniqueKey.
+    case uniqueKeyTaken
+}
+
+/// A running job that went back to the runnable set (or died) because its worker or lease was lost.
+public struct ReleasedJob: Sendable, Equatable {
+    public var id: Int64
+    public var queue: String
+    /// `available`, or `dead` when its attempts were used up.
+    public var state: String
 }
 
 extension Store {
     /// Leases up to `max` jobs from `queues` in claim order (one statement), and fewer when their
     /// reply would pass `maxBytes` (always at least one when any is runnable). A `durable` lease
     /// commits like any write; otherwise it does not wait for the WAL flush (see Protocol/jobs.md).
+    /// The rows carry their lease token, and the fencing token of a lockKey's lock.
     public func lease(
         queues: [String], max: Int, leaseMs: Int64, worker: String, maxBytes: Int, durable: Bool = true,
-        _ completion: @escaping (Result<[JSON], RPCError>) -> Void
+        _ completion: @escaping (Result<[JobRecord], StoreError>) -> Void
     ) {
         let params: [String?] = [
             PGArray.text(queues), String(max), String(leaseMs), worker, String(maxBytes), durable ? "true" : "false",
         ]
-        pool.query(JobSQL.lease, params) { [self] r in
-            switch r {
-            case .success(let rows):
-                // A job with a lockKey holds that lock while it runs: the reply carries the grant's
-                // fencing token.
-                var jobs = (0..<rows.rowCount).map {
-                    JobRow.json(rows, $0, withLeaseToken: true, fencingTokenColumn: JobRow.columnCount)
-                }
-                jobs.sort { a, b in
-                    let pa = a["priority"]?.intValue ?? 0, pb = b["priority"]?.intValue ?? 0
-                    if pa != pb { return pa > pb }
-                    let ra = a["runAt"]?.stringValue ?? "", rb = b["runAt"]?.stringValue ?? ""
-                    if ra != rb { return ra < rb }
-                    return (Int64(a["id"]?.stringValue ?? "") ?? 0) < (Int64(b["id"]?.stringValue ?? "") ?? 0)
-                }
-                completion(.success(jobs))
-            case .failure(let e):
-                completion(.failure(rpcError(e)))
+        rows(JobSQL.lease, params, completion) { rows in
+            var jobs = (0..<rows.rowCount).map { JobRow.record(rows, $0, fencingTokenColumn: JobRow.columnCount) }
+            jobs.sort { a, b in
+                if a.priority != b.priority { return a.priority > b.priority }
+                if a.runAt != b.runAt { return a.runAt < b.runAt }
+                return a.id < b.id
             }
+            return jobs
         }
     }
 
-    /// Extends a lease. Stale token → conflict `lease_lost`; cancelled job → conflict `cancelled`.
+    /// Extends a lease, or says why the token no longer holds the job.
     public func heartbeat(
         id: Int64, token: String, extendMs: Int64, progress: JSON?,
-        _ completion: @escaping (Result<String, RPCError>) -> Void
+        _ completion: @escaping (Result<HeartbeatOutcome, StoreError>) -> Void
     ) {
         let params: [String?] = [String(id), token, String(extendMs), progress?.text]
-        one(
+        rows(
             JobSQL.heartbeat, params,
-            { [self] (r: Result<String?, RPCError>) in
+            { [self] (r: Result<String?, StoreError>) in
                 switch r {
-                case .success(let expires?): completion(.success(expires))
-                case .success(nil):
-                    leaseFailure(id: id, token: token) { completion(.failure($0)) }
+                case .success(let expires?): completion(.success(.extended(leaseExpiresAt: expires)))
+                case .success(nil): leaseRefusal(id: id, token: token) { completion($0.map { .refused($0) }) }
                 case .failure(let e): completion(.failure(e))
                 }
             }
@@ -80,47 +120,35 @@ extension Store {
     }
 
     /// Works out why a token was refused.
-    private func leaseFailure(id: Int64, token: String, _ completion: @escaping (RPCError) -> Void) {
-        one(
-            JobSQL.leaseCheck, [String(id), token],
-            { (r: Result<RPCError, RPCError>) in
-                switch r {
-                case .success(let e), .failure(let e): completion(e)
-                }
-            }
-        ) { rows in
-            guard rows.rowCount > 0 else { return .notFound("job", id: String(id)) }
-            return Self.leaseError(id: id, state: rows.string(0, 0), tokenMatches: rows.bool(0, 1) ?? false)
+    private func leaseRefusal(id: Int64, token: String, _ completion: @escaping (Result<LeaseRefusal, StoreError>) -> Void) {
+        rows(JobSQL.leaseCheck, [String(id), token], completion) { rows in
+            guard rows.rowCount > 0 else { return .notFound }
+            return Self.leaseRefusal(state: rows.string(0, 0), tokenMatches: rows.bool(0, 1) ?? false)
         }
     }
 
-    static func leaseError(id: Int64, state: String?, tokenMatches: Bool) -> RPCError {
-        if tokenMatches && state == "cancelled" {
-            return .conflict("job \(id) was cancelled", reason: "cancelled", ["id": .string(String(id))])
-        }
-        return .conflict(
-            "lease on job \(id) is no longer held by this token", reason: "lease_lost",
-            ["id": .string(String(id)), "state": .from(state)])
+    static func leaseRefusal(state: String?, tokenMatches: Bool) -> LeaseRefusal {
+        tokenMatches && state == "cancelled" ? .cancelled : .lost(state: state)
     }
 
     /// Completes a batch in one statement. A repeated complete by the same token is idempotent.
     public func complete(
         _ items: [(id: Int64, token: String, result: JSON?)], retention: RetentionPolicy,
-        _ completion: @escaping (Result<[FinishOutcome], RPCError>) -> Void
+        _ completion: @escaping (Result<[FinishOutcome], StoreError>) -> Void
     ) {
         let params: [String?] = [
             PGArray.ints(items.map(\.id)), PGArray.text(items.map(\.token)),
             PGArray.text(items.map { $0.result?.text }), String(retention.completedMs),
         ]
-        finish(JobSQL.complete, params, items.map { ($0.id, $0.token) }, completion) { _, _ in
-            .done(state: "completed", nextRunAt: nil)
-        }
+        finish(
+            JobSQL.complete, params, items.map { ($0.id, $0.token) }, completes: true, completion
+        ) { _, _ in .done(state: "completed", nextRunAt: nil) }
     }
 
     /// Fails a batch in one statement: retryable with backoff, or dead.
     public func fail(
         _ items: [(id: Int64, token: String, error: JSON, retryable: Bool, retryInMs: Int64?)], defaults: RetryPolicy,
-        retention: RetentionPolicy, _ completion: @escaping (Result<[FinishOutcome], RPCError>) -> Void
+        retention: RetentionPolicy, _ completion: @escaping (Result<[FinishOutcome], StoreError>) -> Void
     ) {
         let params: [String?] = [
             PGArray.ints(items.map(\.id)), PGArray.text(items.map(\.token)), PGArray.text(items.map { $0.error.text }),
@@ -128,7 +156,7 @@ extension Store {
             String(defaults.initialMs), String(defaults.maxMs), String(defaults.coefficient), String(defaults.jitter),
             String(retention.deadMs),
         ]
-        finish(JobSQL.fail, params, items.map { ($0.id, $0.token) }, completion) { rows, row in
+        finish(JobSQL.fail, params, items.map { ($0.id, $0.token) }, completes: false, completion) { rows, row in
             let state = rows.string(row, 1) ?? ""
             return .done(state: state, nextRunAt: state == "retryable" ? rows.string(row, 2) : nil)
         }
@@ -136,16 +164,18 @@ extension Store {
 
     /// Runs a complete/fail statement that returns the (id, token) pairs it finished (first and last
     /// columns), then explains each refusal from the jobs' current state and token. Keying by the pair
-    /// matters: a stale and a current token for one job may share a batch.
+    /// matters: a stale and a current token for one job may share a batch. For a statement that
+    /// `completes`, a job already completed under the same token is a repeat of that completion (its
+    /// reply was lost) and succeeds again.
     func finish(
-        _ sql: String, _ params: [String?], _ items: [(id: Int64, token: String)],
-        _ completion: @escaping (Result<[FinishOutcome], RPCError>) -> Void,
+        _ sql: String, _ params: [String?], _ items: [(id: Int64, token: String)], completes: Bool,
+        _ completion: @escaping (Result<[FinishOutcome], StoreError>) -> Void,
         _ done: @escaping (PQResult, Int) -> FinishOutcome
     ) {
         pool.query(sql, params) { [self] r in
             switch r {
             case .failure(let e):
-                completion(.failure(rpcError(e)))
+                completion(.failure(storeError(e)))
             case .success(let rows):
                 var outcomes: [String: FinishOutcome] = [:]
                 let tokenColumn = rows.columnCount - 1
@@ -156,22 +186,18 @@ extension Store {
                 }
                 let refused = items.filter { outcomes["\($0.id)|\($0.token)"] == nil }
                 if refused.isEmpty { return completion(.success(items.map { outcomes["\($0.id)|\($0.token)"]! })) }
-                one(
+                self.rows(
                     JobSQL.leaseStates, [PGArray.ints(refused.map(\.id))],
-                    { (r: Result<[Int64: (String?, String?)], RPCError>) in
+                    { (r: Result<[Int64: (String?, String?)], StoreError>) in
                         completion(
                             r.map { current in
                                 items.map { item in
                                     if let o = outcomes["\(item.id)|\(item.token)"] { return o }
-                                    guard let (state, token) = current[item.id] else {
-                                        return .failure(.notFound("job", id: String(item.id)))
-                                    }
-                                    // A repeated complete by the holder that already completed it.
-                                    if token == item.token && state == "completed" && (sql == JobSQL.complete || sql == CronSQL.completeWithPatch) {
+                                    guard let (state, token) = current[item.id] else { return .refused(.notFound) }
+                                    if completes && token == item.token && state == "completed" {
                                         return .done(state: "completed", nextRunAt: nil)
                                     }
-                                    return .failure(
-                                        Self.leaseError(id: item.id, state: state, tokenMatches: token == item.token))
+                                    return .refused(Self.leaseRefusal(state: state, tokenMatches: token == item.token))
                                 }
                             })
                     }
@@ -187,10 +213,10 @@ extension Store {
     }
 
     /// Returns jobs to the runnable set: those whose lease expired (`held` nil), or those a lost
-    /// worker held. Completion gets the (id, queue, newState) of every job moved.
+    /// worker held. Completion gets every job moved.
     public func releaseJobs(
         held: [(id: Int64, token: String)]?, reason: String, retention: RetentionPolicy,
-        _ completion: @escaping (Result<[(id: String, queue: String, state: String)], RPCError>) -> Void
+        _ completion: @escaping (Result<[ReleasedJob], StoreError>) -> Void
     ) {
         let sql: String
         let params: [String?]
@@ -203,22 +229,26 @@ extension Store {
             sql = JobSQL.releaseExpired
             params = [String(retention.deadMs)]
         }
-        one(sql, params, completion) { rows in
-            (0..<rows.rowCount).map { (rows.string($0, 0)!, rows.string($0, 1)!, rows.string($0, 2)!) }
+        rows(sql, params, completion) { rows throws(StoreError) in
+            try (0..<rows.rowCount).map { (i) throws(StoreError) in
+                guard let id = rows.int(i, 0), let queue = rows.string(i, 1), let state = rows.string(i, 2) else {
+                    throw .internalError
+                }
+                return ReleasedJob(id: id, queue: queue, state: state)
+            }
         }
     }
 
-    /// Cancels an unfinished job. Returns the job's state afterwards and whether this call cancelled it.
+    /// Cancels an unfinished job.
     public func cancel(
-        id: Int64, retention: RetentionPolicy,
-        _ completion: @escaping (Result<(state: String, cancelled: Bool), RPCError>) -> Void
+        id: Int64, retention: RetentionPolicy, _ completion: @escaping (Result<CancelOutcome, StoreError>) -> Void
     ) {
-        one(
+        rows(
             JobSQL.cancel, [String(id), String(retention.completedMs)],
-            { [self] (r: Result<Bool, RPCError>) in
+            { [self] (r: Result<Bool, StoreError>) in
                 switch r {
-                case .success(true): completion(.success(("cancelled", true)))
-                case .success(false): currentState(id) { completion($0.map { ($0, false) }) }
+                case .success(true): completion(.success(.cancelled))
+                case .success(false): currentState(id) { completion($0.map { $0.map { .unchanged(state: $0) } ?? .notFound }) }
                 case .failure(let e): completion(.failure(e))
                 }
             }
@@ -226,29 +256,26 @@ extension Store {
     }
 
     /// Makes a dead or cancelled job available again.
-    public func retry(id: Int64, _ completion: @escaping (Result<(state: String, retried: Bool), RPCError>) -> Void) {
+    public func retry(id: Int64, _ completion: @escaping (Result<RetryOutcome, StoreError>) -> Void) {
         pool.query(JobSQL.retry, [String(id)]) { [self] r in
             switch r {
-            case .success(let rows) where rows.rowCount > 0: completion(.success(("available", true)))
-            case .success: currentState(id) { completion($0.map { ($0, false) }) }
-            case .failure(let e) where e.sqlState == "23505":
-                completion(.failure(.conflict("another unfinished job holds its uniqueKey", reason: "duplicate")))
-            case .failure(let e): completion(.failure(rpcError(e)))
+            case .success(let rows) where rows.rowCount > 0: completion(.success(.retried))
+            case .success: currentState(id) { completion($0.map { $0.map { .notRetryable(state: $0) } ?? .notFound }) }
+            case .failure(let e) where e.sqlState == "23505": completion(.success(.uniqueKeyTaken))
+            case .failure(let e): completion(.failure(storeError(e)))
             }
         }
     }
 
-    private func currentState(_ id: Int64, _ completion: @escaping (Result<String, RPCError>) -> Void) {
-        one(JobSQL.stateOf, [String(id)], completion) { rows throws(RPCError) in
-            guard rows.rowCount > 0, let s = rows.string(0, 0) else { throw .notFound("job", id: String(id)) }
-            return s
-        }
+    /// A job's state, nil when there is no such job.
+    private func currentState(_ id: Int64, _ completion: @escaping (Result<String?, StoreError>) -> Void) {
+        rows(JobSQL.stateOf, [String(id)], completion) { rows in rows.rowCount > 0 ? rows.string(0, 0) : nil }
     }
 
-    public func job(id: Int64, _ completion: @escaping (Result<JSON, RPCError>) -> Void) {
-        one(JobSQL.get, [String(id)], completion) { rows throws(RPCError) in
-            guard rows.rowCount > 0 else { throw .notFound("job", id: String(id)) }
-            return JobRow.json(rows, 0, withAttempts: true)
+    /// A job with its attempt history; nil when there is no such job.
+    public func job(id: Int64, _ completion: @escaping (Result<JobRecord?, StoreError>) -> Void) {
+        rows(JobSQL.get, [String(id)], completion) { rows in
+            rows.rowCount > 0 ? JobRow.record(rows, 0, attemptsColumn: JobRow.columnCount) : nil
         }
     }
 
@@ -256,23 +283,23 @@ extension Store {
     /// most `maxBytes` of reply.
     public func listJobs(
         queue: String?, state: String?, kind: String?, tag: String?, beforeID: Int64?, limit: Int, maxBytes: Int,
-        _ completion: @escaping (Result<JobPage, RPCError>) -> Void
+        _ completion: @escaping (Result<JobPage, StoreError>) -> Void
     ) {
         let params: [String?] = [
             queue, state, kind, tag, beforeID.map(String.init), String(limit), String(maxBytes),
         ]
-        one(JobSQL.list, params, completion) { rows in
+        rows(JobSQL.list, params, completion) { rows in
             JobPage(
-                jobs: (0..<rows.rowCount).map { JobRow.json(rows, $0) },
+                jobs: (0..<rows.rowCount).map { JobRow.record(rows, $0) },
                 cutByBytes: rows.rowCount > 0 && rows.bool(0, JobRow.columnCount) == true)
         }
     }
 
     /// Deletes one batch of at most `batch` finished jobs past retention; returns how many.
     public func pruneJobs(
-        retention: RetentionPolicy, batch: Int, _ completion: @escaping (Result<Int, RPCError>) -> Void
+        retention: RetentionPolicy, batch: Int, _ completion: @escaping (Result<Int, StoreError>) -> Void
     ) {
-        one(JobSQL.prune, [String(retention.completedMs), String(retention.deadMs), String(batch)], completion) {
+        rows(JobSQL.prune, [String(retention.completedMs), String(retention.deadMs), String(batch)], completion) {
             $0.affectedRows
         }
     }

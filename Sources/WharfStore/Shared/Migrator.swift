@@ -32,6 +32,7 @@ public enum Migrator {
             ("v0012_cron_next_fire", PackageResources.v0012_cron_next_fire_sql),
             ("v0013_lock_waiters", PackageResources.v0013_lock_waiters_sql),
             ("v0014_schedule_lock_release", PackageResources.v0014_schedule_lock_release_sql),
+            ("v0015_enqueue_function", PackageResources.v0015_enqueue_function_sql),
             ("v0016_one_delivery_insert", PackageResources.v0016_one_delivery_insert_sql),
         ]
         return files.map { name, bytes in

@@ -5,7 +5,6 @@ extension Store {
         StoreQuery(name: "server.registerReplica", sql: ServerSQL.registerReplica),
         StoreQuery(name: "server.publish", sql: ServerSQL.publish),
         StoreQuery(name: "jobs.enqueue", sql: JobSQL.enqueue),
-        StoreQuery(name: "jobs.enqueueKeyed", sql: JobSQL.enqueueKeyed),
         StoreQuery(name: "jobs.byUniqueKeys", sql: JobSQL.byUniqueKeys),
         StoreQuery(name: "jobs.lease", sql: JobSQL.lease),
         StoreQuery(name: "jobs.heartbeat", sql: JobSQL.heartbeat),

@@ -1,0 +1,228 @@
+import WharfRPC
+import WharfStore
+
+/// The jobs family's reply JSON and errors: the one place where the store's typed rows and refusals
+/// become the wire's objects and `RPCError`s.
+enum JobReplies {
+    // MARK: Jobs
+
+    /// A job object (`jobs.get`, `jobs.list`, `jobs.lease`). The lease token goes only to the worker
+    /// that leased the job (`withLeaseToken`): anyone else who read it could complete or fail the job
+    /// in its holder's place. `attempts` is shown when the record was read with its history.
+    static func job(_ j: JobRecord, withLeaseToken: Bool = false) -> JSON {
+        var o = JSONObject()
+        o["id"] = .string(String(j.id))
+        o["queue"] = .string(j.queue)
+        o["kind"] = .string(j.kind)
+        o["payload"] = j.payload
+        o["state"] = .string(j.state)
+        o["priority"] = .int(j.priority)
+        o["attempt"] = .int(j.attempt)
+        o["maxAttempts"] = .int(j.maxAttempts)
+        o["runAt"] = .string(j.runAt)
+        o["createdAt"] = .string(j.createdAt)
+        optional(&o, "leasedAt", j.leasedAt.map(JSON.string))
+        optional(&o, "leaseExpiresAt", j.leaseExpiresAt.map(JSON.string))
+        optional(&o, "finishedAt", j.finishedAt.map(JSON.string))
+        optional(&o, "worker", j.worker.map(JSON.string))
+        if withLeaseToken { optional(&o, "leaseToken", j.leaseToken.map(JSON.string)) }
+        optional(&o, "uniqueKey", j.uniqueKey.map(JSON.string))
+        optional(&o, "lockKey", j.lockKey.map(JSON.string))
+        o["tags"] = j.tags
+        o["meta"] = j.meta
+        optional(&o, "progress", j.progress)
+        optional(&o, "result", j.result)
+        optional(&o, "lastError", j.lastError)
+        optional(&o, "timeoutMs", j.timeoutMs.map(JSON.int))
+        if let name = j.scheduleName {
+            o["schedule"] = ["name": .string(name), "fireAt": .from(j.scheduleFireAt)]
+        }
+        optional(&o, "retry", j.retry)
+        optional(&o, "fencingToken", j.fencingToken.map(JSON.int))
+        if var attempts = j.attempts {
+            // Failed and lost attempts are recorded as they end; the successful one is the row itself.
+            if j.state == "completed" {
+                attempts.append([
+                    "attempt": .int(j.attempt), "worker": .from(j.worker), "leasedAt": .from(j.leasedAt),
+                    "finishedAt": .from(j.finishedAt), "outcome": "completed",
+                ])
+            }
+            o["attempts"] = .array(attempts)
+        }
+        return .object(o)
+    }
+
+    /// Sets `key` unless `value` is absent or JSON null.
+    private static func optional(_ o: inout JSONObject, _ key: String, _ value: JSON?) {
+        if let value, value != .null { o[key] = value }
+    }
+
+    /// `jobs.lease`: the leased jobs, each with its lease token.
+    static func leased(_ jobs: [JobRecord]) -> JSON {
+        ["jobs": .array(jobs.map { job($0, withLeaseToken: true) })]
+    }
+
+    /// `jobs.list`: a page and the cursor of the next (null when the list is exhausted). A page ends
+    /// early at the byte budget; the cursor goes on from its last job.
+    static func page(_ page: JobPage, limit: Int) -> JSON {
+        let more = page.jobs.count == limit || page.cutByBytes
+        let next: JSON = more ? (page.jobs.last.map { .string(String($0.id)) } ?? .null) : .null
+        return ["jobs": .array(page.jobs.map { job($0) }), "nextCursor": next]
+    }
+
+    /// `jobs.get`.
+    static func get(_ id: Int64, _ record: JobRecord?) -> Result<JSON, RPCError> {
+        guard let record else { return .failure(.notFound("job", id: String(id))) }
+        return .success(job(record))
+    }
+
+    // MARK: Enqueue
+
+    /// `{id, state, duplicate}` of one enqueue, with `replayed: true` when an earlier call with the
+    /// same idempotency key made it.
+    static func enqueued(_ j: EnqueuedJob) -> JSON {
+        var r: JSONObject = ["id": .string(String(j.id)), "state": .string(j.state), "duplicate": .bool(j.duplicate)]
+        if j.replayed { r["replayed"] = true }
+        return .object(r)
+    }
+
+    static func error(_ refusal: EnqueueRefusal) -> RPCError {
+        switch refusal {
+        case .equalJobExists: return .conflict("an equal job already exists", reason: "duplicate")
+        case .uniqueKeyHolderChanged:
+            return .unavailable("the job holding this uniqueKey changed meanwhile, retry", reason: "store_busy")
+        case .lookupFailed(let e): return e.rpcError
+        }
+    }
+
+    /// One enqueue's outcome as a call sees it.
+    static func enqueueOutcome(_ r: Result<EnqueuedJob, EnqueueRefusal>) -> Result<EnqueuedJob, RPCError> {
+        r.mapError(error)
+    }
+
+    /// `jobs.enqueueBatch`: all the outcomes, or the first refusal (the call is all or nothing).
+    static func enqueuedBatch(_ outcomes: [Result<EnqueuedJob, EnqueueRefusal>]) -> Result<[EnqueuedJob], RPCError> {
+        var all: [EnqueuedJob] = []
+        for o in outcomes {
+            switch o {
+            case .success(let j): all.append(j)
+            case .failure(let refusal): return .failure(error(refusal))
+            }
+        }
+        return .success(all)
+    }
+
+    // MARK: Leases
+
+    static func error(_ refusal: LeaseRefusal, id: Int64) -> RPCError {
+        switch refusal {
+        case .notFound:
+            return .notFound("job", id: String(id))
+        case .cancelled:
+            return .conflict("job \(id) was cancelled", reason: "cancelled", ["id": .string(String(id))])
+        case .lost(let state):
+            return .conflict(
+                "lease on job \(id) is no longer held by this token", reason: "lease_lost",
+                ["id": .string(String(id)), "state": .from(state)])
+        }
+    }
+
+    /// `jobs.heartbeat`.
+    static func heartbeat(_ id: Int64, _ outcome: HeartbeatOutcome) -> Result<JSON, RPCError> {
+        switch outcome {
+        case .extended(let expires): return .success(["id": .string(String(id)), "leaseExpiresAt": .string(expires)])
+        case .refused(let refusal): return .failure(error(refusal, id: id))
+        }
+    }
+
+    /// A complete or fail as its call sees it: refusals become errors.
+    static func finishOutcome(_ id: Int64, _ outcome: FinishOutcome) -> Result<FinishOutcome, RPCError> {
+        if case .refused(let refusal) = outcome { return .failure(error(refusal, id: id)) }
+        return .success(outcome)
+    }
+
+    /// `jobs.complete` and `jobs.fail`: `{id, state}`, with `nextRunAt` for a job that will retry.
+    static func finished(_ id: Int64, _ result: Result<FinishOutcome, RPCError>) -> Result<JSON, RPCError> {
+        result.flatMap { outcome in
+            switch outcome {
+            case .refused(let refusal): return .failure(error(refusal, id: id))
+            case .done(let state, let next):
+                var o: JSONObject = ["id": .string(String(id)), "state": .string(state)]
+                if let next { o["nextRunAt"] = .string(next) }
+                return .success(.object(o))
+            }
+        }
+    }
+
+    // MARK: Cancel and retry
+
+    /// `jobs.cancel`: `{id, state, cancelled}`.
+    static func cancel(_ id: Int64, _ outcome: CancelOutcome) -> Result<JSON, RPCError> {
+        switch outcome {
+        case .cancelled:
+            return .success(["id": .string(String(id)), "state": "cancelled", "cancelled": true])
+        case .unchanged(let state):
+            return .success(["id": .string(String(id)), "state": .string(state), "cancelled": false])
+        case .notFound:
+            return .failure(.notFound("job", id: String(id)))
+        }
+    }
+
+    /// `jobs.retry`: `{id, state: "available"}`.
+    static func retry(_ id: Int64, _ outcome: RetryOutcome) -> Result<JSON, RPCError> {
+        switch outcome {
+        case .retried:
+            return .success(["id": .string(String(id)), "state": "available"])
+        case .notRetryable(let state):
+            return .failure(
+                .conflict(
+                    "job \(id) is \(state); only dead or cancelled jobs can be retried", reason: "invalid_state",
+                    ["state": .string(state)]))
+        case .notFound:
+            return .failure(.notFound("job", id: String(id)))
+        case .uniqueKeyTaken:
+            return .failure(.conflict("another unfinished job holds its uniqueKey", reason: "duplicate"))
+        }
+    }
+
+    // MARK: Queues
+
+    /// `queues.list`: a page of queues and the cursor of the next.
+    static func queues(_ list: [QueueSummary], limit: Int) -> JSON {
+        let next: JSON = list.count == limit ? (list.last.map { .string($0.name) } ?? .null) : .null
+        let queues: [JSON] = list.map { q in
+            [
+                "name": .string(q.name), "paused": .bool(q.paused), "available": .int(q.available),
+                "scheduled": .int(q.scheduled), "running": .int(q.running), "retryable": .int(q.retryable),
+            ]
+        }
+        return ["queues": .array(queues), "nextCursor": next]
+    }
+
+    /// `queues.stats`.
+    static func stats(_ s: QueueStats) -> JSON {
+        var counts: JSONObject = [:]
+        for (state, n) in zip(QueueStats.states, s.counts) { counts[state] = .int(n) }
+        return [
+            "queue": .string(s.queue), "paused": .bool(s.paused), "counts": .object(counts),
+            "oldestAvailableAgeMs": .from(s.oldestAvailableAgeMs),
+            "completedLastMinute": .int(s.completedLastMinute), "completedLast5Minutes": .int(s.completedLast5Minutes),
+            "throughputPerSec": .double(((Double(s.completedLast5Minutes) / 300) * 100).rounded() / 100),
+            "failing": .int(s.failing),
+        ]
+    }
+
+    /// `queues.configure`: every setting of the queue.
+    static func settings(_ s: QueueSettings) -> JSON {
+        var retention = JSONObject()
+        retention["completedMs"] = .from(s.completedRetentionMs)
+        retention["deadMs"] = .from(s.deadRetentionMs)
+        return [
+            "queue": .string(s.queue), "paused": .bool(s.paused), "retry": s.retry ?? .null,
+            "retention": .object(retention),
+        ]
+    }
+
+    /// `queues.pause` and `queues.resume`.
+    static func paused(_ queue: String, _ paused: Bool) -> JSON { ["queue": .string(queue), "paused": .bool(paused)] }
+}
