@@ -35,7 +35,7 @@ let package = Package(
         .target(name: "WharfPQ", dependencies: ["WharfUV", "CLibPQ", .product(name: "Logging", package: "swift-log")]),
         .target(
             name: "WharfStore",
-            dependencies: ["WharfPQ", "WharfCore", "WharfJSON", "WharfRPC", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["WharfPQ", "WharfCore", "WharfJSON", .product(name: "Logging", package: "swift-log")],
             resources: [.embedInCode("Migrations")]),
         .target(
             name: "WharfServer",

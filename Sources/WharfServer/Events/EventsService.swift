@@ -53,7 +53,7 @@ final class EventsService {
         context.store.publish(WakeTopic.event.payload(payload.text)) { [unowned self] r in
             if case .failure(let e) = r {
                 context.logger.warning(
-                    "publishing an event failed", metadata: ["type": "\(type)", "error": "\(e.message)"])
+                    "publishing an event failed", metadata: ["type": "\(type)", "error": "\(e)"])
             }
         }
     }

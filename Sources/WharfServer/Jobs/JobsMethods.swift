@@ -2,16 +2,15 @@ import WharfCore
 import WharfRPC
 import WharfStore
 
-extension Server {
-    func registerJobMethods() {
-        let jobs = self.jobs
+extension JobsService {
+    func register(in methods: MethodTable) {
 
-        register("jobs.enqueue") { [unowned self] call in
+        methods.register("jobs.enqueue") { [unowned self] call in
             if call.params.has("webhook") { return try enqueueWebhook(call) }
-            jobs.enqueue(try JobSpec.parse(call.params)) { result in call.finish(result.map(JobReplies.enqueued)) }
+            self.enqueue(try JobSpec.parse(call.params)) { result in call.finish(result.map(JobReplies.enqueued)) }
         }
 
-        register("jobs.enqueueBatch") { [unowned self] call in
+        methods.register("jobs.enqueueBatch") { [unowned self] call in
             try call.params.onlyKnown(["jobs"])
             guard case .array(let items)? = call.params["jobs"] else {
                 throw RPCError.invalidParams(field: "jobs", "must be an array of job objects")
@@ -31,14 +30,14 @@ extension Server {
                 let outcomes = result.mapError(\.rpcError).flatMap(JobReplies.enqueuedBatch)
                 if case .success(let outcomes) = outcomes {
                     for q in Set(zip(specs, outcomes).filter { !$0.1.duplicate && !$0.1.replayed }.map { $0.0.queue }) {
-                        jobs.wake(queue: q)
+                        self.wake(queue: q)
                     }
                 }
                 call.finish(outcomes.map { ["jobs": .array($0.map(JobReplies.enqueued))] })
             }
         }
 
-        register("jobs.lease") { call in
+        methods.register("jobs.lease") { [unowned self] call in
             let p = call.params
             try p.onlyKnown(["queues", "max", "leaseMs", "waitMs", "worker"])
             guard let queues = try p.stringArray("queues", maxCount: 100), !queues.isEmpty else {
@@ -48,10 +47,10 @@ extension Server {
             let leaseMs = try p.optionalInt("leaseMs", in: 1000...86_400_000) ?? 30_000
             let waitMs = try p.optionalInt("waitMs", in: 0...300_000) ?? 0
             let worker = try p.name("worker")
-            jobs.lease(call: call, queues: queues, max: Int(max), leaseMs: leaseMs, waitMs: waitMs, worker: worker)
+            self.lease(call: call, queues: queues, max: Int(max), leaseMs: leaseMs, waitMs: waitMs, worker: worker)
         }
 
-        register("jobs.heartbeat") { [unowned self] call in
+        methods.register("jobs.heartbeat") { [unowned self] call in
             let p = call.params
             try p.onlyKnown(["id", "leaseToken", "extendMs", "progress"])
             let id = try Self.jobID(p)
@@ -59,12 +58,12 @@ extension Server {
             let extend = try p.optionalInt("extendMs", in: 1000...86_400_000) ?? 30_000
             store.heartbeat(id: id, token: token, extendMs: extend, progress: p["progress"]) { result in
                 let reply = result.mapError(\.rpcError).flatMap { JobReplies.heartbeat(id, $0) }
-                if case .failure = reply { jobs.untrack(id, session: call.session) }
+                if case .failure = reply { self.untrack(id, session: call.session) }
                 call.finish(reply)
             }
         }
 
-        register("jobs.complete") { [unowned self] call in
+        methods.register("jobs.complete") { [unowned self] call in
             let p = call.params
             try p.onlyKnown(["id", "leaseToken", "result", "schedulePatch"])
             let id = try Self.jobID(p)
@@ -79,7 +78,7 @@ extension Server {
                 }
                 store.complete(id: id, token: token, result: p["result"], schedulePatch: schedule, payload: pp["payload"]!) {
                     r in
-                    jobs.untrack(id, session: call.session)
+                    self.untrack(id, session: call.session)
                     call.finish(
                         JobReplies.finished(id, r.mapError(\.rpcError).map(\.0)).map { reply in
                             guard case .object(var o) = reply, case .success(let done) = r else { return reply }
@@ -89,13 +88,13 @@ extension Server {
                 }
                 return
             }
-            jobs.completeBatcher.add((id, token, p["result"])) { result in
-                jobs.untrack(id, session: call.session)
+            self.completeBatcher.add((id, token, p["result"])) { result in
+                self.untrack(id, session: call.session)
                 call.finish(JobReplies.finished(id, result))
             }
         }
 
-        register("jobs.fail") { call in
+        methods.register("jobs.fail") { [unowned self] call in
             let p = call.params
             try p.onlyKnown(["id", "leaseToken", "error", "retryable", "retryInMs"])
             let id = try Self.jobID(p)
@@ -104,33 +103,33 @@ extension Server {
             let error: JSON = errorValue.stringValue != nil ? ["message": errorValue] : errorValue
             let retryable = try p.bool("retryable", default: true)
             let retryIn = try p.optionalInt("retryInMs", in: 0...2_592_000_000)
-            jobs.failBatcher.add((id, token, error, retryable, retryIn)) { result in
-                jobs.untrack(id, session: call.session)
+            self.failBatcher.add((id, token, error, retryable, retryIn)) { result in
+                self.untrack(id, session: call.session)
                 call.finish(JobReplies.finished(id, result))
             }
         }
 
-        register("jobs.cancel") { [unowned self] call in
+        methods.register("jobs.cancel") { [unowned self] call in
             try call.params.onlyKnown(["id"])
             let id = try Self.jobID(call.params)
-            store.cancel(id: id, retention: config.retention) { r in
+            store.cancel(id: id, retention: context.config.retention) { r in
                 call.finish(r.mapError(\.rpcError).flatMap { JobReplies.cancel(id, $0) })
             }
         }
 
-        register("jobs.retry") { [unowned self] call in
+        methods.register("jobs.retry") { [unowned self] call in
             try call.params.onlyKnown(["id"])
             let id = try Self.jobID(call.params)
             store.retry(id: id) { r in call.finish(r.mapError(\.rpcError).flatMap { JobReplies.retry(id, $0) }) }
         }
 
-        register("jobs.get") { [unowned self] call in
+        methods.register("jobs.get") { [unowned self] call in
             try call.params.onlyKnown(["id"])
             let id = try Self.jobID(call.params)
             store.job(id: id) { r in call.finish(r.mapError(\.rpcError).flatMap { JobReplies.get(id, $0) }) }
         }
 
-        register("jobs.list") { [unowned self] call in
+        methods.register("jobs.list") { [unowned self] call in
             let p = call.params
             try p.onlyKnown(["queue", "state", "kind", "tag", "limit", "cursor"])
             let state = try p.optionalString("state")
@@ -141,18 +140,18 @@ extension Server {
             var before: Int64?
             if let cursor = try p.optionalString("cursor") {
                 guard let c = Int64(cursor), c > 0 else {
-                    throw RPCError.invalidParams(field: "cursor", "is not a cursor from jobs.list")
+                    throw RPCError.invalidParams(field: "cursor", "is not a cursor from self.list")
                 }
                 before = c
             }
             store.listJobs(
                 queue: try p.optionalString("queue"), state: state, kind: try p.optionalString("kind"),
                 tag: try p.optionalString("tag"), beforeID: before, limit: limit,
-                maxBytes: config.limits.maxReplyBytes
+                maxBytes: context.config.limits.maxReplyBytes
             ) { r in call.finish(r.mapError(\.rpcError).map { JobReplies.page($0, limit: limit) }) }
         }
 
-        register("queues.list") { [unowned self] call in
+        methods.register("queues.list") { [unowned self] call in
             let p = call.params
             try p.onlyKnown(["limit", "cursor"])
             let limit = Int(try p.optionalInt("limit", in: 1...1000) ?? 1000)
@@ -162,12 +161,12 @@ extension Server {
             }
         }
 
-        register("queues.stats") { [unowned self] call in
+        methods.register("queues.stats") { [unowned self] call in
             try call.params.onlyKnown(["queue"])
             store.queueStats(try call.params.name("queue")) { call.finish($0.mapError(\.rpcError).map(JobReplies.stats)) }
         }
 
-        register("queues.configure") { [unowned self] call in
+        methods.register("queues.configure") { [unowned self] call in
             let p = call.params
             try p.onlyKnown(["queue", "retry", "retention"])
             let queue = try p.name("queue")
@@ -193,11 +192,11 @@ extension Server {
         }
 
         for (method, paused) in [("queues.pause", true), ("queues.resume", false)] {
-            register(method) { [unowned self] call in
+            methods.register(method) { [unowned self] call in
                 try call.params.onlyKnown(["queue"])
                 let queue = try call.params.name("queue")
                 store.setQueuePaused(queue, paused: paused) { r in
-                    if !paused, case .success = r { jobs.wake(queue: queue) }
+                    if !paused, case .success = r { self.wake(queue: queue) }
                     call.finish(r.mapError(\.rpcError).map { JobReplies.paused(queue, $0) })
                 }
             }

@@ -8,6 +8,8 @@ import WharfUV
 /// (lease reaper, retention pruning). Loop thread only.
 final class JobsService {
     let context: ServiceContext
+    /// Where `jobs.enqueue {webhook}` sends.
+    let webhooks: WebhooksService
     var store: Store { context.store }
     var retryDefaults: RetryPolicy { context.config.retry }
     /// How long finished jobs are kept when their queue sets no retention.
@@ -32,8 +34,9 @@ final class JobsService {
     /// Jobs leased through each open session: session id → job id → lease token.
     private var held: [String: [Int64: String]] = [:]
 
-    init(_ context: ServiceContext) {
+    init(_ context: ServiceContext, webhooks: WebhooksService) {
         self.context = context
+        self.webhooks = webhooks
         let schedule = context.batchSchedule
         enqueueBatcher = IsolatingBatcher(schedule: schedule) { [unowned self] specs, done in
             self.store.enqueue(specs) { [unowned self] result in

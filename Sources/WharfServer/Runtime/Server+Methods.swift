@@ -6,7 +6,7 @@ extension Server {
     /// Every method family registers here.
     func registerMethods() {
         registerServerMethods()
-        registerJobMethods()
+        jobs.register(in: methods)
         locks.register(in: methods)
         cron.register(in: methods)
         webhooks.register(in: methods)
@@ -15,12 +15,12 @@ extension Server {
 
     func registerServerMethods() {
 
-        register("server.ping", open: true) { call in
+        methods.register("server.ping", open: true) { call in
             try call.params.onlyKnown([])
             call.reply("pong")
         }
 
-        register("server.info") { [unowned self] call in
+        methods.register("server.info") { [unowned self] call in
             try call.params.onlyKnown([])
             call.reply([
                 "name": "wharf",
@@ -48,7 +48,7 @@ extension Server {
             ])
         }
 
-        register("server.health") { [unowned self] call in
+        methods.register("server.health") { [unowned self] call in
             try call.params.onlyKnown([])
             let started = DispatchTime.now().uptimeNanoseconds
             store.health { [unowned self] result in
@@ -65,7 +65,7 @@ extension Server {
                         h.readOnly || h.standby || Timestamp.nowMs() - store.lastReadOnlyRefusalMs < 10_000)
                 case .failure(let e):
                     db["reachable"] = false
-                    db["error"] = .string(e.message)
+                    db["error"] = .string(e.rpcError.message)
                 }
                 // Ready means able to take writes: an unreachable or read-only database is not.
                 let status: JSON =
@@ -79,7 +79,7 @@ extension Server {
             }
         }
 
-        register("session.hello", open: true) { [unowned self] call in
+        methods.register("session.hello", open: true) { [unowned self] call in
             try call.params.onlyKnown(["token", "client"])
             let token = try call.params.optionalString("token")
             let client = try call.params.optionalString("client")

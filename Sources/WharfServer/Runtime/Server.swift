@@ -47,7 +47,7 @@ public final class Server: RuntimeHooks, @unchecked Sendable {  // loop-thread c
     private var beforeFlush: [() -> Void] = []
     /// What the features' services get from the runtime (never the server itself).
     private lazy var context = ServiceContext(loop: loop, store: store, config: config, logger: logger, hooks: self)
-    private(set) lazy var jobs = JobsService(context)
+    private(set) lazy var jobs = JobsService(context, webhooks: webhooks)
     private(set) lazy var locks = LocksService(context)
     private(set) lazy var webhooks = WebhooksService(context)
     private(set) lazy var cron = CronService(context, jobs: jobs, webhooks: webhooks)
@@ -365,11 +365,6 @@ public final class Server: RuntimeHooks, @unchecked Sendable {  // loop-thread c
     }
 
     // MARK: Dispatch
-
-    /// Registers a method in the table (see `MethodTable.register`).
-    func register(_ name: String, open: Bool = false, _ handler: @escaping (Call) throws -> Void) {
-        methods.register(name, open: open, handler)
-    }
 
     /// The roles besides `admin` that may call each served method (what `dispatch` enforces).
     public var methodRoles: [String: Set<Role>] { methods.roles }

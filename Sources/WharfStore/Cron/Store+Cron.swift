@@ -1,8 +1,5 @@
 import WharfJSON
 import WharfPQ
-// For `complete(...schedulePatch:)` only, which runs the jobs feature's `finish` (its outcomes still carry
-// `RPCError`).
-import WharfRPC
 
 /// A schedule as stored. Times are epoch milliseconds.
 public struct ScheduleRow: Sendable {

@@ -1,5 +1,4 @@
 import WharfPQ
-import WharfRPC
 
 extension Store {
     enum ServerSQL {
@@ -17,24 +16,24 @@ extension Store {
     }
 
     /// Sends `payload` on the wake-up channel, to every replica (after the statement commits).
-    public func publish(_ payload: String, _ completion: @escaping (Result<Void, RPCError>) -> Void) {
-        one(ServerSQL.publish, [payload], completion) { _ in () }
+    public func publish(_ payload: String, _ completion: @escaping (Result<Void, StoreError>) -> Void) {
+        rows(ServerSQL.publish, [payload], completion) { _ in () }
     }
 
     /// A round trip to the database: its clock, version, whether it is a standby, and whether it
     /// refuses writes.
     public func health(
-        _ completion: @escaping (Result<(now: String, version: String, standby: Bool, readOnly: Bool), RPCError>) -> Void
+        _ completion: @escaping (Result<(now: String, version: String, standby: Bool, readOnly: Bool), StoreError>) -> Void
     ) {
-        one(ServerSQL.health, [], completion) { rows in
+        rows(ServerSQL.health, [], completion) { rows in
             (rows.string(0, 0) ?? "", rows.string(0, 1) ?? "", rows.bool(0, 2) ?? false, rows.bool(0, 3) ?? false)
         }
     }
 
     /// Records (or refreshes) this replica in `wharf.replicas`.
     public func registerReplica(
-        id: String, hostname: String, version: String, _ completion: @escaping (Result<Void, RPCError>) -> Void
+        id: String, hostname: String, version: String, _ completion: @escaping (Result<Void, StoreError>) -> Void
     ) {
-        one(ServerSQL.registerReplica, [id, hostname, version], completion) { _ in () }
+        rows(ServerSQL.registerReplica, [id, hostname, version], completion) { _ in () }
     }
 }

@@ -1,7 +1,6 @@
 import Logging
 import WharfCore
 import WharfPQ
-import WharfRPC
 
 /// Every SQL statement Wharf runs, grouped by table in `Store+*.swift` files.
 ///
@@ -21,9 +20,6 @@ public final class Store {
         self.pool = pool
         self.logger = logger
     }
-
-    /// Maps a database failure to the error a client sees.
-    public func rpcError(_ e: PQError) -> RPCError { storeError(e).rpcError }
 
     /// Classifies a database failure (logging the unexpected ones, which clients see only as internal).
     public func storeError(_ e: PQError) -> StoreError {
@@ -63,21 +59,6 @@ public final class Store {
                 do throws(StoreError) { completion(.success(try body(rows))) } catch { completion(.failure(error)) }
             case .failure(let e):
                 completion(.failure(storeError(e)))
-            }
-        }
-    }
-
-    /// Runs one statement and hands its rows to `body`, mapping failures to `RPCError`.
-    func one<T>(
-        _ sql: String, _ params: [String?], _ completion: @escaping (Result<T, RPCError>) -> Void,
-        _ body: @escaping (PQResult) throws(RPCError) -> T
-    ) {
-        pool.query(sql, params) { [self] r in
-            switch r {
-            case .success(let rows):
-                do throws(RPCError) { completion(.success(try body(rows))) } catch { completion(.failure(error)) }
-            case .failure(let e):
-                completion(.failure(rpcError(e)))
             }
         }
     }

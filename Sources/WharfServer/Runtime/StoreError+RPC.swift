@@ -1,6 +1,5 @@
 import WharfRPC
-
-// Transitional: moves to WharfServer/Runtime once no store file speaks RPCError.
+import WharfStore
 
 extension StoreError {
     /// The error a client sees for a store failure (the one place these meet the protocol).
