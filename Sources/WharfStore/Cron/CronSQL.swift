@@ -56,7 +56,7 @@ enum CronSQL {
                 \(redefine)
             returning \(columns), \(lastJob), (xmax = 0) as created, s.next_fire_at as wake_at
         )
-        select up.*, pg_notify('wharf_wake', 'cron:' || coalesce(\(ms("up.wake_at"))::text, '')) is null from up
+        select up.*, \(WakeTopic.cron.notify("coalesce(\(ms("up.wake_at"))::text, '')")) is null from up
         """
 
     /// `upsert` for many schedules in one statement (one commit), for the upserts that leave `paused`
@@ -84,7 +84,7 @@ enum CronSQL {
             returning \(columns), \(lastJob), (xmax = 0) as created, s.next_fire_at as wake_at, s.paused as is_paused
         ),
         woke as (
-            select pg_notify('wharf_wake', 'cron:' || coalesce(\(ms("min(u.wake_at)"))::text, '')) is null as n
+            select \(WakeTopic.cron.notify("coalesce(\(ms("min(u.wake_at)"))::text, '')")) is null as n
             from up u where not u.is_paused
         )
         select up.* from up left join woke on true
@@ -120,7 +120,7 @@ enum CronSQL {
             where s.name = $1 and s.version = $3
             returning \(columns), \(lastJob), s.next_fire_at as wake_at
         )
-        select up.*, pg_notify('wharf_wake', 'cron:' || coalesce(\(ms("up.wake_at"))::text, '')) is null from up
+        select up.*, \(WakeTopic.cron.notify("coalesce(\(ms("up.wake_at"))::text, '')")) is null from up
         """
 
     /// Whether lock row `l` (a schedule's `cron:<name>`) holds the schedule's fires back: held and

@@ -298,7 +298,7 @@ enum JobSQL {
             returning j.id, j.queue, j.state
         ),
         woke as (
-            select count(pg_notify('wharf_wake', 'jobs:' || q.queue)) as n
+            select count(\(WakeTopic.jobs.notify("q.queue"))) as n
             from (select distinct queue from moved where state = 'available') q
         )
         select moved.id, moved.queue, moved.state from moved cross join woke
@@ -325,7 +325,7 @@ enum JobSQL {
             where id = $1 and state in ('dead', 'cancelled')
             returning id, queue, state
         )
-        select moved.id, moved.state, pg_notify('wharf_wake', 'jobs:' || moved.queue) from moved
+        select moved.id, moved.state, \(WakeTopic.jobs.notify("moved.queue")) from moved
         """
 
     static let stateOf = "select state from wharf.jobs where id = $1"

@@ -87,7 +87,7 @@ enum QueueSQL {
               and q.dead_retention_ms is null
             returning q.name
         )
-        select $1::text, $2::bool, case when not $2 then pg_notify('wharf_wake', 'jobs:' || $1) end,
+        select $1::text, $2::bool, case when not $2 then \(WakeTopic.jobs.notify("$1")) end,
                (select count(*) from saved) + (select count(*) from dropped)
         """
 }

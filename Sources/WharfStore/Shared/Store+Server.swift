@@ -12,7 +12,7 @@ extension Store {
             insert into wharf.replicas (id, hostname, version) values ($1, $2, $3)
             on conflict on constraint replicas_pkey do update set seen_at = now()
             """
-        static let publish = "select pg_notify('wharf_wake', $1)"
+        static let publish = "select pg_notify('\(WakeTopic.channel)', $1)"
     }
 
     /// Sends `payload` on the wake-up channel, to every replica (after the statement commits).

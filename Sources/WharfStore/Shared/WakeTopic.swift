@@ -1,5 +1,7 @@
 /// The topics of `NOTIFY wharf_wake, '<topic>:<rest>'`, by which one replica's write wakes the waiters
 /// of every replica. Statements build their NOTIFY with `notify(_:)`; the server routes by the same cases.
+/// The SQL functions of the migrations (`wharf.enqueue_batch`, `wharf.send_webhooks`, the lock triggers)
+/// send the same words, written out: a migration cannot change once applied.
 public enum WakeTopic: String, CaseIterable, Sendable {
     /// Jobs became available in a queue; rest: the queue.
     case jobs

@@ -96,7 +96,7 @@ enum WebhookSQL {
             where id = $1
             returning *
         )
-        select \(endpointColumns), pg_notify('wharf_wake', 'hooks:') is null from e \(health)
+        select \(endpointColumns), \(WakeTopic.hooks.notify()) is null from e \(health)
         """
 
     /// Takes up to `$1` due deliveries of enabled endpoints for `$2` ms: pending ones whose time came,
@@ -236,7 +236,7 @@ enum WebhookSQL {
             returning id
         )
         select (select count(*) from d), (select state from wharf.webhook_deliveries where id = $1),
-               pg_notify('wharf_wake', 'hooks:') is null
+               \(WakeTopic.hooks.notify()) is null
         """
 
     static let recover = """
@@ -246,7 +246,7 @@ enum WebhookSQL {
             where endpoint_id = $1 and state = 'failed' and created_at >= \(CronSQL.at("$2::bigint"))
             returning id
         )
-        select count(*), pg_notify('wharf_wake', 'hooks:') is null from d
+        select count(*), \(WakeTopic.hooks.notify()) is null from d
         """
 
     /// Deletes up to `$2` finished deliveries (and, by cascade, their attempts) that finished longer
