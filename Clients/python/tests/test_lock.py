@@ -98,3 +98,43 @@ def test_async_lock(server, unique):
                 assert again.fencing_token == held.fencing_token + 1
 
     asyncio.run(main())
+
+
+def test_async_release_stops_a_renewal_whose_reply_beats_the_cancel(server, unique):
+    """Before Python 3.12, a call whose reply arrives as its task is cancelled may return the reply
+    (asyncio.wait_for) instead of raising: release must stop renewing all the same, not wait forever."""
+
+    async def main():
+        async with wharf.AsyncClient(server.host, server.port) as c:
+            real_call = c.call
+            renewing = asyncio.Event()
+
+            async def slowly(method, params, kwargs):
+                await asyncio.sleep(0.3)  # the release comes while this renewal is in flight
+                return await real_call(method, params, **kwargs)
+
+            async def call_losing_the_cancel(method, params=None, **kwargs):
+                if method != "locks.renew":
+                    return await real_call(method, params, **kwargs)
+                task = asyncio.ensure_future(slowly(method, params, kwargs))
+                renewing.set()
+                try:
+                    return await asyncio.shield(task)
+                except asyncio.CancelledError:
+                    return await task  # the reply won the race: the cancellation is lost
+
+            c.call = call_losing_the_cancel
+            held = await c.lock(unique, ttl=0.6).acquire()
+            await asyncio.wait_for(renewing.wait(), 5)
+            started = time.monotonic()
+            release = asyncio.ensure_future(held.release())
+            done, _ = await asyncio.wait([release], timeout=2)
+            assert release in done, "release waited for a renewer that kept renewing"
+            assert time.monotonic() - started < 1.5
+            renewing.clear()
+            await asyncio.sleep(0.5)
+            assert not renewing.is_set(), "renewals went on after release"
+            c.call = real_call
+            assert (await c.locks.get(name=unique))["held"] is False
+
+    asyncio.run(main())

@@ -222,6 +222,9 @@ class AsyncLock(_LockBase):
     ) -> None:
         super().__init__(client, name, ttl, wait, **kwargs)
         self._renewer: Optional[asyncio.Task[None]] = None
+        # Set by `release`. Cancelling the renewer is not enough: before Python 3.12, a call whose reply
+        # arrives as it is cancelled returns the reply instead (asyncio.wait_for), and the loop went on.
+        self._stopping = False
 
     async def acquire(self) -> "AsyncLock":
         """Takes the lock (waiting up to `wait`); raises `LockHeld` when it was not granted."""
@@ -245,18 +248,21 @@ class AsyncLock(_LockBase):
             if remaining_ms <= MAX_WAIT_MS:
                 raise LockHeld.from_result(self.name, r)
         self._granted(r)
+        self._stopping = False
         self._renewer = asyncio.ensure_future(self._renew_loop())
         return self
 
     async def _renew_loop(self) -> None:
         delay = self.renew_interval
-        while True:
+        while not self._stopping:
             await asyncio.sleep(delay)
             delay = self.renew_interval
             try:
                 r = await self.client.call(
                     "locks.renew", {"name": self.name, "token": self.token, "ttlMs": int(self.ttl * 1000)}
                 )
+                if self._stopping:
+                    return
             except Conflict as e:
                 self._mark_lost(e.message)
                 return
@@ -272,6 +278,7 @@ class AsyncLock(_LockBase):
     async def release(self) -> None:
         """Stops renewing and releases the lock (unless it was lost); errors are logged, not raised."""
         if self._renewer is not None:
+            self._stopping = True
             self._renewer.cancel()
             try:
                 await self._renewer
