@@ -290,19 +290,8 @@ import WharfStore
 
     // MARK: The advance written
 
-    struct SplitMix64: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     @Test func eachFireBecomesAJobOfTheTemplate() {
-        var random = SplitMix64(state: 1)
+        var random = SplitMix(seed: 1)
         var template = JobSpec(queue: "q", kind: "k")
         template.priority = 3
         let p = CronPlanner.Plan(fires: [h10, h11], nextFireMs: h12, skipped: 1, missed: 4)
@@ -321,7 +310,7 @@ import WharfStore
     }
 
     @Test func jitterDelaysEachJobByAtMostJitterMs() {
-        var random = SplitMix64(state: 42)
+        var random = SplitMix(seed: 42)
         let fires = (0..<200).map { h10 + Int64($0) * 1_000 }
         let adv = CronPlanner.advance(
             CronPlanner.Plan(fires: fires, nextFireMs: nil), name: "s", claimSeq: 1,
@@ -335,7 +324,7 @@ import WharfStore
     }
 
     @Test func aWebhookTargetFiresDeliveries() {
-        var random = SplitMix64(state: 1)
+        var random = SplitMix(seed: 1)
         let adv = CronPlanner.advance(
             CronPlanner.Plan(fires: [h10, h11], nextFireMs: h12), name: "hook", claimSeq: 1, template: nil,
             jitterMs: 500,
@@ -347,7 +336,7 @@ import WharfStore
 
     /// A batch that fires nothing leaves the last fire as it was (the statement keeps it when null).
     @Test func anAdvanceWithoutFiresRecordsNoLastFire() {
-        var random = SplitMix64(state: 1)
+        var random = SplitMix(seed: 1)
         let adv = CronPlanner.advance(
             CronPlanner.Plan(fires: [], nextFireMs: h13, skipped: 3), name: "s", claimSeq: 1,
             template: JobSpec(queue: "q", kind: "k"), jitterMs: 0, using: &random)

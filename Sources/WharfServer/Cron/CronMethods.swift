@@ -87,16 +87,7 @@ extension CronService {
                             endpointID: endpoint ?? 0, event: event, data: w["payload"] ?? .null,
                             schedule: (name, fireMs)
                         ) { r in
-                            call.finish(
-                                r.flatMap { sent in
-                                    guard let d = sent.first else {
-                                        return .failure(.notFound("webhook endpoint", id: String(endpoint ?? 0)))
-                                    }
-                                    return .success([
-                                        "deliveryId": .string(String(d.deliveryID)),
-                                        "fireAt": .string(Timestamp.format(epochMs: fireMs)),
-                                    ])
-                                })
+                            call.finish(r.flatMap { CronReplies.triggered($0, endpointID: endpoint ?? 0, fireMs: fireMs) })
                         }
                     }
                     do throws(RPCError) {

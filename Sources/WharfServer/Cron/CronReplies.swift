@@ -3,11 +3,8 @@ import WharfRPC
 import WharfStore
 
 /// The cron family's replies and refusals, built from the store's typed rows: the one place a
-/// schedule becomes JSON. (The reply of `cron.trigger` on a webhook target is built where that
-/// delivery is sent.)
+/// schedule becomes JSON.
 enum CronReplies {
-    static func at(_ ms: Int64?) -> JSON { ms.map { .string(Timestamp.format(epochMs: $0)) } ?? .null }
-
     static func notFound(_ name: String) -> RPCError { .notFound("schedule", id: name) }
 
     /// `cron.resume` found the schedule changed under it on every attempt.
@@ -17,9 +14,15 @@ enum CronReplies {
 
     static func removed(_ name: String) -> JSON { ["name": .string(name), "removed": true] }
 
+    /// `cron.trigger` on a webhook target: the delivery queued, or not found when the endpoint is gone.
+    static func triggered(_ sent: [SentDelivery], endpointID: Int64, fireMs: Int64) -> Result<JSON, RPCError> {
+        guard let d = sent.first else { return .failure(.notFound("webhook endpoint", id: String(endpointID))) }
+        return .success(["deliveryId": .string(String(d.deliveryID)), "fireAt": .time(epochMs: fireMs)])
+    }
+
     /// `cron.trigger` on a job target.
     static func triggered(_ job: EnqueuedJob, fireMs: Int64) -> JSON {
-        ["jobId": .string(String(job.id)), "state": .string(job.state), "fireAt": at(fireMs)]
+        ["jobId": .string(String(job.id)), "state": .string(job.state), "fireAt": .time(epochMs: fireMs)]
     }
 
     static func preview(_ schedule: CronSchedule, timezone: String, fires: [Int64]) -> JSON {
@@ -28,7 +31,7 @@ enum CronReplies {
             "timezone": .string(timezone),
             "dstGap": .string(schedule.dstGap.rawValue),
             "dstFold": .string(schedule.dstFold.rawValue),
-            "fires": .array(fires.map { at($0) }),
+            "fires": .array(fires.map { .time(epochMs: $0) }),
         ]
     }
 }
@@ -59,12 +62,11 @@ extension CronService {
 
     /// A schedule as the protocol shows it.
     func json(_ row: ScheduleRow) -> JSONObject {
-        let at = CronReplies.at
         let schedule = try? self.schedule(row)
         var lastFire: JSON = .null
         if let nominal = row.lastNominalMs {
             lastFire = [
-                "nominalAt": at(nominal), "firedAt": at(row.lastFiredMs),
+                "nominalAt": .time(epochMs: nominal), "firedAt": .time(epochMs: row.lastFiredMs),
                 "lagMs": row.lastFiredMs.map { .int(max($0 - nominal, 0)) } ?? .null,
                 "jobId": row.lastJobID.map { .string(String($0)) } ?? .null,
             ]
@@ -83,21 +85,21 @@ extension CronService {
             "missed": .string(row.missed),
             "missedWindowMs": .int(row.missedWindowMs),
             "jitterMs": .int(row.jitterMs),
-            "startAt": at(row.startAtMs),
-            "endAt": at(row.endAtMs),
+            "startAt": .time(epochMs: row.startAtMs),
+            "endAt": .time(epochMs: row.endAtMs),
             "limit": .from(row.limit),
             "paused": .bool(row.paused),
             "pausedNote": .from(row.pausedNote),
-            "pausedAt": at(row.pausedAtMs),
-            "nextFireAt": row.paused ? .null : at(row.nextFireMs),
-            "nextFires": .array(upcoming(row, count: 5).map { at($0) }),
+            "pausedAt": .time(epochMs: row.pausedAtMs),
+            "nextFireAt": row.paused ? .null : .time(epochMs: row.nextFireMs),
+            "nextFires": .array(upcoming(row, count: 5).map { .time(epochMs: $0) }),
             "lastFire": lastFire,
             "stats": [
                 "runs": .int(row.runs), "skippedOverlap": .int(row.skippedOverlap), "missed": .int(row.missedCount),
             ],
             "version": .int(row.version),
-            "createdAt": at(row.createdAtMs),
-            "updatedAt": at(row.updatedAtMs),
+            "createdAt": .time(epochMs: row.createdAtMs),
+            "updatedAt": .time(epochMs: row.updatedAtMs),
         ]
     }
 }

@@ -6,7 +6,7 @@ import WharfStore
 /// one place where locks meet the wire protocol (Protocol/locks.md).
 enum LockReplies {
     /// An RFC 3339 time from epoch microseconds of PostgreSQL's clock.
-    static func time(_ us: Int64?) -> JSON { .from(us.map { Timestamp.format(epochMs: $0 / 1000) }) }
+    static func time(_ us: Int64?) -> JSON { .time(epochMs: us.map { $0 / 1000 }) }
 
     /// `locks.acquire` granted (also `locks.acquire` retried with its `requestId`).
     static func granted(_ grant: LockGrant) -> JSON {

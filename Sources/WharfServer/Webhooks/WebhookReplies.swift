@@ -45,14 +45,13 @@ enum WebhookReplies {
             "disableAfterMs": .from(e.disableAfterMs),
             "dormantAfterMs": .from(e.dormantAfterMs),
             "retentionMs": .from(e.retentionMs),
-            "createdAt": .string(Timestamp.format(epochMs: e.createdAtMs)),
-            "updatedAt": .string(Timestamp.format(epochMs: e.updatedAtMs)),
+            "createdAt": .time(epochMs: e.createdAtMs),
+            "updatedAt": .time(epochMs: e.updatedAtMs),
             "health": .object(health(e, dormantAfterMs: dormantAfterMs)),
         ]
     }
 
     static func health(_ e: EndpointRow, dormantAfterMs: Int64) -> JSONObject {
-        func at(_ ms: Int64?) -> JSON { ms.map { .string(Timestamp.format(epochMs: $0)) } ?? .null }
         func rate(_ ok: Int64, _ all: Int64) -> JSON {
             all == 0 ? .null : .double((Double(ok) / Double(all) * 1000).rounded() / 1000)
         }
@@ -61,9 +60,9 @@ enum WebhookReplies {
         var o: JSONObject = [
             "state": .string(state),
             "dormant": .bool(dormant),
-            "lastSuccessAt": at(e.lastSuccessMs),
-            "lastFailureAt": at(e.lastFailureMs),
-            "failingSince": at(e.failingSinceMs),
+            "lastSuccessAt": .time(epochMs: e.lastSuccessMs),
+            "lastFailureAt": .time(epochMs: e.lastFailureMs),
+            "failingSince": .time(epochMs: e.failingSinceMs),
             "consecutiveFailures": .int(e.consecutiveFailures),
             "successRate1h": rate(e.successes1h, e.attempts1h),
             "successRate24h": rate(e.successes24h, e.attempts24h),
@@ -72,7 +71,7 @@ enum WebhookReplies {
             "pendingDeliveries": .int(e.pending),
         ]
         if !e.enabled {
-            o["disabledAt"] = at(e.disabledAtMs)
+            o["disabledAt"] = .time(epochMs: e.disabledAtMs)
             o["disabledReason"] = .from(e.disabledReason)
         }
         return o
@@ -131,7 +130,7 @@ enum WebhookReplies {
         guard found else { return .failure(endpointNotFound(id)) }
         return .success([
             "id": .string(String(id)), "secret": .string(secret),
-            "previousSecretValidUntil": .string(Timestamp.format(epochMs: validUntilMs)),
+            "previousSecretValidUntil": .time(epochMs: validUntilMs),
         ])
     }
 

@@ -1,22 +1,14 @@
 /// The statements on `wharf.schedules`, and the fire statement that also inserts the jobs.
 ///
-/// Times cross the wire as epoch milliseconds and are converted exactly (interval arithmetic, not
-/// floating point), because a job's `schedule_fire_at` must equal its nominal fire time to the
-/// millisecond for the unique (schedule, fire time) index to mean anything.
+/// Times cross as epoch milliseconds (`SQLTime`).
 enum CronSQL {
-    /// Epoch milliseconds of a timestamptz expression (null stays null).
-    static func ms(_ expression: String) -> String { "floor(extract(epoch from \(expression)) * 1000)::bigint" }
-
-    /// The timestamptz of an epoch-milliseconds expression (null stays null).
-    static func at(_ expression: String) -> String { "(timestamptz 'epoch' + (\(expression)) * interval '1 millisecond')" }
-
     /// The columns `ScheduleRow` reads, in order (alias `s`).
     static let columns = """
         s.name, s.expression, s.every_ms, s.timezone, s.day_match, s.dst_gap, s.dst_fold, s.target::text, s.overlap,
-        s.missed, s.missed_window_ms, s.jitter_ms, \(ms("s.start_at")), \(ms("s.end_at")), s.fire_limit, s.paused,
-        s.paused_note, \(ms("s.paused_at")), \(ms("s.next_fire_at")), s.claim_seq, s.version,
-        \(ms("s.last_nominal_at")), \(ms("s.last_fired_at")), s.runs, s.skipped_overlap, s.missed_count,
-        \(ms("s.created_at")), \(ms("s.updated_at"))
+        s.missed, s.missed_window_ms, s.jitter_ms, \(SQLTime.ms("s.start_at")), \(SQLTime.ms("s.end_at")), s.fire_limit, s.paused,
+        s.paused_note, \(SQLTime.ms("s.paused_at")), \(SQLTime.ms("s.next_fire_at")), s.claim_seq, s.version,
+        \(SQLTime.ms("s.last_nominal_at")), \(SQLTime.ms("s.last_fired_at")), s.runs, s.skipped_overlap, s.missed_count,
+        \(SQLTime.ms("s.created_at")), \(SQLTime.ms("s.updated_at"))
         """
 
     /// The job made by the schedule's last fire, if it still exists (an index probe).
@@ -46,9 +38,9 @@ enum CronSQL {
             insert into wharf.schedules as s (name, expression, every_ms, timezone, day_match, dst_gap, dst_fold,
                 target, overlap, missed, missed_window_ms, jitter_ms, start_at, end_at, fire_limit, paused,
                 paused_note, paused_at, next_fire_at)
-            values ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10, $11, $12, \(at("$13::bigint")), \(at("$14::bigint")),
+            values ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10, $11, $12, \(SQLTime.at("$13::bigint")), \(SQLTime.at("$14::bigint")),
                 $15, coalesce($16::boolean, false), case when $16::boolean then $17 end,
-                case when $16::boolean then now() end, \(at("$18::bigint")))
+                case when $16::boolean then now() end, \(SQLTime.at("$18::bigint")))
             on conflict (name) do update set
                 paused = coalesce($16::boolean, s.paused),
                 paused_note = case when coalesce($16::boolean, s.paused) then coalesce($17, s.paused_note) end,
@@ -56,7 +48,7 @@ enum CronSQL {
                 \(redefine)
             returning \(columns), \(lastJob), (xmax = 0) as created, s.next_fire_at as wake_at
         )
-        select up.*, \(WakeTopic.cron.notify("coalesce(\(ms("up.wake_at"))::text, '')")) is null from up
+        select up.*, \(WakeTopic.cron.notify("coalesce(\(SQLTime.ms("up.wake_at"))::text, '')")) is null from up
         """
 
     /// `upsert` for many schedules in one statement (one commit), for the upserts that leave `paused`
@@ -75,8 +67,8 @@ enum CronSQL {
                 target, overlap, missed, missed_window_ms, jitter_ms, start_at, end_at, fire_limit, paused,
                 next_fire_at)
             select i.name, i.expression, i.every_ms, i.timezone, i.day_match, i.dst_gap, i.dst_fold, i.target,
-                   i.overlap, i.missed, i.missed_window_ms, i.jitter_ms, \(at("i.start_ms")), \(at("i.end_ms")),
-                   i.fire_limit, false, \(at("i.next_ms"))
+                   i.overlap, i.missed, i.missed_window_ms, i.jitter_ms, \(SQLTime.at("i.start_ms")), \(SQLTime.at("i.end_ms")),
+                   i.fire_limit, false, \(SQLTime.at("i.next_ms"))
             from input i
             order by i.name
             on conflict (name) do update set
@@ -84,7 +76,7 @@ enum CronSQL {
             returning \(columns), \(lastJob), (xmax = 0) as created, s.next_fire_at as wake_at, s.paused as is_paused
         ),
         woke as (
-            select \(WakeTopic.cron.notify("coalesce(\(ms("min(u.wake_at)"))::text, '')")) is null as n
+            select \(WakeTopic.cron.notify("coalesce(\(SQLTime.ms("min(u.wake_at)"))::text, '')")) is null as n
             from up u where not u.is_paused
         )
         select up.* from up left join woke on true
@@ -115,12 +107,12 @@ enum CronSQL {
     static let resume = """
         with up as (
             update wharf.schedules s
-            set paused = false, paused_note = null, paused_at = null, next_fire_at = \(at("$2::bigint")),
+            set paused = false, paused_note = null, paused_at = null, next_fire_at = \(SQLTime.at("$2::bigint")),
                 claim_seq = s.claim_seq + 1, claimed_until = null, version = s.version + 1, updated_at = now()
             where s.name = $1 and s.version = $3
             returning \(columns), \(lastJob), s.next_fire_at as wake_at
         )
-        select up.*, \(WakeTopic.cron.notify("coalesce(\(ms("up.wake_at"))::text, '')")) is null from up
+        select up.*, \(WakeTopic.cron.notify("coalesce(\(SQLTime.ms("up.wake_at"))::text, '')")) is null from up
         """
 
     /// Whether lock row `l` (a schedule's `cron:<name>`) holds the schedule's fires back: held and
@@ -164,16 +156,16 @@ enum CronSQL {
             exists (select 1 from wharf.locks l where l.name = 'cron:' || s.name and \(holdsFiresBack("l"))),
             exists (select 1 from wharf.jobs j where j.schedule_name = s.name
                     and j.state in ('scheduled', 'available', 'retryable')),
-            \(ms("now()"))
+            \(SQLTime.ms("now()"))
         """
 
     /// When the scheduler should look again: the earliest unclaimed next fire, the earliest claim
     /// expiry, and the database's clock.
     static let nextDue = """
-        select (select \(ms("min(s.next_fire_at)")) from wharf.schedules s
+        select (select \(SQLTime.ms("min(s.next_fire_at)")) from wharf.schedules s
                 where not s.paused and s.next_fire_at is not null and s.claimed_until is null),
-               (select \(ms("min(s.claimed_until)")) from wharf.schedules s where s.claimed_until is not null),
-               \(ms("now()"))
+               (select \(SQLTime.ms("min(s.claimed_until)")) from wharf.schedules s where s.claimed_until is not null),
+               \(SQLTime.ms("now()"))
         """
 
     /// One statement for a batch of claimed schedules: advances each schedule whose claim still holds
@@ -245,11 +237,11 @@ enum CronSQL {
         adv as (
             -- Advanced once the fires are known: a fire whose lock was not taken (`holds`) is no run.
             update wharf.schedules s
-            set next_fire_at = \(at("c.next_ms")), claimed_until = null,
+            set next_fire_at = \(SQLTime.at("c.next_ms")), claimed_until = null,
                 runs = s.runs + c.runs - coalesce(d.n, 0),
                 skipped_overlap = s.skipped_overlap + c.skipped + coalesce(d.n, 0),
                 missed_count = s.missed_count + c.missed,
-                last_nominal_at = coalesce(\(at("c.last_nominal_ms")), s.last_nominal_at),
+                last_nominal_at = coalesce(\(SQLTime.at("c.last_nominal_ms")), s.last_nominal_at),
                 last_fired_at = case when c.runs - coalesce(d.n, 0) > 0 then now() else s.last_fired_at end
             from claimed c
             left join (

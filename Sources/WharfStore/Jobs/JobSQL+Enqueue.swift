@@ -34,8 +34,6 @@ extension JobSQL {
         ]
     }
 
-    /// The timestamptz of an epoch-milliseconds expression, exactly (null stays null).
-    static func at(_ ms: String) -> String { "(timestamptz 'epoch' + (\(ms)) * interval '1 millisecond')" }
 
     /// The rows of `enqueueArrays` passed from parameter `$first` on: `unnest(...) with ordinality as
     /// t(<enqueueColumns>, ord)`.
@@ -53,8 +51,8 @@ extension JobSQL {
         let arguments: [(name: String, value: String)] =
             enqueueColumns.map { c in
                 switch c.name {
-                case "run_at_ms": ("run_at", at("k.run_at_ms"))
-                case "schedule_fire_ms": ("schedule_fire_at", at("k.schedule_fire_ms"))
+                case "run_at_ms": ("run_at", SQLTime.at("k.run_at_ms"))
+                case "schedule_fire_ms": ("schedule_fire_at", SQLTime.at("k.schedule_fire_ms"))
                 default: (c.name, "k.\(c.name)")
                 }
             } + [("id", "null::bigint"), ("hold_token", "null::text")]
@@ -76,7 +74,7 @@ extension JobSQL {
             case "run_at_ms", "schedule_fire_ms":
                 // Element by element, keeping the order and the nulls.
                 let name = c.name == "run_at_ms" ? "run_at" : "schedule_fire_at"
-                return "\(name) => array(select \(at("u.ms")) from unnest($\(n)::bigint[]) with ordinality u(ms, n) order by u.n)"
+                return "\(name) => array(select \(SQLTime.at("u.ms")) from unnest($\(n)::bigint[]) with ordinality u(ms, n) order by u.n)"
             default:
                 return "\(c.name) => $\(n)::\(c.type)[]"
             }

@@ -1,17 +1,14 @@
 /// The statements on `wharf.webhook_endpoints`, `webhook_deliveries` and `webhook_attempts`.
 enum WebhookSQL {
-    static func ms(_ e: String) -> String { CronSQL.ms(e) }
-    static func ts(_ e: String) -> String { JobSQL.ts(e) }
-
     /// An endpoint with its health over the last 24 hours (alias `e`, lateral `h`).
     static let endpointColumns = """
         e.id, e.url, e.description, array_to_json(e.events)::text, e.rate_limit_per_s, e.enabled,
-        \(ms("e.disabled_at")), e.disabled_reason, e.disable_after_ms, e.dormant_after_ms,
-        \(ms("e.last_success_at")), \(ms("e.last_failure_at")), \(ms("e.failing_since")), e.consecutive_failures,
-        \(ms("e.created_at")), \(ms("e.updated_at")), \(ms("e.previous_secret_until")),
+        \(SQLTime.ms("e.disabled_at")), e.disabled_reason, e.disable_after_ms, e.dormant_after_ms,
+        \(SQLTime.ms("e.last_success_at")), \(SQLTime.ms("e.last_failure_at")), \(SQLTime.ms("e.failing_since")), e.consecutive_failures,
+        \(SQLTime.ms("e.created_at")), \(SQLTime.ms("e.updated_at")), \(SQLTime.ms("e.previous_secret_until")),
         h.attempts_1h, h.successes_1h, h.attempts_24h, h.successes_24h, h.p50, h.p95,
         (select count(*) from wharf.webhook_deliveries d where d.endpoint_id = e.id and d.state in ('pending', 'delivering')),
-        \(ms("now()")), e.retention_ms
+        \(SQLTime.ms("now()")), e.retention_ms
         """
 
     static let health = """
@@ -143,7 +140,7 @@ enum WebhookSQL {
         from due, wharf.webhook_endpoints e
         where d.id = due.id and e.id = d.endpoint_id
         returning d.id, d.message_id, d.endpoint_id, d.attempt, d.body, e.url, e.secret,
-                  case when e.previous_secret_until > now() then e.previous_secret end, e.rate_limit_per_s, \(ms("now()"))
+                  case when e.previous_secret_until > now() then e.previous_secret end, e.rate_limit_per_s, \(SQLTime.ms("now()"))
         """
 
     /// Records a batch of attempts in one statement: each attempt row, each delivery's next state
@@ -207,17 +204,17 @@ enum WebhookSQL {
     /// When the dispatcher should look again: the earliest pending attempt of an enabled endpoint not
     /// in `$1` (endpoints that may take nothing now), the earliest lease expiry, and the database's clock.
     static let nextDue = """
-        select (select \(ms("min(d.next_attempt_at)")) from wharf.webhook_deliveries d
+        select (select \(SQLTime.ms("min(d.next_attempt_at)")) from wharf.webhook_deliveries d
                 join wharf.webhook_endpoints e on e.id = d.endpoint_id
                 where d.state = 'pending' and e.enabled and not (d.endpoint_id = any($1::bigint[]))),
-               (select \(ms("min(d.lease_until)")) from wharf.webhook_deliveries d where d.state = 'delivering'),
-               \(ms("now()"))
+               (select \(SQLTime.ms("min(d.lease_until)")) from wharf.webhook_deliveries d where d.state = 'delivering'),
+               \(SQLTime.ms("now()"))
         """
 
     static let deliveries = """
-        select d.id, d.message_id, d.event, d.state, d.attempt, \(ts("d.next_attempt_at")), \(ts("d.created_at")),
-               \(ts("d.finished_at")), d.last_status, d.last_error,
-               (select json_agg(json_build_object('attempt', a.attempt, 'at', \(ts("a.attempted_at")), 'status', a.status,
+        select d.id, d.message_id, d.event, d.state, d.attempt, \(JobSQL.ts("d.next_attempt_at")), \(JobSQL.ts("d.created_at")),
+               \(JobSQL.ts("d.finished_at")), d.last_status, d.last_error,
+               (select json_agg(json_build_object('attempt', a.attempt, 'at', \(JobSQL.ts("a.attempted_at")), 'status', a.status,
                                                   'latencyMs', a.latency_ms, 'errorKind', a.error_kind, 'error', a.error,
                                                   'responseBody', a.response_body) order by a.attempt)
                 from wharf.webhook_attempts a where a.delivery_id = d.id)::text,
@@ -243,7 +240,7 @@ enum WebhookSQL {
         with d as (
             update wharf.webhook_deliveries
             set state = 'pending', next_attempt_at = now(), finished_at = null, lease_until = null
-            where endpoint_id = $1 and state = 'failed' and created_at >= \(CronSQL.at("$2::bigint"))
+            where endpoint_id = $1 and state = 'failed' and created_at >= \(SQLTime.at("$2::bigint"))
             returning id
         )
         select count(*), \(WakeTopic.hooks.notify()) is null from d
