@@ -32,7 +32,10 @@ final class CronService {
     var minPeriodMs: Int64 { context.config.cronMinPeriodMs }
 
     /// Sleeps until the earliest next fire, by the database's clock.
-    private var timer: DueTimer!
+    private lazy var timer = DueTimer(context) { [unowned self] in
+        self.drained = false
+        self.pump()
+    }
     private var batchesInFlight = 0
     /// The last claim found fewer due schedules than it asked for.
     private var drained = true
@@ -45,8 +48,6 @@ final class CronService {
     /// How many compiled timings the scheduler keeps.
     static let compiledCapacity = 10_000
 
-    /// Fires committed by this replica since it started (for `server.info`-style reporting and tests).
-    private(set) var firesCommitted = 0
 
     /// `cron.upsert`s that leave `paused` as it is, one statement (one commit) per loop iteration.
     private(set) lazy var upserts = Batcher<(definition: ScheduleDefinition, nextFireMs: Int64?), (row: ScheduleRow, created: Bool)>(
@@ -58,10 +59,6 @@ final class CronService {
         self.context = context
         self.jobs = jobs
         self.webhooks = webhooks
-        timer = DueTimer(context) { [unowned self] in
-            self.drained = false
-            self.pump()
-        }
     }
 
     func start() {
@@ -123,8 +120,7 @@ final class CronService {
         store.fireSchedules(batch) { [unowned self] result in
             self.batchesInFlight -= 1
             switch result {
-            case .success(let r):
-                self.firesCommitted += r.jobs
+            case .success:
                 // The statement's NOTIFYs reach every replica; this one need not wait for its own.
                 for queue in Set(batch.flatMap { $0.jobs.map(\.queue) }) { self.jobs.wake(queue: queue) }
                 if batch.contains(where: { !$0.webhookFires.isEmpty }) { self.webhooks.poke() }

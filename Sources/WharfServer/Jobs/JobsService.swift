@@ -22,7 +22,7 @@ final class JobsService {
 
     /// Single enqueues, completions and failures of one loop turn share one statement each; each call
     /// gets its own outcome, and a bad value fails only its own call (`IsolatingBatcher`).
-    private(set) var enqueueBatcher: IsolatingBatcher<JobSpec, Result<EnqueuedJob, RPCError>>!
+    private var enqueueBatcher: IsolatingBatcher<JobSpec, Result<EnqueuedJob, RPCError>>!
     private(set) var completeBatcher: IsolatingBatcher<(id: Int64, token: String, result: JSON?), FinishOutcome>!
     private(set) var failBatcher:
         IsolatingBatcher<(id: Int64, token: String, error: JSON, retryable: Bool, retryInMs: Int64?), FinishOutcome>!

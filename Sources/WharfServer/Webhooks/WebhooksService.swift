@@ -29,7 +29,7 @@ final class WebhooksService {
     /// it came back short.
     private var lookAgain = false
     /// Sleeps until the earliest due attempt.
-    private var timer: DueTimer!
+    private lazy var timer = DueTimer(context) { [unowned self] in self.wake() }
     private var stopped: Bool { timer.stopped }
     private var parsedURLs: [String: ParsedURL] = [:]
     /// Claimed deliveries not started yet: a claim's attempts are started a few per loop turn, so
@@ -71,7 +71,6 @@ final class WebhooksService {
                 done(r.mapError(\.rpcError))
             }
         }
-        timer = DueTimer(context) { [unowned self] in self.wake() }
     }
 
     /// Queues one message: to `endpointID`, or, when it is nil, to every enabled endpoint subscribed to
