@@ -83,7 +83,9 @@ enum JobSQL {
             order by u.priority desc, u.run_at, u.id
             limit $2
         ),
-        ordered as (select array_agg(r.id order by r.rn) as ids from ranked r),
+        -- Materialized: the running sum below reads it once per step, and an inlined aggregate would
+        -- be recomputed at every step (quadratic in the batch: 7 ms of a 100-job lease).
+        ordered as materialized (select array_agg(r.id order by r.rn) as ids from ranked r),
         sized(n, total) as (
             -- A running sum of the reply bytes in claim order that stops at the budget $5, reading only
             -- the rows it keeps and the first one it refuses; the first job is always kept.

@@ -90,7 +90,7 @@ extension Store {
         let params: [String?] = [
             PGArray.text(queues), String(max), String(leaseMs), worker, String(maxBytes), durable ? "true" : "false",
         ]
-        rows(JobSQL.lease, params, completion) { rows in
+        rows(JobSQL.lease, params, plan: .generic, completion) { rows in
             var jobs = (0..<rows.rowCount).map { JobRow.record(rows, $0, fencingTokenColumn: JobRow.columnCount) }
             jobs.sort { a, b in
                 if a.priority != b.priority { return a.priority > b.priority }

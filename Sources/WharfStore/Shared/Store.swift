@@ -49,19 +49,36 @@ public final class Store {
     static let readOnlyStates: Set<String> = ["25006"]
 
     /// Runs one statement and hands its rows to `body`, mapping failures to `StoreError`.
+    ///
+    /// With `plan: .generic` the statement runs with `plan_cache_mode = force_generic_plan` for its
+    /// own implicit transaction (a `set_config(..., true)` in the same pipeline segment), so its
+    /// prepared plan is made once per connection instead of at every execution. PostgreSQL keeps
+    /// re-planning a prepared statement whose generic plan it estimates costlier than a custom one;
+    /// for the lease (a dozen CTEs, estimated for ten queues when the array is a parameter) that
+    /// planning took longer than running it.
     func rows<T>(
-        _ sql: String, _ params: [String?], _ completion: @escaping (Result<T, StoreError>) -> Void,
+        _ sql: String, _ params: [String?], plan: PlanChoice = .auto,
+        _ completion: @escaping (Result<T, StoreError>) -> Void,
         _ body: @escaping (PQResult) throws(StoreError) -> T
     ) {
-        pool.query(sql, params) { [self] r in
+        var statements = [PQStatement(sql, params)]
+        if plan == .generic { statements.insert(PQStatement(Self.forceGenericPlan), at: 0) }
+        pool.run(PQSegment(statements)) { [self] r in
             switch r {
-            case .success(let rows):
-                do throws(StoreError) { completion(.success(try body(rows))) } catch { completion(.failure(error)) }
+            case .success(let results):
+                do throws(StoreError) { completion(.success(try body(results[results.count - 1]))) } catch {
+                    completion(.failure(error))
+                }
             case .failure(let e):
                 completion(.failure(storeError(e)))
             }
         }
     }
+
+    /// How PostgreSQL plans a prepared statement: its own choice, or always the generic plan.
+    enum PlanChoice { case auto, generic }
+
+    static let forceGenericPlan = "select set_config('plan_cache_mode', 'force_generic_plan', true)"
 }
 
 /// A statement the store runs, listed so a test can PREPARE every one against a migrated database.
