@@ -19,11 +19,11 @@ enum JobReplies {
         o["priority"] = .int(j.priority)
         o["attempt"] = .int(j.attempt)
         o["maxAttempts"] = .int(j.maxAttempts)
-        o["runAt"] = .string(j.runAt)
-        o["createdAt"] = .string(j.createdAt)
-        optional(&o, "leasedAt", j.leasedAt.map(JSON.string))
-        optional(&o, "leaseExpiresAt", j.leaseExpiresAt.map(JSON.string))
-        optional(&o, "finishedAt", j.finishedAt.map(JSON.string))
+        o["runAt"] = .time(epochMs: j.runAtMs)
+        o["createdAt"] = .time(epochMs: j.createdAtMs)
+        optional(&o, "leasedAt", .time(epochMs: j.leasedAtMs))
+        optional(&o, "leaseExpiresAt", .time(epochMs: j.leaseExpiresAtMs))
+        optional(&o, "finishedAt", .time(epochMs: j.finishedAtMs))
         optional(&o, "worker", j.worker.map(JSON.string))
         if withLeaseToken { optional(&o, "leaseToken", j.leaseToken.map(JSON.string)) }
         optional(&o, "uniqueKey", j.uniqueKey.map(JSON.string))
@@ -35,7 +35,7 @@ enum JobReplies {
         optional(&o, "lastError", j.lastError)
         optional(&o, "timeoutMs", j.timeoutMs.map(JSON.int))
         if let name = j.scheduleName {
-            o["schedule"] = ["name": .string(name), "fireAt": .from(j.scheduleFireAt)]
+            o["schedule"] = ["name": .string(name), "fireAt": .time(epochMs: j.scheduleFireAtMs)]
         }
         optional(&o, "retry", j.retry)
         optional(&o, "fencingToken", j.fencingToken.map(JSON.int))
@@ -43,8 +43,8 @@ enum JobReplies {
             // Failed and lost attempts are recorded as they end; the successful one is the row itself.
             if j.state == "completed" {
                 attempts.append([
-                    "attempt": .int(j.attempt), "worker": .from(j.worker), "leasedAt": .from(j.leasedAt),
-                    "finishedAt": .from(j.finishedAt), "outcome": "completed",
+                    "attempt": .int(j.attempt), "worker": .from(j.worker), "leasedAt": .time(epochMs: j.leasedAtMs),
+                    "finishedAt": .time(epochMs: j.finishedAtMs), "outcome": "completed",
                 ])
             }
             o["attempts"] = .array(attempts)
@@ -130,7 +130,7 @@ enum JobReplies {
     /// `jobs.heartbeat`.
     static func heartbeat(_ id: Int64, _ outcome: HeartbeatOutcome) -> Result<JSON, RPCError> {
         switch outcome {
-        case .extended(let expires): return .success(["id": .string(String(id)), "leaseExpiresAt": .string(expires)])
+        case .extended(let expires): return .success(["id": .string(String(id)), "leaseExpiresAt": .time(epochMs: expires)])
         case .refused(let refusal): return .failure(error(refusal, id: id))
         }
     }
@@ -148,7 +148,7 @@ enum JobReplies {
             case .refused(let refusal): return .failure(error(refusal, id: id))
             case .done(let state, let next):
                 var o: JSONObject = ["id": .string(String(id)), "state": .string(state)]
-                if let next { o["nextRunAt"] = .string(next) }
+                if let next { o["nextRunAt"] = .time(epochMs: next) }
                 return .success(.object(o))
             }
         }

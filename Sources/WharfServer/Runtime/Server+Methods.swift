@@ -27,7 +27,7 @@ extension Server {
                 "version": .string(WharfVersion.server),
                 "protocolVersion": .string(WharfVersion.protocol),
                 "replicaId": .string(config.replicaID),
-                "startedAt": .string(Timestamp.format(epochMs: Int64(startedAt.timeIntervalSince1970 * 1000))),
+                "startedAt": .time(epochMs: Int64(startedAt.timeIntervalSince1970 * 1000)),
                 "uptimeMs": .int(Int64(Date().timeIntervalSince(startedAt) * 1000)),
                 "postgresVersion": pool.serverVersion > 0 ? .string(Self.formatPGVersion(pool.serverVersion)) : .null,
                 "limits": [
@@ -59,7 +59,7 @@ extension Server {
                     db["reachable"] = true
                     db["roundTripMs"] = .double((rtt * 1000).rounded() / 1000)
                     db["serverVersion"] = .string(h.version)
-                    db["now"] = .string(h.now)
+                    db["now"] = .time(epochMs: h.nowMs)
                     db["standby"] = .bool(h.standby)
                     db["readOnly"] = .bool(
                         h.readOnly || h.standby || Timestamp.nowMs() - store.lastReadOnlyRefusalMs < 10_000)

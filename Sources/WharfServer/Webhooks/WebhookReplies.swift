@@ -157,16 +157,16 @@ enum WebhookReplies {
         var o: JSONObject = [
             "id": .string(String(d.id)), "messageId": .string(d.messageID), "event": .string(d.event),
             "state": .string(d.state), "attempts": .int(d.attempts), "endpointId": .string(String(d.endpointID)),
-            "createdAt": .string(d.createdAt),
+            "createdAt": .time(epochMs: d.createdAtMs),
         ]
-        if d.state == "pending" { o["nextAttemptAt"] = .from(d.nextAttemptAt) }
-        if let f = d.finishedAt { o["finishedAt"] = .string(f) }
+        if d.state == "pending" { o["nextAttemptAt"] = .time(epochMs: d.nextAttemptAtMs) }
+        if let f = d.finishedAtMs { o["finishedAt"] = .time(epochMs: f) }
         if let s = d.lastStatus { o["lastStatus"] = .int(s) }
         if let e = d.lastError { o["lastError"] = .string(e) }
         o["attemptLog"] = .array(
             d.attemptLog.map { a in
                 var o: JSONObject = [
-                    "attempt": .from(a.attempt), "at": .from(a.at), "status": .from(a.status),
+                    "attempt": .from(a.attempt), "at": .time(epochMs: a.atMs), "status": .from(a.status),
                     "latencyMs": a.latencyMs.map(JSON.double) ?? .null, "errorKind": .from(a.errorKind),
                     "error": .from(a.error),
                 ]

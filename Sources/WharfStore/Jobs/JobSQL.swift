@@ -2,20 +2,16 @@
 /// transaction; the batched ones take arrays (`unnest`) so that concurrent requests share one
 /// statement and one commit, and report a per-row outcome.
 enum JobSQL {
-    /// Formats a timestamptz column as RFC 3339 UTC with milliseconds.
-    static func ts(_ column: String) -> String {
-        "to_char((\(column)) at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
-    }
-
     static let hotStates = "('scheduled', 'available', 'running', 'retryable')"
 
-    /// The columns `JobRow` reads, in order.
+    /// The columns `JobRow` reads, in order. Times are epoch milliseconds (`SQLTime.ms`).
     static let columns = """
         j.id, j.queue, j.kind, j.payload::text, j.state, j.priority, j.attempt, j.max_attempts,
-        \(ts("j.run_at")), \(ts("j.created_at")), \(ts("j.leased_at")), \(ts("j.lease_expires_at")),
-        \(ts("j.finished_at")), j.worker, j.lease_token, j.unique_key, j.lock_key, array_to_json(j.tags)::text,
+        \(SQLTime.ms("j.run_at")), \(SQLTime.ms("j.created_at")), \(SQLTime.ms("j.leased_at")),
+        \(SQLTime.ms("j.lease_expires_at")), \(SQLTime.ms("j.finished_at")), j.worker, j.lease_token, j.unique_key,
+        j.lock_key, array_to_json(j.tags)::text,
         j.meta::text, j.progress::text, j.result::text, j.last_error::text, j.timeout_ms, j.schedule_name,
-        \(ts("j.schedule_fire_at")), j.retry::text
+        \(SQLTime.ms("j.schedule_fire_at")), j.retry::text
         """
 
     /// About how many bytes job `a` takes in a reply: its JSON columns as text plus a fixed allowance
@@ -180,7 +176,7 @@ enum JobSQL {
           -- A keyed job's lease lapsed and its lock went to someone else: the lease is lost.
           and (j.lock_key is null
                or exists (select 1 from wharf.locks l where l.name = j.lock_key and l.token = j.lease_token))
-        returning \(ts("j.lease_expires_at"))
+        returning \(SQLTime.ms("j.lease_expires_at"))
         """
 
     /// Why a token did not match: the job's state and whether the token is the one it holds.
@@ -261,7 +257,7 @@ enum JobSQL {
                 'leasedAt', j.leased_at, 'finishedAt', now(), 'outcome', 'failed', 'error', \(historyError("i.error")))
         from input i
         where j.id = i.id and j.lease_token = i.token and j.state = 'running'
-        returning j.id, j.state, \(ts("j.run_at")), i.token
+        returning j.id, j.state, \(SQLTime.ms("j.run_at")), i.token
         """
 
     /// Running jobs whose lease expired, oldest first (uses the lease-expiry index).

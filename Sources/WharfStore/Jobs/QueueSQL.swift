@@ -27,8 +27,9 @@ enum QueueSQL {
             count(*) filter (where state = 'running'), count(*) filter (where state = 'retryable'),
             count(*) filter (where state = 'completed'), count(*) filter (where state = 'dead'),
             count(*) filter (where state = 'cancelled'),
-            (extract(epoch from now() - min(run_at) filter (
-                where state in ('available', 'scheduled', 'retryable') and run_at <= now())) * 1000)::bigint,
+            \(SQLTime.durationMs("""
+                now() - min(run_at) filter (where state in ('available', 'scheduled', 'retryable') and run_at <= now())
+                """)),
             count(*) filter (where state = 'completed' and finished_at > now() - interval '1 minute'),
             count(*) filter (where state = 'completed' and finished_at > now() - interval '5 minutes'),
             count(*) filter (where state = 'retryable' or (state = 'dead' and finished_at > now() - interval '5 minutes'))

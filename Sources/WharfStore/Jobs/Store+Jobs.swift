@@ -40,14 +40,15 @@ public enum LeaseRefusal: Sendable, Equatable {
 
 /// The outcome of one heartbeat.
 public enum HeartbeatOutcome: Sendable, Equatable {
-    case extended(leaseExpiresAt: String)
+    /// The lease now expires at `leaseExpiresAtMs` (epoch milliseconds).
+    case extended(leaseExpiresAtMs: Int64)
     case refused(LeaseRefusal)
 }
 
 /// The outcome of one complete or fail, per job of a batch.
 public enum FinishOutcome: Sendable, Equatable {
-    /// The job is now in `state`; a retryable one runs again at `nextRunAt`.
-    case done(state: String, nextRunAt: String?)
+    /// The job is now in `state`; a retryable one runs again at `nextRunAtMs` (epoch milliseconds).
+    case done(state: String, nextRunAtMs: Int64?)
     case refused(LeaseRefusal)
 }
 
@@ -94,7 +95,7 @@ extension Store {
             var jobs = (0..<rows.rowCount).map { JobRow.record(rows, $0, fencingTokenColumn: JobRow.columnCount) }
             jobs.sort { a, b in
                 if a.priority != b.priority { return a.priority > b.priority }
-                if a.runAt != b.runAt { return a.runAt < b.runAt }
+                if a.runAtMs != b.runAtMs { return a.runAtMs < b.runAtMs }
                 return a.id < b.id
             }
             return jobs
@@ -109,14 +110,14 @@ extension Store {
         let params: [String?] = [String(id), token, String(extendMs), progress?.text]
         rows(
             JobSQL.heartbeat, params,
-            { [self] (r: Result<String?, StoreError>) in
+            { [self] (r: Result<Int64?, StoreError>) in
                 switch r {
-                case .success(let expires?): completion(.success(.extended(leaseExpiresAt: expires)))
+                case .success(let expires?): completion(.success(.extended(leaseExpiresAtMs: expires)))
                 case .success(nil): leaseRefusal(id: id, token: token) { completion($0.map { .refused($0) }) }
                 case .failure(let e): completion(.failure(e))
                 }
             }
-        ) { rows in rows.rowCount > 0 ? rows.string(0, 0) : nil }
+        ) { rows in rows.rowCount > 0 ? rows.int(0, 0) : nil }
     }
 
     /// Works out why a token was refused.
@@ -142,7 +143,7 @@ extension Store {
         ]
         finish(
             JobSQL.complete, params, items.map { ($0.id, $0.token) }, completes: true, completion
-        ) { _, _ in .done(state: "completed", nextRunAt: nil) }
+        ) { _, _ in .done(state: "completed", nextRunAtMs: nil) }
     }
 
     /// Fails a batch in one statement: retryable with backoff, or dead.
@@ -158,7 +159,7 @@ extension Store {
         ]
         finish(JobSQL.fail, params, items.map { ($0.id, $0.token) }, completes: false, completion) { rows, row in
             let state = rows.string(row, 1) ?? ""
-            return .done(state: state, nextRunAt: state == "retryable" ? rows.string(row, 2) : nil)
+            return .done(state: state, nextRunAtMs: state == "retryable" ? rows.int(row, 2) : nil)
         }
     }
 
@@ -195,7 +196,7 @@ extension Store {
                                     if let o = outcomes["\(item.id)|\(item.token)"] { return o }
                                     guard let (state, token) = current[item.id] else { return .refused(.notFound) }
                                     if completes && token == item.token && state == "completed" {
-                                        return .done(state: "completed", nextRunAt: nil)
+                                        return .done(state: "completed", nextRunAtMs: nil)
                                     }
                                     return .refused(Self.leaseRefusal(state: state, tokenMatches: token == item.token))
                                 }

@@ -7,4 +7,7 @@ enum SQLTime {
 
     /// The timestamptz of an epoch-milliseconds expression.
     static func at(_ ms: String) -> String { "(timestamptz 'epoch' + (\(ms)) * interval '1 millisecond')" }
+
+    /// Whole milliseconds in an interval expression, rounded to the nearest (a duration, not an instant).
+    static func durationMs(_ interval: String) -> String { "(extract(epoch from \(interval)) * 1000)::bigint" }
 }

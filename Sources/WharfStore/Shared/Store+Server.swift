@@ -2,10 +2,10 @@ import WharfPQ
 
 extension Store {
     enum ServerSQL {
-        /// Clock, version, standby, and whether this session's transactions are read-only (a
+        /// Clock (epoch ms), version, standby, and whether this session's transactions are read-only (a
         /// standby's always are; `default_transaction_read_only` makes a primary's so).
         static let health = """
-            select to_char(now() at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'), current_setting('server_version'),
+            select \(SQLTime.ms("now()")), current_setting('server_version'),
                    pg_is_in_recovery(), current_setting('transaction_read_only') = 'on'
             """
         static let registerReplica = """
@@ -20,13 +20,13 @@ extension Store {
         rows(ServerSQL.publish, [payload], completion) { _ in () }
     }
 
-    /// A round trip to the database: its clock, version, whether it is a standby, and whether it
-    /// refuses writes.
+    /// A round trip to the database: its clock (epoch ms), version, whether it is a standby, and
+    /// whether it refuses writes.
     public func health(
-        _ completion: @escaping (Result<(now: String, version: String, standby: Bool, readOnly: Bool), StoreError>) -> Void
+        _ completion: @escaping (Result<(nowMs: Int64, version: String, standby: Bool, readOnly: Bool), StoreError>) -> Void
     ) {
         rows(ServerSQL.health, [], completion) { rows in
-            (rows.string(0, 0) ?? "", rows.string(0, 1) ?? "", rows.bool(0, 2) ?? false, rows.bool(0, 3) ?? false)
+            (rows.int(0, 0) ?? 0, rows.string(0, 1) ?? "", rows.bool(0, 2) ?? false, rows.bool(0, 3) ?? false)
         }
     }
 

@@ -218,8 +218,8 @@ public struct RecordedAttempt: Sendable, Equatable {
 /// One attempt of a delivery, as `webhooks.deliveries` shows it.
 public struct DeliveryAttemptRow: Sendable {
     public var attempt: Int64?
-    /// RFC 3339.
-    public var at: String?
+    /// Epoch milliseconds.
+    public var atMs: Int64?
     public var status: Int64?
     public var latencyMs: Double?
     public var errorKind: String?
@@ -227,7 +227,7 @@ public struct DeliveryAttemptRow: Sendable {
     public var responseBody: String?
 }
 
-/// A delivery with its attempts. Times are RFC 3339 strings.
+/// A delivery with its attempts. Times are epoch milliseconds.
 public struct DeliveryRow: Sendable {
     public var id: Int64
     public var messageID: String
@@ -235,9 +235,9 @@ public struct DeliveryRow: Sendable {
     public var event: String
     public var state: String
     public var attempts: Int64
-    public var nextAttemptAt: String?
-    public var createdAt: String
-    public var finishedAt: String?
+    public var nextAttemptAtMs: Int64?
+    public var createdAtMs: Int64
+    public var finishedAtMs: Int64?
     public var lastStatus: Int64?
     public var lastError: String?
     public var attemptLog: [DeliveryAttemptRow]
@@ -248,15 +248,15 @@ public struct DeliveryRow: Sendable {
         event = r.string(i, 2) ?? ""
         state = r.string(i, 3) ?? ""
         attempts = r.int(i, 4) ?? 0
-        nextAttemptAt = r.string(i, 5)
-        createdAt = r.string(i, 6) ?? ""
-        finishedAt = r.string(i, 7)
+        nextAttemptAtMs = r.int(i, 5)
+        createdAtMs = r.int(i, 6) ?? 0
+        finishedAtMs = r.int(i, 7)
         lastStatus = r.int(i, 8)
         lastError = r.string(i, 9)
         let log = r.string(i, 10).flatMap { try? JSONParser.parse($0) }?.arrayValue ?? []
         attemptLog = log.map { a in
             DeliveryAttemptRow(
-                attempt: a["attempt"]?.intValue, at: a["at"]?.stringValue, status: a["status"]?.intValue,
+                attempt: a["attempt"]?.intValue, atMs: a["atMs"]?.intValue, status: a["status"]?.intValue,
                 latencyMs: a["latencyMs"]?.doubleValue, errorKind: a["errorKind"]?.stringValue,
                 error: a["error"]?.stringValue, responseBody: a["responseBody"]?.stringValue)
         }

@@ -212,9 +212,9 @@ enum WebhookSQL {
         """
 
     static let deliveries = """
-        select d.id, d.message_id, d.event, d.state, d.attempt, \(JobSQL.ts("d.next_attempt_at")), \(JobSQL.ts("d.created_at")),
-               \(JobSQL.ts("d.finished_at")), d.last_status, d.last_error,
-               (select json_agg(json_build_object('attempt', a.attempt, 'at', \(JobSQL.ts("a.attempted_at")), 'status', a.status,
+        select d.id, d.message_id, d.event, d.state, d.attempt, \(SQLTime.ms("d.next_attempt_at")),
+               \(SQLTime.ms("d.created_at")), \(SQLTime.ms("d.finished_at")), d.last_status, d.last_error,
+               (select json_agg(json_build_object('attempt', a.attempt, 'atMs', \(SQLTime.ms("a.attempted_at")), 'status', a.status,
                                                   'latencyMs', a.latency_ms, 'errorKind', a.error_kind, 'error', a.error,
                                                   'responseBody', a.response_body) order by a.attempt)
                 from wharf.webhook_attempts a where a.delivery_id = d.id)::text,
