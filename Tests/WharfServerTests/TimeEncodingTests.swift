@@ -53,6 +53,12 @@ import WharfRPC
             "jobs.fail", ["id": .string(old), "leaseToken": token, "error": ["message": "x"], "retryInMs": 3_600_123])
         #expect(failed["state"] == "retryable")
         #expect(try Self.stored(s.database, ["run_at"], from: row) == [Self.text(failed["nextRunAt"])])
+        // The history entry of the failed attempt shows its instants as every other field does (the
+        // database writes them into the jsonb history with microseconds and an offset).
+        let history = try #require(get(old)["attempts"]?.arrayValue?.first)
+        #expect(history["leasedAt"] == leased["leasedAt"])
+        #expect(try Self.stored(s.database, ["(attempts->0->>'finishedAt')::timestamptz"], from: row)
+            == [Self.text(history["finishedAt"])])
 
         // Stored instants finer than a millisecond, after and before 1970, show their millisecond as the
         // database does (it keeps the millisecond they fall in).

@@ -1,3 +1,4 @@
+import WharfCore
 import WharfRPC
 import WharfStore
 
@@ -39,7 +40,7 @@ enum JobReplies {
         }
         optional(&o, "retry", j.retry)
         optional(&o, "fencingToken", j.fencingToken.map(JSON.int))
-        if var attempts = j.attempts {
+        if var attempts = j.attempts?.map(historyEntry) {
             // Failed and lost attempts are recorded as they end; the successful one is the row itself.
             if j.state == "completed" {
                 attempts.append([
@@ -48,6 +49,17 @@ enum JobReplies {
                 ])
             }
             o["attempts"] = .array(attempts)
+        }
+        return .object(o)
+    }
+
+    /// A stored history entry with its instants in the reply format. The statements that end an attempt
+    /// write them as the database renders a timestamptz in JSON (microseconds and an offset), and rows
+    /// written so far keep that text.
+    private static func historyEntry(_ entry: JSON) -> JSON {
+        guard case .object(var o) = entry else { return entry }
+        for key in ["leasedAt", "finishedAt"] {
+            if let text = o[key]?.stringValue, let ms = Timestamp.parse(text) { o[key] = .time(epochMs: ms) }
         }
         return .object(o)
     }
