@@ -16,6 +16,10 @@ public final class PQPool {
     private var readyWaiters: [() -> Void] = []
     private var stopped = false
 
+    /// Segments (implicit transactions, one round trip each) and statements sent so far.
+    public private(set) var segmentsSent = 0
+    public private(set) var statementsSent = 0
+
     /// Called for every notification on a channel passed to `listen`.
     public var onNotification: ((String, String) -> Void)?
     /// Called after the LISTEN connection (re)connected, so callers can re-check what they might have
@@ -72,6 +76,8 @@ public final class PQPool {
         guard let best else {
             return completion(.failure(PQError(kind: .unavailable, message: "database unavailable")))
         }
+        segmentsSent += 1
+        statementsSent += segment.statements.count
         best.send(segment, completion)
     }
 

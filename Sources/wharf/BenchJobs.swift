@@ -18,14 +18,20 @@ struct BenchJobs: ParsableCommand {
     @Option(help: "Pickup latency samples.") var samples = 200
     @Option(help: "Single enqueues each producer keeps in flight in the steady phase.") var depth = 64
     @Option(help: "Token to present.") var token: String?
+    @Option(
+        help: ArgumentHelp(
+            "The server's PostgreSQL (connection string), to add the database's costs per job.",
+            discussion: "CPU of its backends (read from /proc when it runs on this machine), WAL bytes and row versions."))
+    var database: String?
     @Flag(help: "Print one JSON object as the last line.") var json = false
 
     func run() throws {
         let (host, port) = try parseHostPort(server)
+        let db = try database.map { try BenchDatabase($0) }
         let box = UncheckedBox(
             JobsBenchRun(
                 host: host, port: port, jobs: jobs, producers: producers, workers: workers, batch: batch,
-                samples: samples, depth: depth, token: token))
+                samples: samples, depth: depth, token: token, database: db))
         runOnLoopThread { box.value.run() }
         let r = box.value
         if let error = r.error { throw ValidationError(error) }
@@ -49,12 +55,17 @@ struct BenchJobs: ParsableCommand {
                 format: "pickup:  p50 %.3f ms, p99 %.3f ms over %d samples (enqueue sent -> lease reply)", pickup50,
                 pickup99, samples))
         print("check:   lost \(r.lost), duplicated \(r.duplicated)")
+        for c in r.costs { print("cost:    \(c.phase.padding(toLength: 8, withPad: " ", startingAt: 0))\(c.line)") }
         if json {
-            let o: JSON = [
+            var o: JSON = [
                 "enqueuePerSec": .double(r.enqueuePerSec.rounded()), "drainPerSec": .double(r.drainPerSec.rounded()),
                 "steadyPerSec": .double(r.steadyPerSec.rounded()), "pickupP50Ms": .double(pickup50),
                 "pickupP99Ms": .double(pickup99), "lost": .from(r.lost), "duplicated": .from(r.duplicated),
             ]
+            if case .object(var obj) = o {
+                obj["costPerJob"] = .object(JSONObject(r.costs.map { (key: $0.phase, value: $0.json) }))
+                o = .object(obj)
+            }
             print(o.text)
         }
         if r.lost != 0 || r.duplicated != 0 { throw ExitCode(1) }
@@ -71,6 +82,10 @@ final class JobsBenchRun {
     let batch: Int
     let samples: Int
     let token: String?
+    let database: BenchDatabase?
+    /// What each throughput phase cost per job.
+    var costs: [(phase: String, line: String, json: JSON)] = []
+    private var mark = CostSnapshot()
     let runID = String(UInt32.random(in: 0...UInt32.max), radix: 36)
 
     var enqueuePerSec = 0.0
@@ -92,8 +107,9 @@ final class JobsBenchRun {
 
     init(
         host: String, port: Int, jobs: Int, producers: Int, workers: Int, batch: Int, samples: Int, depth: Int,
-        token: String?
+        token: String?, database: BenchDatabase?
     ) {
+        self.database = database
         steadyDepth = max(1, depth)
         self.host = host
         self.port = port
@@ -116,7 +132,10 @@ final class JobsBenchRun {
                     self.producers = Array(all[0..<self.producerCount])
                     self.workers = Array(all[self.producerCount..<(self.producerCount + self.workerCount)])
                     self.control = all.last!
-                    self.phaseEnqueue()
+                    self.snapshot { s in
+                        self.mark = s
+                        self.phaseEnqueue()
+                    }
                 },
                 failed: { [unowned self] message in self.error = message })
         } catch {
@@ -157,7 +176,7 @@ final class JobsBenchRun {
                 acked += n
                 if acked == self.jobs {
                     self.enqueuePerSec = Double(self.jobs) / (Double(Self.nowNs() - start) / 1e9)
-                    self.phaseDrain()
+                    self.closePhase("enqueue") { self.phaseDrain() }
                 } else {
                     sendNext(p)
                 }
@@ -208,16 +227,42 @@ final class JobsBenchRun {
         completedIDs = [:]
         startWorkers(queue: queue("drain"), expected: jobs, waitMs: 100) { [unowned self] seconds in
             self.drainPerSec = Double(self.jobs) / seconds
-            self.settleThen { self.phaseSteady() }
+            self.closePhase("drain") { self.phaseSteady() }
         }
     }
 
-    /// Lets outstanding long polls end before the next phase starts.
+    /// Lets outstanding long polls end before the next phase starts. With `--database` it waits
+    /// longer: a PostgreSQL backend that reported its table statistics less than a second before
+    /// going idle reports the rest only 10 s later, and the row versions per job would be short.
     private func settleThen(_ next: @escaping () -> Void) {
         let t = try! LoopTimer(loop: loop)
-        t.start(timeoutMs: 1_200) {
+        t.start(timeoutMs: database == nil ? 1_200 : 11_000) {
             t.close()
             next()
+        }
+    }
+
+    /// Reads the server's (and the database's) counters.
+    private func snapshot(_ then: @escaping (CostSnapshot) -> Void) {
+        control.call("server.info", nil) { [unowned self] r in
+            guard let info = self.check(r) else { return }
+            var s = CostSnapshot()
+            s.read(serverInfo: info)
+            s.clientCalls = (self.producers + self.workers).reduce(0) { $0 + $1.callsSent }
+            if let db = self.database { s.read(database: db) }
+            then(s)
+        }
+    }
+
+    /// Lets the phase settle, then records what it cost per job.
+    private func closePhase(_ phase: String, then next: @escaping () -> Void) {
+        settleThen { [unowned self] in
+            self.snapshot { s in
+                let c = self.mark.perJob(until: s, jobs: self.jobs)
+                self.costs.append((phase, c.line, c.json))
+                self.mark = s
+                next()
+            }
         }
     }
 
@@ -243,7 +288,7 @@ final class JobsBenchRun {
         }
         startWorkers(queue: q, expected: jobs, waitMs: 1_000) { [unowned self] seconds in
             self.steadyPerSec = Double(self.jobs) / seconds
-            self.settleThen { self.phasePickup() }
+            self.closePhase("steady") { self.phasePickup() }
         }
         for p in producers { for _ in 0..<steadyDepth { sendNext(p) } }
     }

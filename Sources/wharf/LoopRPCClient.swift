@@ -33,6 +33,8 @@ final class LoopRPCClient {
     }
 
     var inFlight: Int { waiting.count }
+    /// Requests sent so far.
+    var callsSent: Int64 { nextID }
 
     /// Sends a request; `done` runs when its reply arrives.
     func call(_ method: String, _ params: JSON?, _ done: @escaping (Result<JSON, RPCError>) -> Void) {

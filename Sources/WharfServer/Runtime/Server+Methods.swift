@@ -13,6 +13,20 @@ extension Server {
         events.register(in: methods)
     }
 
+    /// What this replica has spent since it started: CPU time and peak memory (`getrusage`) and the
+    /// PostgreSQL round trips (segments) and statements it sent. `wharf bench` divides their growth
+    /// by the jobs a phase moved.
+    func usage() -> JSON {
+        var ru = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &ru)
+        func us(_ t: timeval) -> Int64 { Int64(t.tv_sec) * 1_000_000 + Int64(t.tv_usec) }
+        return [
+            "cpuUserUs": .int(us(ru.ru_utime)), "cpuSystemUs": .int(us(ru.ru_stime)),
+            "maxRssBytes": .int(Int64(ru.ru_maxrss) * 1024), "dbSegments": .from(pool.segmentsSent),
+            "dbStatements": .from(pool.statementsSent),
+        ]
+    }
+
     func registerServerMethods() {
 
         methods.register("server.ping", open: true) { call in
@@ -30,6 +44,7 @@ extension Server {
                 "startedAt": .time(epochMs: Int64(startedAt.timeIntervalSince1970 * 1000)),
                 "uptimeMs": .int(Int64(Date().timeIntervalSince(startedAt) * 1000)),
                 "postgresVersion": pool.serverVersion > 0 ? .string(Self.formatPGVersion(pool.serverVersion)) : .null,
+                "usage": usage(),
                 "limits": [
                     "maxFrameBytes": .from(config.limits.maxFrameBytes),
                     "maxBatch": .from(config.limits.maxBatch),
