@@ -20,6 +20,11 @@ struct BenchJobs: ParsableCommand {
     @Option(help: "Token to present.") var token: String?
     @Option(
         help: ArgumentHelp(
+            "Jobs to pass through the drain queue before measuring (enqueued, leased, completed).",
+            discussion: "Measures a table that has aged: its indexes and heap carry what those jobs left behind."))
+    var preAge = 0
+    @Option(
+        help: ArgumentHelp(
             "The server's PostgreSQL (connection string), to add the database's costs per job.",
             discussion: "CPU of its backends (read from /proc when it runs on this machine), WAL bytes and row versions."))
     var database: String?
@@ -31,10 +36,11 @@ struct BenchJobs: ParsableCommand {
         let box = UncheckedBox(
             JobsBenchRun(
                 host: host, port: port, jobs: jobs, producers: producers, workers: workers, batch: batch,
-                samples: samples, depth: depth, token: token, database: db))
+                samples: samples, depth: depth, token: token, database: db, preAge: preAge))
         runOnLoopThread { box.value.run() }
         let r = box.value
         if let error = r.error { throw ValidationError(error) }
+        if preAge > 0 { print("aged:    \(preAge) jobs passed through the drain queue before measuring") }
         let pickup50 = Double(r.pickup.valueAtPercentile(50)) / 1000
         let pickup99 = Double(r.pickup.valueAtPercentile(99)) / 1000
         print(
@@ -83,6 +89,7 @@ final class JobsBenchRun {
     let samples: Int
     let token: String?
     let database: BenchDatabase?
+    let preAge: Int
     /// What each throughput phase cost per job.
     var costs: [(phase: String, line: String, json: JSON)] = []
     private var mark = CostSnapshot()
@@ -107,9 +114,10 @@ final class JobsBenchRun {
 
     init(
         host: String, port: Int, jobs: Int, producers: Int, workers: Int, batch: Int, samples: Int, depth: Int,
-        token: String?, database: BenchDatabase?
+        token: String?, database: BenchDatabase?, preAge: Int
     ) {
         self.database = database
+        self.preAge = max(0, preAge)
         steadyDepth = max(1, depth)
         self.host = host
         self.port = port
@@ -132,9 +140,11 @@ final class JobsBenchRun {
                     self.producers = Array(all[0..<self.producerCount])
                     self.workers = Array(all[self.producerCount..<(self.producerCount + self.workerCount)])
                     self.control = all.last!
-                    self.snapshot { s in
-                        self.mark = s
-                        self.phaseEnqueue()
+                    self.phasePreAge(remaining: self.preAge) {
+                        self.snapshot { s in
+                            self.mark = s
+                            self.phaseEnqueue()
+                        }
                     }
                 },
                 failed: { [unowned self] message in self.error = message })
@@ -159,13 +169,32 @@ final class JobsBenchRun {
 
     private func queue(_ phase: String) -> String { "bench-\(runID)-\(phase)" }
 
+    // MARK: Pre-age: jobs pass through the drain queue, in chunks, before anything is measured.
+
+    private func phasePreAge(remaining: Int, then next: @escaping () -> Void) {
+        guard remaining > 0 else { return next() }
+        let chunk = min(50_000, remaining)
+        enqueue(chunk, into: queue("drain"), batch: 1_000) { [unowned self] in
+            self.startWorkers(queue: self.queue("drain"), expected: chunk, waitMs: 100) { _ in
+                self.settleThen { self.phasePreAge(remaining: remaining - chunk, then: next) }
+            }
+        }
+    }
+
     // MARK: Enqueue phase: batches from every producer.
 
     private func phaseEnqueue() {
-        let q = queue("drain")
-        var remaining = jobs
-        var acked = 0
         let start = Self.nowNs()
+        enqueue(jobs, into: queue("drain"), batch: batch) { [unowned self] in
+            self.enqueuePerSec = Double(self.jobs) / (Double(Self.nowNs() - start) / 1e9)
+            self.closePhase("enqueue") { self.phaseDrain() }
+        }
+    }
+
+    /// Enqueues `count` jobs in batches, two in flight per producer.
+    private func enqueue(_ count: Int, into q: String, batch: Int, done: @escaping () -> Void) {
+        var remaining = count
+        var acked = 0
         func sendNext(_ p: LoopRPCClient) {
             guard remaining > 0 else { return }
             let n = min(batch, remaining)
@@ -174,12 +203,7 @@ final class JobsBenchRun {
             p.call("jobs.enqueueBatch", ["jobs": .array(items)]) { [unowned self] r in
                 guard self.check(r) != nil else { return }
                 acked += n
-                if acked == self.jobs {
-                    self.enqueuePerSec = Double(self.jobs) / (Double(Self.nowNs() - start) / 1e9)
-                    self.closePhase("enqueue") { self.phaseDrain() }
-                } else {
-                    sendNext(p)
-                }
+                if acked == count { done() } else { sendNext(p) }
             }
         }
         for p in producers { for _ in 0..<2 { sendNext(p) } }
@@ -343,7 +367,7 @@ final class JobsBenchRun {
     private func verify() {
         duplicated = completedIDs.values.filter { $0 > 1 }.count
         let expected: [(String, Int)] = [
-            (queue("drain"), jobs), (queue("steady"), jobs), (queue("pickup"), samples + 5),
+            (queue("drain"), jobs + preAge), (queue("steady"), jobs), (queue("pickup"), samples + 5),
         ]
         var pending = expected.count
         for (q, n) in expected {
