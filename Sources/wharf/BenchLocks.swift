@@ -14,14 +14,17 @@ struct BenchLocks: ParsableCommand {
     @Option(help: "TCP connections the clients share (default: one per client).") var connections: Int?
     @Option(help: "Distinct lock names (names >= clients means no contention).") var names = 64
     @Option(help: "Seconds to measure after a one-second warm-up.") var duration = 10.0
+    @Option(help: "The server's PostgreSQL (connection string), to add the database's costs per acquire.")
+    var database: String?
     @Flag(help: "Print one JSON object as the last line.") var json = false
 
     func run() throws {
         let (host, port) = try parseHostPort(server)
+        let db = try database.map { try BenchDatabase($0) }
         let box = UncheckedBox(
             LockBenchRun(
                 host: host, port: port, clients: clients, connections: connections ?? clients, names: names,
-                durationS: duration))
+                durationS: duration, database: db))
         runOnLoopThread { box.value.run() }
         let r = box.value
         if let error = r.error { throw ValidationError(error) }
@@ -33,18 +36,20 @@ struct BenchLocks: ParsableCommand {
                 format:
                     "locks: %d clients on %d connections over %d names, %.1f s: %.0f acquires/s (each followed by a release), acquire p50 %.3f ms, p99 %.3f ms, denied %d",
                 clients, r.connections, names, r.seconds, perSec, p50, p99, r.denied))
+        if let cost = r.cost { print("cost:  \(cost.line.replacingOccurrences(of: "per job", with: "per acquire+release"))") }
         if json {
             #if DEBUG
                 let build = "debug"
             #else
                 let build = "release"
             #endif
-            let o: JSON = [
+            var o: JSONObject = [
                 "clients": .from(clients), "connections": .from(r.connections), "names": .from(names), "acquiresPerSec": .double(perSec.rounded()),
                 "acquireP50Ms": .double(p50), "acquireP99Ms": .double(p99), "denied": .from(r.denied),
                 "seconds": .double((r.seconds * 100).rounded() / 100), "build": .string(build),
             ]
-            print(o.text)
+            if let cost = r.cost { o["costPerAcquire"] = cost.json }
+            print(JSON.object(o).text)
         }
     }
 }
@@ -61,11 +66,17 @@ final class LockBenchRun {
     var denied = 0
     var seconds = 0.0
     var error: String?
+    let database: BenchDatabase?
+    /// What the measured window cost per acquire (with its release).
+    var cost: (line: String, json: JSON)?
+    private var mark = CostSnapshot()
+    private var conns: [LoopRPCClient] = []
     private var measuring = false
     private var stopping = false
     private let prefix = "bench-" + String(UInt32.random(in: 0...UInt32.max), radix: 36) + "-"
 
-    init(host: String, port: Int, clients: Int, connections: Int, names: Int, durationS: Double) {
+    init(host: String, port: Int, clients: Int, connections: Int, names: Int, durationS: Double, database: BenchDatabase?) {
+        self.database = database
         self.host = host
         self.port = port
         self.clients = max(1, clients)
@@ -81,8 +92,9 @@ final class LockBenchRun {
             try LoopRPCClient.runConnected(
                 count: connections, host: host, port: port,
                 ready: { [unowned self] loop, conns in
+                    self.conns = conns
                     for k in 0..<self.clients { self.cycle(conns[k % conns.count], client: k, step: 0) }
-                    self.startClock(loop)
+                    self.startClock(loop, control: conns[0])
                 },
                 failed: { [unowned self] message in self.error = message })
         } catch {
@@ -90,21 +102,46 @@ final class LockBenchRun {
         }
     }
 
-    private func startClock(_ loop: EventLoop) {
+    private func startClock(_ loop: EventLoop, control: LoopRPCClient) {
         let t = try! LoopTimer(loop: loop)
         var start: UInt64 = 0
         t.start(timeoutMs: 1000) { [unowned self] in
-            self.latency.reset()
-            self.acquired = 0
-            self.denied = 0
-            self.measuring = true
-            start = Self.nowNs()
-            t.start(timeoutMs: UInt64(self.durationS * 1000)) { [unowned self] in
-                self.seconds = Double(Self.nowNs() - start) / 1e9
-                self.stopping = true
-                t.close()
-                loop.stop()
+            self.snapshot(control) { [unowned self] s in
+                self.mark = s
+                self.latency.reset()
+                self.acquired = 0
+                self.denied = 0
+                self.measuring = true
+                start = Self.nowNs()
+                t.start(timeoutMs: UInt64(self.durationS * 1000)) { [unowned self] in
+                    self.seconds = Double(Self.nowNs() - start) / 1e9
+                    self.stopping = true
+                    // With --database, wait until idle backends have reported their row versions (within
+                    // 10 s of going idle); the server's CPU is read at once, the rest after.
+                    self.snapshot(control, database: false) { [unowned self] serverSide in
+                        t.start(timeoutMs: self.database == nil ? 0 : 11_000) { [unowned self] in
+                            t.close()
+                            var s = serverSide
+                            if let db = self.database { s.read(database: db) }
+                            self.cost = self.mark.perJob(until: s, jobs: self.acquired)
+                            loop.stop()
+                        }
+                    }
+                }
             }
+        }
+    }
+
+    /// The server's counters (and the database's, with `--database`) and the calls the clients sent.
+    private func snapshot(
+        _ control: LoopRPCClient, database readDatabase: Bool = true, _ then: @escaping (CostSnapshot) -> Void
+    ) {
+        control.call("server.info", nil) { [unowned self] r in
+            var s = CostSnapshot()
+            if case .success(let info) = r { s.read(serverInfo: info) }
+            s.clientCalls = self.conns.reduce(0) { $0 + $1.callsSent }
+            if readDatabase, let db = self.database { s.read(database: db) }
+            then(s)
         }
     }
 
