@@ -2,6 +2,8 @@ import Foundation
 import Testing
 import WharfClient
 import WharfRPC
+import Logging
+@testable import WharfServer
 
 @Suite struct ResilienceTests {
     @Test func databaseOutageGivesRetryableErrorsThenRecovers() throws {
@@ -105,6 +107,61 @@ import WharfRPC
         #expect(
             !FileManager.default.fileExists(atPath: dataDir + "/pg/postmaster.pid"),
             "the embedded cluster was not shut down cleanly:\n\(log())")
+    }
+}
+
+extension ResilienceTests {
+    /// Run as root from a folder the postgres user cannot enter (as a checkout under /root, mode 0700,
+    /// or in a `mktemp -d` folder), the embedded cluster lives under /var/lib/wharf instead, and the
+    /// server starts, answers and stops.
+    @Test(.timeLimit(.minutes(2)), .enabled(if: geteuid() == 0)) func embeddedServeStartsInAPrivateFolder() throws {
+        let bin = TestEnvironment.wharfBinary
+        try #require(FileManager.default.isExecutableFile(atPath: bin), "build the wharf binary first (\(bin))")
+        let parent = NSTemporaryDirectory() + "wharf-private-" + String(UInt32.random(in: 0...UInt32.max), radix: 36)
+        try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: false)
+        try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: parent)
+        let dataDir = parent + "/checkout/.wharf"
+        let pg = EmbeddedPostgres(dataDir: dataDir, logger: Logger(label: "wharf-test-pg"))
+        #expect(pg.home.path.hasPrefix("/var/lib/wharf/embedded-"), "\(pg.home.path)")
+        let logPath = parent + ".log"
+        FileManager.default.createFile(atPath: logPath, contents: nil)
+        defer {
+            try? FileManager.default.removeItem(atPath: parent)
+            try? FileManager.default.removeItem(atPath: logPath)
+            try? FileManager.default.removeItem(atPath: pg.home.path)
+        }
+        let port = try TestEnvironment.freePort()
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: bin)
+        p.arguments = ["serve", "--data-dir", dataDir, "--listen", "127.0.0.1:\(port)", "--log-level", "info"]
+        p.standardInput = FileHandle.nullDevice
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        try p.run()
+        defer {
+            if p.isRunning {
+                p.terminate()
+                let until = Date().addingTimeInterval(30)
+                while p.isRunning && Date() < until { Thread.sleep(forTimeInterval: 0.05) }
+                if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+            }
+        }
+        func log() -> String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+        var conn: BlockingConnection?
+        let deadline = Date().addingTimeInterval(60)
+        while conn == nil && Date() < deadline && p.isRunning {
+            conn = try? BlockingConnection(host: "127.0.0.1", port: port, timeoutSeconds: 5)
+            if let c = conn, (try? c.call("server.ping")) != "pong" { conn = nil }
+            if conn == nil { Thread.sleep(forTimeInterval: 0.1) }
+        }
+        let c = try #require(conn, "wharf serve did not answer within 60 s:\n\(log())")
+        #expect(try c.call("server.health")["status"] == "ok")
+        #expect(
+            try TestDatabase.psql(pg.conninfo, "select count(*) > 0 from wharf.schema_migrations") == "t", "\(log())")
+        p.terminate()
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0, "\(log())")
+        #expect(!FileManager.default.fileExists(atPath: pg.clusterDir + "/postmaster.pid"), "\(log())")
     }
 }
 

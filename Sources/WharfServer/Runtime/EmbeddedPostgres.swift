@@ -11,24 +11,58 @@ public struct EmbeddedPostgres: Sendable {
     public let dataDir: URL
     public let logger: Logger
     let port = 5432
+    /// The directory holding the cluster (`pg/`) and its socket (`run/`): the data directory, unless
+    /// Wharf runs as root and the `postgres` user cannot enter it (a checkout under `/root`, mode
+    /// 0700, or in a `mktemp -d` folder); then `/var/lib/wharf/embedded-<hash of the data directory>`.
+    let home: URL
 
     public init(dataDir: String, logger: Logger) {
         let url = URL(
             fileURLWithPath: dataDir, relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath))
         self.dataDir = url.standardizedFileURL
         self.logger = logger
+        // A postgres user still to be created owns nothing: only "others" permissions apply to it.
+        let postgres = getpwnam("postgres")
+        if geteuid() == 0,
+            !Self.canEnter(
+                self.dataDir.path, uid: postgres?.pointee.pw_uid ?? uid_t.max, gid: postgres?.pointee.pw_gid ?? gid_t.max)
+        {
+            home = URL(fileURLWithPath: "/var/lib/wharf/embedded-\(Self.hash(self.dataDir.path))")
+        } else {
+            home = self.dataDir
+        }
     }
 
-    var clusterDir: String { dataDir.appendingPathComponent("pg").path }
+    var clusterDir: String { home.appendingPathComponent("pg").path }
 
     /// The socket directory. Unix socket paths are short (107 bytes), so a deep data directory gets
     /// its socket under /tmp instead.
     var socketDir: String {
-        let preferred = dataDir.appendingPathComponent("run").path
+        let preferred = home.appendingPathComponent("run").path
         if preferred.utf8.count + 20 < 100 { return preferred }
+        return "/tmp/wharf-\(Self.hash(home.path))"
+    }
+
+    static func hash(_ path: String) -> String {
         var hash: UInt64 = 1_469_598_103_934_665_603
-        for b in dataDir.path.utf8 { hash = (hash ^ UInt64(b)) &* 1_099_511_628_211 }
-        return "/tmp/wharf-\(String(hash, radix: 36))"
+        for b in path.utf8 { hash = (hash ^ UInt64(b)) &* 1_099_511_628_211 }
+        return String(hash, radix: 36)
+    }
+
+    /// Whether a process of `uid`/`gid` may walk down to `path`: every existing directory on the way
+    /// grants it search (execute) permission. Directories still to be made are made mode 0755.
+    static func canEnter(_ path: String, uid: uid_t, gid: gid_t) -> Bool {
+        var dir = URL(fileURLWithPath: path)
+        while true {
+            var st = stat()
+            if stat(dir.path, &st) == 0 {
+                let mode = st.st_mode
+                let bit: mode_t = st.st_uid == uid ? S_IXUSR : st.st_gid == gid ? S_IXGRP : S_IXOTH
+                if mode & bit == 0 { return false }
+            }
+            if dir.path == "/" { return true }
+            dir = dir.deletingLastPathComponent()
+        }
     }
 
     /// The libpq connection string for the running cluster.
@@ -40,10 +74,16 @@ public struct EmbeddedPostgres: Sendable {
     public func start() throws {
         let fm = FileManager.default
         try fm.createDirectory(atPath: dataDir.path, withIntermediateDirectories: true)
+        if home != dataDir {
+            logger.info(
+                "the postgres user cannot enter the data directory; the embedded cluster lives elsewhere",
+                metadata: ["dataDir": "\(dataDir.path)", "cluster": "\(home.path)"])
+            try fm.createDirectory(atPath: home.path, withIntermediateDirectories: true)
+        }
         try fm.createDirectory(atPath: socketDir, withIntermediateDirectories: true)
         if runAsPostgres {
             try ensurePostgresUser()
-            try run("/bin/chmod", ["755", dataDir.path])
+            try run("/bin/chmod", ["755", home.path])
             try run("/bin/chown", ["postgres:", socketDir])
         }
         if !fm.fileExists(atPath: clusterDir + "/PG_VERSION") {
