@@ -30,7 +30,8 @@ final class JobsService {
     private var waiters: [LeaseWaiter] = []
     private var wokenQueues: [String: Int] = [:]
     private var wakeGeneration = 0
-    private var pumping = false
+    /// The waiter whose lease statement is in flight, if any.
+    private var pumpingFor: LeaseWaiter?
     /// Jobs leased through each open session: session id → job id → lease token.
     private var held: [String: [Int64: String]] = [:]
 
@@ -177,6 +178,9 @@ final class JobsService {
             waiter.timer?.close()
             waiter.timer = nil
             self.waiters.removeAll { $0 === waiter }
+            // A lease taken for this waiter is in flight: its outcome answers the call, a little after
+            // waitMs, rather than leased jobs going back as worker_lost with an attempt spent.
+            if self.pumpingFor === waiter { return }
             if waiter.call.isPending { waiter.call.reply(["jobs": []]) }
         }
     }
@@ -202,24 +206,26 @@ final class JobsService {
     }
 
     private func pump() {
-        guard !pumping else { return }
+        guard pumpingFor == nil else { return }
         guard let waiter = waiters.first(where: { w in w.queues.contains { wokenQueues[$0] != nil } }) else { return }
-        pumping = true
+        pumpingFor = waiter
         let generation = wakeGeneration
         store.lease(
             queues: waiter.queues, max: waiter.max, leaseMs: waiter.leaseMs, worker: waiter.worker,
             maxBytes: maxReplyBytes, durable: context.config.durableLeases
         ) { [unowned self] result in
-            self.pumping = false
+            self.pumpingFor = nil
+            // Its wait ended while the statement ran (the timer left the call to this reply).
+            let expired = !self.waiters.contains { $0 === waiter }
             switch result {
             case .success(let jobs) where !jobs.isEmpty:
-                if let i = self.waiters.firstIndex(where: { $0 === waiter }) {
-                    self.waiters.remove(at: i)
-                    waiter.timer?.close()
-                    waiter.timer = nil
+                self.waiters.removeAll { $0 === waiter }
+                waiter.timer?.close()
+                waiter.timer = nil
+                if waiter.call.isPending {
                     self.deliver(jobs, to: waiter)
                 } else {
-                    // It timed out meanwhile; nobody wants these now.
+                    // Answered some other way meanwhile; nobody wants these now.
                     self.release(Self.leases(jobs), reason: "worker_lost")
                 }
             case .success:
@@ -228,6 +234,7 @@ final class JobsService {
             case .failure:
                 for q in waiter.queues { self.wokenQueues[q] = nil }
             }
+            if expired, waiter.call.isPending { waiter.call.reply(["jobs": []]) }
             self.pump()
         }
     }
