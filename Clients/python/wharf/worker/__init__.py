@@ -31,7 +31,7 @@ import traceback
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from .._util import Flag
-from .._wire import UNSET, dumps
+from .._wire import UNSET, Encoded, dumps_text, encode_basestring
 from ..aio import AsyncClient
 from ..client import Client
 from ..errors import CallTimeout, Conflict, ConnectionLost, JobCancelled, LimitExceeded, RetryableError, WharfError
@@ -42,6 +42,7 @@ log = logging.getLogger("wharf.worker")
 Handler = Callable[..., Any]
 ClientFactory = Callable[[], Client]
 _TRANSIENT = (ConnectionLost, CallTimeout, RetryableError, OSError, asyncio.TimeoutError)
+_EAGER_TASKS = sys.version_info >= (3, 12)
 
 
 class Retry(Exception):
@@ -186,8 +187,9 @@ class Worker:
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._session: Optional[_Session] = None
         self._active = False
-        self.stats = {"leased": 0, "completed": 0, "failed": 0, "abandoned": 0}
-        """Counters since the worker started: jobs leased, completed, failed, and left unfinished at stop."""
+        self.stats = {"leased": 0, "completed": 0, "failed": 0, "abandoned": 0, "batches": 0}
+        """Counters since the worker started: jobs leased, completed, failed, and left unfinished at stop;
+        `batches`: JSON-RPC batches that carried outcomes (each holds all those of one loop turn)."""
 
     def __repr__(self) -> str:
         return f"<wharf.Worker {self.name} queues={self.queues} concurrency={self.concurrency}>"
@@ -311,11 +313,11 @@ class Worker:
 
 
 class _Outcome:
-    """A `jobs.complete` or `jobs.fail` waiting for a batch, or for its reply."""
+    """A `jobs.complete` or `jobs.fail` waiting for a batch, or for its reply; `params` is JSON text."""
 
     __slots__ = ("job", "method", "params", "tries")
 
-    def __init__(self, job: Job, method: str, params: Dict[str, Any]) -> None:
+    def __init__(self, job: Job, method: str, params: Encoded) -> None:
         self.job = job
         self.method = method
         self.params = params
@@ -498,7 +500,10 @@ class _Session:
             return
         self.running[job.id] = job
         job._is_async = plan[1]
-        job._task = self.loop.create_task(self.execute(job, *plan))
+        if _EAGER_TASKS:  # a handler that never waits runs to its end here, without a loop turn
+            job._task = asyncio.Task(self.execute(job, *plan), loop=self.loop, eager_start=True)  # type: ignore[call-arg]
+        else:
+            job._task = self.loop.create_task(self.execute(job, *plan))
 
     async def execute(self, job: Job, fn: Handler, is_async: bool, wants_job: bool) -> None:
         arg = job if wants_job else job.payload
@@ -509,8 +514,8 @@ class _Session:
                 result = await self.threads.run(self.loop, fn, arg)
                 if inspect.isawaitable(result):
                     result = await result
-            if result is not None:
-                dumps(result)  # refuse an unserializable result here, as a failed attempt
+            # Encoded here, once: an unserializable result is a failed attempt.
+            result_text = "null" if result is None else dumps_text(result)
         except asyncio.CancelledError:
             if job._cancelling:
                 self.finished(job)  # cancelled by the worker: the outcome is not reported
@@ -525,14 +530,14 @@ class _Session:
         except Exception as e:  # noqa: BLE001 - a failed attempt
             self.finished(job, "jobs.fail", _failure(e))
         else:
-            self.finished(job, "jobs.complete", {"result": result})
+            self.finished(job, "jobs.complete", result_text)
 
-    def finished(self, job: Job, method: Optional[str] = None, params: Optional[Dict[str, Any]] = None) -> None:
+    def finished(self, job: Job, method: Optional[str] = None, params: Union[str, Dict[str, Any], None] = None) -> None:
         if self.running.pop(job.id, None) is None:
             return  # abandoned at stop: the server has it back
         job._task = None
         if method is not None:
-            self.report(job, method, params or {})
+            self.report(job, method, params if params is not None else {})
         else:
             self.kick()
         self.wake_if_stopping()
@@ -546,7 +551,8 @@ class _Session:
 
     # Outcomes
 
-    def report(self, job: Job, method: str, params: Dict[str, Any]) -> None:
+    def report(self, job: Job, method: str, params: Union[str, Dict[str, Any]]) -> None:
+        """Queues the outcome: `params` without id and token, or for a completion the result's JSON text."""
         if job.cancelled:
             log.info("job %s was cancelled; its outcome is not reported", job.id)
             self.kick()
@@ -555,10 +561,8 @@ class _Session:
             log.warning("job %s: lease lost; its outcome is not reported", job.id)
             self.kick()
             return
-        params["id"] = job.id
-        params["leaseToken"] = job.lease_token
         self.unsettled += 1
-        self.queue(_Outcome(job, method, params))
+        self.queue(_Outcome(job, method, _outcome_params(job, params)))
 
     def queue(self, outcome: _Outcome) -> None:
         self.outbox.append(outcome)
@@ -583,6 +587,8 @@ class _Session:
 
     async def send(self, calls: List[Call]) -> None:
         requests = [self.request(c) for c in calls]
+        if not isinstance(calls[0], _Lease):
+            self.w.stats["batches"] += 1
         try:
             replies: List[Any] = await self.conn._batch(requests, None)
         except LimitExceeded as e:
@@ -599,7 +605,7 @@ class _Session:
             else:
                 self.answered(call, reply)
 
-    def request(self, call: Call) -> Tuple[str, Dict[str, Any]]:
+    def request(self, call: Call) -> Tuple[str, Any]:
         if isinstance(call, _Lease):
             return "jobs.lease", {**self.lease_params, "max": call.max, "waitMs": call.wait_ms}
         return call.method, call.params
@@ -623,8 +629,7 @@ class _Session:
         elif method == "jobs.complete":
             log.error("job %s: complete refused (%s); failing it instead", job.id, reply)
             params = {"error": {"message": f"could not complete: {reply}", "type": "Result"}}
-            params.update(id=job.id, leaseToken=job.lease_token)
-            self.queue(_Outcome(job, "jobs.fail", params))
+            self.queue(_Outcome(job, "jobs.fail", _outcome_params(job, params)))
             return
         else:
             log.error("job %s: %s refused: %s", job.id, method, reply)
@@ -684,6 +689,14 @@ class _Session:
                 j.lease_expires_at = r.get("leaseExpiresAt", j.lease_expires_at)
                 if j._progress is progress:
                     j._progress = UNSET
+
+
+def _outcome_params(job: Job, params: Union[str, Dict[str, Any]]) -> Encoded:
+    """The params of `jobs.complete` (given the result's JSON text) or `jobs.fail` (given a dict)."""
+    if isinstance(params, str):
+        id_, token = encode_basestring(job.id), encode_basestring(job.lease_token)
+        return Encoded(f'{{"id":{id_},"leaseToken":{token},"result":{params}}}')
+    return Encoded(dumps_text({"id": job.id, "leaseToken": job.lease_token, **params}))
 
 
 def _failure(e: BaseException) -> Dict[str, Any]:
