@@ -122,7 +122,10 @@ def test_async_handlers_run_on_the_workers_loop(make_worker, client, unique):
 
 
 def test_a_keyed_job_holds_its_lock_with_a_fencing_token(make_worker, client, unique):
-    worker = make_worker([unique], concurrency=2)
+    # A long poll that outlives the release below: when the release's wake-up lease and a long poll's
+    # expiry cross, the server gives the job back as worker_lost (JobsService.pump), which costs an
+    # attempt and a fencing token; this test is about the token of a plain handover.
+    worker = make_worker([unique], concurrency=2, poll_ms=5000)
     seen = []
 
     @worker.task("keyed")

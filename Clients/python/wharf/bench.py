@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -86,7 +87,9 @@ def worker_main(args: argparse.Namespace) -> None:
         sys.stdin.readline()  # STOP from the parent
         worker.stop()
         thread.join()
-    _say(f"DONE {count[0]} {time.monotonic_ns()}")
+    t_end = time.monotonic_ns()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    _say(f"DONE {count[0]} {t_end} {usage.ru_utime + usage.ru_stime:.4f}")
 
 
 # Parent side
@@ -142,6 +145,7 @@ def one_run(args: argparse.Namespace, run: int) -> Tuple[float, float]:
     for c in kids:
         c.expect("READY")
     drains = _drains(kids[0])
+    server_cpu = _process_cpu(args.server_pid)
     t_go = time.monotonic_ns()
     for c in kids:
         c.send("GO")
@@ -150,20 +154,25 @@ def one_run(args: argparse.Namespace, run: int) -> Tuple[float, float]:
         t_seen = time.monotonic_ns()
         for c in kids:
             c.send("STOP")
-    done, t_end = 0, 0
+    done, t_end, worker_cpu = 0, 0, 0.0
     for c in kids:
-        _, count, t = c.expect("DONE").split()
+        _, count, t, cpu = c.expect("DONE").split()
         done += int(count)
         t_end = max(t_end, int(t))
+        worker_cpu += float(cpu)
         c.proc.wait()
+    server_cpu = _process_cpu(args.server_pid) - server_cpu
     if not drains:
         t_end = t_seen
     seconds = (t_end - t_go) / 1e9
     counts = _counts(client, queue)
     client.close()
+    cpu = f"CPU per job: workers {worker_cpu * 1e6 / n:.1f} us (with their start-up)"
+    if args.server_pid:
+        cpu += f", server {server_cpu * 1e6 / n:.1f} us"
     _log(
         f"  run {run}: enqueue {n} in {enqueue_s:.3f}s = {n / enqueue_s:.0f}/s; processed {done} in {seconds:.3f}s"
-        f" = {n / seconds:.0f}/s; counts {counts}"
+        f" = {n / seconds:.0f}/s; {cpu}; counts {counts}"
     )
     if done != n or counts.get("completed") != n:
         raise SystemExit(f"run {run}: handlers ran {done} times, {counts.get('completed')} completed, of {n}")
@@ -175,6 +184,15 @@ def _drains(child: _Child) -> bool:
     from .worker import Worker
 
     return "drain" in inspect.signature(Worker.run).parameters
+
+
+def _process_cpu(pid: Optional[int]) -> float:
+    """User + system CPU seconds of process `pid` so far (Linux /proc), 0 without one."""
+    if not pid:
+        return 0.0
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _poll_until_done(client: Client, queue: str, n: int) -> None:
@@ -211,6 +229,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--sync", action="store_true", help="a plain handler (runs on the worker's threads)")
     ap.add_argument("--uvloop", action="store_true", help="run the workers' loops on uvloop (if installed)")
+    ap.add_argument("--server-pid", type=int, help="the server's pid (same host): report its CPU per job")
     ap.add_argument("--queue", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.mode == "worker":

@@ -363,7 +363,9 @@ class _Session:
         self.parked = False  # a long poll is in flight
         self.paused = False  # leasing failed: waiting before the next try
         self.backoff = 0.5
-        self.found_empty = False  # the last lease came back without a job
+        # The last lease came back without a job. At the start: long-poll (in drain mode: lease at once).
+        self.found_empty = not drain
+        self.lane = max(1, min(1000, (worker.concurrency + 1) // 2))  # most jobs one lease asks for
         self.unsettled = 0  # outcomes not yet answered (in the outbox, in flight, or waiting to be repeated)
         self.tasks: "set[asyncio.Task[Any]]" = set()
         self.lease_params = {
@@ -438,10 +440,13 @@ class _Session:
         return min(self.w.concurrency - len(self.running) - self.requested, 1000)
 
     def lease_call(self, wait_ms: int) -> Optional[_Lease]:
-        """A lease for the free slots, when one may go out now (counted as in flight)."""
+        """A lease for free slots, when one may go out now (counted as in flight).
+
+        One lease asks for at most half the slots, so that while the jobs of one lease run (or their
+        outcomes travel), the next lease is already on its way: two batches in flight per worker."""
         if self.w.stopping or self.paused or self.parked:
             return None
-        free = self.free()
+        free = min(self.free(), self.lane)
         if free <= 0:
             return None
         self.leases += 1
@@ -450,16 +455,22 @@ class _Session:
         return _Lease(free, wait_ms)
 
     def kick(self) -> None:
-        """Leases for free slots unless a batch about to go out carries a lease, or one is in flight."""
-        if self.flush_scheduled or self.leases:
+        """Leases for free slots, unless a batch about to go out carries the lease.
+
+        While leases bring jobs, the next goes out at once without waiting (`waitMs` 0); once one came
+        back empty, a single long poll (`poll_ms`) waits for work."""
+        if self.flush_scheduled:
             return
-        if self.drain and self.found_empty:
-            if not self.running and not self.unsettled and not self.w.stopping:
-                log.info("worker %s: the queues are drained", self.w.name)
-                self.w.stopping.set()
-                self.wake.set()
-            return
-        lease = self.lease_call(0 if self.drain else self.w.poll_ms)
+        if self.found_empty:
+            if self.leases:
+                return
+            if self.drain:
+                if not self.running and not self.unsettled and not self.w.stopping:
+                    log.info("worker %s: the queues are drained", self.w.name)
+                    self.w.stopping.set()
+                    self.wake.set()
+                return
+        lease = self.lease_call(0 if self.drain or not self.found_empty else self.w.poll_ms)
         if lease is not None:
             self.spawn(self.send([lease]))
 
