@@ -145,7 +145,7 @@ def one_run(args: argparse.Namespace, run: int) -> Tuple[float, float]:
     for c in kids:
         c.expect("READY")
     drains = _drains(kids[0])
-    server_cpu = _process_cpu(args.server_pid)
+    server_cpu, pg_cpu = _process_cpu(args.server_pid), _children_cpu(args.pg_pid)
     t_go = time.monotonic_ns()
     for c in kids:
         c.send("GO")
@@ -161,7 +161,7 @@ def one_run(args: argparse.Namespace, run: int) -> Tuple[float, float]:
         t_end = max(t_end, int(t))
         worker_cpu += float(cpu)
         c.proc.wait()
-    server_cpu = _process_cpu(args.server_pid) - server_cpu
+    server_cpu, pg_cpu = _process_cpu(args.server_pid) - server_cpu, _children_cpu(args.pg_pid) - pg_cpu
     if not drains:
         t_end = t_seen
     seconds = (t_end - t_go) / 1e9
@@ -170,6 +170,8 @@ def one_run(args: argparse.Namespace, run: int) -> Tuple[float, float]:
     cpu = f"CPU per job: workers {worker_cpu * 1e6 / n:.1f} us (with their start-up)"
     if args.server_pid:
         cpu += f", server {server_cpu * 1e6 / n:.1f} us"
+    if args.pg_pid:
+        cpu += f", PostgreSQL {pg_cpu * 1e6 / n:.1f} us"
     _log(
         f"  run {run}: enqueue {n} in {enqueue_s:.3f}s = {n / enqueue_s:.0f}/s; processed {done} in {seconds:.3f}s"
         f" = {n / seconds:.0f}/s; {cpu}; counts {counts}"
@@ -193,6 +195,23 @@ def _process_cpu(pid: Optional[int]) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu(pid: Optional[int]) -> float:
+    """CPU seconds of the children of `pid` (a postmaster: its backends and helpers), 0 without one."""
+    if not pid:
+        return 0.0
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def _poll_until_done(client: Client, queue: str, n: int) -> None:
@@ -230,6 +249,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--sync", action="store_true", help="a plain handler (runs on the worker's threads)")
     ap.add_argument("--uvloop", action="store_true", help="run the workers' loops on uvloop (if installed)")
     ap.add_argument("--server-pid", type=int, help="the server's pid (same host): report its CPU per job")
+    ap.add_argument("--pg-pid", type=int, help="the postmaster's pid (same host): report its children's CPU per job")
     ap.add_argument("--queue", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.mode == "worker":

@@ -71,23 +71,24 @@ class Job:
     """
 
     def __init__(self, raw: Dict[str, Any], client: Client, stopping: Flag) -> None:
+        get = raw.get
         self.raw = raw
         self.client = client
         self.id: str = raw["id"]
-        self.queue: str = raw.get("queue", "")
-        self.kind: str = raw.get("kind", "")
-        self.payload: Any = raw.get("payload")
-        self.attempt: int = raw.get("attempt", 1)
-        self.max_attempts: Optional[int] = raw.get("maxAttempts")
+        self.queue: str = get("queue", "")
+        self.kind: str = get("kind", "")
+        self.payload: Any = get("payload")
+        self.attempt: int = get("attempt", 1)
+        self.max_attempts: Optional[int] = get("maxAttempts")
         self.lease_token: str = raw["leaseToken"]
-        self.lease_expires_at: Optional[str] = raw.get("leaseExpiresAt")
+        self.lease_expires_at: Optional[str] = get("leaseExpiresAt")
         #: The job's lockKey: it holds the lock of that name (a `locks.*` lock) while it runs.
-        self.lock_key: Optional[str] = raw.get("lockKey")
+        self.lock_key: Optional[str] = get("lockKey")
         #: For a job with a lock_key, the fencing token of its grant: pass it to the resource the lock
         #: protects, which refuses tokens lower than the highest it has seen.
-        self.fencing_token: Optional[int] = raw.get("fencingToken")
-        self.tags: List[str] = raw.get("tags") or []
-        self.meta: Dict[str, Any] = raw.get("meta") or {}
+        self.fencing_token: Optional[int] = get("fencingToken")
+        self.tags: List[str] = get("tags") or []
+        self.meta: Dict[str, Any] = get("meta") or {}
         self.cancelled = Flag()
         self.lease_lost = Flag()
         self.stopping = stopping
