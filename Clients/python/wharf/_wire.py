@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 import re
-from json.encoder import encode_basestring  # noqa: F401 - a JSON string literal (C); re-exported
+from json.encoder import encode_basestring  # a JSON string literal (C)
 from typing import Any, Dict, Iterable, Mapping, Optional
 
 UNSET: Any = object()
@@ -128,4 +128,18 @@ def merge(base: Dict[str, Any], extra: Mapping[str, Any]) -> Dict[str, Any]:
     return base
 
 
-__all__ = ["UNSET", "Encoded", "camel", "dumps", "dumps_text", "job_spec", "merge", "milliseconds", "params", "parse_time", "rfc3339", "snake"]
+__all__ = [
+    "UNSET",
+    "Encoded",
+    "camel",
+    "dumps",
+    "dumps_text",
+    "encode_basestring",
+    "job_spec",
+    "merge",
+    "milliseconds",
+    "params",
+    "parse_time",
+    "rfc3339",
+    "snake",
+]

@@ -278,7 +278,7 @@ class Worker:
         client = self.client = self._factory()
         log.info("worker %s leasing from %s (concurrency %d)", self.name, ", ".join(self.queues), self.concurrency)
         try:
-            loop.run_until_complete(_Session(self, client, loop, drain).serve())
+            loop.run_until_complete(_serve(self, client, drain))
         finally:
             self._active = False
             _close_loop(loop)
@@ -513,7 +513,8 @@ class _Session:
         self.running[job.id] = job
         job._is_async = plan[1]
         if _EAGER_TASKS:  # a handler that never waits runs to its end here, without a loop turn
-            job._task = asyncio.Task(self.execute(job, *plan), loop=self.loop, eager_start=True)  # type: ignore[call-arg]
+            task = asyncio.Task(self.execute(job, *plan), loop=self.loop, eager_start=True)  # type: ignore[call-arg]
+            job._task = None if task.done() else task
         else:
             job._task = self.loop.create_task(self.execute(job, *plan))
 
@@ -701,6 +702,11 @@ class _Session:
                 j.lease_expires_at = r.get("leaseExpiresAt", j.lease_expires_at)
                 if j._progress is progress:
                     j._progress = UNSET
+
+
+async def _serve(worker: Worker, client: Client, drain: bool) -> None:
+    # Made on the loop: before Python 3.10 an asyncio.Event binds to the loop current when it is made.
+    await _Session(worker, client, asyncio.get_running_loop(), drain).serve()
 
 
 def _outcome_params(job: Job, params: Union[str, Dict[str, Any]]) -> Encoded:
