@@ -5,6 +5,8 @@
 # Each round runs, one after the other:
 #   after   `python -m wharf.bench` with this checkout's Clients/python (PROCS x CONC, async no-op handler)
 #   before  the same benchmark with the wharf package of BEFORE_REF (default main), i.e. its Worker
+#   swift   `wharf bench jobs` with PROCS Swift worker connections x lease BATCH: the server's own drain, the
+#           ceiling a client can reach (SWIFT=0 skips it)
 #   pgqueuer  PROCS=$PROCS BATCH=$BATCH ../shared/bench/run-pgqueuer.sh (one run, no latency part)
 # Each Wharf run gets a fresh database and a fresh release `wharf serve` on it, after a CHECKPOINT
 # (pgqueuer's script truncates, vacuums and checkpoints its tables the same way).
@@ -29,7 +31,7 @@ if [ -z "${WHARF_BIN:-}" ]; then
 fi
 cp "$WHARF_BIN" "$work/wharf"  # a rebuild during the rounds must not change the server under test
 
-eval "$("$PEERS/start-pg.sh" | grep '^PG_URL=')"
+eval "$("$PEERS/start-pg.sh" | grep -E '^(PG_URL|PG_PID)=')"
 PSQL="psql -h 127.0.0.1 -p 54329 -U postgres -v ON_ERROR_STOP=1 -qAt"
 db=wharf_pybench_$$
 
@@ -69,7 +71,15 @@ fi
 wharf_run() { # $1: label, $2: PYTHONPATH
   start_server
   (cd "$work" && PYTHONPATH="$2" "$PY" -m wharf.bench --port "$PORT" --jobs "$JOBS" --procs "$PROCS" \
-    --concurrency "$CONC" --runs 1) | tail -1 | tee -a "$work/$1.txt"
+    --concurrency "$CONC" --runs 1 --server-pid "$server_pid" --pg-pid "$PG_PID") 2>&1 | grep -E 'run 1|processed' \
+    | sed "s/^/[$1] /" | tee -a "$work/$1.txt"
+  stop_server
+}
+
+swift_run() { # the same drain by `wharf bench jobs`' own workers (Swift, PROCS connections x lease BATCH)
+  start_server
+  "$work/wharf" bench jobs --server "127.0.0.1:$PORT" --jobs "$JOBS" --workers "$PROCS" --batch "$BATCH" \
+    --samples 5 2>&1 | grep '^drain:' | sed 's/^/[swift] /; s/jobs\/s$/jobs\/s processed/' | tee -a "$work/swift.txt"
   stop_server
 }
 
@@ -77,18 +87,25 @@ for round in $(seq 1 "$ROUNDS"); do
   echo "== round $round of $ROUNDS" >&2
   wharf_run after "$root/Clients/python"
   [ -n "$BEFORE_REF" ] && wharf_run before "$work/before/Clients/python"
+  [ "${SWIFT:-1}" = 1 ] && swift_run
   PROCS=$PROCS BATCH=$BATCH RUNS=1 JOBS=$JOBS "$PEERS/run-pgqueuer.sh" --single-jobs 0 --latency-samples 0 \
     | tail -1 | tee -a "$work/pgqueuer.txt"
 done
 
-summary() { # $1: file -> "median (min - max)" of the jobs/s processed
-  [ -s "$1" ] || { echo "-"; return; }
-  grep -o '[0-9]* jobs/s processed' "$1" | awk '{print $1}' | sort -n | awk '
-    { v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2;
-      printf "%.0f jobs/s (runs %s)", m, v[1] (NR > 1 ? " - " v[NR] : "") }'
+values() { # $1: file -> the jobs/s processed of each run, sorted
+  grep '^\[.*\] wharf.Worker\|^\[swift\] drain\|^pgqueuer' "$1" 2>/dev/null | grep -o '[0-9]* jobs/s processed' | awk '{print $1}' | sort -n
 }
+median() { awk '{ v[NR] = $1 } END { if (NR) printf "%.0f", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+summary() { # $1: file -> "median jobs/s (runs: all)"
+  local m; m=$(values "$1" | median)
+  [ -n "$m" ] && echo "$m jobs/s (runs: $(values "$1" | tr '\n' ' ' | sed 's/ $//'))" || echo "-"
+}
+after=$(values "$work/after.txt" | median)
+pgq=$(values "$work/pgqueuer.txt" | median)
 echo
-echo "Python workers draining $JOBS no-op jobs, $PROCS processes, $ROUNDS alternating rounds (median, min - max):"
+echo "Python workers draining $JOBS no-op jobs, $PROCS processes, $ROUNDS alternating rounds (median; every run):"
 echo "  wharf.Worker, this checkout (concurrency $CONC, async handler): $(summary "$work/after.txt")"
-[ -n "$BEFORE_REF" ] && echo "  wharf.Worker, $BEFORE_REF (concurrency $CONC, async handler):  $(summary "$work/before.txt")"
-echo "  pgqueuer (batch_size $BATCH):                                   $(summary "$work/pgqueuer.txt")"
+[ -n "$BEFORE_REF" ] && echo "  wharf.Worker, $BEFORE_REF (concurrency $CONC, async handler): $(summary "$work/before.txt")"
+[ "${SWIFT:-1}" = 1 ] && echo "  wharf bench jobs drain (Swift workers, $PROCS x lease $BATCH): $(summary "$work/swift.txt")"
+echo "  pgqueuer $PROCS procs x batch_size $BATCH: $(summary "$work/pgqueuer.txt")"
+[ -n "$after" ] && [ -n "$pgq" ] && awk -v a="$after" -v p="$pgq" 'BEGIN { printf "  this checkout / pgqueuer: %.2fx (goal: 1.5x)\n", a / p }'

@@ -14,7 +14,7 @@ every job completed, none lost. The last line is a summary (median of the runs),
 The method is that of the peer benchmarks in ../shared/bench (bench_pgqueuer.py): same N, same
 release of the workers, same stop condition (the last worker process has finished the last job).
 A worker without `drain` (an older `wharf.Worker`) is stopped by the parent once `queues.stats`
-counts every job completed (polled every 20 ms).
+counts every job completed (polled every 50 ms).
 """
 
 from __future__ import annotations
@@ -216,7 +216,7 @@ def _children_cpu(pid: Optional[int]) -> float:
 
 def _poll_until_done(client: Client, queue: str, n: int) -> None:
     while _counts(client, queue).get("completed", 0) < n:
-        time.sleep(0.02)
+        time.sleep(0.05)
 
 
 def bench_main(args: argparse.Namespace) -> None:
