@@ -12,7 +12,6 @@ import sys
 import threading
 import time
 
-import pytest
 from _wharf_support import requires, wait_for
 
 import wharf
@@ -26,23 +25,6 @@ PACKAGE_ROOT = pathlib.Path(wharf.__file__).resolve().parents[1]
 
 def state(client, job_id):
     return client.jobs.get(id=job_id)["state"]
-
-
-@pytest.fixture
-def make_worker(server):
-    """Workers started in a thread; stopped (without waiting for jobs) after the test."""
-    started = []
-
-    def make(queues, **kwargs):
-        kwargs.setdefault("port", server.port)
-        kwargs.setdefault("poll_ms", 500)
-        w = wharf.Worker(queues=queues, **kwargs)
-        started.append(w)
-        return w
-
-    yield make
-    for w in started:
-        w.stop(wait_for_jobs=False)
 
 
 def test_outcomes_complete_retry_discard_fail(make_worker, client, unique):

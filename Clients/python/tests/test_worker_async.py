@@ -8,7 +8,6 @@ import asyncio
 import threading
 import time
 
-import pytest
 from _wharf_support import requires, wait_for
 
 import wharf
@@ -25,22 +24,6 @@ def state(client, job_id):
 def enqueue_many(client, queue, kind, payloads, **extra):
     jobs = [{"queue": queue, "kind": kind, "payload": p, **extra} for p in payloads]
     return [j["id"] for j in client.jobs.enqueue_batch(jobs=jobs)["jobs"]]
-
-
-@pytest.fixture
-def make_worker(server):
-    started = []
-
-    def make(queues, **kwargs):
-        kwargs.setdefault("port", server.port)
-        kwargs.setdefault("poll_ms", 300)
-        w = wharf.Worker(queues=queues, **kwargs)
-        started.append(w)
-        return w
-
-    yield make
-    for w in started:
-        w.stop(wait_for_jobs=False)
 
 
 def test_batched_outcomes_are_each_applied_once_to_their_own_job(make_worker, client, unique):

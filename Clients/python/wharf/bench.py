@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 import uuid
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from .client import Client
 
@@ -161,7 +161,7 @@ def one_run(args: argparse.Namespace, run: int) -> Tuple[float, float]:
         t_end = max(t_end, int(t))
         worker_cpu += float(cpu)
         c.proc.wait()
-    server_cpu, pg_cpu = _process_cpu(args.server_pid) - server_cpu, _children_cpu(args.pg_pid) - pg_cpu
+    server_cpu, pg_cpu = _process_cpu(args.server_pid) - server_cpu, _cpu_since(pg_cpu, _children_cpu(args.pg_pid))
     if not drains:
         t_end = t_seen
     seconds = (t_end - t_go) / 1e9
@@ -197,11 +197,11 @@ def _process_cpu(pid: Optional[int]) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _children_cpu(pid: Optional[int]) -> float:
-    """CPU seconds of the children of `pid` (a postmaster: its backends and helpers), 0 without one."""
+def _children_cpu(pid: Optional[int]) -> Dict[int, float]:
+    """CPU seconds of each child of `pid` (a postmaster: its backends and helpers); empty without one."""
     if not pid:
-        return 0.0
-    total = 0.0
+        return {}
+    found: Dict[int, float] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
@@ -210,8 +210,13 @@ def _children_cpu(pid: Optional[int]) -> float:
             except OSError:
                 continue
             if int(fields[1]) == pid:
-                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+                found[int(entry)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return found
+
+
+def _cpu_since(before: Dict[int, float], after: Dict[int, float]) -> float:
+    """CPU the processes used between two `_children_cpu` snapshots (one that exited meanwhile is missed)."""
+    return sum(cpu - before.get(p, 0.0) for p, cpu in after.items())
 
 
 def _poll_until_done(client: Client, queue: str, n: int) -> None:
@@ -249,7 +254,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--sync", action="store_true", help="a plain handler (runs on the worker's threads)")
     ap.add_argument("--uvloop", action="store_true", help="run the workers' loops on uvloop (if installed)")
     ap.add_argument("--server-pid", type=int, help="the server's pid (same host): report its CPU per job")
-    ap.add_argument("--pg-pid", type=int, help="the postmaster's pid (same host): report its children's CPU per job")
+    ap.add_argument(
+        "--pg-pid", type=int, help="the postmaster's pid (same host): report its backends' CPU per job"
+    )
     ap.add_argument("--queue", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.mode == "worker":
