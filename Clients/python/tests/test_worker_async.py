@@ -1,10 +1,14 @@
 """wharf.Worker's event loop against a live server: outcomes batched per loop turn (each applied once),
 retries of async handlers, lease loss and cancellation cancelling the handler's task, graceful stop,
-plain handlers on threads beside async ones, and drain mode."""
+plain handlers on threads beside async ones, drain mode, and `python -m wharf.bench`."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import pathlib
+import subprocess
+import sys
 import threading
 import time
 
@@ -204,3 +208,21 @@ def test_plain_handlers_run_on_threads_beside_async_ones_on_the_loop(make_worker
     assert threads["plain"] is not t and threads["plain"].name.startswith("wharf-job")
     assert threads["async"] is t, "async handlers run on the worker's own thread (its event loop)"
     assert client.jobs.get(id=blocking_id)["result"] == "slept"
+
+
+def test_python_m_wharf_bench_drains_with_worker_processes_and_checks_the_counts(server):
+    package_root = pathlib.Path(wharf.__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(package_root))
+    done = subprocess.run(
+        [sys.executable, "-m", "wharf.bench", "--port", str(server.port), "--jobs", "300", "--procs", "2"]
+        + ["--concurrency", "20", "--runs", "1", "--server-pid", str(server.proc.pid)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    summary = done.stdout.strip().splitlines()[-1]
+    assert summary.startswith("wharf.Worker (2 procs x concurrency 20, async handler, N=300, median of 1): ")
+    assert " jobs/s processed" in summary
+    assert "'completed': 300" in done.stderr and "server " in done.stderr
