@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 import threading
@@ -226,3 +227,39 @@ def test_python_m_wharf_bench_drains_with_worker_processes_and_checks_the_counts
     assert summary.startswith("wharf.Worker (2 procs x concurrency 20, async handler, N=300, median of 1): ")
     assert " jobs/s processed" in summary
     assert "'completed': 300" in done.stderr and "server " in done.stderr
+
+
+def test_the_worker_reconnects_after_the_server_restarts_and_finishes_every_job(unique):
+    from wharf.testing import WharfServer, fresh_database, free_port
+
+    database, port = fresh_database(), free_port()
+    first = WharfServer(database=database, port=port)
+    client = wharf.Client(port=port, timeout=10)
+    worker = wharf.Worker([unique], concurrency=10, port=port, poll_ms=300, lease_ms=2000)
+    done = []
+
+    @worker.task("step")
+    async def step(n):
+        await asyncio.sleep(0.05)
+        done.append(n)
+        return n
+
+    second = None
+    try:
+        ids = enqueue_many(client, unique, "step", list(range(60)))
+        t = worker.run_in_thread()
+        assert wait_for(lambda: len(done) >= 10)
+        first.stop(signal.SIGKILL)
+        second = WharfServer(database=database, port=port)
+        # Jobs the worker held when the server died come back when their leases expire.
+        assert wait_for(lambda: all(state(client, i) == "completed" for i in ids), timeout=20)
+        assert [client.jobs.get(id=i)["result"] for i in ids] == list(range(60))
+        worker.stop()
+        t.join(10)
+        assert not t.is_alive()
+    finally:
+        worker.stop(wait_for_jobs=False)
+        client.close()
+        first.stop()
+        if second is not None:
+            second.stop()
