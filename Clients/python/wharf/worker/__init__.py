@@ -490,8 +490,11 @@ class _Session:
         self.backoff = 0.5
         jobs = reply.get("jobs") or []
         self.found_empty = not jobs
-        for raw in jobs:
-            self.start(Job(raw, self.client, self.w.stopping))
+        if jobs:
+            self.w.stats["leased"] += len(jobs)
+            start, client, stopping = self.start, self.client, self.w.stopping
+            for raw in jobs:
+                start(Job(raw, client, stopping))
         self.kick()
         self.wake_if_stopping()
 
@@ -503,7 +506,6 @@ class _Session:
 
     def start(self, job: Job) -> None:
         w = self.w
-        w.stats["leased"] += 1
         plan = w._plan(job.kind)
         if plan is None:
             log.error("job %s: no handler for kind %r", job.id, job.kind)
@@ -553,7 +555,8 @@ class _Session:
             self.report(job, method, params if params is not None else {})
         else:
             self.kick()
-        self.wake_if_stopping()
+        if self.w.stopping.is_set():
+            self.wake.set()
 
     def cancel(self, job: Job) -> None:
         """Cancels an async handler (a plain one only sees its flags)."""
@@ -599,7 +602,7 @@ class _Session:
             self.spawn(self.send(calls[i : i + size]))
 
     async def send(self, calls: List[Call]) -> None:
-        requests = [self.request(c) for c in calls]
+        requests = [(c.method, c.params) if c.__class__ is _Outcome else self.request(c) for c in calls]
         if not isinstance(calls[0], _Lease):
             self.w.stats["batches"] += 1
         try:
