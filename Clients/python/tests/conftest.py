@@ -7,7 +7,7 @@ tests that need a server fail and say to run `bash scripts/test.sh`.
 from __future__ import annotations
 
 import itertools
-from typing import Iterator
+from typing import Any, Callable, Iterator, List
 
 import pytest
 
@@ -32,6 +32,24 @@ def client(server: WharfServer) -> Iterator[wharf.Client]:
     c = wharf.Client(server.host, server.port, timeout=10)
     yield c
     c.close()
+
+
+@pytest.fixture
+def make_worker(server: WharfServer) -> Iterator[Callable[..., wharf.Worker]]:
+    """`make_worker(queues, **kwargs)`: a `wharf.Worker` of the session's server (long polls of 500 ms),
+    stopped without waiting for its jobs after the test."""
+    started = []
+
+    def make(queues: List[str], **kwargs: Any) -> wharf.Worker:
+        kwargs.setdefault("port", server.port)
+        kwargs.setdefault("poll_ms", 500)
+        w = wharf.Worker(queues=queues, **kwargs)
+        started.append(w)
+        return w
+
+    yield make
+    for w in started:
+        w.stop(wait_for_jobs=False)
 
 
 @pytest.fixture

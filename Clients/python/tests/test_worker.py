@@ -12,7 +12,6 @@ import sys
 import threading
 import time
 
-import pytest
 from _wharf_support import requires, wait_for
 
 import wharf
@@ -26,23 +25,6 @@ PACKAGE_ROOT = pathlib.Path(wharf.__file__).resolve().parents[1]
 
 def state(client, job_id):
     return client.jobs.get(id=job_id)["state"]
-
-
-@pytest.fixture
-def make_worker(server):
-    """Workers started in a thread; stopped (without waiting for jobs) after the test."""
-    started = []
-
-    def make(queues, **kwargs):
-        kwargs.setdefault("port", server.port)
-        kwargs.setdefault("poll_ms", 500)
-        w = wharf.Worker(queues=queues, **kwargs)
-        started.append(w)
-        return w
-
-    yield make
-    for w in started:
-        w.stop(wait_for_jobs=False)
 
 
 def test_outcomes_complete_retry_discard_fail(make_worker, client, unique):
@@ -122,7 +104,10 @@ def test_async_handlers_run_on_the_workers_loop(make_worker, client, unique):
 
 
 def test_a_keyed_job_holds_its_lock_with_a_fencing_token(make_worker, client, unique):
-    worker = make_worker([unique], concurrency=2)
+    # A long poll that outlives the release below: when the release's wake-up lease and a long poll's
+    # expiry cross, the server gives the job back as worker_lost (JobsService.pump), which costs an
+    # attempt and a fencing token; this test is about the token of a plain handover.
+    worker = make_worker([unique], concurrency=2, poll_ms=5000)
     seen = []
 
     @worker.task("keyed")

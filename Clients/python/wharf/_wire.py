@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 import re
+from json.encoder import encode_basestring  # a JSON string literal (C)
 from typing import Any, Dict, Iterable, Mapping, Optional
 
 UNSET: Any = object()
@@ -58,9 +59,23 @@ def _default(value: Any) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
+_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_default)
+
+
+def dumps_text(value: Any) -> str:
+    """Compact JSON text; datetimes anywhere become RFC 3339 strings."""
+    return _encoder.encode(value)
+
+
 def dumps(value: Any) -> bytes:
     """Compact UTF-8 JSON for one line; datetimes anywhere become RFC 3339 strings."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=_default).encode()
+    return _encoder.encode(value).encode()
+
+
+class Encoded(str):
+    """JSON text that goes on the wire as it is (a request's params encoded beforehand)."""
+
+    __slots__ = ()
 
 
 def wire_value(key: str, value: Any) -> Any:
@@ -113,4 +128,18 @@ def merge(base: Dict[str, Any], extra: Mapping[str, Any]) -> Dict[str, Any]:
     return base
 
 
-__all__ = ["UNSET", "camel", "dumps", "job_spec", "merge", "milliseconds", "params", "parse_time", "rfc3339", "snake"]
+__all__ = [
+    "UNSET",
+    "Encoded",
+    "camel",
+    "dumps",
+    "dumps_text",
+    "encode_basestring",
+    "job_spec",
+    "merge",
+    "milliseconds",
+    "params",
+    "parse_time",
+    "rfc3339",
+    "snake",
+]

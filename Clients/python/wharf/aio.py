@@ -22,6 +22,7 @@ from .client import (
     BatchItem,
     CallSpec,
     check_frame,
+    encode_batch,
     long_poll_seconds,
     normalize_calls,
     outcome,
@@ -121,6 +122,35 @@ class _AsyncConnection:
             self.writer.close()
         except (OSError, RuntimeError):
             pass
+
+
+class _BatchReplies:
+    """The replies to one batch, registered under each of its ids: one future for the whole batch
+    instead of one per call. `done`, `set_result` and `set_exception` as the reader calls them on a
+    call's future."""
+
+    __slots__ = ("ids", "got", "future")
+
+    def __init__(self, ids: List[Any]) -> None:
+        self.ids = ids
+        self.got: Dict[Any, Dict[str, Any]] = {}
+        self.future: "asyncio.Future[None]" = asyncio.get_running_loop().create_future()
+
+    def done(self) -> bool:
+        return self.future.done()
+
+    def set_result(self, reply: Dict[str, Any]) -> None:
+        if reply.get("id") is None:  # the whole batch was refused
+            for i in self.ids:
+                self.got.setdefault(i, reply)
+        else:
+            self.got[reply["id"]] = reply
+        if len(self.got) >= len(self.ids) and not self.future.done():
+            self.future.set_result(None)
+
+    def set_exception(self, error: BaseException) -> None:
+        if not self.future.done():
+            self.future.set_exception(error)
 
 
 class AsyncClient(Namespaces):
@@ -349,23 +379,22 @@ class AsyncClient(Namespaces):
         return results
 
     async def _batch(
-        self, calls: Sequence[Tuple[str, Optional[Dict[str, Any]]]], timeout: Optional[float]
+        self, calls: Sequence[Tuple[str, Optional[Any]]], timeout: Optional[float]
     ) -> List[Any]:
+        """Sends `calls` as one batch and returns their outcomes (results or errors) in order.
+
+        A call's params may be `Encoded` JSON text (the worker encodes its outcomes itself)."""
         if not calls:
             return []
         ids = [next(self._ids) for _ in calls]
-        message = []
-        for request_id, (method, params) in zip(ids, calls):
-            request: Dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
-            if params is not None:
-                request["params"] = params
-            message.append(request)
-        data = dumps(message) + b"\n"
+        data = encode_batch(ids, calls)
         check_frame(data, self.limits, "batch")
         for attempt in range(3):
             conn = await self._ready()
             try:
-                futs = [conn.register(i) for i in ids]
+                replies = _BatchReplies(ids)
+                for i in ids:
+                    conn.waiting[i] = replies  # type: ignore[assignment]
                 conn.batches.append(ids)
                 await conn.send(data)
                 break
@@ -378,14 +407,14 @@ class AsyncClient(Namespaces):
                     raise
         wait = (self.timeout if timeout is None else timeout) + max(long_poll_seconds(p) for _, p in calls)
         try:
-            done, pending = await asyncio.wait(futs, timeout=wait)
-            if pending:
-                raise CallTimeout(f"batch ({calls[0][0]}...)", wait)
-            results: List[Any] = []
-            for fut in futs:
-                exc = fut.exception()
-                results.append(exc if exc is not None else outcome(fut.result()))
-            return results
+            try:
+                await asyncio.wait_for(replies.future, wait)
+            except asyncio.TimeoutError:
+                raise CallTimeout(f"batch ({calls[0][0]}...)", wait) from None
+            except ConnectionLost:
+                pass  # the calls answered before it keep their outcome, the others get the error
+            lost = replies.future.exception() if replies.future.done() else None
+            return [outcome(replies.got[i]) if i in replies.got else lost for i in ids]
         finally:
             for i in ids:
                 conn.waiting.pop(i, None)

@@ -17,7 +17,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
-from ._wire import dumps, merge
+from ._wire import Encoded, dumps, dumps_text, encode_basestring, merge
 from .api import Namespaces
 from .errors import CallTimeout, ConnectionLost, LimitExceeded, WharfError, from_error
 from .retry import DEFAULT_RETRY, RetryPolicy, RetryRun
@@ -71,6 +71,24 @@ def outcome(reply: Mapping[str, Any]) -> Any:
     if "error" in reply:
         return from_error(reply["error"])
     return reply.get("result")
+
+
+def encode_batch(ids: Sequence[int], calls: Sequence[Tuple[str, Optional[Any]]]) -> bytes:
+    """One batch line. Params that are `Encoded` JSON text go in as they are; the rest is encoded here."""
+    if not any(isinstance(p, Encoded) for _, p in calls):
+        message = []
+        for request_id, (method, params) in zip(ids, calls):
+            request: Dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
+            if params is not None:
+                request["params"] = params
+            message.append(request)
+        return dumps(message) + b"\n"
+    parts = []
+    for request_id, (method, params) in zip(ids, calls):
+        text = params if isinstance(params, Encoded) else dumps_text(params) if params is not None else None
+        head = f'{{"jsonrpc":"2.0","id":{request_id},"method":{encode_basestring(method)}'
+        parts.append(f"{head},\"params\":{text}}}" if text is not None else head + "}")
+    return ("[" + ",".join(parts) + "]\n").encode()
 
 
 def check_frame(data: bytes, limits: Mapping[str, Any], what: str) -> None:
@@ -476,13 +494,7 @@ class Client(Namespaces):
         if not calls:
             return []
         ids = [self._next_id() for _ in calls]
-        message = []
-        for request_id, (method, params) in zip(ids, calls):
-            request: Dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
-            if params is not None:
-                request["params"] = params
-            message.append(request)
-        data = dumps(message) + b"\n"
+        data = encode_batch(ids, calls)
         check_frame(data, self.limits, "batch")
         for attempt in range(3):
             conn = self._ready()
