@@ -52,42 +52,38 @@ final class LocksService {
     /// connections closed) do not hold up the loop.
     let departuresPerIteration = 500
 
-    /// An acquire attempt waiting for its statement, with what to do with its outcome. An attempt whose
-    /// `session` closed before it was sent is dropped: `done` gets `callerLeft`.
+    /// An acquire attempt: the request, and the session that asked (nil: nobody who could leave).
     struct Attempt {
         var request: LockRequest
         var session: Session?
-        var done: (Result<LockOutcome, RPCError>) -> Void
     }
 
     /// What a dropped attempt gets.
     static let callerLeft = LockReplies.callerLeft
 
-    /// Queued waiters' retries, sent before any new request.
-    private var pendingRetries: [Attempt] = []
-    private var pending: [Attempt] = []
-    private var inFlight = 0
-    private var flushScheduled = false
     /// Acquire statements in flight at once; while they run, new requests accumulate into the next.
     let maxInFlight = 4
     /// Most requests coalesced into one acquire statement.
     let maxBatch = 250
 
-    /// Releases from all clients in one loop iteration share one statement.
+    /// The acquire attempts of one loop iteration share one statement: queued waiters' retries ahead of
+    /// new requests, sorted by name (so that concurrent statements lock rows in one order; a name's
+    /// requests keep their order, retries first, which is their order in the line), and the attempts of
+    /// a connection that closed before their statement was sent are dropped (`callerLeft`).
+    private lazy var attempts = Batcher<Attempt, LockOutcome>(
+        maxInFlight: maxInFlight, maxBatch: maxBatch, ahead: { $0.request.waiterSeq != nil },
+        orderedBy: { $0.request.name },
+        dropping: { $0.session?.isOpen == false ? Self.callerLeft : nil },
+        schedule: context.batchSchedule,
+        runInStages: { [unowned self] batch, answer, finished in self.run(batch, answer, finished) })
+
+    /// Releases from all clients in one loop iteration share one statement, sorted by name so that
+    /// concurrent statements lock rows in one order.
     private(set) lazy var releases = Batcher<(name: String, token: String, session: String?), LockRelease>(
-        maxInFlight: maxInFlight, maxBatch: maxBatch,
+        maxInFlight: maxInFlight, maxBatch: maxBatch, orderedBy: { $0.name },
         schedule: context.batchSchedule,
         run: { [unowned self] items, done in
-            // Sorted by name, so that concurrent statements lock rows in one order.
-            let order = items.indices.sorted { items[$0].name < items[$1].name }
-            self.retryingOnce { self.store.releaseLocks(order.map { items[$0] }, $0) } then: { result in
-                done(
-                    result.mapError(\.rpcError).map { sorted in
-                        var out = sorted
-                        for (k, i) in order.enumerated() { out[i] = sorted[k] }
-                        return out
-                    })
-            }
+            self.retryingOnce { self.store.releaseLocks(items, $0) } then: { done($0.mapError(\.rpcError)) }
         })
 
     /// Waiters that gave up or left, removed from the durable line together.
@@ -117,60 +113,29 @@ final class LocksService {
 
     // MARK: Coalesced acquires
 
-    /// Queues an attempt; the attempts of one loop iteration share one statement, queued waiters'
-    /// retries first.
+    /// Queues an attempt for this loop iteration's acquire statement.
     func attempt(
         _ request: LockRequest, for session: Session?, _ done: @escaping (Result<LockOutcome, RPCError>) -> Void
     ) {
-        let a = Attempt(request: request, session: session, done: done)
-        if request.waiterSeq == nil { pending.append(a) } else { pendingRetries.append(a) }
-        if !flushScheduled {
-            flushScheduled = true
-            context.runBeforeFlush { [unowned self] in
-                self.flushScheduled = false
-                self.flush()
-            }
-        }
-    }
-
-    private func flush() {
-        while inFlight < maxInFlight {
-            var batch: [Attempt] = []
-            for queue in [\LocksService.pendingRetries, \LocksService.pending] {
-                let take = min(self[keyPath: queue].count, maxBatch - batch.count)
-                for a in self[keyPath: queue][..<take] {
-                    if let session = a.session, !session.isOpen { a.done(.failure(Self.callerLeft)) } else { batch.append(a) }
-                }
-                self[keyPath: queue].removeFirst(take)
-            }
-            if batch.isEmpty {
-                if pendingRetries.isEmpty && pending.isEmpty { return } else { continue }
-            }
-            // Sorted by name, so that concurrent statements lock rows in one order; a name's requests
-            // keep their order (retries first), which is their order in the line.
-            let order = batch.indices.sorted { (batch[$0].request.name, $0) < (batch[$1].request.name, $1) }
-            batch = order.map { batch[$0] }
-            inFlight += 1
-            run(batch) { [unowned self] in
-                self.inFlight -= 1
-                if !self.pending.isEmpty || !self.pendingRetries.isEmpty { self.flush() }
-            }
-        }
+        attempts.add(Attempt(request: request, session: session), done)
     }
 
     /// Runs one batch: new requests first through the plain upsert that grants free locks nobody waits
     /// for (answered as soon as it commits), then everything it left, and queued waiters' retries,
     /// through the statement that decides exactly.
-    private func run(_ batch: [Attempt], then finished: @escaping () -> Void) {
-        let decide = { [unowned self] (rest: [Attempt]) in
+    private func run(
+        _ batch: [Attempt], _ answer: @escaping (Int, Result<LockOutcome, RPCError>) -> Void,
+        _ finished: @escaping () -> Void
+    ) {
+        let decide = { [unowned self] (rest: [Int]) in
             if rest.isEmpty { return finished() }
-            let requests = rest.map(\.request)
+            let requests = rest.map { batch[$0].request }
             self.retryingOnce { self.store.decideLocks(requests, replicaID: self.replicaID, $0) } then: { result in
                 switch result.mapError(\.rpcError) {
                 case .success(let outcomes):
-                    for (p, o) in zip(rest, outcomes) { p.done(.success(o)) }
+                    for (i, o) in zip(rest, outcomes) { answer(i, .success(o)) }
                 case .failure(let e):
-                    for p in rest { p.done(.failure(e)) }
+                    for i in rest { answer(i, .failure(e)) }
                 }
                 finished()
             }
@@ -184,22 +149,22 @@ final class LocksService {
             batch[$0].request.waiterSeq == nil && !retried.contains(batch[$0].request.name)
                 && seen.insert(batch[$0].request.name).inserted
         }
-        if fresh.isEmpty { return decide(batch) }
+        if fresh.isEmpty { return decide(Array(batch.indices)) }
         retryingOnce { self.store.grantFreeLocks(fresh.map { batch[$0].request }, $0) } then: { result in
             switch result.mapError(\.rpcError) {
             case .success(let grants):
                 var answered = Set<Int>()
                 for i in fresh {
                     if let g = grants[batch[i].request.name] {
-                        batch[i].done(.success(.granted(g)))
+                        answer(i, .success(.granted(g)))
                         answered.insert(i)
                     }
                 }
-                decide(batch.indices.filter { !answered.contains($0) }.map { batch[$0] })
+                decide(batch.indices.filter { !answered.contains($0) })
             case .failure(let e):
                 let failed = Set(fresh)
-                for i in fresh { batch[i].done(.failure(e)) }
-                decide(batch.indices.filter { !failed.contains($0) }.map { batch[$0] })
+                for i in fresh { answer(i, .failure(e)) }
+                decide(batch.indices.filter { !failed.contains($0) })
             }
         }
     }
