@@ -87,7 +87,7 @@ final class LocksService {
         })
 
     /// Waiters that gave up or left, removed from the durable line together.
-    private lazy var removals = Batcher<Int64, (holder: String?, freeAtUs: Int64?)>(
+    private lazy var removals = Batcher<Int64, (holder: String?, freeAtMs: Int64?)>(
         schedule: context.batchSchedule,
         run: { [unowned self] seqs, done in self.store.removeLockWaiters(seqs) { done($0.mapError(\.rpcError)) } })
 
@@ -208,7 +208,7 @@ final class LocksService {
             case .success(.notGranted(let refusal)):
                 guard let seq = refusal.waiterSeq else {
                     if waitMs > 0 { self.joined(name, nil) }
-                    return call.reply(LockReplies.notGranted(name, refusal.holder, freeAtUs: refusal.freeAtUs))
+                    return call.reply(LockReplies.notGranted(name, refusal.holder, freeAtMs: refusal.freeAtMs))
                 }
                 guard call.isPending, call.session.isOpen else {
                     self.joined(name, nil)
@@ -237,7 +237,7 @@ final class LocksService {
             "lock granted",
             metadata: [
                 "lock": "\(grant.name)", "holder": "\(holder)", "fencing": "\(grant.fencingToken)",
-                "acquired_us": "\(grant.acquiredAtUs)", "expires_us": "\(grant.expiresAtUs)",
+                "acquired_ms": "\(grant.acquiredAtMs)", "expires_ms": "\(grant.expiresAtMs)",
             ])
         guard call.isPending, call.session.isOpen else {
             // Nobody will ever see this token: release it now rather than at its expiry.
@@ -275,8 +275,8 @@ final class LocksService {
         let name = w.name
         removals.add(w.seq) { result in
             guard reply, w.call.isPending else { return }
-            let (holder, freeAtUs) = (try? result.get()) ?? (nil, nil)
-            w.call.reply(LockReplies.notGranted(name, holder, freeAtUs: freeAtUs))
+            let (holder, freeAtMs) = (try? result.get()) ?? (nil, nil)
+            w.call.reply(LockReplies.notGranted(name, holder, freeAtMs: freeAtMs))
         }
     }
 
@@ -366,7 +366,7 @@ final class LocksService {
                     "lock released",
                     metadata: [
                         "lock": "\(name)", "fencing": "\(r.fencingToken ?? 0)",
-                        "released_us": "\(r.releasedAtUs ?? 0)",
+                        "released_ms": "\(r.releasedAtMs ?? 0)",
                     ])
                 self.wake(name)
                 done(.success(true))
@@ -383,7 +383,7 @@ final class LocksService {
         context.logger.debug(
             "lock renewed",
             metadata: [
-                "lock": "\(grant.name)", "fencing": "\(grant.fencingToken)", "expires_us": "\(grant.expiresAtUs)",
+                "lock": "\(grant.name)", "fencing": "\(grant.fencingToken)", "expires_ms": "\(grant.expiresAtMs)",
             ])
     }
 }
