@@ -17,7 +17,9 @@ import WharfUV
 /// Waiting costs O(1) per waiter: requests for one name share statements (a thousand new waiters are
 /// queued by one statement, not one each), queued waiters' retries go ahead of new requests (so a
 /// release is handed on at once however many clients queue behind), and the attempts of a connection
-/// that closed are dropped before they reach the database. Loop thread only.
+/// that closed are dropped before they reach the database. A lease granted or renewed here is watched
+/// until it runs out: if nobody renewed or released it by then, one statement wakes its line on every
+/// replica, clients and the workers of keyed jobs alike (`LockExpiries`). Loop thread only.
 final class LocksService {
     let context: ServiceContext
     var store: Store { context.store }
@@ -91,6 +93,11 @@ final class LocksService {
         schedule: context.batchSchedule,
         run: { [unowned self] seqs, done in self.store.removeLockWaiters(seqs) { done($0.mapError(\.rpcError)) } })
 
+    /// The leases granted or renewed here, watched so that one that lapses wakes its line at once, on
+    /// every replica: a keyed job's worker is not told by any timer of its own.
+    private var expiries = LockExpiries()
+    private lazy var expiryWatch = DueTimer(context) { [unowned self] in self.wakeLapsed() }
+
     /// Most waiters this replica queues for one name (`--max-lock-waiters`).
     var maxWaitersPerLock: Int { context.config.limits.maxLockWaiters }
 
@@ -110,6 +117,8 @@ final class LocksService {
             for name in self.waiters.names { self.wake(name) }
         }
     }
+
+    func stop() { expiryWatch.stop() }
 
     // MARK: Coalesced acquires
 
@@ -204,7 +213,7 @@ final class LocksService {
                 call.fail(LockReplies.requestIDReused(request, reuse))
             case .success(.granted(let grant)):
                 if waitMs > 0 { self.joined(name, nil) }
-                self.deliver(grant, holder: request.holder, to: call, bind: bind)
+                self.deliver(grant, request, to: call, bind: bind)
             case .success(.notGranted(let refusal)):
                 guard let seq = refusal.waiterSeq else {
                     if waitMs > 0 { self.joined(name, nil) }
@@ -231,18 +240,20 @@ final class LocksService {
         if let w = waiters.joinFinished(name, queued: queued) { retry(w) }
     }
 
-    /// Hands a committed grant to its caller, or gives it back if the caller is gone.
-    private func deliver(_ grant: LockGrant, holder: String, to call: Call, bind: Bool) {
+    /// Hands a committed grant to its caller (and watches its expiry), or gives it back if the caller is
+    /// gone.
+    private func deliver(_ grant: LockGrant, _ request: LockRequest, to call: Call, bind: Bool) {
         context.logger.debug(
             "lock granted",
             metadata: [
-                "lock": "\(grant.name)", "holder": "\(holder)", "fencing": "\(grant.fencingToken)",
+                "lock": "\(grant.name)", "holder": "\(request.holder)", "fencing": "\(grant.fencingToken)",
                 "acquired_ms": "\(grant.acquiredAtMs)", "expires_ms": "\(grant.expiresAtMs)",
             ])
         guard call.isPending, call.session.isOpen else {
             // Nobody will ever see this token: release it now rather than at its expiry.
             return release(name: grant.name, token: grant.token) { _ in }
         }
+        watch(grant.name, token: grant.token, forMs: request.ttlMs + request.lockDelayMs)
         if bind {
             // Released only while still bound to this session: a `requestId` retry from another
             // connection moves the binding to that one.
@@ -316,7 +327,7 @@ final class LocksService {
                 w.deadline = nil
                 w.call.session.removeCloseHook(w.closeKey)
                 self.waiters.remove(name, seq: w.seq)
-                self.deliver(grant, holder: w.request.holder, to: w.call, bind: w.bind)
+                self.deliver(grant, w.request, to: w.call, bind: w.bind)
             case .success(.notGranted(let refusal)):
                 self.scheduleWake(name, after: refusal)
             case .failure(let e) where e == Self.callerLeft:
@@ -368,6 +379,7 @@ final class LocksService {
                         "lock": "\(name)", "fencing": "\(r.fencingToken ?? 0)",
                         "released_ms": "\(r.releasedAtMs ?? 0)",
                     ])
+                self.expiries.released(name, token: token)
                 self.wake(name)
                 done(.success(true))
             case .success:
@@ -378,12 +390,45 @@ final class LocksService {
         }
     }
 
-    /// Logs a renewal for the grant log (the lease's new end).
-    func renewed(_ grant: LockGrant) {
+    /// Logs a renewal for the grant log (the lease's new end) and watches the lease's new expiry.
+    func renewed(_ grant: LockGrant, ttlMs: Int64) {
         context.logger.debug(
             "lock renewed",
             metadata: [
                 "lock": "\(grant.name)", "fencing": "\(grant.fencingToken)", "expires_ms": "\(grant.expiresAtMs)",
             ])
+        // The lock-delay is not known here: if the lease has one, the look at the expiry finds it not yet
+        // free and watches it again for what is left.
+        watch(grant.name, token: grant.token, forMs: ttlMs)
+    }
+
+    // MARK: Expiry
+
+    /// Watches a lease held with `token` that runs out (plus lock-delay) `forMs` from now. The time is
+    /// taken when the reply arrived, after the statement's `now()`, so the watch never looks early by the
+    /// database's clock unless the clocks run at different rates (the look then finds it still held and
+    /// watches it again).
+    private func watch(_ name: String, token: String, forMs: Int64) {
+        let at = Int64(context.loop.nowMs) + max(0, forMs)
+        expiries.held(name, token: token, untilMs: at)
+        expiryWatch.wake(dueAtMs: at)
+    }
+
+    /// The expiry watch's look: the leases that ran out by now wake their lines (one statement for all),
+    /// and those still held (renewed on another replica, say) are watched again for what they have left.
+    /// A failed statement leaves their lines to the waiters' own timers and the periodic re-checks.
+    private func wakeLapsed() {
+        let now = Int64(context.loop.nowMs)
+        let due = expiries.due(nowMs: now)
+        if !due.isEmpty {
+            store.wakeLapsedLocks(due.map { ($0.name, $0.token) }) { [unowned self] result in
+                guard case .success(let left) = result else { return }
+                for (lease, ms) in zip(due, left) {
+                    // A lease granted or renewed here meanwhile is watched already.
+                    if let ms, !self.expiries.watches(lease.name) { self.watch(lease.name, token: lease.token, forMs: ms) }
+                }
+            }
+        }
+        if let next = expiries.next() { expiryWatch.arm(afterMs: next - now, nowMs: now) } else { expiryWatch.disarm() }
     }
 }

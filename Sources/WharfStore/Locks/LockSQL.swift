@@ -318,6 +318,28 @@ enum LockSQL {
         order by i.ord
         """
 
+    /// Wakes the lines of leases that lapsed: each (`name`, `token`) is a lease this replica granted or
+    /// renewed and expected to have run out (plus its lock-delay) by now. One still held with that token
+    /// and run out by the database's clock wakes its line on every replica (`wharf.wake_lock_line`: the
+    /// clients queued for it and the queues whose keyed jobs wait for it) when anyone waits, as a release
+    /// does. Returns per lease, in order, the milliseconds (rounded up) until it runs out when it is
+    /// still held with that token (renewed meanwhile, or the replica's clock ran ahead), else null.
+    static let wakeLapsed = """
+        with input as (
+            select * from unnest(\(array(1, "text")), \(array(2, "text"))) with ordinality as t(name, token, ord)
+        ),
+        lapsed as (
+            select count(wharf.wake_lock_line(l.name)) as n
+            from input i join wharf.locks l on l.name = i.name and l.token = i.token
+            where \(freeAt("l")) <= now() and l.waiters_until > now()
+        )
+        select i.ord, case when \(freeAt("l")) > now() then \(SQLTime.msUntil(freeAt("l"))) end
+        from input i
+        left join wharf.locks l on l.name = i.name and l.token = i.token
+        cross join lapsed
+        order by i.ord
+        """
+
     /// Keeps a replica's queued waiters counting: one row per replica, however many waiters it has.
     static let refreshWaiters = """
         insert into wharf.lock_replicas as r (replica_id, alive_until)

@@ -222,6 +222,19 @@ extension Store {
         }
     }
 
+    /// Wakes the lines of the leases that ran out among `leases` (held with those tokens until now), on
+    /// every replica. Per lease: the milliseconds until it runs out when it is still held with its token,
+    /// else nil (it ran out, or was released or taken over).
+    public func wakeLapsedLocks(
+        _ leases: [(name: String, token: String)], _ completion: @escaping (Result<[Int64?], StoreError>) -> Void
+    ) {
+        rows(LockSQL.wakeLapsed, [PGArray.text(leases.map(\.name)), PGArray.text(leases.map(\.token))], completion) {
+            rows throws(StoreError) in
+            guard rows.rowCount == leases.count else { throw .internalError }
+            return (0..<rows.rowCount).map { rows.int($0, 1) }
+        }
+    }
+
     /// Keeps this replica's queued waiters counting (their rows stop counting some seconds after the
     /// last refresh, so a replica that dies does not hold up the line for long).
     public func refreshLockWaiters(replicaID: String, _ completion: @escaping (Result<Void, StoreError>) -> Void) {
