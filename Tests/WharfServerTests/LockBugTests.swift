@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import WharfClient
+import WharfCore
 import WharfRPC
 import WharfStore
 
@@ -253,5 +254,56 @@ import WharfStore
             _ = try wc.call("jobs.complete", ["id": job["id"]!, "leaseToken": job["leaseToken"]!])
         }
         #expect(latencies.allSatisfy { $0 < 0.15 }, "pickup after release: \(latencies.map { Int($0 * 1000) }) ms")
+    }
+
+    /// A lock that lapses (its holder neither renews nor releases) wakes an idle worker long-polling for
+    /// a keyed job that waits for it, on the replica that granted the lock or another one, within about
+    /// 100 ms of the expiry rather than at the worker's next re-check (every 500 ms); a client waiting
+    /// in `locks.acquire` for another lapsing lock gets it as promptly. Six rounds, alternating replicas.
+    @Test func anExpiryWakesTheLongPollingWorkerAndTheWaiters() throws {
+        let a = try TestServer()
+        let b = try TestServer(database: a.database)
+        let c = try a.connect()
+        var workerLatencies: [Int64] = []
+        var waiterLatencies: [Int64] = []
+        func expiresAt(_ grant: JSON) throws -> Int64 {
+            try #require(grant["granted"] == true)
+            let at = try #require(grant["expiresAt"]?.stringValue)
+            return try #require(Timestamp.parse(at))
+        }
+        @Sendable func nowMs() -> Int64 { Int64((Date().timeIntervalSince1970 * 1000).rounded()) }
+        for round in 0..<6 {
+            let there = round % 2 == 0 ? a : b
+            let ttl = 400 + 40 * round
+            let keyed = "lapse-job-\(round)"
+            let awaited = "lapse-client-\(round)"
+            let jobLockEnds = try expiresAt(
+                c.call("locks.acquire", ["name": .string(keyed), "holder": "gone", "ttlMs": .from(ttl)]))
+            let clientLockEnds = try expiresAt(
+                c.call("locks.acquire", ["name": .string(awaited), "holder": "gone", "ttlMs": .from(ttl)]))
+            let id = try enqueue(c, ["queue": "lapsed", "kind": "k", "lockKey": .string(keyed)])
+            // The worker's connection stays open until it completes the job (a closed one gives it back).
+            let wc = try there.connect()
+            let worker = Background(wc) { conn in
+                let got = try conn.call(
+                    "jobs.lease", ["queues": ["lapsed"], "leaseMs": 30_000, "waitMs": 10_000, "worker": "w"])
+                return ["reply": got, "at": .from(nowMs())]
+            }
+            let waiter = Background(try there.connect()) { conn in
+                let got = try conn.call(
+                    "locks.acquire", ["name": .string(awaited), "holder": "next", "ttlMs": 10_000, "waitMs": 10_000])
+                return ["reply": got, "at": .from(nowMs())]
+            }
+            let leased = try worker.result(timeout: 15)
+            let job = try #require(leased["reply"]?["jobs"]?.arrayValue?.first, "round \(round): no job")
+            #expect(job["id"] == .string(id))
+            workerLatencies.append(try #require(leased["at"]?.intValue) - jobLockEnds)
+            let acquired = try waiter.result(timeout: 15)
+            #expect(acquired["reply"]?["granted"] == true)
+            waiterLatencies.append(try #require(acquired["at"]?.intValue) - clientLockEnds)
+            _ = try wc.call("jobs.complete", ["id": job["id"]!, "leaseToken": job["leaseToken"]!])
+        }
+        #expect(workerLatencies.allSatisfy { $0 < 150 }, "keyed lease after the expiry: \(workerLatencies) ms")
+        #expect(waiterLatencies.allSatisfy { $0 < 150 }, "locks.acquire after the expiry: \(waiterLatencies) ms")
     }
 }

@@ -338,7 +338,8 @@ LOG_LINE = re.compile(r"(?P<meta>(?: \w+=\S+)+) \[WharfServer\] lock (?P<event>g
 
 
 def read_grant_log(paths, name):
-    """Per fencing token: holder, start (acquired), end of lease, release time (microseconds, PG clock)."""
+    """Per fencing token: holder, start (acquired), end of lease, release time (epoch milliseconds of the PG
+    clock, rounded down: rounding keeps the order of two instants, though not an overlap shorter than 1 ms)."""
     grants = {}
     problems = []
     for path in paths:
@@ -352,15 +353,15 @@ def read_grant_log(paths, name):
             f = int(meta["fencing"])
             g = grants.setdefault(f, {"fencing": f, "holder": None, "start": None, "end": None, "released": None})
             if m.group("event") == "granted":
-                start, end = int(meta["acquired_us"]), int(meta["expires_us"])
+                start, end = int(meta["acquired_ms"]), int(meta["expires_ms"])
                 if g["start"] is not None and (g["start"], g["holder"]) != (start, meta["holder"]):
                     problems.append(f"fencing token {f} granted twice: {g} and {meta}")
                 g["holder"], g["start"] = meta["holder"], start
                 g["end"] = max(g["end"] or 0, end)
             elif m.group("event") == "renewed":
-                g["end"] = max(g["end"] or 0, int(meta["expires_us"]))
+                g["end"] = max(g["end"] or 0, int(meta["expires_ms"]))
             else:
-                g["released"] = int(meta["released_us"])
+                g["released"] = int(meta["released_ms"])
     return grants, problems
 
 

@@ -5,20 +5,17 @@ import WharfStore
 /// Every reply and refusal of the `locks.*` family, built from the store's typed rows and outcomes: the
 /// one place where locks meet the wire protocol (Protocol/locks.md).
 enum LockReplies {
-    /// An RFC 3339 time from epoch microseconds of PostgreSQL's clock.
-    static func time(_ us: Int64?) -> JSON { .time(epochMs: us.map { $0 / 1000 }) }
-
     /// `locks.acquire` granted (also `locks.acquire` retried with its `requestId`).
     static func granted(_ grant: LockGrant) -> JSON {
         [
             "granted": true, "name": .string(grant.name), "token": .string(grant.token),
-            "fencingToken": .int(grant.fencingToken), "expiresAt": .string(grant.expiresAt),
+            "fencingToken": .int(grant.fencingToken), "expiresAt": .time(epochMs: grant.expiresAtMs),
         ]
     }
 
     /// `locks.acquire` not granted: who holds the lock, and until when (lease plus lock-delay).
-    static func notGranted(_ name: String, _ holder: String?, freeAtUs: Int64?) -> JSON {
-        ["granted": false, "name": .string(name), "heldBy": .from(holder), "expiresAt": time(freeAtUs)]
+    static func notGranted(_ name: String, _ holder: String?, freeAtMs: Int64?) -> JSON {
+        ["granted": false, "name": .string(name), "heldBy": .from(holder), "expiresAt": .time(epochMs: freeAtMs)]
     }
 
     /// `locks.acquire` with `waitMs` when this replica already queues `max` waiters for the name.
@@ -50,7 +47,7 @@ enum LockReplies {
         switch renewal {
         case .renewed(let grant):
             return .success([
-                "name": .string(name), "expiresAt": .string(grant.expiresAt), "fencingToken": .int(grant.fencingToken),
+                "name": .string(name), "expiresAt": .time(epochMs: grant.expiresAtMs), "fencingToken": .int(grant.fencingToken),
             ])
         case .leaseLost:
             return .failure(
@@ -85,10 +82,10 @@ enum LockReplies {
                 if row.scheduleHold, row.name.hasPrefix("cron:") { owner["schedule"] = .string(String(row.name.dropFirst(5))) }
                 o["owner"] = .object(owner)
             }
-            if !row.scheduleHold { o["expiresAt"] = time(row.expiresAtUs) }
-            o["acquiredAt"] = time(row.acquiredAtUs)
+            if !row.scheduleHold { o["expiresAt"] = .time(epochMs: row.expiresAtMs) }
+            o["acquiredAt"] = .time(epochMs: row.acquiredAtMs)
         }
-        if let until = row.lockDelayUntilUs { o["lockDelayUntil"] = time(until) }
+        if let until = row.lockDelayUntilMs { o["lockDelayUntil"] = .time(epochMs: until) }
         o["fencingToken"] = .int(row.fencingToken)
         o["waiters"] = .int(row.waiters)
         o["stats"] = [

@@ -23,8 +23,10 @@ extension LocksService {
             let p = call.params
             try p.onlyKnown(["name", "token", "ttlMs"])
             let name = try p.name("name", maxLength: 400)
-            store.renewLock(name: name, token: try p.string("token"), ttlMs: try p.int("ttlMs", in: ttlRange)) { r in
-                if case .success(.renewed(let grant)) = r { self.renewed(grant) }
+            let token = try p.string("token")
+            let ttlMs = try p.int("ttlMs", in: ttlRange)
+            store.renewLock(name: name, token: token, ttlMs: ttlMs) { r in
+                if case .success(.renewed(let grant)) = r { self.renewed(grant, ttlMs: ttlMs) }
                 call.finish(r.mapError(\.rpcError).flatMap { LockReplies.renewed(name, $0) })
             }
         }

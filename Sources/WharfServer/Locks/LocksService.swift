@@ -17,7 +17,9 @@ import WharfUV
 /// Waiting costs O(1) per waiter: requests for one name share statements (a thousand new waiters are
 /// queued by one statement, not one each), queued waiters' retries go ahead of new requests (so a
 /// release is handed on at once however many clients queue behind), and the attempts of a connection
-/// that closed are dropped before they reach the database. Loop thread only.
+/// that closed are dropped before they reach the database. A lease granted or renewed here is watched
+/// until it runs out: if nobody renewed or released it by then, one statement wakes its line on every
+/// replica, clients and the workers of keyed jobs alike (`LockExpiries`). Loop thread only.
 final class LocksService {
     let context: ServiceContext
     var store: Store { context.store }
@@ -52,48 +54,49 @@ final class LocksService {
     /// connections closed) do not hold up the loop.
     let departuresPerIteration = 500
 
-    /// An acquire attempt waiting for its statement, with what to do with its outcome. An attempt whose
-    /// `session` closed before it was sent is dropped: `done` gets `callerLeft`.
+    /// An acquire attempt: the request, and the session that asked (nil: nobody who could leave).
     struct Attempt {
         var request: LockRequest
         var session: Session?
-        var done: (Result<LockOutcome, RPCError>) -> Void
     }
 
     /// What a dropped attempt gets.
     static let callerLeft = LockReplies.callerLeft
 
-    /// Queued waiters' retries, sent before any new request.
-    private var pendingRetries: [Attempt] = []
-    private var pending: [Attempt] = []
-    private var inFlight = 0
-    private var flushScheduled = false
     /// Acquire statements in flight at once; while they run, new requests accumulate into the next.
     let maxInFlight = 4
     /// Most requests coalesced into one acquire statement.
     let maxBatch = 250
 
-    /// Releases from all clients in one loop iteration share one statement.
+    /// The acquire attempts of one loop iteration share one statement: queued waiters' retries ahead of
+    /// new requests, sorted by name (so that concurrent statements lock rows in one order; a name's
+    /// requests keep their order, retries first, which is their order in the line), and the attempts of
+    /// a connection that closed before their statement was sent are dropped (`callerLeft`).
+    private lazy var attempts = Batcher<Attempt, LockOutcome>(
+        maxInFlight: maxInFlight, maxBatch: maxBatch, ahead: { $0.request.waiterSeq != nil },
+        orderedBy: { $0.request.name },
+        dropping: { $0.session?.isOpen == false ? Self.callerLeft : nil },
+        schedule: context.batchSchedule,
+        runInStages: { [unowned self] batch, answer, finished in self.run(batch, answer, finished) })
+
+    /// Releases from all clients in one loop iteration share one statement, sorted by name so that
+    /// concurrent statements lock rows in one order.
     private(set) lazy var releases = Batcher<(name: String, token: String, session: String?), LockRelease>(
-        maxInFlight: maxInFlight, maxBatch: maxBatch,
+        maxInFlight: maxInFlight, maxBatch: maxBatch, orderedBy: { $0.name },
         schedule: context.batchSchedule,
         run: { [unowned self] items, done in
-            // Sorted by name, so that concurrent statements lock rows in one order.
-            let order = items.indices.sorted { items[$0].name < items[$1].name }
-            self.retryingOnce { self.store.releaseLocks(order.map { items[$0] }, $0) } then: { result in
-                done(
-                    result.mapError(\.rpcError).map { sorted in
-                        var out = sorted
-                        for (k, i) in order.enumerated() { out[i] = sorted[k] }
-                        return out
-                    })
-            }
+            self.retryingOnce { self.store.releaseLocks(items, $0) } then: { done($0.mapError(\.rpcError)) }
         })
 
     /// Waiters that gave up or left, removed from the durable line together.
-    private lazy var removals = Batcher<Int64, (holder: String?, freeAtUs: Int64?)>(
+    private lazy var removals = Batcher<Int64, (holder: String?, freeAtMs: Int64?)>(
         schedule: context.batchSchedule,
         run: { [unowned self] seqs, done in self.store.removeLockWaiters(seqs) { done($0.mapError(\.rpcError)) } })
+
+    /// The leases granted or renewed here, watched so that one that lapses wakes its line at once, on
+    /// every replica: a keyed job's worker is not told by any timer of its own.
+    private var expiries = LockExpiries()
+    private lazy var expiryWatch = DueTimer(context) { [unowned self] in self.wakeLapsed() }
 
     /// Most waiters this replica queues for one name (`--max-lock-waiters`).
     var maxWaitersPerLock: Int { context.config.limits.maxLockWaiters }
@@ -115,62 +118,33 @@ final class LocksService {
         }
     }
 
+    func stop() { expiryWatch.stop() }
+
     // MARK: Coalesced acquires
 
-    /// Queues an attempt; the attempts of one loop iteration share one statement, queued waiters'
-    /// retries first.
+    /// Queues an attempt for this loop iteration's acquire statement.
     func attempt(
         _ request: LockRequest, for session: Session?, _ done: @escaping (Result<LockOutcome, RPCError>) -> Void
     ) {
-        let a = Attempt(request: request, session: session, done: done)
-        if request.waiterSeq == nil { pending.append(a) } else { pendingRetries.append(a) }
-        if !flushScheduled {
-            flushScheduled = true
-            context.runBeforeFlush { [unowned self] in
-                self.flushScheduled = false
-                self.flush()
-            }
-        }
-    }
-
-    private func flush() {
-        while inFlight < maxInFlight {
-            var batch: [Attempt] = []
-            for queue in [\LocksService.pendingRetries, \LocksService.pending] {
-                let take = min(self[keyPath: queue].count, maxBatch - batch.count)
-                for a in self[keyPath: queue][..<take] {
-                    if let session = a.session, !session.isOpen { a.done(.failure(Self.callerLeft)) } else { batch.append(a) }
-                }
-                self[keyPath: queue].removeFirst(take)
-            }
-            if batch.isEmpty {
-                if pendingRetries.isEmpty && pending.isEmpty { return } else { continue }
-            }
-            // Sorted by name, so that concurrent statements lock rows in one order; a name's requests
-            // keep their order (retries first), which is their order in the line.
-            let order = batch.indices.sorted { (batch[$0].request.name, $0) < (batch[$1].request.name, $1) }
-            batch = order.map { batch[$0] }
-            inFlight += 1
-            run(batch) { [unowned self] in
-                self.inFlight -= 1
-                if !self.pending.isEmpty || !self.pendingRetries.isEmpty { self.flush() }
-            }
-        }
+        attempts.add(Attempt(request: request, session: session), done)
     }
 
     /// Runs one batch: new requests first through the plain upsert that grants free locks nobody waits
     /// for (answered as soon as it commits), then everything it left, and queued waiters' retries,
     /// through the statement that decides exactly.
-    private func run(_ batch: [Attempt], then finished: @escaping () -> Void) {
-        let decide = { [unowned self] (rest: [Attempt]) in
+    private func run(
+        _ batch: [Attempt], _ answer: @escaping (Int, Result<LockOutcome, RPCError>) -> Void,
+        _ finished: @escaping () -> Void
+    ) {
+        let decide = { [unowned self] (rest: [Int]) in
             if rest.isEmpty { return finished() }
-            let requests = rest.map(\.request)
+            let requests = rest.map { batch[$0].request }
             self.retryingOnce { self.store.decideLocks(requests, replicaID: self.replicaID, $0) } then: { result in
                 switch result.mapError(\.rpcError) {
                 case .success(let outcomes):
-                    for (p, o) in zip(rest, outcomes) { p.done(.success(o)) }
+                    for (i, o) in zip(rest, outcomes) { answer(i, .success(o)) }
                 case .failure(let e):
-                    for p in rest { p.done(.failure(e)) }
+                    for i in rest { answer(i, .failure(e)) }
                 }
                 finished()
             }
@@ -184,22 +158,22 @@ final class LocksService {
             batch[$0].request.waiterSeq == nil && !retried.contains(batch[$0].request.name)
                 && seen.insert(batch[$0].request.name).inserted
         }
-        if fresh.isEmpty { return decide(batch) }
+        if fresh.isEmpty { return decide(Array(batch.indices)) }
         retryingOnce { self.store.grantFreeLocks(fresh.map { batch[$0].request }, $0) } then: { result in
             switch result.mapError(\.rpcError) {
             case .success(let grants):
                 var answered = Set<Int>()
                 for i in fresh {
                     if let g = grants[batch[i].request.name] {
-                        batch[i].done(.success(.granted(g)))
+                        answer(i, .success(.granted(g)))
                         answered.insert(i)
                     }
                 }
-                decide(batch.indices.filter { !answered.contains($0) }.map { batch[$0] })
+                decide(batch.indices.filter { !answered.contains($0) })
             case .failure(let e):
                 let failed = Set(fresh)
-                for i in fresh { batch[i].done(.failure(e)) }
-                decide(batch.indices.filter { !failed.contains($0) }.map { batch[$0] })
+                for i in fresh { answer(i, .failure(e)) }
+                decide(batch.indices.filter { !failed.contains($0) })
             }
         }
     }
@@ -239,11 +213,11 @@ final class LocksService {
                 call.fail(LockReplies.requestIDReused(request, reuse))
             case .success(.granted(let grant)):
                 if waitMs > 0 { self.joined(name, nil) }
-                self.deliver(grant, holder: request.holder, to: call, bind: bind)
+                self.deliver(grant, request, to: call, bind: bind)
             case .success(.notGranted(let refusal)):
                 guard let seq = refusal.waiterSeq else {
                     if waitMs > 0 { self.joined(name, nil) }
-                    return call.reply(LockReplies.notGranted(name, refusal.holder, freeAtUs: refusal.freeAtUs))
+                    return call.reply(LockReplies.notGranted(name, refusal.holder, freeAtMs: refusal.freeAtMs))
                 }
                 guard call.isPending, call.session.isOpen else {
                     self.joined(name, nil)
@@ -266,18 +240,20 @@ final class LocksService {
         if let w = waiters.joinFinished(name, queued: queued) { retry(w) }
     }
 
-    /// Hands a committed grant to its caller, or gives it back if the caller is gone.
-    private func deliver(_ grant: LockGrant, holder: String, to call: Call, bind: Bool) {
+    /// Hands a committed grant to its caller (and watches its expiry), or gives it back if the caller is
+    /// gone.
+    private func deliver(_ grant: LockGrant, _ request: LockRequest, to call: Call, bind: Bool) {
         context.logger.debug(
             "lock granted",
             metadata: [
-                "lock": "\(grant.name)", "holder": "\(holder)", "fencing": "\(grant.fencingToken)",
-                "acquired_us": "\(grant.acquiredAtUs)", "expires_us": "\(grant.expiresAtUs)",
+                "lock": "\(grant.name)", "holder": "\(request.holder)", "fencing": "\(grant.fencingToken)",
+                "acquired_ms": "\(grant.acquiredAtMs)", "expires_ms": "\(grant.expiresAtMs)",
             ])
         guard call.isPending, call.session.isOpen else {
             // Nobody will ever see this token: release it now rather than at its expiry.
             return release(name: grant.name, token: grant.token) { _ in }
         }
+        watch(grant.name, token: grant.token, forMs: request.ttlMs + request.lockDelayMs)
         if bind {
             // Released only while still bound to this session: a `requestId` retry from another
             // connection moves the binding to that one.
@@ -310,8 +286,8 @@ final class LocksService {
         let name = w.name
         removals.add(w.seq) { result in
             guard reply, w.call.isPending else { return }
-            let (holder, freeAtUs) = (try? result.get()) ?? (nil, nil)
-            w.call.reply(LockReplies.notGranted(name, holder, freeAtUs: freeAtUs))
+            let (holder, freeAtMs) = (try? result.get()) ?? (nil, nil)
+            w.call.reply(LockReplies.notGranted(name, holder, freeAtMs: freeAtMs))
         }
     }
 
@@ -351,7 +327,7 @@ final class LocksService {
                 w.deadline = nil
                 w.call.session.removeCloseHook(w.closeKey)
                 self.waiters.remove(name, seq: w.seq)
-                self.deliver(grant, holder: w.request.holder, to: w.call, bind: w.bind)
+                self.deliver(grant, w.request, to: w.call, bind: w.bind)
             case .success(.notGranted(let refusal)):
                 self.scheduleWake(name, after: refusal)
             case .failure(let e) where e == Self.callerLeft:
@@ -401,8 +377,9 @@ final class LocksService {
                     "lock released",
                     metadata: [
                         "lock": "\(name)", "fencing": "\(r.fencingToken ?? 0)",
-                        "released_us": "\(r.releasedAtUs ?? 0)",
+                        "released_ms": "\(r.releasedAtMs ?? 0)",
                     ])
+                self.expiries.released(name, token: token)
                 self.wake(name)
                 done(.success(true))
             case .success:
@@ -413,12 +390,45 @@ final class LocksService {
         }
     }
 
-    /// Logs a renewal for the grant log (the lease's new end).
-    func renewed(_ grant: LockGrant) {
+    /// Logs a renewal for the grant log (the lease's new end) and watches the lease's new expiry.
+    func renewed(_ grant: LockGrant, ttlMs: Int64) {
         context.logger.debug(
             "lock renewed",
             metadata: [
-                "lock": "\(grant.name)", "fencing": "\(grant.fencingToken)", "expires_us": "\(grant.expiresAtUs)",
+                "lock": "\(grant.name)", "fencing": "\(grant.fencingToken)", "expires_ms": "\(grant.expiresAtMs)",
             ])
+        // The lock-delay is not known here: if the lease has one, the look at the expiry finds it not yet
+        // free and watches it again for what is left.
+        watch(grant.name, token: grant.token, forMs: ttlMs)
+    }
+
+    // MARK: Expiry
+
+    /// Watches a lease held with `token` that runs out (plus lock-delay) `forMs` from now. The time is
+    /// taken when the reply arrived, after the statement's `now()`, so the watch never looks early by the
+    /// database's clock unless the clocks run at different rates (the look then finds it still held and
+    /// watches it again).
+    private func watch(_ name: String, token: String, forMs: Int64) {
+        let at = Int64(context.loop.nowMs) + max(0, forMs)
+        expiries.held(name, token: token, untilMs: at)
+        expiryWatch.wake(dueAtMs: at)
+    }
+
+    /// The expiry watch's look: the leases that ran out by now wake their lines (one statement for all),
+    /// and those still held (renewed on another replica, say) are watched again for what they have left.
+    /// A failed statement leaves their lines to the waiters' own timers and the periodic re-checks.
+    private func wakeLapsed() {
+        let now = Int64(context.loop.nowMs)
+        let due = expiries.due(nowMs: now)
+        if !due.isEmpty {
+            store.wakeLapsedLocks(due.map { ($0.name, $0.token) }) { [unowned self] result in
+                guard case .success(let left) = result else { return }
+                for (lease, ms) in zip(due, left) {
+                    // A lease granted or renewed here meanwhile is watched already.
+                    if let ms, !self.expiries.watches(lease.name) { self.watch(lease.name, token: lease.token, forMs: ms) }
+                }
+            }
+        }
+        if let next = expiries.next() { expiryWatch.arm(afterMs: next - now, nowMs: now) } else { expiryWatch.disarm() }
     }
 }

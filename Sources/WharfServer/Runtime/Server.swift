@@ -229,6 +229,7 @@ public final class Server: RuntimeHooks, @unchecked Sendable {  // loop-thread c
         stopChores()
         cron.stop()
         webhooks.stop()
+        locks.stop()
         // Give graceful closes a moment to write, then stop the loop.
         let t = try? LoopTimer(loop: loop)
         t?.start(timeoutMs: 50) { [unowned self] in

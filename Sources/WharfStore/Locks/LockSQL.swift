@@ -2,11 +2,17 @@
 ///
 /// Acquire and release are each one compare-and-set statement over arrays, so that the concurrent
 /// requests of one loop iteration share one statement and one commit; each request's outcome is read
-/// from its own result row. Times come back as epoch microseconds of PostgreSQL's clock, which alone
-/// decides expiry.
+/// from its own result row. Times come back as epoch milliseconds of PostgreSQL's clock, which alone
+/// decides expiry, rounded one way or the other by what they are for:
+///
+/// - instants that are reported (when a lease was acquired, when it ends, a refusal's "free at", the
+///   times of `locks.get`) round down, like every instant of the store (`SQLTime.ms`): a holder never
+///   reads its lease as lasting longer than it does, and a refusal shows the very instant its holder was
+///   told;
+/// - waits (how long until a lock can be taken, or the waiters ahead stop counting) round up
+///   (`SQLTime.msUntil`): a waiter retried after them never comes before the lock frees, only to find it
+///   still held and wait for another wake-up.
 enum LockSQL {
-    /// Epoch microseconds of a timestamptz expression (exact: timestamptz has microsecond resolution).
-    static func us(_ expression: String) -> String { "(extract(epoch from \(expression)) * 1000000)::bigint" }
 
     /// When an expired lease becomes grantable: its expiry plus its lock-delay.
     static func freeAt(_ l: String) -> String { "\(l).expires_at + \(l).lock_delay_ms * interval '1 millisecond'" }
@@ -100,7 +106,7 @@ enum LockSQL {
                 ttl_ms = excluded.ttl_ms, session_bound = excluded.session_bound
             where \(condition)
             returning l.name, l.token, l.fencing_token, l.acquired_at, l.expires_at,
-                      \(us("l.acquired_at")) as acquired_us, \(us("l.expires_at")) as expires_us,
+                      \(SQLTime.ms("l.acquired_at")) as acquired_ms, \(SQLTime.ms("l.expires_at")) as expires_ms,
                       l.holder, l.lock_delay_ms
             """
     }
@@ -134,6 +140,10 @@ enum LockSQL {
             as a(name, holder, ttl_ms, request_id, session_id, lock_delay_ms, bound)
         """, extra: ["ttl_ms", "session_bound"],
         when: "\(isFree("l")) and (l.waiters_until is null or l.waiters_until <= now())")
+
+    /// In `acquire`'s answer: when the lock the request did not get can be taken, from the row the
+    /// statement wrote (`contended` or `granted`) or, failing that, read (`snap`).
+    static let freeAtOfAnswer = "coalesce(\(freeAt("c")), \(freeAt("g")), \(freeAt("s")))"
 
     /// Decides each request exactly. Runs for what `acquireFree` did not grant, and for queued waiters'
     /// retries; a name may come more than once (many clients queueing for one lock share a statement):
@@ -238,10 +248,9 @@ enum LockSQL {
             left join won w on w.ord = i.ord
             left join snap s on s.ord = i.ord
         )
-        select i.ord, x.token, x.fencing_token, \(us("x.acquired_at")), \(us("x.expires_at")),
-               coalesce(c.holder, g.holder, s.holder),
-               \(us("coalesce(" + freeAt("c") + ", " + freeAt("g") + ", " + freeAt("s") + ")")),
-               n.seq, \(us("a.ahead_until")), \(us("now()")),
+        select i.ord, x.token, x.fencing_token, \(SQLTime.ms("x.acquired_at")), \(SQLTime.ms("x.expires_at")),
+               coalesce(c.holder, g.holder, s.holder), \(SQLTime.ms(freeAtOfAnswer)),
+               n.seq, \(SQLTime.msUntil("a.ahead_until")), \(SQLTime.msUntil(freeAtOfAnswer)),
                coalesce(s.same and s.differs, false), s.ttl_ms, s.lock_delay_ms, s.session_bound
         from input i
         join answer x on x.ord = i.ord
@@ -258,7 +267,7 @@ enum LockSQL {
         update wharf.locks
         set expires_at = now() + $3::bigint * interval '1 millisecond'
         where name = $1 and token = $2 and expires_at > now()
-        returning \(us("expires_at")), fencing_token
+        returning \(SQLTime.ms("expires_at")), fencing_token
         """
 
     /// Compare-and-delete of the lease on the token (the row stays: it carries the fencing counter).
@@ -279,7 +288,7 @@ enum LockSQL {
         from unnest(\(array(1, "text")), \(array(2, "text")), \(array(3, "text"))) as i(name, token, session_id),
             (select set_config('synchronous_commit', 'off', true)) sc
         where l.name = i.name and l.token = i.token and (i.session_id is null or l.session_id = i.session_id)
-        returning l.name, i.token, l.fencing_token, \(us("clock_timestamp()")),
+        returning l.name, i.token, l.fencing_token, \(SQLTime.ms("clock_timestamp()")),
                   case when l.waiters_until > now() then wharf.wake_lock_line(l.name) end
         """
 
@@ -301,11 +310,33 @@ enum LockSQL {
               and exists (select 1 from wharf.lock_waiters w
                           where w.name = n.name and w.seq not in (select seq from input) and \(live("w")))
         )
-        select i.ord, l.holder, \(us(freeAt("l")))
+        select i.ord, l.holder, \(SQLTime.ms(freeAt("l")))
         from input i
         left join gone g on g.seq = i.seq
         left join wharf.locks l on l.name = g.name and l.holder is not null and \(freeAt("l")) > now()
         cross join woke
+        order by i.ord
+        """
+
+    /// Wakes the lines of leases that lapsed: each (`name`, `token`) is a lease this replica granted or
+    /// renewed and expected to have run out (plus its lock-delay) by now. One still held with that token
+    /// and run out by the database's clock wakes its line on every replica (`wharf.wake_lock_line`: the
+    /// clients queued for it and the queues whose keyed jobs wait for it) when anyone waits, as a release
+    /// does. Returns per lease, in order, the milliseconds (rounded up) until it runs out when it is
+    /// still held with that token (renewed meanwhile, or the replica's clock ran ahead), else null.
+    static let wakeLapsed = """
+        with input as (
+            select * from unnest(\(array(1, "text")), \(array(2, "text"))) with ordinality as t(name, token, ord)
+        ),
+        lapsed as (
+            select count(wharf.wake_lock_line(l.name)) as n
+            from input i join wharf.locks l on l.name = i.name and l.token = i.token
+            where \(freeAt("l")) <= now() and l.waiters_until > now()
+        )
+        select i.ord, case when \(freeAt("l")) > now() then \(SQLTime.msUntil(freeAt("l"))) end
+        from input i
+        left join wharf.locks l on l.name = i.name and l.token = i.token
+        cross join lapsed
         order by i.ord
         """
 
@@ -333,11 +364,11 @@ enum LockSQL {
         """
 
     static let columns = """
-        l.name, l.holder is not null and l.expires_at > now(), l.holder, \(us("l.expires_at")),
-        \(us("l.acquired_at")), l.fencing_token, l.grants, l.waits,
+        l.name, l.holder is not null and l.expires_at > now(), l.holder, \(SQLTime.ms("l.expires_at")),
+        \(SQLTime.ms("l.acquired_at")), l.fencing_token, l.grants, l.waits,
         l.expiries + case when l.holder is not null and l.expires_at <= now() then 1 else 0 end, l.releases,
         case when l.holder is not null and l.expires_at <= now() and \(freeAt("l")) > now()
-            then \(us(freeAt("l"))) end,
+            then \(SQLTime.ms(freeAt("l"))) end,
         (select count(*) from wharf.lock_waiters w where w.name = l.name and \(live("w"))),
         \(heldByJob("l")), \(heldByDelivery("l")),
         exists (select 1 from wharf.jobs j where j.id = \(holderID("l", "job")) and j.hold_token = l.token)

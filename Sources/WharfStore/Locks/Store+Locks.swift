@@ -1,4 +1,3 @@
-import WharfCore
 import WharfPQ
 
 /// One `locks.acquire` attempt as the store sees it.
@@ -26,15 +25,14 @@ public struct LockRequest: Sendable {
     }
 }
 
-/// A lease that was granted. Times are epoch microseconds of PostgreSQL's clock.
+/// A lease that was granted. Times are epoch milliseconds of PostgreSQL's clock, rounded down (the
+/// lease lasts at least until `expiresAtMs`).
 public struct LockGrant: Sendable, Equatable {
     public var name: String
     public var token: String
     public var fencingToken: Int64
-    public var acquiredAtUs: Int64
-    public var expiresAtUs: Int64
-
-    public var expiresAt: String { Timestamp.format(epochMs: expiresAtUs / 1000) }
+    public var acquiredAtMs: Int64
+    public var expiresAtMs: Int64
 }
 
 /// The outcome of one acquire attempt.
@@ -54,20 +52,21 @@ public struct LockReuse: Sendable, Equatable {
 
 /// The outcome of a renewal.
 public enum LockRenewal: Sendable {
-    /// The lease now runs until the grant's `expiresAtUs` (its `acquiredAtUs` is not read: 0).
+    /// The lease now runs until the grant's `expiresAtMs` (its `acquiredAtMs` is not read: 0).
     case renewed(LockGrant)
     /// The lease is not held with this token (expired, released or taken over).
     case leaseLost
 }
 
-/// A lock row as `locks.get` and `locks.list` read it. Times are epoch microseconds of PostgreSQL's clock.
+/// A lock row as `locks.get` and `locks.list` read it. Times are epoch milliseconds of PostgreSQL's clock,
+/// rounded down.
 public struct LockRow: Sendable, Equatable {
     public var name: String
     /// Held by an unexpired lease.
     public var held: Bool
     public var holder: String?
-    public var expiresAtUs: Int64?
-    public var acquiredAtUs: Int64?
+    public var expiresAtMs: Int64?
+    public var acquiredAtMs: Int64?
     public var fencingToken: Int64
     public var grants: Int64
     public var waits: Int64
@@ -75,7 +74,7 @@ public struct LockRow: Sendable, Equatable {
     public var expiriesWithoutRelease: Int64
     public var releases: Int64
     /// While an expired lease still blocks the name (lock-delay), when it stops.
-    public var lockDelayUntilUs: Int64?
+    public var lockDelayUntilMs: Int64?
     /// Live waiters queued on any replica.
     public var waiters: Int64
     /// The job holding the lock (a lockKey lease, or its schedule's overlap hold), if one does.
@@ -97,27 +96,24 @@ public struct LockRow: Sendable, Equatable {
 public struct LockRefusal: Sendable {
     /// The current holder, if the lock is held (or expired and still in its lock-delay).
     public var holder: String?
-    /// When the holder's lease (plus lock-delay) runs out, epoch microseconds.
-    public var freeAtUs: Int64?
+    /// When the holder's lease (plus lock-delay) runs out, epoch milliseconds rounded down: the instant
+    /// the holder was told (`LockGrant.expiresAtMs`, without lock-delay).
+    public var freeAtMs: Int64?
     /// The place in the line of waiters, when the request joined it.
     public var waiterSeq: Int64?
-    /// When the older waiters ahead stop counting if their replica stops refreshing them.
-    public var aheadUntilUs: Int64?
-    /// The database's clock when it decided.
-    public var nowUs: Int64
-
-    public var freeAt: String? { freeAtUs.map { Timestamp.format(epochMs: $0 / 1000) } }
-    /// Milliseconds until the holder's lease runs out (nil when it is not held).
-    public var freeInMs: Int64? { freeAtUs.map { max(0, ($0 - nowUs + 999) / 1000) } }
-    /// Milliseconds until the waiters ahead stop counting (nil when none is ahead).
-    public var aheadForMs: Int64? { aheadUntilUs.map { max(0, ($0 - nowUs + 999) / 1000) } }
+    /// Milliseconds until the holder's lease (plus lock-delay) runs out, rounded up (nil when it is not
+    /// held): a retry this much later does not find it still held.
+    public var freeInMs: Int64?
+    /// Milliseconds until the older waiters ahead stop counting if their replica stops refreshing them,
+    /// rounded up (nil when none is ahead).
+    public var aheadForMs: Int64?
 }
 
 /// The outcome of a release.
 public struct LockRelease: Sendable {
     public var released: Bool
     public var fencingToken: Int64?
-    public var releasedAtUs: Int64?
+    public var releasedAtMs: Int64?
 }
 
 extension Store {
@@ -137,8 +133,8 @@ extension Store {
             for i in 0..<rows.rowCount {
                 guard let name = rows.string(i, 0), let token = rows.string(i, 1) else { throw .internalError }
                 grants[name] = LockGrant(
-                    name: name, token: token, fencingToken: rows.int(i, 2) ?? 0, acquiredAtUs: rows.int(i, 5) ?? 0,
-                    expiresAtUs: rows.int(i, 6) ?? 0)
+                    name: name, token: token, fencingToken: rows.int(i, 2) ?? 0, acquiredAtMs: rows.int(i, 5) ?? 0,
+                    expiresAtMs: rows.int(i, 6) ?? 0)
             }
             return grants
         }
@@ -163,7 +159,7 @@ extension Store {
                     return .granted(
                         LockGrant(
                             name: items[i].name, token: token, fencingToken: rows.int(i, 2) ?? 0,
-                            acquiredAtUs: rows.int(i, 3) ?? 0, expiresAtUs: rows.int(i, 4) ?? 0))
+                            acquiredAtMs: rows.int(i, 3) ?? 0, expiresAtMs: rows.int(i, 4) ?? 0))
                 }
                 if rows.bool(i, 10) == true {
                     return .requestIDReused(
@@ -171,8 +167,8 @@ extension Store {
                 }
                 return .notGranted(
                     LockRefusal(
-                        holder: rows.string(i, 5), freeAtUs: rows.int(i, 6), waiterSeq: rows.int(i, 7),
-                        aheadUntilUs: rows.int(i, 8), nowUs: rows.int(i, 9) ?? 0))
+                        holder: rows.string(i, 5), freeAtMs: rows.int(i, 6), waiterSeq: rows.int(i, 7),
+                        freeInMs: rows.int(i, 9).map { max(0, $0) }, aheadForMs: rows.int(i, 8).map { max(0, $0) }))
             }
         }
     }
@@ -185,8 +181,8 @@ extension Store {
             guard rows.rowCount > 0 else { return .leaseLost }
             return .renewed(
                 LockGrant(
-                    name: name, token: token, fencingToken: rows.int(0, 1) ?? 0, acquiredAtUs: 0,
-                    expiresAtUs: rows.int(0, 0) ?? 0))
+                    name: name, token: token, fencingToken: rows.int(0, 1) ?? 0, acquiredAtMs: 0,
+                    expiresAtMs: rows.int(0, 0) ?? 0))
         }
     }
 
@@ -204,7 +200,7 @@ extension Store {
             for i in 0..<rows.rowCount {
                 guard let name = rows.string(i, 0), let token = rows.string(i, 1) else { throw .internalError }
                 freed[name + "\u{0}" + token] = LockRelease(
-                    released: true, fencingToken: rows.int(i, 2), releasedAtUs: rows.int(i, 3))
+                    released: true, fencingToken: rows.int(i, 2), releasedAtMs: rows.int(i, 3))
             }
             return items.map { freed[$0.name + "\u{0}" + $0.token] ?? LockRelease(released: false) }
         }
@@ -218,11 +214,24 @@ extension Store {
     /// Removes waiters from the durable line (they gave up or left). Per waiter: the lock's holder and
     /// when its lease runs out, if it is still held.
     public func removeLockWaiters(
-        _ seqs: [Int64], _ completion: @escaping (Result<[(holder: String?, freeAtUs: Int64?)], StoreError>) -> Void
+        _ seqs: [Int64], _ completion: @escaping (Result<[(holder: String?, freeAtMs: Int64?)], StoreError>) -> Void
     ) {
         rows(LockSQL.removeWaiters, [PGArray.ints(seqs)], completion) { rows throws(StoreError) in
             guard rows.rowCount == seqs.count else { throw .internalError }
             return (0..<rows.rowCount).map { (rows.string($0, 1), rows.int($0, 2)) }
+        }
+    }
+
+    /// Wakes the lines of the leases that ran out among `leases` (held with those tokens until now), on
+    /// every replica. Per lease: the milliseconds until it runs out when it is still held with its token,
+    /// else nil (it ran out, or was released or taken over).
+    public func wakeLapsedLocks(
+        _ leases: [(name: String, token: String)], _ completion: @escaping (Result<[Int64?], StoreError>) -> Void
+    ) {
+        rows(LockSQL.wakeLapsed, [PGArray.text(leases.map(\.name)), PGArray.text(leases.map(\.token))], completion) {
+            rows throws(StoreError) in
+            guard rows.rowCount == leases.count else { throw .internalError }
+            return (0..<rows.rowCount).map { rows.int($0, 1) }
         }
     }
 
@@ -243,10 +252,10 @@ extension Store {
         let job = held ? r.int(i, 12) : nil
         let delivery = held ? r.int(i, 13) : nil
         return LockRow(
-            name: name, held: held, holder: held ? r.string(i, 2) : nil, expiresAtUs: held ? r.int(i, 3) : nil,
-            acquiredAtUs: held ? r.int(i, 4) : nil, fencingToken: r.int(i, 5) ?? 0, grants: r.int(i, 6) ?? 0,
+            name: name, held: held, holder: held ? r.string(i, 2) : nil, expiresAtMs: held ? r.int(i, 3) : nil,
+            acquiredAtMs: held ? r.int(i, 4) : nil, fencingToken: r.int(i, 5) ?? 0, grants: r.int(i, 6) ?? 0,
             waits: r.int(i, 7) ?? 0, expiriesWithoutRelease: r.int(i, 8) ?? 0, releases: r.int(i, 9) ?? 0,
-            lockDelayUntilUs: r.int(i, 10), waiters: r.int(i, 11) ?? 0, ownerJob: job, ownerDelivery: delivery,
+            lockDelayUntilMs: r.int(i, 10), waiters: r.int(i, 11) ?? 0, ownerJob: job, ownerDelivery: delivery,
             scheduleHold: held && (delivery != nil || r.bool(i, 14) == true))
     }
 

@@ -5,6 +5,14 @@ enum SQLTime {
     /// Epoch milliseconds of a timestamptz expression.
     static func ms(_ expression: String) -> String { "floor(extract(epoch from \(expression)) * 1000)::bigint" }
 
+    /// Epoch milliseconds of a timestamptz expression, rounded up: for an instant that someone waits for
+    /// (when a lock can be taken). A wait computed as `ceilMs(t) - ms(now())` is never shorter than the
+    /// time left, so a retry timed by it never comes before `t`.
+    static func ceilMs(_ expression: String) -> String { "ceil(extract(epoch from \(expression)) * 1000)::bigint" }
+
+    /// Milliseconds from now (the statement's `now()`) until instant `t`, rounded up (see `ceilMs`).
+    static func msUntil(_ t: String) -> String { "(\(ceilMs(t)) - \(ms("now()")))" }
+
     /// The timestamptz of an epoch-milliseconds expression.
     static func at(_ ms: String) -> String { "(timestamptz 'epoch' + (\(ms)) * interval '1 millisecond')" }
 

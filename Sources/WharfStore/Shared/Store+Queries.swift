@@ -32,6 +32,7 @@ extension Store {
         StoreQuery(name: "locks.removeWaiters", sql: LockSQL.removeWaiters),
         StoreQuery(name: "locks.refreshWaiters", sql: LockSQL.refreshWaiters),
         StoreQuery(name: "locks.sweepWaiters", sql: LockSQL.sweepWaiters),
+        StoreQuery(name: "locks.wakeLapsed", sql: LockSQL.wakeLapsed),
         StoreQuery(name: "locks.get", sql: LockSQL.get),
         StoreQuery(name: "locks.list", sql: LockSQL.list),
         StoreQuery(name: "cron.upsert", sql: CronSQL.upsert),
