@@ -46,42 +46,11 @@ import Logging
     /// The real binary with its embedded PostgreSQL: answers, reports the database, and SIGTERM leaves
     /// nothing running.
     @Test(.timeLimit(.minutes(2))) func embeddedServeStartsAndStopsCleanly() throws {
-        let bin = TestEnvironment.wharfBinary
-        try #require(FileManager.default.isExecutableFile(atPath: bin), "build the wharf binary first (\(bin))")
         let dataDir = NSTemporaryDirectory() + "wharf-embedded-" + String(UInt32.random(in: 0...UInt32.max), radix: 36)
-        let logPath = dataDir + ".log"
-        FileManager.default.createFile(atPath: logPath, contents: nil)
-        defer {
-            try? FileManager.default.removeItem(atPath: dataDir)
-            try? FileManager.default.removeItem(atPath: logPath)
-        }
-        let port = try TestEnvironment.freePort()
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: bin)
-        p.arguments = ["serve", "--data-dir", dataDir, "--listen", "127.0.0.1:\(port)", "--log-level", "info"]
-        p.standardInput = FileHandle.nullDevice
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-        try p.run()
-        // Whatever happens below, never leave a server (and its PostgreSQL) behind.
-        defer {
-            if p.isRunning {
-                p.terminate()
-                let until = Date().addingTimeInterval(30)
-                while p.isRunning && Date() < until { Thread.sleep(forTimeInterval: 0.05) }
-                if p.isRunning { kill(p.processIdentifier, SIGKILL) }
-            }
-        }
-        func log() -> String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
-
-        var conn: BlockingConnection?
-        let deadline = Date().addingTimeInterval(60)
-        while conn == nil && Date() < deadline && p.isRunning {
-            conn = try? BlockingConnection(host: "127.0.0.1", port: port, timeoutSeconds: 5)
-            if let c = conn, (try? c.call("server.ping")) != "pong" { conn = nil }
-            if conn == nil { Thread.sleep(forTimeInterval: 0.1) }
-        }
-        let c = try #require(conn, "wharf serve did not answer within 60 s:\n\(log())")
+        defer { try? FileManager.default.removeItem(atPath: dataDir) }
+        let serve = try EmbeddedServe(dataDir: dataDir)
+        defer { serve.stop() }
+        let (p, c, log) = (serve.process, serve.connection, serve.log)
         let health = try c.call("server.health")
         #expect(health["status"] == "ok")
         #expect(health["database"]?["reachable"] == true)
@@ -115,46 +84,19 @@ extension ResilienceTests {
     /// or in a `mktemp -d` folder), the embedded cluster lives under /var/lib/wharf instead, and the
     /// server starts, answers and stops.
     @Test(.timeLimit(.minutes(2)), .enabled(if: geteuid() == 0)) func embeddedServeStartsInAPrivateFolder() throws {
-        let bin = TestEnvironment.wharfBinary
-        try #require(FileManager.default.isExecutableFile(atPath: bin), "build the wharf binary first (\(bin))")
         let parent = NSTemporaryDirectory() + "wharf-private-" + String(UInt32.random(in: 0...UInt32.max), radix: 36)
         try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: false)
         try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: parent)
         let dataDir = parent + "/checkout/.wharf"
         let pg = EmbeddedPostgres(dataDir: dataDir, logger: Logger(label: "wharf-test-pg"))
         #expect(pg.home.path.hasPrefix("/var/lib/wharf/embedded-"), "\(pg.home.path)")
-        let logPath = parent + ".log"
-        FileManager.default.createFile(atPath: logPath, contents: nil)
         defer {
             try? FileManager.default.removeItem(atPath: parent)
-            try? FileManager.default.removeItem(atPath: logPath)
             try? FileManager.default.removeItem(atPath: pg.home.path)
         }
-        let port = try TestEnvironment.freePort()
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: bin)
-        p.arguments = ["serve", "--data-dir", dataDir, "--listen", "127.0.0.1:\(port)", "--log-level", "info"]
-        p.standardInput = FileHandle.nullDevice
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-        try p.run()
-        defer {
-            if p.isRunning {
-                p.terminate()
-                let until = Date().addingTimeInterval(30)
-                while p.isRunning && Date() < until { Thread.sleep(forTimeInterval: 0.05) }
-                if p.isRunning { kill(p.processIdentifier, SIGKILL) }
-            }
-        }
-        func log() -> String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
-        var conn: BlockingConnection?
-        let deadline = Date().addingTimeInterval(60)
-        while conn == nil && Date() < deadline && p.isRunning {
-            conn = try? BlockingConnection(host: "127.0.0.1", port: port, timeoutSeconds: 5)
-            if let c = conn, (try? c.call("server.ping")) != "pong" { conn = nil }
-            if conn == nil { Thread.sleep(forTimeInterval: 0.1) }
-        }
-        let c = try #require(conn, "wharf serve did not answer within 60 s:\n\(log())")
+        let serve = try EmbeddedServe(dataDir: dataDir)
+        defer { serve.stop() }
+        let (p, c, log) = (serve.process, serve.connection, serve.log)
         #expect(try c.call("server.health")["status"] == "ok")
         #expect(
             try TestDatabase.psql(pg.conninfo, "select count(*) > 0 from wharf.schema_migrations") == "t", "\(log())")
@@ -162,6 +104,59 @@ extension ResilienceTests {
         p.waitUntilExit()
         #expect(p.terminationStatus == 0, "\(log())")
         #expect(!FileManager.default.fileExists(atPath: pg.clusterDir + "/postmaster.pid"), "\(log())")
+    }
+}
+
+/// `wharf serve` on its embedded PostgreSQL under `dataDir`, answering pings; its log beside the data
+/// directory. `stop()` (or the end of the test) never leaves a server or its PostgreSQL behind.
+final class EmbeddedServe {
+    let process = Process()
+    let connection: BlockingConnection
+    let logPath: String
+
+    init(dataDir: String) throws {
+        let bin = TestEnvironment.wharfBinary
+        try #require(FileManager.default.isExecutableFile(atPath: bin), "build the wharf binary first (\(bin))")
+        logPath = dataDir + ".log"
+        try FileManager.default.createDirectory(
+            atPath: URL(fileURLWithPath: dataDir).deletingLastPathComponent().path, withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: logPath, contents: nil)
+        let port = try TestEnvironment.freePort()
+        process.executableURL = URL(fileURLWithPath: bin)
+        process.arguments = ["serve", "--data-dir", dataDir, "--listen", "127.0.0.1:\(port)", "--log-level", "info"]
+        process.standardInput = FileHandle.nullDevice
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        try process.run()
+        var conn: BlockingConnection?
+        let deadline = Date().addingTimeInterval(60)
+        while conn == nil && Date() < deadline && process.isRunning {
+            conn = try? BlockingConnection(host: "127.0.0.1", port: port, timeoutSeconds: 5)
+            if let c = conn, (try? c.call("server.ping")) != "pong" { conn = nil }
+            if conn == nil { Thread.sleep(forTimeInterval: 0.1) }
+        }
+        guard let conn else {
+            let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+            Self.end(process)
+            throw TestFailure("wharf serve did not answer within 60 s:\n\(text)")
+        }
+        connection = conn
+    }
+
+    func log() -> String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    /// SIGTERM, then SIGKILL after 30 s; removes the log.
+    func stop() {
+        Self.end(process)
+        try? FileManager.default.removeItem(atPath: logPath)
+    }
+
+    private static func end(_ process: Process) {
+        guard process.isRunning else { return }
+        process.terminate()
+        let until = Date().addingTimeInterval(30)
+        while process.isRunning && Date() < until { Thread.sleep(forTimeInterval: 0.05) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
     }
 }
 
