@@ -107,6 +107,45 @@ extension ResilienceTests {
     }
 }
 
+extension ResilienceTests {
+    /// A second server on the same data directory refuses at once, naming the first, and leaves the
+    /// first one's PostgreSQL running (it used to reuse the cluster, fail to listen, and stop it).
+    @Test(.timeLimit(.minutes(2))) func aSecondServeOnTheSameDataDirectoryRefuses() throws {
+        let dataDir = NSTemporaryDirectory() + "wharf-embedded-" + String(UInt32.random(in: 0...UInt32.max), radix: 36)
+        defer { try? FileManager.default.removeItem(atPath: dataDir) }
+        let first = try EmbeddedServe(dataDir: dataDir)
+        defer { first.stop() }
+        let second = Process()
+        second.executableURL = URL(fileURLWithPath: TestEnvironment.wharfBinary)
+        let port = try TestEnvironment.freePort()
+        second.arguments = ["serve", "--data-dir", dataDir, "--listen", "127.0.0.1:\(port)"]
+        let logPath = dataDir + "-second.log"
+        FileManager.default.createFile(atPath: logPath, contents: nil)
+        defer { try? FileManager.default.removeItem(atPath: logPath) }
+        second.standardInput = FileHandle.nullDevice
+        second.standardOutput = FileHandle.nullDevice
+        second.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        try second.run()
+        let deadline = Date().addingTimeInterval(10)
+        while second.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        let refused = !second.isRunning
+        if second.isRunning {
+            // It did not refuse (it runs beside the first on the same cluster): SIGKILL, so that it
+            // does not stop the cluster on its way out.
+            kill(second.processIdentifier, SIGKILL)
+        }
+        second.waitUntilExit()
+        let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+        #expect(refused, "a second wharf serve on the same data directory kept running:\n\(text)")
+        #expect(second.terminationStatus != 0)
+        #expect(
+            text.contains("is in use by another wharf serve (pid \(first.process.processIdentifier))"), "\(text)")
+        // The first one still has its database.
+        #expect(try first.connection.call("server.health")["database"]?["reachable"] == true, "\(first.log())")
+        #expect(try first.connection.call("jobs.enqueue", ["queue": "q", "kind": "k"])["state"] == "available")
+    }
+}
+
 /// `wharf serve` on its embedded PostgreSQL under `dataDir`, answering pings; its log beside the data
 /// directory. `stop()` (or the end of the test) never leaves a server or its PostgreSQL behind.
 final class EmbeddedServe {

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Synchronization
 
 /// A private PostgreSQL cluster under Wharf's data directory, for running with no `--database`.
 ///
@@ -70,10 +71,12 @@ public struct EmbeddedPostgres: Sendable {
 
     private var runAsPostgres: Bool { geteuid() == 0 }
 
-    /// Creates the cluster if needed and starts it; returns once it accepts connections.
+    /// Creates the cluster if needed and starts it; returns once it accepts connections. Another
+    /// process using the same data directory is refused first, before anything else is touched.
     public func start() throws {
         let fm = FileManager.default
         try fm.createDirectory(atPath: dataDir.path, withIntermediateDirectories: true)
+        try claimDataDirectory()
         if home != dataDir {
             logger.info(
                 "the postgres user cannot enter the data directory; the embedded cluster lives elsewhere",
@@ -111,6 +114,35 @@ public struct EmbeddedPostgres: Sendable {
         } catch {
             logger.error("stopping embedded PostgreSQL failed", metadata: ["error": "\(error)"])
         }
+        if let fd = Self.claimed.withLock({ $0.removeValue(forKey: dataDir.path) }) { close(fd) }
+    }
+
+    /// Data directories this process holds: an open `serve.lock` with an exclusive `flock` each. The
+    /// kernel releases it when the process dies, however it dies, so a server killed with SIGKILL
+    /// leaves the directory free (and its cluster running, which the next server reuses).
+    private static let claimed = Mutex<[String: Int32]>([:])
+
+    /// Takes `serve.lock` in the data directory, or refuses naming the process that holds it.
+    private func claimDataDirectory() throws {
+        let path = dataDir.appendingPathComponent("serve.lock").path
+        if Self.claimed.withLock({ $0[dataDir.path] != nil }) { return }
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw ConfigError(message: "cannot open \(path): \(String(cString: strerror(errno)))") }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            var buffer = [UInt8](repeating: 0, count: 32)
+            let n = read(fd, &buffer, buffer.count)
+            close(fd)
+            let holder = String(decoding: buffer.prefix(max(0, n)), as: UTF8.self)
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            throw ConfigError(
+                message: "the data directory \(dataDir.path) is in use by another wharf serve"
+                    + (holder.isEmpty ? "" : " (pid \(holder))")
+                    + "; stop it, or give this one another --data-dir or a --database")
+        }
+        let pid = Array("\(getpid())\n".utf8)
+        _ = ftruncate(fd, 0)
+        _ = pid.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+        Self.claimed.withLock { $0[dataDir.path] = fd }
     }
 
     private func ensurePostgresUser() throws {
