@@ -198,6 +198,10 @@ public final class HTTPRequestParser {
         }
         s.on_headers_complete = { p in
             let me = HTTPRequestParser.owner(p)
+            if p!.pointee.http_major != 1 {
+                me.failure = .malformed("HTTP/\(p!.pointee.http_major).\(p!.pointee.http_minor) is not supported")
+                return -1
+            }
             me.readingValue = me.readingValue || !me.field.isEmpty
             me.endField()
             let flags = wharf_http_parser_flags(p)

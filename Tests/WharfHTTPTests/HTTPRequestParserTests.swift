@@ -57,6 +57,7 @@ struct HTTPRequestParserTests {
             Issue.record("garbage was accepted")
             return
         }
+        #expect(parse("GET / HTTP/9.9\r\n\r\n").1 == .failed(.malformed("HTTP/9.9 is not supported")))
         guard case .failed(.malformed) = parse("GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n").1
         else {
             Issue.record("an upgrade was accepted")
