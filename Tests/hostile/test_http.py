@@ -95,6 +95,13 @@ def for_a_while(seconds: float = 0.6):
         yield
 
 
+def assert_survived(server: WharfServer, bystander: Bystander, rss: RSSWatch) -> None:
+    """The bystander was served throughout, memory stayed bounded, and HTTP still answers."""
+    bystander.assert_healthy()
+    assert rss.peak < RSS_BOUND
+    assert healthz_ok(server)
+
+
 def refused_with(server: WharfServer, request: bytes, status: int, reason: bytes) -> None:
     with http_socket(server) as s:
         try:
@@ -115,9 +122,7 @@ def test_malformed_request_line_gets_400_and_close(server):
             for junk in [b"HELLO\r\n\r\n", b"GET / HTTP/9.9\r\n\r\n", b"\x00\x01\x02 binary\r\n\r\n",
                          b"GET /healthz HTTP/1.1\r\nbad header line\r\n\r\n"]:
                 refused_with(server, junk, 400, b"malformed_request")
-    bystander.assert_healthy()
-    assert rss.peak < RSS_BOUND
-    assert healthz_ok(server)
+    assert_survived(server, bystander, rss)
 
 
 def test_huge_headers_get_431_and_huge_bodies_413(server):
@@ -138,9 +143,7 @@ def test_huge_headers_get_431_and_huge_bodies_413(server):
                          b"body_too_large")
             # A body with neither length nor chunking.
             refused_with(server, b"POST /rpc HTTP/1.1\r\nHost: x\r\n\r\n{}", 411, b"length_required")
-    bystander.assert_healthy()
-    assert rss.peak < RSS_BOUND
-    assert healthz_ok(server)
+    assert_survived(server, bystander, rss)
 
 
 def test_slowloris_gets_408_and_close(server):
@@ -180,9 +183,7 @@ def test_slowloris_gets_408_and_close(server):
     # Not before the timeout, and within it plus the sweep period and some slack.
     assert all(REQUEST_TIMEOUT_MS / 1000 - 0.2 <= t <= REQUEST_TIMEOUT_MS / 1000 + 2 for t in closed_at), closed_at
     assert all(r.startswith(b"HTTP/1.1 408 ") and b"request_timeout" in r for r in replies), replies[0][:200]
-    bystander.assert_healthy()
-    assert rss.peak < RSS_BOUND
-    assert healthz_ok(server)
+    assert_survived(server, bystander, rss)
 
 
 def test_connections_past_the_limit_get_503(server):
@@ -206,10 +207,8 @@ def test_connections_past_the_limit_get_503(server):
         assert s.recv(65536).startswith(b"HTTP/1.1 200 ")
         for s in socks:
             s.close()
-    bystander.assert_healthy()
-    assert rss.peak < RSS_BOUND
     time.sleep(0.2)
-    assert healthz_ok(server)
+    assert_survived(server, bystander, rss)
 
 
 def test_pipelined_flood_is_answered_in_order(server):

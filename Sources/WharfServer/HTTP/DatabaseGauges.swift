@@ -50,14 +50,9 @@ final class DatabaseGauges {
     init(registry: PrometheusCollectorRegistry, cacheMs: Int) {
         self.registry = registry
         self.cacheMs = UInt64(max(1_000, cacheMs))
-        failures = registry.makeCounter(
-            descriptor: .init(
-                namespace: "wharf", subsystem: "metrics", metricName: "snapshot_failures", unitName: "total",
-                helpText: "Database snapshots for /metrics that failed (the previous values are served)."))
-        age = registry.makeGauge(
-            descriptor: .init(
-                namespace: "wharf", subsystem: "metrics", metricName: "snapshot_age", unitName: "seconds",
-                helpText: "Age of the database-derived values in this scrape."))
+        failures = registry.wharfCounter(
+            "metrics", "snapshot_failures", "Database snapshots for /metrics that failed (the previous values are served).")
+        age = registry.wharfGauge("metrics", "snapshot_age_seconds", "Age of the database-derived values in this scrape.")
     }
 
     /// Calls `ready` once the gauges are at most `cacheMs` old (at once if they are).

@@ -51,43 +51,18 @@ final class ServerMetrics {
         func per<T>(_ make: (Transport) -> T) -> [Transport: T] {
             [.tcp: make(.tcp), .http: make(.http)]
         }
-        received = per { t in
-            r.makeCounter(
-                descriptor: .init(
-                    namespace: "wharf", subsystem: "rpc", metricName: "received_bytes", unitName: "total",
-                    helpText: "Bytes read from clients."), labels: [("transport", t.rawValue)])
-        }
-        sent = per { t in
-            r.makeCounter(
-                descriptor: .init(
-                    namespace: "wharf", subsystem: "rpc", metricName: "sent_bytes", unitName: "total",
-                    helpText: "Bytes written to clients."), labels: [("transport", t.rawValue)])
-        }
-        connections = per { t in
-            r.makeGauge(
-                descriptor: .init(
-                    namespace: "wharf", subsystem: "rpc", metricName: "connections", unitName: "",
-                    helpText: "Open client connections."), labels: [("transport", t.rawValue)])
-        }
-        httpResponses = r.makeCounter(
-            descriptor: .init(
-                namespace: "wharf", subsystem: "http", metricName: "requests", unitName: "total",
-                helpText: "HTTP requests answered."))
-        httpRefused = r.makeCounter(
-            descriptor: .init(
-                namespace: "wharf", subsystem: "http", metricName: "refused", unitName: "total",
-                helpText: "HTTP requests or connections refused with a 4xx/5xx status by the listener's limits."))
-        func poolGauge(_ name: String, _ help: String) -> Gauge {
-            r.makeGauge(descriptor: .init(namespace: "wharf", subsystem: "pg_pool", metricName: name, unitName: "", helpText: help))
-        }
-        poolSize = poolGauge("connections", "Pipelined PostgreSQL connections configured.")
-        poolReady = poolGauge("connections_ready", "Pipelined PostgreSQL connections ready.")
-        poolBusy = poolGauge("connections_in_use", "Pipelined PostgreSQL connections with a statement in flight.")
-        poolQueued = poolGauge("statements_queued", "Statements sent and not yet answered, all connections.")
-        poolReconnects = r.makeCounter(
-            descriptor: .init(
-                namespace: "wharf", subsystem: "pg_pool", metricName: "reconnects", unitName: "total",
-                helpText: "PostgreSQL connections opened again after a failure."))
+        received = per { r.wharfCounter("rpc", "received_bytes", "Bytes read from clients.", [("transport", $0.rawValue)]) }
+        sent = per { r.wharfCounter("rpc", "sent_bytes", "Bytes written to clients.", [("transport", $0.rawValue)]) }
+        connections = per { r.wharfGauge("rpc", "connections", "Open client connections.", [("transport", $0.rawValue)]) }
+        httpResponses = r.wharfCounter("http", "requests", "HTTP requests answered.")
+        httpRefused = r.wharfCounter(
+            "http", "refused", "HTTP requests or connections refused with a 4xx/5xx status by the listener's limits.")
+        poolSize = r.wharfGauge("pg_pool", "connections", "Pipelined PostgreSQL connections configured.")
+        poolReady = r.wharfGauge("pg_pool", "connections_ready", "Pipelined PostgreSQL connections ready.")
+        poolBusy = r.wharfGauge(
+            "pg_pool", "connections_in_use", "Pipelined PostgreSQL connections with a statement in flight.")
+        poolQueued = r.wharfGauge("pg_pool", "statements_queued", "Statements sent and not yet answered, all connections.")
+        poolReconnects = r.wharfCounter("pg_pool", "reconnects", "PostgreSQL connections opened again after a failure.")
         statementLatency = r.makeDurationHistogram(
             descriptor: .init(
                 namespace: "wharf", subsystem: "pg", metricName: "statement_duration", unitName: "seconds",
@@ -103,13 +78,9 @@ final class ServerMetrics {
         let counter =
             requests[key]
             ?? {
-                let c = registry.makeCounter(
-                    descriptor: .init(
-                        namespace: "wharf", subsystem: "rpc", metricName: "requests", unitName: "total",
-                        helpText: "JSON-RPC requests answered, by method and result (ok or the error code)."),
-                    labels: [
-                        ("transport", transport.rawValue), ("method", method), ("code", code == 0 ? "ok" : String(code)),
-                    ])
+                let c = registry.wharfCounter(
+                    "rpc", "requests", "JSON-RPC requests answered, by method and result (ok or the error code).",
+                    [("transport", transport.rawValue), ("method", method), ("code", code == 0 ? "ok" : String(code))])
                 requests[key] = c
                 return c
             }()
@@ -149,5 +120,21 @@ final class ServerMetrics {
             poolReconnects.increment(by: Int64(pool.reconnects - poolReconnectsSeen))
             poolReconnectsSeen = pool.reconnects
         }
+    }
+}
+
+extension PrometheusCollectorRegistry {
+    /// The counter `wharf_<subsystem>_<name>_total` with `labels`.
+    func wharfCounter(_ subsystem: String, _ name: String, _ help: String, _ labels: [(String, String)] = []) -> Counter {
+        makeCounter(
+            descriptor: .init(namespace: "wharf", subsystem: subsystem, metricName: name, unitName: "total", helpText: help),
+            labels: labels)
+    }
+
+    /// The gauge `wharf_<subsystem>_<name>` with `labels`.
+    func wharfGauge(_ subsystem: String, _ name: String, _ help: String, _ labels: [(String, String)] = []) -> Gauge {
+        makeGauge(
+            descriptor: .init(namespace: "wharf", subsystem: subsystem, metricName: name, unitName: "", helpText: help),
+            labels: labels)
     }
 }
