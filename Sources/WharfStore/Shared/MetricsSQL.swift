@@ -1,15 +1,25 @@
 /// The one statement behind `GET /metrics`' database-derived gauges.
 enum MetricsSQL {
-    /// Rows of (name, label, label2, value), one pass per table and nothing that grows with finished
-    /// work: jobs are counted only in their hot states (the runnable set, which the claim indexes keep
-    /// small; finished jobs are left to the table's row estimate); locks report the counters each lock row
-    /// keeps (grants, waits, expiries); deliveries only pending or in progress (their partial index).
+    /// Rows of (name, label, label2, value), and nothing that grows with finished work: jobs are counted
+    /// only in their hot states, read through the partial indexes that hold exactly them (the two claim
+    /// indexes, whose predicates the first two branches repeat so the planner can use them, and the lease
+    /// expiry index for running jobs), never by a scan of the table; finished jobs are left to the
+    /// table's row estimate. Locks report the counters each lock row keeps (grants, waits, expiries);
+    /// deliveries are read only pending or in progress (their partial index).
     static let snapshot = """
-        select 'jobs', queue, state, count(*)::float8
-        from wharf.jobs where state in ('scheduled', 'available', 'running', 'retryable') group by queue, state
+        with hot as materialized (
+            select queue, state, run_at from wharf.jobs
+            where state in ('available', 'scheduled', 'retryable') and lock_key is null
+            union all
+            select queue, state, run_at from wharf.jobs
+            where state in ('available', 'scheduled', 'retryable') and lock_key is not null
+            union all
+            select queue, state, null from wharf.jobs where lease_expires_at is not null and state = 'running'
+        )
+        select 'jobs', queue, state, count(*)::float8 from hot group by queue, state
         union all
         select 'oldest_available', queue, '', extract(epoch from now() - min(run_at))::float8
-        from wharf.jobs where state in ('available', 'scheduled', 'retryable') and run_at <= now() group by queue
+        from hot where state <> 'running' and run_at <= now() group by queue
         union all
         select 'jobs_rows_estimate', '', '', greatest(reltuples, 0)::float8 from pg_class
         where oid = 'wharf.jobs'::regclass
