@@ -205,18 +205,7 @@ struct Serve: ParsableCommand {
             throw ValidationError("--cron-min-period-ms must be between 1 and 86400000")
         }
         config.cronMinPeriodMs = cronMinPeriodMs
-        if httpListen != "off" {
-            let (httpHost, httpPort) = try parseHostPort(httpListen ?? "127.0.0.1:7412")
-            config.http.enabled = true
-            config.http.required = httpListen != nil
-            config.http.host = httpHost
-            config.http.port = httpPort
-            config.http.maxHeaderBytes = httpMaxHeaderBytes
-            config.http.maxBodyBytes = httpMaxBodyBytes
-            config.http.maxConnections = httpMaxConnections
-            config.http.requestTimeoutMs = httpRequestTimeoutMs
-            config.http.idleTimeoutMs = httpIdleTimeoutMs
-        }
+        config.http = try httpSettings()
         do {
             try config.validate()
         } catch {
@@ -242,6 +231,19 @@ struct Serve: ParsableCommand {
 }
 
 extension Serve {
+    /// The HTTP listener's settings from `--http-listen` and the `--http-*` limits.
+    func httpSettings() throws -> HTTPSettings {
+        var http = HTTPSettings()
+        guard httpListen != "off" else { return http }
+        (http.host, http.port) = try parseHostPort(httpListen ?? "127.0.0.1:7412")
+        // Only an address given explicitly must be had (see HTTPSettings.required).
+        (http.enabled, http.required) = (true, httpListen != nil)
+        (http.maxHeaderBytes, http.maxBodyBytes) = (httpMaxHeaderBytes, httpMaxBodyBytes)
+        (http.maxConnections, http.requestTimeoutMs, http.idleTimeoutMs) =
+            (httpMaxConnections, httpRequestTimeoutMs, httpIdleTimeoutMs)
+        return http
+    }
+
     /// `WHARF_TOKENS`: ROLE:SECRET entries separated by commas or whitespace.
     static func tokenList(_ text: String) -> [String] {
         text.split(whereSeparator: { $0 == "," || $0.isWhitespace }).map(String.init)
