@@ -237,3 +237,23 @@ def test_metrics_count_a_scripted_workload(server):
     last = scrape(server)
     assert value(last, "wharf_jobs", queue=queue, state="available") == 9
     assert value(last, "wharf_jobs", queue=queue, state="running") is None
+
+
+def test_metrics_report_schedules_and_their_fires(server):
+    status, reply = rpc(server, "cron.upsert", {"name": "metrics_every_second", "everyMs": 1000,
+                                                "target": {"job": {"queue": "metrics_cron", "kind": "tick"}}})
+    assert "result" in reply, reply
+    deadline = time.monotonic() + 10
+    while True:
+        samples = scrape(server)
+        if (value(samples, "wharf_cron_fires") or 0) >= 2:
+            break
+        assert time.monotonic() < deadline, "no two fires counted within 10 s"
+        time.sleep(0.5)
+    assert value(samples, "wharf_cron_schedules", state="active") == 1
+    assert value(samples, "wharf_cron_missed") == 0
+    assert value(samples, "wharf_cron_fire_lag_max_seconds") >= 0
+    # Each fire made a job in the schedule's queue.
+    assert value(samples, "wharf_jobs", queue="metrics_cron", state="available") >= 2
+    status, reply = rpc(server, "cron.remove", {"name": "metrics_every_second"})
+    assert "result" in reply, reply

@@ -45,6 +45,19 @@ final class DatabaseGauges {
             ["state"]
         ),
         "schedules": ("wharf_cron_schedules", "Cron schedules by state (active, paused).", ["state"]),
+        "cron_fires": ("wharf_cron_fires", "Fires recorded on the current schedules (all replicas).", []),
+        "cron_skipped": (
+            "wharf_cron_skipped", "Fires skipped by the overlap policy, recorded on the current schedules.", []
+        ),
+        "cron_missed": ("wharf_cron_missed", "Fire times missed (server down), recorded on the current schedules.", []),
+        "cron_fire_lag_max": (
+            "wharf_cron_fire_lag_max_seconds", "Largest delay between nominal and actual time of each schedule's latest fire.",
+            []
+        ),
+        "cron_overdue": (
+            "wharf_cron_schedule_overdue_seconds",
+            "How late an active schedule's next fire is, for the 20 most overdue (over 5 s late).", ["schedule"]
+        ),
     ]
 
     init(registry: PrometheusCollectorRegistry, cacheMs: Int) {

@@ -5,7 +5,9 @@ enum MetricsSQL {
     /// indexes, whose predicates the first two branches repeat so the planner can use them, and the lease
     /// expiry index for running jobs), never by a scan of the table; finished jobs are left to the
     /// table's row estimate. Locks report the counters each lock row keeps (grants, waits, expiries);
-    /// deliveries are read only pending or in progress (their partial index).
+    /// deliveries are read only pending or in progress (their partial index). Schedules report the
+    /// counters each schedule row keeps (fires, skips, misses), summed, the largest lag of their latest
+    /// fires, and the 20 most overdue active schedules by name (bounded label cardinality).
     static let snapshot = """
         with hot as materialized (
             select queue, state, run_at from wharf.jobs
@@ -43,5 +45,17 @@ enum MetricsSQL {
         union all
         select 'schedules', case when paused then 'paused' else 'active' end, '', count(*)::float8
         from wharf.schedules group by 2
+        union all
+        select x.k, '', '', x.v from (
+            select coalesce(sum(runs), 0) as runs, coalesce(sum(skipped_overlap), 0) as skipped,
+                   coalesce(sum(missed_count), 0) as missed,
+                   coalesce(max(extract(epoch from last_fired_at - last_nominal_at)), 0) as lag
+            from wharf.schedules
+        ) c, lateral (values ('cron_fires', c.runs::float8), ('cron_skipped', c.skipped::float8),
+                             ('cron_missed', c.missed::float8), ('cron_fire_lag_max', c.lag::float8)) as x(k, v)
+        union all
+        (select 'cron_overdue', name, '', extract(epoch from now() - next_fire_at)::float8
+         from wharf.schedules where not paused and next_fire_at < now() - interval '5 seconds'
+         order by next_fire_at limit 20)
         """
 }
