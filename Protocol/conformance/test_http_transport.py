@@ -8,13 +8,15 @@ import http.client
 import json
 import pathlib
 import socket
+import subprocess
+import tempfile
 import time
+from types import SimpleNamespace
 from typing import Any, Dict, Optional, Tuple
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-
-from wharf.testing import WharfServer
+from wharf.testing import WharfServer, free_port, wharf_bin
 
 OPENRPC = pathlib.Path(__file__).resolve().parent.parent / "openrpc.json"
 
@@ -88,12 +90,6 @@ def test_probes_and_methods_not_allowed(server):
 def test_readyz_is_503_without_a_database():
     """A server whose database does not answer: /healthz is 200 (the loop answers), /readyz is 503 and
     says which checks fail."""
-    s = WharfServer.__new__(WharfServer)
-    import subprocess
-    import tempfile
-
-    from wharf.testing import free_port, wharf_bin
-
     port, http_port = free_port(), free_port()
     log = tempfile.TemporaryFile()
     proc = subprocess.Popen(
@@ -101,7 +97,7 @@ def test_readyz_is_503_without_a_database():
          "--listen", f"127.0.0.1:{port}", "--http-listen", f"127.0.0.1:{http_port}"],
         stdout=log, stderr=subprocess.STDOUT)
     try:
-        s.http_port = http_port
+        s = SimpleNamespace(http_port=http_port)
         deadline = time.monotonic() + 20
         while True:
             try:

@@ -14,7 +14,9 @@ struct HTTPRequestParserTests {
         while i < bytes.count {
             let end = min(bytes.count, i + min(step, bytes.count))
             outcome = bytes[i..<end].withUnsafeBytes { buf in
-                parser.feed(buf) { got.append($0); return got.count < accept }
+                parser.feed(buf) {
+                    got.append($0); return got.count < accept
+                }
             }
             if case .failed = outcome { break }
             i = end
@@ -46,7 +48,8 @@ struct HTTPRequestParserTests {
     }
 
     @Test func limitsAndGrammarGetTheirReplies() {
-        #expect(parse("GET / HTTP/1.1\r\nX: \(String(repeating: "a", count: 300))\r\n\r\n").1 == .failed(.headersTooLarge))
+        #expect(
+            parse("GET / HTTP/1.1\r\nX: \(String(repeating: "a", count: 300))\r\n\r\n").1 == .failed(.headersTooLarge))
         #expect(parse("POST /rpc HTTP/1.1\r\nContent-Length: 65\r\n\r\n").1 == .failed(.bodyTooLarge))
         let chunk = String(repeating: "z", count: 65)
         #expect(
@@ -69,11 +72,17 @@ struct HTTPRequestParserTests {
         let parser = HTTPRequestParser(limits: limits)
         var got: [String] = []
         let text = Array("GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\nGET /c HTTP/1.1\r\n\r\n".utf8)
-        let first = text.withUnsafeBytes { parser.feed($0) { got.append($0.target); return false } }
+        let first = text.withUnsafeBytes {
+            parser.feed($0) {
+                got.append($0.target); return false
+            }
+        }
         #expect(first == .paused)
         #expect(got == ["/a"])
         #expect(parser.bufferedCount > 0)
-        let second = parser.resume { got.append($0.target); return true }
+        let second = parser.resume {
+            got.append($0.target); return true
+        }
         #expect(second == .ok)
         #expect(got == ["/a", "/b", "/c"])
         #expect(parser.bufferedCount == 0)

@@ -71,7 +71,8 @@ def statuses(data: bytes) -> List[int]:
         head, _, rest = data.partition(b"\r\n\r\n")
         lines = head.split(b"\r\n")
         out.append(int(lines[0].split()[1]))
-        length = next(int(v) for k, _, v in (line.partition(b": ") for line in lines[1:]) if k.lower() == b"content-length")
+        fields = (line.partition(b": ") for line in lines[1:])
+        length = next(int(v) for k, _, v in fields if k.lower() == b"content-length")
         data = rest[length:]
     return out
 
@@ -219,7 +220,8 @@ def test_pipelined_flood_is_answered_in_order(server):
     bystander, rss = attack(server)
     with bystander, rss:
         with http_socket(server) as s:
-            s.sendall(b"".join(request[i % 2] for i in range(n)) + b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n")
+            last = b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n"
+            s.sendall(b"".join(request[i % 2] for i in range(n)) + last)
             data, closed = read_until_closed(s, 20)
         time.sleep(0.3)  # the bystander's pings after the flood count too
     got = statuses(data)

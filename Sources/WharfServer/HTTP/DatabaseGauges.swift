@@ -24,7 +24,9 @@ final class DatabaseGauges {
 
     /// How each snapshot row becomes a metric: its name, help, and the label names of its values.
     private static let shapes: [String: (metric: String, help: String, labels: [String])] = [
-        "jobs": ("wharf_jobs", "Unfinished jobs by queue and state (hot states, counted exactly).", ["queue", "state"]),
+        "jobs": (
+            "wharf_jobs", "Unfinished jobs by queue and state (hot states, counted exactly).", ["queue", "state"]
+        ),
         "oldest_available": (
             "wharf_queue_oldest_available_age_seconds", "Age of the oldest job that could run now, per queue.",
             ["queue"]
@@ -36,7 +38,8 @@ final class DatabaseGauges {
         "lock_grants": ("wharf_lock_grants", "Grants recorded on the current lock rows (all replicas).", []),
         "lock_waits": ("wharf_lock_waits", "Acquires that had to wait, recorded on the current lock rows.", []),
         "lock_expiries": (
-            "wharf_lock_expiries", "Holds that ended by expiry without a release, recorded on the current lock rows.", []
+            "wharf_lock_expiries", "Holds that ended by expiry without a release, recorded on the current lock rows.",
+            []
         ),
         "lock_waiters": ("wharf_lock_waiters", "Acquires waiting for a lock now (all replicas).", []),
         "endpoints": ("wharf_webhook_endpoints", "Webhook endpoints by state (healthy, failing, disabled).", ["state"]),
@@ -51,7 +54,8 @@ final class DatabaseGauges {
         ),
         "cron_missed": ("wharf_cron_missed", "Fire times missed (server down), recorded on the current schedules.", []),
         "cron_fire_lag_max": (
-            "wharf_cron_fire_lag_max_seconds", "Largest delay between nominal and actual time of each schedule's latest fire.",
+            "wharf_cron_fire_lag_max_seconds",
+            "Largest delay between nominal and actual time of each schedule's latest fire.",
             []
         ),
         "cron_overdue": (
@@ -64,8 +68,10 @@ final class DatabaseGauges {
         self.registry = registry
         self.cacheMs = UInt64(max(1_000, cacheMs))
         failures = registry.wharfCounter(
-            "metrics", "snapshot_failures", "Database snapshots for /metrics that failed (the previous values are served).")
-        age = registry.wharfGauge("metrics", "snapshot_age_seconds", "Age of the database-derived values in this scrape.")
+            "metrics", "snapshot_failures",
+            "Database snapshots for /metrics that failed (the previous values are served).")
+        age = registry.wharfGauge(
+            "metrics", "snapshot_age_seconds", "Age of the database-derived values in this scrape.")
     }
 
     /// Calls `ready` once the gauges are at most `cacheMs` old (at once if they are).

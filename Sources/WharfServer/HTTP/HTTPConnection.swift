@@ -78,7 +78,8 @@ final class HTTPConnection {
         let before = slots.count
         after(parser.feed(bytes) { self.take($0) })
         if tcp.isReading {
-            deadlines.inputReceived(completedFrame: slots.count != before, partialFrame: parser.inRequest, now: service.nowMs)
+            deadlines.inputReceived(
+                completedFrame: slots.count != before, partialFrame: parser.inRequest, now: service.nowMs)
         }
     }
 
@@ -134,7 +135,8 @@ final class HTTPConnection {
         pauseReading()
         let slot = Slot()
         var bytes: [UInt8] = []
-        HTTPService.errorResponse(status: status, reason: reason, message, extra: extra).encode(into: &bytes, close: true)
+        HTTPService.errorResponse(status: status, reason: reason, message, extra: extra).encode(
+            into: &bytes, close: true)
         slot.bytes = bytes
         slot.closes = true
         slots.append(slot)

@@ -26,7 +26,8 @@ extension HTTPService {
         case "/healthz": reply(healthz())
         case "/readyz": readyz(reply)
         case "/metrics": metricsText(reply)
-        case "/openrpc.json": reply(HTTPResponse(status: 200, contentType: "application/json", body: OpenRPCDocument.bytes))
+        case "/openrpc.json":
+            reply(HTTPResponse(status: 200, contentType: "application/json", body: OpenRPCDocument.bytes))
         default: rpc(request, on: conn, reply)
         }
     }
@@ -75,7 +76,8 @@ extension HTTPService {
     private func metricsText(_ reply: @escaping (HTTPResponse) -> Void) {
         let s = server
         metrics.sample(
-            tcpConnections: s.connectionCount, httpConnections: connectionCount, pool: s.pool, poolSize: s.config.poolSize)
+            tcpConnections: s.connectionCount, httpConnections: connectionCount, pool: s.pool,
+            poolSize: s.config.poolSize)
         databaseGauges.refresh(store: s.store, nowMs: { [unowned s] in s.loop.nowMs }) { [weak self] in
             guard let self else { return }
             reply(

@@ -51,9 +51,13 @@ final class ServerMetrics {
         func per<T>(_ make: (Transport) -> T) -> [Transport: T] {
             [.tcp: make(.tcp), .http: make(.http)]
         }
-        received = per { r.wharfCounter("rpc", "received_bytes", "Bytes read from clients.", [("transport", $0.rawValue)]) }
+        received = per {
+            r.wharfCounter("rpc", "received_bytes", "Bytes read from clients.", [("transport", $0.rawValue)])
+        }
         sent = per { r.wharfCounter("rpc", "sent_bytes", "Bytes written to clients.", [("transport", $0.rawValue)]) }
-        connections = per { r.wharfGauge("rpc", "connections", "Open client connections.", [("transport", $0.rawValue)]) }
+        connections = per {
+            r.wharfGauge("rpc", "connections", "Open client connections.", [("transport", $0.rawValue)])
+        }
         httpResponses = r.wharfCounter("http", "requests", "HTTP requests answered.")
         httpRefused = r.wharfCounter(
             "http", "refused", "HTTP requests or connections refused with a 4xx/5xx status by the listener's limits.")
@@ -61,7 +65,8 @@ final class ServerMetrics {
         poolReady = r.wharfGauge("pg_pool", "connections_ready", "Pipelined PostgreSQL connections ready.")
         poolBusy = r.wharfGauge(
             "pg_pool", "connections_in_use", "Pipelined PostgreSQL connections with a statement in flight.")
-        poolQueued = r.wharfGauge("pg_pool", "statements_queued", "Statements sent and not yet answered, all connections.")
+        poolQueued = r.wharfGauge(
+            "pg_pool", "statements_queued", "Statements sent and not yet answered, all connections.")
         poolReconnects = r.wharfCounter("pg_pool", "reconnects", "PostgreSQL connections opened again after a failure.")
         statementLatency = r.makeDurationHistogram(
             descriptor: .init(
@@ -125,9 +130,11 @@ final class ServerMetrics {
 
 extension PrometheusCollectorRegistry {
     /// The counter `wharf_<subsystem>_<name>_total` with `labels`.
-    func wharfCounter(_ subsystem: String, _ name: String, _ help: String, _ labels: [(String, String)] = []) -> Counter {
+    func wharfCounter(_ subsystem: String, _ name: String, _ help: String, _ labels: [(String, String)] = []) -> Counter
+    {
         makeCounter(
-            descriptor: .init(namespace: "wharf", subsystem: subsystem, metricName: name, unitName: "total", helpText: help),
+            descriptor: .init(
+                namespace: "wharf", subsystem: subsystem, metricName: name, unitName: "total", helpText: help),
             labels: labels)
     }
 
