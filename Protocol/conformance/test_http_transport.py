@@ -253,3 +253,34 @@ def test_metrics_report_schedules_and_their_fires(server):
     assert value(samples, "wharf_jobs", queue="metrics_cron", state="available") >= 2
     status, reply = rpc(server, "cron.remove", {"name": "metrics_every_second"})
     assert "result" in reply, reply
+
+
+def test_pipelined_replies_keep_request_order_when_answers_finish_out_of_order(server):
+    """A long poll (jobs.lease waiting 400 ms), a database round trip (/readyz) and instant answers
+    (/healthz), pipelined on one connection: the replies come back in request order."""
+    lease = json.dumps({"jsonrpc": "2.0", "id": 7, "method": "jobs.lease",
+                        "params": {"queues": ["order_q"], "worker": "w", "waitMs": 400}}).encode()
+    requests = [
+        b"POST /rpc HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(lease), lease),
+        b"GET /healthz HTTP/1.1\r\n\r\n",
+        b"GET /readyz HTTP/1.1\r\n\r\n",
+        b"GET /nope HTTP/1.1\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n",
+    ]
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", server.http_port), timeout=10) as s:
+        s.sendall(b"".join(requests))
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    assert time.monotonic() - started >= 0.4
+    bodies = []
+    while data:
+        head, _, rest = data.partition(b"\r\n\r\n")
+        length = int(next(v for k, _, v in (h.partition(b": ") for h in head.split(b"\r\n")[1:])
+                          if k.lower() == b"content-length"))
+        bodies.append((int(head.split()[1]), json.loads(rest[:length])))
+        data = rest[length:]
+    assert [status for status, _ in bodies] == [200, 200, 200, 404, 200]
+    assert bodies[0][1] == {"jsonrpc": "2.0", "id": 7, "result": {"jobs": []}}
+    assert bodies[1][1]["status"] == "ok" and bodies[2][1]["status"] == "ready"
