@@ -256,3 +256,29 @@ def test_pipelined_flood_that_never_reads_is_held_and_bounded(server):
     assert sent < 64 * MiB, sent
     bystander.assert_healthy()
     assert rss.peak < RSS_BOUND
+
+
+def test_many_clients_that_never_read_large_replies_stay_bounded(server):
+    """Forty connections each pipeline 300 requests for /openrpc.json (about 100 KB each) and read
+    nothing: each stops being read once about 1 MiB of its replies wait, so the server holds a few tens
+    of MB instead of the 1.2 GB asked for."""
+    request = b"GET /openrpc.json HTTP/1.1\r\nHost: x\r\n\r\n" * 300
+    bystander, rss = attack(server)
+    with bystander, rss:
+        socks = []
+        for _ in range(MAX_CONNECTIONS - 5):
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect(("127.0.0.1", server.http_port))
+            s.setblocking(False)
+            try:
+                s.send(request)
+            except (BlockingIOError, InterruptedError):
+                pass
+            socks.append(s)
+        time.sleep(2)
+        assert healthz_ok(server)
+        for s in socks:
+            s.close()
+    bystander.assert_healthy()
+    assert rss.peak < 150 * MiB, f"RSS peaked at {rss.peak / MiB:.0f} MiB"

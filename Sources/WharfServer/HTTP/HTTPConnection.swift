@@ -20,17 +20,24 @@ final class HTTPConnection {
     private(set) var deadlines: ConnectionDeadlines
     private var backpressure: WriteBackpressure
     private var slots: [Slot] = []
+    /// Bytes of answered replies still waiting in `slots` for the ones before them.
+    private var heldReplyBytes = 0
     private var slotsHead = 0
     private var output: [UInt8] = []
     /// No request after the current ones is taken (a `Connection: close`, a refusal, shutdown).
     private var finishing = false
     private var closeAfterFlush = false
+    /// Set when this connection stopped for the turn's time budget; the server resumes it next turn.
+    private var pausedForTurn = false
     /// A refusal is queued: the connection ends with it.
     private var refused = false
     private(set) var isClosed = false
     private var isDirty = false
     /// The sessions of this connection, by the credential presented ("" for none).
     private var sessions: [String: Session] = [:]
+
+    /// Unread reply bytes past which an HTTP connection stops being read (see `init`).
+    static let maxUnreadBytes = 1 << 20
 
     /// One request's place in the reply order.
     private final class Slot {
@@ -43,7 +50,10 @@ final class HTTPConnection {
         self.service = service
         let s = service.settings
         parser = HTTPRequestParser(limits: .init(maxHeaderBytes: s.maxHeaderBytes, maxBodyBytes: s.maxBodyBytes))
-        backpressure = WriteBackpressure(highWater: max(1, service.limits.maxWriteBufferBytes))
+        // HTTP connections are not in the server's buffer budget (which closes stuck RPC connections), so
+        // each holds less: at most 1 MiB of unread replies before it stops being read.
+        backpressure = WriteBackpressure(
+            highWater: max(1, min(service.limits.maxWriteBufferBytes, Self.maxUnreadBytes)))
         deadlines = ConnectionDeadlines(
             settings: .init(
                 authTimeoutMs: 0, frameTimeoutMs: s.requestTimeoutMs, writeTimeoutMs: service.limits.writeTimeoutMs,
@@ -86,6 +96,7 @@ final class HTTPConnection {
     /// Starts answering one request; returns false when no more may be taken for now.
     private func take(_ request: HTTPRequest) -> Bool {
         guard !finishing else { return false }
+        service.server.turnWorkStarting()
         let slot = Slot()
         slots.append(slot)
         let closes = !request.keepAlive || service.draining
@@ -97,12 +108,21 @@ final class HTTPConnection {
             response.encode(into: &bytes, close: closes, headOnly: headOnly)
             slot.bytes = bytes
             slot.closes = closes
+            self.heldReplyBytes += bytes.count
             self.service.metrics.httpAnswered(refused: false)
             self.deadlines.requestFinished(now: self.service.nowMs)
             self.markDirty()
         }
-        return !finishing && unanswered < service.settings.maxPipelined
-            && backpressure.mayTakeRequest(pendingBytes: writeBacklog)
+        guard !finishing, unanswered < service.settings.maxPipelined,
+            backpressure.mayTakeRequest(pendingBytes: writeBacklog)
+        else { return false }
+        // The turn's time is spent (by this connection or others): continue after the loop polled the rest.
+        if service.server.turnExhausted, !pausedForTurn {
+            pausedForTurn = true
+            service.server.resumeNextTurn(self)
+            return false
+        }
+        return true
     }
 
     private func after(_ outcome: HTTPRequestParser.Outcome) {
@@ -139,6 +159,7 @@ final class HTTPConnection {
             into: &bytes, close: true)
         slot.bytes = bytes
         slot.closes = true
+        heldReplyBytes += bytes.count
         slots.append(slot)
         service.metrics.httpAnswered(refused: true)
         markDirty()
@@ -151,7 +172,9 @@ final class HTTPConnection {
 
     /// Takes what the parser kept, then reads again, unless a limit still holds.
     private func resumeReadingIfAllowed() {
-        guard !finishing, !isClosed, !backpressure.isPaused, unanswered < service.settings.maxPipelined else { return }
+        guard !finishing, !isClosed, !pausedForTurn, !backpressure.isPaused,
+            unanswered < service.settings.maxPipelined
+        else { return }
         if parser.isPaused {
             after(parser.resume { self.take($0) })
             if parser.isPaused || finishing || isClosed { return }
@@ -162,7 +185,8 @@ final class HTTPConnection {
 
     // MARK: Output
 
-    private var writeBacklog: Int { output.count + tcp.queuedBytes }
+    /// Reply bytes the peer has not taken yet: held for their turn, buffered here, queued in libuv.
+    private var writeBacklog: Int { heldReplyBytes + output.count + tcp.queuedBytes }
 
     private func markDirty() {
         guard !isDirty else { return }
@@ -176,6 +200,7 @@ final class HTTPConnection {
         guard !isClosed else { return }
         while slotsHead < slots.count, let bytes = slots[slotsHead].bytes {
             output.append(contentsOf: bytes)
+            heldReplyBytes -= bytes.count
             let closes = slots[slotsHead].closes
             slotsHead += 1
             if closes {
@@ -245,5 +270,14 @@ final class HTTPConnection {
         for s in sessions.values { s.closed() }
         sessions = [:]
         service.connectionClosed(self)
+    }
+}
+
+extension HTTPConnection: TurnSharing {
+    /// A new loop turn: take the requests this connection stopped at.
+    func turnStarted() {
+        guard pausedForTurn else { return }
+        pausedForTurn = false
+        resumeReadingIfAllowed()
     }
 }

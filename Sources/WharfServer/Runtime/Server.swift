@@ -25,7 +25,7 @@ public final class Server: RuntimeHooks, @unchecked Sendable {  // loop-thread c
     private(set) var bufferedBytes = 0
     private var dirty: [ClientConnection] = []
     /// Connections that used their share of this loop turn, resumed at the start of the next one.
-    private var yielded: [ClientConnection] = []
+    private var yielded: [any TurnSharing] = []
     /// Counts loop turns (check phases); a connection's share of requests is per turn.
     private(set) var turn: UInt64 = 0
     /// When the first request of this turn started (`EventLoop.hrtimeNs`; 0: none yet).
@@ -303,7 +303,7 @@ public final class Server: RuntimeHooks, @unchecked Sendable {  // loop-thread c
     }
 
     /// `conn` used its share of this turn: it continues after the loop has polled everyone else.
-    func resumeNextTurn(_ conn: ClientConnection) {
+    func resumeNextTurn(_ conn: any TurnSharing) {
         yielded.append(conn)
         keepAwake?.start()
     }
@@ -477,3 +477,11 @@ public final class Server: RuntimeHooks, @unchecked Sendable {  // loop-thread c
         choreTimers = []
     }
 }
+
+/// A connection that takes its share of a loop turn's requests, then yields to the others
+/// (`Server.resumeNextTurn`); `turnStarted` resumes it in a later turn.
+protocol TurnSharing: AnyObject {
+    func turnStarted()
+}
+
+extension ClientConnection: TurnSharing {}
