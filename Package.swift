@@ -13,6 +13,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // C libraries. Only the wrapper module named beside each may import it.
@@ -22,6 +23,7 @@ let package = Package(
             name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),  // WharfPQ
         .systemLibrary(
             name: "CLibCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),  // WharfHooks
+        .systemLibrary(name: "CHTTPParser", providers: [.apt(["libhttp-parser-dev"])]),  // WharfHTTP
 
         // Pure modules.
         .target(name: "WharfCore"),
@@ -32,6 +34,8 @@ let package = Package(
 
         // I/O shells.
         .target(name: "WharfUV", dependencies: ["CLibUV"]),
+        // HTTP/1.1 requests parsed by Debian's http_parser (no I/O).
+        .target(name: "WharfHTTP", dependencies: ["CHTTPParser"]),
         .target(name: "WharfPQ", dependencies: ["WharfUV", "CLibPQ", .product(name: "Logging", package: "swift-log")]),
         .target(
             name: "WharfStore",
@@ -40,9 +44,11 @@ let package = Package(
         .target(
             name: "WharfServer",
             dependencies: [
-                "WharfStore", "WharfRPC", "WharfUV", "WharfPQ", "WharfCore", "WharfHooks",
+                "WharfStore", "WharfRPC", "WharfUV", "WharfPQ", "WharfCore", "WharfHooks", "WharfHTTP",
                 .product(name: "Logging", package: "swift-log"),
-            ]),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            resources: [.embedInCode("HTTP/openrpc.json")]),
         .target(
             name: "WharfHooks",
             dependencies: ["CLibCurl", "CLibUV", "WharfUV", "WharfCore", .product(name: "Crypto", package: "swift-crypto")]),
@@ -59,6 +65,7 @@ let package = Package(
         .testTarget(name: "WharfCoreTests", dependencies: ["WharfCore"]),
         .testTarget(name: "WharfJSONTests", dependencies: ["WharfJSON"]),
         .testTarget(name: "WharfRPCTests", dependencies: ["WharfRPC"]),
+        .testTarget(name: "WharfHTTPTests", dependencies: ["WharfHTTP"]),
         .testTarget(name: "WharfHooksTests", dependencies: ["WharfHooks", "WharfUV"]),
         .testTarget(
             name: "WharfPQTests",

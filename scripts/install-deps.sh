@@ -8,7 +8,7 @@ set -euo pipefail
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 missing=()
-for pkg in libuv1-dev libpq-dev libcurl4-openssl-dev postgresql pkg-config; do
+for pkg in libuv1-dev libpq-dev libcurl4-openssl-dev libhttp-parser-dev postgresql pkg-config; do
   dpkg -s "$pkg" 2>/dev/null | grep -q '^Status: install ok installed' || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then

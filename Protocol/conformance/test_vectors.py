@@ -1,7 +1,9 @@
-"""Runs Protocol/vectors/*.json against a live server over raw sockets (rules: Protocol/README.md)."""
+"""Runs Protocol/vectors/*.json against a live server over raw sockets and over `POST /rpc` (rules:
+Protocol/README.md)."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import pathlib
 import socket
@@ -100,6 +102,37 @@ def _cases():
         for f in files
         for case in json.loads(f.read_text())["cases"]
     ]
+
+
+@pytest.mark.parametrize("case", _cases())
+def test_vector_over_http(server, case):
+    """The same request as the body of `POST /rpc`: the same reply, 204 where TCP sends none, and 413
+    where TCP's frame limit closes the connection (the body limit is the frame limit's HTTP twin)."""
+    body = _bytes(case["send"])
+    if case.get("closes"):
+        # Refused on its headers: the server answers before the body and closes.
+        with socket.create_connection(("127.0.0.1", server.http_port), timeout=10) as s:
+            s.sendall(f"POST /rpc HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode())
+            reply = b""
+            while chunk := s.recv(65536):
+                reply += chunk
+        assert reply.startswith(b"HTTP/1.1 413 "), reply
+        assert b"\r\nConnection: close\r\n" in reply
+        return
+    conn = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=10)
+    try:
+        conn.request("POST", "/rpc", body=body, headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        data = response.read()
+    finally:
+        conn.close()
+    if case["expect"] is None:
+        assert response.status == 204, data
+        assert data == b""
+        return
+    assert response.status == 200, data
+    reply = json.loads(data)
+    assert match(case["expect"], reply) == [], reply
 
 
 @pytest.mark.parametrize("case", _cases())

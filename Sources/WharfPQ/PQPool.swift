@@ -25,6 +25,11 @@ public final class PQPool {
     /// Called after the LISTEN connection (re)connected, so callers can re-check what they might have
     /// missed while it was down.
     public var onListenerReady: (() -> Void)?
+    /// Called as each segment run by `run` finishes, with its time from send to result in nanoseconds
+    /// (the metrics' statement latency).
+    public var onSegmentFinished: ((UInt64) -> Void)?
+    /// Connections that failed and were opened again, since start.
+    public private(set) var reconnects = 0
 
     private final class Slot {
         var connection: PQConnection?
@@ -56,6 +61,12 @@ public final class PQPool {
     /// Number of pipelined connections that are ready.
     public var readyCount: Int { slots.filter { $0.connection?.state == .ready }.count }
 
+    /// Pipelined connections with at least one segment in flight.
+    public var busyCount: Int { slots.filter { ($0.connection?.pendingCount ?? 0) > 0 }.count }
+
+    /// Segments sent and not yet answered, on all pipelined connections.
+    public var pendingCount: Int { slots.reduce(0) { $0 + ($1.connection?.pendingCount ?? 0) } }
+
     /// The server version reported by a ready connection (e.g. 150018), 0 if none.
     public var serverVersion: Int {
         slots.lazy.compactMap { $0.connection }.first { $0.state == .ready }?.serverVersion ?? 0
@@ -78,7 +89,12 @@ public final class PQPool {
         }
         segmentsSent += 1
         statementsSent += segment.statements.count
-        best.send(segment, completion)
+        guard let observe = onSegmentFinished else { return best.send(segment, completion) }
+        let started = EventLoop.hrtimeNs
+        best.send(segment) { result in
+            observe(EventLoop.hrtimeNs &- started)
+            completion(result)
+        }
     }
 
     /// Convenience for one statement.
@@ -128,6 +144,7 @@ public final class PQPool {
         }
         if slot.timer == nil { slot.timer = try? LoopTimer(loop: loop) }
         slot.timer?.start(timeoutMs: UInt64(delay)) { [unowned self, unowned slot] in
+            self.reconnects += 1
             slot.connection?.close()
             self.open(slot, mode: mode)
         }

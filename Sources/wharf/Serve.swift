@@ -119,6 +119,18 @@ struct Serve: ParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
+    @Option(
+        help:
+            "HTTP address for /metrics, /healthz, /readyz, POST /rpc, HOST:PORT, or off (default 127.0.0.1:7412; when that default is taken, the server runs without HTTP)."
+    )
+    var httpListen: String?
+    @Option(help: "Largest HTTP request line plus headers, in bytes (431 past it).") var httpMaxHeaderBytes = 16 << 10
+    @Option(help: "Largest HTTP request body, in bytes (413 past it).") var httpMaxBodyBytes = 1 << 20
+    @Option(help: "Most open HTTP connections (503 past it).") var httpMaxConnections = 1_024
+    @Option(help: "An HTTP request must be complete this many ms after its first byte (408 past it).")
+    var httpRequestTimeoutMs = 10_000
+    @Option(help: "Close an HTTP keep-alive connection idle for this many ms.") var httpIdleTimeoutMs = 60_000
+
     func run() throws {
         let logger = makeLogger(level: logLevel)
         let (host, port) = try parseHostPort(listen)
@@ -193,6 +205,7 @@ struct Serve: ParsableCommand {
             throw ValidationError("--cron-min-period-ms must be between 1 and 86400000")
         }
         config.cronMinPeriodMs = cronMinPeriodMs
+        config.http = try httpSettings()
         do {
             try config.validate()
         } catch {
@@ -218,6 +231,19 @@ struct Serve: ParsableCommand {
 }
 
 extension Serve {
+    /// The HTTP listener's settings from `--http-listen` and the `--http-*` limits.
+    func httpSettings() throws -> HTTPSettings {
+        var http = HTTPSettings()
+        guard httpListen != "off" else { return http }
+        (http.host, http.port) = try parseHostPort(httpListen ?? "127.0.0.1:7412")
+        // Only an address given explicitly must be had (see HTTPSettings.required).
+        (http.enabled, http.required) = (true, httpListen != nil)
+        (http.maxHeaderBytes, http.maxBodyBytes) = (httpMaxHeaderBytes, httpMaxBodyBytes)
+        (http.maxConnections, http.requestTimeoutMs, http.idleTimeoutMs) =
+            (httpMaxConnections, httpRequestTimeoutMs, httpIdleTimeoutMs)
+        return http
+    }
+
     /// `WHARF_TOKENS`: ROLE:SECRET entries separated by commas or whitespace.
     static func tokenList(_ text: String) -> [String] {
         text.split(whereSeparator: { $0 == "," || $0.isWhitespace }).map(String.init)

@@ -215,3 +215,9 @@ def test_async_client_reconnects():
         asyncio.run(main())
     finally:
         s.stop()
+
+
+def test_rpc_discover_returns_the_servers_openrpc_document(client):
+    doc = client.rpc.discover()
+    assert doc["openrpc"].startswith("1.")
+    assert {"rpc.discover", "server.ping", "jobs.lease"} <= {m["name"] for m in doc["methods"]}

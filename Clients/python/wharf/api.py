@@ -638,8 +638,20 @@ class EventsAPI(_Namespace):
         return self._call("events.unsubscribe", merge(params(events=list(events) if events else None), extra))
 
 
+class RpcAPI(_Namespace):
+    """`rpc.*`: the OpenRPC convention's self-description."""
+
+    __slots__ = ()
+    family = "rpc"
+
+    def discover(self, **extra: Any) -> Any:
+        """`rpc.discover` -> the server's OpenRPC document (Protocol/openrpc.json). Needs no session."""
+        return self._call("rpc.discover", merge({}, extra))
+
+
 NAMESPACES = {
-    cls.family: cls for cls in (ServerAPI, SessionAPI, JobsAPI, QueuesAPI, LocksAPI, CronAPI, WebhooksAPI, EventsAPI)
+    cls.family: cls
+    for cls in (ServerAPI, SessionAPI, JobsAPI, QueuesAPI, LocksAPI, CronAPI, WebhooksAPI, EventsAPI, RpcAPI)
 }
 """Family name -> namespace class; a client has one attribute per family."""
 
@@ -655,6 +667,7 @@ class Namespaces:
     cron: CronAPI
     webhooks: WebhooksAPI
     events: EventsAPI
+    rpc: RpcAPI
 
     def _install_namespaces(self, call: Caller) -> None:
         for family, cls in NAMESPACES.items():

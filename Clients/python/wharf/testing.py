@@ -90,6 +90,11 @@ class WharfServer:
         self.port = port or free_port()
         self.host = "127.0.0.1"
         self.extra_args = list(extra_args or [])
+        # The HTTP side door gets a free port of its own unless the test chose (or turned off) one.
+        self.http_port: Optional[int] = None
+        if not any(a == "--http-listen" or a.startswith("--http-listen=") for a in self.extra_args):
+            self.http_port = free_port()
+            self.extra_args += ["--http-listen", f"{self.host}:{self.http_port}"]
         self.log = tempfile.NamedTemporaryFile(prefix="wharf-serve-", suffix=".log", delete=False)
         args = [
             wharf_bin(),
@@ -119,6 +124,13 @@ class WharfServer:
                 return b"pong" in s.recv(4096)
         except OSError:
             return False
+
+    @property
+    def http_url(self) -> str:
+        """`http://127.0.0.1:<http port>` (only when this harness chose the HTTP port)."""
+        if self.http_port is None:
+            raise RuntimeError("this server's HTTP address was set by the test (or HTTP is off)")
+        return f"http://{self.host}:{self.http_port}"
 
     @property
     def address(self) -> str:

@@ -33,6 +33,7 @@ enum Access {
         "webhooks.get": readers, "webhooks.list": readers, "webhooks.health": readers,
         "webhooks.deliveries": readers,
         "events.subscribe": readers, "events.unsubscribe": readers,
+        "rpc.discover": readers,
     ]
 
     /// Whether `role` may see what receivers answered (response bodies can carry anything a receiver

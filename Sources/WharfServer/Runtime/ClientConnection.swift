@@ -66,6 +66,7 @@ final class ClientConnection {
     // MARK: Input
 
     private func received(_ bytes: UnsafeRawBufferPointer) {
+        server.metrics.bytesReceived(bytes.count, .tcp)
         let before = linesTaken
         let outcome = framer.feed(bytes) { line in self.handleLine(line) }
         after(outcome)
@@ -154,29 +155,10 @@ final class ClientConnection {
     private var writeBacklog: Int { output.bytes.count + tcp.queuedBytes }
 
     private func handleBatch(_ items: [Result<RPCRequest, RPCInvalid>]) {
-        var replies: [JSON?] = Array(repeating: nil, count: items.count)
-        var remaining = items.count
-        func finishOne() {
-            remaining -= 1
-            guard remaining == 0, !isClosed else { return }
-            let present = replies.compactMap { $0 }
-            // A batch of notifications only gets no reply at all.
-            if !present.isEmpty { enqueue(.array(present)) }
-        }
-        for (index, item) in items.enumerated() {
-            switch item {
-            case .failure(let invalid):
-                replies[index] = Self.reply(.failure(invalid.error), id: invalid.id)
-                finishOne()
-            case .success(let request):
-                inFlight += 1
-                server.dispatch(request, session: session) { [weak self] result in
-                    guard let self else { return }
-                    if let id = request.id { replies[index] = Self.reply(result, id: id) }
-                    finishOne()
-                    self.requestFinished()
-                }
-            }
+        server.dispatchBatch(
+            items, session: session, started: { inFlight += 1 }, finished: { [weak self] in self?.requestFinished() }
+        ) { [weak self] replies in
+            if let self, let replies { self.enqueue(replies) }
         }
     }
 
@@ -287,6 +269,7 @@ final class ClientConnection {
         guard !isClosed else { return }
         if !events.isEmpty { moveEvents() }
         if !output.bytes.isEmpty {
+            server.metrics.bytesSent(output.bytes.count, .tcp)
             output.bytes.withUnsafeBytes { tcp.write($0) }
             output.bytes.removeAll(keepingCapacity: output.bytes.capacity <= 1 << 16)
         }

@@ -23,6 +23,7 @@ enum RetrySafety {
         "webhooks.update", "webhooks.get", "webhooks.list", "webhooks.remove", "webhooks.enable",
         "webhooks.health", "webhooks.deliveries",
         "events.subscribe", "events.unsubscribe",
+        "rpc.discover",
     ]
 
     /// Methods that are safe to repeat only with a key the caller chose (see `isSafeToRepeat`).

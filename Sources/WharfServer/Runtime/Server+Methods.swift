@@ -11,6 +11,7 @@ extension Server {
         cron.register(in: methods)
         webhooks.register(in: methods)
         events.register(in: methods)
+        OpenRPCDocument.register(in: methods)
     }
 
     /// What this replica has spent since it started: CPU time and peak memory (`getrusage`) and the

@@ -25,7 +25,7 @@ public final class Server: RuntimeHooks, @unchecked Sendable {  // loop-thread c
     private(set) var bufferedBytes = 0
     private var dirty: [ClientConnection] = []
     /// Connections that used their share of this loop turn, resumed at the start of the next one.
-    private var yielded: [ClientConnection] = []
+    private var yielded: [any TurnSharing] = []
     /// Counts loop turns (check phases); a connection's share of requests is per turn.
     private(set) var turn: UInt64 = 0
     /// When the first request of this turn started (`EventLoop.hrtimeNs`; 0: none yet).
@@ -58,6 +58,12 @@ public final class Server: RuntimeHooks, @unchecked Sendable {  // loop-thread c
     private var signals: [SignalWatcher] = []
     private var stopWaker: AsyncWake?
     private(set) lazy var methods = MethodTable(logger: logger)
+    /// The Prometheus metrics served at `GET /metrics`.
+    private(set) lazy var metrics = ServerMetrics()
+    /// The HTTP side door (nil: `--http-listen off`, or its default address was taken).
+    var http: HTTPService?
+    /// Set once migrations are applied (`/readyz`).
+    private(set) var schemaReady = false
     private var chores: [() -> Void] = []
     private(set) var draining = false
     let startedAt = Date()
@@ -114,6 +120,8 @@ public final class Server: RuntimeHooks, @unchecked Sendable {  // loop-thread c
         }
         for service in [jobs.start, locks.start, webhooks.start, cron.start, events.start] { service() }
         registerMethods()
+        pool.onSegmentFinished = { [unowned self] ns in self.metrics.statementLatency.recordNanoseconds(Int64(ns)) }
+        try startHTTP()
         migrateThenListen(attempt: 0)
     }
 
@@ -127,6 +135,7 @@ public final class Server: RuntimeHooks, @unchecked Sendable {  // loop-thread c
                     switch result {
                     case .success(let applied):
                         self.logger.info("database schema up to date", metadata: ["applied": "\(applied)"])
+                        self.schemaReady = true
                         self.startServing()
                     case .failure(let e):
                         self.logger.critical("migration failed", metadata: ["error": "\(e)"])
@@ -213,6 +222,7 @@ public final class Server: RuntimeHooks, @unchecked Sendable {  // loop-thread c
         draining = true
         listener?.close()
         listener = nil
+        http?.stopListening()
         let deadline = loop.nowMs + UInt64(config.shutdownGraceMs)
         let t = try? LoopTimer(loop: loop)
         t?.start(timeoutMs: 0, repeatMs: 20) { [unowned self] in
@@ -235,6 +245,7 @@ public final class Server: RuntimeHooks, @unchecked Sendable {  // loop-thread c
         t?.start(timeoutMs: 50) { [unowned self] in
             t?.close()
             for c in Array(self.connections.values) { c.close() }
+            self.http?.close()
             self.pool.close()
             self.logger.info("stopped")
             self.loop.stop()
@@ -293,7 +304,7 @@ public final class Server: RuntimeHooks, @unchecked Sendable {  // loop-thread c
     }
 
     /// `conn` used its share of this turn: it continues after the loop has polled everyone else.
-    func resumeNextTurn(_ conn: ClientConnection) {
+    func resumeNextTurn(_ conn: any TurnSharing) {
         yielded.append(conn)
         keepAwake?.start()
     }
@@ -373,11 +384,58 @@ public final class Server: RuntimeHooks, @unchecked Sendable {  // loop-thread c
     /// The names of every method served.
     public var methodNames: [String] { methods.names }
 
-    func dispatch(_ request: RPCRequest, session: Session, _ done: @escaping (Result<JSON, RPCError>) -> Void) {
+    func dispatch(
+        _ request: RPCRequest, session: Session, transport: ServerMetrics.Transport = .tcp,
+        _ done: @escaping (Result<JSON, RPCError>) -> Void
+    ) {
+        let started = EventLoop.hrtimeNs
+        let method = methods.serves(request.method) ? request.method : "unknown"
+        let done: (Result<JSON, RPCError>) -> Void = { [unowned self] result in
+            let code: Int
+            switch result {
+            case .success: code = 0
+            case .failure(let e): code = e.code
+            }
+            self.metrics.requestFinished(
+                transport: transport, method: method, code: code, nanoseconds: EventLoop.hrtimeNs &- started)
+            done(result)
+        }
         if draining, methods.serves(request.method) {
             return done(.failure(.unavailable("server is shutting down", reason: "shutting_down")))
         }
+        if transport == .http, let refusal = HTTPService.refusal(request) { return done(.failure(refusal)) }
         methods.dispatch(request, session: session, done)
+    }
+
+    /// Dispatches the requests of one batch; `done` gets the reply array once every request answered
+    /// (nil when all were notifications). `started`/`finished` bracket each dispatched request.
+    func dispatchBatch(
+        _ items: [Result<RPCRequest, RPCInvalid>], session: Session, transport: ServerMetrics.Transport = .tcp,
+        started: () -> Void, finished: @escaping () -> Void, _ done: @escaping (JSON?) -> Void
+    ) {
+        var replies: [JSON?] = Array(repeating: nil, count: items.count)
+        var remaining = items.count
+        func finishOne() {
+            remaining -= 1
+            guard remaining == 0 else { return }
+            let present = replies.compactMap { $0 }
+            // A batch of notifications only gets no reply at all.
+            done(present.isEmpty ? nil : .array(present))
+        }
+        for (index, item) in items.enumerated() {
+            switch item {
+            case .failure(let invalid):
+                replies[index] = ClientConnection.reply(.failure(invalid.error), id: invalid.id)
+                finishOne()
+            case .success(let request):
+                started()
+                dispatch(request, session: session, transport: transport) { result in
+                    if let id = request.id { replies[index] = ClientConnection.reply(result, id: id) }
+                    finishOne()
+                    finished()
+                }
+            }
+        }
     }
 
     /// Raises an event for subscribers on every replica.
@@ -420,3 +478,11 @@ public final class Server: RuntimeHooks, @unchecked Sendable {  // loop-thread c
         choreTimers = []
     }
 }
+
+/// A connection that takes its share of a loop turn's requests, then yields to the others
+/// (`Server.resumeNextTurn`); `turnStarted` resumes it in a later turn.
+protocol TurnSharing: AnyObject {
+    func turnStarted()
+}
+
+extension ClientConnection: TurnSharing {}

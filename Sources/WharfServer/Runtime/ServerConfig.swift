@@ -94,6 +94,8 @@ public struct ServerConfig: Sendable {
     /// The shortest period a cron schedule may have (`everyMs`, `@every`, or the closest two times a
     /// cron expression matches); see Protocol/cron.md.
     public var cronMinPeriodMs: Int64 = 1_000
+    /// The HTTP listener: metrics, probes, JSON-RPC over HTTP (Protocol/http.md).
+    public var http = HTTPSettings()
 
     public init(database: String, replicaID: String = ServerConfig.randomReplicaID()) {
         self.database = database
@@ -120,6 +122,7 @@ public struct ServerConfig: Sendable {
         }
         if port < 0 || port > 65535 { throw ConfigError(message: "port \(port) is out of range") }
         try limits.validate()
+        try http.validate(tokensConfigured: !tokens.isEmpty)
     }
 }
 

@@ -4,6 +4,7 @@ extension Store {
         StoreQuery(name: "server.health", sql: ServerSQL.health),
         StoreQuery(name: "server.registerReplica", sql: ServerSQL.registerReplica),
         StoreQuery(name: "server.publish", sql: ServerSQL.publish),
+        StoreQuery(name: "server.metricsSnapshot", sql: MetricsSQL.snapshot),
         StoreQuery(name: "jobs.enqueue", sql: JobSQL.enqueue),
         StoreQuery(name: "jobs.byUniqueKeys", sql: JobSQL.byUniqueKeys),
         StoreQuery(name: "jobs.lease", sql: JobSQL.lease),
