@@ -66,7 +66,8 @@ struct Enqueue: ParsableCommand {
 
 struct Jobs: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Inspect and steer jobs.", subcommands: [Get.self, List.self, Cancel.self, Retry.self])
+        abstract: "Inspect and steer jobs.",
+        subcommands: [Get.self, List.self, Cancel.self, Retry.self, EnqueueBatch.self])
 
     struct Get: ParsableCommand {
         @OptionGroup var options: ClientOptions
@@ -138,7 +139,8 @@ struct Jobs: ParsableCommand {
 
 struct Queues: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Inspect, pause and resume queues.", subcommands: [List.self, Stats.self, Pause.self, Resume.self])
+        abstract: "Inspect, configure, pause and resume queues.",
+        subcommands: [List.self, Stats.self, Configure.self, Pause.self, Resume.self])
 
     struct List: ParsableCommand {
         @OptionGroup var options: ClientOptions

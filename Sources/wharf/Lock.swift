@@ -3,14 +3,14 @@ import Foundation
 import WharfClient
 import WharfRPC
 
-/// Parses durations such as `30s`, `1500ms`, `2m`, `1h` (a bare number is seconds).
+/// Parses durations such as `30s`, `1500ms`, `2m`, `1h`, `7d` (a bare number is seconds).
 func parseDurationMs(_ text: String) throws -> Int {
-    let units: [(String, Double)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000)]
+    let units: [(String, Double)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000)]
     for (suffix, factor) in units where text.hasSuffix(suffix) {
         if let v = Double(text.dropLast(suffix.count)), v >= 0 { return Int(v * factor) }
     }
     if let v = Double(text), v >= 0 { return Int(v * 1000) }
-    throw ValidationError("not a duration: \(text) (use e.g. 30s, 500ms, 2m)")
+    throw ValidationError("not a duration: \(text) (use e.g. 30s, 500ms, 2m, 7d)")
 }
 
 struct Lock: ParsableCommand {

@@ -4,8 +4,12 @@ import WharfRPC
 
 struct Webhooks: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Webhook endpoints: register, list with health, deliveries, redeliver, rotate the secret, test.",
-        subcommands: [Register.self, List.self, Deliveries.self, Redeliver.self, RotateSecret.self, Test.self, Send.self])
+        abstract:
+            "Webhook endpoints: register, inspect, change, enable, remove; deliveries, redeliver, recover; rotate the secret, test, send.",
+        subcommands: [
+            Register.self, List.self, Get.self, Health.self, Update.self, Enable.self, Remove.self, Deliveries.self,
+            Redeliver.self, Recover.self, RotateSecret.self, Test.self, Send.self,
+        ])
 
     struct Register: ParsableCommand {
         @OptionGroup var options: ClientOptions
@@ -35,12 +39,7 @@ struct Webhooks: ParsableCommand {
             output(options, r) { r in
                 let rows = r["endpoints"]?.arrayValue ?? []
                 if rows.isEmpty { return "no endpoints" }
-                return rows.map { e in
-                    let h = e["health"] ?? .null
-                    let rate = h["successRate24h"]?.doubleValue.map { String(format: "%.0f%%", $0 * 100) } ?? "-"
-                    return
-                        "\(e["id"]?.stringValue ?? "")  \(h["state"]?.stringValue ?? "")\(h["dormant"] == true ? " dormant" : "")  \(e["url"]?.stringValue ?? "")  last success \(h["lastSuccessAt"]?.stringValue ?? "never")  24h \(rate)  failures in a row \(h["consecutiveFailures"]?.intValue ?? 0)  pending \(h["pendingDeliveries"]?.intValue ?? 0)"
-                }.joined(separator: "\n")
+                return rows.map(Webhooks.row).joined(separator: "\n")
             }
         }
     }
@@ -121,5 +120,13 @@ struct Webhooks: ParsableCommand {
                 "queued \((r["deliveryIds"]?.arrayValue ?? []).compactMap(\.stringValue).joined(separator: ", "))"
             }
         }
+    }
+
+    /// One line per endpoint: id, state, URL and the health figures `webhooks list` shows.
+    static func row(_ e: JSON) -> String {
+        let h = e["health"] ?? .null
+        let rate = h["successRate24h"]?.doubleValue.map { String(format: "%.0f%%", $0 * 100) } ?? "-"
+        return
+            "\(e["id"]?.stringValue ?? "")  \(h["state"]?.stringValue ?? "")\(h["dormant"] == true ? " dormant" : "")  \(e["url"]?.stringValue ?? "")  last success \(h["lastSuccessAt"]?.stringValue ?? "never")  24h \(rate)  failures in a row \(h["consecutiveFailures"]?.intValue ?? 0)  pending \(h["pendingDeliveries"]?.intValue ?? 0)"
     }
 }

@@ -1,0 +1,99 @@
+import ArgumentParser
+import Foundation
+import WharfRPC
+
+/// Every protocol method and the command that calls it, or why no command does. A test compares the
+/// methods with Protocol/openrpc.json and runs each command's --help, so a method added to the server
+/// without a command here fails it.
+enum MethodCoverage {
+    enum Route {
+        /// The subcommand words after `wharf`.
+        case command(String)
+        /// Reached only through `wharf call` (or a client library), and why.
+        case callOnly(String)
+    }
+
+    static let workerOnly =
+        "worker protocol: a lease belongs to the connection that took it and ends when that connection closes, so a one-shot command cannot hold one; use a worker (Python Worker, Swift WharfClient)"
+    static let subscriptionOnly =
+        "a subscription lives on its connection and its notifications arrive there; a one-shot command would end it at once"
+
+    static let table: KeyValuePairs<String, Route> = [
+        "server.ping": .command("server ping"),
+        "server.info": .command("server info"),
+        "server.health": .command("server health"),
+        "session.hello": .callOnly("every client command sends it when given --token or $WHARF_TOKEN"),
+        "jobs.enqueue": .command("enqueue"),
+        "jobs.enqueueBatch": .command("jobs enqueue-batch"),
+        "jobs.lease": .callOnly(workerOnly),
+        "jobs.heartbeat": .callOnly(workerOnly),
+        "jobs.complete": .callOnly(workerOnly),
+        "jobs.fail": .callOnly(workerOnly),
+        "jobs.cancel": .command("jobs cancel"),
+        "jobs.retry": .command("jobs retry"),
+        "jobs.get": .command("jobs get"),
+        "jobs.list": .command("jobs list"),
+        "queues.list": .command("queues list"),
+        "queues.stats": .command("queues stats"),
+        "queues.configure": .command("queues configure"),
+        "queues.pause": .command("queues pause"),
+        "queues.resume": .command("queues resume"),
+        "locks.acquire": .command("lock acquire"),
+        "locks.renew": .command("lock renew"),
+        "locks.release": .command("lock release"),
+        "locks.get": .command("lock get"),
+        "locks.list": .command("lock list"),
+        "cron.upsert": .command("cron upsert"),
+        "cron.get": .command("cron get"),
+        "cron.list": .command("cron list"),
+        "cron.remove": .command("cron remove"),
+        "cron.pause": .command("cron pause"),
+        "cron.resume": .command("cron resume"),
+        "cron.trigger": .command("cron trigger"),
+        "cron.preview": .command("cron preview"),
+        "webhooks.register": .command("webhooks register"),
+        "webhooks.update": .command("webhooks update"),
+        "webhooks.get": .command("webhooks get"),
+        "webhooks.list": .command("webhooks list"),
+        "webhooks.remove": .command("webhooks remove"),
+        "webhooks.test": .command("webhooks test"),
+        "webhooks.health": .command("webhooks health"),
+        "webhooks.rotateSecret": .command("webhooks rotate-secret"),
+        "webhooks.enable": .command("webhooks enable"),
+        "webhooks.send": .command("webhooks send"),
+        "webhooks.deliveries": .command("webhooks deliveries"),
+        "webhooks.redeliver": .command("webhooks redeliver"),
+        "webhooks.recover": .command("webhooks recover"),
+        "events.subscribe": .callOnly(subscriptionOnly),
+        "events.unsubscribe": .callOnly(subscriptionOnly),
+    ]
+}
+
+struct Methods: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List every protocol method and the command that calls it (the rest: wharf call METHOD PARAMS).")
+
+    @Flag(help: "Print JSON: {method: {command} or {callOnly: reason}}.") var json = false
+
+    func run() throws {
+        if json {
+            var o = JSONObject()
+            for (method, route) in MethodCoverage.table {
+                switch route {
+                case .command(let c): o[method] = ["command": .string(c)]
+                case .callOnly(let why): o[method] = ["callOnly": .string(why)]
+                }
+            }
+            print(JSON.object(o).text)
+            return
+        }
+        let width = MethodCoverage.table.map { $0.key.count }.max() ?? 0
+        for (method, route) in MethodCoverage.table {
+            let pad = String(repeating: " ", count: width - method.count + 2)
+            switch route {
+            case .command(let c): print("\(method)\(pad)wharf \(c)")
+            case .callOnly(let why): print("\(method)\(pad)wharf call \(method) ...  (\(why))")
+            }
+        }
+    }
+}

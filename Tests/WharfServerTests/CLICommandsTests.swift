@@ -1,0 +1,200 @@
+import Foundation
+import Testing
+import WharfClient
+import WharfRPC
+
+/// The `wharf` client commands, run as the real binary against a real server: each one changes what
+/// the protocol then reports, and every method of Protocol/openrpc.json has a command or a stated
+/// reason to be reached only through `wharf call`.
+@Suite struct CLICommandsTests {
+    /// Runs `wharf ARGS --server ... --json` and parses its output.
+    struct CLI {
+        let bin = TestEnvironment.wharfBinary
+        let server: String
+
+        init(_ s: TestServer) throws {
+            try #require(FileManager.default.isExecutableFile(atPath: bin))
+            server = "127.0.0.1:\(s.port)"
+        }
+
+        /// Status, standard output, standard error.
+        func run(_ args: [String]) throws -> (Int32, String, String) {
+            try TestDatabase.run([bin] + args + ["--server", server])
+        }
+
+        func json(_ args: [String]) throws -> JSON {
+            let (status, out, err) = try run(args + ["--json"])
+            guard status == 0 else { throw TestFailure("wharf \(args.joined(separator: " ")) exited \(status): \(err)") }
+            return try JSONParser.parse(out)
+        }
+    }
+
+    @Test func queuesConfigureSetsTheRetryPolicyAFailedJobUses() throws {
+        let s = try TestServer()
+        let cli = try CLI(s)
+        let set = try cli.json([
+            "queues", "configure", "slow", "--retry-initial", "1h", "--retry-max", "2h", "--retry-jitter", "0",
+            "--keep-dead", "30d",
+        ])
+        #expect(set["retry"]?["initialMs"] == 3_600_000)
+        #expect(set["retry"]?["maxMs"] == 7_200_000)
+        #expect(set["retention"]?["deadMs"] == 2_592_000_000)
+        // A job of the queue that fails retries after the queue's hour, not the server's second.
+        let c = try s.connect()
+        let id = try #require(try c.call("jobs.enqueue", ["queue": "slow", "kind": "k"])["id"])
+        _ = try c.call("jobs.lease", ["queues": ["slow"], "worker": "w"])
+        let failed = try c.call("jobs.fail", ["id": id, "worker": "w", "error": "boom"])
+        let next = try #require(failed["nextRunAt"]?.stringValue.flatMap(parseTime))
+        #expect(next.timeIntervalSinceNow > 3_500, "retries at \(next)")
+        // A later call changes what it names and keeps the rest; 'server' clears a retention field.
+        let kept = try cli.json(["queues", "configure", "slow", "--keep-completed", "2h", "--keep-dead", "server"])
+        #expect(kept["retry"]?["initialMs"] == 3_600_000)
+        #expect(kept["retention"]?["completedMs"] == 7_200_000)
+        #expect(kept["retention"]?["deadMs"] == .null)
+        let cleared = try cli.json(["queues", "configure", "slow", "--clear-retry"])
+        #expect(cleared["retry"] == .null)
+        // Nothing to set is refused before any call.
+        let empty = try cli.run(["queues", "configure", "slow"])
+        #expect(empty.0 != 0)
+        #expect(empty.2.contains("nothing to set"))
+        // The readable form names the settings.
+        let text = try cli.run(["queues", "configure", "slow", "--retry-initial", "5s"])
+        #expect(text.0 == 0)
+        #expect(text.1.contains("initial 5000 ms"))
+    }
+
+    @Test func jobsEnqueueBatchTakesAnArrayOrJSONLines() throws {
+        let s = try TestServer()
+        let cli = try CLI(s)
+        let dir = NSTemporaryDirectory() + "wharf-cli-\(UInt64.random(in: 0...UInt64.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try #"[{"queue":"b","kind":"one"},{"queue":"b","kind":"two","delayMs":60000}]"#
+            .write(toFile: dir + "/jobs.json", atomically: true, encoding: .utf8)
+        let r = try cli.json(["jobs", "enqueue-batch", dir + "/jobs.json"])
+        let jobs = try #require(r["jobs"]?.arrayValue)
+        #expect(jobs.map { $0["state"]?.stringValue } == ["available", "scheduled"])
+        try "{\"queue\":\"b\",\"kind\":\"three\"}\n\n{\"queue\":\"b\",\"kind\":\"four\"}\n"
+            .write(toFile: dir + "/jobs.jsonl", atomically: true, encoding: .utf8)
+        #expect(try cli.json(["jobs", "enqueue-batch", dir + "/jobs.jsonl"])["jobs"]?.arrayValue?.count == 2)
+        let listed = try s.connect().call("jobs.list", ["queue": "b"])["jobs"]?.arrayValue ?? []
+        #expect(Set(listed.compactMap { $0["kind"]?.stringValue }) == ["one", "two", "three", "four"])
+        // All or nothing: one bad job makes none.
+        try #"[{"queue":"b","kind":"five"},{"queue":"b"}]"#.write(toFile: dir + "/bad.json", atomically: true, encoding: .utf8)
+        let bad = try cli.run(["jobs", "enqueue-batch", dir + "/bad.json"])
+        #expect(bad.0 == 2)
+        #expect(bad.2.contains("kind"))
+        #expect(try s.connect().call("jobs.list", ["queue": "b"])["jobs"]?.arrayValue?.count == 4)
+    }
+
+    @Test func webhookEndpointCommandsChangeTheEndpoint() throws {
+        let s = try TestServer { $0.webhooks.allowPrivate = true }
+        let cli = try CLI(s)
+        let c = try s.connect()
+        // Nothing listens there: deliveries fail.
+        let port = try TestEnvironment.freePort()
+        let id = try #require(
+            try c.call("webhooks.register", ["url": .string("http://127.0.0.1:\(port)/hook")])["id"]?.stringValue)
+
+        let updated = try cli.json([
+            "webhooks", "update", id, "--url", "http://127.0.0.1:\(port)/v2", "--event", "order.created",
+            "--rate-limit", "7", "--retention", "30d",
+        ])
+        #expect(updated["url"] == .string("http://127.0.0.1:\(port)/v2"))
+        let got = try c.call("webhooks.get", ["id": .string(id)])
+        #expect(got["events"] == ["order.created"])
+        #expect(got["rateLimitPerS"] == 7)
+        #expect(got["retentionMs"] == 2_592_000_000)
+        #expect(try cli.json(["webhooks", "update", id, "--retention", "server"])["retentionMs"] == .null)
+        #expect(try cli.json(["webhooks", "get", id])["url"] == .string("http://127.0.0.1:\(port)/v2"))
+
+        // enable: an endpoint disabled (as a 410 Gone answer leaves it) is enabled again.
+        try s.database.sql(
+            "update wharf.webhook_endpoints set enabled = false, disabled_at = now(), disabled_reason = 'gone' where id = \(id)")
+        #expect(try cli.json(["webhooks", "health", id])["state"] == "disabled")
+        let healthText = try cli.run(["webhooks", "health", id])
+        #expect(healthText.1.contains("disabled     since"))
+        let enabled = try cli.json(["webhooks", "enable", id])
+        #expect(enabled["health"]?["state"] == "enabled")
+        #expect(try c.call("webhooks.health", ["id": .string(id)])["state"] == "enabled")
+
+        // recover: failed deliveries since the time given are queued again.
+        let sent = try c.call("webhooks.send", ["endpointId": .string(id), "payload": ["n": 1]])
+        let delivery = try #require(sent["deliveryIds"]?.arrayValue?.first?.stringValue)
+        try s.database.sql("update wharf.webhook_deliveries set state = 'failed' where id = \(delivery)")
+        #expect(try cli.json(["webhooks", "recover", id, "--since", "1h"])["requeued"] == 1)
+        let state = try s.database.sql("select state from wharf.webhook_deliveries where id = \(delivery)")
+        #expect(state == "pending" || state == "delivering")
+        try s.database.sql("update wharf.webhook_deliveries set state = 'failed' where id = \(delivery)")
+        #expect(try cli.json(["webhooks", "recover", id, "--since", "2000-01-01T00:00:00Z"])["requeued"] == 1)
+
+        // remove: the endpoint is gone.
+        #expect(try cli.json(["webhooks", "remove", id])["removed"] == true)
+        #expect(try c.expectError("webhooks.get", ["id": .string(id)]).code != 0)
+        let again = try cli.run(["webhooks", "remove", id])
+        #expect(again.0 == 0 ? again.1.contains("no endpoint") : again.2.contains("error"))
+    }
+
+    @Test func serverCommandsReport() throws {
+        let s = try TestServer()
+        let cli = try CLI(s)
+        let ping = try cli.run(["server", "ping"])
+        #expect(ping.0 == 0)
+        #expect(ping.1 == "pong")
+        let info = try cli.json(["server", "info"])
+        #expect(info["replicaId"] == s.connect().call("server.info")["replicaId"])
+        let health = try cli.run(["server", "health"])
+        #expect(health.0 == 0)
+        #expect(health.1.hasPrefix("ok"))
+        #expect(try cli.json(["server", "health"])["database"]?["reachable"] == true)
+        // Nothing listens: a clear failure, not a hang.
+        let port = try TestEnvironment.freePort()
+        let down = try TestDatabase.run([cli.bin, "server", "ping", "--server", "127.0.0.1:\(port)"])
+        #expect(down.0 != 0)
+    }
+
+    /// Every method of openrpc.json appears in `wharf methods`; each command it names exists; and a
+    /// method the table does not know fails here.
+    @Test func everyMethodHasACommandOrAReason() throws {
+        let bin = TestEnvironment.wharfBinary
+        let doc = try ProtocolDocumentTests.load("openrpc.json")
+        let described = Set((doc["methods"]?.arrayValue ?? []).compactMap { $0["name"]?.stringValue })
+        #expect(described.count > 40)
+        let (status, out, err) = try TestDatabase.run([bin, "methods", "--json"])
+        #expect(status == 0, "\(err)")
+        let table = try #require(try JSONParser.parse(out).objectValue)
+        let covered = Set(table.keys)
+        #expect(described.subtracting(covered).isEmpty, "methods without a command or a reason")
+        #expect(covered.subtracting(described).isEmpty, "commands for methods the server does not describe")
+        for (method, route) in table.pairs {
+            if let command = route["command"]?.stringValue {
+                let words = command.split(separator: " ").map(String.init)
+                let help = try TestDatabase.run([bin] + words + ["--help"])
+                #expect(help.0 == 0, "\(method): wharf \(command) --help failed: \(help.2)")
+                #expect(help.1.contains("USAGE: wharf \(command)"), "\(method): \(help.1)")
+            } else {
+                let why = try #require(route["callOnly"]?.stringValue, "\(method) has neither command nor reason")
+                #expect(why.count > 20)
+            }
+        }
+        // A command that does not exist is refused, so the --help check above can fail.
+        #expect(try TestDatabase.run([bin, "webhooks", "no-such-command", "--help"]).0 != 0)
+    }
+
+    @Test(arguments: ["bash", "zsh", "fish"])
+    func completionScriptNamesTheSubcommands(shell: String) throws {
+        let (status, out, err) = try TestDatabase.run([
+            TestEnvironment.wharfBinary, "--generate-completion-script", shell,
+        ])
+        #expect(status == 0, "\(err)")
+        for word in ["serve", "enqueue", "queues", "webhooks", "configure", "enqueue-batch", "recover", "health"] {
+            #expect(out.contains(word), "\(shell) completion lacks \(word)")
+        }
+    }
+
+    private func parseTime(_ text: String) -> Date? {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return f.date(from: text) ?? ISO8601DateFormatter().date(from: text)
+    }
+}
