@@ -42,8 +42,8 @@ import WharfRPC
         // A job of the queue that fails retries after the queue's hour, not the server's second.
         let c = try s.connect()
         let id = try #require(try c.call("jobs.enqueue", ["queue": "slow", "kind": "k"])["id"])
-        _ = try c.call("jobs.lease", ["queues": ["slow"], "worker": "w"])
-        let failed = try c.call("jobs.fail", ["id": id, "worker": "w", "error": "boom"])
+        let leased = try #require(try c.call("jobs.lease", ["queues": ["slow"], "worker": "w"])["jobs"]?.arrayValue?.first)
+        let failed = try c.call("jobs.fail", ["id": id, "leaseToken": leased["leaseToken"] ?? .null, "error": "boom"])
         let next = try #require(failed["nextRunAt"]?.stringValue.flatMap(parseTime))
         #expect(next.timeIntervalSinceNow > 3_500, "retries at \(next)")
         // A later call changes what it names and keeps the rest; 'server' clears a retention field.
@@ -142,7 +142,7 @@ import WharfRPC
         #expect(ping.0 == 0)
         #expect(ping.1 == "pong")
         let info = try cli.json(["server", "info"])
-        #expect(info["replicaId"] == s.connect().call("server.info")["replicaId"])
+        #expect(info["replicaId"] == (try s.connect().call("server.info"))["replicaId"])
         let health = try cli.run(["server", "health"])
         #expect(health.0 == 0)
         #expect(health.1.hasPrefix("ok"))
@@ -177,8 +177,9 @@ import WharfRPC
                 #expect(why.count > 20)
             }
         }
-        // A command that does not exist is refused, so the --help check above can fail.
-        #expect(try TestDatabase.run([bin, "webhooks", "no-such-command", "--help"]).0 != 0)
+        // For a command that does not exist the usage names only its parent, so the check above can fail.
+        let missing = try TestDatabase.run([bin, "webhooks", "no-such-command", "--help"])
+        #expect(!missing.1.contains("USAGE: wharf webhooks no-such-command"))
     }
 
     @Test(arguments: ["bash", "zsh", "fish"])
