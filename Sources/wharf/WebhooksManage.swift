@@ -7,24 +7,16 @@ extension Webhooks {
     struct Get: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Show an endpoint: its URL, events, policies and health (webhooks.get).")
-        @OptionGroup var options: ClientOptions
-        @Argument(help: "The endpoint's id.") var endpoint: String
-        func run() throws {
-            let r = try callOrExit(options, "webhooks.get", ["id": .string(endpoint)])
-            output(options, r, Webhooks.describe)
-        }
+        @OptionGroup var endpoint: EndpointCall
+        func run() throws { try endpoint.call("webhooks.get", Webhooks.describe) }
     }
 
     struct Health: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract:
                 "Show an endpoint's health: state, last success and failure, failures in a row, success rates, latency (webhooks.health).")
-        @OptionGroup var options: ClientOptions
-        @Argument(help: "The endpoint's id.") var endpoint: String
-        func run() throws {
-            let r = try callOrExit(options, "webhooks.health", ["id": .string(endpoint)])
-            output(options, r, Webhooks.describeHealth)
-        }
+        @OptionGroup var endpoint: EndpointCall
+        func run() throws { try endpoint.call("webhooks.health", Webhooks.describeHealth) }
     }
 
     struct Update: ParsableCommand {
@@ -63,25 +55,15 @@ extension Webhooks {
     struct Enable: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Enable a disabled endpoint; its waiting deliveries go out again (webhooks.enable).")
-        @OptionGroup var options: ClientOptions
-        @Argument(help: "The endpoint's id.") var endpoint: String
-        func run() throws {
-            let r = try callOrExit(options, "webhooks.enable", ["id": .string(endpoint)])
-            output(options, r) { "enabled " + Webhooks.row($0) }
-        }
+        @OptionGroup var endpoint: EndpointCall
+        func run() throws { try endpoint.call("webhooks.enable") { "enabled " + Webhooks.row($0) } }
     }
 
     struct Remove: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Delete an endpoint and all its deliveries (webhooks.remove).")
-        @OptionGroup var options: ClientOptions
-        @Argument(help: "The endpoint's id.") var endpoint: String
-        func run() throws {
-            let r = try callOrExit(options, "webhooks.remove", ["id": .string(endpoint)])
-            output(options, r) { r in
-                r["removed"] == true ? "removed endpoint \(endpoint)" : "no endpoint \(endpoint)"
-            }
-        }
+        @OptionGroup var endpoint: EndpointCall
+        func run() throws { try endpoint.call("webhooks.remove") { "removed endpoint \($0["id"]?.stringValue ?? "")" } }
     }
 
     struct Recover: ParsableCommand {
@@ -95,6 +77,16 @@ extension Webhooks {
             let r = try callOrExit(
                 options, "webhooks.recover", ["endpointId": .string(endpoint), "since": .string(try sinceTime(since))])
             output(options, r) { "requeued \($0["requeued"]?.intValue ?? 0) failed deliveries of endpoint \(endpoint)" }
+        }
+    }
+
+    /// The server and the endpoint a command names; `call` sends `{id}` and prints the result.
+    struct EndpointCall: ParsableArguments {
+        @OptionGroup var options: ClientOptions
+        @Argument(help: "The endpoint's id.") var endpoint: String
+
+        func call(_ method: String, _ text: (JSON) -> String) throws {
+            output(options, try callOrExit(options, method, ["id": .string(endpoint)]), text)
         }
     }
 
