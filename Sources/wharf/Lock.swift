@@ -13,6 +13,15 @@ func parseDurationMs(_ text: String) throws -> Int {
     throw ValidationError("not a duration: \(text) (use e.g. 30s, 500ms, 2m, 7d)")
 }
 
+/// Writes milliseconds in the largest unit that holds them whole: `30d`, `2h`, `5s`, `1500ms`.
+func formatDurationMs(_ ms: Int64) -> String {
+    for (suffix, factor): (String, Int64) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)]
+    where ms != 0 && ms % factor == 0 {
+        return "\(ms / factor)\(suffix)"
+    }
+    return "\(ms)ms"
+}
+
 struct Lock: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Fenced locks: acquire, renew, release, inspect, or run a command while holding one.",

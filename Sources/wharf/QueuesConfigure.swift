@@ -25,6 +25,16 @@ extension Queues {
         var keepCompleted: String?
         @Option(help: "Keep dead jobs this long, e.g. 30d ('server': the server's).") var keepDead: String?
 
+        func validate() throws {
+            let retry = [retryInitial, retryMax, retryCoefficient.map { "\($0)" }, retryJitter.map { "\($0)" }]
+            if clearRetry && retry.contains(where: { $0 != nil }) {
+                throw ValidationError("--clear-retry cannot be combined with --retry-*")
+            }
+            if !clearRetry && retry.allSatisfy({ $0 == nil }) && keepCompleted == nil && keepDead == nil {
+                throw ValidationError("nothing to set: give --retry-*, --clear-retry, --keep-completed or --keep-dead")
+            }
+        }
+
         func run() throws {
             var p: JSONObject = ["queue": .string(queue)]
             var retry: JSONObject = [:]
@@ -32,16 +42,12 @@ extension Queues {
             if let retryMax { retry["maxMs"] = .from(try parseDurationMs(retryMax)) }
             if let retryCoefficient { retry["coefficient"] = .double(retryCoefficient) }
             if let retryJitter { retry["jitter"] = .double(retryJitter) }
-            if clearRetry && !retry.isEmpty { throw ValidationError("--clear-retry cannot be combined with --retry-*") }
             if clearRetry { p["retry"] = .null } else if !retry.isEmpty { p["retry"] = .object(retry) }
             var retention: JSONObject = [:]
             func keep(_ text: String) throws -> JSON { text == "server" ? .null : .from(try parseDurationMs(text)) }
             if let keepCompleted { retention["completedMs"] = try keep(keepCompleted) }
             if let keepDead { retention["deadMs"] = try keep(keepDead) }
             if !retention.isEmpty { p["retention"] = .object(retention) }
-            guard p.count > 1 else {
-                throw ValidationError("nothing to set: give --retry-*, --clear-retry, --keep-completed or --keep-dead")
-            }
             let r = try callOrExit(options, "queues.configure", .object(p))
             output(options, r, Queues.describeSettings)
         }
@@ -49,7 +55,7 @@ extension Queues {
 
     /// A queue's own settings as `queues.configure` returns them.
     static func describeSettings(_ r: JSON) -> String {
-        func ms(_ v: JSON?) -> String { v?.intValue.map { "\($0) ms" } ?? "server's" }
+        func ms(_ v: JSON?) -> String { v?.intValue.map(formatDurationMs) ?? "server's" }
         let retry = r["retry"] ?? .null
         let policy =
             retry == .null

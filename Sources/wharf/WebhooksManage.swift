@@ -35,6 +35,14 @@ extension Webhooks {
         var dormantAfter: String?
         @Option(help: "Keep finished deliveries this long, e.g. 30d; 'server' goes back to the server's (7 days).")
         var retention: String?
+        func validate() throws {
+            let given = [url, description, event.first, rateLimit.map(String.init), disableAfter, dormantAfter, retention]
+            if given.allSatisfy({ $0 == nil }) {
+                throw ValidationError(
+                    "nothing to change: give --url, --description, --event, --rate-limit, --disable-after, --dormant-after or --retention")
+            }
+        }
+
         func run() throws {
             var p: JSONObject = ["id": .string(endpoint)]
             if let url { p["url"] = .string(url) }
@@ -44,9 +52,6 @@ extension Webhooks {
             if let disableAfter { p["disableAfterMs"] = .from(try parseDurationMs(disableAfter)) }
             if let dormantAfter { p["dormantAfterMs"] = .from(try parseDurationMs(dormantAfter)) }
             if let retention { p["retentionMs"] = retention == "server" ? .null : .from(try parseDurationMs(retention)) }
-            guard p.count > 1 else {
-                throw ValidationError("nothing to change: give --url, --description, --event, --rate-limit, --disable-after, --dormant-after or --retention")
-            }
             let r = try callOrExit(options, "webhooks.update", .object(p))
             output(options, r) { "updated " + Webhooks.describe($0) }
         }
@@ -96,9 +101,7 @@ extension Webhooks {
         if let d = e["description"]?.stringValue { lines.append("  description  \(d)") }
         let events = (e["events"]?.arrayValue ?? []).compactMap(\.stringValue)
         lines.append("  events       \(events.isEmpty ? "all" : events.joined(separator: ", "))")
-        func ms(_ key: String, _ fallback: String) -> String {
-            e[key]?.intValue.map { "\($0) ms" } ?? fallback
-        }
+        func ms(_ key: String, _ fallback: String) -> String { e[key]?.intValue.map(formatDurationMs) ?? fallback }
         lines.append(
             "  policies     rate limit \(e["rateLimitPerS"]?.intValue.map { "\($0)/s" } ?? "none")  disable after \(ms("disableAfterMs", "server's"))  dormant after \(ms("dormantAfterMs", "server's"))  retention \(ms("retentionMs", "server's"))"
         )

@@ -60,7 +60,8 @@ import WharfRPC
         // The readable form names the settings.
         let text = try cli.run(["queues", "configure", "slow", "--retry-initial", "5s"])
         #expect(text.0 == 0)
-        #expect(text.1.contains("initial 5000 ms"))
+        #expect(text.1.contains("initial 5s"), "\(text.1)")
+        #expect(text.1.contains("completed 2h"), "\(text.1)")
     }
 
     @Test func jobsEnqueueBatchTakesAnArrayOrJSONLines() throws {
