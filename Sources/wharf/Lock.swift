@@ -28,11 +28,12 @@ struct Lock: ParsableCommand {
         subcommands: [Acquire.self, Renew.self, Release.self, Get.self, List.self, Run.self])
 
     struct Acquire: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Take a lock for a TTL; prints its token and fencing token, exits 75 when it is held (locks.acquire).")
         @OptionGroup var options: ClientOptions
-        @Argument var name: String
+        @Argument(help: "The lock's name.") var name: String
         @Option(help: "Lease length, e.g. 30s.") var ttl = "30s"
         @Option(help: "Wait this long for the lock, e.g. 10s.") var wait: String?
-        @Option var holder = ProcessInfo.processInfo.hostName
+        @Option(help: "Who holds it, as locks get shows it (default: this host's name).") var holder = ProcessInfo.processInfo.hostName
         func run() throws {
             var p: JSONObject = [
                 "name": .string(name), "holder": .string(holder), "ttlMs": .from(try parseDurationMs(ttl)),
@@ -49,10 +50,11 @@ struct Lock: ParsableCommand {
     }
 
     struct Renew: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Extend a held lock by its token (locks.renew).")
         @OptionGroup var options: ClientOptions
-        @Argument var name: String
-        @Argument var token: String
-        @Option var ttl = "30s"
+        @Argument(help: "The lock's name.") var name: String
+        @Argument(help: "The token locks acquire printed.") var token: String
+        @Option(help: "New lease length from now, e.g. 30s.") var ttl = "30s"
         func run() throws {
             let r = try callOrExit(
                 options, "locks.renew",
@@ -62,9 +64,10 @@ struct Lock: ParsableCommand {
     }
 
     struct Release: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Give a lock back by its token (locks.release).")
         @OptionGroup var options: ClientOptions
-        @Argument var name: String
-        @Argument var token: String
+        @Argument(help: "The lock's name.") var name: String
+        @Argument(help: "The token locks acquire printed.") var token: String
         func run() throws {
             let r = try callOrExit(options, "locks.release", ["name": .string(name), "token": .string(token)])
             output(options, r) { _ in "released \(name)" }
@@ -72,8 +75,9 @@ struct Lock: ParsableCommand {
     }
 
     struct Get: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show a lock: holder, expiry, fencing token and counters (locks.get).")
         @OptionGroup var options: ClientOptions
-        @Argument var name: String
+        @Argument(help: "The lock's name.") var name: String
         func run() throws {
             let r = try callOrExit(options, "locks.get", ["name": .string(name)])
             output(options, r, Lock.describe)
@@ -81,8 +85,9 @@ struct Lock: ParsableCommand {
     }
 
     struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List locks by name, optionally under a prefix, with holder and counters (locks.list).")
         @OptionGroup var options: ClientOptions
-        @Option var prefix: String?
+        @Option(help: "Only locks whose name starts with this.") var prefix: String?
         func run() throws {
             var p: JSONObject = [:]
             if let prefix { p["prefix"] = .string(prefix) }

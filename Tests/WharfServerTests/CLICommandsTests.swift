@@ -184,6 +184,49 @@ import WharfRPC
         #expect(!missing.1.contains("USAGE: wharf webhooks no-such-command"))
     }
 
+    /// Every command of the table says what it does, and every argument and option says what it means.
+    @Test func everyCommandHasHelpForItAndEachOption() throws {
+        let bin = TestEnvironment.wharfBinary
+        let (_, out, _) = try TestDatabase.run([bin, "methods", "--json"])
+        let commands = Set(try #require(try JSONParser.parse(out).objectValue).pairs.compactMap { $0.value["command"]?.stringValue })
+        #expect(commands.count > 35)
+        for command in commands.sorted() {
+            let help = try TestDatabase.run([bin] + command.split(separator: " ").map(String.init) + ["--help"]).1
+            #expect(help.hasPrefix("OVERVIEW: ") && !help.hasPrefix("OVERVIEW: \n"), "wharf \(command) has no abstract")
+            #expect(Self.helpEntries(help).contains { $0.name == "--server <server>" }, "wharf \(command) --help: \(help)")
+            for entry in Self.helpEntries(help) where entry.text.isEmpty {
+                Issue.record("wharf \(command): \(entry.name) has no help text")
+            }
+        }
+        // The check can fail: an entry with only its default is found.
+        #expect(Self.helpEntries("OPTIONS:\n  --limit <limit>         (default: 50)\n").map(\.text) == [""])
+    }
+
+    /// The ARGUMENTS and OPTIONS entries of a --help text with their descriptions, defaults left out.
+    static func helpEntries(_ help: String) -> [(name: String, text: String)] {
+        var entries: [(name: String, text: String)] = []
+        var inList = false
+        for line in help.split(separator: "\n", omittingEmptySubsequences: false) {
+            if line == "ARGUMENTS:" || line == "OPTIONS:" { inList = true; continue }
+            if line.isEmpty || !line.hasPrefix(" ") { inList = false; continue }
+            guard inList else { continue }
+            // Labels take the first 26 columns; a longer label has its text on the next lines.
+            let chars = Array(line)
+            let text = chars.count > 26 && chars[25] == " " ? String(chars[26...]) : ""
+            if line.hasPrefix("  -") || line.hasPrefix("  <") {
+                let label = chars.count > 26 && chars[25] == " " ? String(chars[2..<26]) : String(chars[2...])
+                entries.append((label.trimmingCharacters(in: .whitespaces), text))
+            } else if !entries.isEmpty {
+                entries[entries.count - 1].text += " " + line.drop(while: { $0 == " " })
+            }
+        }
+        return entries.map { e in
+            var text = e.text
+            if let d = text.range(of: "(default:") { text = String(text[..<d.lowerBound]) }
+            return (e.name, text.trimmingCharacters(in: .whitespaces))
+        }
+    }
+
     @Test(arguments: ["bash", "zsh", "fish"])
     func completionScriptNamesTheSubcommands(shell: String) throws {
         let (status, out, err) = try TestDatabase.run([
