@@ -238,6 +238,45 @@ import WharfRPC
         }
     }
 
+    /// The bash script, sourced in bash, completes subcommands and options as a shell would ask it to.
+    @Test func bashCompletionCompletesSubcommandsAndOptions() throws {
+        let bin = TestEnvironment.wharfBinary
+        let dir = NSTemporaryDirectory() + "wharf-completion-\(UInt64.random(in: 0...UInt64.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let script = try TestDatabase.run([bin, "--generate-completion-script", "bash"])
+        #expect(script.0 == 0)
+        try script.1.write(toFile: dir + "/wharf.bash", atomically: true, encoding: .utf8)
+        // As bash calls a completion function: COMP_LINE, COMP_POINT, COMP_WORDS, COMP_CWORD; the
+        // script runs `wharf` itself for some words, so the binary's folder goes first on PATH.
+        let driver = """
+            shopt -s extglob
+            export PATH=\(URL(fileURLWithPath: bin).deletingLastPathComponent().path):$PATH
+            source \(dir)/wharf.bash
+            complete_line() {
+              COMP_LINE="$1"; COMP_POINT=${#COMP_LINE}
+              read -ra COMP_WORDS <<< "$1"
+              [[ "$1" == *" " ]] && COMP_WORDS+=("")
+              COMP_CWORD=$(( ${#COMP_WORDS[@]} - 1 ))
+              COMPREPLY=()
+              _wharf wharf "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD-1]}"
+              echo "${COMPREPLY[*]}"
+            }
+            complete_line "wharf "
+            complete_line "wharf queues "
+            complete_line "wharf webhooks re"
+            complete_line "wharf queues configure q --retry-"
+            """
+        let (status, out, err) = try TestDatabase.run(["bash", "-c", driver])
+        #expect(status == 0, "\(err)")
+        let lines = out.split(separator: "\n").map { Set($0.split(separator: " ").map(String.init)) }
+        try #require(lines.count == 4, "\(out)\n\(err)")
+        #expect(lines[0].isSuperset(of: ["serve", "enqueue", "jobs", "queues", "cron", "lock", "webhooks", "server", "methods"]))
+        #expect(lines[1] == ["-h", "--help", "list", "stats", "configure", "pause", "resume"])
+        #expect(lines[2] == ["register", "remove", "redeliver", "recover"])
+        #expect(lines[3] == ["--retry-initial", "--retry-max", "--retry-coefficient", "--retry-jitter"])
+    }
+
     private func parseTime(_ text: String) -> Date? {
         let f = ISO8601DateFormatter()
         f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
