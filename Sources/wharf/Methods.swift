@@ -15,8 +15,6 @@ enum MethodCoverage {
 
     static let workerOnly =
         "worker protocol: a lease belongs to the connection that took it and ends when that connection closes, so a one-shot command cannot hold one; use a worker (Python Worker, Swift WharfClient)"
-    static let subscriptionOnly =
-        "a subscription lives on its connection and its notifications arrive there; a one-shot command would end it at once"
 
     static let table: KeyValuePairs<String, Route> = [
         "server.ping": .command("server ping"),
@@ -64,8 +62,9 @@ enum MethodCoverage {
         "webhooks.deliveries": .command("webhooks deliveries"),
         "webhooks.redeliver": .command("webhooks redeliver"),
         "webhooks.recover": .command("webhooks recover"),
-        "events.subscribe": .callOnly(subscriptionOnly),
-        "events.unsubscribe": .callOnly(subscriptionOnly),
+        "events.subscribe": .command("events watch"),
+        "events.unsubscribe": .callOnly(
+            "ends part of a subscription on a connection that stays open; wharf events watch ends its own by exiting"),
     ]
 }
 

@@ -109,15 +109,8 @@ import WharfRPC
         #expect(try cli.json(["webhooks", "update", id, "--retention", "server"])["retentionMs"] == .null)
         #expect(try cli.json(["webhooks", "get", id])["url"] == .string("http://127.0.0.1:\(port)/v2"))
 
-        // enable: an endpoint disabled (as a 410 Gone answer leaves it) is enabled again.
-        try s.database.sql(
-            "update wharf.webhook_endpoints set enabled = false, disabled_at = now(), disabled_reason = 'gone' where id = \(id)")
-        #expect(try cli.json(["webhooks", "health", id])["state"] == "disabled")
-        let healthText = try cli.run(["webhooks", "health", id])
-        #expect(healthText.1.contains("disabled     since"))
-        let enabled = try cli.json(["webhooks", "enable", id])
-        #expect(enabled["health"]?["state"] == "enabled")
-        #expect(try c.call("webhooks.health", ["id": .string(id)])["state"] == "enabled")
+        #expect(try cli.json(["webhooks", "health", id])["state"] == "enabled")
+        #expect(try cli.run(["webhooks", "health", id]).1.contains("failures     0 in a row"))
 
         // recover: failed deliveries since the time given are queued again.
         let sent = try c.call("webhooks.send", ["endpointId": .string(id), "payload": ["n": 1]])
@@ -135,6 +128,52 @@ import WharfRPC
         let again = try cli.run(["webhooks", "remove", id])
         #expect(again.0 == 2)
         #expect(again.2.contains("error:"), "\(again.2)")
+    }
+
+    /// A receiver that answers 410 Gone disables its endpoint at once: `wharf events watch` prints the
+    /// endpoint.disabled event, `webhooks health` shows the state, and `webhooks enable` undoes it.
+    @Test func eventsWatchSeesAnEndpointDisabledAndEnableUndoesIt() throws {
+        let s = try TestServer { $0.webhooks.allowPrivate = true }
+        let cli = try CLI(s)
+        let gone = try GoneReceiver()
+        defer { gone.stop() }
+        let dir = NSTemporaryDirectory() + "wharf-watch-\(UInt64.random(in: 0...UInt64.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        FileManager.default.createFile(atPath: dir + "/out", contents: nil)
+        FileManager.default.createFile(atPath: dir + "/err", contents: nil)
+        let watch = Process()
+        watch.executableURL = URL(fileURLWithPath: cli.bin)
+        watch.arguments = ["events", "watch", "--event", "endpoint.disabled", "--count", "1", "--json", "--server", cli.server]
+        watch.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: dir + "/out"))
+        watch.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: dir + "/err"))
+        try watch.run()
+        defer { if watch.isRunning { kill(watch.processIdentifier, SIGKILL) } }
+        func stderrText() -> String { (try? String(contentsOfFile: dir + "/err", encoding: .utf8)) ?? "" }
+        let deadline = Date().addingTimeInterval(15)
+        while !stderrText().contains("subscribed to endpoint.disabled") && Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        try #require(stderrText().contains("subscribed to endpoint.disabled"), "\(stderrText())")
+
+        let c = try s.connect()
+        let id = try #require(try c.call("webhooks.register", ["url": .string(gone.url)])["id"]?.stringValue)
+        _ = try c.call("webhooks.send", ["endpointId": .string(id), "payload": ["n": 1]])
+        while watch.isRunning && Date() < deadline.addingTimeInterval(15) { Thread.sleep(forTimeInterval: 0.02) }
+        #expect(!watch.isRunning, "no event within 30 s")
+        watch.waitUntilExit()
+        #expect(watch.terminationStatus == 0, "\(stderrText())")
+        let event = try JSONParser.parse((try? String(contentsOfFile: dir + "/out", encoding: .utf8)) ?? "")
+        #expect(event["type"] == "endpoint.disabled")
+        #expect(event["data"]?["endpointId"] == .string(id))
+
+        let health = try cli.json(["webhooks", "health", id])
+        #expect(health["state"] == "disabled")
+        #expect(health["disabledReason"] == "gone")
+        #expect(try cli.run(["webhooks", "health", id]).1.contains("disabled     since"))
+        let enabled = try cli.json(["webhooks", "enable", id])
+        #expect(enabled["health"]?["state"] == "enabled")
+        #expect(try c.call("webhooks.health", ["id": .string(id)])["state"] == "enabled")
     }
 
     @Test func serverCommandsReport() throws {
@@ -281,5 +320,54 @@ import WharfRPC
         let f = ISO8601DateFormatter()
         f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         return f.date(from: text) ?? ISO8601DateFormatter().date(from: text)
+    }
+}
+
+/// An HTTP receiver that answers every POST with 410 Gone, in a python3 child process.
+final class GoneReceiver {
+    let process = Process()
+    let url: String
+
+    init() throws {
+        let port = try TestEnvironment.freePort()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = [
+            "python3", "-c",
+            """
+            import http.server, sys
+            class H(http.server.BaseHTTPRequestHandler):
+                protocol_version = "HTTP/1.1"
+                def do_POST(self):
+                    self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                    self.send_response(410)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                def log_message(self, *a):
+                    pass
+            http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+            """,
+            String(port),
+        ]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        url = "http://127.0.0.1:\(port)/gone"
+        // Ready once it accepts a connection.
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline {
+            if (try? BlockingConnection(host: "127.0.0.1", port: port, timeoutSeconds: 1)) != nil { return }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        stop()
+        throw TestFailure("the 410 receiver did not start")
+    }
+
+    /// SIGKILL: a child inherits the signal mask of the thread that started it, and the loop threads of
+    /// the test servers in this process may have SIGTERM blocked.
+    func stop() {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
     }
 }
