@@ -78,14 +78,21 @@ import WharfRPC
         try "{\"queue\":\"b\",\"kind\":\"three\"}\n\n{\"queue\":\"b\",\"kind\":\"four\"}\n"
             .write(toFile: dir + "/jobs.jsonl", atomically: true, encoding: .utf8)
         #expect(try cli.json(["jobs", "enqueue-batch", dir + "/jobs.jsonl"])["jobs"]?.arrayValue?.count == 2)
+        // '-' reads standard input.
+        let piped = try TestDatabase.run([
+            "bash", "-c",
+            #"printf '%s\n' '{"queue":"b","kind":"five"}' | "$0" jobs enqueue-batch - --server "$1""#, cli.bin, cli.server,
+        ])
+        #expect(piped.0 == 0, "\(piped.2)")
+        #expect(piped.1.hasPrefix("job ") && piped.1.hasSuffix(" available"), "\(piped.1)")
         let listed = try s.connect().call("jobs.list", ["queue": "b"])["jobs"]?.arrayValue ?? []
-        #expect(Set(listed.compactMap { $0["kind"]?.stringValue }) == ["one", "two", "three", "four"])
+        #expect(Set(listed.compactMap { $0["kind"]?.stringValue }) == ["one", "two", "three", "four", "five"])
         // All or nothing: one bad job makes none.
-        try #"[{"queue":"b","kind":"five"},{"queue":"b"}]"#.write(toFile: dir + "/bad.json", atomically: true, encoding: .utf8)
+        try #"[{"queue":"b","kind":"six"},{"queue":"b"}]"#.write(toFile: dir + "/bad.json", atomically: true, encoding: .utf8)
         let bad = try cli.run(["jobs", "enqueue-batch", dir + "/bad.json"])
         #expect(bad.0 == 2)
         #expect(bad.2.contains("kind"))
-        #expect(try s.connect().call("jobs.list", ["queue": "b"])["jobs"]?.arrayValue?.count == 4)
+        #expect(try s.connect().call("jobs.list", ["queue": "b"])["jobs"]?.arrayValue?.count == 5)
     }
 
     @Test func webhookEndpointCommandsChangeTheEndpoint() throws {
