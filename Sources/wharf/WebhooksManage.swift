@@ -23,8 +23,7 @@ extension Webhooks {
         static let configuration = CommandConfiguration(
             abstract: "Change an endpoint's URL, description, events or policies; what is not given stays (webhooks.update).",
             discussion: "Example: wharf webhooks update 3 --url https://hooks.example.com/v2 --rate-limit 20 --retention 30d")
-        @OptionGroup var options: ClientOptions
-        @Argument(help: "The endpoint's id.") var endpoint: String
+        @OptionGroup var endpoint: EndpointCall
         @Option(help: "The new URL (checked as webhooks.register checks it).") var url: String?
         @Option(help: "A note for people reading the endpoint list.") var description: String?
         @Option(help: "Events it receives from now on (repeatable; replaces the list).") var event: [String] = []
@@ -44,7 +43,7 @@ extension Webhooks {
         }
 
         func run() throws {
-            var p: JSONObject = ["id": .string(endpoint)]
+            var p: JSONObject = [:]
             if let url { p["url"] = .string(url) }
             if let description { p["description"] = .string(description) }
             if !event.isEmpty { p["events"] = .array(event.map(JSON.string)) }
@@ -52,8 +51,7 @@ extension Webhooks {
             if let disableAfter { p["disableAfterMs"] = .from(try parseDurationMs(disableAfter)) }
             if let dormantAfter { p["dormantAfterMs"] = .from(try parseDurationMs(dormantAfter)) }
             if let retention { p["retentionMs"] = retention == "server" ? .null : .from(try parseDurationMs(retention)) }
-            let r = try callOrExit(options, "webhooks.update", .object(p))
-            output(options, r) { "updated " + Webhooks.describe($0) }
+            try endpoint.call("webhooks.update", params: p) { "updated " + Webhooks.describe($0) }
         }
     }
 
@@ -75,23 +73,25 @@ extension Webhooks {
         static let configuration = CommandConfiguration(
             abstract: "Queue again every failed delivery of an endpoint created since a time (webhooks.recover).",
             discussion: "Example, after fixing a receiver that failed overnight: wharf webhooks recover 3 --since 12h")
-        @OptionGroup var options: ClientOptions
-        @Argument(help: "The endpoint's id.") var endpoint: String
+        @OptionGroup var endpoint: EndpointCall
         @Option(help: "An RFC 3339 time, or a duration meaning that long ago (e.g. 6h, 2d).") var since: String
         func run() throws {
-            let r = try callOrExit(
-                options, "webhooks.recover", ["endpointId": .string(endpoint), "since": .string(try sinceTime(since))])
-            output(options, r) { "requeued \($0["requeued"]?.intValue ?? 0) failed deliveries of endpoint \(endpoint)" }
+            try endpoint.call("webhooks.recover", params: ["since": .string(try sinceTime(since))], idKey: "endpointId") {
+                "requeued \($0["requeued"]?.intValue ?? 0) failed deliveries of endpoint \(endpoint.endpoint)"
+            }
         }
     }
 
-    /// The server and the endpoint a command names; `call` sends `{id}` and prints the result.
+    /// The server and the endpoint a command names; `call` sends the id (under `idKey`) with `params`
+    /// and prints the result.
     struct EndpointCall: ParsableArguments {
         @OptionGroup var options: ClientOptions
         @Argument(help: "The endpoint's id.") var endpoint: String
 
-        func call(_ method: String, _ text: (JSON) -> String) throws {
-            output(options, try callOrExit(options, method, ["id": .string(endpoint)]), text)
+        func call(_ method: String, params: JSONObject = [:], idKey: String = "id", _ text: (JSON) -> String) throws {
+            var p = params
+            p[idKey] = .string(endpoint)
+            output(options, try callOrExit(options, method, .object(p)), text)
         }
     }
 
