@@ -5,7 +5,9 @@ import WharfRPC
 struct Cron: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Cron schedules: create or replace, inspect, pause, resume, run now, preview.",
-        subcommands: [Upsert.self, List.self, Get.self, Remove.self, Pause.self, Resume.self, Trigger.self, Preview.self])
+        subcommands: [
+            Upsert.self, List.self, Get.self, Remove.self, Pause.self, Resume.self, Trigger.self, Preview.self,
+        ])
 
     /// Options that say when a schedule fires (shared by upsert and preview).
     struct Timing: ParsableArguments {
@@ -72,7 +74,8 @@ struct Cron: ParsableCommand {
     }
 
     struct List: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List schedules with their timing, next fire and runs (cron.list).")
+        static let configuration = CommandConfiguration(
+            abstract: "List schedules with their timing, next fire and runs (cron.list).")
         @OptionGroup var options: ClientOptions
         @Option(help: "Only schedules whose name starts with this.") var prefix: String?
         @Option(help: "Most schedules to list (1 to 1000).") var limit = 100
@@ -93,7 +96,8 @@ struct Cron: ParsableCommand {
     }
 
     struct Get: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show a schedule: timing, target, policies, next fires, last fire, stats (cron.get).")
+        static let configuration = CommandConfiguration(
+            abstract: "Show a schedule: timing, target, policies, next fires, last fire, stats (cron.get).")
         @OptionGroup var options: ClientOptions
         @Argument(help: "The schedule's name.") var name: String
         func run() throws {
@@ -111,7 +115,8 @@ struct Cron: ParsableCommand {
     }
 
     struct Pause: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Stop a schedule firing until it is resumed (cron.pause).")
+        static let configuration = CommandConfiguration(
+            abstract: "Stop a schedule firing until it is resumed (cron.pause).")
         @OptionGroup var options: ClientOptions
         @Argument(help: "The schedule's name.") var name: String
         @Option(help: "Why, for whoever looks next.") var note: String?
@@ -123,7 +128,8 @@ struct Cron: ParsableCommand {
     }
 
     struct Resume: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Let a paused schedule fire again from its next time (cron.resume).")
+        static let configuration = CommandConfiguration(
+            abstract: "Let a paused schedule fire again from its next time (cron.resume).")
         @OptionGroup var options: ClientOptions
         @Argument(help: "The schedule's name.") var name: String
         func run() throws {
@@ -170,7 +176,8 @@ struct Cron: ParsableCommand {
             "  policies   overlap \(s["overlap"]?.stringValue ?? "")  missed \(s["missed"]?.stringValue ?? "")",
         ]
         if s["paused"] == true {
-            lines.append("  paused     since \(s["pausedAt"]?.stringValue ?? "")  \(s["pausedNote"]?.stringValue ?? "")")
+            lines.append(
+                "  paused     since \(s["pausedAt"]?.stringValue ?? "")  \(s["pausedNote"]?.stringValue ?? "")")
         }
         let next = (s["nextFires"]?.arrayValue ?? []).compactMap(\.stringValue)
         lines.append("  next       \(next.isEmpty ? "none" : next.joined(separator: ", "))")

@@ -11,7 +11,8 @@ struct Events: ParsableCommand {
 
     struct Watch: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Subscribe to event types and print each event as it arrives, until interrupted (events.subscribe).",
+            abstract:
+                "Subscribe to event types and print each event as it arrives, until interrupted (events.subscribe).",
             discussion: """
                 Text prints one line per event: time, type and data; --json prints each notification's params \
                 ({type, at, data}) on a line of its own. 'subscribed to ...' goes to standard error once the \
@@ -19,7 +20,9 @@ struct Events: ParsableCommand {
                 Example: wharf events watch --event endpoint.disabled
                 """)
         @OptionGroup var options: ClientOptions
-        @Option(name: .customLong("event"), help: "An event type to receive (repeatable; default * for all). Today: endpoint.disabled.")
+        @Option(
+            name: .customLong("event"),
+            help: "An event type to receive (repeatable; default * for all). Today: endpoint.disabled.")
         var events: [String] = []
         @Option(help: "Exit after this many events.") var count: Int?
 

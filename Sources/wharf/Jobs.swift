@@ -35,12 +35,14 @@ struct Enqueue: ParsableCommand {
     @Option(help: "Run after this many milliseconds.") var delayMs: Int?
     @Option(help: "Run at this RFC 3339 time.") var runAt: String?
     @Option(help: "Attempts before the job is dead (default 20).") var maxAttempts: Int?
-    @Option(help: "While a job with this key is unfinished, enqueueing it again returns that job.") var uniqueKey: String?
+    @Option(help: "While a job with this key is unfinished, enqueueing it again returns that job.") var uniqueKey:
+        String?
     @Option(help: "A lock the job holds while it runs: at most one job per key runs at a time.") var lockKey: String?
     @Option(help: "Makes repeating this command safe: a repeat with the same key returns the first job (kept 24 h).")
     var idempotencyKey: String?
     @Option(help: "How long one attempt may run, in ms, handed to the worker with the job.") var timeoutMs: Int?
-    @Option(name: .customLong("tag"), help: "A tag to find it by (repeatable; jobs list --tag).") var tags: [String] = []
+    @Option(name: .customLong("tag"), help: "A tag to find it by (repeatable; jobs list --tag).") var tags: [String] =
+        []
 
     func run() throws {
         var p: JSONObject = ["queue": .string(queue), "kind": .string(kind)]
@@ -70,7 +72,8 @@ struct Jobs: ParsableCommand {
         subcommands: [Get.self, List.self, Cancel.self, Retry.self, EnqueueBatch.self])
 
     struct Get: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show a job: state, attempts and their errors, payload (jobs.get).")
+        static let configuration = CommandConfiguration(
+            abstract: "Show a job: state, attempts and their errors, payload (jobs.get).")
         @OptionGroup var options: ClientOptions
         @Argument(help: "The job's id.") var id: String
         func run() throws {
@@ -94,10 +97,13 @@ struct Jobs: ParsableCommand {
     }
 
     struct List: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List jobs, newest first, filtered by queue, state, kind or tag (jobs.list).")
+        static let configuration = CommandConfiguration(
+            abstract: "List jobs, newest first, filtered by queue, state, kind or tag (jobs.list).")
         @OptionGroup var options: ClientOptions
         @Option(help: "Only jobs of this queue.") var queue: String?
-        @Option(help: "Only jobs in this state: scheduled, available, running, retryable, completed, dead or cancelled.") var state: String?
+        @Option(
+            help: "Only jobs in this state: scheduled, available, running, retryable, completed, dead or cancelled.")
+        var state: String?
         @Option(help: "Only jobs of this kind.") var kind: String?
         @Option(help: "Only jobs with this tag.") var tag: String?
         @Option(help: "Most jobs to list (1 to 1000).") var limit = 50
@@ -121,7 +127,10 @@ struct Jobs: ParsableCommand {
     }
 
     struct Cancel: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Cancel an unfinished job; a running job's worker learns it at its next heartbeat or complete (jobs.cancel).")
+        static let configuration = CommandConfiguration(
+            abstract:
+                "Cancel an unfinished job; a running job's worker learns it at its next heartbeat or complete (jobs.cancel)."
+        )
         @OptionGroup var options: ClientOptions
         @Argument(help: "The job's id.") var id: String
         func run() throws {
@@ -131,7 +140,8 @@ struct Jobs: ParsableCommand {
     }
 
     struct Retry: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Make a dead or cancelled job available again (jobs.retry).")
+        static let configuration = CommandConfiguration(
+            abstract: "Make a dead or cancelled job available again (jobs.retry).")
         @OptionGroup var options: ClientOptions
         @Argument(help: "The job's id.") var id: String
         func run() throws {
@@ -147,7 +157,8 @@ struct Queues: ParsableCommand {
         subcommands: [List.self, Stats.self, Configure.self, Pause.self, Resume.self])
 
     struct List: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List queues with their job counts and whether they are paused (queues.list).")
+        static let configuration = CommandConfiguration(
+            abstract: "List queues with their job counts and whether they are paused (queues.list).")
         @OptionGroup var options: ClientOptions
         func run() throws {
             let r = try callOrExit(options, "queues.list", [:])
@@ -161,7 +172,8 @@ struct Queues: ParsableCommand {
     }
 
     struct Stats: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show a queue's counts per state, oldest waiting job and recent throughput (queues.stats).")
+        static let configuration = CommandConfiguration(
+            abstract: "Show a queue's counts per state, oldest waiting job and recent throughput (queues.stats).")
         @OptionGroup var options: ClientOptions
         @Argument(help: "The queue.") var queue: String
         func run() throws {
@@ -176,7 +188,8 @@ struct Queues: ParsableCommand {
     }
 
     struct Pause: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Stop leasing jobs from a queue; enqueueing goes on (queues.pause).")
+        static let configuration = CommandConfiguration(
+            abstract: "Stop leasing jobs from a queue; enqueueing goes on (queues.pause).")
         @OptionGroup var options: ClientOptions
         @Argument(help: "The queue.") var queue: String
         func run() throws {
@@ -186,7 +199,8 @@ struct Queues: ParsableCommand {
     }
 
     struct Resume: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Lease jobs from a paused queue again (queues.resume).")
+        static let configuration = CommandConfiguration(
+            abstract: "Lease jobs from a paused queue again (queues.resume).")
         @OptionGroup var options: ClientOptions
         @Argument(help: "The queue.") var queue: String
         func run() throws {

@@ -28,12 +28,15 @@ struct Lock: ParsableCommand {
         subcommands: [Acquire.self, Renew.self, Release.self, Get.self, List.self, Run.self])
 
     struct Acquire: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Take a lock for a TTL; prints its token and fencing token, exits 75 when it is held (locks.acquire).")
+        static let configuration = CommandConfiguration(
+            abstract:
+                "Take a lock for a TTL; prints its token and fencing token, exits 75 when it is held (locks.acquire).")
         @OptionGroup var options: ClientOptions
         @Argument(help: "The lock's name.") var name: String
         @Option(help: "Lease length, e.g. 30s.") var ttl = "30s"
         @Option(help: "Wait this long for the lock, e.g. 10s.") var wait: String?
-        @Option(help: "Who holds it, as locks get shows it (default: this host's name).") var holder = ProcessInfo.processInfo.hostName
+        @Option(help: "Who holds it, as locks get shows it (default: this host's name).") var holder = ProcessInfo
+            .processInfo.hostName
         func run() throws {
             var p: JSONObject = [
                 "name": .string(name), "holder": .string(holder), "ttlMs": .from(try parseDurationMs(ttl)),
@@ -75,7 +78,8 @@ struct Lock: ParsableCommand {
     }
 
     struct Get: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show a lock: holder, expiry, fencing token and counters (locks.get).")
+        static let configuration = CommandConfiguration(
+            abstract: "Show a lock: holder, expiry, fencing token and counters (locks.get).")
         @OptionGroup var options: ClientOptions
         @Argument(help: "The lock's name.") var name: String
         func run() throws {
@@ -85,7 +89,8 @@ struct Lock: ParsableCommand {
     }
 
     struct List: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List locks by name, optionally under a prefix, with holder and counters (locks.list).")
+        static let configuration = CommandConfiguration(
+            abstract: "List locks by name, optionally under a prefix, with holder and counters (locks.list).")
         @OptionGroup var options: ClientOptions
         @Option(help: "Only locks whose name starts with this.") var prefix: String?
         func run() throws {

@@ -21,7 +21,8 @@ extension Queues {
         @Option(help: "Each delay is the one before times this (at least 1).") var retryCoefficient: Double?
         @Option(help: "Random share of each delay, 0 to 1 (0.1 spreads it by up to 10%).") var retryJitter: Double?
         @Flag(help: "Drop the queue's retry policy: its jobs use the server's.") var clearRetry = false
-        @Option(help: "Keep completed and cancelled jobs this long, e.g. 2h (0 prunes at once; 'server': the server's).")
+        @Option(
+            help: "Keep completed and cancelled jobs this long, e.g. 2h (0 prunes at once; 'server': the server's).")
         var keepCompleted: String?
         @Option(help: "Keep dead jobs this long, e.g. 30d ('server': the server's).") var keepDead: String?
 

@@ -43,7 +43,8 @@ struct ServerCommands: ParsableCommand {
     struct Health: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Make a round trip to PostgreSQL through the server and report it (server.health).",
-            discussion: "Exits 0 when the status is ok, 1 otherwise (read_only or unavailable): usable as a readiness probe.")
+            discussion:
+                "Exits 0 when the status is ok, 1 otherwise (read_only or unavailable): usable as a readiness probe.")
         @OptionGroup var options: ClientOptions
         func run() throws {
             let r = try callOrExit(options, "server.health", [:])

@@ -12,9 +12,15 @@ struct Webhooks: ParsableCommand {
         ])
 
     struct Register: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Add an endpoint; prints its signing secret (only now) and whether a ping reached it (webhooks.register).")
+        static let configuration = CommandConfiguration(
+            abstract:
+                "Add an endpoint; prints its signing secret (only now) and whether a ping reached it (webhooks.register)."
+        )
         @OptionGroup var options: ClientOptions
-        @Argument(help: "Where deliveries go: an http or https URL (private addresses need --allow-private-webhooks on the server).") var url: String
+        @Argument(
+            help:
+                "Where deliveries go: an http or https URL (private addresses need --allow-private-webhooks on the server)."
+        ) var url: String
         @Option(help: "Events it receives (repeatable; all when omitted).") var event: [String] = []
         @Option(help: "A note for people reading the endpoint list.") var description: String?
         func run() throws {
@@ -34,7 +40,8 @@ struct Webhooks: ParsableCommand {
     }
 
     struct List: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List endpoints with their health, one line each (webhooks.list).")
+        static let configuration = CommandConfiguration(
+            abstract: "List endpoints with their health, one line each (webhooks.list).")
         @OptionGroup var options: ClientOptions
         func run() throws {
             let r = try callOrExit(options, "webhooks.list", ["limit": 1000])
@@ -47,7 +54,10 @@ struct Webhooks: ParsableCommand {
     }
 
     struct Deliveries: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List an endpoint's deliveries with every attempt: time, status or error, latency (webhooks.deliveries).")
+        static let configuration = CommandConfiguration(
+            abstract:
+                "List an endpoint's deliveries with every attempt: time, status or error, latency (webhooks.deliveries)."
+        )
         @OptionGroup var options: ClientOptions
         @Argument(help: "The endpoint's id.") var endpoint: String
         @Option(help: "pending, delivering, succeeded or failed.") var state: String?
@@ -73,7 +83,8 @@ struct Webhooks: ParsableCommand {
     }
 
     struct Redeliver: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Queue a finished delivery again, with the same webhook-id (webhooks.redeliver).")
+        static let configuration = CommandConfiguration(
+            abstract: "Queue a finished delivery again, with the same webhook-id (webhooks.redeliver).")
         @OptionGroup var options: ClientOptions
         @Argument(help: "The delivery's id (webhooks deliveries lists them).") var delivery: String
         func run() throws {
@@ -83,7 +94,10 @@ struct Webhooks: ParsableCommand {
     }
 
     struct RotateSecret: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Replace an endpoint's signing secret; the old one keeps signing for the grace period (webhooks.rotateSecret).")
+        static let configuration = CommandConfiguration(
+            abstract:
+                "Replace an endpoint's signing secret; the old one keeps signing for the grace period (webhooks.rotateSecret)."
+        )
         @OptionGroup var options: ClientOptions
         @Argument(help: "The endpoint's id.") var endpoint: String
         @Option(help: "How long the old secret keeps signing, e.g. 24h.") var grace = "24h"
@@ -98,7 +112,8 @@ struct Webhooks: ParsableCommand {
     }
 
     struct Test: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Send a ping to an endpoint now; exits 1 when it fails (webhooks.test).")
+        static let configuration = CommandConfiguration(
+            abstract: "Send a ping to an endpoint now; exits 1 when it fails (webhooks.test).")
         @OptionGroup var options: ClientOptions
         @Argument(help: "The endpoint's id.") var endpoint: String
         func run() throws {
@@ -113,7 +128,8 @@ struct Webhooks: ParsableCommand {
     }
 
     struct Send: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Send an event to one endpoint or to every subscribed one (webhooks.send).")
+        static let configuration = CommandConfiguration(
+            abstract: "Send an event to one endpoint or to every subscribed one (webhooks.send).")
         @OptionGroup var options: ClientOptions
         @Option(help: "Send to this endpoint.") var endpoint: String?
         @Option(help: "The event type; without --endpoint, every subscribed endpoint gets it.") var event: String?

@@ -14,15 +14,18 @@ extension Webhooks {
     struct Health: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract:
-                "Show an endpoint's health: state, last success and failure, failures in a row, success rates, latency (webhooks.health).")
+                "Show an endpoint's health: state, last success and failure, failures in a row, success rates, latency (webhooks.health)."
+        )
         @OptionGroup var endpoint: EndpointCall
         func run() throws { try endpoint.call("webhooks.health", Webhooks.describeHealth) }
     }
 
     struct Update: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Change an endpoint's URL, description, events or policies; what is not given stays (webhooks.update).",
-            discussion: "Example: wharf webhooks update 3 --url https://hooks.example.com/v2 --rate-limit 20 --retention 30d")
+            abstract:
+                "Change an endpoint's URL, description, events or policies; what is not given stays (webhooks.update).",
+            discussion:
+                "Example: wharf webhooks update 3 --url https://hooks.example.com/v2 --rate-limit 20 --retention 30d")
         @OptionGroup var endpoint: EndpointCall
         @Option(help: "The new URL (checked as webhooks.register checks it).") var url: String?
         @Option(help: "A note for people reading the endpoint list.") var description: String?
@@ -35,10 +38,13 @@ extension Webhooks {
         @Option(help: "Keep finished deliveries this long, e.g. 30d; 'server' goes back to the server's (7 days).")
         var retention: String?
         func validate() throws {
-            let given = [url, description, event.first, rateLimit.map(String.init), disableAfter, dormantAfter, retention]
+            let given = [
+                url, description, event.first, rateLimit.map(String.init), disableAfter, dormantAfter, retention,
+            ]
             if given.allSatisfy({ $0 == nil }) {
                 throw ValidationError(
-                    "nothing to change: give --url, --description, --event, --rate-limit, --disable-after, --dormant-after or --retention")
+                    "nothing to change: give --url, --description, --event, --rate-limit, --disable-after, --dormant-after or --retention"
+                )
             }
         }
 
@@ -50,7 +56,9 @@ extension Webhooks {
             if let rateLimit { p["rateLimitPerS"] = .from(rateLimit) }
             if let disableAfter { p["disableAfterMs"] = .from(try parseDurationMs(disableAfter)) }
             if let dormantAfter { p["dormantAfterMs"] = .from(try parseDurationMs(dormantAfter)) }
-            if let retention { p["retentionMs"] = retention == "server" ? .null : .from(try parseDurationMs(retention)) }
+            if let retention {
+                p["retentionMs"] = retention == "server" ? .null : .from(try parseDurationMs(retention))
+            }
             try endpoint.call("webhooks.update", params: p) { "updated " + Webhooks.describe($0) }
         }
     }
@@ -76,7 +84,8 @@ extension Webhooks {
         @OptionGroup var endpoint: EndpointCall
         @Option(help: "An RFC 3339 time, or a duration meaning that long ago (e.g. 6h, 2d).") var since: String
         func run() throws {
-            try endpoint.call("webhooks.recover", params: ["since": .string(try sinceTime(since))], idKey: "endpointId") {
+            try endpoint.call("webhooks.recover", params: ["since": .string(try sinceTime(since))], idKey: "endpointId")
+            {
                 "requeued \($0["requeued"]?.intValue ?? 0) failed deliveries of endpoint \(endpoint.endpoint)"
             }
         }
@@ -105,7 +114,8 @@ extension Webhooks {
         lines.append(
             "  policies     rate limit \(e["rateLimitPerS"]?.intValue.map { "\($0)/s" } ?? "none")  disable after \(ms("disableAfterMs", "server's"))  dormant after \(ms("dormantAfterMs", "server's"))  retention \(ms("retentionMs", "server's"))"
         )
-        lines.append(describeHealth(e["health"] ?? .null).split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
+        lines.append(
+            describeHealth(e["health"] ?? .null).split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
         return lines.joined(separator: "\n")
     }
 

@@ -24,7 +24,9 @@ import WharfRPC
 
         func json(_ args: [String]) throws -> JSON {
             let (status, out, err) = try run(args + ["--json"])
-            guard status == 0 else { throw TestFailure("wharf \(args.joined(separator: " ")) exited \(status): \(err)") }
+            guard status == 0 else {
+                throw TestFailure("wharf \(args.joined(separator: " ")) exited \(status): \(err)")
+            }
             return try JSONParser.parse(out)
         }
     }
@@ -42,7 +44,8 @@ import WharfRPC
         // A job of the queue that fails retries after the queue's hour, not the server's second.
         let c = try s.connect()
         let id = try #require(try c.call("jobs.enqueue", ["queue": "slow", "kind": "k"])["id"])
-        let leased = try #require(try c.call("jobs.lease", ["queues": ["slow"], "worker": "w"])["jobs"]?.arrayValue?.first)
+        let leased = try #require(
+            try c.call("jobs.lease", ["queues": ["slow"], "worker": "w"])["jobs"]?.arrayValue?.first)
         let failed = try c.call("jobs.fail", ["id": id, "leaseToken": leased["leaseToken"] ?? .null, "error": "boom"])
         let next = try #require(failed["nextRunAt"]?.stringValue.flatMap(parseTime))
         #expect(next.timeIntervalSinceNow > 3_500, "retries at \(next)")
@@ -81,14 +84,16 @@ import WharfRPC
         // '-' reads standard input.
         let piped = try TestDatabase.run([
             "bash", "-c",
-            #"printf '%s\n' '{"queue":"b","kind":"five"}' | "$0" jobs enqueue-batch - --server "$1""#, cli.bin, cli.server,
+            #"printf '%s\n' '{"queue":"b","kind":"five"}' | "$0" jobs enqueue-batch - --server "$1""#, cli.bin,
+            cli.server,
         ])
         #expect(piped.0 == 0, "\(piped.2)")
         #expect(piped.1.hasPrefix("job ") && piped.1.hasSuffix(" available"), "\(piped.1)")
         let listed = try s.connect().call("jobs.list", ["queue": "b"])["jobs"]?.arrayValue ?? []
         #expect(Set(listed.compactMap { $0["kind"]?.stringValue }) == ["one", "two", "three", "four", "five"])
         // All or nothing: one bad job makes none.
-        try #"[{"queue":"b","kind":"six"},{"queue":"b"}]"#.write(toFile: dir + "/bad.json", atomically: true, encoding: .utf8)
+        try #"[{"queue":"b","kind":"six"},{"queue":"b"}]"#.write(
+            toFile: dir + "/bad.json", atomically: true, encoding: .utf8)
         let bad = try cli.run(["jobs", "enqueue-batch", dir + "/bad.json"])
         #expect(bad.0 == 2)
         #expect(bad.2.contains("kind"))
@@ -151,7 +156,9 @@ import WharfRPC
         FileManager.default.createFile(atPath: dir + "/err", contents: nil)
         let watch = Process()
         watch.executableURL = URL(fileURLWithPath: cli.bin)
-        watch.arguments = ["events", "watch", "--event", "endpoint.disabled", "--count", "1", "--json", "--server", cli.server]
+        watch.arguments = [
+            "events", "watch", "--event", "endpoint.disabled", "--count", "1", "--json", "--server", cli.server,
+        ]
         watch.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: dir + "/out"))
         watch.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: dir + "/err"))
         try watch.run()
@@ -234,12 +241,14 @@ import WharfRPC
     @Test func everyCommandHasHelpForItAndEachOption() throws {
         let bin = TestEnvironment.wharfBinary
         let (_, out, _) = try TestDatabase.run([bin, "methods", "--json"])
-        let commands = Set(try #require(try JSONParser.parse(out).objectValue).pairs.compactMap { $0.value["command"]?.stringValue })
+        let commands = Set(
+            try #require(try JSONParser.parse(out).objectValue).pairs.compactMap { $0.value["command"]?.stringValue })
         #expect(commands.count > 35)
         for command in commands.sorted() {
             let help = try TestDatabase.run([bin] + command.split(separator: " ").map(String.init) + ["--help"]).1
             #expect(help.hasPrefix("OVERVIEW: ") && !help.hasPrefix("OVERVIEW: \n"), "wharf \(command) has no abstract")
-            #expect(Self.helpEntries(help).contains { $0.name == "--server <server>" }, "wharf \(command) --help: \(help)")
+            #expect(
+                Self.helpEntries(help).contains { $0.name == "--server <server>" }, "wharf \(command) --help: \(help)")
             for entry in Self.helpEntries(help) where entry.text.isEmpty {
                 Issue.record("wharf \(command): \(entry.name) has no help text")
             }
@@ -317,7 +326,10 @@ import WharfRPC
         #expect(status == 0, "\(err)")
         let lines = out.split(separator: "\n").map { Set($0.split(separator: " ").map(String.init)) }
         try #require(lines.count == 4, "\(out)\n\(err)")
-        #expect(lines[0].isSuperset(of: ["serve", "enqueue", "jobs", "queues", "cron", "lock", "webhooks", "server", "methods"]))
+        #expect(
+            lines[0].isSuperset(of: [
+                "serve", "enqueue", "jobs", "queues", "cron", "lock", "webhooks", "server", "methods",
+            ]))
         #expect(lines[1] == ["-h", "--help", "list", "stats", "configure", "pause", "resume"])
         #expect(lines[2] == ["register", "remove", "redeliver", "recover"])
         #expect(lines[3] == ["--retry-initial", "--retry-max", "--retry-coefficient", "--retry-jitter"])
