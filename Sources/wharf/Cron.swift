@@ -5,7 +5,9 @@ import WharfRPC
 struct Cron: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Cron schedules: create or replace, inspect, pause, resume, run now, preview.",
-        subcommands: [Upsert.self, List.self, Get.self, Remove.self, Pause.self, Resume.self, Trigger.self, Preview.self])
+        subcommands: [
+            Upsert.self, List.self, Get.self, Remove.self, Pause.self, Resume.self, Trigger.self, Preview.self,
+        ])
 
     /// Options that say when a schedule fires (shared by upsert and preview).
     struct Timing: ParsableArguments {
@@ -38,7 +40,7 @@ struct Cron: ParsableCommand {
                 """)
         @OptionGroup var options: ClientOptions
         @OptionGroup var timing: Timing
-        @Argument var name: String
+        @Argument(help: "The schedule's name.") var name: String
         @Argument(help: "When it fires.") var expression: String
         @Argument(help: "The job's payload as JSON.") var payload: String?
         @Option(help: "Queue of the jobs it makes.") var queue: String
@@ -72,9 +74,11 @@ struct Cron: ParsableCommand {
     }
 
     struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List schedules with their timing, next fire and runs (cron.list).")
         @OptionGroup var options: ClientOptions
-        @Option var prefix: String?
-        @Option var limit = 100
+        @Option(help: "Only schedules whose name starts with this.") var prefix: String?
+        @Option(help: "Most schedules to list (1 to 1000).") var limit = 100
         func run() throws {
             var p: JSONObject = ["limit": .from(limit)]
             if let prefix { p["prefix"] = .string(prefix) }
@@ -92,24 +96,29 @@ struct Cron: ParsableCommand {
     }
 
     struct Get: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show a schedule: timing, target, policies, next fires, last fire, stats (cron.get).")
         @OptionGroup var options: ClientOptions
-        @Argument var name: String
+        @Argument(help: "The schedule's name.") var name: String
         func run() throws {
             output(options, try callOrExit(options, "cron.get", ["name": .string(name)]), Cron.describe)
         }
     }
 
     struct Remove: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Delete a schedule; jobs it made stay (cron.remove).")
         @OptionGroup var options: ClientOptions
-        @Argument var name: String
+        @Argument(help: "The schedule's name.") var name: String
         func run() throws {
             output(options, try callOrExit(options, "cron.remove", ["name": .string(name)])) { _ in "removed \(name)" }
         }
     }
 
     struct Pause: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Stop a schedule firing until it is resumed (cron.pause).")
         @OptionGroup var options: ClientOptions
-        @Argument var name: String
+        @Argument(help: "The schedule's name.") var name: String
         @Option(help: "Why, for whoever looks next.") var note: String?
         func run() throws {
             var p: JSONObject = ["name": .string(name)]
@@ -119,8 +128,10 @@ struct Cron: ParsableCommand {
     }
 
     struct Resume: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Let a paused schedule fire again from its next time (cron.resume).")
         @OptionGroup var options: ClientOptions
-        @Argument var name: String
+        @Argument(help: "The schedule's name.") var name: String
         func run() throws {
             output(options, try callOrExit(options, "cron.resume", ["name": .string(name)]), Cron.describe)
         }
@@ -129,7 +140,7 @@ struct Cron: ParsableCommand {
     struct Trigger: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Run a schedule's job once, now.")
         @OptionGroup var options: ClientOptions
-        @Argument var name: String
+        @Argument(help: "The schedule's name.") var name: String
         func run() throws {
             let r = try callOrExit(options, "cron.trigger", ["name": .string(name)])
             output(options, r) { "enqueued job \($0["jobId"]?.stringValue ?? "")" }
@@ -141,8 +152,8 @@ struct Cron: ParsableCommand {
             abstract: "Show when an expression fires, without saving anything.")
         @OptionGroup var options: ClientOptions
         @OptionGroup var timing: Timing
-        @Argument var expression: String
-        @Option var count = 5
+        @Argument(help: "A cron expression, a macro such as @daily, or 'every 90s'.") var expression: String
+        @Option(help: "How many fire times to show (1 to 1000).") var count = 5
         @Option(help: "Start from this RFC 3339 time instead of now.") var from: String?
         func run() throws {
             var p: JSONObject = ["count": .from(count)]
@@ -165,7 +176,8 @@ struct Cron: ParsableCommand {
             "  policies   overlap \(s["overlap"]?.stringValue ?? "")  missed \(s["missed"]?.stringValue ?? "")",
         ]
         if s["paused"] == true {
-            lines.append("  paused     since \(s["pausedAt"]?.stringValue ?? "")  \(s["pausedNote"]?.stringValue ?? "")")
+            lines.append(
+                "  paused     since \(s["pausedAt"]?.stringValue ?? "")  \(s["pausedNote"]?.stringValue ?? "")")
         }
         let next = (s["nextFires"]?.arrayValue ?? []).compactMap(\.stringValue)
         lines.append("  next       \(next.isEmpty ? "none" : next.joined(separator: ", "))")

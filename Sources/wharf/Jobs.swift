@@ -28,19 +28,21 @@ struct Enqueue: ParsableCommand {
         abstract: "Enqueue a job: wharf enqueue QUEUE KIND '{\"to\":\"a@b\"}'.")
 
     @OptionGroup var options: ClientOptions
-    @Argument var queue: String
-    @Argument var kind: String
+    @Argument(help: "The queue it goes to.") var queue: String
+    @Argument(help: "What the worker should do: the worker picks its handler by kind.") var kind: String
     @Argument(help: "Payload as JSON.") var payload: String?
-    @Option var priority: Int?
+    @Option(help: "-1000 to 1000 (default 0); higher is leased first.") var priority: Int?
     @Option(help: "Run after this many milliseconds.") var delayMs: Int?
     @Option(help: "Run at this RFC 3339 time.") var runAt: String?
-    @Option var maxAttempts: Int?
-    @Option var uniqueKey: String?
-    @Option var lockKey: String?
+    @Option(help: "Attempts before the job is dead (default 20).") var maxAttempts: Int?
+    @Option(help: "While a job with this key is unfinished, enqueueing it again returns that job.") var uniqueKey:
+        String?
+    @Option(help: "A lock the job holds while it runs: at most one job per key runs at a time.") var lockKey: String?
     @Option(help: "Makes repeating this command safe: a repeat with the same key returns the first job (kept 24 h).")
     var idempotencyKey: String?
-    @Option var timeoutMs: Int?
-    @Option(name: .customLong("tag")) var tags: [String] = []
+    @Option(help: "How long one attempt may run, in ms, handed to the worker with the job.") var timeoutMs: Int?
+    @Option(name: .customLong("tag"), help: "A tag to find it by (repeatable; jobs list --tag).") var tags: [String] =
+        []
 
     func run() throws {
         var p: JSONObject = ["queue": .string(queue), "kind": .string(kind)]
@@ -66,11 +68,14 @@ struct Enqueue: ParsableCommand {
 
 struct Jobs: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Inspect and steer jobs.", subcommands: [Get.self, List.self, Cancel.self, Retry.self])
+        abstract: "Inspect and steer jobs.",
+        subcommands: [Get.self, List.self, Cancel.self, Retry.self, EnqueueBatch.self])
 
     struct Get: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show a job: state, attempts and their errors, payload (jobs.get).")
         @OptionGroup var options: ClientOptions
-        @Argument var id: String
+        @Argument(help: "The job's id.") var id: String
         func run() throws {
             let r = try callOrExit(options, "jobs.get", ["id": .string(id)])
             output(options, r) { j in
@@ -92,13 +97,17 @@ struct Jobs: ParsableCommand {
     }
 
     struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List jobs, newest first, filtered by queue, state, kind or tag (jobs.list).")
         @OptionGroup var options: ClientOptions
-        @Option var queue: String?
-        @Option var state: String?
-        @Option var kind: String?
-        @Option var tag: String?
-        @Option var limit = 50
-        @Option var cursor: String?
+        @Option(help: "Only jobs of this queue.") var queue: String?
+        @Option(
+            help: "Only jobs in this state: scheduled, available, running, retryable, completed, dead or cancelled.")
+        var state: String?
+        @Option(help: "Only jobs of this kind.") var kind: String?
+        @Option(help: "Only jobs with this tag.") var tag: String?
+        @Option(help: "Most jobs to list (1 to 1000).") var limit = 50
+        @Option(help: "Go on from where the previous page ended (it prints the cursor).") var cursor: String?
         func run() throws {
             var p: JSONObject = ["limit": .from(limit)]
             if let queue { p["queue"] = .string(queue) }
@@ -118,8 +127,12 @@ struct Jobs: ParsableCommand {
     }
 
     struct Cancel: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract:
+                "Cancel an unfinished job; a running job's worker learns it at its next heartbeat or complete (jobs.cancel)."
+        )
         @OptionGroup var options: ClientOptions
-        @Argument var id: String
+        @Argument(help: "The job's id.") var id: String
         func run() throws {
             let r = try callOrExit(options, "jobs.cancel", ["id": .string(id)])
             output(options, r) { "job \(id) \($0["state"]?.stringValue ?? "")" }
@@ -127,8 +140,10 @@ struct Jobs: ParsableCommand {
     }
 
     struct Retry: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Make a dead or cancelled job available again (jobs.retry).")
         @OptionGroup var options: ClientOptions
-        @Argument var id: String
+        @Argument(help: "The job's id.") var id: String
         func run() throws {
             let r = try callOrExit(options, "jobs.retry", ["id": .string(id)])
             output(options, r) { "job \(id) \($0["state"]?.stringValue ?? "")" }
@@ -138,9 +153,12 @@ struct Jobs: ParsableCommand {
 
 struct Queues: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Inspect, pause and resume queues.", subcommands: [List.self, Stats.self, Pause.self, Resume.self])
+        abstract: "Inspect, configure, pause and resume queues.",
+        subcommands: [List.self, Stats.self, Configure.self, Pause.self, Resume.self])
 
     struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List queues with their job counts and whether they are paused (queues.list).")
         @OptionGroup var options: ClientOptions
         func run() throws {
             let r = try callOrExit(options, "queues.list", [:])
@@ -154,8 +172,10 @@ struct Queues: ParsableCommand {
     }
 
     struct Stats: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show a queue's counts per state, oldest waiting job and recent throughput (queues.stats).")
         @OptionGroup var options: ClientOptions
-        @Argument var queue: String
+        @Argument(help: "The queue.") var queue: String
         func run() throws {
             let r = try callOrExit(options, "queues.stats", ["queue": .string(queue)])
             output(options, r) { r in
@@ -168,8 +188,10 @@ struct Queues: ParsableCommand {
     }
 
     struct Pause: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Stop leasing jobs from a queue; enqueueing goes on (queues.pause).")
         @OptionGroup var options: ClientOptions
-        @Argument var queue: String
+        @Argument(help: "The queue.") var queue: String
         func run() throws {
             let r = try callOrExit(options, "queues.pause", ["queue": .string(queue)])
             output(options, r) { _ in "\(queue) paused" }
@@ -177,8 +199,10 @@ struct Queues: ParsableCommand {
     }
 
     struct Resume: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Lease jobs from a paused queue again (queues.resume).")
         @OptionGroup var options: ClientOptions
-        @Argument var queue: String
+        @Argument(help: "The queue.") var queue: String
         func run() throws {
             let r = try callOrExit(options, "queues.resume", ["queue": .string(queue)])
             output(options, r) { _ in "\(queue) resumed" }

@@ -3,14 +3,23 @@ import Foundation
 import WharfClient
 import WharfRPC
 
-/// Parses durations such as `30s`, `1500ms`, `2m`, `1h` (a bare number is seconds).
+/// Parses durations such as `30s`, `1500ms`, `2m`, `1h`, `7d` (a bare number is seconds).
 func parseDurationMs(_ text: String) throws -> Int {
-    let units: [(String, Double)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000)]
+    let units: [(String, Double)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000)]
     for (suffix, factor) in units where text.hasSuffix(suffix) {
         if let v = Double(text.dropLast(suffix.count)), v >= 0 { return Int(v * factor) }
     }
     if let v = Double(text), v >= 0 { return Int(v * 1000) }
-    throw ValidationError("not a duration: \(text) (use e.g. 30s, 500ms, 2m)")
+    throw ValidationError("not a duration: \(text) (use e.g. 30s, 500ms, 2m, 7d)")
+}
+
+/// Writes milliseconds in the largest unit that holds them whole: `30d`, `2h`, `5s`, `1500ms`.
+func formatDurationMs(_ ms: Int64) -> String {
+    for (suffix, factor): (String, Int64) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)]
+    where ms != 0 && ms % factor == 0 {
+        return "\(ms / factor)\(suffix)"
+    }
+    return "\(ms)ms"
 }
 
 struct Lock: ParsableCommand {
@@ -19,11 +28,15 @@ struct Lock: ParsableCommand {
         subcommands: [Acquire.self, Renew.self, Release.self, Get.self, List.self, Run.self])
 
     struct Acquire: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract:
+                "Take a lock for a TTL; prints its token and fencing token, exits 75 when it is held (locks.acquire).")
         @OptionGroup var options: ClientOptions
-        @Argument var name: String
+        @Argument(help: "The lock's name.") var name: String
         @Option(help: "Lease length, e.g. 30s.") var ttl = "30s"
         @Option(help: "Wait this long for the lock, e.g. 10s.") var wait: String?
-        @Option var holder = ProcessInfo.processInfo.hostName
+        @Option(help: "Who holds it, as locks get shows it (default: this host's name).") var holder = ProcessInfo
+            .processInfo.hostName
         func run() throws {
             var p: JSONObject = [
                 "name": .string(name), "holder": .string(holder), "ttlMs": .from(try parseDurationMs(ttl)),
@@ -40,10 +53,11 @@ struct Lock: ParsableCommand {
     }
 
     struct Renew: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Extend a held lock by its token (locks.renew).")
         @OptionGroup var options: ClientOptions
-        @Argument var name: String
-        @Argument var token: String
-        @Option var ttl = "30s"
+        @Argument(help: "The lock's name.") var name: String
+        @Argument(help: "The token locks acquire printed.") var token: String
+        @Option(help: "New lease length from now, e.g. 30s.") var ttl = "30s"
         func run() throws {
             let r = try callOrExit(
                 options, "locks.renew",
@@ -53,9 +67,10 @@ struct Lock: ParsableCommand {
     }
 
     struct Release: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Give a lock back by its token (locks.release).")
         @OptionGroup var options: ClientOptions
-        @Argument var name: String
-        @Argument var token: String
+        @Argument(help: "The lock's name.") var name: String
+        @Argument(help: "The token locks acquire printed.") var token: String
         func run() throws {
             let r = try callOrExit(options, "locks.release", ["name": .string(name), "token": .string(token)])
             output(options, r) { _ in "released \(name)" }
@@ -63,8 +78,10 @@ struct Lock: ParsableCommand {
     }
 
     struct Get: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show a lock: holder, expiry, fencing token and counters (locks.get).")
         @OptionGroup var options: ClientOptions
-        @Argument var name: String
+        @Argument(help: "The lock's name.") var name: String
         func run() throws {
             let r = try callOrExit(options, "locks.get", ["name": .string(name)])
             output(options, r, Lock.describe)
@@ -72,8 +89,10 @@ struct Lock: ParsableCommand {
     }
 
     struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List locks by name, optionally under a prefix, with holder and counters (locks.list).")
         @OptionGroup var options: ClientOptions
-        @Option var prefix: String?
+        @Option(help: "Only locks whose name starts with this.") var prefix: String?
         func run() throws {
             var p: JSONObject = [:]
             if let prefix { p["prefix"] = .string(prefix) }

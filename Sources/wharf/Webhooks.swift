@@ -4,14 +4,25 @@ import WharfRPC
 
 struct Webhooks: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Webhook endpoints: register, list with health, deliveries, redeliver, rotate the secret, test.",
-        subcommands: [Register.self, List.self, Deliveries.self, Redeliver.self, RotateSecret.self, Test.self, Send.self])
+        abstract:
+            "Webhook endpoints: register, inspect, change, enable, remove; deliveries, redeliver, recover; rotate the secret, test, send.",
+        subcommands: [
+            Register.self, List.self, Get.self, Health.self, Update.self, Enable.self, Remove.self, Deliveries.self,
+            Redeliver.self, Recover.self, RotateSecret.self, Test.self, Send.self,
+        ])
 
     struct Register: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract:
+                "Add an endpoint; prints its signing secret (only now) and whether a ping reached it (webhooks.register)."
+        )
         @OptionGroup var options: ClientOptions
-        @Argument var url: String
+        @Argument(
+            help:
+                "Where deliveries go: an http or https URL (private addresses need --allow-private-webhooks on the server)."
+        ) var url: String
         @Option(help: "Events it receives (repeatable; all when omitted).") var event: [String] = []
-        @Option var description: String?
+        @Option(help: "A note for people reading the endpoint list.") var description: String?
         func run() throws {
             var p: JSONObject = ["url": .string(url)]
             if !event.isEmpty { p["events"] = .array(event.map(JSON.string)) }
@@ -29,27 +40,28 @@ struct Webhooks: ParsableCommand {
     }
 
     struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List endpoints with their health, one line each (webhooks.list).")
         @OptionGroup var options: ClientOptions
         func run() throws {
             let r = try callOrExit(options, "webhooks.list", ["limit": 1000])
             output(options, r) { r in
                 let rows = r["endpoints"]?.arrayValue ?? []
                 if rows.isEmpty { return "no endpoints" }
-                return rows.map { e in
-                    let h = e["health"] ?? .null
-                    let rate = h["successRate24h"]?.doubleValue.map { String(format: "%.0f%%", $0 * 100) } ?? "-"
-                    return
-                        "\(e["id"]?.stringValue ?? "")  \(h["state"]?.stringValue ?? "")\(h["dormant"] == true ? " dormant" : "")  \(e["url"]?.stringValue ?? "")  last success \(h["lastSuccessAt"]?.stringValue ?? "never")  24h \(rate)  failures in a row \(h["consecutiveFailures"]?.intValue ?? 0)  pending \(h["pendingDeliveries"]?.intValue ?? 0)"
-                }.joined(separator: "\n")
+                return rows.map(Webhooks.row).joined(separator: "\n")
             }
         }
     }
 
     struct Deliveries: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract:
+                "List an endpoint's deliveries with every attempt: time, status or error, latency (webhooks.deliveries)."
+        )
         @OptionGroup var options: ClientOptions
-        @Argument var endpoint: String
+        @Argument(help: "The endpoint's id.") var endpoint: String
         @Option(help: "pending, delivering, succeeded or failed.") var state: String?
-        @Option var limit = 20
+        @Option(help: "Most deliveries to list, newest first.") var limit = 20
         func run() throws {
             var p: JSONObject = ["endpointId": .string(endpoint), "limit": .from(limit)]
             if let state { p["state"] = .string(state) }
@@ -71,8 +83,10 @@ struct Webhooks: ParsableCommand {
     }
 
     struct Redeliver: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Queue a finished delivery again, with the same webhook-id (webhooks.redeliver).")
         @OptionGroup var options: ClientOptions
-        @Argument var delivery: String
+        @Argument(help: "The delivery's id (webhooks deliveries lists them).") var delivery: String
         func run() throws {
             let r = try callOrExit(options, "webhooks.redeliver", ["deliveryId": .string(delivery)])
             output(options, r) { "delivery \(delivery): \($0["state"]?.stringValue ?? "")" }
@@ -80,8 +94,12 @@ struct Webhooks: ParsableCommand {
     }
 
     struct RotateSecret: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract:
+                "Replace an endpoint's signing secret; the old one keeps signing for the grace period (webhooks.rotateSecret)."
+        )
         @OptionGroup var options: ClientOptions
-        @Argument var endpoint: String
+        @Argument(help: "The endpoint's id.") var endpoint: String
         @Option(help: "How long the old secret keeps signing, e.g. 24h.") var grace = "24h"
         func run() throws {
             let r = try callOrExit(
@@ -94,8 +112,10 @@ struct Webhooks: ParsableCommand {
     }
 
     struct Test: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Send a ping to an endpoint now; exits 1 when it fails (webhooks.test).")
         @OptionGroup var options: ClientOptions
-        @Argument var endpoint: String
+        @Argument(help: "The endpoint's id.") var endpoint: String
         func run() throws {
             let r = try callOrExit(options, "webhooks.test", ["id": .string(endpoint)])
             output(options, r) { r in
@@ -108,6 +128,8 @@ struct Webhooks: ParsableCommand {
     }
 
     struct Send: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Send an event to one endpoint or to every subscribed one (webhooks.send).")
         @OptionGroup var options: ClientOptions
         @Option(help: "Send to this endpoint.") var endpoint: String?
         @Option(help: "The event type; without --endpoint, every subscribed endpoint gets it.") var event: String?
@@ -121,5 +143,13 @@ struct Webhooks: ParsableCommand {
                 "queued \((r["deliveryIds"]?.arrayValue ?? []).compactMap(\.stringValue).joined(separator: ", "))"
             }
         }
+    }
+
+    /// One line per endpoint: id, state, URL and the health figures `webhooks list` shows.
+    static func row(_ e: JSON) -> String {
+        let h = e["health"] ?? .null
+        let rate = h["successRate24h"]?.doubleValue.map { String(format: "%.0f%%", $0 * 100) } ?? "-"
+        return
+            "\(e["id"]?.stringValue ?? "")  \(h["state"]?.stringValue ?? "")\(h["dormant"] == true ? " dormant" : "")  \(e["url"]?.stringValue ?? "")  last success \(h["lastSuccessAt"]?.stringValue ?? "never")  24h \(rate)  failures in a row \(h["consecutiveFailures"]?.intValue ?? 0)  pending \(h["pendingDeliveries"]?.intValue ?? 0)"
     }
 }
