@@ -22,6 +22,8 @@ let package = Package(
             name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),  // WharfPQ
         .systemLibrary(
             name: "CLibCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),  // WharfHooks
+        .systemLibrary(
+            name: "CLibSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),  // WharfTLS
 
         // Pure modules.
         .target(name: "WharfCore"),
@@ -32,6 +34,8 @@ let package = Package(
 
         // I/O shells.
         .target(name: "WharfUV", dependencies: ["CLibUV"]),
+        // TLS over memory BIOs: the loop's streams and the blocking client drive the same session.
+        .target(name: "WharfTLS", dependencies: ["CLibSSL", "WharfUV"]),
         .target(name: "WharfPQ", dependencies: ["WharfUV", "CLibPQ", .product(name: "Logging", package: "swift-log")]),
         .target(
             name: "WharfStore",
@@ -40,17 +44,17 @@ let package = Package(
         .target(
             name: "WharfServer",
             dependencies: [
-                "WharfStore", "WharfRPC", "WharfUV", "WharfPQ", "WharfCore", "WharfHooks",
+                "WharfStore", "WharfRPC", "WharfUV", "WharfPQ", "WharfCore", "WharfHooks", "WharfTLS",
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .target(
             name: "WharfHooks",
             dependencies: ["CLibCurl", "CLibUV", "WharfUV", "WharfCore", .product(name: "Crypto", package: "swift-crypto")]),
-        .target(name: "WharfClient", dependencies: ["WharfRPC"]),
+        .target(name: "WharfClient", dependencies: ["WharfRPC", "WharfTLS"]),
         .executableTarget(
             name: "wharf",
             dependencies: [
-                "WharfServer", "WharfClient", "WharfUV", "WharfRPC", "WharfHooks", "CLibPQ",
+                "WharfServer", "WharfClient", "WharfUV", "WharfRPC", "WharfHooks", "CLibPQ", "WharfTLS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
