@@ -68,6 +68,10 @@ public final class BlockingConnection {
                 }
                 return message["result"] ?? .null
             }
+            // A connection-level error (id null) comes before a close: it is the answer.
+            if message["id"] == .null, let error = message["error"] {
+                throw RPCError(json: error) ?? ClientError.protocolViolation(error.text)
+            }
             if message["method"] != nil && message["id"] == nil {
                 notifications.append(message)
             }

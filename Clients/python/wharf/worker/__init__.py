@@ -114,7 +114,7 @@ class Worker:
     """Leases jobs from `queues` and runs them, `concurrency` at a time.
 
     Connection: `client_factory` (a function returning a `Client`), or a `Client`, or `host`,
-    `port` and `token`. The first argument may also be the list of queues: `Worker(["mail"])`.
+    `port`, `token` and `ssl` (as `Client`'s). The first argument may also be the list of queues: `Worker(["mail"])`.
 
     Leasing asks for as many jobs as there are free slots and long-polls for `poll_ms`. Each running
     job is heartbeated every third of `lease_ms` (all due heartbeats go in one batch). A handler's
@@ -137,6 +137,7 @@ class Worker:
         host: str = "127.0.0.1",
         port: int = 7411,
         token: Optional[str] = None,
+        ssl: Any = None,
         name: Optional[str] = None,
         grace: float = 30.0,
         poll_ms: int = 2_000,
@@ -164,7 +165,9 @@ class Worker:
         elif callable(client_factory):
             self._factory = client_factory
         else:
-            self._factory = lambda: Client(host, port, token=token, client_name=f"wharf-python-worker {self.name}")
+            self._factory = lambda: Client(
+                host, port, token=token, ssl=ssl, client_name=f"wharf-python-worker {self.name}"
+            )
         self.client: Optional[Client] = None
         self.handlers: Dict[str, Handler] = {}
         self.stopping = Flag()
