@@ -9,9 +9,11 @@ public struct TLSError: Error, CustomStringConvertible, Sendable {
     init(_ what: String) {
         var reasons: [String] = []
         while case let code = ERR_get_error(), code != 0 {
-            var buf = [CChar](repeating: 0, count: 256)
-            ERR_error_string_n(code, &buf, buf.count)
-            reasons.append(String(cString: buf))
+            var buf = [UInt8](repeating: 0, count: 256)
+            buf.withUnsafeMutableBufferPointer { p in
+                p.baseAddress!.withMemoryRebound(to: CChar.self, capacity: p.count) { ERR_error_string_n(code, $0, p.count) }
+            }
+            reasons.append(String(decoding: buf.prefix { $0 != 0 }, as: UTF8.self))
         }
         message = reasons.isEmpty ? what : "\(what): \(reasons.joined(separator: "; "))"
     }
@@ -55,6 +57,10 @@ public final class TLSContext: @unchecked Sendable {  // never mutated after ini
         -> TLSContext
     {
         let c = try TLSContext(method: TLS_server_method(), isServer: true, clientCA: clientCA != nil)
+        // No TLS 1.3 session tickets: Wharf's clients hold long connections and never resume, and a
+        // ticket arriving right after the handshake races a client that reads on one thread while it
+        // writes on another (Python's threaded client hung in about 1 of 100 handshakes with them).
+        SSL_CTX_set_num_tickets(c.ctx, 0)
         try c.useIdentity(certificateChain: certificateChain, privateKey: privateKey)
         if let clientCA {
             guard SSL_CTX_load_verify_locations(c.ctx, clientCA, nil) == 1 else {
