@@ -35,7 +35,10 @@ let package = Package(
         // I/O shells.
         .target(name: "WharfUV", dependencies: ["CLibUV"]),
         // TLS over memory BIOs: the loop's streams and the blocking client drive the same session.
-        .target(name: "WharfTLS", dependencies: ["CLibSSL", "WharfUV"]),
+        // Optimized in debug builds too, like the codec: every byte of a TLS connection goes through it.
+        .target(
+            name: "WharfTLS", dependencies: ["CLibSSL", "WharfUV"],
+            swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]),
         .target(name: "WharfPQ", dependencies: ["WharfUV", "CLibPQ", .product(name: "Logging", package: "swift-log")]),
         .target(
             name: "WharfStore",

@@ -93,13 +93,18 @@ public final class TLSSession {
     /// Appends every byte of plaintext the fed ciphertext holds to `out`.
     public func readPlaintext(into out: inout [UInt8]) -> ReadEnd {
         ERR_clear_error()
+        // One record's plaintext at most per read; the scratch lives only during the call, so an idle
+        // session holds none.
+        let chunk = 16 << 10
+        let scratch = UnsafeMutableRawPointer.allocate(byteCount: chunk, alignment: 16)
+        defer { scratch.deallocate() }
         while true {
-            let start = out.count
-            out.append(contentsOf: repeatElement(0, count: 16 << 10))
             var n = 0
-            let rc = out.withUnsafeMutableBytes { SSL_read_ex(ssl, $0.baseAddress! + start, $0.count - start, &n) }
-            out.removeLast(16 << 10 - (rc == 1 ? n : 0))
-            if rc == 1 { continue }
+            let rc = SSL_read_ex(ssl, scratch, chunk, &n)
+            if rc == 1 {
+                out.append(contentsOf: UnsafeRawBufferPointer(start: scratch, count: n))
+                continue
+            }
             switch SSL_get_error(ssl, rc) {
             case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE: return .wantMore
             case SSL_ERROR_ZERO_RETURN: return .closed
