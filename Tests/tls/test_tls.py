@@ -294,3 +294,23 @@ def test_pipelined_load_across_connections(server: WharfServer, pki: Dict[str, T
     assert sum(answered) == connections * per_connection == 10_000
     with server.client(token=ADMIN_TOKEN) as c:
         assert c.call("server.ping") == "pong"
+
+
+def test_non_loopback_listener_needs_tls_or_insecure_plaintext(pki: Dict[str, Tuple[str, str]]) -> None:
+    port = socket.socket()
+    port.bind(("127.0.0.1", 0))
+    free = port.getsockname()[1]
+    port.close()
+    base = [wharf_bin(), "serve", "--database", "host=/nonexistent", "--listen", f"0.0.0.0:{free}"]
+    refused = subprocess.run(base + ["--token", "admin:x"], capture_output=True, text=True, timeout=30)
+    assert refused.returncode != 0
+    assert "without TLS" in refused.stderr and "--insecure-plaintext" in refused.stderr
+    no_tokens = subprocess.run(base + ["--insecure-plaintext"], capture_output=True, text=True, timeout=30)
+    assert no_tokens.returncode != 0 and "without tokens" in no_tokens.stderr
+    # With the flag (or with TLS) it starts; the last --listen wins over the harness's loopback one.
+    for extra in (["--insecure-plaintext"], ["--tls-cert", pki["server"][0], "--tls-key", pki["server"][1]]):
+        tls = context(pki) if extra[0] == "--tls-cert" else None
+        args = ["--listen", f"0.0.0.0:{free}", "--token", f"admin:{ADMIN_TOKEN}", *extra]
+        with WharfServer(extra_args=args, port=free, ssl=tls) as s:
+            with s.client(token=ADMIN_TOKEN) as c:
+                assert c.call("server.ping") == "pong"

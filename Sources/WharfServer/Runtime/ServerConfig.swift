@@ -123,7 +123,7 @@ public struct ServerConfig: Sendable {
             throw ConfigError(
                 message:
                     "refusing to listen on \(host) without tokens: anyone who can reach it could run jobs. "
-                    + "Add --token ROLE:SECRET (or --token-file), or listen on 127.0.0.1.")
+                    + "Add --token ROLE:SECRET (or --token-file, or --tls-client-role), or listen on 127.0.0.1.")
         }
         if tls == nil && !insecurePlaintext && !ServerConfig.isLoopback(host) {
             throw ConfigError(
