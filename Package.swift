@@ -67,6 +67,7 @@ let package = Package(
         .testTarget(name: "WharfJSONTests", dependencies: ["WharfJSON"]),
         .testTarget(name: "WharfRPCTests", dependencies: ["WharfRPC"]),
         .testTarget(name: "WharfHooksTests", dependencies: ["WharfHooks", "WharfUV"]),
+        .testTarget(name: "WharfTLSTests", dependencies: ["WharfTLS"]),
         .testTarget(
             name: "WharfPQTests",
             dependencies: ["WharfPQ", "WharfUV", .product(name: "Logging", package: "swift-log")]),

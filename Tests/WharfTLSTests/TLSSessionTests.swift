@@ -1,0 +1,147 @@
+import Foundation
+import Testing
+import WharfTLS
+
+/// `TLSSession` without sockets: a client and a server session hand each other their ciphertext in
+/// memory, with certificates made for the test by the `openssl` command.
+@Suite struct TLSSessionTests {
+    /// A CA, a server certificate for 127.0.0.1, a client certificate (CN reader-1), and a CA nobody trusts.
+    final class PKI {
+        let dir: URL
+
+        init() throws {
+            dir = FileManager.default.temporaryDirectory.appendingPathComponent("wharf-tls-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            try ca("ca")
+            try ca("other")
+            try issue("server", cn: "localhost", by: "ca", ext: "subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+            try issue("client", cn: "reader-1", by: "ca", ext: "extendedKeyUsage=clientAuth\n")
+        }
+
+        deinit { try? FileManager.default.removeItem(at: dir) }
+
+        func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
+
+        private func ca(_ name: String) throws {
+            try openssl([
+                "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
+                path("\(name).key"), "-out", path("\(name).pem"), "-days", "2", "-subj", "/CN=\(name)",
+            ])
+        }
+
+        private func issue(_ name: String, cn: String, by ca: String, ext: String) throws {
+            try openssl([
+                "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
+                path("\(name).key"), "-out", path("\(name).csr"), "-subj", "/CN=\(cn)",
+            ])
+            try ext.write(toFile: path("\(name).ext"), atomically: true, encoding: .utf8)
+            try openssl([
+                "x509", "-req", "-in", path("\(name).csr"), "-CA", path("\(ca).pem"), "-CAkey", path("\(ca).key"),
+                "-set_serial", "\(name.count)", "-out", path("\(name).pem"), "-days", "2", "-extfile", path("\(name).ext"),
+            ])
+        }
+
+        private func openssl(_ args: [String]) throws {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+            p.arguments = args
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            p.waitUntilExit()
+            #expect(p.terminationStatus == 0, "openssl \(args.joined(separator: " "))")
+        }
+    }
+
+    /// Moves ciphertext between the two until neither has any to send; returns the last progress of each.
+    static func shakeHands(_ client: TLSSession, _ server: TLSSession) -> (TLSSession.Progress, TLSSession.Progress) {
+        var c = client.handshake()
+        var s = TLSSession.Progress.wantMore
+        for _ in 0..<10 {
+            client.takeCiphertext { server.feed($0) }
+            s = server.handshake()
+            server.takeCiphertext { client.feed($0) }
+            c = client.handshake()
+            if case .failed = c { break }
+            if case .failed = s { break }
+            if c == .done, s == .done, client.pendingCiphertext == 0 { break }
+        }
+        return (c, s)
+    }
+
+    @Test func handshakeThenPlaintextBothWaysWithAClientCertificate() throws {
+        let pki = try PKI()
+        let serverContext = try TLSContext.server(
+            certificateChain: pki.path("server.pem"), privateKey: pki.path("server.key"), clientCA: pki.path("ca.pem"))
+        let clientContext = try TLSContext.client(
+            caFile: pki.path("ca.pem"), certificateChain: pki.path("client.pem"), privateKey: pki.path("client.key"))
+        let server = try TLSSession(context: serverContext)
+        let client = try TLSSession(context: clientContext, serverName: "127.0.0.1")
+        let (c, s) = Self.shakeHands(client, server)
+        #expect(c == .done)
+        #expect(s == .done)
+        #expect(server.verifiedPeerCommonName == "reader-1")
+        #expect(client.protocolVersion == "TLSv1.3")
+
+        // A megabyte goes through in records of at most 16 KiB and comes out whole.
+        let big = (0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        var flushes = 0
+        let failure = big.withUnsafeBytes {
+            client.write($0) {
+                flushes += 1
+                client.takeCiphertext { server.feed($0) }
+            }
+        }
+        #expect(failure == nil)
+        #expect(flushes == (1 << 20) / (64 << 10))
+        var received: [UInt8] = []
+        #expect(server.readPlaintext(into: &received) == .wantMore)
+        #expect(received == big)
+
+        let reply = Array("{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":\"pong\"}\n".utf8)
+        #expect(reply.withUnsafeBytes { server.write($0) {} } == nil)
+        server.takeCiphertext { client.feed($0) }
+        var answer: [UInt8] = []
+        #expect(client.readPlaintext(into: &answer) == .wantMore)
+        #expect(answer == reply)
+
+        // close_notify ends the peer's stream.
+        client.shutdown()
+        client.takeCiphertext { server.feed($0) }
+        var rest: [UInt8] = []
+        #expect(server.readPlaintext(into: &rest) == .closed)
+    }
+
+    @Test func aClientRefusesAServerItsCADidNotSign() throws {
+        let pki = try PKI()
+        let server = try TLSSession(
+            context: TLSContext.server(certificateChain: pki.path("server.pem"), privateKey: pki.path("server.key")))
+        let client = try TLSSession(context: TLSContext.client(caFile: pki.path("other.pem")), serverName: "127.0.0.1")
+        let (c, _) = Self.shakeHands(client, server)
+        guard case .failed(let reason) = c else {
+            Issue.record("handshake did not fail: \(c)")
+            return
+        }
+        #expect(reason.contains("certificate verify failed"))
+    }
+
+    @Test func aClientRefusesACertificateForAnotherName() throws {
+        let pki = try PKI()
+        let server = try TLSSession(
+            context: TLSContext.server(certificateChain: pki.path("server.pem"), privateKey: pki.path("server.key")))
+        let client = try TLSSession(context: TLSContext.client(caFile: pki.path("ca.pem")), serverName: "wharf.example")
+        let (c, _) = Self.shakeHands(client, server)
+        guard case .failed(let reason) = c else {
+            Issue.record("handshake did not fail: \(c)")
+            return
+        }
+        #expect(reason.contains("hostname mismatch"))
+    }
+
+    @Test func aKeyThatDoesNotMatchItsCertificateIsRefusedAtLoad() throws {
+        let pki = try PKI()
+        #expect(throws: TLSError.self) {
+            try TLSContext.server(certificateChain: pki.path("server.pem"), privateKey: pki.path("client.key"))
+        }
+    }
+}
