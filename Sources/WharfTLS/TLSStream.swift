@@ -20,6 +20,7 @@ public final class TLSStream: ByteStream {
     private var early: [UInt8] = []
     private var plaintext: [UInt8] = []
     private var sawInput = false
+    private var wantsReading = false
     private var ended = false
     /// Why the stream failed (handshake, decryption, a plaintext peer), for logs.
     public private(set) var failure: String?
@@ -39,14 +40,23 @@ public final class TLSStream: ByteStream {
 
     public var queuedBytes: Int { tcp.queuedBytes + early.count }
     public var writtenBytes: UInt64 { tcp.writtenBytes }
-    public var isReading: Bool { tcp.isReading }
+    public var isReading: Bool { wantsReading }
     public var isClosing: Bool { tcp.isClosing }
     public var peerAddress: String? { tcp.peerAddress }
     public func setNoDelay() { tcp.setNoDelay() }
     public func setKeepAlive(delaySeconds: UInt32) { tcp.setKeepAlive(delaySeconds: delaySeconds) }
     public func setWrittenHandler(_ onWritten: @escaping () -> Void) { tcp.setWrittenHandler(onWritten) }
-    public func startReading() { tcp.startReading() }
-    public func stopReading() { tcp.stopReading() }
+    public func startReading() {
+        wantsReading = true
+        tcp.startReading()
+    }
+
+    /// Stops reading once the handshake is done: until then the socket is read anyway, so that output
+    /// written before the handshake (a refusal before a close) can reach the peer.
+    public func stopReading() {
+        wantsReading = false
+        if session.isHandshakeDone { tcp.stopReading() }
+    }
 
     public func setHandlers(onRead: @escaping (UnsafeRawBufferPointer) -> Void, onEnd: @escaping (UVError?) -> Void) {
         self.onRead = onRead
@@ -119,6 +129,7 @@ public final class TLSStream: ByteStream {
         case .failed(let reason):
             fail(reason)
         case .done:
+            if !wantsReading { tcp.stopReading() }
             onHandshake?()
             if !early.isEmpty, !ended {
                 let pending = early

@@ -314,3 +314,27 @@ def test_non_loopback_listener_needs_tls_or_insecure_plaintext(pki: Dict[str, Tu
         with WharfServer(extra_args=args, port=free, ssl=tls) as s:
             with s.client(token=ADMIN_TOKEN) as c:
                 assert c.call("server.ping") == "pong"
+
+
+def test_a_handshake_that_never_finishes_is_closed(server: WharfServer, pki: Dict[str, Tuple[str, str]]) -> None:
+    """A peer that opens a TLS record and stalls (a slowloris handshake) is closed at the 10 s deadline."""
+    with socket.create_connection((server.host, server.port), timeout=15) as s:
+        started = time.monotonic()
+        s.sendall(b"\x16\x03\x01\x02\x00\x01")  # the start of a ClientHello record, never finished
+        with server.client(token=ADMIN_TOKEN) as c:  # others are served meanwhile
+            assert c.call("server.ping") == "pong"
+        assert s.recv(4096) == b""
+        waited = time.monotonic() - started
+    assert 9.5 <= waited <= 12, waited
+
+
+def test_a_refusal_reaches_a_tls_client(pki: Dict[str, Tuple[str, str]]) -> None:
+    """Past --max-connections the error line is written after the handshake, then the connection closes."""
+    args = ["--tls-cert", pki["server"][0], "--tls-key", pki["server"][1], "--max-connections", "1"]
+    with WharfServer(extra_args=args, ssl=context(pki)) as s:
+        with s.client().connect() as first:
+            with socket.create_connection((s.host, s.port), timeout=5) as raw:
+                with context(pki).wrap_socket(raw, server_hostname=s.host) as second:
+                    reply = json.loads(second.makefile("rb").readline())
+            assert reply["error"]["data"]["limit"] == "connections"
+            assert first.call("server.ping") == "pong"
