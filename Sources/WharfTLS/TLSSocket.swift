@@ -52,6 +52,20 @@ public final class TLSSocket {
         }
     }
 
+    /// Decrypts `ciphertext` read from the socket by the caller (a reader thread that blocks in
+    /// `recv` on its own), appending the plaintext to `out` and sending what the session must answer.
+    /// Returns false once the peer sent close_notify. Callers serialise this with `send`.
+    public func decrypt(_ ciphertext: UnsafeRawBufferPointer, into out: inout [UInt8]) throws -> Bool {
+        session.feed(ciphertext)
+        let end = session.readPlaintext(into: &out)
+        try sendCiphertext()
+        switch end {
+        case .wantMore: return true
+        case .closed: return false
+        case .failed(let reason): throw TLSError(message: reason)
+        }
+    }
+
     public struct SocketError: Error, Sendable {
         public let errno: Int32
     }

@@ -5,54 +5,6 @@ import WharfTLS
 /// `TLSSession` without sockets: a client and a server session hand each other their ciphertext in
 /// memory, with certificates made for the test by the `openssl` command.
 @Suite struct TLSSessionTests {
-    /// A CA, a server certificate for 127.0.0.1, a client certificate (CN reader-1), and a CA nobody trusts.
-    final class PKI {
-        let dir: URL
-
-        init() throws {
-            dir = FileManager.default.temporaryDirectory.appendingPathComponent("wharf-tls-\(UUID().uuidString)")
-            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-            try ca("ca")
-            try ca("other")
-            try issue("server", cn: "localhost", by: "ca", ext: "subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-            try issue("client", cn: "reader-1", by: "ca", ext: "extendedKeyUsage=clientAuth\n")
-        }
-
-        deinit { try? FileManager.default.removeItem(at: dir) }
-
-        func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
-
-        private func ca(_ name: String) throws {
-            try openssl([
-                "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
-                path("\(name).key"), "-out", path("\(name).pem"), "-days", "2", "-subj", "/CN=\(name)",
-            ])
-        }
-
-        private func issue(_ name: String, cn: String, by ca: String, ext: String) throws {
-            try openssl([
-                "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
-                path("\(name).key"), "-out", path("\(name).csr"), "-subj", "/CN=\(cn)",
-            ])
-            try ext.write(toFile: path("\(name).ext"), atomically: true, encoding: .utf8)
-            try openssl([
-                "x509", "-req", "-in", path("\(name).csr"), "-CA", path("\(ca).pem"), "-CAkey", path("\(ca).key"),
-                "-set_serial", "\(name.count)", "-out", path("\(name).pem"), "-days", "2", "-extfile", path("\(name).ext"),
-            ])
-        }
-
-        private func openssl(_ args: [String]) throws {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
-            p.arguments = args
-            p.standardOutput = FileHandle.nullDevice
-            p.standardError = FileHandle.nullDevice
-            try p.run()
-            p.waitUntilExit()
-            #expect(p.terminationStatus == 0, "openssl \(args.joined(separator: " "))")
-        }
-    }
-
     /// Moves ciphertext between the two until neither has any to send; returns the last progress of each.
     static func shakeHands(_ client: TLSSession, _ server: TLSSession) -> (TLSSession.Progress, TLSSession.Progress) {
         var c = client.handshake()
@@ -70,7 +22,7 @@ import WharfTLS
     }
 
     @Test func handshakeThenPlaintextBothWaysWithAClientCertificate() throws {
-        let pki = try PKI()
+        let pki = try TestPKI()
         let serverContext = try TLSContext.server(
             certificateChain: pki.path("server.pem"), privateKey: pki.path("server.key"), clientCA: pki.path("ca.pem"))
         let clientContext = try TLSContext.client(
@@ -115,7 +67,7 @@ import WharfTLS
     /// A server signed by a CA the client does not trust, or with a certificate for another name.
     @Test(arguments: [("other.pem", "127.0.0.1", "certificate verify failed"), ("ca.pem", "wharf.example", "hostname mismatch")])
     func aClientRefusesAServerItCannotVerify(caFile: String, serverName: String, reason expected: String) throws {
-        let pki = try PKI()
+        let pki = try TestPKI()
         let server = try TLSSession(
             context: TLSContext.server(certificateChain: pki.path("server.pem"), privateKey: pki.path("server.key")))
         let client = try TLSSession(context: TLSContext.client(caFile: pki.path(caFile)), serverName: serverName)
@@ -128,7 +80,7 @@ import WharfTLS
     }
 
     @Test func aKeyThatDoesNotMatchItsCertificateIsRefusedAtLoad() throws {
-        let pki = try PKI()
+        let pki = try TestPKI()
         #expect(throws: TLSError.self) {
             try TLSContext.server(certificateChain: pki.path("server.pem"), privateKey: pki.path("client.key"))
         }
