@@ -52,12 +52,8 @@ struct ClientTLSOptions: ParsableArguments {
 
     @Option(help: "PEM bundle of CAs to verify the server with (default: the system's trust store).")
     var caFile: String?
-
-    @Option(help: "PEM client certificate chain to present (with --key).")
-    var cert: String?
-
-    @Option(help: "PEM private key of --cert.")
-    var key: String?
+    @Option(help: "PEM client certificate chain to present (with --key).") var cert: String?
+    @Option(help: "PEM private key of --cert.") var key: String?
 
     /// The client context, or nil for plaintext.
     func context() throws -> TLSContext? {
