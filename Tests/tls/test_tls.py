@@ -338,3 +338,27 @@ def test_a_refusal_reaches_a_tls_client(pki: Dict[str, Tuple[str, str]]) -> None
                     reply = json.loads(second.makefile("rb").readline())
             assert reply["error"]["data"]["limit"] == "connections"
             assert first.call("server.ping") == "pong"
+
+
+def test_worker_runs_jobs_over_tls(server: WharfServer, pki: Dict[str, Tuple[str, str]]) -> None:
+    import wharf
+
+    queue = f"tls-worker-{os.getpid()}"
+    worker = wharf.Worker([queue], port=server.port, token=ADMIN_TOKEN, ssl=context(pki), poll_ms=300)
+
+    @worker.task("double")
+    def double(payload: Dict[str, int]) -> int:
+        return payload["n"] * 2
+
+    with server.client(token=ADMIN_TOKEN) as c:
+        job = c.call("jobs.enqueue", queue=queue, kind="double", payload={"n": 21})
+        t = worker.run_in_thread()
+        try:
+            deadline = time.monotonic() + 10
+            while c.call("jobs.get", id=job["id"])["state"] != "completed":
+                assert time.monotonic() < deadline, "the TLS worker did not complete the job"
+                time.sleep(0.05)
+            assert c.call("jobs.get", id=job["id"])["result"] == 42
+        finally:
+            worker.stop()
+            t.join(5)
