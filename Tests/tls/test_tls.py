@@ -252,6 +252,8 @@ def test_plaintext_client_gets_a_clear_close(server: WharfServer, pki: Dict[str,
     done = cli(server, "server.ping")
     assert done.returncode != 0
     assert "this port speaks TLS" in done.stderr
+    with pytest.raises(ConnectionError, match="this port speaks TLS"):
+        Client(server.host, server.port, token=ADMIN_TOKEN).connect()
     # The server stays healthy: TLS clients are answered promptly.
     with server.client(token=ADMIN_TOKEN) as c:
         started = time.perf_counter()

@@ -106,6 +106,8 @@ class _Connection:
         self.waiting: Dict[Any, _Waiter] = {}
         self.batches: List[List[Any]] = []
         self.alive = True
+        self.last_error: Optional[str] = None
+        """The message of the last connection-level error (null id) the server sent, told at the close."""
         self.reader = threading.Thread(target=self._read_loop, name=f"wharf-reader-{label}", daemon=True)
         self.reader.start()
 
@@ -148,6 +150,8 @@ class _Connection:
         except Exception:  # noqa: BLE001 - the reader must fail the waiters, whatever happened
             log.exception("reader failed")
             reason = "reader failed"
+        if reason == "connection closed by the server" and self.last_error:
+            reason = f"{reason}: {self.last_error}"
         self.close(ConnectionLost(reason))
         self.file.close()  # the socket's descriptor is released once this is closed too
 
@@ -175,6 +179,7 @@ class _Connection:
             waiters = [self.waiting.pop(i) for i in batch or [] if i in self.waiting]
         if not waiters:
             log.info("server: %s", m.get("error"))
+            self.last_error = str((m.get("error") or {}).get("message"))
         for w in waiters:
             w.reply = m
             w.event.set()
