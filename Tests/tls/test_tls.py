@@ -364,3 +364,55 @@ def test_worker_runs_jobs_over_tls(server: WharfServer, pki: Dict[str, Tuple[str
         finally:
             worker.stop()
             t.join(5)
+
+
+def rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def test_a_handshake_flood_does_not_stall_other_connections(
+    server: WharfServer, pki: Dict[str, Tuple[str, str]]
+) -> None:
+    """Handshakes run on the loop: four threads shaking hands as fast as they can (with client
+    certificates, the costliest kind) must leave an established connection's pings fast."""
+    stop = threading.Event()
+    handshakes: List[int] = []
+
+    def flood() -> None:
+        ctx = context(pki, cert="producer")
+        n = 0
+        while not stop.is_set():
+            with socket.create_connection((server.host, server.port), timeout=10) as raw:
+                with ctx.wrap_socket(raw, server_hostname=server.host) as s:
+                    s.sendall(b'{"jsonrpc":"2.0","id":1,"method":"server.ping"}\n')
+                    s.recv(100)
+            n += 1
+        handshakes.append(n)
+
+    rss_before = rss_bytes(server.proc.pid)
+    latencies: List[float] = []
+    with server.client(token=ADMIN_TOKEN).connect() as c:
+        threads = [threading.Thread(target=flood) for _ in range(4)]
+        for t in threads:
+            t.start()
+        try:
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                started = time.perf_counter()
+                assert c.call("server.ping") == "pong"
+                latencies.append((time.perf_counter() - started) * 1000)
+                time.sleep(0.01)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(15)
+    latencies.sort()
+    p99 = latencies[int(len(latencies) * 0.99) - 1]
+    print(f"{sum(handshakes)} handshakes in 5 s; ping p50 {latencies[len(latencies) // 2]:.2f} ms, p99 {p99:.2f} ms")
+    assert sum(handshakes) > 100, handshakes
+    assert p99 < 50, f"ping p99 {p99:.1f} ms during {sum(handshakes)} handshakes"
+    assert rss_bytes(server.proc.pid) - rss_before < 64 << 20
