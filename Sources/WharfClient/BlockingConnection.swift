@@ -117,7 +117,8 @@ public final class BlockingConnection {
                 do {
                     guard try tls.receive(into: &buffer) else { throw ClientError.connectionClosed }
                 } catch let e as TLSSocket.SocketError {
-                    throw e.errno == EAGAIN || e.errno == EWOULDBLOCK ? ClientError.timeout : ClientError.connectionClosed
+                    throw e.errno == EAGAIN || e.errno == EWOULDBLOCK
+                        ? ClientError.timeout : ClientError.connectionClosed
                 } catch let e as TLSError {
                     throw ClientError.protocolViolation("\(e)")
                 }

@@ -11,7 +11,9 @@ public struct TLSError: Error, CustomStringConvertible, Sendable {
         while case let code = ERR_get_error(), code != 0 {
             var buf = [UInt8](repeating: 0, count: 256)
             buf.withUnsafeMutableBufferPointer { p in
-                p.baseAddress!.withMemoryRebound(to: CChar.self, capacity: p.count) { ERR_error_string_n(code, $0, p.count) }
+                p.baseAddress!.withMemoryRebound(to: CChar.self, capacity: p.count) {
+                    ERR_error_string_n(code, $0, p.count)
+                }
             }
             reasons.append(String(decoding: buf.prefix { $0 != 0 }, as: UTF8.self))
         }

@@ -43,12 +43,13 @@ struct BenchRPC: ParsableCommand {
         print(
             (r.tls == nil ? "rpc server.ping" : "rpc server.ping over TLS")
                 + String(
-                format:
-                    ": %d connections x %d in flight, %.1f s: %.0f req/s, p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, errors %d",
-                connections, depth, r.measuredSeconds, perSec, p50, p99, p999, r.errors))
+                    format:
+                        ": %d connections x %d in flight, %.1f s: %.0f req/s, p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, errors %d",
+                    connections, depth, r.measuredSeconds, perSec, p50, p99, p999, r.errors))
         if json {
             let o: JSON = [
-                "method": "server.ping", "tls": .bool(r.tls != nil), "connections": .from(connections), "depth": .from(depth),
+                "method": "server.ping", "tls": .bool(r.tls != nil), "connections": .from(connections),
+                "depth": .from(depth),
                 "seconds": .double(r.measuredSeconds), "requestsPerSec": .double(perSec.rounded()),
                 "p50Ms": .double(p50), "p99Ms": .double(p99), "p999Ms": .double(p999), "errors": .from(r.errors),
             ]
@@ -124,7 +125,9 @@ final class RPCBenchRun {
                     c.stream.setHandlers(
                         onRead: { [unowned self] bytes in self.read(c, bytes) },
                         onEnd: { [unowned self] error in
-                            if !self.stopping { self.error = "server closed a connection \(error.map { "(\($0))" } ?? "")" }
+                            if !self.stopping {
+                                self.error = "server closed a connection \(error.map { "(\($0))" } ?? "")"
+                            }
                         })
                     c.stream.startReading()
                     (c.stream as? TLSStream)?.startHandshake()

@@ -34,10 +34,12 @@ struct ServeTLSOptions: ParsableArguments {
         var s = TLSSettings(certificateChain: tlsCert, privateKey: tlsKey)
         s.clientCA = tlsClientCa
         for entry in tlsClientRole {
-            guard let eq = entry.lastIndex(of: "="), let role = Role(rawValue: String(entry[entry.index(after: eq)...])),
+            guard let eq = entry.lastIndex(of: "="),
+                let role = Role(rawValue: String(entry[entry.index(after: eq)...])),
                 eq != entry.startIndex
             else {
-                throw ValidationError("--tls-client-role must be CN=ROLE with ROLE one of admin, producer, worker, reader")
+                throw ValidationError(
+                    "--tls-client-role must be CN=ROLE with ROLE one of admin, producer, worker, reader")
             }
             s.clientRoles[String(entry[..<eq])] = role
         }

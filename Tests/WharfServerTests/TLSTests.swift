@@ -50,7 +50,8 @@ import WharfTLS
         let pki = try TestPKI()
         let server = try Self.server(pki)
         let client = WharfClient(
-            host: "127.0.0.1", port: server.port, token: "s3cret", tls: try TLSContext.client(caFile: pki.path("ca.pem")))
+            host: "127.0.0.1", port: server.port, token: "s3cret",
+            tls: try TLSContext.client(caFile: pki.path("ca.pem")))
         defer { client.close() }
         let replies = try await withThrowingTaskGroup(of: JSON.self) { group in
             for _ in 0..<200 { group.addTask { try await client.call("server.ping") } }

@@ -65,7 +65,9 @@ import WharfTLS
     }
 
     /// A server signed by a CA the client does not trust, or with a certificate for another name.
-    @Test(arguments: [("other.pem", "127.0.0.1", "certificate verify failed"), ("ca.pem", "wharf.example", "hostname mismatch")])
+    @Test(arguments: [
+        ("other.pem", "127.0.0.1", "certificate verify failed"), ("ca.pem", "wharf.example", "hostname mismatch"),
+    ])
     func aClientRefusesAServerItCannotVerify(caFile: String, serverName: String, reason expected: String) throws {
         let pki = try TestPKI()
         let server = try TLSSession(

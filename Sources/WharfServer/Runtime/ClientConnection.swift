@@ -360,7 +360,8 @@ final class ClientConnection {
                     "frame not finished within \(limits.frameTimeoutMs) ms; closing connection",
                     limit: "frameTimeoutMs", max: limits.frameTimeoutMs, retryable: true))
         case .handshake:
-            server.logger.debug("closing a connection whose TLS handshake did not finish", metadata: ["peer": "\(peer ?? "?")"])
+            server.logger.debug(
+                "closing a connection whose TLS handshake did not finish", metadata: ["peer": "\(peer ?? "?")"])
             close()
         case .idle:
             server.logger.debug("closing idle connection", metadata: ["session": "\(session.id)"])

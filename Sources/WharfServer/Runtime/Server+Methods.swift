@@ -105,7 +105,8 @@ extension Server {
             // A mapped client certificate already granted a role; otherwise a token is needed.
             guard let role = call.session.role else {
                 throw RPCError.unauthorized(
-                    config.tokens.isEmpty ? "this server requires a client certificate" : "this server requires a token")
+                    config.tokens.isEmpty ? "this server requires a client certificate" : "this server requires a token"
+                )
             }
             call.session.clientName = client
             var reply: JSONObject = [
