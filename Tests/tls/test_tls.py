@@ -19,6 +19,7 @@ import time
 from typing import Dict, List, Tuple
 
 import pytest
+from hostile import rss_bytes
 
 from wharf import Client
 from wharf.aio import AsyncClient
@@ -364,14 +365,6 @@ def test_worker_runs_jobs_over_tls(server: WharfServer, pki: Dict[str, Tuple[str
         finally:
             worker.stop()
             t.join(5)
-
-
-def rss_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
 def test_a_handshake_flood_does_not_stall_other_connections(
