@@ -24,6 +24,8 @@ let package = Package(
         .systemLibrary(
             name: "CLibCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),  // WharfHooks
         .systemLibrary(name: "CHTTPParser", providers: [.apt(["libhttp-parser-dev"])]),  // WharfHTTP
+        .systemLibrary(
+            name: "CLibSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),  // WharfTLS
 
         // Pure modules.
         .target(name: "WharfCore"),
@@ -36,6 +38,11 @@ let package = Package(
         .target(name: "WharfUV", dependencies: ["CLibUV"]),
         // HTTP/1.1 requests parsed by Debian's http_parser (no I/O).
         .target(name: "WharfHTTP", dependencies: ["CHTTPParser"]),
+        // TLS over memory BIOs: the loop's streams and the blocking client drive the same session.
+        // Optimized in debug builds too, like the codec: every byte of a TLS connection goes through it.
+        .target(
+            name: "WharfTLS", dependencies: ["CLibSSL", "WharfUV"],
+            swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]),
         .target(name: "WharfPQ", dependencies: ["WharfUV", "CLibPQ", .product(name: "Logging", package: "swift-log")]),
         .target(
             name: "WharfStore",
@@ -44,7 +51,7 @@ let package = Package(
         .target(
             name: "WharfServer",
             dependencies: [
-                "WharfStore", "WharfRPC", "WharfUV", "WharfPQ", "WharfCore", "WharfHooks", "WharfHTTP",
+                "WharfStore", "WharfRPC", "WharfUV", "WharfPQ", "WharfCore", "WharfHooks", "WharfHTTP", "WharfTLS",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],
@@ -52,11 +59,11 @@ let package = Package(
         .target(
             name: "WharfHooks",
             dependencies: ["CLibCurl", "CLibUV", "WharfUV", "WharfCore", .product(name: "Crypto", package: "swift-crypto")]),
-        .target(name: "WharfClient", dependencies: ["WharfRPC"]),
+        .target(name: "WharfClient", dependencies: ["WharfRPC", "WharfTLS"]),
         .executableTarget(
             name: "wharf",
             dependencies: [
-                "WharfServer", "WharfClient", "WharfUV", "WharfRPC", "WharfHooks", "CLibPQ",
+                "WharfServer", "WharfClient", "WharfUV", "WharfRPC", "WharfHooks", "CLibPQ", "WharfTLS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
@@ -67,6 +74,7 @@ let package = Package(
         .testTarget(name: "WharfRPCTests", dependencies: ["WharfRPC"]),
         .testTarget(name: "WharfHTTPTests", dependencies: ["WharfHTTP"]),
         .testTarget(name: "WharfHooksTests", dependencies: ["WharfHooks", "WharfUV"]),
+        .testTarget(name: "WharfTLSTests", dependencies: ["WharfTLS"]),
         .testTarget(
             name: "WharfPQTests",
             dependencies: ["WharfPQ", "WharfUV", .product(name: "Logging", package: "swift-log")]),

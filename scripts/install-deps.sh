@@ -11,6 +11,10 @@ missing=()
 for pkg in libuv1-dev libpq-dev libcurl4-openssl-dev libhttp-parser-dev postgresql pkg-config; do
   dpkg -s "$pkg" 2>/dev/null | grep -q '^Status: install ok installed' || missing+=("$pkg")
 done
+# OpenSSL for TLS on the JSON-RPC port (WharfTLS); the openssl command makes the TLS tests' certificates.
+for pkg in libssl-dev openssl; do
+  dpkg -s "$pkg" 2>/dev/null | grep -q '^Status: install ok installed' || missing+=("$pkg")
+done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]}" >&2
   as_root apt-get update -qq >&2

@@ -14,7 +14,7 @@ elapsed() { echo "$(($(date +%s) - started)) s"; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 scratch=(--scratch-path "${WHARF_SCRATCH_PATH:-.build}")
-python_tests=(Clients/python/tests Protocol/conformance Tests/hostile Tests/faults Tests/locks-jepsen Tests/cron-replicas)
+python_tests=(Clients/python/tests Protocol/conformance Tests/hostile Tests/faults Tests/locks-jepsen Tests/cron-replicas Tests/tls)
 python_modules=(pytest cronsim jsonrpcclient standardwebhooks prometheus_client)
 
 section "dependencies"

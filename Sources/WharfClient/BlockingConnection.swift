@@ -1,5 +1,6 @@
 import Foundation
 import WharfRPC
+import WharfTLS
 
 #if canImport(Glibc)
     import Glibc
@@ -27,15 +28,26 @@ public enum ClientError: Error, CustomStringConvertible, Sendable {
 /// Not thread-safe: use it from one thread at a time. `WharfClient` is the concurrent variant.
 public final class BlockingConnection {
     private let fd: Int32
+    /// TLS over `fd`, when connected with a context.
+    private let tls: TLSSocket?
     private var buffer: [UInt8] = []
     private var nextID: Int64 = 0
     /// Server-to-client notifications received while waiting for replies.
     public private(set) var notifications: [JSON] = []
 
-    public init(host: String, port: Int, timeoutSeconds: Int = 30) throws {
-        fd = try Socket.connect(host: host, port: port)
+    /// Connects to `host:port`; with `tls`, shakes hands first and verifies the server's certificate
+    /// against `host` (a name or an IP address).
+    public init(host: String, port: Int, timeoutSeconds: Int = 30, tls context: TLSContext? = nil) throws {
+        let fd = try Socket.connect(host: host, port: port)
+        self.fd = fd
         var tv = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        do {
+            tls = try context.map { try TLSSocket(fd: fd, context: $0, serverName: host) }
+        } catch {
+            Glibc.close(fd)
+            throw ClientError.connectFailed("\(host):\(port): \(error)")
+        }
     }
 
     deinit { Glibc.close(fd) }
@@ -56,6 +68,10 @@ public final class BlockingConnection {
                 }
                 return message["result"] ?? .null
             }
+            // A connection-level error (id null) comes before a close: it is the answer.
+            if message["id"] == .null, let error = message["error"] {
+                throw RPCError(json: error) ?? ClientError.protocolViolation(error.text)
+            }
             if message["method"] != nil && message["id"] == nil {
                 notifications.append(message)
             }
@@ -64,6 +80,9 @@ public final class BlockingConnection {
 
     /// Sends bytes as they are (for protocol tests that need malformed input).
     public func sendRaw(_ bytes: [UInt8]) throws {
+        if let tls {
+            do { return try bytes.withUnsafeBytes { try tls.send($0) } } catch { throw ClientError.connectionClosed }
+        }
         var offset = 0
         while offset < bytes.count {
             let n = bytes.withUnsafeBytes {
@@ -93,6 +112,17 @@ public final class BlockingConnection {
                 let line = Array(buffer[..<nl])
                 buffer.removeFirst(nl + 1)
                 return line
+            }
+            if let tls {
+                do {
+                    guard try tls.receive(into: &buffer) else { throw ClientError.connectionClosed }
+                } catch let e as TLSSocket.SocketError {
+                    throw e.errno == EAGAIN || e.errno == EWOULDBLOCK
+                        ? ClientError.timeout : ClientError.connectionClosed
+                } catch let e as TLSError {
+                    throw ClientError.protocolViolation("\(e)")
+                }
+                continue
             }
             var chunk = [UInt8](repeating: 0, count: 65536)
             let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }

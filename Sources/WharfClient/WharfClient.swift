@@ -1,5 +1,6 @@
 import Foundation
 import WharfRPC
+import WharfTLS
 
 #if canImport(Glibc)
     import Glibc
@@ -10,14 +11,18 @@ import WharfRPC
 /// Requests are written as they are made and replies are matched by id by a reader thread, so
 /// concurrent tasks share the connection (pipelining). When the connection drops, calls in flight
 /// fail with `ClientError.connectionClosed` and the next call reconnects (presenting the token again).
-/// Needs no C library beyond the system's sockets.
+/// With `tls`, each connection shakes hands first (blocking, in the call that connects) and the TLS
+/// session is used under `lock` by writers and by the reader thread alike.
 public final class WharfClient: @unchecked Sendable {  // mutable state guarded by `lock`
     public let host: String
     public let port: Int
     public let token: String?
     public let clientName: String
+    public let tls: TLSContext?
     private let lock = NSLock()
     private var fd: Int32 = -1
+    /// TLS over `fd`, when `tls` is set.
+    private var tlsSocket: TLSSocket?
     private var generation = 0
     private var nextID: Int64 = 0
     private var waiting: [Int64: CheckedContinuation<JSON, Error>] = [:]
@@ -25,8 +30,11 @@ public final class WharfClient: @unchecked Sendable {  // mutable state guarded 
     /// Called (on the reader thread) for each server-to-client notification.
     public var onNotification: (@Sendable (String, JSON?) -> Void)?
 
-    public init(host: String = "127.0.0.1", port: Int = 7411, token: String? = nil, clientName: String = "wharf-swift")
-    {
+    public init(
+        host: String = "127.0.0.1", port: Int = 7411, token: String? = nil, clientName: String = "wharf-swift",
+        tls: TLSContext? = nil
+    ) {
+        self.tls = tls
         self.host = host
         self.port = port
         self.token = token
@@ -83,6 +91,15 @@ public final class WharfClient: @unchecked Sendable {  // mutable state guarded 
             lock.unlock()
             throw error
         }
+        if let tls {
+            do {
+                tlsSocket = try TLSSocket(fd: newFD, context: tls, serverName: host)
+            } catch {
+                Glibc.close(newFD)
+                lock.unlock()
+                throw ClientError.connectFailed("\(host):\(port): \(error)")
+            }
+        }
         fd = newFD
         generation += 1
         let gen = generation
@@ -101,6 +118,7 @@ public final class WharfClient: @unchecked Sendable {  // mutable state guarded 
 
     /// Writes all bytes; caller holds the lock.
     private func writeAll(_ bytes: [UInt8]) -> Bool {
+        if let tlsSocket { return (try? bytes.withUnsafeBytes { try tlsSocket.send($0) }) != nil }
         var offset = 0
         while offset < bytes.count {
             let n = bytes.withUnsafeBytes {
@@ -121,6 +139,7 @@ public final class WharfClient: @unchecked Sendable {  // mutable state guarded 
             shutdown(fd, Int32(SHUT_RDWR))
             Glibc.close(fd)
             fd = -1
+            tlsSocket = nil
         }
         let pending = waiting
         waiting = [:]
@@ -130,16 +149,31 @@ public final class WharfClient: @unchecked Sendable {  // mutable state guarded 
     private func readLoop(fd: Int32, generation gen: Int) {
         var framer = LineFramer(maxFrame: 64 << 20)
         var chunk = [UInt8](repeating: 0, count: 65536)
+        var plaintext: [UInt8] = []
+        func take(_ bytes: UnsafeRawBufferPointer) {
+            _ = framer.feed(bytes) { line in
+                dispatch(line)
+                return true
+            }
+        }
         while true {
             let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             if n < 0 && errno == EINTR { continue }
             if n <= 0 { break }
-            _ = chunk.withUnsafeBytes { raw in
-                framer.feed(UnsafeRawBufferPointer(rebasing: raw[0..<n])) { line in
-                    dispatch(line)
-                    return true
-                }
+            guard tls != nil else {
+                chunk.withUnsafeBytes { take(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+                continue
             }
+            // The session is shared with writers: decrypt under the lock, dispatch outside it.
+            plaintext.removeAll(keepingCapacity: true)
+            lock.lock()
+            let session = generation == gen ? tlsSocket : nil
+            let open = chunk.withUnsafeBytes { raw in
+                (try? session?.decrypt(UnsafeRawBufferPointer(rebasing: raw[0..<n]), into: &plaintext)) ?? false
+            }
+            lock.unlock()
+            plaintext.withUnsafeBytes { take($0) }
+            if !open { break }
         }
         lock.lock()
         if generation == gen && self.fd == fd { dropConnectionLocked() }

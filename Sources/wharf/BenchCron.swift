@@ -29,12 +29,14 @@ struct BenchCron: ParsableCommand {
     @Flag(help: "Keep the schedules and their jobs afterwards.") var keep = false
     @Flag(help: "Print one JSON object as the last line.") var json = false
 
+    @OptionGroup(title: "TLS") var tls: ClientTLSOptions
+
     func run() throws {
         guard pattern == "spread" || pattern == "every-second" else {
             throw ValidationError("--pattern is spread or every-second")
         }
         let (host, port) = try parseHostPort(server)
-        let c = try BlockingConnection(host: host, port: port, timeoutSeconds: 120)
+        let c = try BlockingConnection(host: host, port: port, timeoutSeconds: 120, tls: try tls.context())
         let db = try BenchDatabase(database)
         try db.exec("delete from wharf.jobs where schedule_name like 'bench-cron-%'")
         if idle > 0 {

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Histogram
 import WharfRPC
+import WharfTLS
 import WharfUV
 
 /// `wharf bench jobs`: enqueue, drain, steady state and idle pickup latency against a running server,
@@ -29,6 +30,7 @@ struct BenchJobs: ParsableCommand {
             discussion: "CPU of its backends (read from /proc when it runs on this machine), WAL bytes and row versions."))
     var database: String?
     @Flag(help: "Print one JSON object as the last line.") var json = false
+    @OptionGroup(title: "TLS") var tls: ClientTLSOptions
 
     func run() throws {
         let (host, port) = try parseHostPort(server)
@@ -37,6 +39,7 @@ struct BenchJobs: ParsableCommand {
             JobsBenchRun(
                 host: host, port: port, jobs: jobs, producers: producers, workers: workers, batch: batch,
                 samples: samples, depth: depth, token: token, database: db, preAge: preAge))
+        box.value.tls = try tls.context()
         runOnLoopThread { box.value.run() }
         let r = box.value
         if let error = r.error { throw ValidationError(error) }
@@ -88,6 +91,7 @@ final class JobsBenchRun {
     let batch: Int
     let samples: Int
     let token: String?
+    var tls: TLSContext?
     let database: BenchDatabase?
     let preAge: Int
     /// What each throughput phase cost per job.
@@ -134,7 +138,7 @@ final class JobsBenchRun {
     func run() {
         do {
             try LoopRPCClient.runConnected(
-                count: producerCount + workerCount + 1, host: host, port: port, token: token,
+                count: producerCount + workerCount + 1, host: host, port: port, token: token, tls: tls,
                 ready: { [unowned self] loop, all in
                     self.loop = loop
                     self.producers = Array(all[0..<self.producerCount])

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Histogram
 import WharfRPC
+import WharfTLS
 import WharfUV
 
 /// `wharf bench rpc`: server.ping over N pipelined connections, driven from one event loop.
@@ -24,10 +25,14 @@ struct BenchRPC: ParsableCommand {
     @Flag(help: "Print one JSON object as the last line.")
     var json = false
 
+    @OptionGroup(title: "TLS (through the server's own TLS layer, WharfTLS)") var tls: ClientTLSOptions
+
     func run() throws {
         let (host, port) = try parseHostPort(server)
         let result = UncheckedBox(
-            RPCBenchRun(host: host, port: port, connections: connections, depth: depth, durationS: duration))
+            RPCBenchRun(
+                host: host, port: port, connections: connections, depth: depth, durationS: duration,
+                tls: try tls.context()))
         runOnLoopThread { result.value.run() }
         let r = result.value
         if let error = r.error { throw ValidationError(error) }
@@ -36,13 +41,15 @@ struct BenchRPC: ParsableCommand {
         let p99 = Double(r.histogram.valueAtPercentile(99)) / 1000
         let p999 = Double(r.histogram.valueAtPercentile(99.9)) / 1000
         print(
-            String(
-                format:
-                    "rpc server.ping: %d connections x %d in flight, %.1f s: %.0f req/s, p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, errors %d",
-                connections, depth, r.measuredSeconds, perSec, p50, p99, p999, r.errors))
+            (r.tls == nil ? "rpc server.ping" : "rpc server.ping over TLS")
+                + String(
+                    format:
+                        ": %d connections x %d in flight, %.1f s: %.0f req/s, p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, errors %d",
+                    connections, depth, r.measuredSeconds, perSec, p50, p99, p999, r.errors))
         if json {
             let o: JSON = [
-                "method": "server.ping", "connections": .from(connections), "depth": .from(depth),
+                "method": "server.ping", "tls": .bool(r.tls != nil), "connections": .from(connections),
+                "depth": .from(depth),
                 "seconds": .double(r.measuredSeconds), "requestsPerSec": .double(perSec.rounded()),
                 "p50Ms": .double(p50), "p99Ms": .double(p99), "p999Ms": .double(p999), "errors": .from(r.errors),
             ]
@@ -58,6 +65,7 @@ final class RPCBenchRun {
     let connections: Int
     let depth: Int
     let durationS: Double
+    let tls: TLSContext?
     var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
     var completed = 0
     var errors = 0
@@ -67,7 +75,8 @@ final class RPCBenchRun {
     private var stopping = false
     private var clients: [Client] = []
 
-    init(host: String, port: Int, connections: Int, depth: Int, durationS: Double) {
+    init(host: String, port: Int, connections: Int, depth: Int, durationS: Double, tls: TLSContext? = nil) {
+        self.tls = tls
         self.host = host
         self.port = port
         self.connections = connections
@@ -77,10 +86,15 @@ final class RPCBenchRun {
 
     final class Client {
         let tcp: TCPConnection
+        /// `tcp`, or TLS over it.
+        var stream: any ByteStream
         var framer = LineFramer(maxFrame: 1 << 20)
         var sentAt: [Int64: UInt64] = [:]
         var nextID: Int64 = 0
-        init(tcp: TCPConnection) { self.tcp = tcp }
+        init(tcp: TCPConnection) {
+            self.tcp = tcp
+            stream = tcp
+        }
     }
 
     static func nowNs() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
@@ -100,12 +114,23 @@ final class RPCBenchRun {
                         return
                     }
                     tcp.setNoDelay()
-                    tcp.setHandlers(
+                    if let tls = self.tls {
+                        // Requests written before the handshake ends wait in the stream.
+                        guard let session = try? TLSSession(context: tls, serverName: self.host) else {
+                            self.error = "cannot start a TLS session"
+                            return loop.stop()
+                        }
+                        c.stream = TLSStream(tcp: tcp, session: session)
+                    }
+                    c.stream.setHandlers(
                         onRead: { [unowned self] bytes in self.read(c, bytes) },
-                        onEnd: { [unowned self] _ in
-                            if !self.stopping { self.error = "server closed a connection" }
+                        onEnd: { [unowned self] error in
+                            if !self.stopping {
+                                self.error = "server closed a connection \(error.map { "(\($0))" } ?? "")"
+                            }
                         })
-                    tcp.startReading()
+                    c.stream.startReading()
+                    (c.stream as? TLSStream)?.startHandshake()
                     connected += 1
                     if connected == self.connections { self.startLoad(loop) }
                 }
@@ -132,7 +157,7 @@ final class RPCBenchRun {
                 self.measuring = false
                 self.stopping = true
                 warm.close()
-                for c in self.clients { c.tcp.close() }
+                for c in self.clients { c.stream.close() }
                 loop.stop()
             }
         }
@@ -147,7 +172,7 @@ final class RPCBenchRun {
         sendBuffer.bytes.removeAll(keepingCapacity: true)
         RPCEncoder.request(id: .int(c.nextID), method: "server.ping", params: nil, into: &sendBuffer)
         sendBuffer.bytes.append(0x0A)
-        sendBuffer.bytes.withUnsafeBytes { c.tcp.write($0) }
+        sendBuffer.bytes.withUnsafeBytes { c.stream.write($0) }
     }
 
     private func read(_ c: Client, _ bytes: UnsafeRawBufferPointer) {

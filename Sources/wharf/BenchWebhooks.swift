@@ -17,10 +17,12 @@ struct BenchWebhooks: ParsableCommand {
     @Option(help: "Endpoints to spread them over.") var endpoints = 10
     @Flag(help: "Print one JSON object as the last line.") var json = false
 
+    @OptionGroup(title: "TLS") var tls: ClientTLSOptions
+
     func run() throws {
         let receiver = try BenchReceiver()
         let (host, port) = try parseHostPort(server)
-        let c = try BlockingConnection(host: host, port: port, timeoutSeconds: 60)
+        let c = try BlockingConnection(host: host, port: port, timeoutSeconds: 60, tls: try tls.context())
         var ids: [String] = []
         for i in 0..<endpoints {
             let r = try c.call("webhooks.register", ["url": .string("http://127.0.0.1:\(receiver.port)/e\(i)")])

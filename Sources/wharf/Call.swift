@@ -14,9 +14,11 @@ struct ClientOptions: ParsableArguments {
     @Flag(help: "Print JSON instead of text.")
     var json = false
 
+    @OptionGroup(title: "TLS") var tls: ClientTLSOptions
+
     func connect() throws -> BlockingConnection {
         let (host, port) = try parseHostPort(server)
-        let c = try BlockingConnection(host: host, port: port)
+        let c = try BlockingConnection(host: host, port: port, tls: try tls.context())
         if let token {
             _ = try c.call("session.hello", ["token": .string(token), "client": "wharf-cli"])
         }

@@ -1,10 +1,13 @@
 import WharfRPC
+import WharfTLS
 import WharfUV
 
 /// A JSON-RPC connection driven by an event loop, for benchmarks that need many connections and
 /// many requests in flight from one thread. Loop thread only.
 final class LoopRPCClient {
     let tcp: TCPConnection
+    /// `tcp`, or TLS over it.
+    private(set) var stream: any ByteStream
     private var framer = LineFramer(maxFrame: 64 << 20)
     private var nextID: Int64 = 0
     private var waiting: [Int64: (Result<JSON, RPCError>) -> Void] = [:]
@@ -12,13 +15,23 @@ final class LoopRPCClient {
     private var corked = false
     var onClosed: (() -> Void)?
 
-    init(loop: EventLoop) throws { tcp = try TCPConnection(loop: loop) }
+    init(loop: EventLoop) throws {
+        tcp = try TCPConnection(loop: loop)
+        stream = tcp
+    }
 
-    func connect(host: String, port: Int, _ done: @escaping (UVError?) -> Void) throws {
+    /// Connects, then with `tls` shakes hands (calls made meanwhile wait in the TLS stream).
+    func connect(host: String, port: Int, tls: TLSContext? = nil, _ done: @escaping (UVError?) -> Void) throws {
         try tcp.connect(host: host, port: port) { [unowned self] err in
             if err == nil {
                 self.tcp.setNoDelay()
-                self.tcp.setHandlers(
+                if let tls {
+                    guard let session = try? TLSSession(context: tls, serverName: host) else {
+                        return done(.protocolError("cannot start a TLS session"))
+                    }
+                    self.stream = TLSStream(tcp: self.tcp, session: session)
+                }
+                self.stream.setHandlers(
                     onRead: { [unowned self] bytes in self.read(bytes) },
                     onEnd: { [unowned self] _ in
                         let w = self.waiting
@@ -26,7 +39,8 @@ final class LoopRPCClient {
                         for c in w.values { c(.failure(.unavailable("connection closed", reason: "closed"))) }
                         self.onClosed?()
                     })
-                self.tcp.startReading()
+                self.stream.startReading()
+                (self.stream as? TLSStream)?.startHandshake()
             }
             done(err)
         }
@@ -55,7 +69,7 @@ final class LoopRPCClient {
 
     private func flush() {
         guard !out.bytes.isEmpty else { return }
-        out.bytes.withUnsafeBytes { tcp.write($0) }
+        out.bytes.withUnsafeBytes { stream.write($0) }
         out.bytes.removeAll(keepingCapacity: true)
     }
 
@@ -85,14 +99,14 @@ extension LoopRPCClient {
     /// Runs a fresh loop with `count` connections to `host:port`: `ready` once all are connected,
     /// `failed` if one cannot connect. Returns when the loop is stopped; the connections are closed.
     static func runConnected(
-        count: Int, host: String, port: Int, token: String? = nil,
+        count: Int, host: String, port: Int, token: String? = nil, tls: TLSContext? = nil,
         ready: @escaping (EventLoop, [LoopRPCClient]) -> Void, failed: @escaping (String) -> Void
     ) throws {
         let loop = try EventLoop()
         let clients = try (0..<count).map { _ in try LoopRPCClient(loop: loop) }
         var connected = 0
         for c in clients {
-            try c.connect(host: host, port: port) { err in
+            try c.connect(host: host, port: port, tls: tls) { err in
                 if let err {
                     failed("connect: \(err)")
                     return loop.stop()
@@ -103,7 +117,7 @@ extension LoopRPCClient {
             }
         }
         loop.run()
-        for c in clients { c.tcp.close() }
+        for c in clients { c.stream.close() }
         loop.shutdown()
     }
 }

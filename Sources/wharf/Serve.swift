@@ -116,6 +116,8 @@ struct Serve: ParsableCommand {
     @Option(help: "Shortest period a cron schedule may have, in milliseconds (1 to 86400000).")
     var cronMinPeriodMs: Int64 = 1_000
 
+    @OptionGroup(title: "TLS") var tls: ServeTLSOptions
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
@@ -206,6 +208,8 @@ struct Serve: ParsableCommand {
         }
         config.cronMinPeriodMs = cronMinPeriodMs
         config.http = try httpSettings()
+        config.tls = try tls.settings()
+        config.insecurePlaintext = tls.insecurePlaintext
         do {
             try config.validate()
         } catch {

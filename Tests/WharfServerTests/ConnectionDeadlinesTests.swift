@@ -19,6 +19,21 @@ import Testing
         #expect(d.expired(now: 1_100, busy: false) == nil)
     }
 
+    @Test func aTLSHandshakeMustFinishInTime() {
+        var tls = settings
+        tls.handshakeTimeoutMs = 700
+        var d = ConnectionDeadlines(settings: tls, now: 100, authenticated: true)
+        d.handshakeStarted()
+        // Bytes of a handshake that never ends do not extend it.
+        d.inputReceived(completedFrame: false, partialFrame: false, now: 700)
+        #expect(d.expired(now: 799, busy: false) == nil)
+        #expect(d.expired(now: 800, busy: false) == .handshake)
+        d.handshakeFinished()
+        #expect(d.expired(now: 800, busy: false) == nil)
+        // A plaintext connection has no handshake clock.
+        #expect(ConnectionDeadlines(settings: tls, now: 0, authenticated: true).expired(now: 5_000, busy: true) == nil)
+    }
+
     @Test func theAuthDeadlineIsOffAtZeroAndForSessionsBornAuthenticated() {
         var off = settings
         off.authTimeoutMs = 0

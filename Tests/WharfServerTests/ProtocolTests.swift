@@ -243,7 +243,14 @@ import WharfServer
         config.host = "0.0.0.0"
         #expect(throws: ConfigError.self) { try config.validate() }
         config.tokens = ["x": .admin]
+        // Tokens alone are not enough off loopback: they would cross the network in plain text.
+        #expect(throws: ConfigError.self) { try config.validate() }
+        config.insecurePlaintext = true
         try config.validate()
+        config.insecurePlaintext = false
+        config.tls = TLSSettings(certificateChain: "cert.pem", privateKey: "key.pem")
+        try config.validate()
+        config.tls = nil
         config.tokens = [:]
         config.host = "127.0.0.1"
         try config.validate()

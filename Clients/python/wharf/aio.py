@@ -27,6 +27,7 @@ from .client import (
     normalize_calls,
     outcome,
     request_params,
+    tls_context,
 )
 from .errors import CallTimeout, ConnectionLost, WharfError
 from .retry import DEFAULT_RETRY, RetryPolicy, RetryRun
@@ -172,6 +173,7 @@ class AsyncClient(Namespaces):
         connect_timeout: float = 10.0,
         on_notification: Optional[Callable[[str, Any], Any]] = None,
         retry: Optional[RetryPolicy] = DEFAULT_RETRY,
+        ssl: Any = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -181,6 +183,7 @@ class AsyncClient(Namespaces):
         self.connect_timeout = connect_timeout
         self.on_notification = on_notification
         self.retry = retry
+        self.ssl = tls_context(ssl)
         self.retries = 0
         self.role: Optional[str] = None
         self.session_id: Optional[str] = None
@@ -242,7 +245,7 @@ class AsyncClient(Namespaces):
             if conn is not None and conn.alive:
                 return conn
             reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port, limit=STREAM_LIMIT), self.connect_timeout
+                asyncio.open_connection(self.host, self.port, limit=STREAM_LIMIT, ssl=self.ssl), self.connect_timeout
             )
             self.connects += 1
             conn = _AsyncConnection(reader, writer, self._on_notification)

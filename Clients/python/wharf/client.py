@@ -13,6 +13,7 @@ import json
 import logging
 import queue
 import socket
+import ssl as _ssl
 import threading
 import time
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
@@ -123,6 +124,8 @@ class _Connection:
         self.waiting: Dict[Any, _Waiter] = {}
         self.batches: List[List[Any]] = []
         self.alive = True
+        self.last_error: Optional[str] = None
+        """The message of the last connection-level error (null id) the server sent, told at the close."""
         self.reader = threading.Thread(target=self._read_loop, name=f"wharf-reader-{label}", daemon=True)
         self.reader.start()
 
@@ -165,6 +168,8 @@ class _Connection:
         except Exception:  # noqa: BLE001 - the reader must fail the waiters, whatever happened
             log.exception("reader failed")
             reason = "reader failed"
+        if reason == "connection closed by the server" and self.last_error:
+            reason = f"{reason}: {self.last_error}"
         self.close(ConnectionLost(reason))
         self.file.close()  # the socket's descriptor is released once this is closed too
 
@@ -192,6 +197,7 @@ class _Connection:
             waiters = [self.waiting.pop(i) for i in batch or [] if i in self.waiting]
         if not waiters:
             log.info("server: %s", m.get("error"))
+            self.last_error = str((m.get("error") or {}).get("message"))
         for w in waiters:
             w.reply = m
             w.event.set()
@@ -215,6 +221,17 @@ class _Connection:
             w.event.set()
 
 
+def tls_context(ssl: Union["_ssl.SSLContext", bool, None]) -> Optional["_ssl.SSLContext"]:
+    """The context for a client's `ssl=` argument: True is the default context (system trust store)."""
+    if ssl is None or ssl is False:
+        return None
+    if ssl is True:
+        return _ssl.create_default_context()
+    if isinstance(ssl, _ssl.SSLContext):
+        return ssl
+    raise TypeError("ssl must be an ssl.SSLContext, True or None")
+
+
 class Client(Namespaces):
     """A connection to a Wharf server, safe to share between threads.
 
@@ -233,6 +250,10 @@ class Client(Namespaces):
     (`client.jobs.enqueue(..., idempotency_key=None)`), so a repeat after a lost reply or an
     `outcome_unknown` error returns the job the first attempt made instead of making another.
     `retries` counts the repeats.
+
+    `ssl`: `True` for TLS verified with the system's trust store, or an `ssl.SSLContext` (a private
+    CA: `ssl.create_default_context(cafile=...)`; a client certificate: `load_cert_chain(...)`). The
+    server's certificate must match `host`.
     """
 
     def __init__(
@@ -246,6 +267,7 @@ class Client(Namespaces):
         connect_timeout: float = 10.0,
         on_notification: Optional[NotificationHandler] = None,
         retry: Optional[RetryPolicy] = DEFAULT_RETRY,
+        ssl: Union["_ssl.SSLContext", bool, None] = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -256,6 +278,8 @@ class Client(Namespaces):
         self.on_notification = on_notification
         self.retry = retry
         """Which failed calls are repeated, and how often (`wharf.RetryPolicy`; None: none)."""
+        self.ssl = tls_context(ssl)
+        """The TLS context connections use (None: plaintext)."""
         self.retries = 0
         """How many times a call was repeated after a retryable failure."""
         self.role: Optional[str] = None
@@ -323,6 +347,12 @@ class Client(Namespaces):
                 return conn
             sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.ssl is not None:
+                try:
+                    sock = self.ssl.wrap_socket(sock, server_hostname=self.host)
+                except BaseException:
+                    sock.close()
+                    raise
             sock.settimeout(None)
             self.connects += 1
             conn = _Connection(sock, self._on_notification, f"{self.host}:{self.port}#{self.connects}")

@@ -85,6 +85,7 @@ class WharfServer:
         extra_args: Optional[List[str]] = None,
         port: Optional[int] = None,
         startup_timeout: float = 30.0,
+        ssl: Any = None,
     ) -> None:
         self.database = database or fresh_database()
         self.port = port or free_port()
@@ -95,6 +96,8 @@ class WharfServer:
         if not any(a == "--http-listen" or a.startswith("--http-listen=") for a in self.extra_args):
             self.http_port = free_port()
             self.extra_args += ["--http-listen", f"{self.host}:{self.http_port}"]
+        self.ssl = ssl
+        """With TLS flags in `extra_args`: the client context that trusts the server (pings and `client()`)."""
         self.log = tempfile.NamedTemporaryFile(prefix="wharf-serve-", suffix=".log", delete=False)
         args = [
             wharf_bin(),
@@ -119,7 +122,8 @@ class WharfServer:
 
     def _answers_ping(self) -> bool:
         try:
-            with socket.create_connection((self.host, self.port), timeout=1) as s:
+            with socket.create_connection((self.host, self.port), timeout=1) as raw:
+                s = self.ssl.wrap_socket(raw, server_hostname=self.host) if self.ssl is not None else raw
                 s.sendall(b'{"jsonrpc":"2.0","method":"server.ping","id":1}\n')
                 return b"pong" in s.recv(4096)
         except OSError:
@@ -141,6 +145,8 @@ class WharfServer:
         """A `wharf.Client` for this server."""
         from .client import Client
 
+        if self.ssl is not None:
+            kwargs.setdefault("ssl", self.ssl)
         return Client(self.host, self.port, **kwargs)
 
     def log_text(self) -> str:

@@ -36,6 +36,8 @@ public final class Session {
     /// The granted role; nil until `session.hello` when the server requires tokens.
     public internal(set) var role: Role?
     public internal(set) var clientName: String?
+    /// The common name of the verified TLS client certificate, if one was presented.
+    public internal(set) var certificateName: String?
     public internal(set) var isOpen = true
     /// The event types this connection receives as `event` notifications (`*`: all).
     public internal(set) var subscriptions: Set<String> = []

@@ -1,5 +1,6 @@
 import WharfCore
 import WharfRPC
+import WharfTLS
 import WharfUV
 
 /// One client's TCP connection: framing, decoding, dispatch, reply buffering and backpressure.
@@ -12,7 +13,8 @@ import WharfUV
 /// not finish a frame, takes none of its output, or idles. Every byte this connection holds is counted
 /// in the server's buffer budget. Loop thread only.
 final class ClientConnection {
-    let tcp: TCPConnection
+    /// The socket, or TLS over it (`TLSStream`).
+    let tcp: any ByteStream
     let session: Session
     /// The peer's numeric address, counted against the per-peer connection limit (nil: not counted).
     let peer: String?
@@ -37,7 +39,7 @@ final class ClientConnection {
     private(set) var accountedBytes = 0
     var isDirty = false
 
-    init(tcp: TCPConnection, session: Session, peer: String?, server: Server) {
+    init(tcp: any ByteStream, session: Session, peer: String?, server: Server) {
         self.tcp = tcp
         self.session = session
         self.peer = peer
@@ -57,6 +59,10 @@ final class ClientConnection {
             onRead: { [unowned self] bytes in self.received(bytes) },
             onEnd: { [unowned self] _ in self.close() })
         tcp.setWrittenHandler { [unowned self] in self.written() }
+        if let tls = tcp as? TLSStream {
+            deadlines.handshakeStarted()
+            tls.onHandshake = { [unowned self] in self.handshakeFinished(tls) }
+        }
         tcp.startReading()
     }
 
@@ -336,6 +342,10 @@ final class ClientConnection {
                 .limitExceeded(
                     "frame not finished within \(limits.frameTimeoutMs) ms; closing connection",
                     limit: "frameTimeoutMs", max: limits.frameTimeoutMs, retryable: true))
+        case .handshake:
+            server.logger.debug(
+                "closing a connection whose TLS handshake did not finish", metadata: ["peer": "\(peer ?? "?")"])
+            close()
         case .idle:
             server.logger.debug("closing idle connection", metadata: ["session": "\(session.id)"])
             closeWithError(
@@ -354,6 +364,9 @@ final class ClientConnection {
     /// Closes at once; unanswered calls finish into nothing, and the session's close hooks run.
     func close() {
         guard !isClosed else { return }
+        if let failure = (tcp as? TLSStream)?.failure {
+            server.logger.debug("TLS connection failed", metadata: ["peer": "\(peer ?? "?")", "reason": "\(failure)"])
+        }
         isClosed = true
         tcp.close()
         events.removeAll()
@@ -371,5 +384,16 @@ final class ClientConnection {
         events.removeAll()
         deadlines.closingStarted(now: server.loop.nowMs)
         if output.bytes.isEmpty && tcp.queuedBytes == 0 { close() } else { markDirty() }
+    }
+}
+
+extension ClientConnection {
+    /// The TLS handshake finished: a verified client certificate whose name is mapped gets its role
+    /// (as a token would in `session.hello`).
+    fileprivate func handshakeFinished(_ tls: TLSStream) {
+        deadlines.handshakeFinished()
+        guard session.role == nil, let name = tls.session.verifiedPeerCommonName else { return }
+        session.certificateName = name
+        if let role = server.config.tls?.clientRoles[name] { session.role = role }
     }
 }

@@ -16,6 +16,8 @@ struct ConnectionDeadlines: Sendable {
         var idleTimeoutMs = 300_000
         /// Once closing, how long unsent output may wait without progress (capped by `writeTimeoutMs`).
         var closeLingerMs = 2_000
+        /// On a TLS port, the handshake must finish this soon after connecting.
+        var handshakeTimeoutMs = 10_000
     }
 
     /// Which clock ran out.
@@ -28,6 +30,8 @@ struct ConnectionDeadlines: Sendable {
         case write
         /// Nothing happened for the idle timeout.
         case idle
+        /// A TLS handshake did not finish in time.
+        case handshake
     }
 
     let settings: Settings
@@ -49,6 +53,13 @@ struct ConnectionDeadlines: Sendable {
         lastActivityMs = now
         isAuthenticated = authenticated
     }
+
+    /// True while a TLS handshake is under way.
+    private(set) var isHandshaking = false
+
+    /// The connection is TLS: its handshake clock runs from the connect.
+    mutating func handshakeStarted() { isHandshaking = true }
+    mutating func handshakeFinished() { isHandshaking = false }
 
     /// The session presented a valid token.
     mutating func sessionAuthenticated() { isAuthenticated = true }
@@ -102,6 +113,9 @@ struct ConnectionDeadlines: Sendable {
             if limit > 0, now &- since >= limit { return .write }
         }
         if closingSinceMs != nil { return nil }
+        if isHandshaking, settings.handshakeTimeoutMs > 0, now &- openedAtMs >= UInt64(settings.handshakeTimeoutMs) {
+            return .handshake
+        }
         if !isAuthenticated, settings.authTimeoutMs > 0, now &- openedAtMs >= UInt64(settings.authTimeoutMs) {
             return .authentication
         }

@@ -99,19 +99,26 @@ extension Server {
             try call.params.onlyKnown(["token", "client"])
             let token = try call.params.optionalString("token")
             let client = try call.params.optionalString("client")
-            if !config.tokens.isEmpty {
-                guard let token else { throw RPCError.unauthorized("this server requires a token") }
+            if let token, !config.tokens.isEmpty {
                 guard let role = config.tokens[token] else { throw RPCError.unauthorized("unknown token") }
                 call.session.role = role
             }
+            // A mapped client certificate already granted a role; otherwise a token is needed.
+            guard let role = call.session.role else {
+                throw RPCError.unauthorized(
+                    config.tokens.isEmpty ? "this server requires a client certificate" : "this server requires a token"
+                )
+            }
             call.session.clientName = client
-            call.reply([
-                "role": .string(call.session.role!.rawValue),
+            var reply: JSONObject = [
+                "role": .string(role.rawValue),
                 "sessionId": .string(call.session.id),
                 "replicaId": .string(config.replicaID),
                 "protocolVersion": .string(WharfVersion.protocol),
-                "authenticated": .bool(!config.tokens.isEmpty),
-            ])
+                "authenticated": .bool(config.requiresAuthentication),
+            ]
+            if let name = call.session.certificateName { reply["certificate"] = .string(name) }
+            call.reply(.object(reply))
         }
     }
 

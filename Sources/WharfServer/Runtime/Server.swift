@@ -3,6 +3,7 @@ import Logging
 import WharfPQ
 import WharfRPC
 import WharfStore
+import WharfTLS
 import WharfUV
 
 /// `wharf serve`: the listener, the method table, the database pool and the background chores, all
@@ -71,6 +72,8 @@ public final class Server: RuntimeHooks, @unchecked Sendable {  // loop-thread c
     /// The bound port, known once listening (useful with port 0).
     public private(set) var boundPort = 0
     private var onListening: ((Result<Int, Error>) -> Void)?
+    /// What new connections shake hands with (replaced on SIGHUP); nil without TLS.
+    var tlsContext: TLSContext?
 
     public init(config: ServerConfig, logger: Logger) throws {
         try config.validate()
@@ -79,6 +82,7 @@ public final class Server: RuntimeHooks, @unchecked Sendable {  // loop-thread c
         loop = try EventLoop()
         pool = PQPool(loop: loop, conninfo: config.database, size: config.poolSize, logger: logger)
         store = Store(pool: pool, logger: logger)
+        tlsContext = try config.tls?.makeContext()
     }
 
     // MARK: Lifecycle
@@ -117,6 +121,7 @@ public final class Server: RuntimeHooks, @unchecked Sendable {  // loop-thread c
                 w.unref()
                 signals.append(w)
             }
+            if config.tls != nil { signals.append(try reloadSignalWatcher()) }
         }
         for service in [jobs.start, locks.start, webhooks.start, cron.start, events.start] { service() }
         registerMethods()
@@ -256,7 +261,7 @@ public final class Server: RuntimeHooks, @unchecked Sendable {  // loop-thread c
 
     private func accepted(_ tcp: TCPConnection) {
         nextSessionID += 1
-        let session = Session(id: "\(config.replicaID)-\(nextSessionID)", role: config.tokens.isEmpty ? .admin : nil)
+        let session = Session(id: "\(config.replicaID)-\(nextSessionID)", role: config.requiresAuthentication ? nil : .admin)
         let peer = tcp.peerAddress
         let limits = config.limits
         var refusal: RPCError?
@@ -273,7 +278,8 @@ public final class Server: RuntimeHooks, @unchecked Sendable {  // loop-thread c
                 retryable: true)
         }
         // A refused connection is not counted against its peer: it only carries the error line.
-        let conn = ClientConnection(tcp: tcp, session: session, peer: refusal == nil ? peer : nil, server: self)
+        guard let stream = secured(tcp) else { return tcp.close() }
+        let conn = ClientConnection(tcp: stream, session: session, peer: refusal == nil ? peer : nil, server: self)
         connections[ObjectIdentifier(conn)] = conn
         if let peer = conn.peer { connectionsPerPeer[peer, default: 0] += 1 }
         conn.start()

@@ -96,6 +96,13 @@ public struct ServerConfig: Sendable {
     public var cronMinPeriodMs: Int64 = 1_000
     /// The HTTP listener: metrics, probes, JSON-RPC over HTTP (Protocol/http.md).
     public var http = HTTPSettings()
+    /// TLS on the JSON-RPC port; nil: plaintext.
+    public var tls: TLSSettings?
+    /// Lets a non-loopback listener run without TLS (`--insecure-plaintext`).
+    public var insecurePlaintext = false
+
+    /// Whether a connection starts without a role and needs a token (or a mapped client certificate).
+    public var requiresAuthentication: Bool { !tokens.isEmpty || !(tls?.clientRoles.isEmpty ?? true) }
 
     public init(database: String, replicaID: String = ServerConfig.randomReplicaID()) {
         self.database = database
@@ -114,12 +121,20 @@ public struct ServerConfig: Sendable {
 
     /// Refuses configurations that would expose an unauthenticated server.
     public func validate() throws(ConfigError) {
-        if tokens.isEmpty && !ServerConfig.isLoopback(host) {
+        if !requiresAuthentication && !ServerConfig.isLoopback(host) {
             throw ConfigError(
                 message:
                     "refusing to listen on \(host) without tokens: anyone who can reach it could run jobs. "
-                    + "Add --token ROLE:SECRET (or --token-file), or listen on 127.0.0.1.")
+                    + "Add --token ROLE:SECRET (or --token-file, or --tls-client-role), or listen on 127.0.0.1.")
         }
+        if tls == nil && !insecurePlaintext && !ServerConfig.isLoopback(host) {
+            throw ConfigError(
+                message:
+                    "refusing to listen on \(host) without TLS: tokens, payloads and webhook secrets would cross the "
+                    + "network in plain text. Add --tls-cert PEM --tls-key PEM, or pass --insecure-plaintext if "
+                    + "the network is trusted (or TLS ends in front of the server), or listen on 127.0.0.1.")
+        }
+        try tls?.validate()
         if port < 0 || port > 65535 { throw ConfigError(message: "port \(port) is out of range") }
         try limits.validate()
         try http.validate(tokensConfigured: !tokens.isEmpty)

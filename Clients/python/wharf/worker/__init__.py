@@ -120,9 +120,10 @@ class Worker:
     """Leases jobs from `queues` and runs them, `concurrency` at a time.
 
     Connection: `client_factory` (a function returning a `Client`), or a `Client`, or `host`,
-    `port` and `token`. The first argument may also be the list of queues: `Worker(["mail"])`. The
-    worker talks to the server over its own asyncio connection, opened with that client's host, port,
-    token and name; the `Client` itself is what handlers get as `job.client`.
+    `port`, `token` and `ssl` (as `Client`'s). The first argument may also be the list of queues:
+    `Worker(["mail"])`. The worker talks to the server over its own asyncio connection, opened with that
+    client's host, port, token, TLS context and name; the `Client` itself is what handlers get as
+    `job.client`.
 
     One asyncio event loop does the worker's work: `async def` handlers run on it as tasks, plain
     functions on `concurrency` threads. Outcomes are not sent one by one: those that come in the same
@@ -151,6 +152,7 @@ class Worker:
         host: str = "127.0.0.1",
         port: int = 7411,
         token: Optional[str] = None,
+        ssl: Any = None,
         name: Optional[str] = None,
         grace: float = 30.0,
         poll_ms: int = 2_000,
@@ -178,7 +180,9 @@ class Worker:
         elif callable(client_factory):
             self._factory = client_factory
         else:
-            self._factory = lambda: Client(host, port, token=token, client_name=f"wharf-python-worker {self.name}")
+            self._factory = lambda: Client(
+                host, port, token=token, ssl=ssl, client_name=f"wharf-python-worker {self.name}"
+            )
         self.client: Optional[Client] = None
         self.handlers: Dict[str, Handler] = {}
         self.stopping = Flag()
@@ -353,6 +357,7 @@ class _Session:
             timeout=client.timeout,
             client_name=client.client_name,
             connect_timeout=client.connect_timeout,
+            ssl=client.ssl,
         )
         self.threads = HandlerThreads(worker.concurrency, "wharf-job")
         self.wake = asyncio.Event()

@@ -1,0 +1,1 @@
+../WharfTLSTests/TestPKI.swift

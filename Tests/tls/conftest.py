@@ -1,0 +1,7 @@
+import os
+import sys
+
+# The Python client (wharf.testing) and the hostile suite's helpers (rss_bytes) are imported by path.
+here = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(here, "..", "..", "Clients", "python"))
+sys.path.insert(0, os.path.join(here, "..", "hostile"))
