@@ -250,7 +250,8 @@ final class HTTPConnection {
                 status: 408, reason: "request_timeout",
                 "request not complete within \(service.settings.requestTimeoutMs) ms",
                 extra: ["limit": "requestTimeoutMs", "max": .from(service.settings.requestTimeoutMs)])
-        case .write, .idle, .authentication:
+        case .write, .idle, .authentication, .handshake:
+            // (No TLS on this listener yet: its handshake clock never runs.)
             close()
         }
     }
