@@ -18,6 +18,28 @@ struct CostSnapshot {
     var rowWrites: Int64?
     var hotUpdates: Int64?
 
+    /// How long a phase settles before the database's counters are read: PostgreSQL reports an idle
+    /// backend's table statistics up to 10 s late.
+    static let databaseSettleMs: UInt64 = 11_000
+
+    /// Reads the server's counters through `control` (`server.info`), the calls `clients` sent, and
+    /// with `database` the database's side.
+    static func take(
+        control: LoopRPCClient, clients: [LoopRPCClient], database: BenchDatabase?,
+        _ then: @escaping (Result<CostSnapshot, RPCError>) -> Void
+    ) {
+        control.call("server.info", nil) { r in
+            then(
+                r.map { info in
+                    var s = CostSnapshot()
+                    s.read(serverInfo: info)
+                    s.clientCalls = clients.reduce(0) { $0 + $1.callsSent }
+                    if let database { s.read(database: database) }
+                    return s
+                })
+        }
+    }
+
     /// The server's part, from a `server.info` reply.
     mutating func read(serverInfo info: JSON) {
         let u = info["usage"]

@@ -162,7 +162,7 @@ final class JobsBenchRun {
         loop.stop()
     }
 
-    private func check(_ r: Result<JSON, RPCError>) -> JSON? {
+    private func check<T>(_ r: Result<T, RPCError>) -> T? {
         switch r {
         case .success(let v): return v
         case .failure(let e):
@@ -264,7 +264,7 @@ final class JobsBenchRun {
     /// going idle reports the rest only 10 s later, and the row versions per job would be short.
     private func settleThen(_ next: @escaping () -> Void) {
         let t = try! LoopTimer(loop: loop)
-        t.start(timeoutMs: database == nil ? 1_200 : 11_000) {
+        t.start(timeoutMs: database == nil ? 1_200 : CostSnapshot.databaseSettleMs) {
             t.close()
             next()
         }
@@ -272,12 +272,8 @@ final class JobsBenchRun {
 
     /// Reads the server's (and the database's) counters.
     private func snapshot(_ then: @escaping (CostSnapshot) -> Void) {
-        control.call("server.info", nil) { [unowned self] r in
-            guard let info = self.check(r) else { return }
-            var s = CostSnapshot()
-            s.read(serverInfo: info)
-            s.clientCalls = (self.producers + self.workers).reduce(0) { $0 + $1.callsSent }
-            if let db = self.database { s.read(database: db) }
+        CostSnapshot.take(control: control, clients: producers + workers, database: database) { [unowned self] r in
+            guard let s = self.check(r) else { return }
             then(s)
         }
     }

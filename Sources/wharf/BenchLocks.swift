@@ -116,10 +116,11 @@ final class LockBenchRun {
                 t.start(timeoutMs: UInt64(self.durationS * 1000)) { [unowned self] in
                     self.seconds = Double(Self.nowNs() - start) / 1e9
                     self.stopping = true
-                    // With --database, wait until idle backends have reported their row versions (within
-                    // 10 s of going idle); the server's CPU is read at once, the rest after.
+                    // With --database, wait until idle backends have reported their row versions; the
+                    // server's CPU is read at once, the rest after.
                     self.snapshot(control, database: false) { [unowned self] serverSide in
-                        t.start(timeoutMs: self.database == nil ? 0 : 11_000) { [unowned self] in
+                        t.start(timeoutMs: self.database == nil ? 0 : CostSnapshot.databaseSettleMs) {
+                            [unowned self] in
                             t.close()
                             var s = serverSide
                             if let db = self.database { s.read(database: db) }
@@ -136,12 +137,8 @@ final class LockBenchRun {
     private func snapshot(
         _ control: LoopRPCClient, database readDatabase: Bool = true, _ then: @escaping (CostSnapshot) -> Void
     ) {
-        control.call("server.info", nil) { [unowned self] r in
-            var s = CostSnapshot()
-            if case .success(let info) = r { s.read(serverInfo: info) }
-            s.clientCalls = self.conns.reduce(0) { $0 + $1.callsSent }
-            if readDatabase, let db = self.database { s.read(database: db) }
-            then(s)
+        CostSnapshot.take(control: control, clients: conns, database: readDatabase ? database : nil) { r in
+            then((try? r.get()) ?? CostSnapshot())
         }
     }
 
