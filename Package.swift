@@ -54,6 +54,7 @@ let package = Package(
                 "WharfStore", "WharfRPC", "WharfUV", "WharfPQ", "WharfCore", "WharfHooks", "WharfHTTP", "WharfTLS",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Crypto", package: "swift-crypto"),  // token digests
             ],
             resources: [.embedInCode("HTTP/openrpc.json")]),
         .target(

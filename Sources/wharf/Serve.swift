@@ -11,7 +11,9 @@ struct Serve: ParsableCommand {
     @Option(help: "Address to listen on, HOST:PORT.")
     var listen = "127.0.0.1:7411"
 
-    @Option(help: "PostgreSQL connection string or URL. Omit to use the embedded PostgreSQL.")
+    @Option(
+        name: [.customLong("database-url"), .customLong("database")],
+        help: "PostgreSQL connection string or URL. Omit to use the embedded PostgreSQL.")
     var database: String?
 
     @Option(help: "Directory for the embedded PostgreSQL and other local state.")
@@ -20,11 +22,11 @@ struct Serve: ParsableCommand {
     @Option(
         name: .customLong("token"),
         help: ArgumentHelp(
-            "ROLE:SECRET, repeatable. Roles: admin, producer, worker, reader. Other users see it in ps: prefer "
-                + "--token-file or WHARF_TOKENS (ROLE:SECRET entries separated by commas or whitespace)."))
+            "ROLE:SECRET or ROLE:sha256:HEX, repeatable. Roles: admin, producer, worker, reader. Other users see it "
+                + "in ps: prefer --token-file or WHARF_TOKENS (entries separated by commas or whitespace)."))
     var tokens: [String] = []
 
-    @Option(help: "File with one ROLE:SECRET per line (# comments allowed).")
+    @Option(help: "File with one ROLE:SECRET or ROLE:sha256:HEX (the token's SHA-256) per line (# comments allowed).")
     var tokenFile: String?
 
     @Option(help: "PostgreSQL connections in the pool.")
@@ -121,6 +123,15 @@ struct Serve: ParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
+    @Option(help: "Log format: text, or json (one object per line: time, level, message, replica, and fields).")
+    var logFormat = "text"
+
+    @Option(help: "JSON file of settings, keys named like these flags without the dashes (flags > WHARF_* > file).")
+    var config: String?
+
+    @Flag(help: "Print the effective settings, each with its source and secrets redacted, and exit.")
+    var printConfig = false
+
     @Option(
         help:
             "HTTP address for /metrics, /healthz, /readyz, POST /rpc, HOST:PORT, or off (default 127.0.0.1:7412; when that default is taken, the server runs without HTTP)."
@@ -134,33 +145,26 @@ struct Serve: ParsableCommand {
     @Option(help: "Close an HTTP keep-alive connection idle for this many ms.") var httpIdleTimeoutMs = 60_000
 
     func run() throws {
-        let logger = makeLogger(level: logLevel)
+        let settings = try ServeSettings.resolve(Serve.rawArguments(), environment: ProcessInfo.processInfo.environment)
+        if printConfig { return print(effectiveConfiguration(settings.sources), terminator: "") }
+        let replicaID = ServerConfig.randomReplicaID()
+        let logger = try makeLogger(level: logLevel, format: logFormat, replica: replicaID)
         let (host, port) = try parseHostPort(listen)
-        if !tokens.isEmpty {
+        if settings.sources["token"] == .flag {
             logger.warning(
                 "--token puts its secret on the command line, where other users of this machine can read it (ps, /proc/<pid>/cmdline); use --token-file FILE or the WHARF_TOKENS environment variable instead"
             )
         }
         var secrets = tokens
-        if let env = ProcessInfo.processInfo.environment["WHARF_TOKENS"] {
-            secrets += Self.tokenList(env)
-        }
         if let tokenFile {
             let text = try String(contentsOfFile: tokenFile, encoding: .utf8)
             secrets += text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
                 .filter { !$0.isEmpty && !$0.hasPrefix("#") }
         }
-        var tokenMap: [String: Role] = [:]
-        for t in secrets {
-            let parts = t.split(separator: ":", maxSplits: 1).map(String.init)
-            guard parts.count == 2, let role = Role(rawValue: parts[0]), !parts[1].isEmpty else {
-                throw ValidationError("token must be ROLE:SECRET with ROLE one of admin, producer, worker, reader")
-            }
-            tokenMap[parts[1]] = role
-        }
+        let tokenMap = try Self.tokenMap(secrets)
 
         var embedded: EmbeddedPostgres?
-        var config = ServerConfig(database: database ?? "")
+        var config = ServerConfig(database: database ?? "", replicaID: replicaID)
         config.host = host
         config.port = port
         config.tokens = tokenMap
@@ -247,11 +251,6 @@ extension Serve {
             (httpMaxConnections, httpRequestTimeoutMs, httpIdleTimeoutMs)
         return http
     }
-
-    /// `WHARF_TOKENS`: ROLE:SECRET entries separated by commas or whitespace.
-    static func tokenList(_ text: String) -> [String] {
-        text.split(whereSeparator: { $0 == "," || $0.isWhitespace }).map(String.init)
-    }
 }
 
 /// Runs `body` on a new thread and waits for it: the event loop gets a thread of its own, outside any
@@ -282,11 +281,3 @@ func parseHostPort(_ text: String) throws -> (String, Int) {
     return (host.isEmpty ? "127.0.0.1" : host, port)
 }
 
-func makeLogger(level: String) -> Logger {
-    LoggingSystem.bootstrap { label in
-        var h = StreamLogHandler.standardError(label: label)
-        h.logLevel = Logger.Level(rawValue: level) ?? .info
-        return h
-    }
-    return Logger(label: "wharf")
-}

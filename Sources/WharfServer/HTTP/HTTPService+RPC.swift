@@ -18,7 +18,7 @@ extension HTTPService {
             }
             credential = String(parts[1])
             if !tokens.isEmpty {
-                guard let granted = tokens[credential] else { return reply(unauthorized("unknown token")) }
+                guard let granted = server.config.role(forToken: credential) else { return reply(unauthorized("unknown token")) }
                 role = granted
             }
         }

@@ -1,5 +1,6 @@
 import Logging
 import WharfRPC
+import WharfUV
 
 /// Every served method by name, with who may call it, and the dispatch of one request to its handler:
 /// the role check, the params checks every method shares, and turning a thrown error into the reply.
@@ -34,6 +35,8 @@ final class MethodTable {
     var names: [String] { methods.keys.sorted() }
 
     func dispatch(_ request: RPCRequest, session: Session, _ done: @escaping (Result<JSON, RPCError>) -> Void) {
+        // One debug line per answered request: its fields, never its params (they may hold secrets).
+        let done = logger.logLevel <= .debug ? logged(request, session: session, done) : done
         guard let spec = methods[request.method] else { return done(.failure(.methodNotFound(request.method))) }
         if !spec.open {
             guard let role = session.role else {
@@ -62,6 +65,24 @@ final class MethodTable {
         } catch {
             logger.error("handler failed", metadata: ["method": "\(request.method)", "error": "\(error)"])
             if call.isPending { call.fail(.internalError) }
+        }
+    }
+
+    /// `done`, logging the request's method, id, session, role, outcome and duration as it answers.
+    private func logged(
+        _ request: RPCRequest, session: Session, _ done: @escaping (Result<JSON, RPCError>) -> Void
+    ) -> (Result<JSON, RPCError>) -> Void {
+        let started = EventLoop.hrtimeNs
+        return { [logger] result in
+            let id = String((request.id?.text ?? "null").prefix(80))
+            var fields: Logger.Metadata = [
+                "method": "\(request.method.prefix(100))", "id": "\(id)", "session": "\(session.id)",
+                "role": "\(session.role?.rawValue ?? "none")",
+                "ms": "\(Double((EventLoop.hrtimeNs &- started) / 1_000) / 1_000)",
+            ]
+            if case .failure(let e) = result { fields["code"] = "\(e.code)" }
+            logger.debug("request", metadata: fields)
+            done(result)
         }
     }
 }

@@ -100,7 +100,7 @@ extension Server {
             let token = try call.params.optionalString("token")
             let client = try call.params.optionalString("client")
             if let token, !config.tokens.isEmpty {
-                guard let role = config.tokens[token] else { throw RPCError.unauthorized("unknown token") }
+                guard let role = config.role(forToken: token) else { throw RPCError.unauthorized("unknown token") }
                 call.session.role = role
             }
             // A mapped client certificate already granted a role; otherwise a token is needed.
