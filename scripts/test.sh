@@ -14,7 +14,7 @@ elapsed() { echo "$(($(date +%s) - started)) s"; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 scratch=(--scratch-path "${WHARF_SCRATCH_PATH:-.build}")
-python_tests=(Clients/python/tests Protocol/conformance Tests/hostile Tests/faults Tests/locks-jepsen Tests/cron-replicas Tests/tls)
+python_tests=(Clients/python/tests Protocol/conformance Tests/hostile Tests/faults Tests/locks-jepsen Tests/cron-replicas Tests/tls Tests/ops)
 python_modules=(pytest cronsim jsonrpcclient standardwebhooks prometheus_client)
 
 section "dependencies"
@@ -30,6 +30,11 @@ if ! python3 -c "import $(IFS=,; echo "${python_modules[*]}")" 2>/dev/null; then
   # Debian's own Python refuses pip outside a virtualenv (PEP 668) unless told otherwise.
   "${pip[@]}" "${python_modules[@]}" 2>/dev/null || "${pip[@]}" --break-system-packages "${python_modules[@]}"
   python3 -c "import $(IFS=,; echo "${python_modules[*]}")"
+fi
+# Tests/ops parses deploy/'s YAML files (the module is yaml, its package PyYAML).
+if ! python3 -c "import yaml" 2>/dev/null; then
+  python3 -m pip install -q --disable-pip-version-check PyYAML 2>/dev/null ||
+    python3 -m pip install -q --disable-pip-version-check --break-system-packages PyYAML
 fi
 echo "ok"
 
