@@ -26,6 +26,7 @@ struct JSONLogHandler: LogHandler {
         ]
         let fields = metadata.merging(event.metadata ?? [:], uniquingKeysWith: { _, new in new })
         for (key, value) in fields.sorted(by: { $0.key < $1.key }) {
+            if key == "replica" && "\(value)" == replica { continue }
             object[Self.reserved.contains(key) ? "field.\(key)" : key] = .string("\(value)")
         }
         let line = JSON.object(object).encoded + [UInt8(ascii: "\n")]

@@ -91,6 +91,21 @@ struct ServeSettings {
     struct Resolution {
         var arguments: [String]
         var sources: [String: Source]
+        /// The values taken from the environment and the file, by setting.
+        var values: [String: [String]] = [:]
+
+        /// `error` with the source of each environment or file setting it is about (by its flag or its
+        /// value), so that a value refused after parsing still names where it came from.
+        func annotated(_ error: Error) -> Error {
+            guard let e = error as? ValidationError else { return error }
+            let culprits = values.keys.sorted().filter { name in
+                e.message.contains("--\(name)")
+                    || values[name, default: []].contains { $0.count > 1 && e.message.contains($0) }
+            }
+            guard !culprits.isEmpty else { return error }
+            let from = culprits.map { "--\($0) is from \(sources[$0]?.description ?? "?")" }
+            return ValidationError(e.message + " (" + from.joined(separator: "; ") + ")")
+        }
     }
 
     /// `wharf serve`'s arguments (after `serve`) with the environment's and the config file's settings
@@ -110,6 +125,7 @@ struct ServeSettings {
         let file = try configPath.map { try ConfigFile.load($0) } ?? ConfigFile(path: "", values: [:])
 
         var added: [String] = []
+        var taken: [String: [String]] = [:]
         for key in keys where !given.contains(key.name) && key.name != "config" {
             let values: [String]
             if let text = environment[key.environmentName], !text.isEmpty {
@@ -122,6 +138,7 @@ struct ServeSettings {
                 sources[key.name] = .defaultValue
                 continue
             }
+            taken[key.name] = values
             switch key.kind {
             case .flag: if values == ["true"] { added.append("--\(key.name)") }
             default: added += values.map { "--\(key.name)=\($0)" }
@@ -131,7 +148,7 @@ struct ServeSettings {
             sources["config"] = .environment("WHARF_CONFIG")
             added.append("--config=\(configPath!)")
         }
-        return Resolution(arguments: added + cli, sources: sources)
+        return Resolution(arguments: added + cli, sources: sources, values: taken)
     }
 
     /// Whether `cli` sets `--name` (as `--name VALUE`, `--name=VALUE` or a flag).

@@ -241,3 +241,14 @@ def test_the_readme_configuration_snippet_runs_and_says_what_it_claims(tmp_path)
     assert lines["log-format"].startswith("log-format = json  # config file wharf.json"), lines["log-format"]
     assert lines["token-file"].startswith("token-file = /etc/wharf/tokens  # config file"), lines["token-file"]
     assert "wharf:<redacted>@db.internal" in lines["database-url"] and "secret" not in done.stdout
+
+
+def test_a_value_refused_after_parsing_still_names_its_source(tmp_path):
+    done = serve(["--database", "host=/nonexistent"], {"WHARF_JOB_RETENTION": "soon"})
+    assert done.returncode != 0
+    assert "not a duration: soon" in done.stderr and "env WHARF_JOB_RETENTION" in done.stderr, done.stderr
+    config = tmp_path / "wharf.json"
+    config.write_text(json.dumps({"cron-min-period-ms": 0}))
+    done = serve(["--database", "host=/nonexistent", "--config", str(config)])
+    assert done.returncode != 0
+    assert "--cron-min-period-ms" in done.stderr and f"config file {config}" in done.stderr, done.stderr
