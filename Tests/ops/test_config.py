@@ -15,21 +15,15 @@ import urllib.error
 import urllib.request
 from typing import Dict, List, Optional, Tuple
 
+from ops_support import without_settings
 from wharf import Client
 from wharf.errors import WharfError
-from wharf.testing import WharfServer, fresh_database, free_port, wharf_bin
-
-
-def clean_env(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
-    """This process's environment without any serve setting, plus `extra`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WHARF_") or k in ("WHARF_BIN",)}
-    env.update(extra or {})
-    return env
+from wharf.testing import free_port, fresh_database, wharf_bin
 
 
 def serve(args: List[str], env: Optional[Dict[str, str]] = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [wharf_bin(), "serve", *args], env=clean_env(env), capture_output=True, text=True, timeout=60,
+        [wharf_bin(), "serve", *args], env=without_settings(env), capture_output=True, text=True, timeout=60,
         stdin=subprocess.DEVNULL,
     )
 
@@ -174,7 +168,7 @@ def test_a_server_configured_by_environment_and_file_only_serves_with_hashed_tok
     config = tmp_path / "wharf.json"
     config.write_text(json.dumps({"token-file": str(tokens), "http-listen": f"127.0.0.1:{http_port}",
                                   "listen": "127.0.0.1:1", "log-level": "warning"}))
-    env = clean_env({"WHARF_DATABASE_URL": fresh_database(), "WHARF_LISTEN": f"127.0.0.1:{port}",
+    env = without_settings({"WHARF_DATABASE_URL": fresh_database(), "WHARF_LISTEN": f"127.0.0.1:{port}",
                      "WHARF_CONFIG": str(config)})
     log = open(tmp_path / "serve.log", "w")
     proc = subprocess.Popen([wharf_bin(), "serve"], env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
@@ -231,7 +225,7 @@ def test_the_readme_configuration_snippet_runs_and_says_what_it_claims(tmp_path)
         readme = f.read()
     section = readme.split("## Configuration", 1)[1]
     snippet = section.split("```sh\n", 1)[1].split("```", 1)[0]
-    env = clean_env({"PATH": os.path.dirname(wharf_bin()) + os.pathsep + os.environ["PATH"]})
+    env = without_settings({"PATH": os.path.dirname(wharf_bin()) + os.pathsep + os.environ["PATH"]})
     done = subprocess.run(["bash", "-euo", "pipefail", "-c", snippet], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shlex
+import ssl
 import subprocess
 import sys
 import time
@@ -18,9 +19,9 @@ import urllib.request
 from typing import Any, Dict, List, Set
 
 import yaml
-
+from ops_support import self_signed, without_settings
 from wharf import Client
-from wharf.testing import fresh_database, free_port, wharf_bin
+from wharf.testing import free_port, fresh_database, wharf_bin
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 DEPLOY = os.path.join(ROOT, "deploy")
@@ -47,8 +48,7 @@ def help_flags() -> Set[str]:
 
 def environment_names() -> Set[str]:
     """The WHARF_* variable of every setting, as `--print-config` names them."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WHARF_")}
-    done = subprocess.run([wharf_bin(), "serve", "--print-config"], env=env, capture_output=True, text=True,
+    done = subprocess.run([wharf_bin(), "serve", "--print-config"], env=without_settings(), capture_output=True, text=True,
                           timeout=30, stdin=subprocess.DEVNULL)
     assert done.returncode == 0, done.stderr
     names = set(re.findall(r"\bWHARF_[A-Z0-9_]+", done.stdout))
@@ -198,22 +198,11 @@ def test_kubernetes_manifests_have_the_shape_asked_for():
     assert not any("DATABASE" in k or "TOKENS" == k[-6:] for k in cm)
 
 
-def self_signed(tmp_path) -> Dict[str, str]:
-    cert, key = str(tmp_path / "tls.crt"), str(tmp_path / "tls.key")
-    done = subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-         "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1"],
-        capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    return {"cert": cert, "key": key}
-
-
 class Serve:
     """`wharf serve` with exactly `env` (and `args`), stopped on exit."""
 
     def __init__(self, env: Dict[str, str], tmp_path, args: List[str]) -> None:
-        base = {k: v for k, v in os.environ.items() if not k.startswith("WHARF_")}
+        base = without_settings()
         self.log_path = tmp_path / f"serve-{free_port()}.log"
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen([wharf_bin(), *args], env={**base, **env}, stdin=subprocess.DEVNULL,
@@ -275,7 +264,6 @@ def test_a_server_configured_like_a_kubernetes_pod_answers_its_probes_and_scrape
                 assert r.status == 200 and b"wharf_" in r.read()
         # The image's HEALTHCHECK command, as Docker would run it.
         assert subprocess.run(healthcheck_command(http_port), timeout=10).returncode == 0
-        import ssl
         ctx = ssl.create_default_context(cafile=tls["cert"])
         with Client("127.0.0.1", rpc_port, token="k8s-admin-token", ssl=ctx) as c:
             assert c.connect().role == "admin"
@@ -297,7 +285,7 @@ def test_a_compose_replica_and_the_example_worker_run_jobs(tmp_path):
         worker_env = {k: str(v) for k, v in worker_service["environment"].items()}
         worker_env.update(WHARF_SERVER=f"127.0.0.1:{rpc_port}",
                           PYTHONPATH=os.pathsep.join([os.path.join(ROOT, "Clients", "python"), DEPLOY]))
-        base = {k: v for k, v in os.environ.items() if not k.startswith("WHARF_")}
+        base = without_settings()
         cmd = [sys.executable if a == "python" else a for a in worker_service["command"]]
         worker = subprocess.Popen(cmd, env={**base, **worker_env}, cwd=str(tmp_path), stdin=subprocess.DEVNULL,
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -16,10 +16,10 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from typing import Dict, List
+from typing import List
 
 import pytest
-
+from ops_support import self_signed
 from wharf import Client
 from wharf.errors import WharfError
 from wharf.testing import WharfServer, fresh_database
@@ -29,17 +29,6 @@ PRODUCER = "producer-token-secret-2"  # from WHARF_TOKENS
 HASHED = "worker-token-secret-3"  # configured only as its SHA-256
 WRONG = "wrong-token-secret-4"
 DB_PASSWORD = "db-password-secret-5"
-
-
-def self_signed(tmp_path) -> Dict[str, str]:
-    cert, key = str(tmp_path / "server.pem"), str(tmp_path / "server.key")
-    done = subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-         "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1"],
-        capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    return {"cert": cert, "key": key}
 
 
 def with_password(conninfo: str) -> str:
