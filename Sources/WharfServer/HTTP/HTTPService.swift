@@ -62,6 +62,12 @@ final class HTTPService {
         for c in Array(connections.values) { c.finish() }
     }
 
+    /// The server drains: connections finish what they were asked and close, and new ones are still
+    /// served (one request each), so that the probes see /readyz answer 503 until the server stops.
+    func drainStarted() {
+        for c in Array(connections.values) { c.finish() }
+    }
+
     /// Closes everything at once (the end of shutdown).
     func close() {
         stopListening()
@@ -74,9 +80,7 @@ final class HTTPService {
         let conn = HTTPConnection(tcp: tcp, service: self)
         connections[ObjectIdentifier(conn)] = conn
         conn.start()
-        if draining {
-            conn.refuse(status: 503, reason: "shutting_down", "server is shutting down")
-        } else if connections.count > settings.maxConnections {
+        if connections.count > settings.maxConnections {
             conn.refuse(
                 status: 503, reason: "too_many_connections", "too many HTTP connections",
                 extra: ["limit": "httpConnections", "max": .from(settings.maxConnections), "retryable": true])

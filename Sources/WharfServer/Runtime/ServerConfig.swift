@@ -82,7 +82,8 @@ public struct ServerConfig: Sendable {
     public var poolSize = 4
     public var limits = Limits()
     public var replicaID: String
-    /// How long SIGTERM waits for in-flight requests.
+    /// How long the drain on SIGTERM waits for in-flight requests, cron fires and webhook attempts
+    /// (`--drain-timeout`; Protocol/README.md, "Draining").
     public var shutdownGraceMs = 5_000
     /// Retry policy for jobs whose job and queue set none (Protocol/jobs.md says why these values).
     public var retry = RetryPolicy()
