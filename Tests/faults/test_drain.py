@@ -11,6 +11,7 @@ Reads WHARF_BIN and WHARF_TEST_DATABASE_URL (bash scripts/test.sh sets both).
 from __future__ import annotations
 
 import collections
+import itertools
 import json
 import os
 import signal
@@ -18,10 +19,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from typing import Dict, List, Tuple
 
 import pytest
-
 import wharf
 from wharf.testing import WharfServer, fresh_database
 
@@ -36,7 +35,7 @@ pytestmark = pytest.mark.skipif(
 QUEUE = "drain"
 
 
-def readyz(server: WharfServer) -> Tuple[int, Dict]:
+def readyz(server: WharfServer) -> tuple[int, dict]:
     """`GET /readyz`: its status and body (0 and {} when nothing answers)."""
     try:
         with urllib.request.urlopen(server.http_url + "/readyz", timeout=2) as r:
@@ -47,11 +46,11 @@ def readyz(server: WharfServer) -> Tuple[int, Dict]:
         return 0, {}
 
 
-def longest_pause(times: List[float], start: float, end: float) -> float:
+def longest_pause(times: list[float], start: float, end: float) -> float:
     """The longest stretch of [start, end] without one of `times` in it."""
     inside = sorted(t for t in times if start <= t <= end)
     edges = [start] + inside + [end]
-    return max(b - a for a, b in zip(edges, edges[1:]))
+    return max(b - a for a, b in itertools.pairwise(edges))
 
 
 def test_longest_pause_sees_the_gap():
@@ -63,7 +62,7 @@ def test_a_drained_replica_hands_its_workers_over_without_losing_or_repeating_a_
     database = fresh_database("wharf_drain")
     drained = WharfServer(database=database, extra_args=["--drain-timeout", "10s"])
     stays = WharfServer(database=database)
-    ran: List[Tuple[str, float]] = []
+    ran: list[tuple[str, float]] = []
     ran_lock = threading.Lock()
 
     def handler(job: wharf.Job) -> None:
@@ -75,21 +74,27 @@ def test_a_drained_replica_hands_its_workers_over_without_losing_or_repeating_a_
     threads = []
     for i in range(4):
         w = wharf.Worker(
-            [QUEUE], concurrency=4, name=f"w{i}", poll_ms=5_000, lease_ms=5_000,
+            [QUEUE],
+            concurrency=4,
+            name=f"w{i}",
+            poll_ms=5_000,
+            lease_ms=5_000,
             addresses=[drained.address, stays.address],
         )
         w.register("step", handler)
         workers.append(w)
         threads.append(w.run_in_thread())
 
-    enqueued: List[str] = []
+    enqueued: list[str] = []
     stop_producing = threading.Event()
 
     def produce() -> None:
         with stays.client() as c:
             n = 0
             while not stop_producing.is_set():
-                enqueued.append(c.jobs.enqueue(queue=QUEUE, kind="step", payload={"n": n})["id"])
+                enqueued.append(
+                    c.jobs.enqueue(queue=QUEUE, kind="step", payload={"n": n})["id"]
+                )
                 n += 1
                 time.sleep(0.005)
 
@@ -100,7 +105,10 @@ def test_a_drained_replica_hands_its_workers_over_without_losing_or_repeating_a_
         with ran_lock:
             before = len(ran)
         assert before > 50, f"the workers ran only {before} jobs before the drain"
-        assert all(w._session is not None and w._session.conn.port == drained.port for w in workers)
+        assert all(
+            w._session is not None and w._session.conn.port == drained.port
+            for w in workers
+        )
 
         drain_at = time.monotonic()
         drained.proc.send_signal(signal.SIGTERM)
@@ -136,34 +144,64 @@ def test_a_drained_replica_hands_its_workers_over_without_losing_or_repeating_a_
     repeated = {j: n for j, n in counts.items() if n > 1}
     lost = set(enqueued) - set(counts)
     assert not repeated, f"jobs run more than once: {repeated}"
-    assert not lost, f"{len(lost)} of {len(enqueued)} jobs never ran: {sorted(lost)[:10]}"
-    assert sum(w.stats["moves"] for w in workers) >= len(workers), [w.stats for w in workers]
+    assert not lost, (
+        f"{len(lost)} of {len(enqueued)} jobs never ran: {sorted(lost)[:10]}"
+    )
+    assert sum(w.stats["moves"] for w in workers) >= len(workers), [
+        w.stats for w in workers
+    ]
     pause = longest_pause([t for _, t in ran], drain_at - 1.0, produced_until)
-    assert pause < 1.0, f"no job finished for {pause:.2f} s around the drain (the drain took {drain_took:.2f} s)"
+    assert pause < 1.0, (
+        f"no job finished for {pause:.2f} s around the drain (the drain took {drain_took:.2f} s)"
+    )
 
     with stays.client() as c:
         for job_id in enqueued[:: max(1, len(enqueued) // 50)]:
             assert c.jobs.get(id=job_id)["state"] == "completed"
         stats = c.queues.stats(queue=QUEUE)
     stays.stop()
-    print(f"drain: {len(enqueued)} jobs, drain took {drain_took:.2f} s, longest pause {pause:.2f} s, stats {stats}")
+    print(
+        f"drain: {len(enqueued)} jobs, drain took {drain_took:.2f} s, longest pause {pause:.2f} s, stats {stats}"
+    )
 
 
 def test_long_polls_end_at_once_with_draining_true_and_the_server_exits_0():
     server = WharfServer()
     holder = server.client()
-    assert holder.call("locks.acquire", {"name": "drain-lock", "holder": "first", "ttlMs": 60_000})["granted"] is True
-    answers: Dict[str, Tuple[float, Dict]] = {}
+    assert (
+        holder.call(
+            "locks.acquire", {"name": "drain-lock", "holder": "first", "ttlMs": 60_000}
+        )["granted"]
+        is True
+    )
+    answers: dict[str, tuple[float, dict]] = {}
 
-    def call(name: str, method: str, params: Dict) -> None:
+    def call(name: str, method: str, params: dict) -> None:
         with server.client(timeout=60) as c:
             reply = c.call(method, params)
             answers[name] = (time.monotonic(), reply)
 
     polls = [
-        threading.Thread(target=call, args=("lease", "jobs.lease", {"queues": ["empty"], "worker": "w", "waitMs": 30_000})),
         threading.Thread(
-            target=call, args=("lock", "locks.acquire", {"name": "drain-lock", "holder": "second", "ttlMs": 1_000, "waitMs": 30_000})
+            target=call,
+            args=(
+                "lease",
+                "jobs.lease",
+                {"queues": ["empty"], "worker": "w", "waitMs": 30_000},
+            ),
+        ),
+        threading.Thread(
+            target=call,
+            args=(
+                "lock",
+                "locks.acquire",
+                {
+                    "name": "drain-lock",
+                    "holder": "second",
+                    "ttlMs": 1_000,
+                    "waitMs": 30_000,
+                },
+            ),
         ),
     ]
     for t in polls:
