@@ -138,7 +138,7 @@ public struct ServerConfig: Sendable {
         try tls?.validate()
         if port < 0 || port > 65535 { throw ConfigError(message: "port \(port) is out of range") }
         try limits.validate()
-        try http.validate(tokensConfigured: !tokens.isEmpty)
+        try http.validate(tokensConfigured: !tokens.isEmpty, encrypted: tls != nil, plaintextAllowed: insecurePlaintext)
     }
 }
 
