@@ -222,3 +222,78 @@ def test_long_polls_end_at_once_with_draining_true_and_the_server_exits_0():
     assert lock["granted"] is False and lock["draining"] is True, lock
     assert lock_at - sent < 1.0
     server.stop()
+
+
+class SlowReceiver:
+    """A webhook receiver on 127.0.0.1: pings are answered at once, messages after `delay` seconds."""
+
+    def __init__(self, delay: float) -> None:
+        import http.server
+
+        receiver = self
+        self.delay = delay
+        self.started = threading.Event()
+        self.messages: list[str] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if body["type"] != "webhook.ping":
+                    receiver.messages.append(self.headers["webhook-id"])
+                    receiver.started.set()
+                    time.sleep(receiver.delay)
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_a_webhook_attempt_under_way_finishes_during_the_drain_while_readyz_says_503():
+    receiver = SlowReceiver(delay=2.0)
+    database = fresh_database("wharf_drain_hooks")
+    hooks = ["--allow-private-webhooks"]
+    server = WharfServer(
+        database=database, extra_args=[*hooks, "--drain-timeout", "10s"]
+    )
+    try:
+        with server.client() as c:
+            endpoint = c.webhooks.register(receiver.url)["id"]
+            c.webhooks.send({"n": 1}, endpoint_id=endpoint, event="drain.test")
+        assert receiver.started.wait(10), "the message never reached the receiver"
+        signalled = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        seen = []
+        while time.monotonic() - signalled < 1.0 and (not seen or seen[-1][0] != 503):
+            seen.append(readyz(server))  # 200 until the loop took the signal, then 503 at once
+        status, body = seen[-1]
+        assert status == 503 and body["checks"]["draining"]["ok"] is False, seen
+        assert server.proc.wait(timeout=15) == 0, server.log_text()
+        # It waited for the attempt (the receiver answers 2 s after it started), not for the drain timeout.
+        assert 1.0 < time.monotonic() - signalled < 8.0
+    finally:
+        server.stop()
+    after = WharfServer(database=database, extra_args=hooks)
+    try:
+        with after.client() as c:
+            deliveries = c.webhooks.deliveries(endpoint)["deliveries"]
+        sent = [
+            (d["state"], d["attempts"])
+            for d in deliveries
+            if d["event"] == "drain.test"
+        ]
+        assert sent == [("succeeded", 1)], deliveries
+        time.sleep(0.5)
+        assert len(receiver.messages) == 1, receiver.messages
+    finally:
+        after.stop()
+        receiver.close()

@@ -63,12 +63,6 @@ final class HTTPService {
         for c in Array(connections.values) { c.finish() }
     }
 
-    /// The server drains: connections finish what they were asked and close, and new ones are still
-    /// served (one request each), so that the probes see /readyz answer 503 until the server stops.
-    func drainStarted() {
-        for c in Array(connections.values) { c.finish() }
-    }
-
     /// Closes everything at once (the end of shutdown).
     func close() {
         stopListening()

@@ -229,8 +229,8 @@ public final class Server: RuntimeHooks, @unchecked Sendable {  // loop-thread c
         draining = true
         listener?.close()
         listener = nil
-        // The HTTP listener stays open to the end, so that the probes hear /readyz turn 503.
-        http?.drainStarted()
+        // The HTTP listener stays open to the end, so that the probes hear /readyz turn 503; each of its
+        // connections closes after its next reply (`HTTPConnection.take`), and all at the end.
         drainServices()
         let deadline = loop.nowMs + UInt64(config.shutdownGraceMs)
         let t = try? LoopTimer(loop: loop)
