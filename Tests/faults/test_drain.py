@@ -274,7 +274,9 @@ def test_a_webhook_attempt_under_way_finishes_during_the_drain_while_readyz_says
         server.proc.send_signal(signal.SIGTERM)
         seen = []
         while time.monotonic() - signalled < 1.0 and (not seen or seen[-1][0] != 503):
-            seen.append(readyz(server))  # 200 until the loop took the signal, then 503 at once
+            seen.append(
+                readyz(server)
+            )  # 200 until the loop took the signal, then 503 at once
         status, body = seen[-1]
         assert status == 503 and body["checks"]["draining"]["ok"] is False, seen
         assert server.proc.wait(timeout=15) == 0, server.log_text()
@@ -297,3 +299,49 @@ def test_a_webhook_attempt_under_way_finishes_during_the_drain_while_readyz_says
     finally:
         after.stop()
         receiver.close()
+
+
+def test_cron_keeps_firing_on_time_across_a_drain():
+    """Schedules fire every second on two replicas; one drains: every second still fires once, on time."""
+    import subprocess
+
+    database = fresh_database("wharf_drain_cron")
+    drained = WharfServer(database=database)
+    stays = WharfServer(database=database)
+    with drained.client() as c:
+        for i in range(10):
+            c.cron.upsert(
+                f"every-second-{i}",
+                expression="* * * * * *",
+                job={"queue": "cron-drain", "kind": "tick"},
+            )
+    time.sleep(3.0)
+    drained.proc.send_signal(signal.SIGTERM)
+    assert drained.proc.wait(timeout=15) == 0, drained.log_text()
+    time.sleep(3.0)
+    stays.stop()
+    drained.stop()
+    out = subprocess.run(
+        ["psql", "-X", "-q", "-A", "-t", "-F", " ", "-d", database, "-c",
+         "select schedule_name, floor(extract(epoch from schedule_fire_at) * 1000)::bigint, "
+         "floor(extract(epoch from created_at - schedule_fire_at) * 1000)::bigint "
+         "from wharf.jobs where schedule_name is not null"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    fires: dict[str, list[int]] = collections.defaultdict(list)
+    late = []
+    for line in out.splitlines():
+        name, at, lateness = line.split()
+        fires[name].append(int(at))
+        if int(lateness) >= 1000:
+            late.append((name, int(at), int(lateness)))
+    assert len(fires) == 10
+    for name, times in fires.items():
+        assert len(times) == len(set(times)), f"{name} fired a time twice"
+        ordered = sorted(times)
+        assert len(ordered) >= 5, (name, ordered)
+        assert all(b - a == 1000 for a, b in itertools.pairwise(ordered)), (
+            name,
+            ordered,
+        )
+    assert not late, f"fires a second or more late: {late}"
