@@ -321,13 +321,13 @@ def test_cron_keeps_firing_on_time_across_a_drain():
     time.sleep(3.0)
     stays.stop()
     drained.stop()
-    out = subprocess.run(
-        ["psql", "-X", "-q", "-A", "-t", "-F", " ", "-d", database, "-c",
-         "select schedule_name, floor(extract(epoch from schedule_fire_at) * 1000)::bigint, "
-         "floor(extract(epoch from created_at - schedule_fire_at) * 1000)::bigint "
-         "from wharf.jobs where schedule_name is not null"],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+    query = (
+        "select schedule_name, floor(extract(epoch from schedule_fire_at) * 1000)::bigint, "
+        "floor(extract(epoch from created_at - schedule_fire_at) * 1000)::bigint "
+        "from wharf.jobs where schedule_name is not null"
+    )
+    psql = ["psql", "-X", "-q", "-A", "-t", "-F", " ", "-d", database, "-c", query]
+    out = subprocess.run(psql, capture_output=True, text=True, check=True).stdout
     fires: dict[str, list[int]] = collections.defaultdict(list)
     late = []
     for line in out.splitlines():
