@@ -147,3 +147,14 @@ def test_non_loopback_http_listener_needs_tls_or_insecure_plaintext(pki: dict[st
             url = f"{scheme}://127.0.0.1:{http_port}/healthz"
             with urllib.request.urlopen(url, context=ctx, timeout=10) as r:
                 assert r.status == 200
+
+
+def test_an_https_handshake_that_never_finishes_is_closed(server: WharfServer, pki: dict[str, tuple[str, str]]) -> None:
+    """The RPC port's 10 s handshake deadline holds on the HTTPS listener too (a slowloris handshake)."""
+    with socket.create_connection((server.host, server.http_port), timeout=15) as s:
+        started = time.monotonic()
+        s.sendall(b"\x16\x03\x01\x02\x00\x01")  # the start of a ClientHello record, never finished
+        assert https(server, "GET", "/healthz", context(pki))[0] == 200  # others are served meanwhile
+        assert s.recv(4096) == b""
+        waited = time.monotonic() - started
+    assert 9.5 <= waited <= 12, waited
