@@ -120,6 +120,9 @@ struct Serve: ParsableCommand {
 
     @OptionGroup(title: "TLS") var tls: ServeTLSOptions
 
+    @Option(help: "On SIGTERM, how long in-flight requests, cron fires and webhook attempts may take to finish, e.g. 30s.")
+    var drainTimeout = "5s"
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
@@ -211,6 +214,7 @@ struct Serve: ParsableCommand {
             throw ValidationError("--cron-min-period-ms must be between 1 and 86400000")
         }
         config.cronMinPeriodMs = cronMinPeriodMs
+        config.shutdownGraceMs = try parseDurationMs(drainTimeout)
         config.http = try httpSettings()
         config.tls = try tls.settings()
         config.insecurePlaintext = tls.insecurePlaintext

@@ -281,3 +281,24 @@ def test_python_m_wharf_worker_stops_gracefully_on_sigterm(server, client, uniqu
     # The job in hand when SIGTERM came was finished, not abandoned.
     assert client.jobs.get(id=slow)["result"] == "hi bob", output
     assert "stopped" in output
+
+
+def test_a_worker_with_several_addresses_moves_past_one_that_does_not_answer(make_worker, client, server, unique):
+    """The first address refuses connections: the worker moves to the next and runs the job there."""
+    from wharf.testing import free_port
+
+    worker = make_worker([unique], addresses=[f"127.0.0.1:{free_port()}", (server.host, server.port)])
+    done = threading.Event()
+
+    @worker.task("hello")
+    def hello(payload):
+        done.set()
+        return "hi"
+
+    job = client.jobs.enqueue(unique, "hello")["id"]
+    started = time.monotonic()
+    worker.run_in_thread()
+    assert done.wait(10)
+    assert wait_for(lambda: state(client, job) == "completed")
+    assert worker.stats["moves"] == 1
+    assert time.monotonic() - started < 5

@@ -13,6 +13,7 @@ import inspect
 import itertools
 import json
 import logging
+import time
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from ._wire import dumps
@@ -225,6 +226,24 @@ class AsyncClient(Namespaces):
                 await conn.writer.wait_closed()
             except (OSError, RuntimeError):
                 pass
+
+    def move_to(self, host: str, port: int) -> None:
+        """Points the next calls at another server (a replica that drains answers `draining: true`).
+
+        Calls in flight on the current connection still get their replies there; it closes once they
+        did (or after `timeout`)."""
+        self.host, self.port = host, port
+        old, self._conn = self._conn, None
+        if old is not None and old.alive:
+            task = asyncio.ensure_future(self._retire(old))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _retire(self, conn: _AsyncConnection) -> None:
+        deadline = time.monotonic() + self.timeout
+        while conn.alive and conn.waiting and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        conn.close(ConnectionLost("moved to another server"))
 
     async def __aenter__(self) -> "AsyncClient":
         return self

@@ -80,6 +80,13 @@ final class CronService {
 
     func stop() { timer.stop() }
 
+    /// The server began draining: no more claims here. Batches already claimed still fire (the drain
+    /// waits for them: `busy`), so this replica leaves no claim behind for the others to wait out.
+    func drain() { timer.stop() }
+
+    /// Claims or fires in flight.
+    var busy: Bool { batchesInFlight > 0 }
+
     /// The database's clock as this replica estimates it.
     var dbNowMs: Int64 { Timestamp.nowMs() + dbClockOffsetMs }
 

@@ -1,5 +1,6 @@
 import WharfHTTP
 import WharfRPC
+import WharfTLS
 import WharfUV
 
 /// One HTTP/1.1 client connection: parsing, the replies in request order, and the limits.
@@ -12,9 +13,15 @@ import WharfUV
 /// output the peer does not take ends the connection, and so does idling. A request that breaks the
 /// grammar or a limit gets its 4xx after the replies before it, then the connection closes. The
 /// connection is the session of the JSON-RPC calls made over it with one credential, as a TCP
-/// connection is: closing it runs the sessions' close hooks (a worker's leases go back). Loop thread only.
+/// connection is: closing it runs the sessions' close hooks (a worker's leases go back). With TLS the
+/// stream is a `TLSStream`: the handshake has the RPC port's deadline, and a verified client certificate
+/// mapped by `--tls-client-role` is this connection's credential when a request has no token. Loop thread only.
 final class HTTPConnection {
-    let tcp: TCPConnection
+    /// The socket, or TLS over it (`TLSStream`).
+    let tcp: any ByteStream
+    /// The role of the verified client certificate (`--tls-client-role`), once the handshake finished.
+    private(set) var certificateRole: Role?
+    private(set) var certificateName: String?
     private unowned let service: HTTPService
     private let parser: HTTPRequestParser
     private(set) var deadlines: ConnectionDeadlines
@@ -45,7 +52,7 @@ final class HTTPConnection {
         var closes = false
     }
 
-    init(tcp: TCPConnection, service: HTTPService) {
+    init(tcp: any ByteStream, service: HTTPService) {
         self.tcp = tcp
         self.service = service
         let s = service.settings
@@ -67,7 +74,18 @@ final class HTTPConnection {
             onRead: { [unowned self] bytes in self.received(bytes) },
             onEnd: { [unowned self] _ in self.close() })
         tcp.setWrittenHandler { [unowned self] in self.outputChanged() }
+        if let tls = tcp as? TLSStream {
+            deadlines.handshakeStarted()
+            tls.onHandshake = { [unowned self] in self.handshakeFinished(tls) }
+        }
         tcp.startReading()
+    }
+
+    private func handshakeFinished(_ tls: TLSStream) {
+        deadlines.handshakeFinished()
+        guard let name = tls.session.verifiedPeerCommonName else { return }
+        certificateName = name
+        certificateRole = service.server.config.tls?.clientRoles[name]
     }
 
     /// Requests taken and not yet written.
@@ -251,7 +269,6 @@ final class HTTPConnection {
                 "request not complete within \(service.settings.requestTimeoutMs) ms",
                 extra: ["limit": "requestTimeoutMs", "max": .from(service.settings.requestTimeoutMs)])
         case .write, .idle, .authentication, .handshake:
-            // (No TLS on this listener yet: its handshake clock never runs.)
             close()
         }
     }

@@ -3,14 +3,15 @@ import WharfRPC
 
 extension HTTPService {
     /// `POST /rpc`: one JSON-RPC request or batch, through the same dispatcher as TCP. The caller's role
-    /// comes from `Authorization: Bearer TOKEN` (none: the open methods only, as before `session.hello`).
+    /// comes from `Authorization: Bearer TOKEN`, else from the connection's client certificate mapped by
+    /// `--tls-client-role` (neither: the open methods only, as before `session.hello`).
     /// Every JSON-RPC answer, errors included, is a 200 with the reply (204 for notifications only); an
     /// unknown token is a 401. The body is read as JSON whatever its Content-Type (`curl -d` sends a form
     /// type).
     func rpc(_ request: HTTPRequest, on conn: HTTPConnection, _ reply: @escaping (HTTPResponse) -> Void) {
         let tokens = server.config.tokens
         var credential = ""
-        var role: Role? = tokens.isEmpty ? .admin : nil
+        var role: Role? = conn.certificateRole ?? (server.config.requiresAuthentication ? nil : .admin)
         if let auth = request.header("authorization") {
             let parts = auth.split(separator: " ", maxSplits: 1)
             guard parts.count == 2, parts[0].lowercased() == "bearer" else {

@@ -1,6 +1,7 @@
 import Foundation
 import WharfHTTP
 import WharfRPC
+import WharfTLS
 import WharfUV
 
 /// The HTTP side door on the server's loop: the listener, its connections, their sweeper and the
@@ -71,12 +72,11 @@ final class HTTPService {
     }
 
     private func accepted(_ tcp: TCPConnection) {
-        let conn = HTTPConnection(tcp: tcp, service: self)
+        guard let stream = secured(tcp) else { return tcp.close() }
+        let conn = HTTPConnection(tcp: stream, service: self)
         connections[ObjectIdentifier(conn)] = conn
         conn.start()
-        if draining {
-            conn.refuse(status: 503, reason: "shutting_down", "server is shutting down")
-        } else if connections.count > settings.maxConnections {
+        if connections.count > settings.maxConnections {
             conn.refuse(
                 status: 503, reason: "too_many_connections", "too many HTTP connections",
                 extra: ["limit": "httpConnections", "max": .from(settings.maxConnections), "retryable": true])
@@ -95,6 +95,26 @@ final class HTTPService {
             for c in list { c.flush() }
         }
     }
+
+    /// HTTPS when the server has TLS (the RPC port's certificate, reloaded with it on SIGHUP), else `tcp`;
+    /// nil when a TLS session cannot be made.
+    private func secured(_ tcp: TCPConnection) -> (any ByteStream)? {
+        guard let context = server.tlsContext else { return tcp }
+        guard let session = try? TLSSession(context: context) else {
+            server.logger.error("cannot start a TLS session; closing the HTTP connection")
+            return nil
+        }
+        return TLSStream(tcp: tcp, session: session, plaintextRefusal: Self.plaintextRefusal)
+    }
+
+    /// What a plaintext HTTP client gets on the HTTPS port before the close: a 400 it can show.
+    static let plaintextRefusal: [UInt8] = {
+        var bytes: [UInt8] = []
+        errorResponse(
+            status: 400, reason: "tls_required", "this port speaks HTTPS: use https:// (the RPC port's certificate)"
+        ).encode(into: &bytes, close: true)
+        return bytes
+    }()
 
     /// A session for JSON-RPC calls over HTTP.
     func makeSession(role: Role?) -> Session {

@@ -24,14 +24,22 @@ public struct HTTPSettings: Sendable {
 
     public init() {}
 
-    /// Refuses settings that cannot work, and an open HTTP port off loopback without tokens.
-    func validate(tokensConfigured: Bool) throws(ConfigError) {
+    /// Refuses settings that cannot work, and an open HTTP port off loopback without tokens, or without
+    /// TLS (`encrypted`: the server has a certificate, which HTTP serves too) unless `plaintextAllowed`.
+    func validate(tokensConfigured: Bool, encrypted: Bool = false, plaintextAllowed: Bool = true) throws(ConfigError) {
         guard enabled else { return }
         if !tokensConfigured && !ServerConfig.isLoopback(host) {
             throw ConfigError(
                 message:
                     "refusing to serve HTTP on \(host) without tokens: anyone who can reach it could run jobs. "
                     + "Add --token ROLE:SECRET (or --token-file), or use --http-listen 127.0.0.1:PORT or off.")
+        }
+        if !encrypted && !plaintextAllowed && !ServerConfig.isLoopback(host) {
+            throw ConfigError(
+                message:
+                    "refusing to serve HTTP on \(host) without TLS: bearer tokens and payloads would cross the network "
+                    + "in plain text. Add --tls-cert PEM --tls-key PEM (HTTP then serves HTTPS with that certificate), "
+                    + "or pass --insecure-plaintext if the network is trusted, or use --http-listen 127.0.0.1:PORT or off.")
         }
         if port < 0 || port > 65535 { throw ConfigError(message: "HTTP port \(port) is out of range") }
         let positive: [(String, Int)] = [

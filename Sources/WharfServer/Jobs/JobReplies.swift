@@ -70,9 +70,14 @@ enum JobReplies {
     }
 
     /// `jobs.lease`: the leased jobs, each with its lease token.
-    static func leased(_ jobs: [JobRecord]) -> JSON {
-        ["jobs": .array(jobs.map { job($0, withLeaseToken: true) })]
+    static func leased(_ jobs: [JobRecord], draining: Bool = false) -> JSON {
+        let list: JSON = .array(jobs.map { job($0, withLeaseToken: true) })
+        return draining ? ["jobs": list, "draining": true] : ["jobs": list]
     }
+
+    /// `jobs.lease` that found nothing (its wait ran out, its caller left, or the server drains: then
+    /// `draining: true` tells the worker to lease from another replica).
+    static func noJobs(draining: Bool) -> JSON { leased([], draining: draining) }
 
     /// `jobs.list`: a page and the cursor of the next (null when the list is exhausted). A page ends
     /// early at the byte budget; the cursor goes on from its last job.

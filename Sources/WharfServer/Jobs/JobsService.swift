@@ -110,6 +110,9 @@ final class JobsService {
             return true
         }
         guard let jobs = held.removeValue(forKey: session.id), !jobs.isEmpty else { return }
+        // Draining: the worker keeps its jobs and reports them through another replica with the same
+        // lease tokens; a worker that never comes back loses them when their leases expire.
+        guard !context.draining else { return }
         release(jobs.map { ($0.key, $0.value) }, reason: "worker_lost")
     }
 
@@ -147,6 +150,9 @@ final class JobsService {
     }
 
     func lease(call: Call, queues: [String], max: Int, leaseMs: Int64, waitMs: Int64, worker: String) {
+        // A draining replica hands out no more work (`Server.dispatch` refuses new calls; this covers a
+        // lease read in the same turn the drain began).
+        if context.draining { return call.reply(JobReplies.noJobs(draining: true)) }
         let waiter = LeaseWaiter(call: call, queues: queues, max: max, leaseMs: leaseMs, worker: worker)
         // Someone already waits on these queues: join the line rather than overtaking it.
         if waitMs > 0 && waiters.contains(where: { !Set($0.queues).isDisjoint(with: queues) }) {
@@ -168,7 +174,9 @@ final class JobsService {
     }
 
     private func wait(_ waiter: LeaseWaiter, waitMs: Int64) {
-        guard waiter.call.session.isOpen else { return waiter.call.reply(["jobs": []]) }
+        guard waiter.call.session.isOpen, !context.draining else {
+            return waiter.call.reply(JobReplies.noJobs(draining: context.draining))
+        }
         watch(waiter.call.session)
         waiters.append(waiter)
         let t = try? LoopTimer(loop: context.loop)
@@ -181,7 +189,7 @@ final class JobsService {
             // A lease taken for this waiter is in flight: its outcome answers the call, a little after
             // waitMs, rather than leased jobs going back as worker_lost with an attempt spent.
             if self.pumpingFor === waiter { return }
-            if waiter.call.isPending { waiter.call.reply(["jobs": []]) }
+            if waiter.call.isPending { waiter.call.reply(JobReplies.noJobs(draining: self.context.draining)) }
         }
     }
 
@@ -190,11 +198,11 @@ final class JobsService {
             // The worker left while its lease was being taken: give the jobs straight back.
             let pairs = Self.leases(jobs)
             if !pairs.isEmpty { release(pairs, reason: "worker_lost") }
-            if waiter.call.isPending { waiter.call.reply(["jobs": []]) }
+            if waiter.call.isPending { waiter.call.reply(JobReplies.noJobs(draining: context.draining)) }
             return
         }
         track(jobs, session: waiter.call.session)
-        waiter.call.reply(JobReplies.leased(jobs))
+        waiter.call.reply(JobReplies.leased(jobs, draining: context.draining))
     }
 
     /// Notes that `queue` may have runnable jobs and serves waiters in arrival order.
@@ -203,6 +211,19 @@ final class JobsService {
         wakeGeneration += 1
         wokenQueues[queue] = wakeGeneration
         pump()
+    }
+
+    /// The server began draining: every long poll is answered now, empty and `draining: true`, so its
+    /// worker leases from another replica. A poll whose lease statement is in flight gets that
+    /// statement's jobs (they are leased already), with `draining: true` too.
+    func drain() {
+        let waiting = waiters
+        waiters.removeAll()
+        for w in waiting {
+            w.timer?.close()
+            w.timer = nil
+            if w !== pumpingFor, w.call.isPending { w.call.reply(JobReplies.noJobs(draining: true)) }
+        }
     }
 
     private func pump() {
@@ -234,7 +255,7 @@ final class JobsService {
             case .failure:
                 for q in waiter.queues { self.wokenQueues[q] = nil }
             }
-            if expired, waiter.call.isPending { waiter.call.reply(["jobs": []]) }
+            if expired, waiter.call.isPending { waiter.call.reply(JobReplies.noJobs(draining: self.context.draining)) }
             self.pump()
         }
     }

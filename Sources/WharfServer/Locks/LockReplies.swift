@@ -14,8 +14,13 @@ enum LockReplies {
     }
 
     /// `locks.acquire` not granted: who holds the lock, and until when (lease plus lock-delay).
-    static func notGranted(_ name: String, _ holder: String?, freeAtMs: Int64?) -> JSON {
-        ["granted": false, "name": .string(name), "heldBy": .from(holder), "expiresAt": .time(epochMs: freeAtMs)]
+    /// `draining`: the wait was cut short because this server drains (ask another replica).
+    static func notGranted(_ name: String, _ holder: String?, freeAtMs: Int64?, draining: Bool = false) -> JSON {
+        var reply: JSONObject = [
+            "granted": false, "name": .string(name), "heldBy": .from(holder), "expiresAt": .time(epochMs: freeAtMs),
+        ]
+        if draining { reply["draining"] = true }
+        return .object(reply)
     }
 
     /// `locks.acquire` with `waitMs` when this replica already queues `max` waiters for the name.

@@ -69,6 +69,9 @@ struct LockWaiters<Waiter: AnyObject> {
     /// Number of waiters queued here.
     private(set) var count = 0
 
+    /// Every waiter queued here (the server drains: each is answered at once).
+    var all: [Waiter] { lines.values.flatMap { $0.waiters.values } }
+
     /// Names with waiters queued here.
     var names: [String] { lines.compactMap { $0.value.waiters.isEmpty ? nil : $0.key } }
 

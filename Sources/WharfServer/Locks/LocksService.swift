@@ -219,8 +219,11 @@ final class LocksService {
                     if waitMs > 0 { self.joined(name, nil) }
                     return call.reply(LockReplies.notGranted(name, refusal.holder, freeAtMs: refusal.freeAtMs))
                 }
-                guard call.isPending, call.session.isOpen else {
+                guard call.isPending, call.session.isOpen, !self.context.draining else {
                     self.joined(name, nil)
+                    if call.isPending, self.context.draining {
+                        call.reply(LockReplies.notGranted(name, refusal.holder, freeAtMs: refusal.freeAtMs, draining: true))
+                    }
                     return self.removals.add(seq) { _ in }
                 }
                 var retry = request
@@ -287,8 +290,14 @@ final class LocksService {
         removals.add(w.seq) { result in
             guard reply, w.call.isPending else { return }
             let (holder, freeAtMs) = (try? result.get()) ?? (nil, nil)
-            w.call.reply(LockReplies.notGranted(name, holder, freeAtMs: freeAtMs))
+            w.call.reply(LockReplies.notGranted(name, holder, freeAtMs: freeAtMs, draining: self.context.draining))
         }
+    }
+
+    /// The server began draining: every waiter here gives up now and is told `draining: true`, so its
+    /// client waits through another replica.
+    func drain() {
+        for w in waiters.all { leave(w, reply: true) }
     }
 
     /// A waiter's connection closed: out of this replica's line at once (no retry picks it any more);

@@ -378,7 +378,7 @@ final class ClientConnection {
     /// Closes after writing what is buffered (used for limits and shutdown); a peer that takes none of
     /// it for `closeLingerMs` is closed anyway.
     func closeGracefully() {
-        guard !isClosed else { return }
+        guard !isClosed, !closeAfterFlush else { return }
         closeAfterFlush = true
         pauseReading()
         events.removeAll()

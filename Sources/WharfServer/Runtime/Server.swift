@@ -222,17 +222,21 @@ public final class Server: RuntimeHooks, @unchecked Sendable {  // loop-thread c
         }
     }
 
+    /// The drain (Protocol/README.md, "Draining"): stop accepting, answer the long polls, let what is in
+    /// flight finish for `shutdownGraceMs` (`--drain-timeout`), then stop.
     private func beginShutdown() {
         guard !draining else { return }
         draining = true
         listener?.close()
         listener = nil
-        http?.stopListening()
+        // The HTTP listener stays open to the end, so that the probes hear /readyz turn 503; each of its
+        // connections closes after its next reply (`HTTPConnection.take`), and all at the end.
+        drainServices()
         let deadline = loop.nowMs + UInt64(config.shutdownGraceMs)
         let t = try? LoopTimer(loop: loop)
         t?.start(timeoutMs: 0, repeatMs: 20) { [unowned self] in
-            let busy = self.connections.values.contains { $0.inFlight > 0 }
-            if !busy || self.loop.nowMs >= deadline {
+            self.closeIdleConnections()
+            if !self.drainBusy || self.loop.nowMs >= deadline {
                 t?.close()
                 self.finishShutdown()
             }
@@ -240,6 +244,7 @@ public final class Server: RuntimeHooks, @unchecked Sendable {  // loop-thread c
     }
 
     private func finishShutdown() {
+        handOffDuties()
         for c in Array(connections.values) { c.closeGracefully() }
         stopChores()
         cron.stop()

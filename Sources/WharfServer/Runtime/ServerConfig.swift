@@ -82,7 +82,8 @@ public struct ServerConfig: Sendable {
     public var poolSize = 4
     public var limits = Limits()
     public var replicaID: String
-    /// How long SIGTERM waits for in-flight requests.
+    /// How long the drain on SIGTERM waits for in-flight requests, cron fires and webhook attempts
+    /// (`--drain-timeout`; Protocol/README.md, "Draining").
     public var shutdownGraceMs = 5_000
     /// Retry policy for jobs whose job and queue set none (Protocol/jobs.md says why these values).
     public var retry = RetryPolicy()
@@ -137,7 +138,7 @@ public struct ServerConfig: Sendable {
         try tls?.validate()
         if port < 0 || port > 65535 { throw ConfigError(message: "port \(port) is out of range") }
         try limits.validate()
-        try http.validate(tokensConfigured: !tokens.isEmpty)
+        try http.validate(tokensConfigured: !tokens.isEmpty, encrypted: tls != nil, plaintextAllowed: insecurePlaintext)
     }
 }
 

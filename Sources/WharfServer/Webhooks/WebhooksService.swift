@@ -101,6 +101,24 @@ final class WebhooksService {
         prune()
     }
 
+    /// The server began draining: no more claims here, and the claimed attempts not started yet go
+    /// back untried (their attempt not counted), so another replica sends them now. Attempts under way
+    /// finish and are recorded while the drain lasts (`busy`).
+    func drain() {
+        timer.stop()
+        let unstarted = toStart
+        toStart.removeAll()
+        for d in unstarted {
+            store.deferDelivery(d, byMs: 0) { [unowned self] _ in
+                self.answered(d)
+                self.finished()
+            }
+        }
+    }
+
+    /// Attempts claimed here and not yet recorded (claims, requests and their records in flight).
+    var busy: Bool { claiming || slots.total > 0 }
+
     func stop() {
         timer.stop()
         startTimer?.close()

@@ -137,6 +137,11 @@ class Worker:
     When a heartbeat learns that the job was cancelled or its lease lost, the job's flag is set and an
     async handler is cancelled (`asyncio.CancelledError` at its next `await`); its outcome is not sent.
 
+    `addresses` (`["host:port", ...]` or `(host, port)` pairs) lists replicas of one server: the worker
+    connects to the first and moves to the next when its server drains (a lease answered with
+    `draining: true`, a call refused with `shutting_down`) or its connection is lost. Jobs it runs keep
+    their leases across the move: their heartbeats and outcomes go to the next replica.
+
     `run()` blocks until `stop()` or SIGTERM/SIGINT: it stops leasing (within `poll_ms`), waits up to
     `grace` seconds for running jobs, reports their outcomes, and closes its connection, so the server
     gives back at once the jobs that did not finish. A second signal skips the wait.
@@ -156,6 +161,7 @@ class Worker:
         name: Optional[str] = None,
         grace: float = 30.0,
         poll_ms: int = 2_000,
+        addresses: Optional[Sequence[Union[str, Tuple[str, int]]]] = None,
     ) -> None:
         if isinstance(client_factory, str) or (
             isinstance(client_factory, Sequence) and all(isinstance(q, str) for q in client_factory)
@@ -173,6 +179,7 @@ class Worker:
         self.grace = grace
         self.poll_ms = int(poll_ms)
         self.name = name or f"py:{socket.gethostname()}:{os.getpid()}"
+        self.addresses = [_address(a) for a in addresses or []]
         self._own_client = not isinstance(client_factory, Client)
         if isinstance(client_factory, Client):
             given = client_factory
@@ -192,9 +199,10 @@ class Worker:
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._session: Optional[_Session] = None
         self._active = False
-        self.stats = {"leased": 0, "completed": 0, "failed": 0, "abandoned": 0, "batches": 0}
+        self.stats = {"leased": 0, "completed": 0, "failed": 0, "abandoned": 0, "batches": 0, "moves": 0}
         """Counters since the worker started: jobs leased, completed, failed, and left unfinished at stop;
-        `batches`: JSON-RPC batches that carried outcomes (each holds all those of one loop turn)."""
+        `batches`: JSON-RPC batches that carried outcomes (each holds all those of one loop turn); `moves`:
+        times it moved to the next of its `addresses`."""
 
     def __repr__(self) -> str:
         return f"<wharf.Worker {self.name} queues={self.queues} concurrency={self.concurrency}>"
@@ -350,9 +358,11 @@ class _Session:
         self.client = client
         self.loop = loop
         self.drain = drain
+        self.addresses = worker.addresses or [(client.host, client.port)]
+        self.at = 0  # which of `addresses` the connection goes to
         self.conn = AsyncClient(
-            client.host,
-            client.port,
+            self.addresses[0][0],
+            self.addresses[0][1],
             token=client.token,
             timeout=client.timeout,
             client_name=client.client_name,
@@ -507,6 +517,26 @@ class _Session:
         self.paused = False
         self.kick()
 
+    # Moving to another replica
+
+    def check_connection(self) -> None:
+        """Moves on before sending when the server closed the connection (a replica that drained)."""
+        conn = self.conn._conn
+        if conn is not None and not conn.alive:
+            self.move_off((self.conn.host, self.conn.port), "connection closed")
+
+    def move_off(self, where: Tuple[str, int], why: str) -> bool:
+        """Points the connection at the next address, unless it already left `where` (the replica the
+        telling reply came from: one drain moves the worker once, however many replies say so)."""
+        if len(self.addresses) < 2 or (self.conn.host, self.conn.port) != where:
+            return False
+        self.at = (self.at + 1) % len(self.addresses)
+        host, port = self.addresses[self.at]
+        log.info("worker %s: %s:%d %s; moving to %s:%d", self.w.name, where[0], where[1], why, host, port)
+        self.w.stats["moves"] += 1
+        self.conn.move_to(host, port)
+        return True
+
     # Running jobs
 
     def start(self, job: Job) -> None:
@@ -610,6 +640,8 @@ class _Session:
         requests = [(c.method, c.params) if c.__class__ is _Outcome else self.request(c) for c in calls]
         if not isinstance(calls[0], _Lease):
             self.w.stats["batches"] += 1
+        self.check_connection()
+        where = (self.conn.host, self.conn.port)
         try:
             replies: List[Any] = await self.conn._batch(requests, None)
         except LimitExceeded as e:
@@ -620,7 +652,18 @@ class _Session:
             replies = [e] * len(calls)
         except (WharfError, *_TRANSIENT) as e:
             replies = [e] * len(calls)
+        left = next((why for why in map(_left_server, replies) if why), None)
+        moved = left is not None and self.move_off(where, left)
         for call, reply in zip(calls, replies):
+            if moved and isinstance(call, _Lease) and isinstance(reply, BaseException) and self.backoff == 0.5:
+                # The first failure after the move is not the next replica's: lease there at once.
+                self.backoff = 1.0
+                self.leases -= 1
+                self.requested -= call.max
+                if call.wait_ms > 0:
+                    self.parked = False
+                self.kick()
+                continue
             if isinstance(call, _Lease):
                 self.leased(call, reply)
             else:
@@ -687,13 +730,19 @@ class _Session:
             sent_progress.append(progress)
             calls.append(("jobs.heartbeat", p))
         retry_at = now - interval + min(1.0, interval / 2)
+        self.check_connection()
+        where = (self.conn.host, self.conn.port)
         try:
             results = await self.conn._batch(calls, None)
         except (WharfError, *_TRANSIENT) as e:
             log.warning("heartbeat failed: %s", e)
+            self.move_off(where, _left_server(e) or "failed")
             for j in jobs:
                 j._last_beat = retry_at
             return
+        left = next((why for why in map(_left_server, results) if why), None)
+        if left:
+            self.move_off(where, left)
         for j, r, progress in zip(jobs, results, sent_progress):
             if isinstance(r, JobCancelled):
                 log.info("job %s was cancelled", j.id)
@@ -710,6 +759,25 @@ class _Session:
                 j.lease_expires_at = r.get("leaseExpiresAt", j.lease_expires_at)
                 if j._progress is progress:
                     j._progress = UNSET
+
+
+def _address(a: Union[str, Tuple[str, int]]) -> Tuple[str, int]:
+    """`"host:port"` or `(host, port)` as `(host, port)`."""
+    if isinstance(a, str):
+        host, _, port = a.rpartition(":")
+        return host.strip("[]") or "127.0.0.1", int(port)
+    return a[0], int(a[1])
+
+
+def _left_server(reply: Any) -> Optional[str]:
+    """Why a reply says that its server is going away (it drains, or the connection is gone), or None."""
+    if isinstance(reply, dict):
+        return "is draining" if reply.get("draining") is True else None
+    if isinstance(reply, WharfError):
+        return "is shutting down" if reply.reason == "shutting_down" else None
+    if isinstance(reply, (ConnectionLost, OSError)):
+        return f"cannot be reached ({reply})"
+    return None
 
 
 async def _serve(worker: Worker, client: Client, drain: bool) -> None:
