@@ -208,11 +208,11 @@ class Serve:
         self.proc = subprocess.Popen([wharf_bin(), *args], env={**base, **env}, stdin=subprocess.DEVNULL,
                                      stdout=self.log, stderr=subprocess.STDOUT)
 
-    def wait_ready(self, http_port: int) -> None:
+    def wait_ready(self, http_port: int, scheme: str = "http") -> None:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, self.log_path.read_text()
-            if get(http_port, "/readyz") == 200:
+            if get(http_port, "/readyz", scheme) == 200:
                 return
             time.sleep(0.1)
         raise AssertionError(self.log_path.read_text())
@@ -226,9 +226,11 @@ class Serve:
         self.log.close()
 
 
-def get(port: int, path: str) -> int:
+def get(port: int, path: str, scheme: str = "http") -> int:
+    # Like the kubelet: HTTPS without verifying the certificate.
+    context = ssl._create_unverified_context() if scheme == "https" else None
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+        with urllib.request.urlopen(f"{scheme}://127.0.0.1:{port}{path}", timeout=5, context=context) as r:
             return r.status
     except urllib.error.HTTPError as e:
         return e.code
@@ -256,14 +258,21 @@ def test_a_server_configured_like_a_kubernetes_pod_answers_its_probes_and_scrape
     (deployment,) = kind("Deployment")
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     with Serve(cm, tmp_path, container["args"]) as server:
-        server.wait_ready(http_port)
+        server.wait_ready(http_port, "https")
         for probe in ("readinessProbe", "livenessProbe"):
-            assert get(http_port, container[probe]["httpGet"]["path"]) == 200, probe
-        for job in load("prometheus.yml")[0]["scrape_configs"]:
-            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}{job['metrics_path']}", timeout=5) as r:
-                assert r.status == 200 and b"wharf_" in r.read()
-        # The image's HEALTHCHECK command, as Docker would run it.
-        assert subprocess.run(healthcheck_command(http_port), timeout=10).returncode == 0
+            get_ = container[probe]["httpGet"]
+            assert get(http_port, get_["path"], get_["scheme"].lower()) == 200, probe
+        # With TLS the HTTP port speaks only HTTPS: a plain request is refused.
+        assert get(http_port, "/healthz") == 400
+        # Prometheus's Kubernetes job, as it would scrape this pod (its scheme, the pods' CA).
+        (job,) = [j for j in load("prometheus.yml")[0]["scrape_configs"] if "kubernetes_sd_configs" in j]
+        assert "ca_file" in job["tls_config"]
+        ctx = ssl.create_default_context(cafile=tls["cert"])
+        with urllib.request.urlopen(f"{job['scheme']}://127.0.0.1:{http_port}{job['metrics_path']}", timeout=5,
+                                    context=ctx) as r:
+            assert r.status == 200 and b"wharf_" in r.read()
+        # The image's HEALTHCHECK command, as Docker would run it (with the pod's TLS settings).
+        assert subprocess.run(healthcheck_command(http_port), timeout=10, env={**os.environ, **cm}).returncode == 0
         ctx = ssl.create_default_context(cafile=tls["cert"])
         with Client("127.0.0.1", rpc_port, token="k8s-admin-token", ssl=ctx) as c:
             assert c.connect().role == "admin"
@@ -271,7 +280,8 @@ def test_a_server_configured_like_a_kubernetes_pod_answers_its_probes_and_scrape
         first = server.log_path.read_text().splitlines()[0]
         assert json.loads(first)["replica"]
     # And the health check fails once nothing answers.
-    assert subprocess.run(healthcheck_command(http_port), timeout=10, stderr=subprocess.DEVNULL).returncode != 0
+    assert subprocess.run(healthcheck_command(http_port), timeout=10, stderr=subprocess.DEVNULL,
+                          env={**os.environ, **cm}).returncode != 0
 
 
 def test_a_compose_replica_and_the_example_worker_run_jobs(tmp_path):
@@ -281,6 +291,8 @@ def test_a_compose_replica_and_the_example_worker_run_jobs(tmp_path):
                WHARF_DATABASE_URL=fresh_database(), WHARF_TOKEN_FILE=os.path.join(DEPLOY, "tokens.example"))
     with Serve(env, tmp_path, ["serve"]) as server:
         server.wait_ready(http_port)
+        # The image's HEALTHCHECK on a plain-HTTP replica.
+        assert subprocess.run(healthcheck_command(http_port), timeout=10, env={**os.environ, **env}).returncode == 0
         worker_service = compose()["services"]["worker"]
         worker_env = {k: str(v) for k, v in worker_service["environment"].items()}
         worker_env.update(WHARF_SERVER=f"127.0.0.1:{rpc_port}",

@@ -59,10 +59,12 @@ def run_traffic(server: WharfServer, context: ssl.SSLContext) -> List[str]:
         with pytest.raises(WharfError):
             wrong.connect()
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "webhooks.list"}).encode()
+    # With TLS on, the HTTP listener serves HTTPS.
+    https = server.http_url.replace("http://", "https://", 1)
     for token, status in [(ADMIN, 200), (WRONG, 401)]:
-        req = urllib.request.Request(server.http_url + "/rpc", data=body, headers={"Authorization": f"Bearer {token}"})
+        req = urllib.request.Request(https + "/rpc", data=body, headers={"Authorization": f"Bearer {token}"})
         try:
-            with urllib.request.urlopen(req, timeout=10) as r:
+            with urllib.request.urlopen(req, timeout=10, context=context) as r:
                 assert r.status == status
         except urllib.error.HTTPError as e:
             assert e.code == status
