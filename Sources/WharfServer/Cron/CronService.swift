@@ -121,6 +121,7 @@ final class CronService {
             self.batchesInFlight -= 1
             switch result {
             case .success:
+                self.context.metrics.cron.fired(batch, nowMs: due.first?.nowMs ?? self.dbNowMs)
                 // The statement's NOTIFYs reach every replica; this one need not wait for its own.
                 for queue in Set(batch.flatMap { $0.jobs.map(\.queue) }) { self.jobs.wake(queue: queue) }
                 if batch.contains(where: { !$0.webhookFires.isEmpty }) { self.webhooks.poke() }

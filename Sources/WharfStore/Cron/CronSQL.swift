@@ -268,7 +268,7 @@ enum CronSQL {
             update wharf.jobs j
             set state = 'completed', result = $3::jsonb, finished_at = now(), lease_expires_at = null
             where j.id = $1 and j.lease_token = $2 and j.state = 'running'
-            returning j.id
+            returning j.id, j.queue, \(JobSQL.runMs)
         ),
         path as (
             select s.name, case when s.target ? 'job' then '{job,payload}' else '{webhook,payload}' end::text[] as p
@@ -284,6 +284,6 @@ enum CronSQL {
             where s.name = path.name and exists (select 1 from done)
             returning s.name
         )
-        select d.id, (select count(*) from patched) > 0, $2::text from done d
+        select d.id, (select count(*) from patched) > 0, d.queue, d.run_ms, $2::text from done d
         """
 }

@@ -252,8 +252,12 @@ extension Store {
             PGArray.text(batch.flatMap { b in b.webhookFires.map { _ in b.name } }),
             PGArray.ints(batch.flatMap(\.webhookFires)),
         ]
-        rows(CronSQL.fire, params, completion) { rows in
-            (Int(rows.int(0, 0) ?? 0), Int(rows.int(0, 1) ?? 0))
+        rows(CronSQL.fire, params, completion) { [self] rows in
+            let made = (advanced: Int(rows.int(0, 0) ?? 0), jobs: Int(rows.int(0, 1) ?? 0))
+            // The statement returns how many jobs it made, not which: when fires lost their claim or
+            // found their job made already, the count is reported under the batch's first queues.
+            if made.jobs > 0 { jobsObserver?.jobsEnqueued(queues: jobs.prefix(made.jobs).map(\.queue)) }
+            return made
         }
     }
 

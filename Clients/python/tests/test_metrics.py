@@ -1,0 +1,143 @@
+"""GET /metrics after a scripted workload: the counters and histograms counted on the loop match what the
+test did (jobs enqueued, completed, failed, dead, lost; a schedule fire; locks granted, waited, expired; a
+failing webhook's attempts), read with the `prometheus_client` text parser."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import urllib.request
+from typing import Callable, Dict, Optional
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+import wharf
+from wharf.pytest_plugin import start_server
+
+
+@pytest.fixture(scope="module")
+def server():
+    s = start_server(extra_args=["--allow-private-webhooks", "--webhook-retry-schedule", "0,200ms"])
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def client(server):
+    c = wharf.Client(server.host, server.port, timeout=20)
+    yield c
+    c.close()
+
+
+def scrape(server) -> Dict[tuple, float]:
+    """Every sample of one scrape, keyed by (name, sorted labels)."""
+    with urllib.request.urlopen(server.http_url + "/metrics", timeout=10) as r:
+        assert r.status == 200
+        text = r.read().decode()
+    out: Dict[tuple, float] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def value(samples: Dict[tuple, float], name: str, **labels: str) -> Optional[float]:
+    return samples.get((name, tuple(sorted(labels.items()))))
+
+
+def eventually(server, check: Callable[[Dict[tuple, float]], bool], timeout: float = 15.0) -> Dict[tuple, float]:
+    """Scrapes until `check` holds (counters are counted when statements commit, gauges are cached 1 s)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        samples = scrape(server)
+        if check(samples) or time.monotonic() > deadline:
+            return samples
+        time.sleep(0.2)
+
+
+def test_job_counters_and_histograms_match_the_workload(server, client):
+    q = "metrics-jobs"
+    ids = [client.jobs.enqueue(q, "work", {"n": i})["id"] for i in range(10)]
+    leased = client.jobs.lease(q, "w1", max=10)["jobs"]
+    assert sorted(j["id"] for j in leased) == sorted(ids)
+    for j in leased[:6]:
+        client.jobs.complete(j["id"], j["leaseToken"])
+    for j in leased[6:9]:
+        client.jobs.fail(j["id"], j["leaseToken"], "boom", retryable=False)
+    last = leased[9]
+    client.jobs.fail(last["id"], last["leaseToken"], "again", retryable=True, retry_in_ms=600_000)
+
+    # One job whose lease runs out with no attempt left: lost, then dead.
+    lost_q = "metrics-lost"
+    client.jobs.enqueue(lost_q, "work", max_attempts=1)
+    assert len(client.jobs.lease(lost_q, "w2", lease_ms=1000)["jobs"]) == 1
+
+    s = eventually(
+        server,
+        lambda s: value(s, "wharf_jobs_leases_lost_total", queue=lost_q, reason="lease_expired") == 1
+        and value(s, "wharf_jobs", queue=q, state="retryable") == 1,
+    )
+    assert value(s, "wharf_jobs_enqueued_total", queue=q) == 10
+    assert value(s, "wharf_jobs_completed_total", queue=q) == 6
+    assert value(s, "wharf_jobs_failed_total", queue=q) == 4
+    assert value(s, "wharf_jobs_dead_total", queue=q) == 3
+    assert value(s, "wharf_jobs_pickup_latency_seconds_count", queue=q) == 10
+    assert value(s, "wharf_jobs_run_duration_seconds_count", queue=q) == 10
+    assert value(s, "wharf_jobs_leases_lost_total", queue=lost_q, reason="lease_expired") == 1
+    assert value(s, "wharf_jobs_dead_total", queue=lost_q) == 1
+    assert value(s, "wharf_jobs_enqueued_total", queue=lost_q) == 1
+    assert value(s, "wharf_jobs_leases_lost_total", queue=q, reason="lease_expired") is None
+    # The database gauge: the one job waiting to retry; none available or running.
+    assert value(s, "wharf_jobs", queue=q, state="running") is None
+    # Leased at once after their enqueue, run for moments: far below 10 s in all.
+    assert value(s, "wharf_jobs_pickup_latency_seconds_sum", queue=q) < 10
+    assert value(s, "wharf_jobs_run_duration_seconds_sum", queue=q) < 10
+
+
+def test_a_schedule_fire_is_counted_by_schedule(server, client):
+    name = "metrics-every-second"
+    client.cron.upsert(name, expression="* * * * * *", limit=1, job={"queue": "metrics-cron", "kind": "tick"})
+    s = eventually(server, lambda s: value(s, "wharf_cron_schedule_fires_total", schedule=name) == 1)
+    assert value(s, "wharf_cron_schedule_fires_total", schedule=name) == 1
+    assert value(s, "wharf_cron_fire_lag_seconds_count") == 1
+    assert value(s, "wharf_jobs_enqueued_total", queue="metrics-cron") == 1
+    assert value(s, "wharf_cron_schedule_skipped_total", schedule=name) is None
+
+
+def test_locks_granted_waited_and_expired(server, client):
+    first = client.locks.acquire("metrics-lock", "a", 10_000)
+    assert first["granted"] is True
+    got: dict = {}
+
+    def waiter() -> None:
+        with wharf.Client(server.host, server.port, timeout=20) as c:
+            got["reply"] = c.locks.acquire("metrics-lock", "b", 10_000, wait_ms=10_000)
+            c.locks.release("metrics-lock", got["reply"]["token"])
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    eventually(server, lambda s: value(s, "wharf_lock_waiters") == 1)
+    client.locks.release("metrics-lock", first["token"])
+    t.join(15)
+    assert got["reply"]["granted"] is True
+    # A hold nobody releases runs out.
+    assert client.locks.acquire("metrics-expiring", "c", 300)["granted"] is True
+    s = eventually(server, lambda s: value(s, "wharf_locks_expired_total") == 1)
+    assert value(s, "wharf_locks_granted_total") == 3
+    assert value(s, "wharf_locks_waited_total") == 1
+    assert value(s, "wharf_locks_expired_total") == 1
+
+
+def test_a_failing_webhook_counts_its_attempts(server, client):
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # bound, never listening: connections are refused
+        e = client.webhooks.register(f"http://127.0.0.1:{port}/hook")
+        client.webhooks.send({"n": 1}, endpoint_id=e["id"])
+        s = eventually(server, lambda s: value(s, "wharf_webhook_attempts_total", outcome="failed") == 1)
+    assert value(s, "wharf_webhook_attempts_total", outcome="retry") == 1
+    assert value(s, "wharf_webhook_attempts_total", outcome="failed") == 1
+    assert value(s, "wharf_webhook_attempts_total", outcome="succeeded") is None
+    assert value(s, "wharf_webhook_delivery_duration_seconds_count") == 2
