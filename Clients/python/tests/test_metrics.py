@@ -5,6 +5,7 @@ failing webhook's attempts), read with the `prometheus_client` text parser."""
 from __future__ import annotations
 
 import socket
+import subprocess
 import threading
 import time
 import urllib.request
@@ -15,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import wharf
 from wharf.pytest_plugin import start_server
+from wharf.testing import wharf_bin
 
 
 @pytest.fixture(scope="module")
@@ -141,3 +143,29 @@ def test_a_failing_webhook_counts_its_attempts(server, client):
     assert value(s, "wharf_webhook_attempts_total", outcome="failed") == 1
     assert value(s, "wharf_webhook_attempts_total", outcome="succeeded") is None
     assert value(s, "wharf_webhook_delivery_duration_seconds_count") == 2
+
+
+def test_wharf_top_once_shows_the_workload(server, client):
+    # After the tests above (same server): the jobs queue's row, the schedule and the failing endpoint.
+    # The database gauges are cached for a second: wait until they show the end of the lock test.
+    eventually(
+        server,
+        lambda s: value(s, "wharf_lock_waiters") == 0 and value(s, "wharf_locks_held") == 0
+        and value(s, "wharf_webhook_endpoints", state="failing") == 1,
+    )
+    out = subprocess.run(
+        [wharf_bin(), "top", "--once", "--http", f"{server.host}:{server.http_port}"],
+        capture_output=True, text=True, timeout=30, check=True,
+    ).stdout
+    lines = out.splitlines()
+    head = next(line.split() for line in lines if line.startswith("QUEUE"))
+    row = dict(zip(head, next(line.split() for line in lines if line.startswith("metrics-jobs "))))
+    assert row == {
+        "QUEUE": "metrics-jobs", "AVAIL": "0", "SCHED": "0", "RUN": "0", "RETRY": "1", "OLDEST": "-",
+        "ENQUEUED": "10", "DONE": "6", "FAILED": "4", "DEAD": "3", "LOST": "0",
+    }, out
+    schedule = next(line.split() for line in lines if line.startswith("metrics-every-second"))
+    assert schedule[:4] == ["metrics-every-second", "1", "0", "0"], out
+    assert "endpoints: 0 healthy, 1 failing, 0 disabled" in out, out
+    assert "attempts: 0 succeeded, 1 retried, 1 failed" in out, out
+    assert "0 held, 0 waiting; 3 granted, 1 waited, 1 expired" in out, out
