@@ -4,6 +4,8 @@ failing webhook's attempts), read with the `prometheus_client` text parser."""
 
 from __future__ import annotations
 
+import pathlib
+import re
 import socket
 import subprocess
 import threading
@@ -169,3 +171,25 @@ def test_wharf_top_once_shows_the_workload(server, client):
     assert "endpoints: 0 healthy, 1 failing, 0 disabled" in out, out
     assert "attempts: 0 succeeded, 1 retried, 1 failed" in out, out
     assert "0 held, 0 waiting; 3 granted, 1 waited, 1 expired" in out, out
+
+
+ROOT = pathlib.Path(__file__).resolve().parents[3]
+
+
+def documented_metrics() -> set:
+    """The metric names in Protocol/http.md's tables."""
+    text = (ROOT / "Protocol" / "http.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| `wharf_")]
+    return {name for row in rows for name in re.findall(r"`(wharf_[a-z0-9_]+)`", row.split("|")[1])}
+
+
+def test_every_served_metric_is_documented_and_the_alerts_use_served_names(server):
+    # After the workload above, so that the labelled families have been made.
+    with urllib.request.urlopen(server.http_url + "/metrics", timeout=10) as r:
+        served = set(re.findall(r"^# TYPE (\S+) ", r.read().decode(), re.MULTILINE))
+    documented = documented_metrics()
+    assert served - documented == set(), "served but not in Protocol/http.md"
+    assert {"wharf_jobs_enqueued_total", "wharf_cron_fire_lag_seconds", "wharf_webhook_attempts_total"} <= served
+    alerts = (ROOT / "deploy" / "wharf-alerts.yml").read_text()
+    used = {re.sub(r"_(bucket|count|sum)$", "", m) for m in re.findall(r"\b(wharf_[a-z0-9_]+)", alerts)}
+    assert used and used - documented == set(), "deploy/wharf-alerts.yml uses names GET /metrics does not serve"
