@@ -10,8 +10,7 @@ struct BenchHTTP: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "http", abstract: "Throughput and latency of POST /rpc server.ping over kept-alive HTTP.")
 
-    @Option(help: "The server's HTTP address, HOST:PORT (default: $WHARF_HTTP or 127.0.0.1:7412).")
-    var http = ProcessInfo.processInfo.environment["WHARF_HTTP"] ?? "127.0.0.1:7412"
+    @OptionGroup var address: HTTPAddress
     @Option(help: "HTTP connections (one thread each).") var connections = 8
     @Option(help: "Requests pipelined per connection (1: one at a time).") var depth = 1
     @Option(help: "Seconds to measure (after a one-second warm-up).") var duration = 10.0
@@ -19,7 +18,7 @@ struct BenchHTTP: ParsableCommand {
     @Flag(help: "Print one JSON object as the last line.") var json = false
 
     func run() throws {
-        let (host, port) = try parseHostPort(http)
+        let (host, port) = try address.hostPort()
         let body = Array(#"{"jsonrpc":"2.0","id":1,"method":"server.ping"}"#.utf8)
         var headers = [("Content-Type", "application/json")]
         if let token { headers.append(("Authorization", "Bearer \(token)")) }

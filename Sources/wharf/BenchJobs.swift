@@ -32,15 +32,14 @@ struct BenchJobs: ParsableCommand {
     @Flag(help: "Print one JSON object as the last line.") var json = false
     @Flag(help: "Scrape GET /metrics once a second while measuring (at --http), as Prometheus would.")
     var scrapeMetrics = false
-    @Option(help: "The server's HTTP address for --scrape-metrics (default: $WHARF_HTTP or 127.0.0.1:7412).")
-    var http = ProcessInfo.processInfo.environment["WHARF_HTTP"] ?? "127.0.0.1:7412"
+    @OptionGroup var address: HTTPAddress
     @OptionGroup(title: "TLS") var tls: ClientTLSOptions
 
     func run() throws {
         let (host, port) = try parseHostPort(server)
         var scraper: MetricsScraper?
         if scrapeMetrics {
-            let (httpHost, httpPort) = try parseHostPort(http)
+            let (httpHost, httpPort) = try address.hostPort()
             scraper = MetricsScraper(host: httpHost, port: httpPort)
         }
         let db = try database.map { try BenchDatabase($0) }

@@ -8,13 +8,12 @@ struct Top: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "top", abstract: "A refreshing view of queues, schedules, endpoints and locks (from GET /metrics).")
 
-    @Option(help: "The server's HTTP address, HOST:PORT (default: $WHARF_HTTP or 127.0.0.1:7412).")
-    var http = ProcessInfo.processInfo.environment["WHARF_HTTP"] ?? "127.0.0.1:7412"
+    @OptionGroup var address: HTTPAddress
     @Option(help: "Seconds between refreshes.") var interval = 2.0
     @Flag(help: "Print one view and exit (no screen clearing).") var once = false
 
     func run() throws {
-        let (host, port) = try parseHostPort(http)
+        let (host, port) = try address.hostPort()
         var connection = try BlockingHTTPConnection(host: host, port: port, timeoutSeconds: 10)
         var previous: (samples: [MetricSample], at: Date)?
         while true {
@@ -32,7 +31,7 @@ struct Top: ParsableCommand {
             let view = TopView(
                 now: samples, previous: previous.map { ($0.samples, at.timeIntervalSince($0.at)) })
             let stamp = ISO8601DateFormatter().string(from: at)
-            let text = view.render(title: "wharf top  \(http)  \(stamp)")
+            let text = view.render(title: "wharf top  \(address.http)  \(stamp)")
             if once {
                 print(text, terminator: "")
                 return
@@ -43,4 +42,12 @@ struct Top: ParsableCommand {
             Thread.sleep(forTimeInterval: max(0.2, interval))
         }
     }
+}
+
+/// `--http HOST:PORT`: the server's HTTP side door, for the commands that read it.
+struct HTTPAddress: ParsableArguments {
+    @Option(help: "The server's HTTP address, HOST:PORT (default: $WHARF_HTTP or 127.0.0.1:7412).")
+    var http = ProcessInfo.processInfo.environment["WHARF_HTTP"] ?? "127.0.0.1:7412"
+
+    func hostPort() throws -> (String, Int) { try parseHostPort(http) }
 }
