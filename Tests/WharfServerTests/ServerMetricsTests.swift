@@ -1,6 +1,6 @@
 import Prometheus
 import Testing
-import WharfStore
+@testable import WharfStore
 
 @testable import WharfServer
 
