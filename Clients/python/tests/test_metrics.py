@@ -110,6 +110,28 @@ def test_a_schedule_fire_is_counted_by_schedule(server, client):
     assert value(s, "wharf_cron_schedule_skipped_total", schedule=name) is None
 
 
+
+def test_fires_skipped_while_a_run_holds_the_schedule_match_its_stats(server, client):
+    # overlap "skip": while the first fire's job runs (leased, not finished), later fires are skipped.
+    name, queue = "metrics-skipping", "metrics-skip"
+    client.cron.upsert(name, expression="* * * * * *", overlap="skip", job={"queue": queue, "kind": "tick"})
+    job = client.jobs.lease(queue, "w", wait_ms=5_000, lease_ms=60_000)["jobs"][0]
+    eventually(server, lambda s: (value(s, "wharf_cron_schedule_skipped_total", schedule=name) or 0) >= 2)
+    client.cron.pause(name)
+    stats = client.cron.get(name)["stats"]
+    s = eventually(
+        server,
+        lambda s: value(s, "wharf_cron_schedule_skipped_total", schedule=name) == stats["skippedOverlap"]
+        and value(s, "wharf_cron_schedule_fires_total", schedule=name) == stats["runs"],
+        timeout=5,
+    )
+    assert stats["runs"] == 1 and stats["skippedOverlap"] >= 2, stats
+    assert value(s, "wharf_cron_schedule_fires_total", schedule=name) == stats["runs"]
+    assert value(s, "wharf_cron_schedule_skipped_total", schedule=name) == stats["skippedOverlap"]
+    assert value(s, "wharf_jobs_enqueued_total", queue=queue) == 1
+    client.jobs.complete(job["id"], job["leaseToken"])
+    client.cron.remove(name)
+
 def test_locks_granted_waited_and_expired(server, client):
     first = client.locks.acquire("metrics-lock", "a", 10_000)
     assert first["granted"] is True

@@ -2,7 +2,7 @@ import Prometheus
 import WharfStore
 
 /// Cron's counters and fire lag histogram (Protocol/http.md), counted when a fire statement commits on
-/// this replica. Schedule names are labels for the first 50 schedules this replica fires; later ones are
+/// this replica, from what the statement recorded on each schedule's row. Schedule names are labels for the first 50 schedules this replica fires; later ones are
 /// counted under `schedule="_other"` (bounded cardinality without a per-schedule opt-in). Loop thread
 /// only.
 final class CronMetrics {
@@ -29,12 +29,16 @@ final class CronMetrics {
             buckets: ServerMetrics.latencyBuckets)
     }
 
-    /// A fire statement committed `batch`, claimed when the database clock read `nowMs`.
-    func fired(_ batch: [ScheduleAdvance], nowMs: Int64) {
-        for b in batch {
-            if b.runs > 0 { fires(b.name).increment(by: b.runs) }
-            if b.skipped > 0 { skipped(b.name).increment(by: b.skipped) }
-            if b.missed > 0 { missed(b.name).increment(by: b.missed) }
+    /// A fire statement committed `batch` and counted `fired` on the schedules it advanced; they were
+    /// claimed when the database clock read `nowMs`.
+    func fired(_ fired: [FiredSchedule], _ batch: [ScheduleAdvance], nowMs: Int64) {
+        let ran = Set(fired.filter { $0.runs > 0 }.map(\.name))
+        for f in fired {
+            if f.runs > 0 { fires(f.name).increment(by: f.runs) }
+            if f.skipped > 0 { skipped(f.name).increment(by: f.skipped) }
+            if f.missed > 0 { missed(f.name).increment(by: f.missed) }
+        }
+        for b in batch where ran.contains(b.name) {
             for nominal in b.jobs.compactMap(\.scheduleFireMs) + b.webhookFires { lag.record(ms: nowMs - nominal) }
         }
     }
