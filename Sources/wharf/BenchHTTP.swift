@@ -69,7 +69,8 @@ struct BenchHTTP: ParsableCommand {
         let p99 = Double(histogram.valueAtPercentile(99)) / 1e6
         print(
             String(
-                format: "http POST /rpc server.ping: %d connections x %d pipelined, %.1f s: %.0f req/s, p50 %.3f ms, p99 %.3f ms, errors %d",
+                format:
+                    "http POST /rpc server.ping: %d connections x %d pipelined, %.1f s: %.0f req/s, p50 %.3f ms, p99 %.3f ms, errors %d",
                 connections, depth, duration, perSec, p50, p99, errors))
         if json {
             let o: JSON = [

@@ -6,7 +6,8 @@ import WharfClient
 /// read from the server's `GET /metrics` (Protocol/http.md) over one kept-alive HTTP connection.
 struct Top: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "top", abstract: "A refreshing view of queues, schedules, endpoints and locks (from GET /metrics).")
+        commandName: "top", abstract: "A refreshing view of queues, schedules, endpoints and locks (from GET /metrics)."
+    )
 
     @OptionGroup var address: HTTPAddress
     @Option(help: "Seconds between refreshes.") var interval = 2.0

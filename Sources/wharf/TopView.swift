@@ -26,7 +26,9 @@ struct TopView {
     func render(title: String) -> String {
         var out: [String] = [title, ""]
         let rates = previous != nil
-        var queueHead = ["QUEUE", "AVAIL", "SCHED", "RUN", "RETRY", "OLDEST", "ENQUEUED", "DONE", "FAILED", "DEAD", "LOST"]
+        var queueHead = [
+            "QUEUE", "AVAIL", "SCHED", "RUN", "RETRY", "OLDEST", "ENQUEUED", "DONE", "FAILED", "DEAD", "LOST",
+        ]
         if rates { queueHead += ["ENQ/S", "DONE/S"] }
         var rows = [queueHead]
         let queueMetrics = [

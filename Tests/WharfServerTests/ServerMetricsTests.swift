@@ -1,8 +1,8 @@
 import Prometheus
 import Testing
-@testable import WharfStore
 
 @testable import WharfServer
+@testable import WharfStore
 
 /// The metrics counted on the loop, fed directly (no server): how outcomes map to counters, and the cap
 /// on label values that clients choose.

@@ -14,9 +14,11 @@ final class JobMetrics: JobsObserver {
     private let runTime: LabelledMetrics<DurationHistogram>
 
     init(_ r: PrometheusCollectorRegistry) {
-        enqueued = r.wharfCounters("jobs", "enqueued", "Jobs made by this replica's enqueues and cron fires.", labels: ["queue"])
+        enqueued = r.wharfCounters(
+            "jobs", "enqueued", "Jobs made by this replica's enqueues and cron fires.", labels: ["queue"])
         completed = r.wharfCounters("jobs", "completed", "Jobs completed.", labels: ["queue"])
-        failed = r.wharfCounters("jobs", "failed", "Failures reported by workers (jobs.fail), retried or dead.", labels: ["queue"])
+        failed = r.wharfCounters(
+            "jobs", "failed", "Failures reported by workers (jobs.fail), retried or dead.", labels: ["queue"])
         dead = r.wharfCounters(
             "jobs", "dead", "Jobs that became dead: failed with no retry left, or lost with no attempt left.",
             labels: ["queue"])
