@@ -30,10 +30,18 @@ struct BenchJobs: ParsableCommand {
             discussion: "CPU of its backends (read from /proc when it runs on this machine), WAL bytes and row versions."))
     var database: String?
     @Flag(help: "Print one JSON object as the last line.") var json = false
+    @Flag(help: "Scrape GET /metrics once a second while measuring (at --http), as Prometheus would.")
+    var scrapeMetrics = false
+    @OptionGroup var address: HTTPAddress
     @OptionGroup(title: "TLS") var tls: ClientTLSOptions
 
     func run() throws {
         let (host, port) = try parseHostPort(server)
+        var scraper: MetricsScraper?
+        if scrapeMetrics {
+            let (httpHost, httpPort) = try address.hostPort()
+            scraper = MetricsScraper(host: httpHost, port: httpPort)
+        }
         let db = try database.map { try BenchDatabase($0) }
         let box = UncheckedBox(
             JobsBenchRun(
@@ -41,6 +49,7 @@ struct BenchJobs: ParsableCommand {
                 samples: samples, depth: depth, token: token, database: db, preAge: preAge))
         box.value.tls = try tls.context()
         runOnLoopThread { box.value.run() }
+        if let scraper { print("scrape:  \(scraper.stop())") }
         let r = box.value
         if let error = r.error { throw ValidationError(error) }
         if preAge > 0 { print("aged:    \(preAge) jobs passed through the drain queue before measuring") }

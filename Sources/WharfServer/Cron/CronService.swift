@@ -127,7 +127,8 @@ final class CronService {
         store.fireSchedules(batch) { [unowned self] result in
             self.batchesInFlight -= 1
             switch result {
-            case .success:
+            case .success(let fired):
+                self.context.metrics.cron.fired(fired.schedules, batch, nowMs: due.first?.nowMs ?? self.dbNowMs)
                 // The statement's NOTIFYs reach every replica; this one need not wait for its own.
                 for queue in Set(batch.flatMap { $0.jobs.map(\.queue) }) { self.jobs.wake(queue: queue) }
                 if batch.contains(where: { !$0.webhookFires.isEmpty }) { self.webhooks.poke() }

@@ -46,8 +46,18 @@ final class ServerMetrics {
     private var poolReconnectsSeen = 0
     let statementLatency: DurationHistogram
 
+    /// Each feature's counters and histograms, counted by its service where things happen.
+    let jobs: JobMetrics
+    let cron: CronMetrics
+    let locks: LockMetrics
+    let webhooks: WebhookMetrics
+
     init() {
         let r = registry
+        jobs = JobMetrics(r)
+        cron = CronMetrics(r)
+        locks = LockMetrics(r)
+        webhooks = WebhookMetrics(r)
         func per<T>(_ make: (Transport) -> T) -> [Transport: T] {
             [.tcp: make(.tcp), .http: make(.http)]
         }
@@ -144,4 +154,91 @@ extension PrometheusCollectorRegistry {
             descriptor: .init(namespace: "wharf", subsystem: subsystem, metricName: name, unitName: "", helpText: help),
             labels: labels)
     }
+}
+
+/// The metrics of one family keyed by their label values, made on first use. Label values come from
+/// clients (queue and schedule names), so the first label takes at most `maxValues` distinct values on
+/// a replica: later ones are counted together under `_other`, which keeps a scrape bounded whatever
+/// names clients choose. Loop thread only.
+final class LabelledMetrics<Metric: AnyObject> {
+    private var made: [[String]: Metric] = [:]
+    private var firstValues: Set<String> = []
+    private let names: [String]
+    private let maxValues: Int
+    private let make: ([(String, String)]) -> Metric
+
+    /// The value the first label takes once `maxValues` are in use.
+    static var other: String { "_other" }
+
+    init(labels: [String], maxValues: Int = 100, make: @escaping ([(String, String)]) -> Metric) {
+        names = labels
+        self.maxValues = maxValues
+        self.make = make
+    }
+
+    /// The metric with these label values (one per label name).
+    func callAsFunction(_ values: String...) -> Metric {
+        if let m = made[values] { return m }
+        var values = values
+        if !firstValues.contains(values[0]) {
+            if firstValues.count >= maxValues {
+                values[0] = Self.other
+                if let m = made[values] { return m }
+            } else {
+                firstValues.insert(values[0])
+            }
+        }
+        let m = make(Array(zip(names, values)))
+        made[values] = m
+        return m
+    }
+}
+
+extension PrometheusCollectorRegistry {
+    /// Counters `wharf_<subsystem>_<name>_total` by `labels`.
+    func wharfCounters(
+        _ subsystem: String, _ name: String, _ help: String, labels: [String], maxValues: Int = 100
+    ) -> LabelledMetrics<Counter> {
+        LabelledMetrics(labels: labels, maxValues: maxValues) { [unowned self] in
+            self.wharfCounter(subsystem, name, help, $0)
+        }
+    }
+
+    /// Histograms `wharf_<subsystem>_<name>_seconds` by `labels` (none: one histogram).
+    func wharfHistograms(
+        _ subsystem: String, _ name: String, _ help: String, buckets: [Duration], labels: [String],
+        maxValues: Int = 100
+    ) -> LabelledMetrics<DurationHistogram> {
+        LabelledMetrics(labels: labels, maxValues: maxValues) { [unowned self] in
+            self.makeDurationHistogram(
+                descriptor: .init(
+                    namespace: "wharf", subsystem: subsystem, metricName: name, unitName: "seconds", helpText: help),
+                labels: $0, buckets: buckets)
+        }
+    }
+
+    /// One histogram `wharf_<subsystem>_<name>_seconds` without labels.
+    func wharfHistogram(_ subsystem: String, _ name: String, _ help: String, buckets: [Duration])
+        -> DurationHistogram
+    {
+        makeDurationHistogram(
+            descriptor: .init(
+                namespace: "wharf", subsystem: subsystem, metricName: name, unitName: "seconds", helpText: help),
+            buckets: buckets)
+    }
+}
+
+extension ServerMetrics {
+    /// Buckets for waits and run times, 5 ms to an hour: jobs run from milliseconds to long batches.
+    static let waitBuckets: [Duration] = [
+        .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
+        .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10),
+        .seconds(30), .seconds(60), .seconds(300), .seconds(900), .seconds(3600),
+    ]
+}
+
+extension DurationHistogram {
+    /// Records `ms` milliseconds (negative counts as zero).
+    func record(ms: Int64) { recordNanoseconds(max(0, ms) &* 1_000_000) }
+    func record(ms: Double) { recordNanoseconds(Int64(max(0, ms) * 1_000_000)) }
 }

@@ -230,6 +230,7 @@ final class LocksService {
                 retry.queueForMs = 0
                 retry.waiterSeq = seq
                 let w = Waiter(call: call, request: retry, bind: bind)
+                self.context.metrics.locks.waits.increment()
                 let elapsed = Int64(self.context.loop.nowMs - arrivedMs)
                 self.startDeadline(w, inMs: max(0, waitMs - elapsed))
                 call.session.onClose(w.closeKey) { [unowned self, unowned w] in self.depart(w) }
@@ -246,6 +247,7 @@ final class LocksService {
     /// Hands a committed grant to its caller (and watches its expiry), or gives it back if the caller is
     /// gone.
     private func deliver(_ grant: LockGrant, _ request: LockRequest, to call: Call, bind: Bool) {
+        context.metrics.locks.grants.increment()
         context.logger.debug(
             "lock granted",
             metadata: [
@@ -433,6 +435,7 @@ final class LocksService {
             store.wakeLapsedLocks(due.map { ($0.name, $0.token) }) { [unowned self] result in
                 guard case .success(let left) = result else { return }
                 for (lease, ms) in zip(due, left) {
+                    if ms == nil { self.context.metrics.locks.expiries.increment() }
                     // A lease granted or renewed here meanwhile is watched already.
                     if let ms, !self.expiries.watches(lease.name) { self.watch(lease.name, token: lease.token, forMs: ms) }
                 }

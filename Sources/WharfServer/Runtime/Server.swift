@@ -126,6 +126,7 @@ public final class Server: RuntimeHooks, @unchecked Sendable {  // loop-thread c
         for service in [jobs.start, locks.start, webhooks.start, cron.start, events.start] { service() }
         registerMethods()
         pool.onSegmentFinished = { [unowned self] ns in self.metrics.statementLatency.recordNanoseconds(Int64(ns)) }
+        store.jobsObserver = metrics.jobs
         try startHTTP()
         migrateThenListen(attempt: 0)
     }

@@ -31,6 +31,9 @@ struct ServiceContext {
     /// True once shutdown began.
     var draining: Bool { hooks.draining }
 
+    /// The server's Prometheus metrics, where each feature counts what happens (`ServerMetrics`).
+    var metrics: ServerMetrics { hooks.metrics }
+
     /// The batching schedule every service's batchers use: once per loop turn, before the flush.
     var batchSchedule: (@escaping () -> Void) -> Void {
         let hooks = hooks
@@ -45,4 +48,5 @@ protocol RuntimeHooks: AnyObject {
     func addChore(everyMs: UInt64, _ body: @escaping () -> Void)
     func publishEvent(type: String, data: JSON)
     var draining: Bool { get }
+    var metrics: ServerMetrics { get }
 }

@@ -385,6 +385,7 @@ final class WebhooksService {
         answered(d)
         var random = SystemRandomNumberGenerator()
         let o = deliveryPolicy.outcome(attempt: d.attempt, response: resp, nowMs: Timestamp.nowMs(), using: &random)
+        context.metrics.webhooks.attempted(o)
         records.add((d, o)) { [unowned self] r in
             switch r {
             case .success(let e) where e.justDisabled:

@@ -253,10 +253,14 @@ enum CronSQL {
                 group by x.schedule_name
             ) d on d.schedule_name = c.name
             where s.name = c.name
-            returning s.name
+            returning s.name, c.runs - coalesce(d.n, 0) as runs, c.skipped + coalesce(d.n, 0) as skipped,
+                      c.missed as missed
         )
-        -- The job insert and the deliveries' insert send their own wake-ups.
-        select (select count(*) from adv), (select count(*) from ins where ins.created) + (select count(*) from hooks where created)
+        -- The job insert and the deliveries' insert send their own wake-ups. The last two columns say
+        -- what each schedule did and which queues got jobs, for metrics.
+        select (select count(*) from adv), (select count(*) from ins where ins.created) + (select count(*) from hooks where created),
+               (select coalesce(jsonb_agg(jsonb_build_array(a.name, a.runs, a.skipped, a.missed)), '[]') from adv a),
+               (select coalesce(jsonb_agg(i.queue), '[]') from ins join input i on i.id = ins.job_id where ins.created)
         """
 
     /// `jobs.complete` with a `schedulePatch`: completes job `$1` under token `$2` with result `$3` and,
@@ -268,7 +272,7 @@ enum CronSQL {
             update wharf.jobs j
             set state = 'completed', result = $3::jsonb, finished_at = now(), lease_expires_at = null
             where j.id = $1 and j.lease_token = $2 and j.state = 'running'
-            returning j.id
+            returning j.id, j.queue, \(JobSQL.runMs)
         ),
         path as (
             select s.name, case when s.target ? 'job' then '{job,payload}' else '{webhook,payload}' end::text[] as p
@@ -284,6 +288,6 @@ enum CronSQL {
             where s.name = path.name and exists (select 1 from done)
             returning s.name
         )
-        select d.id, (select count(*) from patched) > 0, $2::text from done d
+        select d.id, (select count(*) from patched) > 0, d.queue, d.run_ms, $2::text from done d
         """
 }

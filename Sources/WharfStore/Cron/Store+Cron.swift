@@ -109,6 +109,25 @@ public struct DueSchedule: Sendable {
 }
 
 /// What firing one claimed schedule does: the jobs to insert and how the schedule advances.
+/// What one fire statement did.
+public struct FiredSchedules: Sendable {
+    /// Schedules advanced (the others of the batch lost their claim).
+    public var advanced: Int
+    /// Jobs and webhook deliveries inserted.
+    public var made: Int
+    /// Each advanced schedule's counts, as recorded on its row.
+    public var schedules: [FiredSchedule]
+}
+
+/// One schedule's share of a fire statement: fires that ran, fires skipped by the overlap policy (a
+/// fire held back by its schedule's lock included), fire times missed.
+public struct FiredSchedule: Sendable, Equatable {
+    public var name: String
+    public var runs: Int64
+    public var skipped: Int64
+    public var missed: Int64
+}
+
 public struct ScheduleAdvance: Sendable {
     public var name: String
     public var claimSeq: Int64
@@ -239,9 +258,10 @@ extension Store {
     }
 
     /// Fires a batch of claimed schedules in one statement. Returns how many schedules advanced (the
-    /// others lost their claim) and how many jobs were inserted.
+    /// others lost their claim), how many jobs and deliveries were inserted, and what each advanced
+    /// schedule counted.
     public func fireSchedules(
-        _ batch: [ScheduleAdvance], _ completion: @escaping (Result<(advanced: Int, jobs: Int), StoreError>) -> Void
+        _ batch: [ScheduleAdvance], _ completion: @escaping (Result<FiredSchedules, StoreError>) -> Void
     ) {
         let jobs = batch.flatMap(\.jobs)
         let params: [String?] = [
@@ -252,8 +272,16 @@ extension Store {
             PGArray.text(batch.flatMap { b in b.webhookFires.map { _ in b.name } }),
             PGArray.ints(batch.flatMap(\.webhookFires)),
         ]
-        rows(CronSQL.fire, params, completion) { rows in
-            (Int(rows.int(0, 0) ?? 0), Int(rows.int(0, 1) ?? 0))
+        rows(CronSQL.fire, params, completion) { [self] rows in
+            let queues = (JobRow.parsed(rows, 0, 3)?.arrayValue ?? []).compactMap(\.stringValue)
+            if !queues.isEmpty { jobsObserver?.jobsEnqueued(queues: queues) }
+            return FiredSchedules(
+                advanced: Int(rows.int(0, 0) ?? 0), made: Int(rows.int(0, 1) ?? 0),
+                schedules: (JobRow.parsed(rows, 0, 2)?.arrayValue ?? []).compactMap { row in
+                    guard let a = row.arrayValue, a.count == 4, let name = a[0].stringValue else { return nil }
+                    return FiredSchedule(
+                        name: name, runs: a[1].intValue ?? 0, skipped: a[2].intValue ?? 0, missed: a[3].intValue ?? 0)
+                })
         }
     }
 

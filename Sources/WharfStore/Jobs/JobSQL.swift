@@ -186,8 +186,12 @@ enum JobSQL {
             prune_at = \(pruneAt("completed", "$4"))
         from input i
         where j.id = i.id and j.lease_token = i.token and j.state = 'running'
-        returning j.id, i.token
+        returning j.id, j.queue, \(runMs), i.token
         """
+
+    /// How long the job `j` has run under its lease, `run_ms`: returned by the statements that finish
+    /// a job, for the run time histogram.
+    static let runMs = "\(SQLTime.durationMs("now() - j.leased_at")) as run_ms"
 
     /// State and token of jobs whose complete or fail was refused, to tell lease_lost from cancelled.
     static let leaseStates = "select id, state, lease_token from wharf.jobs where id = any($1::bigint[])"
@@ -249,7 +253,7 @@ enum JobSQL {
                 'leasedAt', j.leased_at, 'finishedAt', now(), 'outcome', 'failed', 'error', \(historyError("i.error")))
         from input i
         where j.id = i.id and j.lease_token = i.token and j.state = 'running'
-        returning j.id, j.state, \(SQLTime.ms("j.run_at")), i.token
+        returning j.id, j.state, \(SQLTime.ms("j.run_at")), j.queue, \(runMs), i.token
         """
 
     /// Running jobs whose lease expired, oldest first (uses the lease-expiry index).

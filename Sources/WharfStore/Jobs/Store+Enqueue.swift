@@ -89,6 +89,12 @@ extension Store {
                         id: id, state: rows.string(i, 2) ?? "", duplicate: !(rows.bool(i, 3) ?? false),
                         replayed: rows.bool(i, 4) ?? false)
                 }
+                if let observer = jobsObserver {
+                    let made = zip(specs, outcomes).compactMap { spec, o in
+                        o.flatMap { !$0.duplicate && !$0.replayed ? spec.queue : nil }
+                    }
+                    if !made.isEmpty { observer.jobsEnqueued(queues: made) }
+                }
                 // A row without a job and without a uniqueKey lost to another unique index (a cron
                 // fire made twice).
                 func made(_ spec: JobSpec, _ outcome: EnqueuedJob?) -> Result<EnqueuedJob, EnqueueRefusal>? {

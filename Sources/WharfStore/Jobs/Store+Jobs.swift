@@ -93,6 +93,9 @@ extension Store {
         ]
         rows(JobSQL.lease, params, plan: .generic, completion) { rows in
             var jobs = (0..<rows.rowCount).map { JobRow.record(rows, $0, fencingTokenColumn: JobRow.columnCount) }
+            if let observer = self.jobsObserver, !jobs.isEmpty {
+                observer.jobsLeased(jobs.map { ($0.queue, Swift.max(0, ($0.leasedAtMs ?? $0.runAtMs) - $0.runAtMs)) })
+            }
             jobs.sort { a, b in
                 if a.priority != b.priority { return a.priority > b.priority }
                 if a.runAtMs != b.runAtMs { return a.runAtMs < b.runAtMs }
@@ -179,12 +182,20 @@ extension Store {
                 completion(.failure(storeError(e)))
             case .success(let rows):
                 var outcomes: [String: FinishOutcome] = [:]
+                var finished: [(queue: String, state: String, runMs: Int64)] = []
                 let tokenColumn = rows.columnCount - 1
+                let queueColumn = rows.column("queue")
+                let runColumn = rows.column("run_ms")
                 for row in 0..<rows.rowCount {
                     if let id = rows.int(row, 0), let token = rows.string(row, tokenColumn) {
-                        outcomes["\(id)|\(token)"] = done(rows, row)
+                        let outcome = done(rows, row)
+                        outcomes["\(id)|\(token)"] = outcome
+                        if case .done(let state, _) = outcome, let q = queueColumn, let queue = rows.string(row, q) {
+                            finished.append((queue, state, runColumn.flatMap { rows.int(row, $0) } ?? 0))
+                        }
                     }
                 }
+                if !finished.isEmpty { jobsObserver?.jobsFinished(finished) }
                 let refused = items.filter { outcomes["\($0.id)|\($0.token)"] == nil }
                 if refused.isEmpty { return completion(.success(items.map { outcomes["\($0.id)|\($0.token)"]! })) }
                 self.rows(
@@ -230,13 +241,16 @@ extension Store {
             sql = JobSQL.releaseExpired
             params = [String(retention.deadMs)]
         }
-        rows(sql, params, completion) { rows throws(StoreError) in
-            try (0..<rows.rowCount).map { (i) throws(StoreError) in
+        let reason = held == nil ? "lease_expired" : reason
+        rows(sql, params, completion) { [self] rows throws(StoreError) in
+            let moved = try (0..<rows.rowCount).map { (i) throws(StoreError) in
                 guard let id = rows.int(i, 0), let queue = rows.string(i, 1), let state = rows.string(i, 2) else {
                     throw .internalError
                 }
                 return ReleasedJob(id: id, queue: queue, state: state)
             }
+            if !moved.isEmpty { jobsObserver?.jobsReleased(moved, reason: reason) }
+            return moved
         }
     }
 

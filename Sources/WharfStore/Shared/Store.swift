@@ -15,6 +15,8 @@ public final class Store {
     /// Health reports read-only for a while after one, since the pool's connections need not all
     /// agree (only new sessions see an `ALTER DATABASE ... SET default_transaction_read_only`).
     public private(set) var lastReadOnlyRefusalMs: Int64 = 0
+    /// Told what the jobs statements changed, for metrics (`JobsObserver`).
+    public weak var jobsObserver: (any JobsObserver)?
 
     public init(pool: PQPool, logger: Logger) {
         self.pool = pool
