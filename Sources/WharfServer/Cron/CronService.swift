@@ -120,7 +120,9 @@ final class CronService {
         store.fireSchedules(batch) { [unowned self] result in
             self.batchesInFlight -= 1
             switch result {
-            case .success:
+            case .success(let fired):
+                // A batch in which some schedule lost its claim says not which: its events are not raised.
+                if fired.advanced == batch.count { self.context.raiseFired(batch) }
                 // The statement's NOTIFYs reach every replica; this one need not wait for its own.
                 for queue in Set(batch.flatMap { $0.jobs.map(\.queue) }) { self.jobs.wake(queue: queue) }
                 if batch.contains(where: { !$0.webhookFires.isEmpty }) { self.webhooks.poke() }

@@ -8,20 +8,9 @@ extension HTTPService {
     /// unknown token is a 401. The body is read as JSON whatever its Content-Type (`curl -d` sends a form
     /// type).
     func rpc(_ request: HTTPRequest, on conn: HTTPConnection, _ reply: @escaping (HTTPResponse) -> Void) {
-        let tokens = server.config.tokens
-        var credential = ""
-        var role: Role? = tokens.isEmpty ? .admin : nil
-        if let auth = request.header("authorization") {
-            let parts = auth.split(separator: " ", maxSplits: 1)
-            guard parts.count == 2, parts[0].lowercased() == "bearer" else {
-                return reply(unauthorized("Authorization must be Bearer TOKEN"))
-            }
-            credential = String(parts[1])
-            if !tokens.isEmpty {
-                guard let granted = tokens[credential] else { return reply(unauthorized("unknown token")) }
-                role = granted
-            }
-        }
+        let (role, refusal) = credential(request)
+        if let refusal { return reply(refusal) }
+        let credential = request.header("authorization").map { String($0.split(separator: " ", maxSplits: 1)[1]) } ?? ""
         let session = conn.session(for: credential) { makeSession(role: role) }
         let frame = request.body.withUnsafeBytes { RPCDecoder.decode($0, maxBatch: server.config.limits.maxBatch) }
         switch frame {
@@ -53,7 +42,21 @@ extension HTTPService {
             ])
     }
 
-    private func unauthorized(_ message: String) -> HTTPResponse {
+    /// The role `Authorization: Bearer TOKEN` grants (without tokens configured: admin; without the
+    /// header: none), or the 401 for a malformed header or an unknown token.
+    func credential(_ request: HTTPRequest) -> (role: Role?, refusal: HTTPResponse?) {
+        let tokens = server.config.tokens
+        guard let auth = request.header("authorization") else { return (tokens.isEmpty ? .admin : nil, nil) }
+        let parts = auth.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else {
+            return (nil, unauthorized("Authorization must be Bearer TOKEN"))
+        }
+        if tokens.isEmpty { return (.admin, nil) }
+        guard let granted = tokens[String(parts[1])] else { return (nil, unauthorized("unknown token")) }
+        return (granted, nil)
+    }
+
+    func unauthorized(_ message: String) -> HTTPResponse {
         Self.json(
             status: 401, ClientConnection.reply(.failure(.unauthorized(message)), id: .null),
             headers: [("WWW-Authenticate", "Bearer")])

@@ -262,13 +262,13 @@ enum CronSQL {
     /// `jobs.complete` with a `schedulePatch`: completes job `$1` under token `$2` with result `$3` and,
     /// in the same transaction and only if the completion happened, merges the object `$5` into the
     /// template payload of schedule `$4`. Rows as `JobSQL.complete`: id, whether a schedule was patched,
-    /// token.
+    /// the job's queue, token.
     static let completeWithPatch = """
         with done as (
             update wharf.jobs j
             set state = 'completed', result = $3::jsonb, finished_at = now(), lease_expires_at = null
             where j.id = $1 and j.lease_token = $2 and j.state = 'running'
-            returning j.id
+            returning j.id, j.queue
         ),
         path as (
             select s.name, case when s.target ? 'job' then '{job,payload}' else '{webhook,payload}' end::text[] as p
@@ -284,6 +284,6 @@ enum CronSQL {
             where s.name = path.name and exists (select 1 from done)
             returning s.name
         )
-        select d.id, (select count(*) from patched) > 0, $2::text from done d
+        select d.id, (select count(*) from patched) > 0, d.queue, $2::text from done d
         """
 }

@@ -186,7 +186,7 @@ enum JobSQL {
             prune_at = \(pruneAt("completed", "$4"))
         from input i
         where j.id = i.id and j.lease_token = i.token and j.state = 'running'
-        returning j.id, i.token
+        returning j.id, j.queue, i.token
         """
 
     /// State and token of jobs whose complete or fail was refused, to tell lease_lost from cancelled.
@@ -249,7 +249,7 @@ enum JobSQL {
                 'leasedAt', j.leased_at, 'finishedAt', now(), 'outcome', 'failed', 'error', \(historyError("i.error")))
         from input i
         where j.id = i.id and j.lease_token = i.token and j.state = 'running'
-        returning j.id, j.state, \(SQLTime.ms("j.run_at")), i.token
+        returning j.id, j.state, \(SQLTime.ms("j.run_at")), j.queue, i.token
         """
 
     /// Running jobs whose lease expired, oldest first (uses the lease-expiry index).
@@ -304,7 +304,7 @@ enum JobSQL {
         set state = 'cancelled', finished_at = now(), lease_expires_at = null,
             prune_at = \(pruneAt("completed", "$2"))
         where j.id = $1 and j.state in \(hotStates)
-        returning state
+        returning state, queue
         """
 
     static let retry = """
