@@ -2,9 +2,9 @@ import WharfRPC
 
 /// One `GET /events` subscriber: its filter, the Server-Sent Events messages waiting for it, and its
 /// heartbeat clock. The HTTP connection that carries it moves messages into its output while the peer
-/// keeps up; a stream whose queue fills (the peer reads slower than events come) is over: it gets one
-/// last `events.dropped` message and its connection closes, and the client resumes with
-/// `Last-Event-ID` from the replica's window. Loop thread only.
+/// keeps up; a stream whose queue fills (the peer reads slower than events come) takes no more events:
+/// it gets what it holds, then one last `events.dropped` message naming the last of them, and its
+/// connection closes; the client resumes from there with `Last-Event-ID`. Loop thread only.
 final class EventStream {
     let filter: EventFilter
     let heartbeatMs: UInt64
@@ -14,7 +14,7 @@ final class EventStream {
     /// Set when the stream should not receive more (its connection closed or overflowed).
     var isOver: Bool { overflowed || closed }
     private(set) var closed = false
-    /// The id of the last event queued (what the client should resume from after an overflow).
+    /// The id of the last event queued (where the client resumes after an overflow).
     private(set) var lastQueuedID: String?
     /// When something was last queued, for the heartbeat (loop milliseconds).
     private var lastQueuedMs: UInt64
@@ -30,6 +30,8 @@ final class EventStream {
 
     /// Bytes held for this subscriber.
     var byteCount: Int { queue.byteCount }
+    /// Nothing waits to be written.
+    var isDrained: Bool { queue.count == 0 }
     var capacity: Int { queue.capacity }
 
     /// Queues an event's message, or ends the stream when its queue is full.
@@ -37,7 +39,6 @@ final class EventStream {
         guard !isOver else { return }
         if queue.count == queue.capacity {
             overflowed = true
-            queue.removeAll()
         } else {
             queue.push(event.sseMessage)
             lastQueuedID = event.id

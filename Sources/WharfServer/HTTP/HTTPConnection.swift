@@ -39,6 +39,9 @@ final class HTTPConnection {
     private var stream: EventStream?
     /// The stream's response head is written: its messages follow.
     private var streaming = false
+    /// The stream overflowed and its last message is in the output: the connection ends once it is
+    /// written (or when the write timeout gives up on the peer).
+    private var streamEnding = false
 
     /// Unread reply bytes past which an HTTP connection stops being read (see `init`).
     static let maxUnreadBytes = 1 << 20
@@ -260,22 +263,25 @@ final class HTTPConnection {
     }
 
     /// Moves the stream's messages to the output while the peer keeps up; a stream whose queue
-    /// overflowed gets its last message and the connection closes after it.
+    /// overflowed gets, after what it holds, its last message, and the connection closes after it.
     private func moveStream(_ stream: EventStream) {
-        if stream.overflowed {
-            if !closeAfterFlush {
-                output.append(contentsOf: stream.droppedMessage)
-                closeAfterFlush = true
-                service.server.events.closeStream(stream)
-            }
-            return
-        }
+        guard !streamEnding else { return }
         while writeBacklog < Self.streamWindow, let message = stream.pop() { output.append(contentsOf: message) }
+        if stream.overflowed, stream.isDrained {
+            output.append(contentsOf: stream.droppedMessage)
+            streamEnding = true
+            service.server.events.closeStream(stream)
+        }
     }
 
     private func outputChanged() {
         guard !isClosed else { return }
-        if streaming, let stream, !stream.isOver, stream.byteCount > 0, writeBacklog < Self.streamWindow { markDirty() }
+        if streamEnding, output.isEmpty, tcp.queuedBytes == 0 { return close() }
+        if streaming, let stream, !streamEnding, !stream.closed, writeBacklog < Self.streamWindow,
+            !stream.isDrained || stream.overflowed
+        {
+            markDirty()
+        }
         deadlines.outputSampled(pendingBytes: tcp.queuedBytes, writtenBytes: tcp.writtenBytes, now: service.nowMs)
         switch backpressure.outputChanged(pendingBytes: writeBacklog) {
         case .pauseReading?: pauseReading()
