@@ -322,3 +322,31 @@ def test_events_needs_a_token_when_tokens_are_configured():
         ok = SSEReader(server, "events=*", {"Authorization": "Bearer reader-token"})
         assert ok.status == 200
         ok.close()
+
+
+def test_events_cross_replicas_for_the_types_they_announce():
+    """Two replicas on one database: a subscriber on B gets the events raised on A (B announced its
+    types; A sends them, coalesced), with B's own ids, and only the types it subscribed to."""
+    with events_server() as a:
+        with WharfServer(database=a.database, extra_args=["--allow-private-webhooks"]) as b:
+            on_a = wharf.Client(a.host, a.port, timeout=30)
+            sse = SSEReader(b, "events=job.cancelled&queues=x")
+            tcp = TCPSubscriber(b, {"events": ["job.*"]})
+            time.sleep(0.5)  # the announcements reach A
+            ids = [on_a.call("jobs.enqueue", {"queue": "x", "kind": "k"})["id"] for _ in range(50)]
+            on_a.batch([("jobs.cancel", {"id": i}) for i in ids], return_exceptions=False)
+            other = on_a.call("jobs.enqueue", {"queue": "y", "kind": "k"})["id"]
+            on_a.call("jobs.cancel", {"id": other})
+            on_a.call("locks.acquire", {"name": "not-wanted", "holder": "h", "ttlMs": 60000})
+            wait_for(lambda: len(sse.events()) == 50 and len(tcp.events) == 51)
+            time.sleep(0.3)
+            assert sorted(e["data"]["data"]["jobId"] for e in sse.events()) == sorted(ids)
+            assert {e["type"] for e in tcp.events} == {"job.cancelled"}
+            assert {e["data"]["jobId"] for e in tcp.events} == set(ids) | {other}
+            # B numbers what it delivers: its own boot tag, one after another.
+            assert len({e["id"].rsplit("-", 1)[0] for e in tcp.events}) == 1
+            numbers = [int(e["id"].rsplit("-", 1)[1]) for e in tcp.events]
+            assert numbers == list(range(numbers[0], numbers[0] + 51))
+            sse.close()
+            tcp.close()
+            on_a.close()
