@@ -350,3 +350,27 @@ def test_events_cross_replicas_for_the_types_they_announce():
             sse.close()
             tcp.close()
             on_a.close()
+
+
+def test_wharf_events_watch_filters_by_type_and_queue():
+    import subprocess
+
+    from wharf.testing import wharf_bin
+
+    with events_server() as server:
+        watch = subprocess.Popen(
+            [wharf_bin(), "events", "watch", "--server", f"{server.host}:{server.port}", "--event", "job.*",
+             "--queue", "a", "--count", "1", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        client = wharf.Client(server.host, server.port, timeout=30)
+        deadline = time.monotonic() + 10
+        # Jobs of queue b are not for it; the first of queue a ends it (--count 1).
+        while watch.poll() is None and time.monotonic() < deadline:
+            for q in ("b", "a"):
+                client.call("jobs.cancel", {"id": client.call("jobs.enqueue", {"queue": q, "kind": "k"})["id"]})
+            time.sleep(0.2)
+        out, err = watch.communicate(timeout=10)
+        assert watch.returncode == 0, err
+        assert "subscribed to job.*" in err
+        event = json.loads(out.strip().splitlines()[-1])
+        assert event["type"] == "job.cancelled" and event["data"]["queue"] == "a"
+        client.close()
