@@ -42,6 +42,8 @@ final class EventsService {
     /// through its own send), with those patterns.
     private var hookTargets: [(endpoint: Int64, patterns: [String])] = []
     private var refreshingHooks = false
+    /// The last `at` made, by its millisecond: events of one millisecond share it.
+    private var lastAt: (ms: Int64, json: JSON) = (-1, .null)
 
     /// How long an ended stream's types stay wanted.
     static let lingerMs: UInt64 = 60_000
@@ -81,9 +83,11 @@ final class EventsService {
     /// Raises an event: this replica's subscribers get it at once, other replicas through NOTIFY when
     /// they want its type, the endpoints that list its type as a webhook delivery.
     func raise(_ type: EventType, subject: String?, data: JSON) {
+        let now = Timestamp.nowMs()
+        if now != lastAt.ms { lastAt = (now, .string(Timestamp.format(epochMs: now))) }
         let event = RaisedEvent(
-            type: type.rawValue, subject: subject.map { EventSubject(kind: type.subjectKind, name: $0) },
-            at: .string(Timestamp.format(epochMs: Timestamp.nowMs())), data: data)
+            type: type.rawValue, subject: subject.map { EventSubject(kind: type.subjectKind, name: $0) }, at: lastAt.json,
+            data: data)
         deliver(event)
         if interest.remoteWanted.contains(type) { send(event) }
         if interest.hookWanted.contains(type) { fanOut(event) }

@@ -18,16 +18,28 @@ final class RaisedEvent {
         self.data = data
     }
 
-    /// `{"jsonrpc": "2.0", "method": "event", "params": {id, type, at, data}}` and a newline.
-    private(set) lazy var rpcLine: [UInt8] = {
+    /// `params`, encoded once for both transports.
+    private lazy var encodedParams: [UInt8] = {
         var w = JSONWriter(capacity: 256)
-        w.write(["jsonrpc": "2.0", "method": "event", "params": params])
-        w.bytes.append(0x0A)
+        w.write(params)
         return w.bytes
     }()
 
+    /// `{"jsonrpc": "2.0", "method": "event", "params": {id, type, at, data}}` and a newline.
+    private(set) lazy var rpcLine: [UInt8] = {
+        var bytes = Array(#"{"jsonrpc":"2.0","method":"event","params":"#.utf8)
+        bytes.append(contentsOf: encodedParams)
+        bytes.append(contentsOf: [0x7D, 0x0A])
+        return bytes
+    }()
+
     /// `id:`, `event:` and `data:` (the same object as the notification's params), then a blank line.
-    private(set) lazy var sseMessage: [UInt8] = Self.sse(event: type, id: id, data: params)
+    private(set) lazy var sseMessage: [UInt8] = {
+        var bytes = Array("id: \(id)\nevent: \(type)\ndata: ".utf8)
+        bytes.append(contentsOf: encodedParams)
+        bytes.append(contentsOf: [0x0A, 0x0A])
+        return bytes
+    }()
 
     /// The notification's params: `{id, type, at, data}`.
     var params: JSON { ["id": .string(id), "type": .string(type), "at": at, "data": data] }
