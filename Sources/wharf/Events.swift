@@ -6,7 +6,7 @@ import WharfRPC
 /// `wharf events watch`: events.subscribe, then every event as it arrives.
 struct Events: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Server events (endpoint.disabled, ...) as they happen, raised on any replica.",
+        abstract: "Server events (job.dead, schedule.fired, lock.expired, endpoint.disabled, ...) as they happen, on any replica.",
         subcommands: [Watch.self])
 
     struct Watch: ParsableCommand {
@@ -15,15 +15,24 @@ struct Events: ParsableCommand {
                 "Subscribe to event types and print each event as it arrives, until interrupted (events.subscribe).",
             discussion: """
                 Text prints one line per event: time, type and data; --json prints each notification's params \
-                ({type, at, data}) on a line of its own. 'subscribed to ...' goes to standard error once the \
-                subscription is in place. Events raised while no one watches are not kept.
-                Example: wharf events watch --event endpoint.disabled
+                ({id, type, at, data}) on a line of its own. 'subscribed to ...' goes to standard error once the \
+                subscription is in place. Events raised while no one watches are not kept. --queue, --schedule, \
+                --lock and --endpoint limit the events about those (each repeatable).
+                Example: wharf events watch --event 'job.*' --queue mail
                 """)
         @OptionGroup var options: ClientOptions
         @Option(
             name: .customLong("event"),
-            help: "An event type to receive (repeatable; default * for all). Today: endpoint.disabled.")
+            help: "An event type to receive: a type, a family such as job.*, or * (repeatable; default *).")
         var events: [String] = []
+        @Option(name: .customLong("queue"), help: "Only job events of this queue (repeatable).")
+        var queues: [String] = []
+        @Option(name: .customLong("schedule"), help: "Only schedule events of this schedule (repeatable).")
+        var schedules: [String] = []
+        @Option(name: .customLong("lock"), help: "Only lock events of this lock (repeatable).")
+        var locks: [String] = []
+        @Option(name: .customLong("endpoint"), help: "Only endpoint and delivery events of this endpoint id (repeatable).")
+        var endpoints: [String] = []
         @Option(help: "Exit after this many events.") var count: Int?
 
         func validate() throws {
@@ -34,7 +43,12 @@ struct Events: ParsableCommand {
             let c = try options.connect()
             let types = events.isEmpty ? ["*"] : events
             do {
-                let r = try c.call("events.subscribe", ["events": .array(types.map(JSON.string))])
+                var params: JSONObject = ["events": .array(types.map(JSON.string))]
+                for (name, list) in [("queues", queues), ("schedules", schedules), ("locks", locks), ("endpoints", endpoints)]
+                where !list.isEmpty {
+                    params[name] = .array(list.map(JSON.string))
+                }
+                let r = try c.call("events.subscribe", .object(params))
                 let subscribed = (r["events"]?.arrayValue ?? []).compactMap(\.stringValue)
                 FileHandle.standardError.write(Data("subscribed to \(subscribed.joined(separator: ", "))\n".utf8))
             } catch let e as RPCError {

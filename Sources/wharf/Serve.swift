@@ -64,6 +64,9 @@ struct Serve: ParsableCommand {
     @Option(help: "Events queued per subscriber before the oldest are dropped (counted in an events.dropped event).")
     var maxSubscriberQueue = 10_000
 
+    @Option(help: "Recent events kept per replica for GET /events streams that resume with Last-Event-ID.")
+    var eventWindow = 10_000
+
     @Option(help: "Default first retry delay of a failed job, in milliseconds.")
     var retryInitialMs = 1_000.0
 
@@ -183,6 +186,7 @@ struct Serve: ParsableCommand {
         config.limits.authTimeoutMs = authTimeoutMs
         config.limits.frameTimeoutMs = frameTimeoutMs
         config.limits.maxSubscriberQueue = maxSubscriberQueue
+        config.limits.eventWindow = eventWindow
         config.retry.initialMs = retryInitialMs
         config.retry.maxMs = retryMaxMs
         config.retry.coefficient = max(1, retryCoefficient)

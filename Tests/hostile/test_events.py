@@ -259,3 +259,81 @@ def test_a_subscriber_that_only_listens_is_not_idle(gone):
         b.assert_healthy()
         admin.close()
     assert rss.peak - base < 64 * MiB
+
+
+def _sse_witness(host: str, http_port: int, counter, ready) -> None:
+    """Reads `GET /events?events=job.completed` to the end, counting the events (a child process)."""
+    import http.client
+
+    conn = http.client.HTTPConnection(host, http_port, timeout=600)
+    conn.request("GET", "/events?events=job.completed")
+    response = conn.getresponse()
+    ready.send(response.status)
+    for line in response.fp:
+        if line.startswith(b"event: job.completed"):
+            with counter.get_lock():
+                counter.value += 1
+
+
+def complete_jobs(client: wharf.Client, rounds: int, per_round: int = 500) -> int:
+    """Enqueues, leases and completes `rounds * per_round` jobs (one `job.completed` event each)."""
+    done = 0
+    for _ in range(rounds):
+        client.call("jobs.enqueueBatch", {"jobs": [{"queue": "burst", "kind": "k"}] * per_round})
+        leased = client.call("jobs.lease", {"worker": "w", "queues": ["burst"], "max": per_round})["jobs"]
+        client.batch([("jobs.complete", {"id": j["id"], "leaseToken": j["leaseToken"]}) for j in leased],
+                     return_exceptions=False)
+        done += len(leased)
+    return done
+
+
+def test_a_slow_event_stream_is_dropped_with_a_notice_and_others_keep_up():
+    """A `GET /events` client that stops reading during a burst of 10,000 job events outgrows its queue
+    (--max-subscriber-queue 500, more than the 100 events one loop turn raises here): the server ends its stream with an `events.dropped` message (reason
+    slow_subscriber, the last id it queued, to resume from) and closes it, while a stream that reads
+    gets every event, the bystander's pings stay fast, and RSS stays bounded."""
+    with WharfServer(extra_args=["--max-subscriber-queue", "500"]) as server:
+        pid = server.proc.pid
+        client = wharf.Client(server.host, server.port, timeout=30)
+        ctx = multiprocessing.get_context("fork")
+        counter = ctx.Value("i", 0)
+        parent, child = ctx.Pipe()
+        witness = ctx.Process(target=_sse_witness, args=(server.host, server.http_port, counter, child), daemon=True)
+        witness.start()
+        assert parent.poll(10) and parent.recv() == 200
+        base = rss_bytes(pid)
+        with Bystander(server.host, server.port) as b, RSSWatch(pid) as rss:
+            slow = raw_socket(server.host, server.http_port, rcvbuf=4096)
+            slow.sendall(b"GET /events?events=job.completed HTTP/1.1\r\nHost: wharf\r\n\r\n")
+            time.sleep(0.2)
+            raised = complete_jobs(client, rounds=100, per_round=100)
+            wait_until(lambda: counter.value >= raised, timeout=30, step=0.05)
+            # Now it reads what is left: some events, then the notice, then the end of the stream.
+            slow.settimeout(10)
+            data = b""
+            while True:
+                chunk = slow.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            slow.close()
+        b.assert_healthy()
+        assert counter.value == raised, (counter.value, raised)
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200") and b"text/event-stream" in head
+        messages = [m for m in body.decode().split("\n\n") if m.strip()]
+        got = [m for m in messages if m.startswith("id: ")]
+        last = messages[-1].split("\n")
+        assert last[0] == "event: events.dropped", messages[-1]
+        notice = json.loads(last[1][len("data: "):])
+        assert notice["reason"] == "slow_subscriber" and notice["queueLimit"] == 500
+        # It got part of the burst only, and the notice names the last event it was given.
+        assert 0 < len(got) < raised
+        assert notice["lastEventId"] == got[-1].split("\n")[0][len("id: "):]
+        assert client.call("server.ping") == "pong"
+        witness.terminate()
+        witness.join(5)
+        client.close()
+    print(f"{raised} events; the slow stream got {len(got)} before it was dropped; "
+          f"RSS {base / MiB:.0f} -> peak {rss.peak / MiB:.0f} MiB")
+    assert rss.peak - base < 64 * MiB

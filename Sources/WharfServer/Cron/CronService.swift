@@ -129,6 +129,9 @@ final class CronService {
             switch result {
             case .success(let fired):
                 self.context.metrics.cron.fired(fired.schedules, batch, nowMs: due.first?.nowMs ?? self.dbNowMs)
+                // Events for the schedules that advanced (any other lost its claim to another replica).
+                let advanced = Set(fired.schedules.map(\.name))
+                self.context.raiseFired(fired.advanced == batch.count ? batch : batch.filter { advanced.contains($0.name) })
                 // The statement's NOTIFYs reach every replica; this one need not wait for its own.
                 for queue in Set(batch.flatMap { $0.jobs.map(\.queue) }) { self.jobs.wake(queue: queue) }
                 if batch.contains(where: { !$0.webhookFires.isEmpty }) { self.webhooks.poke() }

@@ -42,6 +42,13 @@ final class HTTPConnection {
     private var isDirty = false
     /// The sessions of this connection, by the credential presented ("" for none).
     private var sessions: [String: Session] = [:]
+    /// The `GET /events` stream this connection answers with, once asked; it carries nothing else.
+    private var stream: EventStream?
+    /// The stream's response head is written: its messages follow.
+    private var streaming = false
+    /// The stream overflowed and its last message is in the output: the connection ends once it is
+    /// written (or when the write timeout gives up on the peer).
+    private var streamEnding = false
 
     /// Unread reply bytes past which an HTTP connection stops being read (see `init`).
     static let maxUnreadBytes = 1 << 20
@@ -50,7 +57,13 @@ final class HTTPConnection {
     private final class Slot {
         var bytes: [UInt8]?
         var closes = false
+        /// The bytes are an event stream's head: the stream's messages follow them.
+        var opensStream = false
     }
+
+    /// Unsent stream bytes under which queued messages move to the output (above it they wait in the
+    /// stream's bounded queue, where a slow reader's backlog ends the stream rather than growing).
+    static let streamWindow = 64 << 10
 
     init(tcp: any ByteStream, service: HTTPService) {
         self.tcp = tcp
@@ -97,6 +110,24 @@ final class HTTPConnection {
         let s = make()
         sessions[credential] = s
         return s
+    }
+
+    /// Answers the request being taken (from `HTTPService.handle`, before it returns) with `stream`:
+    /// a Server-Sent Events head, then its messages as they come, until either side closes.
+    func openEventStream(_ stream: EventStream) {
+        guard let slot = slots.last, slot.bytes == nil else { preconditionFailure("no request to answer with a stream") }
+        let head =
+            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\nCache-Control: no-cache\r\n"
+            + "X-Accel-Buffering: no\r\nConnection: close\r\n\r\n"
+        slot.bytes = Array(head.utf8)
+        slot.opensStream = true
+        heldReplyBytes += slot.bytes!.count
+        finishing = true
+        self.stream = stream
+        stream.onQueued = { [unowned self] in if self.streaming { self.markDirty() } }
+        service.metrics.httpAnswered(refused: false)
+        deadlines.requestFinished(now: service.nowMs)
+        markDirty()
     }
 
     // MARK: Input
@@ -220,7 +251,15 @@ final class HTTPConnection {
             output.append(contentsOf: bytes)
             heldReplyBytes -= bytes.count
             let closes = slots[slotsHead].closes
+            let opensStream = slots[slotsHead].opensStream
             slotsHead += 1
+            if opensStream {
+                streaming = true
+                // Read on only to hear the peer leave; what it sends is not requests any more.
+                tcp.setHandlers(onRead: { _ in }, onEnd: { [unowned self] _ in self.close() })
+                tcp.startReading()
+                break
+            }
             if closes {
                 closeAfterFlush = true
                 finishing = true
@@ -231,6 +270,7 @@ final class HTTPConnection {
             slots.removeFirst(slotsHead)
             slotsHead = 0
         }
+        if streaming, let stream { moveStream(stream) }
         if !output.isEmpty {
             service.metrics.bytesSent(output.count, .http)
             output.withUnsafeBytes { tcp.write($0) }
@@ -240,8 +280,26 @@ final class HTTPConnection {
         if !closeAfterFlush { resumeReadingIfAllowed() }
     }
 
+    /// Moves the stream's messages to the output while the peer keeps up; a stream whose queue
+    /// overflowed gets, after what it holds, its last message, and the connection closes after it.
+    private func moveStream(_ stream: EventStream) {
+        guard !streamEnding else { return }
+        while writeBacklog < Self.streamWindow, let message = stream.pop() { output.append(contentsOf: message) }
+        if stream.overflowed, stream.isDrained {
+            output.append(contentsOf: stream.droppedMessage)
+            streamEnding = true
+            service.server.events.closeStream(stream)
+        }
+    }
+
     private func outputChanged() {
         guard !isClosed else { return }
+        if streamEnding, output.isEmpty, tcp.queuedBytes == 0 { return close() }
+        if streaming, let stream, !streamEnding, !stream.closed, writeBacklog < Self.streamWindow,
+            !stream.isDrained || stream.overflowed
+        {
+            markDirty()
+        }
         deadlines.outputSampled(pendingBytes: tcp.queuedBytes, writtenBytes: tcp.writtenBytes, now: service.nowMs)
         switch backpressure.outputChanged(pendingBytes: writeBacklog) {
         case .pauseReading?: pauseReading()
@@ -261,7 +319,7 @@ final class HTTPConnection {
     func checkDeadlines(now: UInt64) {
         guard !isClosed else { return }
         deadlines.outputSampled(pendingBytes: tcp.queuedBytes, writtenBytes: tcp.writtenBytes, now: now)
-        guard let expiry = deadlines.expired(now: now, busy: unanswered > 0) else { return }
+        guard let expiry = deadlines.expired(now: now, busy: unanswered > 0 || stream != nil) else { return }
         switch expiry {
         case .frame:
             refuse(
@@ -285,6 +343,7 @@ final class HTTPConnection {
         guard !isClosed else { return }
         isClosed = true
         tcp.close()
+        if let stream { service.server.events.closeStream(stream) }
         for s in sessions.values { s.closed() }
         sessions = [:]
         service.connectionClosed(self)

@@ -9,20 +9,8 @@ extension HTTPService {
     /// unknown token is a 401. The body is read as JSON whatever its Content-Type (`curl -d` sends a form
     /// type).
     func rpc(_ request: HTTPRequest, on conn: HTTPConnection, _ reply: @escaping (HTTPResponse) -> Void) {
-        let tokens = server.config.tokens
-        var credential = ""
-        var role: Role? = conn.certificateRole ?? (server.config.requiresAuthentication ? nil : .admin)
-        if let auth = request.header("authorization") {
-            let parts = auth.split(separator: " ", maxSplits: 1)
-            guard parts.count == 2, parts[0].lowercased() == "bearer" else {
-                return reply(unauthorized("Authorization must be Bearer TOKEN"))
-            }
-            credential = String(parts[1])
-            if !tokens.isEmpty {
-                guard let granted = server.config.role(forToken: credential) else { return reply(unauthorized("unknown token")) }
-                role = granted
-            }
-        }
+        let (role, credential, refusal) = credential(request, on: conn)
+        if let refusal { return reply(refusal) }
         let session = conn.session(for: credential) { makeSession(role: role) }
         let frame = request.body.withUnsafeBytes { RPCDecoder.decode($0, maxBatch: server.config.limits.maxBatch) }
         switch frame {
@@ -54,7 +42,27 @@ extension HTTPService {
             ])
     }
 
-    private func unauthorized(_ message: String) -> HTTPResponse {
+    /// The role `Authorization: Bearer TOKEN` grants (without tokens configured: admin; without the
+    /// header: none), or the 401 for a malformed header or an unknown token.
+    /// The caller's role from `Authorization: Bearer TOKEN` (and the token), else from the connection's
+    /// verified client certificate, else admin on a server that needs no authentication; or the 401
+    /// to answer.
+    func credential(_ request: HTTPRequest, on conn: HTTPConnection) -> (role: Role?, token: String, refusal: HTTPResponse?) {
+        var role: Role? = conn.certificateRole ?? (server.config.requiresAuthentication ? nil : .admin)
+        guard let auth = request.header("authorization") else { return (role, "", nil) }
+        let parts = auth.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else {
+            return (nil, "", unauthorized("Authorization must be Bearer TOKEN"))
+        }
+        let token = String(parts[1])
+        if !server.config.tokens.isEmpty {
+            guard let granted = server.config.role(forToken: token) else { return (nil, token, unauthorized("unknown token")) }
+            role = granted
+        }
+        return (role, token, nil)
+    }
+
+    func unauthorized(_ message: String) -> HTTPResponse {
         Self.json(
             status: 401, ClientConnection.reply(.failure(.unauthorized(message)), id: .null),
             headers: [("WWW-Authenticate", "Bearer")])

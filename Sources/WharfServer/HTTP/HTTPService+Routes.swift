@@ -7,7 +7,7 @@ extension HTTPService {
     /// The paths served and the methods each allows (HEAD goes with GET).
     static let routes: [Substring: [String]] = [
         "/healthz": ["GET", "HEAD"], "/readyz": ["GET", "HEAD"], "/metrics": ["GET", "HEAD"],
-        "/openrpc.json": ["GET", "HEAD"], "/rpc": ["POST"],
+        "/openrpc.json": ["GET", "HEAD"], "/rpc": ["POST"], "/events": ["GET"],
     ]
 
     /// Answers one request through `reply` (now or later, exactly once).
@@ -28,6 +28,7 @@ extension HTTPService {
         case "/metrics": metricsText(reply)
         case "/openrpc.json":
             reply(HTTPResponse(status: 200, contentType: "application/json", body: OpenRPCDocument.bytes))
+        case "/events": events(request, on: conn, reply)
         default: rpc(request, on: conn, reply)
         }
     }

@@ -163,7 +163,7 @@ enum JobReplies {
         result.flatMap { outcome in
             switch outcome {
             case .refused(let refusal): return .failure(error(refusal, id: id))
-            case .done(let state, let next):
+            case .done(let state, let next, _):
                 var o: JSONObject = ["id": .string(String(id)), "state": .string(state)]
                 if let next { o["nextRunAt"] = .time(epochMs: next) }
                 return .success(.object(o))

@@ -79,6 +79,7 @@ extension JobsService {
                 store.complete(id: id, token: token, result: p["result"], schedulePatch: schedule, payload: pp["payload"]!) {
                     r in
                     self.untrack(id, session: call.session)
+                    if case .success(let done) = r { self.context.raiseFinished([id], [done.0]) }
                     call.finish(
                         JobReplies.finished(id, r.mapError(\.rpcError).map(\.0)).map { reply in
                             guard case .object(var o) = reply, case .success(let done) = r else { return reply }
@@ -113,6 +114,7 @@ extension JobsService {
             try call.params.onlyKnown(["id"])
             let id = try Self.jobID(call.params)
             store.cancel(id: id, retention: context.config.retention) { r in
+                if case .success(let outcome) = r { self.context.raiseCancelled(id, outcome) }
                 call.finish(r.mapError(\.rpcError).flatMap { JobReplies.cancel(id, $0) })
             }
         }

@@ -52,11 +52,15 @@ final class JobsService {
             }
         }
         completeBatcher = IsolatingBatcher(schedule: schedule) { [unowned self] items, done in
-            self.store.complete(items, retention: self.retention) { done($0.mapError(\.rpcError)) }
+            self.store.complete(items, retention: self.retention) { r in
+                if case .success(let outcomes) = r { self.context.raiseFinished(items.map(\.id), outcomes) }
+                done(r.mapError(\.rpcError))
+            }
         }
         failBatcher = IsolatingBatcher(schedule: schedule) { [unowned self] items, done in
-            self.store.fail(items, defaults: self.retryDefaults, retention: self.retention) {
-                done($0.mapError(\.rpcError))
+            self.store.fail(items, defaults: self.retryDefaults, retention: self.retention) { r in
+                if case .success(let outcomes) = r { self.context.raiseFinished(items.map(\.id), outcomes) }
+                done(r.mapError(\.rpcError))
             }
         }
     }
@@ -123,6 +127,7 @@ final class JobsService {
                 if !moved.isEmpty {
                     self.context.logger.info("released jobs of a lost worker", metadata: ["count": "\(moved.count)"])
                 }
+                self.context.raiseReleased(moved, reason: reason)
                 for m in moved where m.state == "available" { self.wake(queue: m.queue) }
             case .failure(let e):
                 // The lease reaper returns them when their leases expire.
@@ -273,6 +278,7 @@ final class JobsService {
                 if !moved.isEmpty {
                     self.context.logger.info("returned jobs with expired leases", metadata: ["count": "\(moved.count)"])
                 }
+                self.context.raiseReleased(moved, reason: "lease_expired")
                 for m in moved where m.state == "available" { self.wake(queue: m.queue) }
             }
         }

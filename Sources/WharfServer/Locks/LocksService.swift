@@ -259,6 +259,7 @@ final class LocksService {
             return release(name: grant.name, token: grant.token) { _ in }
         }
         watch(grant.name, token: grant.token, forMs: request.ttlMs + request.lockDelayMs)
+        context.raiseGranted(grant, holder: request.holder)
         if bind {
             // Released only while still bound to this session: a `requestId` retry from another
             // connection moves the binding to that one.
@@ -434,10 +435,14 @@ final class LocksService {
         if !due.isEmpty {
             store.wakeLapsedLocks(due.map { ($0.name, $0.token) }) { [unowned self] result in
                 guard case .success(let left) = result else { return }
-                for (lease, ms) in zip(due, left) {
-                    if ms == nil { self.context.metrics.locks.expiries.increment() }
+                for (lease, look) in zip(due, left) {
+                    // Counted only when it ran out still held with its token (not released elsewhere).
+                    if look.expired { self.context.metrics.locks.expiries.increment() }
+                    self.context.raiseExpired(lease.name, look)
                     // A lease granted or renewed here meanwhile is watched already.
-                    if let ms, !self.expiries.watches(lease.name) { self.watch(lease.name, token: lease.token, forMs: ms) }
+                    if let ms = look.leftMs, !self.expiries.watches(lease.name) {
+                        self.watch(lease.name, token: lease.token, forMs: ms)
+                    }
                 }
             }
         }

@@ -40,7 +40,9 @@ public final class Session {
     public internal(set) var certificateName: String?
     public internal(set) var isOpen = true
     /// The event types this connection receives as `event` notifications (`*`: all).
-    public internal(set) var subscriptions: Set<String> = []
+    public var subscriptions: Set<String> { eventFilter.types }
+    /// Which events this connection receives (`events.subscribe`).
+    var eventFilter = EventFilter()
     private var closeHooks: [String: () -> Void] = [:]
 
     init(id: String, role: Role?) {

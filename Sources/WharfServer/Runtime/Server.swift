@@ -52,7 +52,7 @@ public final class Server: RuntimeHooks, @unchecked Sendable {  // loop-thread c
     private(set) lazy var locks = LocksService(context)
     private(set) lazy var webhooks = WebhooksService(context)
     private(set) lazy var cron = CronService(context, jobs: jobs, webhooks: webhooks)
-    private(set) lazy var events = EventsService(context) { [unowned self] in self.connections.values }
+    private(set) lazy var events = EventsService(context, webhooks: webhooks) { [unowned self] in self.connections.values }
     private var flusher: Check?
     private var keepAwake: Idle?
     private var idleSweeper: LoopTimer?
@@ -451,7 +451,8 @@ public final class Server: RuntimeHooks, @unchecked Sendable {  // loop-thread c
     }
 
     /// Raises an event for subscribers on every replica.
-    func publishEvent(type: String, data: JSON) { events.publish(type: type, data: data) }
+    func wantsEvent(_ type: EventType) -> Bool { events.wants(type) }
+    func raiseEvent(_ type: EventType, subject: String?, data: JSON) { events.raise(type, subject: subject, data: data) }
 
     // MARK: Background chores and notifications
 

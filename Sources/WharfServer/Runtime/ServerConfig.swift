@@ -41,13 +41,15 @@ public struct Limits: Sendable {
     public var frameTimeoutMs = 30_000
     /// Events waiting for one subscriber; beyond it the oldest are dropped and counted.
     public var maxSubscriberQueue = 10_000
+    /// Recent events each replica keeps for `GET /events` streams that resume with `Last-Event-ID`.
+    public var eventWindow = 10_000
 
     /// Refuses limits that cannot work (a zero buffer would stop every connection at its first reply).
     func validate() throws(ConfigError) {
         let positive: [(String, Int)] = [
             ("max-frame-bytes", maxFrameBytes), ("max-connections", maxConnections),
             ("max-write-buffer-bytes", maxWriteBufferBytes), ("max-buffered-bytes", maxBufferedBytes),
-            ("max-subscriber-queue", maxSubscriberQueue),
+            ("max-subscriber-queue", maxSubscriberQueue), ("event-window", eventWindow),
         ]
         for (name, value) in positive where value < 1 { throw ConfigError(message: "--\(name) must be at least 1") }
         let nonNegative: [(String, Int)] = [

@@ -25,8 +25,14 @@ struct ServiceContext {
     /// Adds a periodic chore, started once the server serves and stopped at shutdown.
     func addChore(everyMs: UInt64, _ body: @escaping () -> Void) { hooks.addChore(everyMs: everyMs, body) }
 
-    /// Raises an event for subscribers on every replica.
-    func publishEvent(type: String, data: JSON) { hooks.publishEvent(type: type, data: data) }
+    /// True when a subscriber or endpoint, on any replica, wants events of `type`: build one only then.
+    func wants(_ type: EventType) -> Bool { hooks.wantsEvent(type) }
+
+    /// Raises an event about `subject` (its queue, schedule, lock or endpoint) for subscribers on every
+    /// replica and the endpoints that list its type, when someone wants it; `data` is built only then.
+    func raise(_ type: EventType, subject: String?, _ data: @autoclosure () -> JSON) {
+        if hooks.wantsEvent(type) { hooks.raiseEvent(type, subject: subject, data: data()) }
+    }
 
     /// True once shutdown began.
     var draining: Bool { hooks.draining }
@@ -46,7 +52,8 @@ protocol RuntimeHooks: AnyObject {
     func runBeforeFlush(_ body: @escaping () -> Void)
     func onWake(_ topic: WakeTopic, _ handler: @escaping (String) -> Void)
     func addChore(everyMs: UInt64, _ body: @escaping () -> Void)
-    func publishEvent(type: String, data: JSON)
+    func wantsEvent(_ type: EventType) -> Bool
+    func raiseEvent(_ type: EventType, subject: String?, data: JSON)
     var draining: Bool { get }
     var metrics: ServerMetrics { get }
 }

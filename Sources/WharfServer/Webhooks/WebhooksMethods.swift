@@ -134,6 +134,7 @@ extension WebhooksService {
             let id = try call.params.numericID("id")
             store.enableEndpoint(id) { r in
                 self.poke()
+                if case .success(let e?) = r { self.context.raiseEnabled(e) }
                 call.finish(WebhookReplies.endpoint(r, id: id, dormantAfterMs: dormant))
             }
         }

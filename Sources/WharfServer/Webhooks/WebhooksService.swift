@@ -387,6 +387,7 @@ final class WebhooksService {
         let o = deliveryPolicy.outcome(attempt: d.attempt, response: resp, nowMs: Timestamp.nowMs(), using: &random)
         context.metrics.webhooks.attempted(o)
         records.add((d, o)) { [unowned self] r in
+            if case .success = r { self.context.raiseDeliveryFailed(d, o) }
             switch r {
             case .success(let e) where e.justDisabled:
                 self.context.logger.warning(
@@ -395,7 +396,7 @@ final class WebhooksService {
                 let data: JSON = [
                     "endpointId": .string(String(d.endpointID)), "url": .string(d.url), "reason": .from(e.reason),
                 ]
-                self.context.publishEvent(type: "endpoint.disabled", data: data)
+                self.context.raise(.endpointDisabled, subject: String(d.endpointID), data)
                 self.send(endpointID: nil, event: "endpoint.disabled", data: data) { _ in }
             case .failure(let e):
                 // The lease runs out and another attempt follows: at least once, never lost.

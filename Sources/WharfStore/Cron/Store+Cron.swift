@@ -297,7 +297,7 @@ extension Store {
             completes: true, { r in completion(r.map { ($0[0], patched) }) }
         ) { rows, row in
             patched = rows.bool(row, 1) ?? false
-            return .done(state: "completed", nextRunAtMs: nil)
+            return .done(state: "completed", nextRunAtMs: nil, queue: rows.string(row, 2) ?? "")
         }
     }
 

@@ -47,14 +47,16 @@ public enum HeartbeatOutcome: Sendable, Equatable {
 
 /// The outcome of one complete or fail, per job of a batch.
 public enum FinishOutcome: Sendable, Equatable {
-    /// The job is now in `state`; a retryable one runs again at `nextRunAtMs` (epoch milliseconds).
-    case done(state: String, nextRunAtMs: Int64?)
+    /// The job of `queue` is now in `state`; a retryable one runs again at `nextRunAtMs` (epoch
+    /// milliseconds).
+    case done(state: String, nextRunAtMs: Int64?, queue: String = "")
     case refused(LeaseRefusal)
 }
 
 /// The outcome of one cancel.
 public enum CancelOutcome: Sendable, Equatable {
-    case cancelled
+    /// The job, of `queue`, is cancelled now.
+    case cancelled(queue: String)
     /// The job was already finished, in `state`.
     case unchanged(state: String)
     case notFound
@@ -146,7 +148,7 @@ extension Store {
         ]
         finish(
             JobSQL.complete, params, items.map { ($0.id, $0.token) }, completes: true, completion
-        ) { _, _ in .done(state: "completed", nextRunAtMs: nil) }
+        ) { rows, row in .done(state: "completed", nextRunAtMs: nil, queue: rows.string(row, 1) ?? "") }
     }
 
     /// Fails a batch in one statement: retryable with backoff, or dead.
@@ -162,7 +164,8 @@ extension Store {
         ]
         finish(JobSQL.fail, params, items.map { ($0.id, $0.token) }, completes: false, completion) { rows, row in
             let state = rows.string(row, 1) ?? ""
-            return .done(state: state, nextRunAtMs: state == "retryable" ? rows.int(row, 2) : nil)
+            return .done(
+                state: state, nextRunAtMs: state == "retryable" ? rows.int(row, 2) : nil, queue: rows.string(row, 3) ?? "")
         }
     }
 
@@ -190,7 +193,7 @@ extension Store {
                     if let id = rows.int(row, 0), let token = rows.string(row, tokenColumn) {
                         let outcome = done(rows, row)
                         outcomes["\(id)|\(token)"] = outcome
-                        if case .done(let state, _) = outcome, let q = queueColumn, let queue = rows.string(row, q) {
+                        if case .done(let state, _, _) = outcome, let q = queueColumn, let queue = rows.string(row, q) {
                             finished.append((queue, state, runColumn.flatMap { rows.int(row, $0) } ?? 0))
                         }
                     }
@@ -260,14 +263,14 @@ extension Store {
     ) {
         rows(
             JobSQL.cancel, [String(id), String(retention.completedMs)],
-            { [self] (r: Result<Bool, StoreError>) in
+            { [self] (r: Result<String?, StoreError>) in
                 switch r {
-                case .success(true): completion(.success(.cancelled))
-                case .success(false): currentState(id) { completion($0.map { $0.map { .unchanged(state: $0) } ?? .notFound }) }
+                case .success(let queue?): completion(.success(.cancelled(queue: queue)))
+                case .success(nil): currentState(id) { completion($0.map { $0.map { .unchanged(state: $0) } ?? .notFound }) }
                 case .failure(let e): completion(.failure(e))
                 }
             }
-        ) { rows in rows.rowCount > 0 }
+        ) { rows in rows.rowCount > 0 ? rows.string(0, 1) ?? "" : nil }
     }
 
     /// Makes a dead or cancelled job available again.

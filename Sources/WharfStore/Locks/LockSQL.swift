@@ -323,7 +323,8 @@ enum LockSQL {
     /// and run out by the database's clock wakes its line on every replica (`wharf.wake_lock_line`: the
     /// clients queued for it and the queues whose keyed jobs wait for it) when anyone waits, as a release
     /// does. Returns per lease, in order, the milliseconds (rounded up) until it runs out when it is
-    /// still held with that token (renewed meanwhile, or the replica's clock ran ahead), else null.
+    /// still held with that token (renewed meanwhile, or the replica's clock ran ahead), else null; then
+    /// whether it ran out still held with that token (expired without release), its holder and fencing token.
     static let wakeLapsed = """
         with input as (
             select * from unnest(\(array(1, "text")), \(array(2, "text"))) with ordinality as t(name, token, ord)
@@ -333,7 +334,8 @@ enum LockSQL {
             from input i join wharf.locks l on l.name = i.name and l.token = i.token
             where \(freeAt("l")) <= now() and l.waiters_until > now()
         )
-        select i.ord, case when \(freeAt("l")) > now() then \(SQLTime.msUntil(freeAt("l"))) end
+        select i.ord, case when \(freeAt("l")) > now() then \(SQLTime.msUntil(freeAt("l"))) end,
+               l.name is not null and \(freeAt("l")) <= now(), l.holder, l.fencing_token
         from input i
         left join wharf.locks l on l.name = i.name and l.token = i.token
         cross join lapsed

@@ -35,6 +35,16 @@ public struct LockGrant: Sendable, Equatable {
     public var expiresAtMs: Int64
 }
 
+/// What the look at a lease expected to have run out found.
+public struct LapsedLease: Sendable, Equatable {
+    /// Milliseconds until it runs out, when it is still held with its token; else nil.
+    public var leftMs: Int64?
+    /// It ran out still held with its token: it expired without a release.
+    public var expired: Bool
+    public var holder: String?
+    public var fencingToken: Int64?
+}
+
 /// The outcome of one acquire attempt.
 public enum LockOutcome: Sendable {
     case granted(LockGrant)
@@ -226,12 +236,16 @@ extension Store {
     /// every replica. Per lease: the milliseconds until it runs out when it is still held with its token,
     /// else nil (it ran out, or was released or taken over).
     public func wakeLapsedLocks(
-        _ leases: [(name: String, token: String)], _ completion: @escaping (Result<[Int64?], StoreError>) -> Void
+        _ leases: [(name: String, token: String)], _ completion: @escaping (Result<[LapsedLease], StoreError>) -> Void
     ) {
         rows(LockSQL.wakeLapsed, [PGArray.text(leases.map(\.name)), PGArray.text(leases.map(\.token))], completion) {
             rows throws(StoreError) in
             guard rows.rowCount == leases.count else { throw .internalError }
-            return (0..<rows.rowCount).map { rows.int($0, 1) }
+            return (0..<rows.rowCount).map {
+                LapsedLease(
+                    leftMs: rows.int($0, 1), expired: rows.bool($0, 2) ?? false, holder: rows.string($0, 3),
+                    fencingToken: rows.int($0, 4))
+            }
         }
     }
 

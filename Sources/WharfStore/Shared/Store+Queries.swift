@@ -49,6 +49,7 @@ extension Store {
         StoreQuery(name: "cron.completeWithPatch", sql: CronSQL.completeWithPatch),
         StoreQuery(name: "webhooks.insertEndpoint", sql: WebhookSQL.insertEndpoint),
         StoreQuery(name: "webhooks.getEndpoint", sql: WebhookSQL.getEndpoint),
+        StoreQuery(name: "webhooks.endpointEventLists", sql: WebhookSQL.endpointEventLists),
         StoreQuery(name: "webhooks.listEndpoints", sql: WebhookSQL.listEndpoints),
         StoreQuery(name: "webhooks.updateEndpoint", sql: WebhookSQL.updateEndpoint),
         StoreQuery(name: "webhooks.removeEndpoint", sql: WebhookSQL.removeEndpoint),

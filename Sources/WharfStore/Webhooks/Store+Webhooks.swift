@@ -1,4 +1,5 @@
 import WharfPQ
+import WharfJSON
 
 /// The statements on webhook endpoints and deliveries, with typed rows (`WebhookRows.swift`).
 extension Store {
@@ -71,6 +72,18 @@ extension Store {
     }
 
     /// Enables the endpoint again; nil when it does not exist.
+    /// Enabled endpoints that list event types: (id, the types).
+    public func endpointEventLists(_ completion: @escaping (Result<[(Int64, [String])], StoreError>) -> Void) {
+        rows(WebhookSQL.endpointEventLists, [], completion) { rows in
+            (0..<rows.rowCount).compactMap { i in
+                guard let id = rows.int(i, 0), let text = rows.string(i, 1),
+                    let list = (try? JSONParser.parse(text))?.arrayValue
+                else { return nil }
+                return (id, list.compactMap(\.stringValue))
+            }
+        }
+    }
+
     public func enableEndpoint(_ id: Int64, _ completion: @escaping (Result<EndpointRow?, StoreError>) -> Void) {
         rows(WebhookSQL.enableEndpoint, [String(id)], completion) { rows in
             rows.rowCount > 0 ? EndpointRow(rows, 0) : nil

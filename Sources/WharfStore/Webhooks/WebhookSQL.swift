@@ -43,6 +43,13 @@ enum WebhookSQL {
         """
     }
 
+    /// Enabled endpoints that list event types, with their lists (the server's own events reach only
+    /// endpoints that name them).
+    static let endpointEventLists = """
+        select e.id, array_to_json(e.events)::text from wharf.webhook_endpoints e
+        where e.enabled and e.events is not null and cardinality(e.events) > 0
+        """
+
     static let getEndpoint = "select \(endpointColumns) from wharf.webhook_endpoints e \(health) where e.id = $1"
 
     static let listEndpoints = """
