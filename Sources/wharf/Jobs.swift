@@ -69,7 +69,39 @@ struct Enqueue: ParsableCommand {
 struct Jobs: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Inspect and steer jobs.",
-        subcommands: [Get.self, List.self, Cancel.self, Retry.self, EnqueueBatch.self])
+        subcommands: [Get.self, Wait.self, List.self, Cancel.self, Retry.self, EnqueueBatch.self])
+
+    struct Wait: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Wait until jobs are completed, dead or cancelled, and show their results (jobs.wait).",
+            discussion: "Exits 0 when all completed, 1 when one died or was cancelled, 3 when the wait timed out.")
+        @OptionGroup var options: ClientOptions
+        @Argument(help: "The jobs' ids.") var ids: [String]
+        @Option(help: "How long to wait, e.g. 30s or 5m.") var timeout = "30s"
+
+        func run() throws {
+            var left = try parseDurationMs(timeout)
+            let ids = JSON.array(self.ids.map(JSON.string))
+            var r: JSON
+            // In slices under the connection's 30 s read timeout.
+            repeat {
+                let slice = min(left, 20_000)
+                r = try callOrExit(options, "jobs.wait", ["ids": ids, "timeoutMs": .int(Int64(slice))])
+                left -= slice
+            } while r["done"] != true && left > 0
+            output(options, r) { r in
+                (r["jobs"]?.arrayValue ?? []).map { j in
+                    "job \(j["id"]?.stringValue ?? "?") \(j["state"]?.stringValue ?? "")"
+                        + (j["result"].map { "  result \($0.text)" } ?? "")
+                        + (j["state"]?.stringValue == "dead" ? (j["lastError"].map { "  lastError \($0.text)" } ?? "") : "")
+                }.joined(separator: "\n")
+            }
+            if r["done"] != true { throw ExitCode(3) }
+            if r["jobs"]?.arrayValue?.contains(where: { $0["state"]?.stringValue != "completed" }) == true {
+                throw ExitCode(1)
+            }
+        }
+    }
 
     struct Get: ParsableCommand {
         static let configuration = CommandConfiguration(

@@ -31,6 +31,7 @@ enum MethodCoverage {
         "jobs.cancel": .command("jobs cancel"),
         "jobs.retry": .command("jobs retry"),
         "jobs.get": .command("jobs get"),
+        "jobs.wait": .command("jobs wait"),
         "jobs.list": .command("jobs list"),
         "queues.list": .command("queues list"),
         "queues.stats": .command("queues stats"),

@@ -30,7 +30,7 @@ from .client import (
     request_params,
     tls_context,
 )
-from .errors import CallTimeout, ConnectionLost, WharfError
+from .errors import CallTimeout, ConnectionLost, JobNotCompleted, WharfError
 from .retry import DEFAULT_RETRY, RetryPolicy, RetryRun
 
 log = logging.getLogger("wharf.aio")
@@ -211,6 +211,15 @@ class AsyncClient(Namespaces):
         await self._ready()
         return self
 
+    async def result(self, job_id: str, timeout: float = 30.0) -> Any:
+        """Waits for job `job_id` to finish (`jobs.wait`) and returns its result; raises
+        `JobNotCompleted` when it died or was cancelled, or was not final within `timeout` seconds."""
+        reply = await self.jobs.wait([job_id], timeout_ms=max(0, int(timeout * 1000)))
+        job = reply["jobs"][0]
+        if job["state"] != "completed":
+            raise JobNotCompleted(job, done=reply["done"])
+        return job.get("result")
+
     async def close(self) -> None:
         """Closes the connection; calls in flight fail with `ConnectionLost`."""
         self._closed = True
@@ -355,7 +364,7 @@ class AsyncClient(Namespaces):
                 c.waiting.pop(request_id, None)
                 if e.sent or conn is not None or attempt == 2:
                     raise
-        wait = (self.timeout if timeout is None else timeout) + long_poll_seconds(params)
+        wait = (self.timeout if timeout is None else timeout) + long_poll_seconds(params, method)
         try:
             reply = await asyncio.wait_for(fut, wait)
         except asyncio.TimeoutError:
@@ -427,7 +436,7 @@ class AsyncClient(Namespaces):
                     conn.batches.remove(ids)
                 if e.sent or attempt == 2:
                     raise
-        wait = (self.timeout if timeout is None else timeout) + max(long_poll_seconds(p) for _, p in calls)
+        wait = (self.timeout if timeout is None else timeout) + max(long_poll_seconds(p, m) for m, p in calls)
         try:
             try:
                 await asyncio.wait_for(replies.future, wait)

@@ -262,6 +262,17 @@ class JobsAPI(_Namespace):
         """`jobs.get` -> the job, with its attempt history."""
         return self._call("jobs.get", merge(params(id=id), extra))
 
+    def wait(self, ids: Union[str, Sequence[str]], *, timeout_ms: Optional[Millis] = None, **extra: Any) -> Any:
+        """`jobs.wait` -> `{jobs: [job, ...], done}` once every job is completed, dead or cancelled
+        (`done: true`), or after `timeout_ms` (default 30 s) with their states then (`done: false`).
+
+        Each job is as `jobs.get` shows it (without the attempt history): `result` of a completed
+        one, `lastError` of a dead one. The client's timeout for this call is extended by
+        `timeout_ms`.
+        """
+        ids = [ids] if isinstance(ids, str) else list(ids)
+        return self._call("jobs.wait", merge(params(ids=ids, timeout_ms=timeout_ms), extra))
+
     def list(
         self,
         *,

@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 
 from ._wire import Encoded, dumps, dumps_text, encode_basestring, merge
 from .api import Namespaces
-from .errors import CallTimeout, ConnectionLost, LimitExceeded, WharfError, from_error
+from .errors import CallTimeout, ConnectionLost, JobNotCompleted, LimitExceeded, WharfError, from_error
 from .retry import DEFAULT_RETRY, RetryPolicy, RetryRun
 
 log = logging.getLogger("wharf.client")
@@ -44,10 +44,12 @@ def request_params(params: Optional[Mapping[str, Any]], kwargs: Mapping[str, Any
     return out
 
 
-def long_poll_seconds(params: Optional[Mapping[str, Any]]) -> float:
-    """Extra time a call may legitimately take: its `waitMs` (long polls)."""
+def long_poll_seconds(params: Optional[Mapping[str, Any]], method: Optional[str] = None) -> float:
+    """Extra time a call may legitimately take: its `waitMs` (long polls), or `jobs.wait`'s `timeoutMs`."""
     if isinstance(params, Mapping):
-        wait = params.get("waitMs")
+        wait = params.get("timeoutMs" if method == "jobs.wait" else "waitMs")
+        if method == "jobs.wait" and wait is None:
+            wait = 30_000  # the server's default
         if isinstance(wait, (int, float)) and not isinstance(wait, bool) and wait > 0:
             return wait / 1000.0
     return 0.0
@@ -315,6 +317,19 @@ class Client(Namespaces):
         self._ready()
         return self
 
+    def result(self, job_id: str, timeout: float = 30.0) -> Any:
+        """Waits for job `job_id` to finish (`jobs.wait`) and returns its result:
+        `client.result(client.jobs.enqueue("mail", "send", {...})["id"], timeout=10)`.
+
+        Raises `JobNotCompleted` when the job died or was cancelled, or was not final within
+        `timeout` seconds (`done` tells which).
+        """
+        reply = self.jobs.wait([job_id], timeout_ms=max(0, int(timeout * 1000)))
+        job = reply["jobs"][0]
+        if job["state"] != "completed":
+            raise JobNotCompleted(job, done=reply["done"])
+        return job.get("result")
+
     def close(self) -> None:
         """Closes the connection; calls in flight fail with `ConnectionLost`, later calls too."""
         with self._connect_lock:
@@ -473,7 +488,7 @@ class Client(Namespaces):
                 # Never sent: safe to send on a new connection (only when not bound to this one).
                 if e.sent or conn is not None or attempt == 2:
                     raise
-        wait = (self.timeout if timeout is None else timeout) + long_poll_seconds(params)
+        wait = (self.timeout if timeout is None else timeout) + long_poll_seconds(params, method)
         if not waiter.event.wait(wait):
             c.forget(request_id)
             raise CallTimeout(method, wait)
@@ -540,7 +555,7 @@ class Client(Namespaces):
                 if e.sent or attempt == 2:
                     raise
         try:
-            wait = (self.timeout if timeout is None else timeout) + max(long_poll_seconds(p) for _, p in calls)
+            wait = (self.timeout if timeout is None else timeout) + max(long_poll_seconds(p, m) for m, p in calls)
             results: List[Any] = []
             for waiter, (method, _) in zip(waiters, calls):
                 if not waiter.event.wait(wait):

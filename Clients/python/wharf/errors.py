@@ -180,6 +180,21 @@ class ConnectionLost(ConnectionError):
         self.sent = sent
 
 
+class JobNotCompleted(Exception):
+    """`Client.result`: the job ended dead or cancelled, or was not final when the wait ended.
+
+    `job` is the job as `jobs.wait` returned it (`lastError` of a dead one), `state` its state, and
+    `done` False when the wait timed out before the job was final.
+    """
+
+    def __init__(self, job: Mapping[str, Any], done: bool) -> None:
+        self.job: Dict[str, Any] = dict(job)
+        self.state: Optional[str] = self.job.get("state")
+        self.done = done
+        what = f"ended {self.state}" if done else f"is still {self.state}"
+        super().__init__(f"job {self.job.get('id')} {what}")
+
+
 class CallTimeout(TimeoutError):
     """No reply within the timeout. The call may still take effect; a late reply is dropped."""
 

@@ -44,6 +44,7 @@ final class EventsService {
     private var refreshingHooks = false
     /// The last `at` made, by its millisecond: events of one millisecond share it.
     private var lastAt: (ms: Int64, json: JSON) = (-1, .null)
+    private var observers: [(RaisedEvent) -> Void] = []
 
     /// How long an ended stream's types stay wanted.
     static let lingerMs: UInt64 = 60_000
@@ -216,8 +217,23 @@ final class EventsService {
 
     // MARK: Delivery
 
+    /// Another part of this server that follows events (`jobs.wait`): `observer` sees every event
+    /// delivered on this replica; `follow` makes `types` wanted on every replica until `unfollow`.
+    func observe(_ observer: @escaping (RaisedEvent) -> Void) { observers.append(observer) }
+
+    func follow(_ types: Set<String>) {
+        interest.subscribed(types)
+        interestChanged()
+    }
+
+    func unfollow(_ types: Set<String>) {
+        interest.unsubscribed(types)
+        interestChanged()
+    }
+
     private func deliver(_ event: RaisedEvent) {
         event.id = "\(boot)-\(window.append(event))"
+        for o in observers { o(event) }
         for c in subscribers.values where c.session.eventFilter.matches(type: event.type, subject: event.subject) {
             c.enqueueEvent(event.rpcLine)
         }

@@ -16,7 +16,7 @@ enum Access {
         // Jobs: producers enqueue and steer, workers run, everyone reads.
         "jobs.enqueue": producers, "jobs.enqueueBatch": producers, "jobs.cancel": producers, "jobs.retry": producers,
         "jobs.lease": workers, "jobs.heartbeat": workers, "jobs.complete": workers, "jobs.fail": workers,
-        "jobs.get": readers, "jobs.list": readers,
+        "jobs.get": readers, "jobs.list": readers, "jobs.wait": readers,
         // Queues: pausing is an operation producers own; retry and retention settings are the operator's.
         "queues.list": readers, "queues.stats": readers, "queues.pause": producers, "queues.resume": producers,
         "queues.configure": adminOnly,

@@ -4,7 +4,7 @@ import WharfStore
 /// The drain on SIGTERM (Protocol/README.md, "Draining"). Loop thread only.
 ///
 /// The JSON-RPC listener is closed at once and new calls are refused (`shutting_down`, retryable); the
-/// long polls (`jobs.lease`, `locks.acquire` with `waitMs`) are answered at once with nothing and
+/// long polls (`jobs.lease`, `locks.acquire` with `waitMs`, `jobs.wait`) are answered at once with nothing and
 /// `draining: true`; each connection closes as soon as nothing of it is in flight; the scheduler and
 /// the webhook dispatcher claim nothing more, give back what they claimed and did not start, and
 /// finish what they started. A worker's leased jobs stay leased when its connection closes: it reports
@@ -13,6 +13,7 @@ extension Server {
     /// Tells every feature that the drain began.
     func drainServices() {
         jobs.drain()
+        jobWaits.drain()
         locks.drain()
         cron.drain()
         webhooks.drain()

@@ -7,6 +7,7 @@ extension Server {
     func registerMethods() {
         registerServerMethods()
         jobs.register(in: methods)
+        jobWaits.register(in: methods)
         locks.register(in: methods)
         cron.register(in: methods)
         webhooks.register(in: methods)

@@ -53,6 +53,7 @@ public final class Server: RuntimeHooks, @unchecked Sendable {  // loop-thread c
     private(set) lazy var webhooks = WebhooksService(context)
     private(set) lazy var cron = CronService(context, jobs: jobs, webhooks: webhooks)
     private(set) lazy var events = EventsService(context, webhooks: webhooks) { [unowned self] in self.connections.values }
+    private(set) lazy var jobWaits = JobWaits(context, events: events)
     private var flusher: Check?
     private var keepAwake: Idle?
     private var idleSweeper: LoopTimer?
@@ -123,7 +124,7 @@ public final class Server: RuntimeHooks, @unchecked Sendable {  // loop-thread c
             }
             if config.tls != nil { signals.append(try reloadSignalWatcher()) }
         }
-        for service in [jobs.start, locks.start, webhooks.start, cron.start, events.start] { service() }
+        for service in [jobs.start, locks.start, webhooks.start, cron.start, events.start, jobWaits.start] { service() }
         registerMethods()
         pool.onSegmentFinished = { [unowned self] ns in self.metrics.statementLatency.recordNanoseconds(Int64(ns)) }
         store.jobsObserver = metrics.jobs
