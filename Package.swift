@@ -55,7 +55,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],
-            resources: [.embedInCode("HTTP/openrpc.json")]),
+            resources: [.embedInCode("HTTP/openrpc.json"), .embedInCode("HTTP/Dashboard")]),
         .target(
             name: "WharfHooks",
             dependencies: ["CLibCurl", "CLibUV", "WharfUV", "WharfCore", .product(name: "Crypto", package: "swift-crypto")]),
