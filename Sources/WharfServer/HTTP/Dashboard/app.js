@@ -561,7 +561,7 @@ async function schedulesView() {
 }
 function lastFireCell(f) {
   if (!f) return "—";
-  const parts = [timeCell(f.at ?? f.firedAt ?? f.scheduledAt)];
+  const parts = [timeCell(f.firedAt ?? f.nominalAt)];
   if (f.lagMs !== undefined && f.lagMs !== null) parts.push(` · lag ${duration(f.lagMs)}`);
   if (f.jobId) parts.push(" · ", link(`#/jobs/${encodeURIComponent(f.jobId)}`, `job ${f.jobId}`));
   if (f.jobState) parts.push(" ", stateBadge(f.jobState));
@@ -578,6 +578,11 @@ function scheduleActions(s) {
 
 async function scheduleView({ name }) {
   const s = await rpc("cron.get", { name });
+  // The last fire's job and how it went (gone when pruned after its retention).
+  if (s.lastFire?.jobId) {
+    const job = await rpc("jobs.get", { id: s.lastFire.jobId }).catch(() => null);
+    s.lastFire = { ...s.lastFire, jobState: job?.state ?? "pruned" };
+  }
   let previous = null;
   const fires = (s.nextFires || []).map((iso) => {
     const off = zoneOffset(iso, s.timezone || "UTC");
