@@ -765,22 +765,22 @@ function attemptLog(log) {
 
 // ---- Live updates ----------------------------------------------------------------------------------
 
-// Follows `GET /events` (Server-Sent Events, read with fetch so the token goes in a header): any event
-// refreshes the view shortly after. Without the stream (not served, or dropped) the view is polled.
+// Follows `GET /events` (Server-Sent Events, read with fetch so the token goes in a header): an event
+// refreshes the view shortly after; a dropped stream is opened again 5 s later.
 let refreshTimer = null;
 function soon() {
   clearTimeout(refreshTimer);
   refreshTimer = setTimeout(refresh, 300);
 }
-let streaming = false;
+// What changes the views beyond counts (counts are polled: job.completed can come thousands a second).
+const STREAM_TYPES = "job.failed,job.dead,job.cancelled,job.rescued,schedule.*,lock.*,endpoint.*,delivery.*";
 async function follow() {
   if (!session.role) return setTimeout(follow, 2000);
   try {
     const headers = { Accept: "text/event-stream" };
     if (session.token) headers.Authorization = `Bearer ${session.token}`;
-    const res = await fetch("/events", { headers });
+    const res = await fetch(`/events?events=${STREAM_TYPES}`, { headers });
     if (!res.ok || !res.body) throw new Error(`events: HTTP ${res.status}`);
-    streaming = true;
     const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
     let buffer = "";
     for (;;) {
@@ -797,14 +797,10 @@ async function follow() {
   } catch (e) {
     // fall through to polling and a later retry
   }
-  streaming = false;
   setTimeout(follow, 5000);
 }
-setInterval(() => {
-  if (!streaming) refresh();
-}, 5000);
-// Even with the stream, times ("3 s ago") and database-side counts move: a slow refresh keeps them fresh.
-setInterval(refresh, 30000);
+// Counts, ages and times ("3 s ago") move without events: a live view is also redrawn every 5 s.
+setInterval(refresh, 5000);
 
 window.addEventListener("hashchange", () => route(true));
 (async () => {
