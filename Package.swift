@@ -56,7 +56,7 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Crypto", package: "swift-crypto"),  // token digests
             ],
-            resources: [.embedInCode("HTTP/openrpc.json")]),
+            resources: [.embedInCode("HTTP/openrpc.json"), .embedInCode("HTTP/Dashboard")]),
         .target(
             name: "WharfHooks",
             dependencies: ["CLibCurl", "CLibUV", "WharfUV", "WharfCore", .product(name: "Crypto", package: "swift-crypto")]),

@@ -14,8 +14,8 @@ elapsed() { echo "$(($(date +%s) - started)) s"; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 scratch=(--scratch-path "${WHARF_SCRATCH_PATH:-.build}")
-python_tests=(Clients/python/tests Protocol/conformance Tests/hostile Tests/faults Tests/locks-jepsen Tests/cron-replicas Tests/tls Tests/ops)
-python_modules=(pytest cronsim jsonrpcclient standardwebhooks prometheus_client)
+python_tests=(Clients/python/tests Protocol/conformance Tests/hostile Tests/faults Tests/locks-jepsen Tests/cron-replicas Tests/tls Tests/ops Tests/browser)
+python_modules=(pytest cronsim jsonrpcclient standardwebhooks prometheus_client playwright)
 
 section "dependencies"
 eval "$(bash scripts/install-deps.sh)"
@@ -35,6 +35,12 @@ fi
 if ! python3 -c "import yaml" 2>/dev/null; then
   python3 -m pip install -q --disable-pip-version-check PyYAML 2>/dev/null ||
     python3 -m pip install -q --disable-pip-version-check --break-system-packages PyYAML
+fi
+# The dashboard's tests drive Debian's chromium headless (Playwright for Python, pointed at it).
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "installing chromium (the dashboard's browser tests)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 fi
 echo "ok"
 

@@ -13,7 +13,10 @@ extension HTTPService {
     /// Answers one request through `reply` (now or later, exactly once).
     func handle(_ request: HTTPRequest, on conn: HTTPConnection, _ reply: @escaping (HTTPResponse) -> Void) {
         let path = request.path
-        guard let allowed = Self.routes[path] else {
+        if DashboardAssets.files[path] != nil, request.method == "GET" || request.method == "HEAD" {
+            return reply(DashboardAssets.response(for: path)!)
+        }
+        guard let allowed = Self.routes[path] ?? (DashboardAssets.files[path] != nil ? ["GET", "HEAD"] : nil) else {
             return reply(Self.errorResponse(status: 404, reason: "not_found", "no such path: \(path)"))
         }
         guard allowed.contains(request.method) else {

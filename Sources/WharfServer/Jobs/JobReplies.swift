@@ -226,6 +226,9 @@ enum JobReplies {
             "completedLastMinute": .int(s.completedLastMinute), "completedLast5Minutes": .int(s.completedLast5Minutes),
             "throughputPerSec": .double(((Double(s.completedLast5Minutes) / 300) * 100).rounded() / 100),
             "failing": .int(s.failing),
+            "lastHour": [
+                "completed": .array(s.lastHourCompleted.map(JSON.int)), "dead": .array(s.lastHourDead.map(JSON.int)),
+            ],
         ]
     }
 

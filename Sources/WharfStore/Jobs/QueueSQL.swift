@@ -32,7 +32,15 @@ enum QueueSQL {
                 """)),
             count(*) filter (where state = 'completed' and finished_at > now() - interval '1 minute'),
             count(*) filter (where state = 'completed' and finished_at > now() - interval '5 minutes'),
-            count(*) filter (where state = 'retryable' or (state = 'dead' and finished_at > now() - interval '5 minutes'))
+            count(*) filter (where state = 'retryable' or (state = 'dead' and finished_at > now() - interval '5 minutes')),
+            (select string_agg(coalesce(b.completed, 0) || ':' || coalesce(b.dead, 0), ',' order by m)
+             from generate_series(0, 59) m
+             left join (
+                 select 59 - floor(extract(epoch from now() - finished_at) / 60)::int as m,
+                        count(*) filter (where state = 'completed') as completed,
+                        count(*) filter (where state = 'dead') as dead
+                 from wharf.jobs where queue = $1 and finished_at > now() - interval '60 minutes' group by 1
+             ) b using (m))
         from wharf.jobs where queue = $1
         """
 

@@ -24,6 +24,9 @@ public struct QueueStats: Sendable, Equatable {
     public var completedLast5Minutes: Int64
     /// Jobs waiting to retry, and jobs that died in the last 5 minutes.
     public var failing: Int64
+    /// Jobs completed and jobs that died in each of the last 60 minutes, oldest first.
+    public var lastHourCompleted: [Int64] = []
+    public var lastHourDead: [Int64] = []
 
     /// The states `counts` follows.
     public static let states = ["scheduled", "available", "running", "retryable", "completed", "dead", "cancelled"]
@@ -36,6 +39,23 @@ public struct QueueSettings: Sendable, Equatable {
     public var retry: JSON?
     public var completedRetentionMs: Int64?
     public var deadRetentionMs: Int64?
+}
+
+extension QueueStats {
+    init(
+        queue: String, paused: Bool, counts: [Int64], oldestAvailableAgeMs: Int64?, completedLastMinute: Int64,
+        completedLast5Minutes: Int64, failing: Int64, lastHour: String
+    ) {
+        self.init(
+            queue: queue, paused: paused, counts: counts, oldestAvailableAgeMs: oldestAvailableAgeMs,
+            completedLastMinute: completedLastMinute, completedLast5Minutes: completedLast5Minutes, failing: failing)
+        // "completed:dead" per minute, comma-separated (QueueSQL.stats).
+        for minute in lastHour.split(separator: ",") {
+            let pair = minute.split(separator: ":")
+            lastHourCompleted.append(pair.first.flatMap { Int64($0) } ?? 0)
+            lastHourDead.append(pair.count > 1 ? Int64(pair[1]) ?? 0 : 0)
+        }
+    }
 }
 
 extension Store {
@@ -58,7 +78,8 @@ extension Store {
                 queue: queue, paused: rows.bool(0, 0) ?? false,
                 counts: QueueStats.states.indices.map { rows.int(0, 1 + $0) ?? 0 },
                 oldestAvailableAgeMs: rows.int(0, 8), completedLastMinute: rows.int(0, 9) ?? 0,
-                completedLast5Minutes: rows.int(0, 10) ?? 0, failing: rows.int(0, 11) ?? 0)
+                completedLast5Minutes: rows.int(0, 10) ?? 0, failing: rows.int(0, 11) ?? 0,
+                lastHour: rows.string(0, 12) ?? "")
         }
     }
 
