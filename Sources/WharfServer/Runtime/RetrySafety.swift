@@ -17,7 +17,7 @@ enum RetrySafety {
     static let safeMethods: Set<String> = [
         "server.ping", "server.info", "server.health", "session.hello",
         "jobs.lease", "jobs.heartbeat", "jobs.complete", "jobs.fail", "jobs.cancel", "jobs.retry", "jobs.get",
-        "jobs.list", "queues.list", "queues.stats", "queues.configure", "queues.pause", "queues.resume",
+        "jobs.wait", "jobs.list", "queues.list", "queues.stats", "queues.configure", "queues.pause", "queues.resume",
         "cron.upsert", "cron.get", "cron.list", "cron.remove", "cron.pause", "cron.resume", "cron.preview",
         "locks.renew", "locks.release", "locks.get", "locks.list",
         "webhooks.update", "webhooks.get", "webhooks.list", "webhooks.remove", "webhooks.enable",
