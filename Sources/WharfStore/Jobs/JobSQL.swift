@@ -308,7 +308,7 @@ enum JobSQL {
         set state = 'cancelled', finished_at = now(), lease_expires_at = null,
             prune_at = \(pruneAt("completed", "$2"))
         where j.id = $1 and j.state in \(hotStates)
-        returning state
+        returning state, queue
         """
 
     static let retry = """
