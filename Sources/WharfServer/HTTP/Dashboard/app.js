@@ -427,11 +427,17 @@ function sparkline(lastHour) {
 
 const JOB_STATES = ["", "scheduled", "available", "running", "retryable", "completed", "dead", "cancelled"];
 async function jobsView({ params }) {
-  const filter = { queue: params.queue || "", state: params.state || "", kind: params.kind || "", tag: params.tag || "" };
+  const filter = {
+    queue: params.queue || "", state: params.state || "", kind: params.kind || "", tag: params.tag || "",
+    from: params.from || "", before: params.before || "",
+  };
   const req = { limit: 50 };
-  for (const [k, v] of Object.entries(filter)) if (v) req[k] = v;
+  for (const k of ["queue", "state", "kind", "tag"]) if (filter[k]) req[k] = filter[k];
+  // datetime-local values are the viewer's local time; the API takes RFC 3339.
+  if (filter.from) req.createdFrom = new Date(filter.from).toISOString();
+  if (filter.before) req.createdBefore = new Date(filter.before).toISOString();
   if (params.cursor) req.cursor = params.cursor;
-  const page = await rpc("jobs.list", req);
+  const page = params.uniqueKey ? await rpc("jobs.list", { uniqueKey: params.uniqueKey }) : await rpc("jobs.list", req);
   const next = page.nextCursor ?? page.cursor ?? null;
 
   const inputs = {
@@ -439,7 +445,10 @@ async function jobsView({ params }) {
     state: h("select", { name: "state" }, JOB_STATES.map((s) => h("option", { value: s, selected: s === filter.state }, s || "any"))),
     kind: h("input", { name: "kind", value: filter.kind, autocomplete: "off" }),
     tag: h("input", { name: "tag", value: filter.tag, autocomplete: "off" }),
+    from: h("input", { name: "from", type: "datetime-local", value: filter.from }),
+    before: h("input", { name: "before", type: "datetime-local", value: filter.before }),
   };
+  const labels = { from: "created from", before: "created before" };
   const filters = h(
     "form",
     {
@@ -449,15 +458,24 @@ async function jobsView({ params }) {
         location.hash = hashWith("#/jobs", Object.fromEntries(Object.entries(inputs).map(([k, el]) => [k, el.value.trim()])));
       },
     },
-    Object.entries(inputs).map(([k, el]) => h("label", {}, k, el)),
+    Object.entries(inputs).map(([k, el]) => h("label", {}, labels[k] || k, el)),
     h("button", { type: "submit", class: "primary" }, "Filter"),
   );
   const findInput = h("input", { name: "id", placeholder: "job id", autocomplete: "off", inputmode: "numeric" });
+  const keyInput = h("input", { name: "uniqueKey", placeholder: "uniqueKey", autocomplete: "off", value: params.uniqueKey || "" });
   const find = h(
     "form",
-    { class: "filters", onsubmit: (ev) => { ev.preventDefault(); if (findInput.value.trim()) location.hash = `#/jobs/${encodeURIComponent(findInput.value.trim())}`; } },
+    {
+      class: "filters",
+      onsubmit: (ev) => {
+        ev.preventDefault();
+        if (findInput.value.trim()) location.hash = `#/jobs/${encodeURIComponent(findInput.value.trim())}`;
+        else if (keyInput.value.trim()) location.hash = hashWith("#/jobs", { uniqueKey: keyInput.value.trim() });
+      },
+    },
     h("label", {}, "Find by id", findInput),
-    h("button", { type: "submit" }, "Open"),
+    h("label", {}, "or unfinished job by uniqueKey", keyInput),
+    h("button", { type: "submit" }, "Find"),
   );
   const jobs = page.jobs;
   const bulk = [];
