@@ -139,7 +139,10 @@ def test_every_page_loads_without_console_errors(admin: Tab, seeded) -> None:
     # What the seeded data should show somewhere.
     page = admin.open("/", "Overview")
     expect(page.locator("[data-testid=alerts]")).to_contain_text("1 dead job(s) in billing")
-    expect(page.locator("main table")).to_contain_text("mail")
+    expect(page.locator("main table").last).to_contain_text("mail")
+    # This replica, alive, in the replicas table.
+    expect(page.locator("main table").first).to_contain_text("this page's")
+    expect(page.locator("main table").first.locator(".badge.ok")).to_have_text("alive")
     # The billing queue's last hour: one job died this minute (queues.stats lastHour).
     expect(page.locator("tr", has_text="billing").locator("svg.spark")).to_have_attribute(
         "aria-label", "0 completed, 1 dead in the last hour")

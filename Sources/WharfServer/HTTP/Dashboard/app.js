@@ -345,9 +345,9 @@ async function hello() {
 
 // Overview: queues, the replica and its database, alerts.
 async function overview() {
-  const [health, info, queues, endpoints, schedules, dead] = await Promise.all([
+  const [health, info, queues, endpoints, schedules, dead, replicas] = await Promise.all([
     rpc("server.health"), rpc("server.info"), listAll("queues.list", "queues"), listAll("webhooks.list", "endpoints"),
-    listAll("cron.list", "schedules"), rpc("jobs.list", { state: "dead", limit: 200 }),
+    listAll("cron.list", "schedules"), rpc("jobs.list", { state: "dead", limit: 200 }), rpc("server.replicas"),
   ]);
   // queues.list names the queues with unfinished jobs; a queue whose jobs all died belongs here too.
   const names = [...new Set([...queues.map((q) => q.name), ...dead.jobs.map((j) => j.queue)])].sort();
@@ -390,6 +390,16 @@ async function overview() {
     ),
     h("h2", {}, "Alerts"),
     alerts.length ? h("ul", { class: "alerts", "data-testid": "alerts" }, alerts) : h("p", { class: "muted" }, "No alerts."),
+    h("h2", {}, "Replicas"),
+    table(
+      ["Replica", "State", "Host", "Listens on", "HTTP", "Version", "Started", "Last seen"],
+      replicas.replicas.map((r) => [
+        [r.replicaId, r.self ? h("span", { class: "muted" }, " (this page's)") : null],
+        !r.alive ? badge("gone", "bad") : r.draining ? badge("draining", "warn") : badge("alive", "ok"),
+        r.hostname, r.listen, r.httpListen ?? "—", r.version, timeCell(r.startedAt), timeCell(r.lastSeenAt),
+      ]),
+      "No replica has recorded itself yet.",
+    ),
     h("h2", {}, "Queues"),
     table(
       ["Queue", "#Scheduled", "#Available", "#Running", "#Retryable", "#Completed", "#Dead", "#Cancelled", "Oldest available", "Last hour", "#Jobs/s", ""],
