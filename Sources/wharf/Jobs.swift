@@ -138,10 +138,15 @@ struct Jobs: ParsableCommand {
         var state: String?
         @Option(help: "Only jobs of this kind.") var kind: String?
         @Option(help: "Only jobs with this tag.") var tag: String?
+        @Option(help: "Only jobs created at or after this RFC 3339 time.") var createdFrom: String?
+        @Option(help: "Only jobs created before this RFC 3339 time.") var createdBefore: String?
+        @Option(help: "The unfinished job holding this uniqueKey (alone, without other filters).") var uniqueKey: String?
         @Option(help: "Most jobs to list (1 to 1000).") var limit = 50
         @Option(help: "Go on from where the previous page ended (it prints the cursor).") var cursor: String?
         func run() throws {
-            var p: JSONObject = ["limit": .from(limit)]
+            var p: JSONObject = uniqueKey.map { ["uniqueKey": .string($0)] } ?? ["limit": .from(limit)]
+            if let createdFrom { p["createdFrom"] = .string(createdFrom) }
+            if let createdBefore { p["createdBefore"] = .string(createdBefore) }
             if let queue { p["queue"] = .string(queue) }
             if let state { p["state"] = .string(state) }
             if let kind { p["kind"] = .string(kind) }

@@ -20,6 +20,7 @@ enum MethodCoverage {
         "server.ping": .command("server ping"),
         "server.info": .command("server info"),
         "server.health": .command("server health"),
+        "server.replicas": .command("server replicas"),
         "session.hello": .callOnly("every client command sends it when given --token or $WHARF_TOKEN"),
         "rpc.discover": .callOnly("the OpenRPC document, for tools; GET /openrpc.json on the HTTP port serves the same"),
         "jobs.enqueue": .command("enqueue"),

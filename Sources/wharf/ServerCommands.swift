@@ -7,7 +7,7 @@ struct ServerCommands: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "server",
         abstract: "Ask a running server whether it is alive, what it is, and whether its database answers.",
-        subcommands: [Ping.self, Info.self, Health.self])
+        subcommands: [Ping.self, Info.self, Health.self, Replicas.self])
 
     struct Ping: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -36,6 +36,23 @@ struct ServerCommands: ParsableCommand {
                 let limits = (r["limits"]?.objectValue?.pairs ?? []).map { "\($0.key) \($0.value.text)" }
                 if !limits.isEmpty { lines.append("  limits     " + limits.joined(separator: ", ")) }
                 return lines.joined(separator: "\n")
+            }
+        }
+    }
+
+    struct Replicas: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List the replicas serving this database, alive or lately gone (server.replicas).")
+        @OptionGroup var options: ClientOptions
+        func run() throws {
+            let r = try callOrExit(options, "server.replicas", [:])
+            output(options, r) { r in
+                (r["replicas"]?.arrayValue ?? []).map { x in
+                    let state = x["alive"] != true ? "gone" : x["draining"] == true ? "draining" : "alive"
+                    return "\(x["replicaId"]?.stringValue ?? "")\t\(state)\t\(x["hostname"]?.stringValue ?? "")\t"
+                        + "\(x["listen"]?.stringValue ?? "")\tv\(x["version"]?.stringValue ?? "")\tseen \(x["lastSeenAt"]?.stringValue ?? "")"
+                        + (x["self"] == true ? "\t(this one)" : "")
+                }.joined(separator: "\n")
             }
         }
     }

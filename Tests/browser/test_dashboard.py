@@ -57,6 +57,7 @@ def seeded(server) -> Dict[str, Any]:
     xss = c.call("jobs.enqueue", {"queue": "mail", "kind": "send", "payload": {"html": XSS}, "tags": ["xss"]})
     for i in range(3):
         c.call("jobs.enqueue", {"queue": "mail", "kind": "send", "payload": {"n": i}})
+    keyed = c.call("jobs.enqueue", {"queue": "mail", "kind": "invoice", "payload": {}, "uniqueKey": "invoice:42"})
     doomed = c.call("jobs.enqueue", {"queue": "billing", "kind": "charge", "payload": {"amount": 5}, "maxAttempts": 1})
     leased = c.call("jobs.lease", {"queues": ["billing"], "max": 1, "leaseMs": 30000, "worker": "w-1"})["jobs"][0]
     assert leased["id"] == doomed["id"]
@@ -67,7 +68,7 @@ def seeded(server) -> Dict[str, Any]:
     c.call("locks.acquire", {"name": "db-migrate", "holder": "deploy-42", "ttlMs": 600000})
     endpoint = c.call("webhooks.register", {"url": f"http://127.0.0.1:{closed_port()}/hook"})
     c.call("webhooks.send", {"endpointId": endpoint["id"], "event": "order.paid", "payload": {"order": 1}})
-    seeded = {"client": c, "xss": xss["id"], "dead": doomed["id"], "endpoint": endpoint["id"]}
+    seeded = {"client": c, "xss": xss["id"], "dead": doomed["id"], "endpoint": endpoint["id"], "keyed": keyed["id"]}
     yield seeded
     c.close()
 
@@ -138,7 +139,10 @@ def test_every_page_loads_without_console_errors(admin: Tab, seeded) -> None:
     # What the seeded data should show somewhere.
     page = admin.open("/", "Overview")
     expect(page.locator("[data-testid=alerts]")).to_contain_text("1 dead job(s) in billing")
-    expect(page.locator("main table")).to_contain_text("mail")
+    expect(page.locator("main table").last).to_contain_text("mail")
+    # This replica, alive, in the replicas table.
+    expect(page.locator("main table").first).to_contain_text("this page's")
+    expect(page.locator("main table").first.locator(".badge.ok")).to_have_text("alive")
     # The billing queue's last hour: one job died this minute (queues.stats lastHour).
     expect(page.locator("tr", has_text="billing").locator("svg.spark")).to_have_attribute(
         "aria-label", "0 completed, 1 dead in the last hour")
@@ -291,4 +295,21 @@ def test_counts_update_without_reload(admin: Tab, seeded) -> None:
     seeded["client"].call("jobs.enqueue", {"queue": "audit", "kind": "log", "payload": {}})
     # No navigation: the overview refreshes itself (events when served, else polling every 5 s).
     expect(row).to_have_count(1, timeout=12000)
+    assert admin.errors == []
+
+
+def test_jobs_are_found_by_unique_key_and_filtered_by_creation_time(admin: Tab, seeded) -> None:
+    page = admin.open("/jobs", "Jobs")
+    page.fill("input[name=uniqueKey]", "invoice:42")
+    page.click("form:has(input[name=uniqueKey]) button[type=submit]")
+    rows = page.locator("main table tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text(seeded["keyed"])
+    # Created before the year 2000: nothing; created from then on: the seeded jobs.
+    page = admin.open("/jobs", "Jobs")
+    page.fill("input[name=before]", "2000-01-01T00:00")
+    page.click("form[role=search] button[type=submit]")
+    expect(page.locator("main")).to_contain_text("No jobs match.")
+    page = admin.open("/jobs?from=2000-01-01T00:00&queue=mail", "Jobs")
+    expect(page.locator("main table")).to_contain_text(seeded["keyed"])
     assert admin.errors == []

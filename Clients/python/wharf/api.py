@@ -90,6 +90,11 @@ class ServerAPI(_Namespace):
         """`server.health` -> `{status: "ok"|"unavailable", database: {reachable, roundTripMs, ...}, ...}`."""
         return self._call("server.health", merge({}, extra))
 
+    def replicas(self, **extra: Any) -> Any:
+        """`server.replicas` -> `{replicas: [{replicaId, hostname, alive, draining, listen, httpListen, ...}]}`:
+        the replicas serving this database, alive (seen in the last 15 s), draining or lately gone."""
+        return self._call("server.replicas", merge({}, extra))
+
 
 class SessionAPI(_Namespace):
     """`session.*`: authentication."""
@@ -280,12 +285,19 @@ class JobsAPI(_Namespace):
         state: Optional[str] = None,
         kind: Optional[str] = None,
         tag: Optional[str] = None,
+        created_from: Optional[Time] = None,
+        created_before: Optional[Time] = None,
+        unique_key: Optional[str] = None,
         limit: Optional[int] = None,
         cursor: Optional[str] = None,
         **extra: Any,
     ) -> Any:
-        """`jobs.list` -> `{jobs, nextCursor}`, newest first; pass `nextCursor` back as `cursor`."""
-        p = params(queue=queue, state=state, kind=kind, tag=tag, limit=limit, cursor=cursor)
+        """`jobs.list` -> `{jobs, nextCursor}`, newest first; pass `nextCursor` back as `cursor`.
+
+        `created_from`/`created_before` bound the creation time; `unique_key` (alone) finds the
+        unfinished job holding that key."""
+        p = params(queue=queue, state=state, kind=kind, tag=tag, created_from=created_from,
+                   created_before=created_before, unique_key=unique_key, limit=limit, cursor=cursor)
         return self._call("jobs.list", merge(p, extra))
 
 
@@ -640,9 +652,22 @@ class EventsAPI(_Namespace):
     __slots__ = ()
     family = "events"
 
-    def subscribe(self, events: Sequence[str], **extra: Any) -> Any:
-        """`events.subscribe`: receive events of these types (`"*"` for all) -> `{events}`."""
-        return self._call("events.subscribe", merge(params(events=list(events)), extra))
+    def subscribe(
+        self,
+        events: Sequence[str],
+        *,
+        queues: Optional[Sequence[str]] = None,
+        schedules: Optional[Sequence[str]] = None,
+        locks: Optional[Sequence[str]] = None,
+        endpoints: Optional[Sequence[str]] = None,
+        **extra: Any,
+    ) -> Any:
+        """`events.subscribe`: receive events of these types (`"job.dead"`, `"job.*"`, `"*"`) ->
+        `{events, ...}`. `queues`, `schedules`, `locks` and `endpoints` each limit the events of their
+        kind to those subjects (Protocol/events.md)."""
+        lists = {k: list(v) if v is not None else None
+                 for k, v in (("queues", queues), ("schedules", schedules), ("locks", locks), ("endpoints", endpoints))}
+        return self._call("events.subscribe", merge(params(events=list(events), **lists), extra))
 
     def unsubscribe(self, events: Optional[Sequence[str]] = None, **extra: Any) -> Any:
         """`events.unsubscribe`: stop receiving these types (all when omitted) -> `{events}`."""

@@ -133,7 +133,23 @@ extension JobsService {
 
         methods.register("jobs.list") { [unowned self] call in
             let p = call.params
-            try p.onlyKnown(["queue", "state", "kind", "tag", "limit", "cursor"])
+            try p.onlyKnown(["queue", "state", "kind", "tag", "createdFrom", "createdBefore", "uniqueKey", "limit", "cursor"])
+            // A uniqueKey names at most one unfinished job: a one-job page, found through its index.
+            if let key = try p.optionalString("uniqueKey") {
+                guard p.object.pairs.count == 1 else {
+                    throw RPCError.invalidParams(field: "uniqueKey", "cannot be combined with other filters")
+                }
+                return store.job(uniqueKey: key) { r in
+                    call.finish(r.mapError(\.rpcError).map { ["jobs": .array($0.map { [JobReplies.job($0)] } ?? []), "nextCursor": .null] })
+                }
+            }
+            func instant(_ field: String) throws(RPCError) -> Int64? {
+                guard let text = try p.optionalString(field) else { return nil }
+                guard let ms = Timestamp.parse(text) else { throw RPCError.invalidParams(field: field, "is not an RFC 3339 time") }
+                return ms
+            }
+            let createdFrom = try instant("createdFrom")
+            let createdBefore = try instant("createdBefore")
             let state = try p.optionalString("state")
             if let state, !Self.jobStates.contains(state) {
                 throw RPCError.invalidParams(field: "state", "must be one of \(Self.jobStates.joined(separator: ", "))")
@@ -148,7 +164,8 @@ extension JobsService {
             }
             store.listJobs(
                 queue: try p.optionalString("queue"), state: state, kind: try p.optionalString("kind"),
-                tag: try p.optionalString("tag"), beforeID: before, limit: limit,
+                tag: try p.optionalString("tag"), createdFromMs: createdFrom, createdBeforeMs: createdBefore,
+                beforeID: before, limit: limit,
                 maxBytes: context.config.limits.maxReplyBytes
             ) { r in call.finish(r.mapError(\.rpcError).map { JobReplies.page($0, limit: limit) }) }
         }

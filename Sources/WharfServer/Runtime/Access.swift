@@ -12,7 +12,8 @@ enum Access {
 
     /// The roles besides `admin` that may call each served method.
     static let table: [String: Set<Role>] = [
-        "server.ping": readers, "server.info": readers, "server.health": readers, "session.hello": readers,
+        "server.ping": readers, "server.info": readers, "server.health": readers, "server.replicas": readers,
+        "session.hello": readers,
         // Jobs: producers enqueue and steer, workers run, everyone reads.
         "jobs.enqueue": producers, "jobs.enqueueBatch": producers, "jobs.cancel": producers, "jobs.retry": producers,
         "jobs.lease": workers, "jobs.heartbeat": workers, "jobs.complete": workers, "jobs.fail": workers,

@@ -15,7 +15,7 @@ enum RetrySafety {
     /// first one committed) but never does anything twice. A lease whose reply was lost only keeps
     /// its jobs until the lease expires; they then run, as after any lost worker.
     static let safeMethods: Set<String> = [
-        "server.ping", "server.info", "server.health", "session.hello",
+        "server.ping", "server.info", "server.health", "server.replicas", "session.hello",
         "jobs.lease", "jobs.heartbeat", "jobs.complete", "jobs.fail", "jobs.cancel", "jobs.retry", "jobs.get",
         "jobs.wait", "jobs.list", "queues.list", "queues.stats", "queues.configure", "queues.pause", "queues.resume",
         "cron.upsert", "cron.get", "cron.list", "cron.remove", "cron.pause", "cron.resume", "cron.preview",

@@ -6,6 +6,7 @@ extension Server {
     /// Every method family registers here.
     func registerMethods() {
         registerServerMethods()
+        registerReplicaMethods()
         jobs.register(in: methods)
         jobWaits.register(in: methods)
         locks.register(in: methods)

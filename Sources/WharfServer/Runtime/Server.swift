@@ -199,11 +199,7 @@ public final class Server: RuntimeHooks, @unchecked Sendable {  // loop-thread c
         }
         sweeper?.unref()
         idleSweeper = sweeper
-        pool.whenReady { [unowned self] in
-            self.store.registerReplica(
-                id: self.config.replicaID, hostname: ProcessInfo.processInfo.hostName, version: WharfVersion.server
-            ) { _ in }
-        }
+        startReplicaHeartbeat()
         startChores()
         cron.serving()
         webhooks.serving()
@@ -234,6 +230,7 @@ public final class Server: RuntimeHooks, @unchecked Sendable {  // loop-thread c
         // The HTTP listener stays open to the end, so that the probes hear /readyz turn 503; each of its
         // connections closes after its next reply (`HTTPConnection.take`), and all at the end.
         drainServices()
+        writeReplicaRow()
         let deadline = loop.nowMs + UInt64(config.shutdownGraceMs)
         let t = try? LoopTimer(loop: loop)
         t?.start(timeoutMs: 0, repeatMs: 20) { [unowned self] in
@@ -252,9 +249,14 @@ public final class Server: RuntimeHooks, @unchecked Sendable {  // loop-thread c
         cron.stop()
         webhooks.stop()
         locks.stop()
-        // Give graceful closes a moment to write, then stop the loop.
+        // Give graceful closes a moment to write (and this replica's row its delete), then stop the loop.
+        var forgotten = false
+        forgetReplicaRow { forgotten = true }
         let t = try? LoopTimer(loop: loop)
-        t?.start(timeoutMs: 50) { [unowned self] in
+        var waited = 0
+        t?.start(timeoutMs: 50, repeatMs: 50) { [unowned self] in
+            waited += 50
+            guard forgotten || waited >= 1_000 else { return }
             t?.close()
             for c in Array(self.connections.values) { c.close() }
             self.http?.close()

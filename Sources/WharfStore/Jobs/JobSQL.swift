@@ -330,7 +330,12 @@ enum JobSQL {
     static let listFilter = """
         ($1::text is null or j.queue = $1) and ($2::text is null or j.state = $2)
           and ($3::text is null or j.kind = $3) and ($4::text is null or j.tags @> array[$4::text])
+          and ($8::bigint is null or j.created_at >= \(SQLTime.at("$8::bigint")))
+          and ($9::bigint is null or j.created_at < \(SQLTime.at("$9::bigint")))
         """
+
+    /// The unfinished job holding uniqueKey `$1` (the unique index on it covers only unfinished jobs).
+    static let byUniqueKey = "select \(columns) from wharf.jobs j where j.unique_key = $1 and j.state in \(hotStates)"
 
     /// A page of `jobs.list`, newest first, after the keyset cursor `$5` (an id): at most `$6` jobs
     /// and, past the first, at most `$7` reply bytes. It walks the ids one index probe at a time with a

@@ -300,17 +300,24 @@ extension Store {
     /// A page of jobs newest first before id `beforeID`: at most `limit`, and past the first job at
     /// most `maxBytes` of reply.
     public func listJobs(
-        queue: String?, state: String?, kind: String?, tag: String?, beforeID: Int64?, limit: Int, maxBytes: Int,
+        queue: String?, state: String?, kind: String?, tag: String?, createdFromMs: Int64? = nil,
+        createdBeforeMs: Int64? = nil, beforeID: Int64?, limit: Int, maxBytes: Int,
         _ completion: @escaping (Result<JobPage, StoreError>) -> Void
     ) {
         let params: [String?] = [
             queue, state, kind, tag, beforeID.map(String.init), String(limit), String(maxBytes),
+            createdFromMs.map(String.init), createdBeforeMs.map(String.init),
         ]
         rows(JobSQL.list, params, completion) { rows in
             JobPage(
                 jobs: (0..<rows.rowCount).map { JobRow.record(rows, $0) },
                 cutByBytes: rows.rowCount > 0 && rows.bool(0, JobRow.columnCount) == true)
         }
+    }
+
+    /// The unfinished job holding `uniqueKey`, if any.
+    public func job(uniqueKey: String, _ completion: @escaping (Result<JobRecord?, StoreError>) -> Void) {
+        rows(JobSQL.byUniqueKey, [uniqueKey], completion) { rows in rows.rowCount > 0 ? JobRow.record(rows, 0) : nil }
     }
 
     /// Deletes one batch of at most `batch` finished jobs past retention; returns how many.

@@ -2,7 +2,11 @@ extension Store {
     /// Every statement the store runs (for the PREPARE test).
     public static let allQueries: [StoreQuery] = [
         StoreQuery(name: "server.health", sql: ServerSQL.health),
-        StoreQuery(name: "server.registerReplica", sql: ServerSQL.registerReplica),
+        StoreQuery(name: "server.replicaSeen", sql: ReplicaSQL.seen),
+        StoreQuery(name: "server.replicaGone", sql: ReplicaSQL.gone),
+        StoreQuery(name: "server.replicas", sql: ReplicaSQL.list),
+        StoreQuery(name: "jobs.byIDs", sql: JobSQL.byIDs),
+        StoreQuery(name: "jobs.byUniqueKey", sql: JobSQL.byUniqueKey),
         StoreQuery(name: "server.publish", sql: ServerSQL.publish),
         StoreQuery(name: "server.metricsSnapshot", sql: MetricsSQL.snapshot),
         StoreQuery(name: "jobs.enqueue", sql: JobSQL.enqueue),

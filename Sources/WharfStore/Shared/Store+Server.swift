@@ -8,10 +8,6 @@ extension Store {
             select \(SQLTime.ms("now()")), current_setting('server_version'),
                    pg_is_in_recovery(), current_setting('transaction_read_only') = 'on'
             """
-        static let registerReplica = """
-            insert into wharf.replicas (id, hostname, version) values ($1, $2, $3)
-            on conflict on constraint replicas_pkey do update set seen_at = now()
-            """
         static let publish = "select pg_notify('\(WakeTopic.channel)', $1)"
     }
 
@@ -28,12 +24,5 @@ extension Store {
         rows(ServerSQL.health, [], completion) { rows in
             (rows.int(0, 0) ?? 0, rows.string(0, 1) ?? "", rows.bool(0, 2) ?? false, rows.bool(0, 3) ?? false)
         }
-    }
-
-    /// Records (or refreshes) this replica in `wharf.replicas`.
-    public func registerReplica(
-        id: String, hostname: String, version: String, _ completion: @escaping (Result<Void, StoreError>) -> Void
-    ) {
-        rows(ServerSQL.registerReplica, [id, hostname, version], completion) { _ in () }
     }
 }

@@ -345,9 +345,9 @@ async function hello() {
 
 // Overview: queues, the replica and its database, alerts.
 async function overview() {
-  const [health, info, queues, endpoints, schedules, dead] = await Promise.all([
+  const [health, info, queues, endpoints, schedules, dead, replicas] = await Promise.all([
     rpc("server.health"), rpc("server.info"), listAll("queues.list", "queues"), listAll("webhooks.list", "endpoints"),
-    listAll("cron.list", "schedules"), rpc("jobs.list", { state: "dead", limit: 200 }),
+    listAll("cron.list", "schedules"), rpc("jobs.list", { state: "dead", limit: 200 }), rpc("server.replicas"),
   ]);
   // queues.list names the queues with unfinished jobs; a queue whose jobs all died belongs here too.
   const names = [...new Set([...queues.map((q) => q.name), ...dead.jobs.map((j) => j.queue)])].sort();
@@ -390,6 +390,16 @@ async function overview() {
     ),
     h("h2", {}, "Alerts"),
     alerts.length ? h("ul", { class: "alerts", "data-testid": "alerts" }, alerts) : h("p", { class: "muted" }, "No alerts."),
+    h("h2", {}, "Replicas"),
+    table(
+      ["Replica", "State", "Host", "Listens on", "HTTP", "Version", "Started", "Last seen"],
+      replicas.replicas.map((r) => [
+        [r.replicaId, r.self ? h("span", { class: "muted" }, " (this page's)") : null],
+        !r.alive ? badge("gone", "bad") : r.draining ? badge("draining", "warn") : badge("alive", "ok"),
+        r.hostname, r.listen, r.httpListen ?? "—", r.version, timeCell(r.startedAt), timeCell(r.lastSeenAt),
+      ]),
+      "No replica has recorded itself yet.",
+    ),
     h("h2", {}, "Queues"),
     table(
       ["Queue", "#Scheduled", "#Available", "#Running", "#Retryable", "#Completed", "#Dead", "#Cancelled", "Oldest available", "Last hour", "#Jobs/s", ""],
@@ -427,11 +437,17 @@ function sparkline(lastHour) {
 
 const JOB_STATES = ["", "scheduled", "available", "running", "retryable", "completed", "dead", "cancelled"];
 async function jobsView({ params }) {
-  const filter = { queue: params.queue || "", state: params.state || "", kind: params.kind || "", tag: params.tag || "" };
+  const filter = {
+    queue: params.queue || "", state: params.state || "", kind: params.kind || "", tag: params.tag || "",
+    from: params.from || "", before: params.before || "",
+  };
   const req = { limit: 50 };
-  for (const [k, v] of Object.entries(filter)) if (v) req[k] = v;
+  for (const k of ["queue", "state", "kind", "tag"]) if (filter[k]) req[k] = filter[k];
+  // datetime-local values are the viewer's local time; the API takes RFC 3339.
+  if (filter.from) req.createdFrom = new Date(filter.from).toISOString();
+  if (filter.before) req.createdBefore = new Date(filter.before).toISOString();
   if (params.cursor) req.cursor = params.cursor;
-  const page = await rpc("jobs.list", req);
+  const page = params.uniqueKey ? await rpc("jobs.list", { uniqueKey: params.uniqueKey }) : await rpc("jobs.list", req);
   const next = page.nextCursor ?? page.cursor ?? null;
 
   const inputs = {
@@ -439,7 +455,10 @@ async function jobsView({ params }) {
     state: h("select", { name: "state" }, JOB_STATES.map((s) => h("option", { value: s, selected: s === filter.state }, s || "any"))),
     kind: h("input", { name: "kind", value: filter.kind, autocomplete: "off" }),
     tag: h("input", { name: "tag", value: filter.tag, autocomplete: "off" }),
+    from: h("input", { name: "from", type: "datetime-local", value: filter.from }),
+    before: h("input", { name: "before", type: "datetime-local", value: filter.before }),
   };
+  const labels = { from: "created from", before: "created before" };
   const filters = h(
     "form",
     {
@@ -449,15 +468,24 @@ async function jobsView({ params }) {
         location.hash = hashWith("#/jobs", Object.fromEntries(Object.entries(inputs).map(([k, el]) => [k, el.value.trim()])));
       },
     },
-    Object.entries(inputs).map(([k, el]) => h("label", {}, k, el)),
+    Object.entries(inputs).map(([k, el]) => h("label", {}, labels[k] || k, el)),
     h("button", { type: "submit", class: "primary" }, "Filter"),
   );
   const findInput = h("input", { name: "id", placeholder: "job id", autocomplete: "off", inputmode: "numeric" });
+  const keyInput = h("input", { name: "uniqueKey", placeholder: "uniqueKey", autocomplete: "off", value: params.uniqueKey || "" });
   const find = h(
     "form",
-    { class: "filters", onsubmit: (ev) => { ev.preventDefault(); if (findInput.value.trim()) location.hash = `#/jobs/${encodeURIComponent(findInput.value.trim())}`; } },
+    {
+      class: "filters",
+      onsubmit: (ev) => {
+        ev.preventDefault();
+        if (findInput.value.trim()) location.hash = `#/jobs/${encodeURIComponent(findInput.value.trim())}`;
+        else if (keyInput.value.trim()) location.hash = hashWith("#/jobs", { uniqueKey: keyInput.value.trim() });
+      },
+    },
     h("label", {}, "Find by id", findInput),
-    h("button", { type: "submit" }, "Open"),
+    h("label", {}, "or unfinished job by uniqueKey", keyInput),
+    h("button", { type: "submit" }, "Find"),
   );
   const jobs = page.jobs;
   const bulk = [];

@@ -1,0 +1,61 @@
+import Foundation
+import WharfRPC
+import WharfStore
+
+/// The replicas sharing this database (`wharf.replicas`, `server.replicas`): this replica writes its
+/// row when it starts serving and every `replicaHeartbeatMs` after, marks it draining at SIGTERM, and
+/// deletes it when it stops. Loop thread only.
+extension Server {
+    static let replicaHeartbeatMs: UInt64 = 5_000
+
+    private var replicaSelf: ReplicaSelf {
+        ReplicaSelf(
+            id: config.replicaID, startedAtMs: Int64(startedAt.timeIntervalSince1970 * 1000),
+            hostname: ProcessInfo.processInfo.hostName, version: WharfVersion.server, listen: "\(config.host):\(boundPort)",
+            httpListen: http.flatMap { $0.boundPort > 0 ? "\($0.settings.host):\($0.boundPort)" : nil })
+    }
+
+    /// Writes this replica's row now and every few seconds (once serving).
+    func startReplicaHeartbeat() {
+        pool.whenReady { [unowned self] in self.writeReplicaRow() }
+        addChore(everyMs: Self.replicaHeartbeatMs) { [unowned self] in self.writeReplicaRow() }
+    }
+
+    func writeReplicaRow() {
+        guard schemaReady else { return }
+        store.replicaSeen(replicaSelf, draining: draining) { [weak self] r in
+            if case .failure(let e) = r {
+                self?.logger.debug("recording this replica failed", metadata: ["error": "\(e)"])
+            }
+        }
+    }
+
+    /// Deletes this replica's row (the end of a shutdown).
+    func forgetReplicaRow(then done: @escaping () -> Void) {
+        guard schemaReady else { return done() }
+        store.replicaGone(config.replicaID) { _ in done() }
+    }
+
+    func registerReplicaMethods() {
+        methods.register("server.replicas") { [unowned self] call in
+            try call.params.onlyKnown([])
+            store.replicas { r in
+                call.finish(
+                    r.mapError(\.rpcError).map { rows in
+                        [
+                            "replicas": .array(
+                                rows.map { row in
+                                    [
+                                        "replicaId": .string(row.id), "hostname": .string(row.hostname),
+                                        "version": .string(row.version), "startedAt": .time(epochMs: row.startedAtMs),
+                                        "lastSeenAt": .time(epochMs: row.seenAtMs), "alive": .bool(row.alive),
+                                        "draining": .bool(row.draining), "listen": .string(row.listen),
+                                        "httpListen": .from(row.httpListen), "self": .bool(row.id == self.config.replicaID),
+                                    ]
+                                })
+                        ]
+                    })
+            }
+        }
+    }
+}
