@@ -55,6 +55,18 @@ declare
     s integer;
     nid bigint;
 begin
+    -- A step of a cancelled run (`jobs.retry` ran it again) does not take the run up: it is cancelled,
+    -- and its completion refused as cancelled.
+    select x.* into j from wharf.jobs x where x.id = job_id;
+    if j.run_id is not null and exists (select 1 from wharf.runs r where r.id = j.run_id and r.state = 'cancelled') then
+        update wharf.jobs x
+        set state = 'cancelled', finished_at = now(), lease_expires_at = null,
+            prune_at = now() + retention_ms * interval '1 millisecond'
+        where x.id = job_id and x.lease_token = token and x.state = 'running';
+        return query select 'refused', 'cancelled', coalesce(j.lease_token = token, false), null::bigint,
+                            null::integer, null::bigint;
+        return;
+    end if;
     update wharf.jobs x
     set state = 'completed', result = complete_step.result, finished_at = now(), lease_expires_at = null,
         prune_at = now() + coalesce((select q.completed_retention_ms from wharf.queues q where q.name = x.queue),
@@ -767,7 +779,9 @@ begin
         set state = case new.state when 'completed' then 'completed' when 'dead' then 'failed' else 'cancelled' end,
             outputs = case when new.state = 'completed' then r.outputs || jsonb_build_array(new.result) else r.outputs end,
             finished_at = now(), updated_at = now()
-        where r.id = new.run_id and r.current_job_id = new.id and r.state = 'running';
+        where r.id = new.run_id and r.current_job_id = new.id
+          -- A failed run's dead step that `jobs.retry` ran again and that completed takes the run up.
+          and (r.state = 'running' or (r.state = 'failed' and new.state = 'completed'));
     end if;
 
     if new.batch_id is not null and is_final and not was_final then

@@ -98,6 +98,17 @@ def test_failed_step_fails_the_run(client, unique):
     client.call("jobs.fail", {"id": j2["id"], "leaseToken": j2["leaseToken"], "error": "boom"})
     run = client.call("runs.get", {"id": job["id"]})
     assert run["state"] == "failed" and run["outputs"] == [1] and run["steps"][1]["state"] == "dead"
+    # Retrying the dead step takes the run up again.
+    client.call("jobs.retry", {"id": j2["id"]})
+    j3 = _lease(client, unique)
+    assert j3["id"] == j2["id"]
+    client.call("jobs.complete", {"id": j3["id"], "leaseToken": j3["leaseToken"], "result": 2, "next": {"payload": 3}})
+    run = client.call("runs.get", {"id": job["id"]})
+    assert run["state"] == "running" and run["outputs"] == [1, 2] and run["step"] == 2
+    j4 = _lease(client, unique)
+    client.call("jobs.complete", {"id": j4["id"], "leaseToken": j4["leaseToken"], "result": 3})
+    run = client.call("runs.get", {"id": job["id"]})
+    assert run["state"] == "completed" and run["outputs"] == [1, 2, 3]
 
 
 @requires("runs.get", "runs.cancel", "jobs.complete")
@@ -142,6 +153,15 @@ def test_runs_cancel_cancels_pending_step_and_refuses_running_one(client, unique
         client.call("jobs.complete", {"id": step1["id"], "leaseToken": step1["leaseToken"], "next": {"payload": 2}})
     with pytest.raises(wharf.JobCancelled):
         client.call("jobs.complete", {"id": step1["id"], "leaseToken": step1["leaseToken"]})
+    run = client.call("runs.get", {"id": b["id"]})
+    assert run["state"] == "cancelled" and len(run["steps"]) == 2
+    # Its cancelled step, retried, does not take the run up again.
+    client.call("jobs.retry", {"id": step1["id"]})
+    again = _lease(client, unique)
+    assert again["id"] == step1["id"]
+    with pytest.raises(wharf.JobCancelled):
+        client.call("jobs.complete", {"id": again["id"], "leaseToken": again["leaseToken"], "next": {"payload": 2}})
+    assert client.jobs.get(id=step1["id"])["state"] == "cancelled"
     run = client.call("runs.get", {"id": b["id"]})
     assert run["state"] == "cancelled" and len(run["steps"]) == 2
     with pytest.raises(wharf.NotFound):
@@ -255,3 +275,70 @@ def test_on_dependency_failure_cancel_and_run(client, unique):
     b = client.jobs.enqueue(unique, "b", None, delay_ms=3_600_000)["id"]
     waiting = client.call("jobs.enqueue", {"queue": unique, "kind": "w", "dependsOn": [b]})["id"]
     assert client.call("jobs.cancel", {"id": waiting})["cancelled"] is True
+
+
+WORKER_MODULE = '''
+import os, random, time
+import wharf
+
+worker = wharf.Worker(queues=[os.environ["WF_QUEUE"]], port=int(os.environ["WF_PORT"]), concurrency=16, poll_ms=200)
+
+@worker.task("step")
+def step(payload):
+    time.sleep(random.random() * 0.01)
+    k = payload["step"]
+    if k == 4:
+        return {"run": payload["run"], "trail": payload["trail"] + [k]}
+    return wharf.Next({"run": payload["run"], "step": k + 1, "trail": payload["trail"] + [k]})
+'''
+
+
+@requires("runs.get", "jobs.complete")
+def test_sigkilled_workers_during_concurrent_runs(server, client, unique, tmp_path):
+    """SIGKILL of workers, again and again, while 1,000 five-step runs go on: every run completes with
+    its outputs intact, and exactly one job per step (a step completed twice would have made two next
+    steps; a completed step run again would show a completed attempt in its history)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    (tmp_path / "wf_chaos_worker.py").write_text(WORKER_MODULE)
+    env = {**os.environ, "WF_QUEUE": unique, "WF_PORT": str(server.port),
+           "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+
+    def start():
+        return subprocess.Popen([sys.executable, "-m", "wharf.worker", "wf_chaos_worker:worker", "--log-level", "ERROR"],
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    runs = 1000
+    ids = [j["id"] for j in client.call("jobs.enqueueBatch", {"jobs": [
+        {"queue": unique, "kind": "step", "payload": {"run": i, "step": 0, "trail": []}} for i in range(runs)]})["jobs"]]
+    workers = [start() for _ in range(3)]
+    kills = 0
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            time.sleep(0.4)
+            states = client.call("runs.list", {"state": "completed", "limit": 1000})["runs"]
+            if sum(1 for r in states if r["id"] in set(ids)) == runs:
+                break
+            victim = workers[kills % len(workers)]
+            victim.send_signal(signal.SIGKILL)
+            victim.wait()
+            kills += 1
+            workers[(kills - 1) % len(workers)] = start()
+    finally:
+        for w in workers:
+            w.send_signal(signal.SIGKILL)
+            w.wait()
+    assert kills >= 3
+    for i, run_id in enumerate(ids):
+        run = client.call("runs.get", {"id": run_id})
+        assert run["state"] == "completed", run
+        assert [s["step"] for s in run["steps"]] == [0, 1, 2, 3, 4], run["steps"]
+        assert run["outputs"] == [{"run": i, "step": k + 1, "trail": list(range(k + 1))} for k in range(4)] + [
+            {"run": i, "trail": [0, 1, 2, 3, 4]}]
+        for s in run["steps"]:
+            assert s["state"] == "completed"
+            assert all(a["outcome"] != "completed" for a in s["attempts"]), s
