@@ -342,3 +342,22 @@ def test_sigkilled_workers_during_concurrent_runs(server, client, unique, tmp_pa
         for s in run["steps"]:
             assert s["state"] == "completed"
             assert all(a["outcome"] != "completed" for a in s["attempts"]), s
+
+
+@requires("runs.get", "batches.get", "jobs.enqueueBatch")
+def test_client_helpers(client, unique):
+    a = client.jobs.enqueue(unique, "a", 1)
+    b = client.jobs.enqueue(unique, "b", 2, depends_on=[a["id"]], on_dependency_failure="run")
+    assert b["state"] == "waiting"
+    made = client.jobs.enqueue_batch(
+        [{"queue": unique, "kind": "c", "depends_on": [a["id"]]}],
+        batch={"on_finish": {"queue": unique + "-cb", "kind": "done", "max_attempts": 2}})
+    assert made["jobs"][0]["state"] == "waiting"
+    assert client.batches.get(made["batchId"])["callbacks"] == {
+        "onFinish": {"queue": unique + "-cb", "kind": "done", "maxAttempts": 2}}
+    j = client.jobs.lease(unique, "t")["jobs"][0]
+    r = client.jobs.complete(j["id"], j["leaseToken"], {"out": 1}, next={"payload": {"in": 1}, "delay_ms": 3_600_000})
+    assert client.runs.get(r["runId"])["outputs"] == [{"out": 1}]
+    assert client.jobs.get(r["nextJobId"])["state"] == "scheduled"
+    assert client.runs.cancel(r["runId"])["cancelled"] is True
+    assert client.runs.list(state="cancelled")["runs"][0]["id"] == r["runId"]
