@@ -6,15 +6,21 @@ import WharfStore
 /// dependencies or as a batch, and the `runs.*` and `batches.*` methods. It keeps no state of its own:
 /// runs, batches and dependencies live in the database, and the SQL of migration v0020 moves them
 /// (the trigger that ends runs, counts batches and releases waiting jobs fires only for their jobs).
-/// `JobsService.workflows` makes one per call that needs it, so its completions hold it strongly.
 final class RunsService {
     let context: ServiceContext
     let jobs: JobsService
     var store: Store { context.store }
+    /// The step completions of one loop turn share one statement; a bad value fails only its own call.
+    private var stepBatcher: IsolatingBatcher<(id: Int64, token: String, result: JSON?, next: NextStep), StepOutcome>!
 
+    /// Made once per server; `jobs.*` calls that take a workflow param come here (`jobs.workflows`).
     init(_ context: ServiceContext, jobs: JobsService) {
         self.context = context
         self.jobs = jobs
+        stepBatcher = IsolatingBatcher(schedule: context.batchSchedule) { [unowned self] items, done in
+            self.store.completeSteps(items, retention: self.jobs.retention) { done($0.mapError(\.rpcError)) }
+        }
+        jobs.workflows = self
     }
 
     /// The params of `jobs.enqueue` and of a `jobs.enqueueBatch` job that lead here.
@@ -44,11 +50,10 @@ final class RunsService {
             throw RPCError.invalidParams(field: "next", "must be an object {payload, kind?, queue?, runAt?|delayMs?, ...}")
         }
         let next = try Self.parseNext(Params(object: n))
-        store.completeStep(id: id, token: token, result: p["result"], next: next, retention: jobs.retention) {
-            [self] r in
+        stepBatcher.add((id, token, p["result"], next)) { [unowned self] r in
             jobs.untrack(id, session: call.session)
             if case .success(.continued) = r, let q = next.queue { jobs.wake(queue: q) }
-            call.finish(r.mapError(\.rpcError).flatMap { RunReplies.stepCompleted(id, $0) })
+            call.finish(r.flatMap { RunReplies.stepCompleted(id, $0) })
         }
     }
 
@@ -85,7 +90,7 @@ final class RunsService {
     /// `jobs.enqueue {..., dependsOn, onDependencyFailure?}`.
     func enqueue(_ call: Call) throws {
         let job = try Self.parseJob(call.params.object, path: "")
-        store.enqueueWorkflow([job], batch: nil) { [self] r in
+        store.enqueueWorkflow([job], batch: nil) { [unowned self] r in
             if case .success(let made) = r, made.jobs.first?.state == "available" { jobs.wake(queue: job.spec.queue) }
             let single = { (made: EnqueuedWorkflow) in
                 RunReplies.enqueued(made, path: { _ in "" }).map { $0["jobs"]?.arrayValue?.first ?? .null }
@@ -115,7 +120,7 @@ final class RunsService {
             }
             callbacks = try Self.parseCallbacks(Params(object: b))
         }
-        store.enqueueWorkflow(specs, batch: callbacks) { [self] r in
+        store.enqueueWorkflow(specs, batch: callbacks) { [unowned self] r in
             if case .success(let made) = r {
                 for q in Set(zip(specs, made.jobs).filter { $0.1.state == "available" }.map { $0.0.spec.queue }) {
                     jobs.wake(queue: q)

@@ -3,13 +3,21 @@
 /// and the trigger that ends runs, counts batches and releases waiting jobs), so that each call is one
 /// statement and one transaction.
 enum RunSQL {
-    /// `$1` job id, `$2` lease token, `$3` result, `$4` the server's retention of completed jobs, then the
-    /// next step: `$5` queue, `$6` kind, `$7` payload, `$8` runAt (epoch ms), `$9` priority,
-    /// `$10` maxAttempts, `$11` retry, `$12` timeoutMs (null: the completed step's).
-    static let completeStep = """
-        select s.outcome, s.job_state, s.token_matches, s.run_id, s.step, s.next_job_id
-        from wharf.complete_step($1::bigint, $2::text, $3::jsonb, $4::bigint, $5::text, $6::text, $7::jsonb,
-                                 \(SQLTime.at("$8::bigint")), $9::int, $10::int, $11::jsonb, $12::bigint) s
+    /// Step completions of one loop turn in one statement (one transaction): per item, `$1` job id,
+    /// `$2` lease token, `$3` result, then the next step's `$5` queue, `$6` kind, `$7` payload, `$8` runAt
+    /// (epoch ms), `$9` priority, `$10` maxAttempts, `$11` retry, `$12` timeoutMs (null: the completed
+    /// step's); `$4` is the server's retention of completed jobs. A row per item, in item order (the
+    /// outcome is null for a job that does not exist).
+    static let completeSteps = """
+        select t.ord, s.outcome, s.job_state, s.token_matches, s.run_id, s.step, s.next_job_id
+        from unnest($1::bigint[], $2::text[], $3::jsonb[], $5::text[], $6::text[], $7::jsonb[], $8::bigint[],
+                    $9::int[], $10::int[], $11::jsonb[], $12::bigint[])
+            with ordinality as t(id, token, result, queue, kind, payload, run_at_ms, priority, max_attempts, retry,
+                                 timeout_ms, ord)
+        left join lateral wharf.complete_step(t.id, t.token, t.result, $4::bigint, t.queue, t.kind, t.payload,
+                                              \(SQLTime.at("t.run_at_ms")), t.priority, t.max_attempts, t.retry,
+                                              t.timeout_ms) s on true
+        order by t.ord
         """
 
     /// `JobSQL.enqueueArrays`' queue..meta arrays (without uniqueKey, idempotencyKey and schedule),

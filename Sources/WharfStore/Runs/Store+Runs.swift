@@ -80,23 +80,28 @@ public enum RunCancelOutcome: Sendable, Equatable {
 }
 
 extension Store {
-    /// Completes a running step and enqueues the next one, in one statement and transaction. A repeat of a
-    /// completion that committed (same token) answers the same.
-    public func completeStep(
-        id: Int64, token: String, result: JSON?, next: NextStep, retention: RetentionPolicy,
-        _ completion: @escaping (Result<StepOutcome, StoreError>) -> Void
+    /// Completes running steps and enqueues each one's next step, all in one statement and transaction;
+    /// outcomes in item order. A repeat of a completion that committed (same token) answers the same.
+    public func completeSteps(
+        _ items: [(id: Int64, token: String, result: JSON?, next: NextStep)], retention: RetentionPolicy,
+        _ completion: @escaping (Result<[StepOutcome], StoreError>) -> Void
     ) {
         let params: [String?] = [
-            String(id), token, result?.text ?? "null", String(retention.completedMs), next.queue, next.kind,
-            next.payload.text, next.runAtMs.map(String.init), next.priority.map(String.init),
-            next.maxAttempts.map(String.init), next.retry?.text, next.timeoutMs.map(String.init),
+            PGArray.ints(items.map(\.id)), PGArray.text(items.map(\.token)),
+            PGArray.text(items.map { $0.result?.text ?? "null" }), String(retention.completedMs),
+            PGArray.text(items.map(\.next.queue)), PGArray.text(items.map(\.next.kind)),
+            PGArray.text(items.map { $0.next.payload.text }), PGArray.ints(items.map(\.next.runAtMs)),
+            PGArray.ints(items.map(\.next.priority)), PGArray.ints(items.map(\.next.maxAttempts)),
+            PGArray.text(items.map { $0.next.retry?.text }), PGArray.ints(items.map(\.next.timeoutMs)),
         ]
-        rows(RunSQL.completeStep, params, completion) { r in
-            guard r.rowCount > 0 else { return .refused(.notFound) }
-            if r.string(0, 0) == "done", let run = r.int(0, 3), let step = r.int(0, 4), let next = r.int(0, 5) {
-                return .continued(runID: run, step: step, nextJobID: next)
+        rows(RunSQL.completeSteps, params, completion) { r in
+            (0..<r.rowCount).map { row -> StepOutcome in
+                guard let outcome = r.string(row, 1) else { return .refused(.notFound) }
+                if outcome == "done", let run = r.int(row, 4), let step = r.int(row, 5), let next = r.int(row, 6) {
+                    return .continued(runID: run, step: step, nextJobID: next)
+                }
+                return .refused(Self.leaseRefusal(state: r.string(row, 2), tokenMatches: r.bool(row, 3) ?? false))
             }
-            return .refused(Self.leaseRefusal(state: r.string(0, 1), tokenMatches: r.bool(0, 2) ?? false))
         }
     }
 
