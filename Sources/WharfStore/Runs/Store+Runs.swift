@@ -94,7 +94,9 @@ extension Store {
             PGArray.ints(items.map(\.next.priority)), PGArray.ints(items.map(\.next.maxAttempts)),
             PGArray.text(items.map { $0.next.retry?.text }), PGArray.ints(items.map(\.next.timeoutMs)),
         ]
-        rows(RunSQL.completeSteps, params, completion) { r in
+        // Generic plans: PostgreSQL otherwise plans `wharf.enqueue_batch`'s query again at every step
+        // (its custom plan looks cheaper for a one-row array), which cost several times the step itself.
+        rows(RunSQL.completeSteps, params, plan: .generic, completion) { r in
             (0..<r.rowCount).map { row -> StepOutcome in
                 guard let outcome = r.string(row, 1) else { return .refused(.notFound) }
                 if outcome == "done", let run = r.int(row, 4), let step = r.int(row, 5), let next = r.int(row, 6) {
@@ -120,7 +122,7 @@ extension Store {
             }))
         params.append(PGArray.text(jobs.map(\.onDependencyFailure)))
         params.append(callbacks?.text)
-        rows(RunSQL.enqueueWorkflow, params, completion) { r in
+        rows(RunSQL.enqueueWorkflow, params, plan: .generic, completion) { r in
             var made: [(id: Int64, state: String)] = []
             var batch: Int64?
             if r.rowCount == 1, r.string(0, 2) == "missing_dependency" {
