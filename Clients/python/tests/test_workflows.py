@@ -281,7 +281,8 @@ WORKER_MODULE = '''
 import os, random, time
 import wharf
 
-worker = wharf.Worker(queues=[os.environ["WF_QUEUE"]], port=int(os.environ["WF_PORT"]), concurrency=16, poll_ms=200)
+worker = wharf.Worker(queues=[os.environ["WF_QUEUE"]], port=int(os.environ["WF_PORT"]), concurrency=16, poll_ms=200,
+                      lease_ms=2_000)
 
 @worker.task("step")
 def step(payload):
@@ -361,3 +362,56 @@ def test_client_helpers(client, unique):
     assert client.jobs.get(r["nextJobId"])["state"] == "scheduled"
     assert client.runs.cancel(r["runId"])["cancelled"] is True
     assert client.runs.list(state="cancelled")["runs"][0]["id"] == r["runId"]
+
+
+@requires("runs.get", "jobs.complete")
+def test_sigkilled_server_during_concurrent_runs(tmp_path):
+    """SIGKILL of the server (restarted on the same database and port) while 300 five-step runs go on:
+    every run completes with its outputs intact and one job per step."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from wharf.testing import WharfServer
+
+    srv = WharfServer(extra_args=["--http-listen", "off"])
+    database, port = srv.database, srv.port
+    (tmp_path / "wf_chaos_worker.py").write_text(WORKER_MODULE)
+    queue = "server-chaos"
+    env = {**os.environ, "WF_QUEUE": queue, "WF_PORT": str(port),
+           "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    workers = [subprocess.Popen(
+        [sys.executable, "-m", "wharf.worker", "wf_chaos_worker:worker", "--log-level", "CRITICAL"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(2)]
+    runs = 300
+    kills = 0
+    try:
+        with srv.client() as c:
+            ids = [j["id"] for j in c.call("jobs.enqueueBatch", {"jobs": [
+                {"queue": queue, "kind": "step", "payload": {"run": i, "step": 0, "trail": []}}
+                for i in range(runs)]})["jobs"]]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            time.sleep(1.0)
+            with srv.client() as c:
+                done = c.call("runs.list", {"state": "completed", "limit": 1000})["runs"]
+            if len(done) == runs:
+                break
+            if kills < 3:
+                srv.stop(signal.SIGKILL)
+                kills += 1
+                srv = WharfServer(database=database, port=port, extra_args=["--http-listen", "off"])
+        assert kills >= 1
+        with srv.client() as c:
+            for i, run_id in enumerate(ids):
+                run = c.call("runs.get", {"id": run_id})
+                assert run["state"] == "completed", run
+                assert [s["step"] for s in run["steps"]] == [0, 1, 2, 3, 4]
+                assert run["outputs"][-1] == {"run": i, "trail": [0, 1, 2, 3, 4]}
+                assert all(a["outcome"] != "completed" for s in run["steps"] for a in s["attempts"])
+    finally:
+        for w in workers:
+            w.send_signal(signal.SIGKILL)
+            w.wait()
+        srv.stop()
