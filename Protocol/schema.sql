@@ -12,6 +12,107 @@
 CREATE SCHEMA wharf;
 
 --
+-- Name: cancel_run(bigint, bigint); Type: FUNCTION; Schema: wharf; Owner: -
+--
+
+CREATE FUNCTION wharf.cancel_run(run_id bigint, retention_ms bigint) RETURNS TABLE(previous_state text, cancelled_job_id bigint)
+    LANGUAGE plpgsql
+    AS $$
+#variable_conflict use_variable
+declare
+    r wharf.runs;
+    jid bigint;
+begin
+    select x.* into r from wharf.runs x where x.id = run_id for update;
+    if not found then return; end if;
+    if r.state <> 'running' then
+        return query select r.state, null::bigint;
+        return;
+    end if;
+    update wharf.jobs j
+    set state = 'cancelled', finished_at = now(), lease_expires_at = null,
+        prune_at = now() + coalesce((select q.completed_retention_ms from wharf.queues q where q.name = j.queue),
+                                    retention_ms) * interval '1 millisecond'
+    where j.id = r.current_job_id and j.state in ('scheduled', 'available', 'running', 'retryable', 'waiting')
+    returning j.id into jid;
+    update wharf.runs x set state = 'cancelled', finished_at = now(), updated_at = now()
+    where x.id = run_id and x.state = 'running';
+    return query select 'running'::text, jid;
+end
+$$;
+
+--
+-- Name: complete_step(bigint, text, jsonb, bigint, text, text, jsonb, timestamp with time zone, integer, integer, jsonb, bigint); Type: FUNCTION; Schema: wharf; Owner: -
+--
+
+CREATE FUNCTION wharf.complete_step(job_id bigint, token text, result jsonb, retention_ms bigint, next_queue text, next_kind text, next_payload jsonb, next_run_at timestamp with time zone, next_priority integer, next_max_attempts integer, next_retry jsonb, next_timeout_ms bigint) RETURNS TABLE(outcome text, job_state text, token_matches boolean, run_id bigint, step integer, next_job_id bigint)
+    LANGUAGE plpgsql
+    AS $$
+#variable_conflict use_variable
+declare
+    j wharf.jobs;
+    rid bigint;
+    s integer;
+    nid bigint;
+begin
+    -- A step of a cancelled run (`jobs.retry` ran it again) does not take the run up: it is cancelled,
+    -- and its completion refused as cancelled.
+    select x.* into j from wharf.jobs x where x.id = job_id;
+    if j.run_id is not null and exists (select 1 from wharf.runs r where r.id = j.run_id and r.state = 'cancelled') then
+        update wharf.jobs x
+        set state = 'cancelled', finished_at = now(), lease_expires_at = null,
+            prune_at = now() + retention_ms * interval '1 millisecond'
+        where x.id = job_id and x.lease_token = token and x.state = 'running';
+        return query select 'refused', 'cancelled', coalesce(j.lease_token = token, false), null::bigint,
+                            null::integer, null::bigint;
+        return;
+    end if;
+    update wharf.jobs x
+    set state = 'completed', result = complete_step.result, finished_at = now(), lease_expires_at = null,
+        prune_at = now() + coalesce((select q.completed_retention_ms from wharf.queues q where q.name = x.queue),
+                                    retention_ms) * interval '1 millisecond'
+    where x.id = job_id and x.lease_token = token and x.state = 'running'
+    returning x.* into j;
+    if not found then
+        select x.* into j from wharf.jobs x where x.id = job_id;
+        if not found then return; end if;
+        if j.state = 'completed' and j.lease_token = token and j.run_id is not null then
+            -- A repeat: the completion and its next step committed before.
+            return query
+            select 'done', 'completed', true, j.run_id, j.run_step, n.id
+            from wharf.jobs n where n.run_id = j.run_id and n.run_step = j.run_step + 1;
+            if found then return; end if;
+        end if;
+        return query select 'refused', j.state, coalesce(j.lease_token = token, false), null::bigint, null::integer,
+                            null::bigint;
+        return;
+    end if;
+    if j.run_id is null then
+        rid := j.id;
+        s := 0;
+        insert into wharf.runs (id, state, step, current_job_id, queue, kind, outputs)
+        values (rid, 'running', 0, j.id, j.queue, j.kind, jsonb_build_array(result));
+        update wharf.jobs x set run_id = rid, run_step = 0 where x.id = j.id;
+    else
+        rid := j.run_id;
+        s := j.run_step;
+    end if;
+    select e.job_id into nid
+    from wharf.enqueue_batch(
+        array[coalesce(next_queue, j.queue)], array[coalesce(next_kind, j.kind)], array[next_payload],
+        array[coalesce(next_priority, j.priority)], array[next_run_at],
+        array[coalesce(next_max_attempts, j.max_attempts)], array[coalesce(next_retry, j.retry)],
+        array[coalesce(next_timeout_ms, j.timeout_ms)], null, null, array[to_jsonb(j.tags)],
+        array[j.meta || jsonb_build_object('run', jsonb_build_object('id', rid::text, 'step', s + 1))]) e;
+    update wharf.jobs x set run_id = rid, run_step = s + 1 where x.id = nid;
+    update wharf.runs r
+    set state = 'running', step = s + 1, current_job_id = nid, finished_at = null, updated_at = now()
+    where r.id = rid;
+    return query select 'done', 'completed', true, rid, s, nid;
+end
+$$;
+
+--
 -- Name: jobs; Type: TABLE; Schema: wharf; Owner: -
 --
 
@@ -45,6 +146,13 @@ CREATE TABLE wharf.jobs (
     finished_at timestamp with time zone,
     hold_token text,
     prune_at timestamp with time zone,
+    run_id bigint,
+    run_step integer,
+    batch_id bigint,
+    depends_on bigint[],
+    dependencies_left integer,
+    on_dependency_failure text,
+    has_dependents boolean,
     CONSTRAINT jobs_attempt_check CHECK (((attempt >= 0) AND (max_attempts >= 1))),
     CONSTRAINT jobs_finished_check CHECK (((state = ANY (ARRAY['completed'::text, 'dead'::text, 'cancelled'::text])) = (finished_at IS NOT NULL))),
     CONSTRAINT jobs_kind_length_check CHECK (((char_length(kind) >= 1) AND (char_length(kind) <= 200))),
@@ -52,7 +160,7 @@ CREATE TABLE wharf.jobs (
     CONSTRAINT jobs_prune_at_check CHECK (((prune_at IS NULL) OR (finished_at IS NOT NULL))),
     CONSTRAINT jobs_queue_length_check CHECK (((char_length(queue) >= 1) AND (char_length(queue) <= 200))),
     CONSTRAINT jobs_running_lease_check CHECK (((state <> 'running'::text) OR ((lease_token IS NOT NULL) AND (lease_expires_at IS NOT NULL)))),
-    CONSTRAINT jobs_state_check CHECK ((state = ANY (ARRAY['scheduled'::text, 'available'::text, 'running'::text, 'retryable'::text, 'completed'::text, 'dead'::text, 'cancelled'::text])))
+    CONSTRAINT jobs_state_check CHECK ((state = ANY (ARRAY['scheduled'::text, 'available'::text, 'running'::text, 'retryable'::text, 'completed'::text, 'dead'::text, 'cancelled'::text, 'waiting'::text])))
 );
 
 --
@@ -284,6 +392,144 @@ CREATE FUNCTION wharf.enqueue_valid(ord bigint, queue text, kind text, priority 
 $$;
 
 --
+-- Name: enqueue_workflow(text[], text[], jsonb[], integer[], timestamp with time zone[], integer[], jsonb[], bigint[], text[], jsonb[], jsonb[], jsonb[], text[], jsonb); Type: FUNCTION; Schema: wharf; Owner: -
+--
+
+CREATE FUNCTION wharf.enqueue_workflow(queue text[], kind text[], payload jsonb[], priority integer[], run_at timestamp with time zone[], max_attempts integer[], retry jsonb[], timeout_ms bigint[], lock_key text[], tags jsonb[], meta jsonb[], depends_on jsonb[], on_dependency_failure text[], batch jsonb) RETURNS TABLE(ord bigint, job_id bigint, job_state text, batch_id bigint)
+    LANGUAGE plpgsql
+    AS $$
+#variable_conflict use_column
+declare
+    bid bigint;
+    made bigint[];
+    i integer;
+    deps bigint[];
+    missing bigint;
+    left_count integer;
+    failed_count integer;
+    policy text;
+    all_deps bigint[];
+    missing_ord bigint;
+begin
+    -- Every dependency, locked in id order (a finishing dependency waits for this commit and then sees
+    -- the jobs waiting for it); one that does not exist refuses the call before anything is made.
+    select array_agg(distinct (v #>> '{}')::bigint) into all_deps
+    from unnest(enqueue_workflow.depends_on) u(list), jsonb_array_elements(u.list) v;
+    if all_deps is not null then
+        perform 1 from wharf.jobs d where d.id = any(all_deps) order by d.id for update;
+        select u.n, (v #>> '{}')::bigint into missing_ord, missing
+        from unnest(enqueue_workflow.depends_on) with ordinality u(list, n), jsonb_array_elements(u.list) v
+        where not exists (select 1 from wharf.jobs d where d.id = (v #>> '{}')::bigint)
+        order by u.n
+        limit 1;
+        if missing_ord is not null then
+            return query select missing_ord, missing, 'missing_dependency'::text, null::bigint;
+            return;
+        end if;
+    end if;
+    select array_agg(e.job_id order by e.ord) into made
+    from wharf.enqueue_batch(
+        queue => enqueue_workflow.queue, kind => enqueue_workflow.kind, payload => enqueue_workflow.payload,
+        priority => enqueue_workflow.priority, run_at => enqueue_workflow.run_at,
+        max_attempts => enqueue_workflow.max_attempts, retry => enqueue_workflow.retry,
+        timeout_ms => enqueue_workflow.timeout_ms, lock_key => enqueue_workflow.lock_key,
+        tags => enqueue_workflow.tags, meta => enqueue_workflow.meta) e;
+    if enqueue_workflow.batch is not null then
+        insert into wharf.batches (total, callbacks) values (cardinality(made), enqueue_workflow.batch)
+        returning id into bid;
+        update wharf.jobs j set batch_id = bid where j.id = any(made);
+    end if;
+    for i in 1 .. cardinality(made) loop
+        continue when enqueue_workflow.depends_on is null or enqueue_workflow.depends_on[i] is null
+            or jsonb_array_length(enqueue_workflow.depends_on[i]) = 0;
+        select array_agg(distinct (v #>> '{}')::bigint) into deps
+        from jsonb_array_elements(enqueue_workflow.depends_on[i]) v;
+        policy := coalesce(enqueue_workflow.on_dependency_failure[i], 'cancel');
+        select count(*) filter (where d.state not in ('completed', 'dead', 'cancelled')),
+               count(*) filter (where d.state in ('dead', 'cancelled'))
+        into left_count, failed_count
+        from wharf.jobs d where d.id = any(deps);
+        if failed_count > 0 and policy = 'cancel' then
+            update wharf.jobs j
+            set state = 'cancelled', finished_at = now(), depends_on = deps, dependencies_left = 0,
+                on_dependency_failure = policy,
+                last_error = jsonb_build_object('reason', 'dependency_failed')
+            where j.id = made[i];
+        elsif left_count > 0 then
+            update wharf.jobs d set has_dependents = true
+            where d.id = any(deps) and d.state not in ('completed', 'dead', 'cancelled')
+              and d.has_dependents is not true;
+            insert into wharf.job_dependencies (depends_on_id, job_id)
+            select d.id, made[i] from wharf.jobs d
+            where d.id = any(deps) and d.state not in ('completed', 'dead', 'cancelled');
+            update wharf.jobs j
+            set state = 'waiting', depends_on = deps, dependencies_left = left_count, on_dependency_failure = policy
+            where j.id = made[i];
+        else
+            update wharf.jobs j set depends_on = deps, dependencies_left = 0, on_dependency_failure = policy
+            where j.id = made[i];
+        end if;
+    end loop;
+    return query
+    select t.n, t.id, j.state, bid
+    from unnest(made) with ordinality as t(id, n) join wharf.jobs j on j.id = t.id
+    order by t.n;
+end
+$$;
+
+--
+-- Name: batches; Type: TABLE; Schema: wharf; Owner: -
+--
+
+CREATE TABLE wharf.batches (
+    id bigint NOT NULL,
+    total integer NOT NULL,
+    completed integer DEFAULT 0 NOT NULL,
+    dead integer DEFAULT 0 NOT NULL,
+    cancelled integer DEFAULT 0 NOT NULL,
+    failed_ids bigint[] DEFAULT '{}'::bigint[] NOT NULL,
+    callbacks jsonb NOT NULL,
+    callback_jobs jsonb,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    finished_at timestamp with time zone,
+    CONSTRAINT batches_counts_check CHECK ((((completed + dead) + cancelled) <= total))
+);
+
+--
+-- Name: fire_batch_callbacks(wharf.batches); Type: FUNCTION; Schema: wharf; Owner: -
+--
+
+CREATE FUNCTION wharf.fire_batch_callbacks(b wharf.batches) RETURNS jsonb
+    LANGUAGE plpgsql
+    AS $$
+declare
+    made jsonb := '{}';
+    cb text;
+    t jsonb;
+    job_id bigint;
+begin
+    foreach cb in array array['onSuccess', 'onFailure', 'onFinish'] loop
+        t := b.callbacks -> cb;
+        continue when t is null or jsonb_typeof(t) <> 'object';
+        continue when cb = 'onSuccess' and b.dead + b.cancelled > 0;
+        continue when cb = 'onFailure' and b.dead + b.cancelled = 0;
+        select e.job_id into job_id
+        from wharf.enqueue_batch(
+            array[t ->> 'queue'], array[t ->> 'kind'],
+            array[jsonb_build_object(
+                'batchId', b.id::text, 'callback', cb, 'total', b.total, 'completed', b.completed,
+                'dead', b.dead, 'cancelled', b.cancelled,
+                'failedIds', (select coalesce(jsonb_agg(f::text order by f), '[]') from unnest(b.failed_ids) f),
+                'payload', coalesce(t -> 'payload', 'null'))],
+            array[coalesce((t ->> 'priority')::integer, 0)], null,
+            array[coalesce((t ->> 'maxAttempts')::integer, 20)]) e;
+        made := made || jsonb_build_object(cb, job_id::text);
+    end loop;
+    return made;
+end
+$$;
+
+--
 -- Name: idempotency_key_race(text); Type: FUNCTION; Schema: wharf; Owner: -
 --
 
@@ -511,6 +757,115 @@ CREATE FUNCTION wharf.webhook_message_id(key text) RETURNS text
 $$;
 
 --
+-- Name: workflow_job_changed(); Type: FUNCTION; Schema: wharf; Owner: -
+--
+
+CREATE FUNCTION wharf.workflow_job_changed() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+declare
+    is_final boolean := new.state in ('completed', 'dead', 'cancelled');
+    was_final boolean := old.state in ('completed', 'dead', 'cancelled');
+    b wharf.batches;
+    d record;
+    waiting_ids bigint[];
+    released_state text;
+    released_queue text;
+begin
+    if new.run_id is not null and is_final then
+        -- The run's current step finished: the run ends with it, unless `wharf.complete_step` goes on
+        -- (in the same transaction) with a next step.
+        update wharf.runs r
+        set state = case new.state when 'completed' then 'completed' when 'dead' then 'failed' else 'cancelled' end,
+            outputs = case when new.state = 'completed' then r.outputs || jsonb_build_array(new.result) else r.outputs end,
+            finished_at = now(), updated_at = now()
+        where r.id = new.run_id and r.current_job_id = new.id
+          -- A failed run's dead step that `jobs.retry` ran again and that completed takes the run up.
+          and (r.state = 'running' or (r.state = 'failed' and new.state = 'completed'));
+    end if;
+
+    if new.batch_id is not null and is_final and not was_final then
+        update wharf.batches x
+        set completed = x.completed + (new.state = 'completed')::int,
+            dead = x.dead + (new.state = 'dead')::int,
+            cancelled = x.cancelled + (new.state = 'cancelled')::int,
+            failed_ids = case when new.state = 'completed' then x.failed_ids else x.failed_ids || new.id end
+        where x.id = new.batch_id and x.finished_at is null
+        returning x.* into b;
+        -- The row lock on the batch orders its jobs' finishes: exactly one sees the last count.
+        if found and b.completed + b.dead + b.cancelled = b.total then
+            update wharf.batches x set finished_at = now(), callback_jobs = wharf.fire_batch_callbacks(b)
+            where x.id = b.id;
+        end if;
+    elsif new.batch_id is not null and was_final and not is_final then
+        -- `jobs.retry` of a dead or cancelled job of an unfinished batch: it is pending again.
+        update wharf.batches x
+        set dead = x.dead - (old.state = 'dead')::int, cancelled = x.cancelled - (old.state = 'cancelled')::int,
+            failed_ids = array_remove(x.failed_ids, new.id)
+        where x.id = new.batch_id and x.finished_at is null;
+    end if;
+
+    if new.has_dependents and is_final then
+        with gone as (
+            delete from wharf.job_dependencies g where g.depends_on_id = new.id returning g.job_id
+        )
+        select array_agg(gone.job_id) into waiting_ids from gone;
+        for d in
+            select j.id, j.on_dependency_failure, j.dependencies_left
+            from wharf.jobs j
+            where j.id = any(coalesce(waiting_ids, '{}')) and j.state = 'waiting'
+            order by j.id
+        loop
+            if new.state <> 'completed' and d.on_dependency_failure = 'cancel' then
+                update wharf.jobs j
+                set state = 'cancelled', finished_at = now(), dependencies_left = 0,
+                    last_error = jsonb_build_object('reason', 'dependency_failed', 'dependency', new.id::text,
+                                                    'dependencyState', new.state)
+                where j.id = d.id and j.state = 'waiting';
+            else
+                update wharf.jobs j
+                set dependencies_left = j.dependencies_left - 1,
+                    state = case when j.dependencies_left > 1 then 'waiting'
+                                 when j.run_at > now() then 'scheduled' else 'available' end
+                where j.id = d.id and j.state = 'waiting'
+                returning j.state, j.queue into released_state, released_queue;
+                if released_state = 'available' then
+                    perform pg_notify('wharf_wake', 'jobs:' || released_queue);
+                end if;
+            end if;
+        end loop;
+    end if;
+    return null;
+end
+$$;
+
+--
+-- Name: batches_id_seq; Type: SEQUENCE; Schema: wharf; Owner: -
+--
+
+CREATE SEQUENCE wharf.batches_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+--
+-- Name: batches_id_seq; Type: SEQUENCE OWNED BY; Schema: wharf; Owner: -
+--
+
+ALTER SEQUENCE wharf.batches_id_seq OWNED BY wharf.batches.id;
+
+--
+-- Name: job_dependencies; Type: TABLE; Schema: wharf; Owner: -
+--
+
+CREATE TABLE wharf.job_dependencies (
+    depends_on_id bigint NOT NULL,
+    job_id bigint NOT NULL
+);
+
+--
 -- Name: job_idempotency_keys; Type: TABLE; Schema: wharf; Owner: -
 --
 
@@ -646,6 +1001,25 @@ CREATE TABLE wharf.replicas (
     version text NOT NULL,
     started_at timestamp with time zone DEFAULT now() NOT NULL,
     seen_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+--
+-- Name: runs; Type: TABLE; Schema: wharf; Owner: -
+--
+
+CREATE TABLE wharf.runs (
+    id bigint NOT NULL,
+    state text NOT NULL,
+    step integer NOT NULL,
+    current_job_id bigint NOT NULL,
+    queue text NOT NULL,
+    kind text NOT NULL,
+    outputs jsonb DEFAULT '[]'::jsonb NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    finished_at timestamp with time zone,
+    CONSTRAINT runs_finished_check CHECK (((state = 'running'::text) = (finished_at IS NULL))),
+    CONSTRAINT runs_state_check CHECK ((state = ANY (ARRAY['running'::text, 'completed'::text, 'failed'::text, 'cancelled'::text])))
 );
 
 --
@@ -800,10 +1174,30 @@ ALTER TABLE wharf.webhook_endpoints ALTER COLUMN id ADD GENERATED ALWAYS AS IDEN
 );
 
 --
+-- Name: batches id; Type: DEFAULT; Schema: wharf; Owner: -
+--
+
+ALTER TABLE ONLY wharf.batches ALTER COLUMN id SET DEFAULT nextval('wharf.batches_id_seq'::regclass);
+
+--
 -- Name: jobs id; Type: DEFAULT; Schema: wharf; Owner: -
 --
 
 ALTER TABLE ONLY wharf.jobs ALTER COLUMN id SET DEFAULT nextval('wharf.jobs_id_seq'::regclass);
+
+--
+-- Name: batches batches_pkey; Type: CONSTRAINT; Schema: wharf; Owner: -
+--
+
+ALTER TABLE ONLY wharf.batches
+    ADD CONSTRAINT batches_pkey PRIMARY KEY (id);
+
+--
+-- Name: job_dependencies job_dependencies_pkey; Type: CONSTRAINT; Schema: wharf; Owner: -
+--
+
+ALTER TABLE ONLY wharf.job_dependencies
+    ADD CONSTRAINT job_dependencies_pkey PRIMARY KEY (depends_on_id, job_id);
 
 --
 -- Name: job_idempotency_keys job_idempotency_keys_pkey; Type: CONSTRAINT; Schema: wharf; Owner: -
@@ -855,6 +1249,13 @@ ALTER TABLE ONLY wharf.replicas
     ADD CONSTRAINT replicas_pkey PRIMARY KEY (id);
 
 --
+-- Name: runs runs_pkey; Type: CONSTRAINT; Schema: wharf; Owner: -
+--
+
+ALTER TABLE ONLY wharf.runs
+    ADD CONSTRAINT runs_pkey PRIMARY KEY (id);
+
+--
 -- Name: schedules schedules_pkey; Type: CONSTRAINT; Schema: wharf; Owner: -
 --
 
@@ -896,6 +1297,12 @@ ALTER TABLE ONLY wharf.webhook_endpoints
 CREATE INDEX job_idempotency_keys_created_at_idx ON wharf.job_idempotency_keys USING brin (created_at);
 
 --
+-- Name: jobs_batch_idx; Type: INDEX; Schema: wharf; Owner: -
+--
+
+CREATE INDEX jobs_batch_idx ON wharf.jobs USING btree (batch_id) WHERE (batch_id IS NOT NULL);
+
+--
 -- Name: jobs_claim_idx; Type: INDEX; Schema: wharf; Owner: -
 --
 
@@ -918,6 +1325,12 @@ CREATE INDEX jobs_lease_expiry_idx ON wharf.jobs USING btree (lease_expires_at) 
 --
 
 CREATE INDEX jobs_prune_idx ON wharf.jobs USING btree (prune_at) WHERE (prune_at IS NOT NULL);
+
+--
+-- Name: jobs_run_idx; Type: INDEX; Schema: wharf; Owner: -
+--
+
+CREATE INDEX jobs_run_idx ON wharf.jobs USING btree (run_id, run_step) WHERE (run_id IS NOT NULL);
 
 --
 -- Name: jobs_schedule_fire_idx; Type: INDEX; Schema: wharf; Owner: -
@@ -960,6 +1373,12 @@ CREATE INDEX lock_waiters_name_seq_idx ON wharf.lock_waiters USING btree (name, 
 --
 
 CREATE INDEX lock_waiters_replica_idx ON wharf.lock_waiters USING btree (replica_id);
+
+--
+-- Name: runs_state_idx; Type: INDEX; Schema: wharf; Owner: -
+--
+
+CREATE INDEX runs_state_idx ON wharf.runs USING btree (state, id);
 
 --
 -- Name: schedules_claimed_idx; Type: INDEX; Schema: wharf; Owner: -
@@ -1014,6 +1433,12 @@ CREATE UNIQUE INDEX webhook_deliveries_message_idx ON wharf.webhook_deliveries U
 --
 
 CREATE TRIGGER jobs_sync_locks AFTER DELETE OR UPDATE ON wharf.jobs FOR EACH ROW WHEN ((((old.lock_key IS NOT NULL) AND (old.state = 'running'::text)) OR (old.hold_token IS NOT NULL))) EXECUTE FUNCTION wharf.jobs_sync_locks();
+
+--
+-- Name: jobs jobs_workflow_changed; Type: TRIGGER; Schema: wharf; Owner: -
+--
+
+CREATE TRIGGER jobs_workflow_changed AFTER UPDATE OF state ON wharf.jobs FOR EACH ROW WHEN ((((new.run_id IS NOT NULL) OR (new.batch_id IS NOT NULL) OR new.has_dependents) AND (new.state IS DISTINCT FROM old.state))) EXECUTE FUNCTION wharf.workflow_job_changed();
 
 --
 -- Name: locks locks_refuse_delete; Type: TRIGGER; Schema: wharf; Owner: -

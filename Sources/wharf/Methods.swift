@@ -68,7 +68,14 @@ enum MethodCoverage {
         "events.subscribe": .command("events watch"),
         "events.unsubscribe": .callOnly(
             "ends part of a subscription on a connection that stays open; wharf events watch ends its own by exiting"),
+        "runs.get": .callOnly(runsNoCommand),
+        "runs.list": .callOnly(runsNoCommand),
+        "runs.cancel": .callOnly(runsNoCommand),
+        "batches.get": .callOnly(runsNoCommand),
     ]
+
+    static let runsNoCommand = "workflows (Protocol/workflows.md) have no command of their own yet: wharf call METHOD PARAMS"
+
 }
 
 struct Methods: ParsableCommand {

@@ -30,7 +30,7 @@ from .errors import (
 from .lock import AsyncLock, Lock, lock
 from .retry import RetryPolicy
 from .webhooks import WebhookVerificationError
-from .worker import Discard, Job, Retry, Worker
+from .worker import Discard, Job, Next, Retry, Worker
 
 __version__ = "0.2.0"
 
@@ -57,6 +57,7 @@ __all__ = [
     "Lock",
     "LockHeld",
     "MethodNotFound",
+    "Next",
     "NotFound",
     "ParseError",
     "Retry",

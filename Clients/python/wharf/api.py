@@ -43,12 +43,14 @@ def _with_keys(jobs: Sequence[Mapping[str, Any]], auto: bool) -> list:
     return out
 
 __all__ = [
+    "BatchesAPI",
     "CronAPI",
     "EventsAPI",
     "JobsAPI",
     "LocksAPI",
     "NAMESPACES",
     "QueuesAPI",
+    "RunsAPI",
     "ServerAPI",
     "SessionAPI",
     "WebhooksAPI",
@@ -135,6 +137,8 @@ class JobsAPI(_Namespace):
         tags: Optional[Sequence[str]] = None,
         meta: Optional[Mapping[str, Any]] = None,
         idempotency_key: Optional[str] = AUTO,
+        depends_on: Optional[Sequence[str]] = None,
+        on_dependency_failure: Optional[str] = None,
         **extra: Any,
     ) -> Any:
         """`jobs.enqueue` -> `{id, state, duplicate}` (and `replayed: true` for a repeated key).
@@ -152,9 +156,13 @@ class JobsAPI(_Namespace):
         `f"welcome:{user_id}"`) to make repeats by other calls or processes safe too (the server
         keeps keys 24 hours), or None to send none. Not sent with `webhook` (its `unique_key` plays
         that part).
+
+        `depends_on=[job ids]` keeps the job `waiting` until they all completed;
+        `on_dependency_failure` ("cancel" or "run") says what a dead or cancelled one does
+        (Protocol/workflows.md). Such an enqueue takes no idempotency key (none is sent).
         """
         if idempotency_key is AUTO:
-            idempotency_key = new_idempotency_key() if webhook is None else None
+            idempotency_key = new_idempotency_key() if webhook is None and depends_on is None else None
         p = params(
             webhook=camel_keys(webhook) if webhook is not None else None,
             queue=queue,
@@ -171,18 +179,35 @@ class JobsAPI(_Namespace):
             tags=tags,
             meta=meta,
             idempotency_key=idempotency_key,
+            depends_on=list(depends_on) if depends_on is not None else None,
+            on_dependency_failure=on_dependency_failure,
             keep_none=("payload",),
         )
         return self._call("jobs.enqueue", merge(p, extra))
 
-    def enqueue_batch(self, jobs: Sequence[Mapping[str, Any]], *, idempotency_keys: bool = True, **extra: Any) -> Any:
+    def enqueue_batch(
+        self,
+        jobs: Sequence[Mapping[str, Any]],
+        *,
+        idempotency_keys: bool = True,
+        batch: Optional[Mapping[str, Any]] = None,
+        **extra: Any,
+    ) -> Any:
         """`jobs.enqueueBatch` -> `{jobs: [{id, state, duplicate}]}`, all or nothing.
 
         Each job is a dict of `enqueue`'s params (snake_case or camelCase keys). A job without an
         `idempotency_key` gets a fresh one unless `idempotency_keys=False`, so that the client's
         repeats of the call are safe (see `enqueue`).
+
+        `batch={"on_success"|"on_failure"|"on_finish": {"queue", "kind", "payload"?}}` makes the jobs a
+        batch whose callbacks are enqueued once when its last job is final (-> also `batchId`); a batch,
+        or a job with `depends_on`, takes no idempotency keys (none are sent). See Protocol/workflows.md.
         """
-        return self._call("jobs.enqueueBatch", merge({"jobs": _with_keys(jobs, idempotency_keys)}, extra))
+        workflow = batch is not None or any("depends_on" in j or "dependsOn" in j for j in jobs)
+        p: Dict[str, Any] = {"jobs": _with_keys(jobs, idempotency_keys and not workflow)}
+        if batch is not None:
+            p["batch"] = camel_keys(batch, nested=("onSuccess", "onFailure", "onFinish"))
+        return self._call("jobs.enqueueBatch", merge(p, extra))
 
     def lease(
         self,
@@ -227,14 +252,24 @@ class JobsAPI(_Namespace):
         result: JSONValue = UNSET,
         *,
         schedule_patch: Optional[Mapping[str, Any]] = None,
+        next: Optional[Mapping[str, Any]] = None,  # noqa: A002 - the wire name
         **extra: Any,
     ) -> Any:
         """`jobs.complete` -> `{id, state: "completed"}`; idempotent with the same token.
 
         `schedule_patch={"name": ..., "payload": {...}}` merges `payload` into that schedule's
         template payload in the same transaction as the completion, so its next run sees it.
+        `next={"payload": ..., "kind"?, "queue"?, "delay_ms"?, ...}` completes this step of a run and
+        enqueues the next step in the same transaction (-> also `runId`, `step`, `nextJobId`).
         """
-        p = params(id=id, lease_token=lease_token, result=result, schedule_patch=schedule_patch, keep_none=("result",))
+        p = params(
+            id=id,
+            lease_token=lease_token,
+            result=result,
+            schedule_patch=schedule_patch,
+            next=camel_keys(next) if next is not None else None,
+            keep_none=("result",),
+        )
         return self._call("jobs.complete", merge(p, extra))
 
     def fail(
@@ -674,6 +709,38 @@ class EventsAPI(_Namespace):
         return self._call("events.unsubscribe", merge(params(events=list(events) if events else None), extra))
 
 
+class RunsAPI(_Namespace):
+    """`runs.*`: multi-step runs (Protocol/workflows.md)."""
+
+    __slots__ = ()
+    family = "runs"
+
+    def get(self, id: str, **extra: Any) -> Any:  # noqa: A002 - the wire name
+        """`runs.get` -> the run with its `outputs` and `steps`."""
+        return self._call("runs.get", merge(params(id=id), extra))
+
+    def list(
+        self, *, state: Optional[str] = None, limit: Optional[int] = None, cursor: Optional[str] = None, **extra: Any
+    ) -> Any:
+        """`runs.list` -> `{runs, nextCursor}`, newest first."""
+        return self._call("runs.list", merge(params(state=state, limit=limit, cursor=cursor), extra))
+
+    def cancel(self, id: str, **extra: Any) -> Any:  # noqa: A002 - the wire name
+        """`runs.cancel` -> `{id, state, cancelled, cancelledJobId}`."""
+        return self._call("runs.cancel", merge(params(id=id), extra))
+
+
+class BatchesAPI(_Namespace):
+    """`batches.*`: the progress of a `jobs.enqueueBatch {batch}`."""
+
+    __slots__ = ()
+    family = "batches"
+
+    def get(self, id: str, **extra: Any) -> Any:  # noqa: A002 - the wire name
+        """`batches.get` -> `{id, state, total, completed, dead, cancelled, pending, failedIds, ...}`."""
+        return self._call("batches.get", merge(params(id=id), extra))
+
+
 class RpcAPI(_Namespace):
     """`rpc.*`: the OpenRPC convention's self-description."""
 
@@ -687,7 +754,9 @@ class RpcAPI(_Namespace):
 
 NAMESPACES = {
     cls.family: cls
-    for cls in (ServerAPI, SessionAPI, JobsAPI, QueuesAPI, LocksAPI, CronAPI, WebhooksAPI, EventsAPI, RpcAPI)
+    for cls in (
+        ServerAPI, SessionAPI, JobsAPI, QueuesAPI, LocksAPI, CronAPI, WebhooksAPI, EventsAPI, RpcAPI, RunsAPI, BatchesAPI
+    )
 }
 """Family name -> namespace class; a client has one attribute per family."""
 
@@ -704,6 +773,8 @@ class Namespaces:
     webhooks: WebhooksAPI
     events: EventsAPI
     rpc: RpcAPI
+    runs: RunsAPI
+    batches: BatchesAPI
 
     def _install_namespaces(self, call: Caller) -> None:
         for family, cls in NAMESPACES.items():

@@ -7,10 +7,12 @@ extension JobsService {
 
         methods.register("jobs.enqueue") { [unowned self] call in
             if call.params.has("webhook") { return try enqueueWebhook(call) }
+            if RunsService.isWorkflowJob(call.params) { return try workflows!.enqueue(call) }
             self.enqueue(try JobSpec.parse(call.params)) { result in call.finish(result.map(JobReplies.enqueued)) }
         }
 
         methods.register("jobs.enqueueBatch") { [unowned self] call in
+            if RunsService.isWorkflowBatch(call.params) { return try workflows!.enqueueBatch(call) }
             try call.params.onlyKnown(["jobs"])
             guard case .array(let items)? = call.params["jobs"] else {
                 throw RPCError.invalidParams(field: "jobs", "must be an array of job objects")
@@ -64,6 +66,7 @@ extension JobsService {
         }
 
         methods.register("jobs.complete") { [unowned self] call in
+            if call.params.object["next"] != nil { return try workflows!.completeStep(call) }
             let p = call.params
             try p.onlyKnown(["id", "leaseToken", "result", "schedulePatch"])
             let id = try Self.jobID(p)
@@ -222,7 +225,7 @@ extension JobsService {
         }
     }
 
-    static let jobStates = ["scheduled", "available", "running", "retryable", "completed", "dead", "cancelled"]
+    static let jobStates = ["scheduled", "available", "running", "retryable", "completed", "dead", "cancelled", "waiting"]
 
     static func jobID(_ p: Params) throws(RPCError) -> Int64 {
         let text = try p.string("id")

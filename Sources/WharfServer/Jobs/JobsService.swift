@@ -10,6 +10,8 @@ final class JobsService {
     let context: ServiceContext
     /// Where `jobs.enqueue {webhook}` sends.
     let webhooks: WebhooksService
+    /// Runs, batches and dependencies (`Runs/RunsService`, which sets itself here).
+    weak var workflows: RunsService?
     var store: Store { context.store }
     var retryDefaults: RetryPolicy { context.config.retry }
     /// How long finished jobs are kept when their queue sets no retention.

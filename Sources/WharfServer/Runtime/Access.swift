@@ -35,6 +35,8 @@ enum Access {
         "webhooks.deliveries": readers,
         "events.subscribe": readers, "events.unsubscribe": readers,
         "rpc.discover": readers,
+        // Runs and batches are made by jobs.enqueue* and jobs.complete; producers cancel runs.
+        "runs.get": readers, "runs.list": readers, "runs.cancel": producers, "batches.get": readers,
     ]
 
     /// Whether `role` may see what receivers answered (response bodies can carry anything a receiver

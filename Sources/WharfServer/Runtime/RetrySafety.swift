@@ -24,6 +24,7 @@ enum RetrySafety {
         "webhooks.health", "webhooks.deliveries",
         "events.subscribe", "events.unsubscribe",
         "rpc.discover",
+        "runs.get", "runs.list", "runs.cancel", "batches.get",
     ]
 
     /// Methods that are safe to repeat only with a key the caller chose (see `isSafeToRepeat`).

@@ -13,6 +13,7 @@ extension Server {
         cron.register(in: methods)
         webhooks.register(in: methods)
         events.register(in: methods)
+        runs.register(in: methods)
         OpenRPCDocument.register(in: methods)
     }
 

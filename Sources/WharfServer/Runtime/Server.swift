@@ -52,6 +52,7 @@ public final class Server: RuntimeHooks, @unchecked Sendable {  // loop-thread c
     private(set) lazy var locks = LocksService(context)
     private(set) lazy var webhooks = WebhooksService(context)
     private(set) lazy var cron = CronService(context, jobs: jobs, webhooks: webhooks)
+    private(set) lazy var runs = RunsService(context, jobs: jobs)
     private(set) lazy var events = EventsService(context, webhooks: webhooks) { [unowned self] in self.connections.values }
     private(set) lazy var jobWaits = JobWaits(context, events: events)
     private var flusher: Check?

@@ -307,7 +307,7 @@ enum JobSQL {
         update wharf.jobs j
         set state = 'cancelled', finished_at = now(), lease_expires_at = null,
             prune_at = \(pruneAt("completed", "$2"))
-        where j.id = $1 and j.state in \(hotStates)
+        where j.id = $1 and (j.state in \(hotStates) or j.state = 'waiting')
         returning state, queue
         """
 

@@ -34,6 +34,7 @@ public enum Migrator {
             ("v0014_schedule_lock_release", PackageResources.v0014_schedule_lock_release_sql),
             ("v0015_enqueue_function", PackageResources.v0015_enqueue_function_sql),
             ("v0016_one_delivery_insert", PackageResources.v0016_one_delivery_insert_sql),
+            ("v0020_workflows", PackageResources.v0020_workflows_sql),
             ("v0021_replicas", PackageResources.v0021_replicas_sql),
         ]
         return files.map { name, bytes in

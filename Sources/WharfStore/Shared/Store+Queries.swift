@@ -69,5 +69,11 @@ extension Store {
         StoreQuery(name: "webhooks.deferDelivery", sql: WebhookSQL.deferDelivery),
         StoreQuery(name: "webhooks.send", sql: WebhookSQL.send),
         StoreQuery(name: "webhooks.prune", sql: WebhookSQL.prune),
+        StoreQuery(name: "runs.completeSteps", sql: RunSQL.completeSteps),
+        StoreQuery(name: "runs.enqueueWorkflow", sql: RunSQL.enqueueWorkflow),
+        StoreQuery(name: "runs.cancel", sql: RunSQL.cancel),
+        StoreQuery(name: "runs.get", sql: RunSQL.get),
+        StoreQuery(name: "runs.list", sql: RunSQL.list),
+        StoreQuery(name: "batches.get", sql: RunSQL.getBatch),
     ]
 }

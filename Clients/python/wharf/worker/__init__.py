@@ -6,6 +6,10 @@
     def welcome(payload):
         return {"sent": True}          # stored as the job's result
 
+    @worker.task("fetch")
+    def fetch(payload):
+        return wharf.Next({"rows": 3}, kind="store")   # completes this step, enqueues the next
+
     worker.run()                       # or: python -m wharf.worker myapp.jobs:worker
 
 Plain functions run on a pool of `concurrency` threads. `async def` handlers run on one asyncio
@@ -60,6 +64,50 @@ class Discard(Exception):
     def __init__(self, reason: str = "discarded") -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class Next:
+    """Return from a handler to complete this step of a run and enqueue the next one, in one transaction
+    (`jobs.complete {next}`, Protocol/workflows.md): the next step's job gets `payload` (by default also
+    stored as this step's output; pass `result` to store something else), on this job's queue and kind
+    unless `queue`/`kind` say otherwise, after `delay` seconds."""
+
+    def __init__(
+        self,
+        payload: Any = None,
+        *,
+        kind: Optional[str] = None,
+        queue: Optional[str] = None,
+        delay: Union[float, datetime.timedelta, None] = None,
+        result: Any = UNSET,
+        priority: Optional[int] = None,
+        max_attempts: Optional[int] = None,
+    ) -> None:
+        self.payload = payload
+        self.kind = kind
+        self.queue = queue
+        self.delay = delay.total_seconds() if isinstance(delay, datetime.timedelta) else delay
+        self.result = payload if result is UNSET else result
+        self.priority = priority
+        self.max_attempts = max_attempts
+
+    def params(self) -> Dict[str, Any]:
+        """The `result` and `next` params of `jobs.complete`."""
+        nxt: Dict[str, Any] = {"payload": self.payload}
+        if self.kind is not None:
+            nxt["kind"] = self.kind
+        if self.queue is not None:
+            nxt["queue"] = self.queue
+        if self.delay is not None:
+            nxt["delayMs"] = int(self.delay * 1000)
+        if self.priority is not None:
+            nxt["priority"] = self.priority
+        if self.max_attempts is not None:
+            nxt["maxAttempts"] = self.max_attempts
+        return {"result": self.result, "next": nxt}
+
+    def __repr__(self) -> str:
+        return f"Next(kind={self.kind!r}, queue={self.queue!r})"
 
 
 class Job:
@@ -565,7 +613,11 @@ class _Session:
                 if inspect.isawaitable(result):
                     result = await result
             # Encoded here, once: an unserializable result is a failed attempt.
-            result_text = "null" if result is None else dumps_text(result)
+            if isinstance(result, Next):
+                next_params = result.params()
+                dumps_text(next_params)
+            else:
+                result_text = "null" if result is None else dumps_text(result)
         except asyncio.CancelledError:
             if job._cancelling:
                 self.finished(job)  # cancelled by the worker: the outcome is not reported
@@ -580,7 +632,10 @@ class _Session:
         except Exception as e:  # noqa: BLE001 - a failed attempt
             self.finished(job, "jobs.fail", _failure(e))
         else:
-            self.finished(job, "jobs.complete", result_text)
+            if isinstance(result, Next):
+                self.finished(job, "jobs.complete", next_params)
+            else:
+                self.finished(job, "jobs.complete", result_text)
 
     def finished(self, job: Job, method: Optional[str] = None, params: Union[str, Dict[str, Any], None] = None) -> None:
         if self.running.pop(job.id, None) is None:

@@ -1,0 +1,67 @@
+/// The statements of runs, batches and dependencies (Protocol/workflows.md). The work is done by the
+/// SQL functions of migration v0020 (`wharf.complete_step`, `wharf.enqueue_workflow`, `wharf.cancel_run`,
+/// and the trigger that ends runs, counts batches and releases waiting jobs), so that each call is one
+/// statement and one transaction.
+enum RunSQL {
+    /// Step completions of one loop turn in one statement (one transaction): per item, `$1` job id,
+    /// `$2` lease token, `$3` result, then the next step's `$5` queue, `$6` kind, `$7` payload, `$8` runAt
+    /// (epoch ms), `$9` priority, `$10` maxAttempts, `$11` retry, `$12` timeoutMs (null: the completed
+    /// step's); `$4` is the server's retention of completed jobs. A row per item, in item order (the
+    /// outcome is null for a job that does not exist).
+    static let completeSteps = """
+        select t.ord, s.outcome, s.job_state, s.token_matches, s.run_id, s.step, s.next_job_id
+        from unnest($1::bigint[], $2::text[], $3::jsonb[], $5::text[], $6::text[], $7::jsonb[], $8::bigint[],
+                    $9::int[], $10::int[], $11::jsonb[], $12::bigint[])
+            with ordinality as t(id, token, result, queue, kind, payload, run_at_ms, priority, max_attempts, retry,
+                                 timeout_ms, ord)
+        left join lateral wharf.complete_step(t.id, t.token, t.result, $4::bigint, t.queue, t.kind, t.payload,
+                                              \(SQLTime.at("t.run_at_ms")), t.priority, t.max_attempts, t.retry,
+                                              t.timeout_ms) s on true
+        order by t.ord
+        """
+
+    /// `JobSQL.enqueueArrays`' queue..meta arrays (without uniqueKey, idempotencyKey and schedule),
+    /// then `$12` dependsOn (a JSON array per job), `$13` onDependencyFailure, `$14` batch callbacks.
+    static let enqueueWorkflow = """
+        select w.ord, w.job_id, w.job_state, w.batch_id
+        from wharf.enqueue_workflow(
+            $1::text[], $2::text[], $3::jsonb[], $4::int[],
+            array(select \(SQLTime.at("u.ms")) from unnest($5::bigint[]) with ordinality u(ms, n) order by u.n),
+            $6::int[], $7::jsonb[], $8::bigint[], $9::text[], $10::jsonb[], $11::jsonb[],
+            $12::jsonb[], $13::text[], $14::jsonb) w
+        """
+
+    static let cancel = "select c.previous_state, c.cancelled_job_id from wharf.cancel_run($1::bigint, $2::bigint) c"
+
+    static let runColumns = """
+        r.id, r.state, r.step, r.current_job_id, r.queue, r.kind, \(SQLTime.ms("r.created_at")),
+        \(SQLTime.ms("r.updated_at")), \(SQLTime.ms("r.finished_at"))
+        """
+
+    /// A run, its outputs, and each of its steps' jobs that retention has not pruned.
+    static let get = """
+        select \(runColumns), r.outputs::text,
+            (select coalesce(json_agg(json_build_object(
+                        'step', j.run_step, 'jobId', j.id::text, 'state', j.state, 'queue', j.queue, 'kind', j.kind,
+                        'attempt', j.attempt, 'maxAttempts', j.max_attempts, 'payload', j.payload,
+                        'result', j.result, 'lastError', j.last_error, 'attempts', j.attempts)
+                    order by j.run_step), '[]')
+             from wharf.jobs j where j.run_id = r.id)::text
+        from wharf.runs r where r.id = $1
+        """
+
+    /// A page of runs, newest first: `$1` state (null: any), `$2` keyset cursor (an id), `$3` limit.
+    static let list = """
+        select \(runColumns) from wharf.runs r
+        where ($1::text is null or r.state = $1) and ($2::bigint is null or r.id < $2)
+        order by r.id desc
+        limit $3
+        """
+
+    static let getBatch = """
+        select b.id, b.total, b.completed, b.dead, b.cancelled,
+               (select coalesce(json_agg(f::text order by f), '[]') from unnest(b.failed_ids) f)::text,
+               b.callbacks::text, b.callback_jobs::text, \(SQLTime.ms("b.created_at")), \(SQLTime.ms("b.finished_at"))
+        from wharf.batches b where b.id = $1
+        """
+}

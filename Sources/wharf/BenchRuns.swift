@@ -1,0 +1,217 @@
+import ArgumentParser
+import Foundation
+import WharfRPC
+import WharfTLS
+import WharfUV
+
+/// `wharf bench runs`: multi-step runs (each step completed with `jobs.complete {next}`, which enqueues
+/// the next step in the same transaction) against the same number of plain jobs, with the same workers
+/// and lease batches, and what each step and each plain job cost.
+struct BenchRuns: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "runs", abstract: "Run steps per second (jobs.complete {next}) next to plain jobs per second.")
+
+    @Option(help: "Server address, HOST:PORT (default: $WHARF_SERVER or 127.0.0.1:7411).") var server = defaultServer
+    @Option(help: "Runs started at once.") var runs = 2_000
+    @Option(help: "Steps per run.") var steps = 5
+    @Option(help: "Worker connections.") var workers = 4
+    @Option(help: "Jobs per lease.") var batch = 100
+    @Option(help: "Token to present.") var token: String?
+    @Option(help: "The server's PostgreSQL (connection string), to add the database's costs per step and job.")
+    var database: String?
+    @OptionGroup(title: "TLS") var tls: ClientTLSOptions
+
+    func run() throws {
+        let (host, port) = try parseHostPort(server)
+        let db = try database.map { try BenchDatabase($0) }
+        let box = UncheckedBox(
+            RunsBenchRun(
+                host: host, port: port, runs: max(1, runs), steps: max(1, steps), workers: max(1, workers),
+                batch: max(1, batch), token: token, database: db))
+        box.value.tls = try tls.context()
+        runOnLoopThread { box.value.run() }
+        let r = box.value
+        if let error = r.error { throw ValidationError(error) }
+        let total = runs * steps
+        print(String(format: "runs:    %d runs x %d steps, %d workers x lease batch %d: %.0f steps/s (%.0f runs/s)",
+                     runs, steps, workers, batch, r.stepsPerSec, r.stepsPerSec / Double(steps)))
+        print(String(format: "plain:   %d jobs, same workers: %.0f jobs/s", total, r.plainPerSec))
+        print(String(format: "ratio:   a step takes %.2fx the time of a plain job", r.plainPerSec / r.stepsPerSec))
+        print("check:   runs completed \(r.runsCompleted) of \(runs), steps completed twice \(r.duplicated)")
+        for c in r.costs { print("cost:    \(c.phase.padding(toLength: 8, withPad: " ", startingAt: 0))\(c.line)") }
+        if r.runsCompleted != runs || r.duplicated != 0 { throw ExitCode(1) }
+    }
+}
+
+/// One run of the runs benchmark on its own loop. Loop-thread only while running.
+final class RunsBenchRun {
+    let host: String
+    let port: Int
+    let runs: Int
+    let steps: Int
+    let workerCount: Int
+    let batch: Int
+    let token: String?
+    var tls: TLSContext?
+    let database: BenchDatabase?
+    let runID = String(UInt32.random(in: 0...UInt32.max), radix: 36)
+
+    var stepsPerSec = 0.0
+    var plainPerSec = 0.0
+    var runsCompleted = 0
+    var duplicated = 0
+    var costs: [(phase: String, line: String, json: JSON)] = []
+    var error: String?
+
+    private var loop: EventLoop!
+    private var workers: [LoopRPCClient] = []
+    private var control: LoopRPCClient!
+    private var mark = CostSnapshot()
+    private var completedIDs = Set<String>()
+
+    init(host: String, port: Int, runs: Int, steps: Int, workers: Int, batch: Int, token: String?, database: BenchDatabase?) {
+        self.host = host
+        self.port = port
+        self.runs = runs
+        self.steps = steps
+        workerCount = workers
+        self.batch = batch
+        self.token = token
+        self.database = database
+    }
+
+    static func nowNs() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+
+    func run() {
+        do {
+            try LoopRPCClient.runConnected(
+                count: workerCount + 1, host: host, port: port, token: token, tls: tls,
+                ready: { [unowned self] loop, all in
+                    self.loop = loop
+                    self.workers = Array(all[0..<self.workerCount])
+                    self.control = all.last!
+                    self.enqueue(self.runs, into: "bench-\(self.runID)-runs", step: 0) {
+                        self.snapshot { s in
+                            self.mark = s
+                            self.phaseRuns()
+                        }
+                    }
+                },
+                failed: { [unowned self] message in self.error = message })
+        } catch {
+            self.error = "\(error)"
+        }
+    }
+
+    private func abort(_ message: String) {
+        if error == nil { error = message }
+        loop.stop()
+    }
+
+    private func check<T>(_ r: Result<T, RPCError>) -> T? {
+        switch r {
+        case .success(let v): return v
+        case .failure(let e):
+            abort("server error: \(e)")
+            return nil
+        }
+    }
+
+    /// Enqueues `count` jobs (payload `{step}`) in batches of 1,000 from the control connection.
+    private func enqueue(_ count: Int, into q: String, step: Int?, done: @escaping () -> Void) {
+        var remaining = count
+        func sendNext() {
+            guard remaining > 0 else { return done() }
+            let n = min(1_000, remaining)
+            remaining -= n
+            let payload: JSON = step.map { ["step": .from($0)] } ?? .null
+            let items = (0..<n).map { _ -> JSON in ["queue": .string(q), "kind": "noop", "payload": payload] }
+            control.call("jobs.enqueueBatch", ["jobs": .array(items)]) { [unowned self] r in
+                guard self.check(r) != nil else { return }
+                sendNext()
+            }
+        }
+        sendNext()
+    }
+
+    /// Workers lease from `q` and finish `expected` jobs: a job whose payload has a `step` below the
+    /// last is completed with `next` (the following step), any other plainly.
+    private func work(queue q: String, expected: Int, done: @escaping (Double) -> Void) {
+        var finished = 0
+        var over = false
+        let start = Self.nowNs()
+        func leaseLoop(_ w: LoopRPCClient) {
+            guard !over else { return }
+            w.call(
+                "jobs.lease",
+                ["queues": [.string(q)], "max": .from(batch), "leaseMs": 60_000, "waitMs": 100, "worker": "bench"]
+            ) { [unowned self] r in
+                guard let v = self.check(r), !over else { return }
+                w.corked {
+                    for j in v["jobs"]?.arrayValue ?? [] {
+                        let id = j["id"]?.stringValue ?? ""
+                        var params: JSONObject = ["id": .string(id), "leaseToken": j["leaseToken"] ?? .null]
+                        let step = j["payload"]?["step"]?.intValue
+                        if let step, step + 1 < self.steps {
+                            params["result"] = ["step": .from(step)]
+                            params["next"] = ["payload": ["step": .from(step + 1)]]
+                        }
+                        w.call("jobs.complete", .object(params)) { [unowned self] r in
+                            guard self.check(r) != nil else { return }
+                            if !self.completedIDs.insert(id).inserted { self.duplicated += 1 }
+                            if let step, step + 1 == self.steps { self.runsCompleted += 1 }
+                            finished += 1
+                            if finished == expected && !over {
+                                over = true
+                                done(Double(Self.nowNs() - start) / 1e9)
+                            }
+                        }
+                    }
+                    leaseLoop(w)
+                }
+            }
+        }
+        for w in workers { leaseLoop(w) }
+    }
+
+    private func phaseRuns() {
+        work(queue: "bench-\(runID)-runs", expected: runs * steps) { [unowned self] seconds in
+            self.stepsPerSec = Double(self.runs * self.steps) / seconds
+            self.closePhase("steps", jobs: self.runs * self.steps) {
+                self.enqueue(self.runs * self.steps, into: "bench-\(self.runID)-plain", step: nil) {
+                    self.snapshot { s in
+                        self.mark = s
+                        self.phasePlain()
+                    }
+                }
+            }
+        }
+    }
+
+    private func phasePlain() {
+        work(queue: "bench-\(runID)-plain", expected: runs * steps) { [unowned self] seconds in
+            self.plainPerSec = Double(self.runs * self.steps) / seconds
+            self.closePhase("plain", jobs: self.runs * self.steps) { self.loop.stop() }
+        }
+    }
+
+    private func snapshot(_ then: @escaping (CostSnapshot) -> Void) {
+        CostSnapshot.take(control: control, clients: workers, database: database) { [unowned self] r in
+            guard let s = self.check(r) else { return }
+            then(s)
+        }
+    }
+
+    private func closePhase(_ phase: String, jobs: Int, then next: @escaping () -> Void) {
+        let t = try! LoopTimer(loop: loop)
+        t.start(timeoutMs: database == nil ? 1_200 : CostSnapshot.databaseSettleMs) { [unowned self] in
+            t.close()
+            self.snapshot { s in
+                let c = self.mark.perJob(until: s, jobs: jobs)
+                self.costs.append((phase, c.line, c.json))
+                self.mark = s
+                next()
+            }
+        }
+    }
+}
