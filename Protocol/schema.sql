@@ -1000,7 +1000,10 @@ CREATE TABLE wharf.replicas (
     hostname text NOT NULL,
     version text NOT NULL,
     started_at timestamp with time zone DEFAULT now() NOT NULL,
-    seen_at timestamp with time zone DEFAULT now() NOT NULL
+    seen_at timestamp with time zone DEFAULT now() NOT NULL,
+    listen text,
+    http_listen text,
+    draining boolean DEFAULT false NOT NULL
 );
 
 --
