@@ -143,3 +143,30 @@ def test_bad_calls_are_refused(pair):
                 c.call("jobs.wait", bad)
         # The connection still serves.
         assert c.call("server.ping")
+
+
+def test_a_step_completion_wakes_a_waiting_call(pair):
+    """A run's step completed with `next` raises job.completed like any completion: a wait on the step
+    is answered at once, not by the once-a-second re-read."""
+    a, b = pair
+    with a.client() as c:
+        first = c.jobs.enqueue("wait-step", "k", {"n": 1})
+        done_at = []
+
+        def run():
+            with b.client() as w:
+                job = lease_one(w, "wait-step")
+                time.sleep(0.5)
+                r = w.call("jobs.complete", {"id": job["id"], "leaseToken": job["leaseToken"], "result": {"n": 2},
+                                             "next": {"payload": {"n": 2}}})
+                done_at.append((time.monotonic(), r))
+
+        t = threading.Thread(target=run)
+        t.start()
+        reply = c.jobs.wait([first["id"]], timeout_ms=10_000)
+        answered = time.monotonic()
+        t.join()
+        assert reply["done"] is True and reply["jobs"][0]["result"] == {"n": 2}
+        lag = answered - done_at[0][0]
+        assert lag < 0.25, f"answered {lag * 1000:.0f} ms after the step's completion"
+        assert done_at[0][1]["nextJobId"]

@@ -30,6 +30,11 @@ extension ServiceContext {
         }
     }
 
+    /// `job.completed` for a step of a run that completed (its next step enqueued).
+    func raiseStepCompleted(_ id: Int64, queue: String) {
+        raise(.jobCompleted, subject: queue, Self.job(id, queue))
+    }
+
     func raiseCancelled(_ id: Int64, _ outcome: CancelOutcome) {
         guard case .cancelled(let queue) = outcome else { return }
         raise(.jobCancelled, subject: queue, Self.job(id, queue))

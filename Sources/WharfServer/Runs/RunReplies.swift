@@ -8,7 +8,7 @@ enum RunReplies {
         switch outcome {
         case .refused(let refusal):
             return .failure(JobReplies.error(refusal, id: id))
-        case .continued(let run, let step, let next):
+        case .continued(let run, let step, let next, _):
             return .success([
                 "id": .string(String(id)), "state": "completed", "runId": .string(String(run)), "step": .int(step),
                 "nextJobId": .string(String(next)),

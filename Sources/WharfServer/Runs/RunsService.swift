@@ -52,7 +52,10 @@ final class RunsService {
         let next = try Self.parseNext(Params(object: n))
         stepBatcher.add((id, token, p["result"], next)) { [unowned self] r in
             jobs.untrack(id, session: call.session)
-            if case .success(.continued) = r, let q = next.queue { jobs.wake(queue: q) }
+            if case .success(.continued(_, _, _, let queue)) = r {
+                if let q = next.queue { jobs.wake(queue: q) }
+                context.raiseStepCompleted(id, queue: queue)
+            }
             call.finish(r.flatMap { RunReplies.stepCompleted(id, $0) })
         }
     }

@@ -9,7 +9,8 @@ enum RunSQL {
     /// step's); `$4` is the server's retention of completed jobs. A row per item, in item order (the
     /// outcome is null for a job that does not exist).
     static let completeSteps = """
-        select t.ord, s.outcome, s.job_state, s.token_matches, s.run_id, s.step, s.next_job_id
+        select t.ord, s.outcome, s.job_state, s.token_matches, s.run_id, s.step, s.next_job_id, cj.queue,
+               \(SQLTime.durationMs("now() - cj.leased_at"))
         from unnest($1::bigint[], $2::text[], $3::jsonb[], $5::text[], $6::text[], $7::jsonb[], $8::bigint[],
                     $9::int[], $10::int[], $11::jsonb[], $12::bigint[])
             with ordinality as t(id, token, result, queue, kind, payload, run_at_ms, priority, max_attempts, retry,
@@ -17,6 +18,8 @@ enum RunSQL {
         left join lateral wharf.complete_step(t.id, t.token, t.result, $4::bigint, t.queue, t.kind, t.payload,
                                               \(SQLTime.at("t.run_at_ms")), t.priority, t.max_attempts, t.retry,
                                               t.timeout_ms) s on true
+        -- The step's queue and lease time (neither changes when it completes), for its event and metrics.
+        left join wharf.jobs cj on cj.id = t.id
         order by t.ord
         """
 

@@ -18,7 +18,7 @@ public struct NextStep: Sendable {
 /// The outcome of a step's completion.
 public enum StepOutcome: Sendable, Equatable {
     /// Step `step` of run `runID` completed and `nextJobID` is the next step's job.
-    case continued(runID: Int64, step: Int64, nextJobID: Int64)
+    case continued(runID: Int64, step: Int64, nextJobID: Int64, queue: String = "")
     case refused(LeaseRefusal)
 }
 
@@ -96,11 +96,15 @@ extension Store {
         ]
         // Generic plans: PostgreSQL otherwise plans `wharf.enqueue_batch`'s query again at every step
         // (its custom plan looks cheaper for a one-row array), which cost several times the step itself.
-        rows(RunSQL.completeSteps, params, plan: .generic, completion) { r in
-            (0..<r.rowCount).map { row -> StepOutcome in
+        rows(RunSQL.completeSteps, params, plan: .generic, completion) { [self] r in
+            var finished: [(queue: String, state: String, runMs: Int64)] = []
+            defer { if !finished.isEmpty { jobsObserver?.jobsFinished(finished) } }
+            return (0..<r.rowCount).map { row -> StepOutcome in
                 guard let outcome = r.string(row, 1) else { return .refused(.notFound) }
                 if outcome == "done", let run = r.int(row, 4), let step = r.int(row, 5), let next = r.int(row, 6) {
-                    return .continued(runID: run, step: step, nextJobID: next)
+                    let queue = r.string(row, 7) ?? ""
+                    finished.append((queue, "completed", r.int(row, 8) ?? 0))
+                    return .continued(runID: run, step: step, nextJobID: next, queue: queue)
                 }
                 return .refused(Self.leaseRefusal(state: r.string(row, 2), tokenMatches: r.bool(row, 3) ?? false))
             }
