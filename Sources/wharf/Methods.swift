@@ -68,13 +68,12 @@ enum MethodCoverage {
         "events.subscribe": .command("events watch"),
         "events.unsubscribe": .callOnly(
             "ends part of a subscription on a connection that stays open; wharf events watch ends its own by exiting"),
-        "runs.get": .callOnly(runsNoCommand),
-        "runs.list": .callOnly(runsNoCommand),
-        "runs.cancel": .callOnly(runsNoCommand),
-        "batches.get": .callOnly(runsNoCommand),
+        "runs.get": .command("runs get"),
+        "runs.list": .command("runs list"),
+        "runs.cancel": .command("runs cancel"),
+        "batches.get": .command("batches get"),
     ]
 
-    static let runsNoCommand = "workflows (Protocol/workflows.md) have no command of their own yet: wharf call METHOD PARAMS"
 
 }
 

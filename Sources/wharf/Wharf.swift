@@ -7,6 +7,6 @@ struct Wharf: ParsableCommand {
         abstract: "A coordinator for background work: jobs, cron schedules, locks and webhooks over JSON-RPC.",
         subcommands: [
             Serve.self, Call.self, Enqueue.self, Jobs.self, Queues.self, Cron.self, Lock.self, Webhooks.self,
-            Events.self, ServerCommands.self, Methods.self, Bench.self, Top.self,
+            Events.self, Runs.self, Batches.self, ServerCommands.self, Methods.self, Bench.self, Top.self,
         ])
 }
