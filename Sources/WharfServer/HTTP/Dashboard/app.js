@@ -435,7 +435,7 @@ function sparkline(lastHour) {
   return el;
 }
 
-const JOB_STATES = ["", "scheduled", "available", "running", "retryable", "completed", "dead", "cancelled"];
+const JOB_STATES = ["", "waiting", "scheduled", "available", "running", "retryable", "completed", "dead", "cancelled"];
 async function jobsView({ params }) {
   const filter = {
     queue: params.queue || "", state: params.state || "", kind: params.kind || "", tag: params.tag || "",
@@ -490,7 +490,7 @@ async function jobsView({ params }) {
   const jobs = page.jobs;
   const bulk = [];
   const retryable = jobs.filter((j) => ["dead", "cancelled"].includes(j.state));
-  const cancellable = jobs.filter((j) => ["scheduled", "available", "retryable"].includes(j.state));
+  const cancellable = jobs.filter((j) => ["waiting", "scheduled", "available", "retryable"].includes(j.state));
   if (retryable.length && can("jobs.retry")) bulk.push(bulkButton("jobs.retry", `Retry these ${retryable.length}`, retryable));
   if (cancellable.length && can("jobs.cancel")) bulk.push(bulkButton("jobs.cancel", `Cancel these ${cancellable.length}`, cancellable));
   return [
@@ -541,7 +541,7 @@ async function jobView({ id }) {
   if (["dead", "cancelled", "retryable", "scheduled"].includes(j.state))
     actions.push(action("jobs.retry", j.state === "scheduled" || j.state === "retryable" ? "Run now" : "Retry", { id: j.id },
       { confirm: `Make job ${j.id} available to run now?` }));
-  if (["scheduled", "available", "retryable"].includes(j.state))
+  if (["waiting", "scheduled", "available", "retryable"].includes(j.state))
     actions.push(action("jobs.cancel", "Cancel", { id: j.id }, { confirm: `Cancel job ${j.id}?`, danger: true }));
   return [
     h("h1", {}, `Job ${j.id} `, stateBadge(j.state)),
