@@ -4,7 +4,7 @@
 # built `wharf` binary. Exits non-zero when anything fails.
 #
 # Environment: WHARF_SCRATCH_PATH (SwiftPM build directory, default .build), WHARF_FUZZ_SECONDS (per
-# fuzz target, default 20).
+# fuzz target, default 10).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -93,7 +93,7 @@ section "fuzz ($(elapsed))"
 # Each libFuzzer target for a short while on its seed corpus (scripts/fuzz.sh builds them in .build-fuzz).
 fuzz_status=0
 fuzz_started=$SECONDS
-timeout --kill-after=30 900 bash scripts/fuzz.sh all "${WHARF_FUZZ_SECONDS:-20}" || fuzz_status=$?
+timeout --kill-after=30 900 bash scripts/fuzz.sh all "${WHARF_FUZZ_SECONDS:-10}" || fuzz_status=$?
 echo "fuzz build and runs: $((SECONDS - fuzz_started)) s"
 
 section "summary ($(elapsed))"

@@ -250,6 +250,8 @@ final class HTTPConnection {
         while slotsHead < slots.count, let bytes = slots[slotsHead].bytes {
             output.append(contentsOf: bytes)
             heldReplyBytes -= bytes.count
+            // Written slots stay in the array until it is compacted; their bytes need not.
+            slots[slotsHead].bytes = nil
             let closes = slots[slotsHead].closes
             let opensStream = slots[slotsHead].opensStream
             slotsHead += 1

@@ -23,17 +23,27 @@ extension Server {
 
     func writeReplicaRow() {
         guard schemaReady else { return }
+        replicaWritesInFlight += 1
         store.replicaSeen(replicaSelf, draining: draining) { [weak self] r in
+            guard let self else { return }
             if case .failure(let e) = r {
-                self?.logger.debug("recording this replica failed", metadata: ["error": "\(e)"])
+                self.logger.debug("recording this replica failed", metadata: ["error": "\(e)"])
+            }
+            self.replicaWritesInFlight -= 1
+            if self.replicaWritesInFlight == 0 {
+                let waiting = self.afterReplicaWrites
+                self.afterReplicaWrites = []
+                for w in waiting { w() }
             }
         }
     }
 
-    /// Deletes this replica's row (the end of a shutdown).
+    /// Deletes this replica's row (the end of a shutdown), after any write of it under way: the pool's
+    /// connections answer in any order, and an upsert committing after the delete would bring it back.
     func forgetReplicaRow(then done: @escaping () -> Void) {
         guard schemaReady else { return done() }
-        store.replicaGone(config.replicaID) { _ in done() }
+        let forget = { [unowned self] in self.store.replicaGone(self.config.replicaID) { _ in done() } }
+        if replicaWritesInFlight == 0 { forget() } else { afterReplicaWrites.append(forget) }
     }
 
     func registerReplicaMethods() {

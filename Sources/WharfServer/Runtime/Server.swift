@@ -65,6 +65,9 @@ public final class Server: RuntimeHooks, @unchecked Sendable {  // loop-thread c
     private(set) lazy var metrics = ServerMetrics()
     /// The HTTP side door (nil: `--http-listen off`, or its default address was taken).
     var http: HTTPService?
+    /// Writes of this replica's row under way, and what waits for them (`Server+Replicas`).
+    var replicaWritesInFlight = 0
+    var afterReplicaWrites: [() -> Void] = []
     /// Set once migrations are applied (`/readyz`).
     private(set) var schemaReady = false
     private var chores: [() -> Void] = []
