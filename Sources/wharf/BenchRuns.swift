@@ -6,7 +6,9 @@ import WharfUV
 
 /// `wharf bench runs`: multi-step runs (each step completed with `jobs.complete {next}`, which enqueues
 /// the next step in the same transaction) against the same number of plain jobs, with the same workers
-/// and lease batches, and what each step and each plain job cost.
+/// and lease batches, and what each step and each plain job cost. Each phase is timed and costed from
+/// its first enqueue (batches of 1,000 from one connection: a run's first steps, or all the plain jobs)
+/// to its last completion, so a plain job is charged its enqueue as a step is charged its successor's.
 struct BenchRuns: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "runs", abstract: "Run steps per second (jobs.complete {next}) next to plain jobs per second.")
@@ -37,6 +39,9 @@ struct BenchRuns: ParsableCommand {
                      runs, steps, workers, batch, r.stepsPerSec, r.stepsPerSec / Double(steps)))
         print(String(format: "plain:   %d jobs, same workers: %.0f jobs/s", total, r.plainPerSec))
         print(String(format: "ratio:   a step takes %.2fx the time of a plain job", r.plainPerSec / r.stepsPerSec))
+        if let cpu = r.cpuRatio() {
+            print(String(format: "ratio:   a step costs %.2fx the CPU (server + PostgreSQL) of a plain job", cpu))
+        }
         print("check:   runs completed \(r.runsCompleted) of \(runs), steps completed twice \(r.duplicated)")
         for c in r.costs { print("cost:    \(c.phase.padding(toLength: 8, withPad: " ", startingAt: 0))\(c.line)") }
         if r.runsCompleted != runs || r.duplicated != 0 { throw ExitCode(1) }
@@ -90,10 +95,11 @@ final class RunsBenchRun {
                     self.loop = loop
                     self.workers = Array(all[0..<self.workerCount])
                     self.control = all.last!
-                    self.enqueue(self.runs, into: "bench-\(self.runID)-runs", step: 0) {
-                        self.snapshot { s in
-                            self.mark = s
-                            self.phaseRuns()
+                    self.snapshot { s in
+                        self.mark = s
+                        let start = Self.nowNs()
+                        self.enqueue(self.runs, into: "bench-\(self.runID)-runs", step: 0) {
+                            self.phaseRuns(since: start)
                         }
                     }
                 },
@@ -136,10 +142,9 @@ final class RunsBenchRun {
 
     /// Workers lease from `q` and finish `expected` jobs: a job whose payload has a `step` below the
     /// last is completed with `next` (the following step), any other plainly.
-    private func work(queue q: String, expected: Int, done: @escaping (Double) -> Void) {
+    private func work(queue q: String, expected: Int, since start: UInt64, done: @escaping (Double) -> Void) {
         var finished = 0
         var over = false
-        let start = Self.nowNs()
         func leaseLoop(_ w: LoopRPCClient) {
             guard !over else { return }
             w.call(
@@ -174,25 +179,36 @@ final class RunsBenchRun {
         for w in workers { leaseLoop(w) }
     }
 
-    private func phaseRuns() {
-        work(queue: "bench-\(runID)-runs", expected: runs * steps) { [unowned self] seconds in
+    private func phaseRuns(since start: UInt64) {
+        work(queue: "bench-\(runID)-runs", expected: runs * steps, since: start) { [unowned self] seconds in
             self.stepsPerSec = Double(self.runs * self.steps) / seconds
             self.closePhase("steps", jobs: self.runs * self.steps) {
+                let start = Self.nowNs()
                 self.enqueue(self.runs * self.steps, into: "bench-\(self.runID)-plain", step: nil) {
-                    self.snapshot { s in
-                        self.mark = s
-                        self.phasePlain()
-                    }
+                    self.phasePlain(since: start)
                 }
             }
         }
     }
 
-    private func phasePlain() {
-        work(queue: "bench-\(runID)-plain", expected: runs * steps) { [unowned self] seconds in
+    private func phasePlain(since start: UInt64) {
+        work(queue: "bench-\(runID)-plain", expected: runs * steps, since: start) { [unowned self] seconds in
             self.plainPerSec = Double(self.runs * self.steps) / seconds
             self.closePhase("plain", jobs: self.runs * self.steps) { self.loop.stop() }
         }
+    }
+
+    /// Server and PostgreSQL CPU per step over the same per plain job, when both were measured.
+    func cpuRatio() -> Double? {
+        func cpu(_ phase: String) -> Double? {
+            guard let c = costs.first(where: { $0.phase == phase })?.json,
+                let server = c["serverCPUUsPerJob"]?.doubleValue, let pg = c["postgresCPUUsPerJob"]?.doubleValue,
+                server + pg > 0
+            else { return nil }
+            return server + pg
+        }
+        guard let step = cpu("steps"), let plain = cpu("plain") else { return nil }
+        return step / plain
     }
 
     private func snapshot(_ then: @escaping (CostSnapshot) -> Void) {

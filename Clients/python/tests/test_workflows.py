@@ -129,6 +129,42 @@ def test_complete_with_next_is_one_completion(client, unique):
     assert e.value.data["field"] == "next.priority"
 
 
+@requires("runs.get", "jobs.complete")
+def test_step_completions_in_one_statement_answer_each_call(client, unique):
+    """Step completions sent together are completed by one statement on the server: a mix of first
+    steps, later steps, the same completion twice, a stale token and a job that does not exist each get
+    their own answer, and each run gets exactly one next step."""
+    for _ in range(3):
+        client.jobs.enqueue(unique, "a", {"v": 0})
+    first = [_lease(client, unique) for _ in range(3)]
+    r = client.batch([("jobs.complete", {"id": j["id"], "leaseToken": j["leaseToken"], "result": {"v": 1},
+                                         "next": {"payload": {"v": 1}}}) for j in first], return_exceptions=False)
+    second = {s["id"]: s for s in (_lease(client, unique) for _ in range(3))}
+    assert set(second) == {x["nextJobId"] for x in r}
+    a, b, c = (second[x["nextJobId"]] for x in r)
+    done_a = {"id": a["id"], "leaseToken": a["leaseToken"], "result": {"v": 2}, "next": {"payload": {"v": 2}}}
+    out = client.batch([
+        ("jobs.complete", done_a),
+        ("jobs.complete", {"id": b["id"], "leaseToken": "stale", "next": {"payload": 9}}),
+        ("jobs.complete", done_a),
+        ("jobs.complete", {"id": "999999999", "leaseToken": "x", "next": {"payload": 9}}),
+        ("jobs.complete", {"id": c["id"], "leaseToken": c["leaseToken"], "result": {"v": 2},
+                           "next": {"payload": {"v": 2}, "queue": unique + "-other"}}),
+    ])
+    assert out[0] == out[2] and out[0]["state"] == "completed", out
+    assert isinstance(out[1], wharf.LeaseLost), out
+    assert isinstance(out[3], wharf.NotFound), out
+    assert out[4]["state"] == "completed" and out[4]["nextJobId"] not in (out[0]["nextJobId"],), out
+    assert client.jobs.get(id=out[4]["nextJobId"])["queue"] == unique + "-other"
+    run_a = client.call("runs.get", {"id": first[0]["id"]})
+    assert run_a["state"] == "running" and run_a["outputs"] == [{"v": 1}, {"v": 2}]
+    assert [s["jobId"] for s in run_a["steps"]] == [first[0]["id"], a["id"], out[0]["nextJobId"]]
+    assert client.jobs.get(id=out[0]["nextJobId"])["meta"]["run"] == {"id": first[0]["id"], "step": 2}
+    # b was not completed: it still runs under its lease and its run still points at it.
+    assert client.jobs.get(id=b["id"])["state"] == "running"
+    assert client.call("runs.get", {"id": first[1]["id"]})["currentJobId"] == b["id"]
+
+
 @requires("runs.get", "runs.cancel", "jobs.complete")
 def test_runs_cancel_cancels_pending_step_and_refuses_running_one(client, unique):
     # Pending: the next step waits an hour; cancelling the run cancels it.

@@ -1,7 +1,7 @@
 /// The statements of runs, batches and dependencies (Protocol/workflows.md). The work is done by the
-/// SQL functions of migration v0020 (`wharf.complete_step`, `wharf.enqueue_workflow`, `wharf.cancel_run`,
-/// and the trigger that ends runs, counts batches and releases waiting jobs), so that each call is one
-/// statement and one transaction.
+/// SQL functions of migrations v0020 and v0022 (`wharf.complete_steps`, `wharf.enqueue_workflow`,
+/// `wharf.cancel_run`, and the trigger that ends runs, counts batches and releases waiting jobs), so
+/// that each call is one statement and one transaction.
 enum RunSQL {
     /// Step completions of one loop turn in one statement (one transaction): per item, `$1` job id,
     /// `$2` lease token, `$3` result, then the next step's `$5` queue, `$6` kind, `$7` payload, `$8` runAt
@@ -9,18 +9,14 @@ enum RunSQL {
     /// step's); `$4` is the server's retention of completed jobs. A row per item, in item order (the
     /// outcome is null for a job that does not exist).
     static let completeSteps = """
-        select t.ord, s.outcome, s.job_state, s.token_matches, s.run_id, s.step, s.next_job_id, cj.queue,
-               \(SQLTime.durationMs("now() - cj.leased_at"))
-        from unnest($1::bigint[], $2::text[], $3::jsonb[], $5::text[], $6::text[], $7::jsonb[], $8::bigint[],
-                    $9::int[], $10::int[], $11::jsonb[], $12::bigint[])
-            with ordinality as t(id, token, result, queue, kind, payload, run_at_ms, priority, max_attempts, retry,
-                                 timeout_ms, ord)
-        left join lateral wharf.complete_step(t.id, t.token, t.result, $4::bigint, t.queue, t.kind, t.payload,
-                                              \(SQLTime.at("t.run_at_ms")), t.priority, t.max_attempts, t.retry,
-                                              t.timeout_ms) s on true
-        -- The step's queue and lease time (neither changes when it completes), for its event and metrics.
-        left join wharf.jobs cj on cj.id = t.id
-        order by t.ord
+        select s.ord, s.outcome, s.job_state, s.token_matches, s.run_id, s.step, s.next_job_id, s.queue,
+               \(SQLTime.durationMs("now() - s.leased_at"))
+        from wharf.complete_steps($1::bigint[], $2::text[], $3::jsonb[], $4::bigint, $5::text[], $6::text[],
+                                  $7::jsonb[],
+                                  array(select \(SQLTime.at("u.ms")) from unnest($8::bigint[]) with ordinality u(ms, n)
+                                        order by u.n),
+                                  $9::int[], $10::int[], $11::jsonb[], $12::bigint[]) s
+        order by s.ord
         """
 
     /// `JobSQL.enqueueArrays`' queue..meta arrays (without uniqueKey, idempotencyKey and schedule),

@@ -94,8 +94,8 @@ extension Store {
             PGArray.ints(items.map(\.next.priority)), PGArray.ints(items.map(\.next.maxAttempts)),
             PGArray.text(items.map { $0.next.retry?.text }), PGArray.ints(items.map(\.next.timeoutMs)),
         ]
-        // Generic plans: PostgreSQL otherwise plans `wharf.enqueue_batch`'s query again at every step
-        // (its custom plan looks cheaper for a one-row array), which cost several times the step itself.
+        // Generic plans: PostgreSQL otherwise plans the statements inside `wharf.complete_steps` again at
+        // every call (their custom plans look cheaper for one-row arrays), which cost more than the step.
         rows(RunSQL.completeSteps, params, plan: .generic, completion) { [self] r in
             var finished: [(queue: String, state: String, runMs: Int64)] = []
             defer { if !finished.isEmpty { jobsObserver?.jobsFinished(finished) } }
