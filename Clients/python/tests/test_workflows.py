@@ -3,6 +3,7 @@ batches with callbacks, dependencies."""
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 
@@ -10,6 +11,7 @@ import pytest
 from _wharf_support import requires, wait_for
 
 import wharf
+from wharf.testing import WharfServer, fresh_database
 
 FAST_RETRY = {"initialMs": 10, "maxMs": 10, "jitter": 0}
 
@@ -451,3 +453,58 @@ def test_sigkilled_server_during_concurrent_runs(tmp_path):
             w.send_signal(signal.SIGKILL)
             w.wait()
         srv.stop()
+
+
+def test_batches_finishing_in_opposite_orders_on_two_replicas(tmp_path):
+    """Two replicas complete jobs of the same two batches in opposite orders at the same moment: each
+    statement locks one batch row and then waits for the other's (a test trigger holds each batch row
+    0.3 s), PostgreSQL aborts one for the deadlock, and its calls are run again one by one rather than
+    failing; each batch finishes once and fires its callback once."""
+    db = fresh_database()
+    a, b = WharfServer(database=db), WharfServer(database=db)
+    # The leasing connection stays open: a worker's connection that closes gives its leases back.
+    holder = a.client()
+    try:
+        q = "deadlock"
+        batches = [holder.call("jobs.enqueueBatch", {
+            "jobs": [{"queue": q, "kind": "k"}, {"queue": q, "kind": "k"}],
+            "batch": {"onFinish": {"queue": q + "-cb", "kind": "cb"}}}) for _ in range(2)]
+        leased = {j["id"]: j for j in holder.call("jobs.lease", {"queues": [q], "max": 4, "worker": "w"})["jobs"]}
+        assert len(leased) == 4
+        (a1, a2), (b1, b2) = ([leased[j["id"]] for j in bt["jobs"]] for bt in batches)
+        # A table of some size, analysed, so that a completion updates its jobs in the order the calls
+        # came (an index probe per call) rather than in the table's order.
+        for _ in range(5):
+            holder.call("jobs.enqueueBatch", {"jobs": [{"queue": "filler", "kind": "k"}] * 1000})
+        subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db, "-c", "analyze wharf.jobs"], check=True)
+        subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db, "-c", """
+            create function public.slow_batch_update() returns trigger language plpgsql as $$
+            begin perform pg_sleep(0.3); return new; end $$;
+            create trigger slow_batch_update before update on wharf.batches
+                for each row execute function public.slow_batch_update();"""], check=True)
+        start = threading.Barrier(2)
+        results = {}
+
+        def complete(server, name, jobs):
+            with server.client() as c:
+                start.wait()
+                results[name] = c.batch([("jobs.complete", {"id": j["id"], "leaseToken": j["leaseToken"]})
+                                         for j in jobs])
+
+        threads = [threading.Thread(target=complete, args=(a, "a", [a1, b1])),
+                   threading.Thread(target=complete, args=(b, "b", [b2, a2]))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        for name in ("a", "b"):
+            assert all(isinstance(r, dict) and r["state"] == "completed" for r in results[name]), results
+        for bt in batches:
+            got = holder.call("batches.get", {"id": bt["batchId"]})
+            assert got["state"] == "finished" and got["completed"] == 2, got
+            assert set(got["callbackJobs"]) == {"onFinish"}, got
+        assert len(holder.call("jobs.list", {"queue": "deadlock-cb"})["jobs"]) == 2
+    finally:
+        holder.close()
+        a.stop()
+        b.stop()

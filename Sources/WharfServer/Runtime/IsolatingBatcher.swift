@@ -2,7 +2,10 @@ import WharfRPC
 
 /// A `Batcher` whose batches cannot fail for one another: when a batch's statement fails for any
 /// reason but the database being unavailable, each of its items is run again on its own, so a bad
-/// value fails only its own call and the rest of the batch goes through.
+/// value fails only its own call and the rest of the batch goes through. That includes a deadlock or
+/// serialization failure (`store_busy`): a batch locks more rows than any one of its items (two merged
+/// completions that finish jobs of the same two batches in opposite orders deadlock; one completion
+/// alone locks one batch row), so its items alone usually go through.
 ///
 /// Same interface and thread rule as `Batcher` (loop thread only).
 final class IsolatingBatcher<Item, Outcome> {
@@ -27,7 +30,8 @@ final class IsolatingBatcher<Item, Outcome> {
             switch r {
             case .success(let outcomes):
                 done(.success(outcomes.map { .success($0) }))
-            case .failure(let e) where items.count == 1 || e.code == RPCError.Code.unavailable:
+            case .failure(let e)
+            where items.count == 1 || (e.code == RPCError.Code.unavailable && e.reason != "store_busy"):
                 done(.failure(e))
             case .failure:
                 var results = [Result<Outcome, RPCError>?](repeating: nil, count: items.count)
