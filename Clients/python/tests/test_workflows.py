@@ -404,7 +404,7 @@ def test_client_helpers(client, unique):
 
 @requires("runs.get", "jobs.complete")
 def test_sigkilled_server_during_concurrent_runs(tmp_path):
-    """SIGKILL of the server (restarted on the same database and port) while 300 five-step runs go on:
+    """SIGKILL of the server (restarted on the same database and port) while 1,000 five-step runs go on:
     every run completes with its outputs intact and one job per step."""
     import os
     import signal
@@ -422,7 +422,7 @@ def test_sigkilled_server_during_concurrent_runs(tmp_path):
     workers = [subprocess.Popen(
         [sys.executable, "-m", "wharf.worker", "wf_chaos_worker:worker", "--log-level", "CRITICAL"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(2)]
-    runs = 300
+    runs = 1000
     kills = 0
     try:
         with srv.client() as c:
