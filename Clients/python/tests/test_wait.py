@@ -170,3 +170,36 @@ def test_a_step_completion_wakes_a_waiting_call(pair):
         lag = answered - done_at[0][0]
         assert lag < 0.25, f"answered {lag * 1000:.0f} ms after the step's completion"
         assert done_at[0][1]["nextJobId"]
+
+
+def test_enqueue_then_result(pair):
+    """`client.enqueue(...).result(timeout=...)`, sync and async: the reply is the enqueue's dict and
+    waits for the job's result; a job not final in time raises with its state."""
+    import asyncio
+
+    import wharf
+
+    a, b = pair
+    with a.client() as c:
+        job = c.enqueue("wait-result", "k", {"n": 2})
+        assert job == {"id": job["id"], "state": "available", "duplicate": False}
+        done_at = []
+        t = complete_later(b, "wait-result", 0.2, {"double": 4}, done_at)
+        assert job.result(timeout=10) == {"double": 4}
+        t.join()
+        late = c.enqueue("wait-result-never", "k", None)
+        with pytest.raises(JobNotCompleted) as e:
+            late.result(timeout=0.2)
+        assert e.value.state == "available" and e.value.done is False
+
+    async def main():
+        ac = wharf.AsyncClient("127.0.0.1", a.port)
+        try:
+            job = await ac.enqueue("wait-result", "k", {"n": 3})
+            t = complete_later(b, "wait-result", 0.1, {"double": 6}, [])
+            assert await job.result(timeout=10) == {"double": 6}
+            t.join()
+        finally:
+            await ac.close()
+
+    asyncio.run(main())

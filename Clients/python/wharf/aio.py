@@ -16,7 +16,7 @@ import logging
 import time
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-from ._wire import dumps
+from ._wire import UNSET, dumps
 from .api import Namespaces
 from .client import (
     DEFAULT_PORT,
@@ -155,6 +155,18 @@ class _BatchReplies:
             self.future.set_exception(error)
 
 
+class AsyncEnqueuedJob(dict):
+    """The reply of `AsyncClient.enqueue` (`{id, state, duplicate}`), which can wait for its job."""
+
+    def __init__(self, client: "AsyncClient", reply: Mapping[str, Any]) -> None:
+        super().__init__(reply)
+        self._client = client
+
+    async def result(self, timeout: float = 30.0) -> Any:
+        """Waits for the job to finish and returns its result (see `AsyncClient.result`)."""
+        return await self._client.result(self["id"], timeout=timeout)
+
+
 class AsyncClient(Namespaces):
     """An asyncio connection to a Wharf server; see `Client` for the behaviour (it is the same).
 
@@ -210,6 +222,12 @@ class AsyncClient(Namespaces):
         """Opens the connection and says hello now instead of at the first call."""
         await self._ready()
         return self
+
+    async def enqueue(self, queue: Optional[str] = None, kind: Optional[str] = None, payload: Any = UNSET,
+                      **options: Any) -> "AsyncEnqueuedJob":
+        """`await client.jobs.enqueue(...)` (the same parameters), whose reply can also wait for the
+        job: `await (await client.enqueue("mail", "send", {...})).result(timeout=10)`."""
+        return AsyncEnqueuedJob(self, await self.jobs.enqueue(queue, kind, payload, **options))
 
     async def result(self, job_id: str, timeout: float = 30.0) -> Any:
         """Waits for job `job_id` to finish (`jobs.wait`) and returns its result; raises

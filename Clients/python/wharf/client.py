@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
-from ._wire import Encoded, dumps, dumps_text, encode_basestring, merge
+from ._wire import UNSET, Encoded, dumps, dumps_text, encode_basestring, merge
 from .api import Namespaces
 from .errors import CallTimeout, ConnectionLost, JobNotCompleted, LimitExceeded, WharfError, from_error
 from .retry import DEFAULT_RETRY, RetryPolicy, RetryRun
@@ -317,6 +317,12 @@ class Client(Namespaces):
         self._ready()
         return self
 
+    def enqueue(self, queue: Optional[str] = None, kind: Optional[str] = None, payload: Any = UNSET,
+                **options: Any) -> "EnqueuedJob":
+        """`client.jobs.enqueue(...)` (the same parameters), whose reply can also wait for the job:
+        `client.enqueue("mail", "send", {...}).result(timeout=10)`."""
+        return EnqueuedJob(self, self.jobs.enqueue(queue, kind, payload, **options))
+
     def result(self, job_id: str, timeout: float = 30.0) -> Any:
         """Waits for job `job_id` to finish (`jobs.wait`) and returns its result:
         `client.result(client.jobs.enqueue("mail", "send", {...})["id"], timeout=10)`.
@@ -580,6 +586,18 @@ class Client(Namespaces):
         from .lock import Lock
 
         return Lock(self, name, ttl=ttl, wait=wait, holder=holder, **kwargs)
+
+
+class EnqueuedJob(dict):
+    """The reply of `client.enqueue` (`{id, state, duplicate}`), which can wait for its job."""
+
+    def __init__(self, client: "Client", reply: Mapping[str, Any]) -> None:
+        super().__init__(reply)
+        self._client = client
+
+    def result(self, timeout: float = 30.0) -> Any:
+        """Waits for the job to finish and returns its result (see `Client.result`)."""
+        return self._client.result(self["id"], timeout=timeout)
 
 
 class BatchItem:
