@@ -48,7 +48,6 @@ declare
     queues text[];
     leased timestamptz[];
     touched bigint;
-    item record;
 begin
     -- The common case, set-based: a running job under its token that starts a run, or is the current
     -- step of a run that is running (or failed, when `jobs.retry` ran its dead step again).
@@ -116,27 +115,20 @@ begin
     from unnest(handled, run_ids, steps, nexts, queues, leased) as h(ord, rid, s, nid, q, leased);
 
     -- The rest, one by one (they see what the statement above did).
-    for item in
-        select u.*
-        from unnest(complete_steps.ids, complete_steps.tokens, complete_steps.results, complete_steps.next_queue,
-                    complete_steps.next_kind, complete_steps.next_payload, complete_steps.next_run_at,
-                    complete_steps.next_priority, complete_steps.next_max_attempts, complete_steps.next_retry,
-                    complete_steps.next_timeout_ms)
-            with ordinality as u(id, token, result, nqueue, nkind, npayload, nrun_at, npriority, nmax_attempts,
-                                 nretry, ntimeout_ms, ord)
-        where not (u.ord = any(handled))
-        order by u.ord
-    loop
+    for i in 1 .. coalesce(cardinality(complete_steps.ids), 0) loop
+        continue when i = any(handled);
         return query
-        select item.ord, s.outcome, s.job_state, s.token_matches, s.run_id, s.step, s.next_job_id, j.queue,
+        select i::bigint, s.outcome, s.job_state, s.token_matches, s.run_id, s.step, s.next_job_id, j.queue,
                j.leased_at
-        from wharf.complete_step(item.id, item.token, item.result, complete_steps.retention_ms, item.nqueue,
-                                 item.nkind, item.npayload, item.nrun_at, item.npriority, item.nmax_attempts,
-                                 item.nretry, item.ntimeout_ms) s
-        join wharf.jobs j on j.id = item.id;
+        from wharf.complete_step(complete_steps.ids[i], complete_steps.tokens[i], complete_steps.results[i],
+                                 complete_steps.retention_ms, complete_steps.next_queue[i], complete_steps.next_kind[i],
+                                 complete_steps.next_payload[i], complete_steps.next_run_at[i],
+                                 complete_steps.next_priority[i], complete_steps.next_max_attempts[i],
+                                 complete_steps.next_retry[i], complete_steps.next_timeout_ms[i]) s
+        join wharf.jobs j on j.id = complete_steps.ids[i];
         if not found then
             -- No such job.
-            return query select item.ord, null::text, null::text, null::boolean, null::bigint, null::integer,
+            return query select i::bigint, null::text, null::text, null::boolean, null::bigint, null::integer,
                                 null::bigint, null::text, null::timestamptz;
         end if;
     end loop;
