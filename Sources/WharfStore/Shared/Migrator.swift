@@ -36,6 +36,7 @@ public enum Migrator {
             ("v0016_one_delivery_insert", PackageResources.v0016_one_delivery_insert_sql),
             ("v0020_workflows", PackageResources.v0020_workflows_sql),
             ("v0021_replicas", PackageResources.v0021_replicas_sql),
+            ("v0023_batch_callbacks", PackageResources.v0023_batch_callbacks_sql),
         ]
         return files.map { name, bytes in
             let digits = name.dropFirst().prefix { $0.isNumber }
