@@ -403,8 +403,9 @@ declare
     bid bigint;
     ids bigint[];
     states text[];
-    made_flags boolean[];
+    created_flags boolean[];
     replay_flags boolean[];
+    made_flags boolean[] := '{}';
     made bigint[];
     known text[];
     i integer;
@@ -458,7 +459,7 @@ begin
     end if;
     select array_agg(e.job_id order by e.ord), array_agg(e.job_state order by e.ord),
            array_agg(e.created order by e.ord), array_agg(e.replayed order by e.ord)
-    into ids, states, made_flags, replay_flags
+    into ids, states, created_flags, replay_flags
     from wharf.enqueue_batch(
         queue => enqueue_workflow.queue, kind => enqueue_workflow.kind, payload => enqueue_workflow.payload,
         priority => enqueue_workflow.priority, run_at => enqueue_workflow.run_at,
@@ -479,6 +480,10 @@ begin
         end if;
         ids[i] := holder;
         states[i] := holder_state;
+    end loop;
+    -- `created` of a replayed row is the first call's: this call made only the rows created and not replayed.
+    for i in 1 .. cardinality(ids) loop
+        made_flags[i] := created_flags[i] and not replay_flags[i];
     end loop;
     made := array(select ids[n] from generate_subscripts(ids, 1) n where made_flags[n] order by n);
     if enqueue_workflow.batch is not null then
@@ -526,7 +531,7 @@ begin
         end if;
     end loop;
     return query
-    select n::bigint, ids[n], coalesce(j.state, states[n]), made_flags[n], replay_flags[n], bid
+    select n::bigint, ids[n], coalesce(j.state, states[n]), created_flags[n], replay_flags[n], bid
     from generate_subscripts(ids, 1) n left join wharf.jobs j on j.id = ids[n]
     order by n;
 end
