@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 import threading
 import time
 
@@ -183,6 +184,46 @@ def test_removed_endpoint_skips_its_callback_and_completion_succeeds(client, rec
     assert client.jobs.get(b["callbackJobs"]["onSuccess"])["kind"] == "ok"
     time.sleep(0.3)
     assert _batch_posts(receiver, "/removed") == []
+
+
+@requires("batches.get", "jobs.enqueueBatch")
+def test_endpoint_removed_while_the_batch_finishes(client, server, receiver, unique):
+    """A removal not yet committed when the last job completes: the completion waits for it, then
+    records the callback skipped (it neither fails on the delivery's foreign key nor loses the job)."""
+    hook = _endpoint(client, receiver, "/racing")
+    reply = client.call("jobs.enqueueBatch", {"jobs": [{"queue": unique, "kind": "item"}],
+                                              "batch": {"onFinish": {"webhook": {"endpointId": hook}}}})
+    (j,) = _lease_all(client, unique, 1)
+    remover = subprocess.Popen(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", server.database],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        remover.stdin.write(f"begin; delete from wharf.webhook_endpoints where id = {hook}; select 'removed';\n")
+        remover.stdin.flush()
+        assert remover.stdout.readline().strip() == "removed"
+        outcome = {}
+
+        def complete():
+            with wharf.Client(server.host, server.port, timeout=20) as c:
+                try:
+                    outcome["reply"] = c.call("jobs.complete", {"id": j["id"], "leaseToken": j["leaseToken"]})
+                except wharf.WharfError as e:
+                    outcome["error"] = e
+
+        t = threading.Thread(target=complete)
+        t.start()
+        waiting = "select count(*) from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'"
+        assert wait_for(lambda: subprocess.run(["psql", "-X", "-A", "-t", "-d", server.database, "-c", waiting],
+                                               capture_output=True, text=True).stdout.strip() == "1")
+        remover.stdin.write("commit;\n")
+        remover.stdin.close()
+        remover.wait(timeout=10)
+        t.join(timeout=20)
+    finally:
+        remover.kill()
+    assert outcome.get("reply", {}).get("state") == "completed", outcome
+    b = _finished(client, reply["batchId"])
+    assert b is not None and b["callbackDeliveries"] == {
+        "onFinish": {"endpointId": hook, "deliveryId": None, "skipped": "endpoint_not_found"}}
 
 
 @requires("jobs.enqueue")
