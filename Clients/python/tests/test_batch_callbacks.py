@@ -11,32 +11,26 @@ import threading
 import time
 
 import pytest
+import test_webhooks_delivery as delivery_tests
 from _wharf_support import requires, wait_for
-from test_webhooks_delivery import Receiver
 
 import wharf
-from wharf.pytest_plugin import start_server
 
-
-@pytest.fixture(scope="module")
-def server():
-    s = start_server(extra_args=["--allow-private-webhooks", "--webhook-retry-schedule", "0,300ms,300ms"])
-    yield s
-    s.stop()
-
-
-@pytest.fixture(scope="module")
-def receiver():
-    r = Receiver()
-    yield r
-    r.httpd.shutdown()
+# The webhook tests' fixtures: their server (private targets allowed, fast retries), a client of it, and
+# the local receiver that verifies signatures.
+hooks_server = delivery_tests.hooks_server
+hc = delivery_tests.hc
+receiver = delivery_tests.receiver
 
 
 @pytest.fixture
-def client(server):
-    c = wharf.Client(server.host, server.port, timeout=20)
-    yield c
-    c.close()
+def server(hooks_server):
+    return hooks_server
+
+
+@pytest.fixture
+def client(hc):
+    return hc
 
 
 def _endpoint(client, receiver, path):
@@ -211,7 +205,8 @@ def test_endpoint_removed_while_the_batch_finishes(client, server, receiver, uni
 
         t = threading.Thread(target=complete)
         t.start()
-        waiting = "select count(*) from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'"
+        waiting = ("select count(*) from pg_stat_activity"
+                   " where datname = current_database() and wait_event_type = 'Lock'")
         assert wait_for(lambda: subprocess.run(["psql", "-X", "-A", "-t", "-d", server.database, "-c", waiting],
                                                capture_output=True, text=True).stdout.strip() == "1")
         remover.stdin.write("commit;\n")
