@@ -219,7 +219,11 @@ begin
     return job;
 end
 $$;
-drop function wharf.enqueue_workflow(text[], text[], jsonb[], integer[], timestamptz[], integer[], jsonb[], bigint[], text[], jsonb[], jsonb[], jsonb[], text[], jsonb);
+-- v0020's enqueue_workflow, replaced below by one that takes unique and idempotency keys (its arguments
+-- and its rows change, so it is dropped rather than replaced).
+drop function wharf.enqueue_workflow(
+    text[], text[], jsonb[], integer[], timestamptz[], integer[], jsonb[], bigint[], text[], jsonb[], jsonb[],
+    jsonb[], text[], jsonb);
 
 -- Makes batch `b`'s callbacks (it has just finished, in this transaction); returns what each one made,
 -- by callback name: a job callback's job id (a string), or for a webhook callback
