@@ -15,6 +15,7 @@ import test_webhooks_delivery as delivery_tests
 from _wharf_support import requires, wait_for
 
 import wharf
+from wharf.testing import wharf_bin
 
 # The webhook tests' fixtures: their server (private targets allowed, fast retries), a client of it, and
 # the local receiver that verifies signatures.
@@ -51,13 +52,19 @@ def _lease_all(client, queue, n):
     return got
 
 
+def _cli(server, *args):
+    done = subprocess.run([wharf_bin(), *args, "--server", server.address], capture_output=True, text=True,
+                          timeout=30, check=True)
+    return done.stdout
+
+
 def _finished(client, batch_id):
     b = client.call("batches.get", {"id": batch_id})
     return b if b["state"] == "finished" else None
 
 
 @requires("batches.get", "jobs.enqueueBatch", "webhooks.register")
-def test_webhook_on_finish_is_one_signed_delivery_with_the_counts(client, receiver, unique):
+def test_webhook_on_finish_is_one_signed_delivery_with_the_counts(client, server, receiver, unique):
     hook = _endpoint(client, receiver, "/finish")
     reply = client.call("jobs.enqueueBatch", {
         "jobs": [{"queue": unique, "kind": "item", "payload": i, "maxAttempts": 1} for i in range(5)],
@@ -96,6 +103,9 @@ def test_webhook_on_finish_is_one_signed_delivery_with_the_counts(client, receiv
     # The job callback got the same data as its payload.
     cb = client.jobs.get(b["callbackJobs"]["onFailure"])
     assert cb["payload"] == {**body["data"], "callback": "onFailure", "payload": None}
+    # `wharf batches get` says what each callback made.
+    shown = _cli(server, "batches", "get", batch_id).splitlines()
+    assert f"  onFailure: job {cb['id']}" in shown and f"  onFinish: delivery {d['id']} to endpoint {hook}" in shown
     time.sleep(0.5)
     assert len(_batch_posts(receiver, "/finish")) == 1
 
@@ -163,7 +173,7 @@ def test_unknown_or_malformed_webhook_callback_is_refused_and_nothing_is_made(cl
 
 
 @requires("batches.get", "jobs.enqueueBatch", "webhooks.remove")
-def test_removed_endpoint_skips_its_callback_and_completion_succeeds(client, receiver, unique):
+def test_removed_endpoint_skips_its_callback_and_completion_succeeds(client, server, receiver, unique):
     hook = _endpoint(client, receiver, "/removed")
     reply = client.call("jobs.enqueueBatch", {
         "jobs": [{"queue": unique, "kind": "item"}],
@@ -176,6 +186,8 @@ def test_removed_endpoint_skips_its_callback_and_completion_succeeds(client, rec
     assert b["callbackDeliveries"] == {
         "onFinish": {"endpointId": hook, "deliveryId": None, "skipped": "endpoint_not_found"}}
     assert client.jobs.get(b["callbackJobs"]["onSuccess"])["kind"] == "ok"
+    assert f"  onFinish: skipped (endpoint_not_found), endpoint {hook}" in _cli(
+        server, "batches", "get", reply["batchId"]).splitlines()
     time.sleep(0.3)
     assert _batch_posts(receiver, "/removed") == []
 

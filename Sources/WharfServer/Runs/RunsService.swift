@@ -100,7 +100,8 @@ final class RunsService {
                 jobs.wake(queue: job.spec.queue)
             }
             let single = { (made: EnqueuedWorkflow) in
-                RunReplies.enqueued(made, path: { _ in "" }, batch: false).map { $0["jobs"]?.arrayValue?.first ?? .null }
+                RunReplies.enqueued(made, path: { _ in "" }, batch: false)
+                    .map { $0["jobs"]?.arrayValue?.first ?? .null }
             }
             call.finish(r.mapError(\.rpcError).flatMap(single))
         }
@@ -129,7 +130,9 @@ final class RunsService {
         }
         store.enqueueWorkflow(specs, batch: callbacks) { [unowned self] r in
             if case .success(let made) = r {
-                let woken = zip(specs, made.jobs).filter { !$0.1.duplicate && !$0.1.replayed && $0.1.state == "available" }
+                let woken = zip(specs, made.jobs).filter { _, job in
+                    !job.duplicate && !job.replayed && job.state == "available"
+                }
                 for q in Set(woken.map { $0.0.spec.queue }) {
                     jobs.wake(queue: q)
                 }
