@@ -13,6 +13,7 @@ import time
 import pytest
 import test_webhooks_delivery as delivery_tests
 from _wharf_support import requires, wait_for
+from test_metrics import scrape, value
 
 import wharf
 from wharf.testing import wharf_bin
@@ -75,6 +76,7 @@ def test_webhook_on_finish_is_one_signed_delivery_with_the_counts(client, server
     b = client.call("batches.get", {"id": batch_id})
     assert b["callbacks"]["onFinish"] == {"webhook": {"endpointId": hook, "payload": {"report": "r1"}}}
     assert b["callbackDeliveries"] is None and b["callbackJobs"] is None
+    succeeded_before = value(scrape(server), "wharf_webhook_attempts_total", outcome="succeeded") or 0
     jobs = _lease_all(client, unique, 5)
     failed = sorted((j["id"] for j in jobs[:2]), key=int)
     for j in jobs[:2]:
@@ -100,6 +102,8 @@ def test_webhook_on_finish_is_one_signed_delivery_with_the_counts(client, server
     d = wait_for(lambda: next((d for d in client.webhooks.deliveries(hook)["deliveries"]
                                if d["id"] == made["deliveryId"] and d["state"] == "succeeded"), None))
     assert d is not None and d["event"] == "batch.finished" and d["attempts"] == 1 and d["messageId"] == post["id"]
+    # Counted in the metrics as any delivery's attempt.
+    assert value(scrape(server), "wharf_webhook_attempts_total", outcome="succeeded") == succeeded_before + 1
     # The job callback got the same data as its payload.
     cb = client.jobs.get(b["callbackJobs"]["onFailure"])
     assert cb["payload"] == {**body["data"], "callback": "onFailure", "payload": None}
