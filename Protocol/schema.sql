@@ -182,7 +182,7 @@ begin
         -- The unfinished job holding unique_key committed after the insert's snapshot was taken: this
         -- statement, with a new snapshot, sees it.
         select * into job from wharf.jobs j
-        where j.unique_key = enqueue.unique_key and j.state in ('scheduled', 'available', 'running', 'retryable');
+        where j.unique_key = enqueue.unique_key and j.state in ('scheduled', 'available', 'running', 'retryable', 'waiting');
         if not found then
             raise exception 'the job holding unique key % changed meanwhile', unique_key
                 using errcode = 'serialization_failure';
@@ -250,7 +250,7 @@ begin
         left join ins on ins.id = i.id
         left join ins dup on ins.id is null and dup.unique_key = i.unique_key
         left join wharf.jobs prior on ins.id is null and dup.id is null and prior.unique_key = i.unique_key
-            and prior.state in ('scheduled', 'available', 'running', 'retryable')
+            and prior.state in ('scheduled', 'available', 'running', 'retryable', 'waiting')
         order by i.ord;
         return;
     end if;
@@ -318,7 +318,7 @@ begin
         left join ins on ins.id = i.id
         left join ins dup on ins.id is null and dup.unique_key = i.unique_key
         left join wharf.jobs prior on ins.id is null and dup.id is null and prior.unique_key = i.unique_key
-            and prior.state in ('scheduled', 'available', 'running', 'retryable')
+            and prior.state in ('scheduled', 'available', 'running', 'retryable', 'waiting')
     ),
     claimed as (
         insert into wharf.job_idempotency_keys (key, job_id, created)
@@ -392,16 +392,22 @@ CREATE FUNCTION wharf.enqueue_valid(ord bigint, queue text, kind text, priority 
 $$;
 
 --
--- Name: enqueue_workflow(text[], text[], jsonb[], integer[], timestamp with time zone[], integer[], jsonb[], bigint[], text[], jsonb[], jsonb[], jsonb[], text[], jsonb); Type: FUNCTION; Schema: wharf; Owner: -
+-- Name: enqueue_workflow(text[], text[], jsonb[], integer[], timestamp with time zone[], integer[], jsonb[], bigint[], text[], text[], jsonb[], jsonb[], text[], jsonb[], text[], jsonb); Type: FUNCTION; Schema: wharf; Owner: -
 --
 
-CREATE FUNCTION wharf.enqueue_workflow(queue text[], kind text[], payload jsonb[], priority integer[], run_at timestamp with time zone[], max_attempts integer[], retry jsonb[], timeout_ms bigint[], lock_key text[], tags jsonb[], meta jsonb[], depends_on jsonb[], on_dependency_failure text[], batch jsonb) RETURNS TABLE(ord bigint, job_id bigint, job_state text, batch_id bigint)
+CREATE FUNCTION wharf.enqueue_workflow(queue text[], kind text[], payload jsonb[], priority integer[], run_at timestamp with time zone[], max_attempts integer[], retry jsonb[], timeout_ms bigint[], unique_key text[], lock_key text[], tags jsonb[], meta jsonb[], idempotency_key text[], depends_on jsonb[], on_dependency_failure text[], batch jsonb) RETURNS TABLE(ord bigint, job_id bigint, job_state text, created boolean, replayed boolean, batch_id bigint)
     LANGUAGE plpgsql
     AS $$
 #variable_conflict use_column
 declare
     bid bigint;
+    ids bigint[];
+    states text[];
+    created_flags boolean[];
+    replay_flags boolean[];
+    made_flags boolean[] := '{}';
     made bigint[];
+    known text[];
     i integer;
     deps bigint[];
     missing bigint;
@@ -410,38 +416,92 @@ declare
     policy text;
     all_deps bigint[];
     missing_ord bigint;
+    holder bigint;
+    holder_state text;
 begin
-    -- Every dependency, locked in id order (a finishing dependency waits for this commit and then sees
-    -- the jobs waiting for it); one that does not exist refuses the call before anything is made.
-    select array_agg(distinct (v #>> '{}')::bigint) into all_deps
-    from unnest(enqueue_workflow.depends_on) u(list), jsonb_array_elements(u.list) v;
-    if all_deps is not null then
-        perform 1 from wharf.jobs d where d.id = any(all_deps) order by d.id for update;
-        select u.n, (v #>> '{}')::bigint into missing_ord, missing
-        from unnest(enqueue_workflow.depends_on) with ordinality u(list, n), jsonb_array_elements(u.list) v
-        where not exists (select 1 from wharf.jobs d where d.id = (v #>> '{}')::bigint)
-        order by u.n
+    -- A webhook callback's endpoint must exist (a removal later is recorded when the batch finishes).
+    if enqueue_workflow.batch is not null then
+        select c.n, (enqueue_workflow.batch #>> array[c.cb, 'webhook', 'endpointId'])::bigint
+        into missing_ord, missing
+        from unnest(array['onSuccess', 'onFailure', 'onFinish']) with ordinality c(cb, n)
+        where enqueue_workflow.batch #> array[c.cb, 'webhook', 'endpointId'] is not null
+          and not exists (select 1 from wharf.webhook_endpoints e
+                          where e.id = (enqueue_workflow.batch #>> array[c.cb, 'webhook', 'endpointId'])::bigint)
+        order by c.n
         limit 1;
         if missing_ord is not null then
-            return query select missing_ord, missing, 'missing_dependency'::text, null::bigint;
+            return query select missing_ord, missing, 'missing_endpoint'::text, false, false, null::bigint;
             return;
         end if;
     end if;
-    select array_agg(e.job_id order by e.ord) into made
+    -- Rows whose key was recorded are replays: they make nothing, so their dependencies do not matter.
+    select coalesce(array_agg(k.key), '{}') into known
+    from wharf.job_idempotency_keys k where k.key = any(enqueue_workflow.idempotency_key);
+    -- Every dependency, locked in id order (a finishing dependency waits for this commit and then sees
+    -- the jobs waiting for it); one that does not exist refuses the call before anything is made.
+    select array_agg(distinct (v #>> '{}')::bigint) into all_deps
+    from unnest(enqueue_workflow.depends_on, enqueue_workflow.idempotency_key) u(list, key),
+         jsonb_array_elements(u.list) v
+    where u.key is null or not u.key = any(known);
+    if all_deps is not null then
+        perform 1 from wharf.jobs d where d.id = any(all_deps) order by d.id for update;
+        select u.n, (v #>> '{}')::bigint into missing_ord, missing
+        from unnest(enqueue_workflow.depends_on, enqueue_workflow.idempotency_key) with ordinality u(list, key, n),
+             jsonb_array_elements(u.list) v
+        where (u.key is null or not u.key = any(known))
+          and not exists (select 1 from wharf.jobs d where d.id = (v #>> '{}')::bigint)
+        order by u.n
+        limit 1;
+        if missing_ord is not null then
+            return query select missing_ord, missing, 'missing_dependency'::text, false, false, null::bigint;
+            return;
+        end if;
+    end if;
+    select array_agg(e.job_id order by e.ord), array_agg(e.job_state order by e.ord),
+           array_agg(e.created order by e.ord), array_agg(e.replayed order by e.ord)
+    into ids, states, created_flags, replay_flags
     from wharf.enqueue_batch(
         queue => enqueue_workflow.queue, kind => enqueue_workflow.kind, payload => enqueue_workflow.payload,
         priority => enqueue_workflow.priority, run_at => enqueue_workflow.run_at,
         max_attempts => enqueue_workflow.max_attempts, retry => enqueue_workflow.retry,
-        timeout_ms => enqueue_workflow.timeout_ms, lock_key => enqueue_workflow.lock_key,
-        tags => enqueue_workflow.tags, meta => enqueue_workflow.meta) e;
+        timeout_ms => enqueue_workflow.timeout_ms, unique_key => enqueue_workflow.unique_key,
+        lock_key => enqueue_workflow.lock_key, tags => enqueue_workflow.tags, meta => enqueue_workflow.meta,
+        idempotency_key => enqueue_workflow.idempotency_key) e;
+    for i in 1 .. cardinality(ids) loop
+        continue when ids[i] is not null;
+        -- The unfinished job holding the row's unique_key committed after the insert's snapshot was
+        -- taken: this statement, with a new snapshot, sees it.
+        select j.id, j.state into holder, holder_state from wharf.jobs j
+        where j.unique_key = enqueue_workflow.unique_key[i]
+          and j.state in ('scheduled', 'available', 'running', 'retryable', 'waiting');
+        if not found then
+            raise exception 'the job holding unique key % changed meanwhile', enqueue_workflow.unique_key[i]
+                using errcode = 'serialization_failure';
+        end if;
+        ids[i] := holder;
+        states[i] := holder_state;
+    end loop;
+    -- `created` of a replayed row is the first call's: this call made only the rows created and not replayed.
+    for i in 1 .. cardinality(ids) loop
+        made_flags[i] := created_flags[i] and not replay_flags[i];
+    end loop;
+    made := array(select ids[n] from generate_subscripts(ids, 1) n where made_flags[n] order by n);
     if enqueue_workflow.batch is not null then
-        insert into wharf.batches (total, callbacks) values (cardinality(made), enqueue_workflow.batch)
-        returning id into bid;
-        update wharf.jobs j set batch_id = bid where j.id = any(made);
+        if cardinality(made) > 0 then
+            insert into wharf.batches (total, callbacks) values (cardinality(made), enqueue_workflow.batch)
+            returning id into bid;
+            update wharf.jobs j set batch_id = bid where j.id = any(made);
+        else
+            select j.batch_id into bid
+            from generate_subscripts(ids, 1) n join wharf.jobs j on j.id = ids[n]
+            where replay_flags[n] and j.batch_id is not null
+            order by n
+            limit 1;
+        end if;
     end if;
-    for i in 1 .. cardinality(made) loop
-        continue when enqueue_workflow.depends_on is null or enqueue_workflow.depends_on[i] is null
-            or jsonb_array_length(enqueue_workflow.depends_on[i]) = 0;
+    for i in 1 .. cardinality(ids) loop
+        continue when not made_flags[i] or enqueue_workflow.depends_on is null
+            or enqueue_workflow.depends_on[i] is null or jsonb_array_length(enqueue_workflow.depends_on[i]) = 0;
         select array_agg(distinct (v #>> '{}')::bigint) into deps
         from jsonb_array_elements(enqueue_workflow.depends_on[i]) v;
         policy := coalesce(enqueue_workflow.on_dependency_failure[i], 'cancel');
@@ -454,26 +514,26 @@ begin
             set state = 'cancelled', finished_at = now(), depends_on = deps, dependencies_left = 0,
                 on_dependency_failure = policy,
                 last_error = jsonb_build_object('reason', 'dependency_failed')
-            where j.id = made[i];
+            where j.id = ids[i];
         elsif left_count > 0 then
             update wharf.jobs d set has_dependents = true
             where d.id = any(deps) and d.state not in ('completed', 'dead', 'cancelled')
               and d.has_dependents is not true;
             insert into wharf.job_dependencies (depends_on_id, job_id)
-            select d.id, made[i] from wharf.jobs d
+            select d.id, ids[i] from wharf.jobs d
             where d.id = any(deps) and d.state not in ('completed', 'dead', 'cancelled');
             update wharf.jobs j
             set state = 'waiting', depends_on = deps, dependencies_left = left_count, on_dependency_failure = policy
-            where j.id = made[i];
+            where j.id = ids[i];
         else
             update wharf.jobs j set depends_on = deps, dependencies_left = 0, on_dependency_failure = policy
-            where j.id = made[i];
+            where j.id = ids[i];
         end if;
     end loop;
     return query
-    select t.n, t.id, j.state, bid
-    from unnest(made) with ordinality as t(id, n) join wharf.jobs j on j.id = t.id
-    order by t.n;
+    select n::bigint, ids[n], coalesce(j.state, states[n]), created_flags[n], replay_flags[n], bid
+    from generate_subscripts(ids, 1) n left join wharf.jobs j on j.id = ids[n]
+    order by n;
 end
 $$;
 
@@ -506,24 +566,55 @@ declare
     made jsonb := '{}';
     cb text;
     t jsonb;
+    w jsonb;
     job_id bigint;
+    endpoint bigint;
+    delivery bigint;
+    data text;
 begin
     foreach cb in array array['onSuccess', 'onFailure', 'onFinish'] loop
         t := b.callbacks -> cb;
         continue when t is null or jsonb_typeof(t) <> 'object';
         continue when cb = 'onSuccess' and b.dead + b.cancelled > 0;
         continue when cb = 'onFailure' and b.dead + b.cancelled = 0;
-        select e.job_id into job_id
-        from wharf.enqueue_batch(
-            array[t ->> 'queue'], array[t ->> 'kind'],
-            array[jsonb_build_object(
-                'batchId', b.id::text, 'callback', cb, 'total', b.total, 'completed', b.completed,
-                'dead', b.dead, 'cancelled', b.cancelled,
-                'failedIds', (select coalesce(jsonb_agg(f::text order by f), '[]') from unnest(b.failed_ids) f),
-                'payload', coalesce(t -> 'payload', 'null'))],
-            array[coalesce((t ->> 'priority')::integer, 0)], null,
-            array[coalesce((t ->> 'maxAttempts')::integer, 20)]) e;
-        made := made || jsonb_build_object(cb, job_id::text);
+        w := t -> 'webhook';
+        if w is null then
+            select e.job_id into job_id
+            from wharf.enqueue_batch(
+                array[t ->> 'queue'], array[t ->> 'kind'],
+                array[jsonb_build_object(
+                    'batchId', b.id::text, 'callback', cb, 'total', b.total, 'completed', b.completed,
+                    'dead', b.dead, 'cancelled', b.cancelled,
+                    'failedIds', (select coalesce(jsonb_agg(f::text order by f), '[]') from unnest(b.failed_ids) f),
+                    'payload', coalesce(t -> 'payload', 'null'))],
+                array[coalesce((t ->> 'priority')::integer, 0)], null,
+                array[coalesce((t ->> 'maxAttempts')::integer, 20)]) e;
+            made := made || jsonb_build_object(cb, job_id::text);
+            continue;
+        end if;
+        endpoint := (w ->> 'endpointId')::bigint;
+        -- The endpoint's row is locked (key share) until this transaction ends: a removal that committed
+        -- first leaves no row here, and one that comes later waits, so the delivery's foreign key holds.
+        perform 1 from wharf.webhook_endpoints e where e.id = endpoint for key share;
+        if not found then
+            made := made || jsonb_build_object(cb, jsonb_build_object(
+                'endpointId', endpoint::text, 'deliveryId', null, 'skipped', 'endpoint_not_found'));
+            continue;
+        end if;
+        -- Compact, in the order of a job callback's payload.
+        data := '{"batchId":' || wharf.json_string(b.id::text) || ',"callback":' || wharf.json_string(cb)
+            || ',"total":' || b.total || ',"completed":' || b.completed || ',"dead":' || b.dead
+            || ',"cancelled":' || b.cancelled || ',"failedIds":['
+            || coalesce((select string_agg(wharf.json_string(f::text), ',' order by f) from unnest(b.failed_ids) f), '')
+            || '],"payload":' || coalesce((w -> 'payload')::text, 'null') || '}';
+        select s.delivery_id into delivery
+        from wharf.send_webhooks(
+            array[endpoint],
+            array[coalesce(w ->> 'event', case cb when 'onSuccess' then 'batch.succeeded'
+                                                  when 'onFailure' then 'batch.failed' else 'batch.finished' end)],
+            array[data], null, null, null, null, array['batch:' || b.id || ':' || cb], null, null) s;
+        made := made || jsonb_build_object(cb, jsonb_build_object('endpointId', endpoint::text,
+                                                                   'deliveryId', delivery::text));
     end loop;
     return made;
 end
@@ -1351,7 +1442,7 @@ CREATE INDEX jobs_schedule_hot_idx ON wharf.jobs USING btree (schedule_name, sta
 -- Name: jobs_unique_key_idx; Type: INDEX; Schema: wharf; Owner: -
 --
 
-CREATE UNIQUE INDEX jobs_unique_key_idx ON wharf.jobs USING btree (unique_key) WHERE ((unique_key IS NOT NULL) AND (state = ANY (ARRAY['scheduled'::text, 'available'::text, 'running'::text, 'retryable'::text])));
+CREATE UNIQUE INDEX jobs_unique_key_idx ON wharf.jobs USING btree (unique_key) WHERE ((unique_key IS NOT NULL) AND (state = ANY (ARRAY['scheduled'::text, 'available'::text, 'running'::text, 'retryable'::text, 'waiting'::text])));
 
 --
 -- Name: jobs_unpruned_idx; Type: INDEX; Schema: wharf; Owner: -

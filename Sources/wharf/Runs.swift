@@ -64,7 +64,7 @@ struct Batches: ParsableCommand {
 
     struct Get: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Show a batch: its counts, failed ids and callback jobs (batches.get).")
+            abstract: "Show a batch: its counts, failed ids and what its callbacks made (batches.get).")
         @OptionGroup var options: ClientOptions
         @Argument(help: "The batch's id.") var id: String
         func run() throws {
@@ -74,7 +74,24 @@ struct Batches: ParsableCommand {
                     + "completed \(r["completed"]?.intValue ?? 0)  dead \(r["dead"]?.intValue ?? 0)  "
                     + "cancelled \(r["cancelled"]?.intValue ?? 0)  pending \(r["pending"]?.intValue ?? 0)"
                     + ((r["failedIds"]?.arrayValue).map { $0.isEmpty ? "" : "\n  failed \($0.map(\.text).joined(separator: " "))" } ?? "")
+                    + Self.callbacksMade(r).map { "\n  " + $0 }.joined()
             }
+        }
+
+        /// A line per callback that fired: `onFailure: job 44`, `onFinish: delivery 12 to endpoint 3`, or
+        /// `onFinish: skipped (endpoint_not_found), endpoint 3`.
+        static func callbacksMade(_ r: JSON) -> [String] {
+            let jobs = (r["callbackJobs"]?.objectValue?.pairs ?? []).map { p in
+                "\(p.key): job \(p.value.stringValue ?? "?")"
+            }
+            let deliveries = (r["callbackDeliveries"]?.objectValue?.pairs ?? []).map { p -> String in
+                let endpoint = p.value["endpointId"]?.stringValue ?? "?"
+                if let id = p.value["deliveryId"]?.stringValue {
+                    return "\(p.key): delivery \(id) to endpoint \(endpoint)"
+                }
+                return "\(p.key): skipped (\(p.value["skipped"]?.stringValue ?? "?")), endpoint \(endpoint)"
+            }
+            return jobs + deliveries
         }
     }
 }

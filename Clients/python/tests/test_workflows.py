@@ -252,9 +252,9 @@ def test_batch_callback_is_validated_up_front(client, unique):
                                           "batch": {"onFinish": {"queue": unique}}})
     assert e.value.data["field"] == "batch.onFinish.kind"
     with pytest.raises(wharf.InvalidParams) as e:
-        client.call("jobs.enqueueBatch", {"jobs": [{"queue": unique, "kind": "k", "idempotencyKey": "x"}],
-                                          "batch": {}})
-    assert e.value.data["field"] == "jobs[0].idempotencyKey"
+        client.call("jobs.enqueueBatch", {"jobs": [{"queue": unique, "kind": "k"}],
+                                          "batch": {"onFinish": {"queue": unique, "kind": "k", "priority": 5000}}})
+    assert e.value.data["field"] == "batch.onFinish.priority"
     assert client.jobs.list(queue=unique)["jobs"] == []
 
 

@@ -159,10 +159,10 @@ class JobsAPI(_Namespace):
 
         `depends_on=[job ids]` keeps the job `waiting` until they all completed;
         `on_dependency_failure` ("cancel" or "run") says what a dead or cancelled one does
-        (Protocol/workflows.md). Such an enqueue takes no idempotency key (none is sent).
+        (Protocol/workflows.md).
         """
         if idempotency_key is AUTO:
-            idempotency_key = new_idempotency_key() if webhook is None and depends_on is None else None
+            idempotency_key = new_idempotency_key() if webhook is None else None
         p = params(
             webhook=camel_keys(webhook) if webhook is not None else None,
             queue=queue,
@@ -200,13 +200,14 @@ class JobsAPI(_Namespace):
         repeats of the call are safe (see `enqueue`).
 
         `batch={"on_success"|"on_failure"|"on_finish": {"queue", "kind", "payload"?}}` makes the jobs a
-        batch whose callbacks are enqueued once when its last job is final (-> also `batchId`); a batch,
-        or a job with `depends_on`, takes no idempotency keys (none are sent). See Protocol/workflows.md.
+        batch whose callbacks are made once when its last job is final (-> also `batchId`); a callback
+        may instead be a webhook, `{"webhook": {"endpoint_id", "event"?, "payload"?}}`. The batch holds
+        the jobs the call made (not those its `unique_key`s found); a repeat of the call (same keys)
+        answers the same `batchId`. See Protocol/workflows.md.
         """
-        workflow = batch is not None or any("depends_on" in j or "dependsOn" in j for j in jobs)
-        p: Dict[str, Any] = {"jobs": _with_keys(jobs, idempotency_keys and not workflow)}
+        p: Dict[str, Any] = {"jobs": _with_keys(jobs, idempotency_keys)}
         if batch is not None:
-            p["batch"] = camel_keys(batch, nested=("onSuccess", "onFailure", "onFinish"))
+            p["batch"] = camel_keys(batch, nested=("onSuccess", "onFailure", "onFinish", "webhook"))
         return self._call("jobs.enqueueBatch", merge(p, extra))
 
     def lease(

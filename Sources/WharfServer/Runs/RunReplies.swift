@@ -16,18 +16,19 @@ enum RunReplies {
         }
     }
 
-    static func enqueued(_ job: (id: Int64, state: String)) -> JSON {
-        ["id": .string(String(job.id)), "state": .string(job.state), "duplicate": false]
-    }
-
-    /// `jobs.enqueueBatch` with a batch or dependencies: `{jobs, batchId?}`; `path` names job `i` in an
-    /// error (`jobs[i].`, or nothing for `jobs.enqueue`).
-    static func enqueued(_ made: EnqueuedWorkflow, path: (Int) -> String) -> Result<JSON, RPCError> {
+    /// `jobs.enqueueBatch` with a batch or dependencies: `{jobs, batchId?}` (`batchId` when a batch was
+    /// asked for, null when the call made no job and replayed none of a batch); `path` names job `i` in
+    /// an error (`jobs[i].`, or nothing for `jobs.enqueue`).
+    static func enqueued(_ made: EnqueuedWorkflow, path: (Int) -> String, batch: Bool) -> Result<JSON, RPCError> {
         if let (index, id) = made.missingDependency {
             return .failure(.invalidParams(field: path(index) + "dependsOn", "job \(id) not found"))
         }
-        var o: JSONObject = ["jobs": .array(made.jobs.map(enqueued))]
-        if let b = made.batchID { o["batchId"] = .string(String(b)) }
+        if let (callback, id) = made.missingEndpoint {
+            return .failure(
+                .invalidParams(field: "batch.\(callback).webhook.endpointId", "webhook endpoint \(id) not found"))
+        }
+        var o: JSONObject = ["jobs": .array(made.jobs.map(JobReplies.enqueued))]
+        if batch { o["batchId"] = made.batchID.map { .string(String($0)) } ?? .null }
         return .success(.object(o))
     }
 
@@ -75,8 +76,22 @@ enum RunReplies {
             "id": .string(String(b.id)), "state": b.finishedAtMs == nil ? "running" : "finished",
             "total": .int(b.total), "completed": .int(b.completed), "dead": .int(b.dead),
             "cancelled": .int(b.cancelled), "pending": .int(b.total - finished), "failedIds": b.failedIDs,
-            "callbacks": b.callbacks, "callbackJobs": b.callbackJobs ?? .null,
+            "callbacks": b.callbacks, "callbackJobs": callbackJobs(b.callbackJobs),
+            "callbackDeliveries": callbackDeliveries(b.callbackJobs),
             "createdAt": .time(epochMs: b.createdAtMs), "finishedAt": .time(epochMs: b.finishedAtMs),
         ])
+    }
+
+    /// `{onSuccess: jobId, ...}`: what the job callbacks made (null until the batch finished).
+    static func callbackJobs(_ made: JSON?) -> JSON {
+        guard case .object(let o)? = made else { return .null }
+        return .object(JSONObject(o.pairs.filter { $0.value.stringValue != nil }))
+    }
+
+    /// `{onFinish: {endpointId, deliveryId, skipped?}, ...}`: what the webhook callbacks made (null until
+    /// the batch finished).
+    static func callbackDeliveries(_ made: JSON?) -> JSON {
+        guard case .object(let o)? = made else { return .null }
+        return .object(JSONObject(o.pairs.filter { $0.value.stringValue == nil }))
     }
 }

@@ -4,8 +4,9 @@ import WharfStore
 
 /// Workflows on one replica (Protocol/workflows.md): a step's completion with `next`, enqueues with
 /// dependencies or as a batch, and the `runs.*` and `batches.*` methods. It keeps no state of its own:
-/// runs, batches and dependencies live in the database, and the SQL of migration v0020 moves them
-/// (the trigger that ends runs, counts batches and releases waiting jobs fires only for their jobs).
+/// runs, batches and dependencies live in the database, and the SQL of migrations v0020 and v0023
+/// moves them (the trigger that ends runs, counts batches and fires their callbacks, and releases
+/// waiting jobs fires only for their jobs).
 final class RunsService {
     let context: ServiceContext
     let jobs: JobsService
@@ -94,9 +95,14 @@ final class RunsService {
     func enqueue(_ call: Call) throws {
         let job = try Self.parseJob(call.params.object, path: "")
         store.enqueueWorkflow([job], batch: nil) { [unowned self] r in
-            if case .success(let made) = r, made.jobs.first?.state == "available" { jobs.wake(queue: job.spec.queue) }
+            if case .success(let made) = r, let first = made.jobs.first, !first.duplicate, !first.replayed,
+                first.state == "available"
+            {
+                jobs.wake(queue: job.spec.queue)
+            }
             let single = { (made: EnqueuedWorkflow) in
-                RunReplies.enqueued(made, path: { _ in "" }).map { $0["jobs"]?.arrayValue?.first ?? .null }
+                RunReplies.enqueued(made, path: { _ in "" }, batch: false)
+                    .map { $0["jobs"]?.arrayValue?.first ?? .null }
             }
             call.finish(r.mapError(\.rpcError).flatMap(single))
         }
@@ -125,25 +131,27 @@ final class RunsService {
         }
         store.enqueueWorkflow(specs, batch: callbacks) { [unowned self] r in
             if case .success(let made) = r {
-                for q in Set(zip(specs, made.jobs).filter { $0.1.state == "available" }.map { $0.0.spec.queue }) {
+                let woken = zip(specs, made.jobs).filter { _, job in
+                    !job.duplicate && !job.replayed && job.state == "available"
+                }
+                for q in Set(woken.map { $0.0.spec.queue }) {
                     jobs.wake(queue: q)
                 }
             }
-            call.finish(r.mapError(\.rpcError).flatMap { RunReplies.enqueued($0, path: { "jobs[\($0)]." }) })
+            call.finish(
+                r.mapError(\.rpcError).flatMap {
+                    RunReplies.enqueued($0, path: { "jobs[\($0)]." }, batch: callbacks != nil)
+                })
         }
     }
 
-    /// A job object with `dependsOn`/`onDependencyFailure` (the rest as `jobs.enqueue` takes it, without
-    /// uniqueKey and idempotencyKey).
+    /// A job object with `dependsOn`/`onDependencyFailure` (the rest as `jobs.enqueue` takes it).
     static func parseJob(_ object: JSONObject, path: String) throws(RPCError) -> WorkflowJob {
         var rest = object
         let deps = rest["dependsOn"]
         let policy = rest["onDependencyFailure"]
         rest["dependsOn"] = nil
         rest["onDependencyFailure"] = nil
-        for key in ["uniqueKey", "idempotencyKey"] where rest[key] != nil {
-            throw RPCError.invalidParams(field: path + key, "is not supported with dependsOn or batch")
-        }
         var job = WorkflowJob(spec: try JobSpec.parse(Params(object: rest), path: path))
         if let deps, deps != JSON.null {
             guard case .array(let list) = deps, list.count <= 100 else {
@@ -167,21 +175,17 @@ final class RunsService {
     }
 
     /// `{onSuccess?, onFailure?, onFinish?}`, each a job template `{queue, kind, payload?, priority?,
-    /// maxAttempts?}`, validated here so that the callback's enqueue (inside the transaction that
-    /// finishes the batch's last job) cannot be refused.
+    /// maxAttempts?}` or a webhook target `{webhook: {endpointId, event?, payload?}}`, validated here so
+    /// that the callback (made inside the transaction that finishes the batch's last job) cannot be
+    /// refused. Whether a webhook's endpoint exists is asked by the enqueue's statement.
     static func parseCallbacks(_ p: Params) throws(RPCError) -> JSON {
         try p.onlyKnown(["onSuccess", "onFailure", "onFinish"])
         var out = JSONObject()
         for key in ["onSuccess", "onFailure", "onFinish"] {
             guard let o = try p.optionalObject(key) else { continue }
-            let t = Params(object: o)
             do throws(RPCError) {
-                try t.onlyKnown(["queue", "kind", "payload", "priority", "maxAttempts"])
-                var template: JSONObject = ["queue": .string(try t.name("queue")), "kind": .string(try t.name("kind"))]
-                if let v = t["payload"] { template["payload"] = v }
-                if let v = try t.optionalInt("priority", in: -1000...1000) { template["priority"] = .int(v) }
-                if let v = try t.optionalInt("maxAttempts", in: 1...1000) { template["maxAttempts"] = .int(v) }
-                out[key] = .object(template)
+                let t = Params(object: o)
+                out[key] = try o["webhook"] != nil ? webhookCallback(t) : jobCallback(t)
             } catch {
                 throw RPCError.invalidParams(
                     field: "batch.\(key)." + (error.data?["field"]?.stringValue ?? ""),
@@ -189,5 +193,33 @@ final class RunsService {
             }
         }
         return .object(out)
+    }
+
+    private static func jobCallback(_ t: Params) throws(RPCError) -> JSON {
+        try t.onlyKnown(["queue", "kind", "payload", "priority", "maxAttempts"])
+        var template: JSONObject = ["queue": .string(try t.name("queue")), "kind": .string(try t.name("kind"))]
+        if let v = t["payload"] { template["payload"] = v }
+        if let v = try t.optionalInt("priority", in: -1000...1000) { template["priority"] = .int(v) }
+        if let v = try t.optionalInt("maxAttempts", in: 1...1000) { template["maxAttempts"] = .int(v) }
+        return .object(template)
+    }
+
+    /// `{webhook: {endpointId, event?, payload?}}`, stored with the endpoint id as a string.
+    private static func webhookCallback(_ t: Params) throws(RPCError) -> JSON {
+        try t.onlyKnown(["webhook"])
+        guard let w = try t.optionalObject("webhook") else {
+            throw RPCError.invalidParams(field: "webhook", "must be {endpointId, event?, payload?}")
+        }
+        let wp = Params(object: w)
+        do throws(RPCError) {
+            try wp.onlyKnown(["endpointId", "event", "payload"])
+            var target: JSONObject = ["endpointId": .string(String(try wp.numericID("endpointId")))]
+            if let event = try wp.optionalName("event", maxLength: 200) { target["event"] = .string(event) }
+            if let v = wp["payload"] { target["payload"] = v }
+            return ["webhook": .object(target)]
+        } catch {
+            throw RPCError.invalidParams(
+                field: "webhook." + (error.data?["field"]?.stringValue ?? ""), error.data?["detail"]?.stringValue ?? "")
+        }
     }
 }

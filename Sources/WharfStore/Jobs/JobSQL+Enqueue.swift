@@ -85,9 +85,10 @@ extension JobSQL {
             """
     }()
 
-    /// Finds the unfinished job holding each unique key (after a concurrent enqueue won the race).
+    /// Finds the unfinished job holding each unique key (after a concurrent enqueue won the race); a
+    /// waiting job holds its key too (migration v0023).
     static let byUniqueKeys = """
         select unique_key, id, state from wharf.jobs
-        where unique_key = any($1::text[]) and state in \(hotStates)
+        where unique_key = any($1::text[]) and (state in \(hotStates) or state = 'waiting')
         """
 }

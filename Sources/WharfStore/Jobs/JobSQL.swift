@@ -334,8 +334,12 @@ enum JobSQL {
           and ($9::bigint is null or j.created_at < \(SQLTime.at("$9::bigint")))
         """
 
-    /// The unfinished job holding uniqueKey `$1` (the unique index on it covers only unfinished jobs).
-    static let byUniqueKey = "select \(columns) from wharf.jobs j where j.unique_key = $1 and j.state in \(hotStates)"
+    /// The unfinished job holding uniqueKey `$1` (the unique index on it covers only unfinished jobs,
+    /// waiting ones included).
+    static let byUniqueKey = """
+        select \(columns) from wharf.jobs j
+        where j.unique_key = $1 and (j.state in \(hotStates) or j.state = 'waiting')
+        """
 
     /// A page of `jobs.list`, newest first, after the keyset cursor `$5` (an id): at most `$6` jobs
     /// and, past the first, at most `$7` reply bytes. It walks the ids one index probe at a time with a

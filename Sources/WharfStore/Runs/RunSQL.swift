@@ -1,7 +1,7 @@
 /// The statements of runs, batches and dependencies (Protocol/workflows.md). The work is done by the
-/// SQL functions of migrations v0020 and v0022 (`wharf.complete_steps`, `wharf.enqueue_workflow`,
-/// `wharf.cancel_run`, and the trigger that ends runs, counts batches and releases waiting jobs), so
-/// that each call is one statement and one transaction.
+/// SQL functions of migrations v0020, v0022 and v0023 (`wharf.complete_steps`, `wharf.enqueue_workflow`,
+/// `wharf.cancel_run`, and the trigger that ends runs, counts batches and fires their callbacks, and
+/// releases waiting jobs), so that each call is one statement and one transaction.
 enum RunSQL {
     /// Step completions of one loop turn in one statement (one transaction): per item, `$1` job id,
     /// `$2` lease token, `$3` result, then the next step's `$5` queue, `$6` kind, `$7` payload, `$8` runAt
@@ -19,15 +19,16 @@ enum RunSQL {
         order by s.ord
         """
 
-    /// `JobSQL.enqueueArrays`' queue..meta arrays (without uniqueKey, idempotencyKey and schedule),
-    /// then `$12` dependsOn (a JSON array per job), `$13` onDependencyFailure, `$14` batch callbacks.
+    /// `JobSQL.enqueueArrays`' queue..idempotency_key arrays (`$1`-`$13`, without schedule), then `$14`
+    /// dependsOn (a JSON array per job), `$15` onDependencyFailure, `$16` batch callbacks. Rows: ord,
+    /// job id, state, created, replayed, batch id (or one refusal row, see `wharf.enqueue_workflow`).
     static let enqueueWorkflow = """
-        select w.ord, w.job_id, w.job_state, w.batch_id
+        select w.ord, w.job_id, w.job_state, w.created, w.replayed, w.batch_id
         from wharf.enqueue_workflow(
             $1::text[], $2::text[], $3::jsonb[], $4::int[],
             array(select \(SQLTime.at("u.ms")) from unnest($5::bigint[]) with ordinality u(ms, n) order by u.n),
-            $6::int[], $7::jsonb[], $8::bigint[], $9::text[], $10::jsonb[], $11::jsonb[],
-            $12::jsonb[], $13::text[], $14::jsonb) w
+            $6::int[], $7::jsonb[], $8::bigint[], $9::text[], $10::text[], $11::jsonb[], $12::jsonb[], $13::text[],
+            $14::jsonb[], $15::text[], $16::jsonb) w
         """
 
     static let cancel = "select c.previous_state, c.cancelled_job_id from wharf.cancel_run($1::bigint, $2::bigint) c"

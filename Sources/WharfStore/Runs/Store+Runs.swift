@@ -34,10 +34,17 @@ public struct WorkflowJob: Sendable {
 
 /// What a workflow enqueue made: the jobs in input order and the batch, if one was asked for.
 public struct EnqueuedWorkflow: Sendable {
-    public var jobs: [(id: Int64, state: String)]
+    /// Each job the call came to: made, found by its uniqueKey (`duplicate`), or a replay of its
+    /// idempotencyKey (`replayed`).
+    public var jobs: [EnqueuedJob]
+    /// The batch the call made (of the jobs it made), or, when it made none, the batch of its first
+    /// replayed job that has one; nil otherwise.
     public var batchID: Int64?
     /// Set when nothing was made because job `index` (0-based) depends on job `id`, which does not exist.
     public var missingDependency: (index: Int, id: Int64)?
+    /// Set when nothing was made because webhook callback `callback` (`onFinish`...) names endpoint
+    /// `id`, which does not exist.
+    public var missingEndpoint: (callback: String, id: Int64)?
 }
 
 public struct RunRecord: Sendable {
@@ -64,7 +71,8 @@ public struct BatchRecord: Sendable {
     /// Job ids as strings.
     public var failedIDs: JSON
     public var callbacks: JSON
-    /// {onSuccess: jobId, ...} once the batch finished.
+    /// What each callback made once the batch finished: `{onSuccess: jobId, ...}` for job callbacks,
+    /// `{onFinish: {endpointId, deliveryId, skipped?}}` for webhook callbacks (`wharf.fire_batch_callbacks`).
     public var callbackJobs: JSON?
     public var createdAtMs: Int64
     public var finishedAtMs: Int64?
@@ -112,30 +120,55 @@ extension Store {
     }
 
     /// Enqueues jobs with dependencies and/or as a batch with `callbacks` (one statement: all or nothing).
+    /// A statement aborted because two calls recorded the same new idempotency key at once, or because
+    /// the job holding a uniqueKey changed while it ran, is run again (twice at most; it changed nothing).
     public func enqueueWorkflow(
         _ jobs: [WorkflowJob], batch callbacks: JSON?,
         _ completion: @escaping (Result<EnqueuedWorkflow, StoreError>) -> Void
     ) {
         let all = JobSQL.enqueueArrays(jobs.map(\.spec))
         // enqueueColumns: queue, kind, payload, priority, run_at_ms, max_attempts, retry, timeout_ms,
-        // unique_key, lock_key, tags, meta, ...
-        var params = Array(all[0..<8]) + [all[9], all[10], all[11]]
+        // unique_key, lock_key, tags, meta, idempotency_key, ...
+        var params = Array(all[0..<13])
         params.append(
             PGArray.text(jobs.map { j in
                 j.dependsOn.isEmpty ? nil : JSON.array(j.dependsOn.map { .string(String($0)) }).text
             }))
         params.append(PGArray.text(jobs.map(\.onDependencyFailure)))
         params.append(callbacks?.text)
-        rows(RunSQL.enqueueWorkflow, params, plan: .generic, completion) { r in
-            var made: [(id: Int64, state: String)] = []
-            var batch: Int64?
+        enqueueWorkflowStatement(params, attemptsLeft: 3, completion)
+    }
+
+    private func enqueueWorkflowStatement(
+        _ params: [String?], attemptsLeft: Int, _ completion: @escaping (Result<EnqueuedWorkflow, StoreError>) -> Void
+    ) {
+        let retried: (Result<EnqueuedWorkflow, StoreError>) -> Void = { [self] r in
+            // `busy`: the statement was aborted (a serialization failure or a deadlock) and made nothing.
+            if case .failure(.busy) = r, attemptsLeft > 1 {
+                return enqueueWorkflowStatement(params, attemptsLeft: attemptsLeft - 1, completion)
+            }
+            completion(r)
+        }
+        rows(RunSQL.enqueueWorkflow, params, plan: .generic, retried) { r in
             if r.rowCount == 1, r.string(0, 2) == "missing_dependency" {
                 return EnqueuedWorkflow(
                     jobs: [], batchID: nil, missingDependency: (Int(r.int(0, 0) ?? 1) - 1, r.int(0, 1) ?? 0))
             }
+            if r.rowCount == 1, r.string(0, 2) == "missing_endpoint" {
+                let names = ["onSuccess", "onFailure", "onFinish"]
+                let n = Int(r.int(0, 0) ?? 1) - 1
+                return EnqueuedWorkflow(
+                    jobs: [], batchID: nil,
+                    missingEndpoint: (names.indices.contains(n) ? names[n] : "onFinish", r.int(0, 1) ?? 0))
+            }
+            var made: [EnqueuedJob] = []
+            var batch: Int64?
             for row in 0..<r.rowCount {
-                made.append((r.int(row, 1) ?? 0, r.string(row, 2) ?? ""))
-                batch = r.int(row, 3)
+                made.append(
+                    EnqueuedJob(
+                        id: r.int(row, 1) ?? 0, state: r.string(row, 2) ?? "", duplicate: !(r.bool(row, 3) ?? true),
+                        replayed: r.bool(row, 4) ?? false))
+                batch = r.int(row, 5)
             }
             return EnqueuedWorkflow(jobs: made, batchID: batch)
         }
