@@ -113,6 +113,109 @@ end
 $$;
 
 --
+-- Name: complete_steps(bigint[], text[], jsonb[], bigint, text[], text[], jsonb[], timestamp with time zone[], integer[], integer[], jsonb[], bigint[]); Type: FUNCTION; Schema: wharf; Owner: -
+--
+
+CREATE FUNCTION wharf.complete_steps(ids bigint[], tokens text[], results jsonb[], retention_ms bigint, next_queue text[], next_kind text[], next_payload jsonb[], next_run_at timestamp with time zone[], next_priority integer[], next_max_attempts integer[], next_retry jsonb[], next_timeout_ms bigint[]) RETURNS TABLE(ord bigint, outcome text, job_state text, token_matches boolean, run_id bigint, step integer, next_job_id bigint, queue text, leased_at timestamp with time zone)
+    LANGUAGE plpgsql
+    AS $$
+#variable_conflict use_column
+declare
+    handled bigint[];
+    run_ids bigint[];
+    steps integer[];
+    nexts bigint[];
+    queues text[];
+    leased timestamptz[];
+    touched bigint;
+begin
+    -- The common case, set-based: a running job under its token that starts a run, or is the current
+    -- step of a run that is running (or failed, when `jobs.retry` ran its dead step again).
+    with input as materialized (
+        select u.*, nextval('wharf.jobs_id_seq') as next_id
+        from unnest(complete_steps.ids, complete_steps.tokens, complete_steps.results, complete_steps.next_queue,
+                    complete_steps.next_kind, complete_steps.next_payload, complete_steps.next_run_at,
+                    complete_steps.next_priority, complete_steps.next_max_attempts, complete_steps.next_retry,
+                    complete_steps.next_timeout_ms)
+            with ordinality as u(id, token, result, nqueue, nkind, npayload, nrun_at, npriority, nmax_attempts,
+                                 nretry, ntimeout_ms, ord)
+    ),
+    done as (
+        update wharf.jobs x
+        set state = 'completed', result = i.result, finished_at = now(), lease_expires_at = null,
+            prune_at = now() + coalesce((select q.completed_retention_ms from wharf.queues q where q.name = x.queue),
+                                        complete_steps.retention_ms) * interval '1 millisecond',
+            run_id = coalesce(x.run_id, x.id), run_step = coalesce(x.run_step, 0), next_job_id = i.next_id
+        from input i
+        where x.id = i.id and x.lease_token = i.token and x.state = 'running'
+          -- (A scalar subquery: one primary-key probe per row, never a hash of every running run.)
+          and (x.run_id is null
+               or (select r.state from wharf.runs r where r.id = x.run_id and r.current_job_id = x.id)
+                  in ('running', 'failed'))
+        returning i.ord, i.next_id, x.leased_at as leased, x.run_id as rid, x.run_step as s, x.result as output, x.queue as q, x.kind as k,
+                  coalesce(i.nqueue, x.queue) as nqueue, coalesce(i.nkind, x.kind) as nkind,
+                  coalesce(i.npayload, 'null') as npayload, i.nrun_at, coalesce(i.npriority, x.priority) as npriority,
+                  coalesce(i.nmax_attempts, x.max_attempts) as nmax_attempts, coalesce(i.nretry, x.retry) as nretry,
+                  coalesce(i.ntimeout_ms, x.timeout_ms) as ntimeout_ms, x.tags as ntags, x.meta as nmeta
+    ),
+    made as (
+        insert into wharf.jobs as j (id, queue, kind, payload, state, priority, run_at, max_attempts, retry,
+                                     timeout_ms, tags, meta, run_id, run_step)
+        select d.next_id, d.nqueue, d.nkind, d.npayload,
+               case when d.nrun_at > now() then 'scheduled' else 'available' end,
+               d.npriority, coalesce(d.nrun_at, now()), d.nmax_attempts, d.nretry, d.ntimeout_ms, d.ntags,
+               d.nmeta || jsonb_build_object('run', jsonb_build_object('id', d.rid::text, 'step', d.s + 1)),
+               d.rid, d.s + 1
+        from done d
+        where wharf.enqueue_valid(d.ord, d.nqueue, d.nkind, d.npriority, d.nmax_attempts, d.nretry, d.ntimeout_ms,
+                                  null, null, to_jsonb(d.ntags), d.nmeta, null)
+        returning j.queue, j.state
+    ),
+    moved as (
+        -- The first step's completion makes the run (its id is the step's job's).
+        insert into wharf.runs as r (id, state, step, current_job_id, queue, kind, outputs)
+        select d.rid, 'running', d.s + 1, d.next_id, d.q, d.k, jsonb_build_array(d.output)
+        from done d
+        on conflict (id) do update
+        set state = 'running', step = excluded.step, current_job_id = excluded.current_job_id,
+            outputs = r.outputs || excluded.outputs, finished_at = null, updated_at = now()
+        returning r.id
+    ),
+    woke as (
+        select count(pg_notify('wharf_wake', 'jobs:' || w.queue)) as n
+        from (select distinct m.queue from made m where m.state = 'available') w
+    )
+    -- (`moved` and `woke` are read once each, by uncorrelated subqueries.)
+    select coalesce(array_agg(d.ord), '{}'), array_agg(d.rid), array_agg(d.s), array_agg(d.next_id), array_agg(d.q),
+           array_agg(d.leased), (select count(*) from moved) + (select w.n from woke w)
+    into handled, run_ids, steps, nexts, queues, leased, touched
+    from done d;
+    return query
+    select h.ord, 'done'::text, 'completed'::text, true, h.rid, h.s, h.nid, h.q, h.leased
+    from unnest(handled, run_ids, steps, nexts, queues, leased) as h(ord, rid, s, nid, q, leased);
+
+    -- The rest, one by one (they see what the statement above did).
+    for i in 1 .. coalesce(cardinality(complete_steps.ids), 0) loop
+        continue when i = any(handled);
+        return query
+        select i::bigint, s.outcome, s.job_state, s.token_matches, s.run_id, s.step, s.next_job_id, j.queue,
+               j.leased_at
+        from wharf.complete_step(complete_steps.ids[i], complete_steps.tokens[i], complete_steps.results[i],
+                                 complete_steps.retention_ms, complete_steps.next_queue[i], complete_steps.next_kind[i],
+                                 complete_steps.next_payload[i], complete_steps.next_run_at[i],
+                                 complete_steps.next_priority[i], complete_steps.next_max_attempts[i],
+                                 complete_steps.next_retry[i], complete_steps.next_timeout_ms[i]) s
+        join wharf.jobs j on j.id = complete_steps.ids[i];
+        if not found then
+            -- No such job.
+            return query select i::bigint, null::text, null::text, null::boolean, null::bigint, null::integer,
+                                null::bigint, null::text, null::timestamptz;
+        end if;
+    end loop;
+end
+$$;
+
+--
 -- Name: jobs; Type: TABLE; Schema: wharf; Owner: -
 --
 
@@ -153,6 +256,7 @@ CREATE TABLE wharf.jobs (
     dependencies_left integer,
     on_dependency_failure text,
     has_dependents boolean,
+    next_job_id bigint,
     CONSTRAINT jobs_attempt_check CHECK (((attempt >= 0) AND (max_attempts >= 1))),
     CONSTRAINT jobs_finished_check CHECK (((state = ANY (ARRAY['completed'::text, 'dead'::text, 'cancelled'::text])) = (finished_at IS NOT NULL))),
     CONSTRAINT jobs_kind_length_check CHECK (((char_length(kind) >= 1) AND (char_length(kind) <= 200))),
@@ -1114,7 +1218,8 @@ CREATE TABLE wharf.runs (
     finished_at timestamp with time zone,
     CONSTRAINT runs_finished_check CHECK (((state = 'running'::text) = (finished_at IS NULL))),
     CONSTRAINT runs_state_check CHECK ((state = ANY (ARRAY['running'::text, 'completed'::text, 'failed'::text, 'cancelled'::text])))
-);
+)
+WITH (fillfactor='70');
 
 --
 -- Name: schedules; Type: TABLE; Schema: wharf; Owner: -
@@ -1532,7 +1637,7 @@ CREATE TRIGGER jobs_sync_locks AFTER DELETE OR UPDATE ON wharf.jobs FOR EACH ROW
 -- Name: jobs jobs_workflow_changed; Type: TRIGGER; Schema: wharf; Owner: -
 --
 
-CREATE TRIGGER jobs_workflow_changed AFTER UPDATE OF state ON wharf.jobs FOR EACH ROW WHEN ((((new.run_id IS NOT NULL) OR (new.batch_id IS NOT NULL) OR new.has_dependents) AND (new.state IS DISTINCT FROM old.state))) EXECUTE FUNCTION wharf.workflow_job_changed();
+CREATE TRIGGER jobs_workflow_changed AFTER UPDATE OF state ON wharf.jobs FOR EACH ROW WHEN ((((new.batch_id IS NOT NULL) OR new.has_dependents OR ((new.run_id IS NOT NULL) AND (new.next_job_id IS NULL))) AND (new.state IS DISTINCT FROM old.state) AND ((new.state = ANY (ARRAY['completed'::text, 'dead'::text, 'cancelled'::text])) OR (old.state = ANY (ARRAY['completed'::text, 'dead'::text, 'cancelled'::text]))))) EXECUTE FUNCTION wharf.workflow_job_changed();
 
 --
 -- Name: locks locks_refuse_delete; Type: TRIGGER; Schema: wharf; Owner: -
