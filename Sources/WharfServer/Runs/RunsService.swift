@@ -4,9 +4,9 @@ import WharfStore
 
 /// Workflows on one replica (Protocol/workflows.md): a step's completion with `next`, enqueues with
 /// dependencies or as a batch, and the `runs.*` and `batches.*` methods. It keeps no state of its own:
-/// runs, batches and dependencies live in the database, and the SQL of migrations v0020 and v0023
-/// moves them (the trigger that ends runs, counts batches and fires their callbacks, and releases
-/// waiting jobs fires only for their jobs).
+/// runs, batches and dependencies live in the database, and the SQL of migrations v0020, v0022 and
+/// v0023 moves them (`wharf.complete_steps` moves a run to its next step; the trigger that ends runs,
+/// counts batches and fires their callbacks, and releases waiting jobs fires only for their jobs).
 final class RunsService {
     let context: ServiceContext
     let jobs: JobsService
