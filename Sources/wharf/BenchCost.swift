@@ -1,6 +1,7 @@
 import CLibPQ
 import Foundation
 import WharfRPC
+import WharfUV
 
 /// What a benchmark phase cost, read before and after it: the server's CPU time and the PostgreSQL
 /// round trips and statements it sent (`server.info` `usage`), the client calls the benchmark made,
@@ -112,5 +113,74 @@ struct CostSnapshot {
             "rowVersionsPerJob": j(rows), "hotUpdatesPerJob": j(hot),
         ]
         return (line, json)
+    }
+}
+
+/// The phases of one benchmark run on its loop (loop thread only): each phase's cost per job, read
+/// from a `CostSnapshot` taken when it begins and another once it has settled, and the run's first
+/// error, which stops the loop.
+final class BenchPhases {
+    let database: BenchDatabase?
+    var loop: EventLoop!
+    /// The connection that reads `server.info`, and the connections whose calls a phase counts.
+    var control: LoopRPCClient!
+    var clients: [LoopRPCClient] = []
+    /// What each phase cost per job, in phase order.
+    var costs: [(phase: String, line: String, json: JSON)] = []
+    var error: String?
+    private var mark = CostSnapshot()
+
+    init(database: BenchDatabase?) { self.database = database }
+
+    /// Keeps the first error and stops the run.
+    func abort(_ message: String) {
+        if error == nil { error = message }
+        loop.stop()
+    }
+
+    /// The value, or nil after aborting the run with the server's error.
+    func check<T>(_ r: Result<T, RPCError>) -> T? {
+        switch r {
+        case .success(let v): return v
+        case .failure(let e):
+            abort("server error: \(e)")
+            return nil
+        }
+    }
+
+    /// Waits until the database has reported what the last phase did (a short pause without one).
+    func settle(then next: @escaping () -> Void) {
+        let t = try! LoopTimer(loop: loop)
+        t.start(timeoutMs: database == nil ? 1_200 : CostSnapshot.databaseSettleMs) {
+            t.close()
+            next()
+        }
+    }
+
+    /// Marks where the next phase's costs begin.
+    func begin(then next: @escaping () -> Void) {
+        snapshot { [unowned self] s in
+            self.mark = s
+            next()
+        }
+    }
+
+    /// Lets the phase settle, then records what it cost per job; the next phase begins there.
+    func close(_ phase: String, jobs: Int, then next: @escaping () -> Void) {
+        settle { [unowned self] in
+            self.snapshot { s in
+                let c = self.mark.perJob(until: s, jobs: jobs)
+                self.costs.append((phase, c.line, c.json))
+                self.mark = s
+                next()
+            }
+        }
+    }
+
+    private func snapshot(_ then: @escaping (CostSnapshot) -> Void) {
+        CostSnapshot.take(control: control, clients: clients, database: database) { [unowned self] r in
+            guard let s = self.check(r) else { return }
+            then(s)
+        }
     }
 }

@@ -104,8 +104,8 @@ final class JobsBenchRun {
     let database: BenchDatabase?
     let preAge: Int
     /// What each throughput phase cost per job.
-    var costs: [(phase: String, line: String, json: JSON)] = []
-    private var mark = CostSnapshot()
+    let phases: BenchPhases
+    var costs: [(phase: String, line: String, json: JSON)] { phases.costs }
     let runID = String(UInt32.random(in: 0...UInt32.max), radix: 36)
 
     var enqueuePerSec = 0.0
@@ -115,7 +115,7 @@ final class JobsBenchRun {
     var pickup = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
     var lost = 0
     var duplicated = 0
-    var error: String?
+    var error: String? { phases.error }
 
     private var loop: EventLoop!
     private var producers: [LoopRPCClient] = []
@@ -130,6 +130,7 @@ final class JobsBenchRun {
         token: String?, database: BenchDatabase?, preAge: Int
     ) {
         self.database = database
+        phases = BenchPhases(database: database)
         self.preAge = max(0, preAge)
         steadyDepth = max(1, depth)
         self.host = host
@@ -153,30 +154,16 @@ final class JobsBenchRun {
                     self.producers = Array(all[0..<self.producerCount])
                     self.workers = Array(all[self.producerCount..<(self.producerCount + self.workerCount)])
                     self.control = all.last!
+                    self.phases.loop = loop
+                    self.phases.control = self.control
+                    self.phases.clients = self.producers + self.workers
                     self.phasePreAge(remaining: self.preAge) {
-                        self.snapshot { s in
-                            self.mark = s
-                            self.phaseEnqueue()
-                        }
+                        self.phases.begin { self.phaseEnqueue() }
                     }
                 },
-                failed: { [unowned self] message in self.error = message })
+                failed: { [unowned self] message in self.phases.error = message })
         } catch {
-            self.error = "\(error)"
-        }
-    }
-
-    private func abort(_ message: String) {
-        if error == nil { error = message }
-        loop.stop()
-    }
-
-    private func check<T>(_ r: Result<T, RPCError>) -> T? {
-        switch r {
-        case .success(let v): return v
-        case .failure(let e):
-            abort("server error: \(e)")
-            return nil
+            phases.error = "\(error)"
         }
     }
 
@@ -189,7 +176,7 @@ final class JobsBenchRun {
         let chunk = min(50_000, remaining)
         enqueue(chunk, into: queue("drain"), batch: 1_000) { [unowned self] in
             self.startWorkers(queue: self.queue("drain"), expected: chunk, waitMs: 100) { _ in
-                self.settleThen { self.phasePreAge(remaining: remaining - chunk, then: next) }
+                self.phases.settle { self.phasePreAge(remaining: remaining - chunk, then: next) }
             }
         }
     }
@@ -200,7 +187,7 @@ final class JobsBenchRun {
         let start = Self.nowNs()
         enqueue(jobs, into: queue("drain"), batch: batch) { [unowned self] in
             self.enqueuePerSec = Double(self.jobs) / (Double(Self.nowNs() - start) / 1e9)
-            self.closePhase("enqueue") { self.phaseDrain() }
+            self.phases.close("enqueue", jobs: self.jobs) { self.phaseDrain() }
         }
     }
 
@@ -214,7 +201,7 @@ final class JobsBenchRun {
             remaining -= n
             let items = (0..<n).map { i -> JSON in ["queue": .string(q), "kind": "noop", "payload": ["n": .from(i)]] }
             p.call("jobs.enqueueBatch", ["jobs": .array(items)]) { [unowned self] r in
-                guard self.check(r) != nil else { return }
+                guard self.phases.check(r) != nil else { return }
                 acked += n
                 if acked == count { done() } else { sendNext(p) }
             }
@@ -237,14 +224,14 @@ final class JobsBenchRun {
                     "worker": "bench",
                 ]
             ) { [unowned self] r in
-                guard let v = self.check(r), !finished else { return }
+                guard let v = self.phases.check(r), !finished else { return }
                 let leased = v["jobs"]?.arrayValue ?? []
                 w.corked {
                     for j in leased {
                         let id = j["id"]?.stringValue ?? ""
                         w.call("jobs.complete", ["id": .string(id), "leaseToken": j["leaseToken"] ?? .null]) {
                             [unowned self] r in
-                            guard self.check(r) != nil else { return }
+                            guard self.phases.check(r) != nil else { return }
                             self.completedIDs[id, default: 0] += 1
                             completed += 1
                             if completed == expected && !finished {
@@ -264,41 +251,13 @@ final class JobsBenchRun {
         completedIDs = [:]
         startWorkers(queue: queue("drain"), expected: jobs, waitMs: 100) { [unowned self] seconds in
             self.drainPerSec = Double(self.jobs) / seconds
-            self.closePhase("drain") { self.phaseSteady() }
+            self.phases.close("drain", jobs: self.jobs) { self.phaseSteady() }
         }
     }
 
     /// Lets outstanding long polls end before the next phase starts. With `--database` it waits
     /// longer: a PostgreSQL backend that reported its table statistics less than a second before
     /// going idle reports the rest only 10 s later, and the row versions per job would be short.
-    private func settleThen(_ next: @escaping () -> Void) {
-        let t = try! LoopTimer(loop: loop)
-        t.start(timeoutMs: database == nil ? 1_200 : CostSnapshot.databaseSettleMs) {
-            t.close()
-            next()
-        }
-    }
-
-    /// Reads the server's (and the database's) counters.
-    private func snapshot(_ then: @escaping (CostSnapshot) -> Void) {
-        CostSnapshot.take(control: control, clients: producers + workers, database: database) { [unowned self] r in
-            guard let s = self.check(r) else { return }
-            then(s)
-        }
-    }
-
-    /// Lets the phase settle, then records what it cost per job.
-    private func closePhase(_ phase: String, then next: @escaping () -> Void) {
-        settleThen { [unowned self] in
-            self.snapshot { s in
-                let c = self.mark.perJob(until: s, jobs: self.jobs)
-                self.costs.append((phase, c.line, c.json))
-                self.mark = s
-                next()
-            }
-        }
-    }
-
     // MARK: Steady: single enqueues and workers at once.
 
     private func phaseSteady() {
@@ -311,7 +270,7 @@ final class JobsBenchRun {
             remaining -= 1
             p.call("jobs.enqueue", ["queue": .string(q), "kind": "noop", "payload": ["at": .from(Int(Self.nowNs()))]]) {
                 [unowned self] r in
-                guard self.check(r) != nil else { return }
+                guard self.phases.check(r) != nil else { return }
                 enqueued += 1
                 if enqueued == self.jobs {
                     self.steadyEnqueuePerSec = Double(self.jobs) / (Double(Self.nowNs() - start) / 1e9)
@@ -321,7 +280,7 @@ final class JobsBenchRun {
         }
         startWorkers(queue: q, expected: jobs, waitMs: 1_000) { [unowned self] seconds in
             self.steadyPerSec = Double(self.jobs) / seconds
-            self.closePhase("steady") { self.phasePickup() }
+            self.phases.close("steady", jobs: self.jobs) { self.phasePickup() }
         }
         for p in producers { for _ in 0..<steadyDepth { sendNext(p) } }
     }
@@ -340,15 +299,15 @@ final class JobsBenchRun {
                 ["queues": [.string(q)], "max": 1, "leaseMs": 60_000, "waitMs": 10_000, "worker": "bench-pickup"]
             ) { [unowned self] r in
                 let now = Self.nowNs()
-                guard let v = self.check(r), let job = v["jobs"]?.arrayValue?.first else {
-                    return self.abort("pickup lease returned no job")
+                guard let v = self.phases.check(r), let job = v["jobs"]?.arrayValue?.first else {
+                    return self.phases.abort("pickup lease returned no job")
                 }
                 if taken >= warmup { _ = self.pickup.record(max(1, (now - sentAt) / 1000)) }
                 taken += 1
                 let id = job["id"]?.stringValue ?? ""
                 worker.call("jobs.complete", ["id": .string(id), "leaseToken": job["leaseToken"] ?? .null]) {
                     [unowned self] r in
-                    guard self.check(r) != nil else { return }
+                    guard self.phases.check(r) != nil else { return }
                     self.completedIDs[id, default: 0] += 1
                     if taken == warmup + self.samples { return self.verify() }
                     let t = try! LoopTimer(loop: self.loop)
@@ -364,7 +323,7 @@ final class JobsBenchRun {
                 t.close()
                 sentAt = Self.nowNs()
                 self.control.call("jobs.enqueue", ["queue": .string(q), "kind": "noop"]) { [unowned self] r in
-                    _ = self.check(r)
+                    _ = self.phases.check(r)
                 }
             }
         }
@@ -381,7 +340,7 @@ final class JobsBenchRun {
         var pending = expected.count
         for (q, n) in expected {
             control.call("queues.stats", ["queue": .string(q)]) { [unowned self] r in
-                guard let v = self.check(r), let counts = v["counts"]?.objectValue else { return }
+                guard let v = self.phases.check(r), let counts = v["counts"]?.objectValue else { return }
                 let completed = Int(counts["completed"]?.intValue ?? 0)
                 let unfinished = counts.pairs.filter { $0.key != "completed" }.reduce(0) {
                     $0 + Int($1.value.intValue ?? 0)

@@ -65,13 +65,13 @@ final class RunsBenchRun {
     var plainPerSec = 0.0
     var runsCompleted = 0
     var duplicated = 0
-    var costs: [(phase: String, line: String, json: JSON)] = []
-    var error: String?
+    let phases: BenchPhases
+    var costs: [(phase: String, line: String, json: JSON)] { phases.costs }
+    var error: String? { phases.error }
 
     private var loop: EventLoop!
     private var workers: [LoopRPCClient] = []
     private var control: LoopRPCClient!
-    private var mark = CostSnapshot()
     private var completedIDs = Set<String>()
 
     init(host: String, port: Int, runs: Int, steps: Int, workers: Int, batch: Int, token: String?, database: BenchDatabase?) {
@@ -83,6 +83,7 @@ final class RunsBenchRun {
         self.batch = batch
         self.token = token
         self.database = database
+        phases = BenchPhases(database: database)
     }
 
     static func nowNs() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
@@ -95,31 +96,19 @@ final class RunsBenchRun {
                     self.loop = loop
                     self.workers = Array(all[0..<self.workerCount])
                     self.control = all.last!
-                    self.snapshot { s in
-                        self.mark = s
+                    self.phases.loop = loop
+                    self.phases.control = self.control
+                    self.phases.clients = self.workers
+                    self.phases.begin {
                         let start = Self.nowNs()
                         self.enqueue(self.runs, into: "bench-\(self.runID)-runs", step: 0) {
                             self.phaseRuns(since: start)
                         }
                     }
                 },
-                failed: { [unowned self] message in self.error = message })
+                failed: { [unowned self] message in self.phases.error = message })
         } catch {
-            self.error = "\(error)"
-        }
-    }
-
-    private func abort(_ message: String) {
-        if error == nil { error = message }
-        loop.stop()
-    }
-
-    private func check<T>(_ r: Result<T, RPCError>) -> T? {
-        switch r {
-        case .success(let v): return v
-        case .failure(let e):
-            abort("server error: \(e)")
-            return nil
+            phases.error = "\(error)"
         }
     }
 
@@ -133,7 +122,7 @@ final class RunsBenchRun {
             let payload: JSON = step.map { ["step": .from($0)] } ?? .null
             let items = (0..<n).map { _ -> JSON in ["queue": .string(q), "kind": "noop", "payload": payload] }
             control.call("jobs.enqueueBatch", ["jobs": .array(items)]) { [unowned self] r in
-                guard self.check(r) != nil else { return }
+                guard self.phases.check(r) != nil else { return }
                 sendNext()
             }
         }
@@ -151,7 +140,7 @@ final class RunsBenchRun {
                 "jobs.lease",
                 ["queues": [.string(q)], "max": .from(batch), "leaseMs": 60_000, "waitMs": 100, "worker": "bench"]
             ) { [unowned self] r in
-                guard let v = self.check(r), !over else { return }
+                guard let v = self.phases.check(r), !over else { return }
                 w.corked {
                     for j in v["jobs"]?.arrayValue ?? [] {
                         let id = j["id"]?.stringValue ?? ""
@@ -162,7 +151,7 @@ final class RunsBenchRun {
                             params["next"] = ["payload": ["step": .from(step + 1)]]
                         }
                         w.call("jobs.complete", .object(params)) { [unowned self] r in
-                            guard self.check(r) != nil else { return }
+                            guard self.phases.check(r) != nil else { return }
                             if !self.completedIDs.insert(id).inserted { self.duplicated += 1 }
                             if let step, step + 1 == self.steps { self.runsCompleted += 1 }
                             finished += 1
@@ -182,7 +171,7 @@ final class RunsBenchRun {
     private func phaseRuns(since start: UInt64) {
         work(queue: "bench-\(runID)-runs", expected: runs * steps, since: start) { [unowned self] seconds in
             self.stepsPerSec = Double(self.runs * self.steps) / seconds
-            self.closePhase("steps", jobs: self.runs * self.steps) {
+            self.phases.close("steps", jobs: self.runs * self.steps) {
                 let start = Self.nowNs()
                 self.enqueue(self.runs * self.steps, into: "bench-\(self.runID)-plain", step: nil) {
                     self.phasePlain(since: start)
@@ -194,7 +183,7 @@ final class RunsBenchRun {
     private func phasePlain(since start: UInt64) {
         work(queue: "bench-\(runID)-plain", expected: runs * steps, since: start) { [unowned self] seconds in
             self.plainPerSec = Double(self.runs * self.steps) / seconds
-            self.closePhase("plain", jobs: self.runs * self.steps) { self.loop.stop() }
+            self.phases.close("plain", jobs: self.runs * self.steps) { self.loop.stop() }
         }
     }
 
@@ -209,25 +198,5 @@ final class RunsBenchRun {
         }
         guard let step = cpu("steps"), let plain = cpu("plain") else { return nil }
         return step / plain
-    }
-
-    private func snapshot(_ then: @escaping (CostSnapshot) -> Void) {
-        CostSnapshot.take(control: control, clients: workers, database: database) { [unowned self] r in
-            guard let s = self.check(r) else { return }
-            then(s)
-        }
-    }
-
-    private func closePhase(_ phase: String, jobs: Int, then next: @escaping () -> Void) {
-        let t = try! LoopTimer(loop: loop)
-        t.start(timeoutMs: database == nil ? 1_200 : CostSnapshot.databaseSettleMs) { [unowned self] in
-            t.close()
-            self.snapshot { s in
-                let c = self.mark.perJob(until: s, jobs: jobs)
-                self.costs.append((phase, c.line, c.json))
-                self.mark = s
-                next()
-            }
-        }
     }
 }
