@@ -35,4 +35,56 @@ import WharfRPC
         #expect(job["attempt"] == 1)
         #expect(job["attempts"]?.arrayValue?.isEmpty ?? true, "\(job)")
     }
+
+    /// A worker waiting on a queue takes its lease in the transaction of the enqueue that makes its
+    /// job (one commit before the worker has it): the job is leased at the instant it was created,
+    /// which a lease after the enqueue's commit cannot be.
+    @Test func anEnqueueHandsItsJobsToAWaitingWorkerInItsOwnTransaction() throws {
+        let s = try TestServer()
+        let worker = try s.connect()
+        let producer = try s.connect()
+        func waitingLease(max: Int) throws {
+            try worker.sendLine(
+                #"{"jsonrpc":"2.0","id":1,"method":"jobs.lease","params":{"queues":["handoff"],"max":\#(max),"waitMs":5000,"worker":"w"}}"#
+            )
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        try waitingLease(max: 1)
+        let id = try #require(producer.call("jobs.enqueue", ["queue": "handoff", "kind": "k"])["id"]?.stringValue)
+        let one = try #require(JSONParser.parse(worker.readLine())["result"]?["jobs"]?.arrayValue)
+        #expect(one.map { $0["id"] } == [.string(id)])
+        #expect(one.first?["leasedAt"] != nil && one.first?["leasedAt"] == one.first?["createdAt"], "\(one)")
+
+        try waitingLease(max: 10)
+        let batch = try producer.call(
+            "jobs.enqueueBatch", ["jobs": .array((0..<3).map { _ in ["queue": "handoff", "kind": "k"] })])
+        let made = try #require(batch["jobs"]?.arrayValue).map { $0["id"] }
+        let three = try #require(JSONParser.parse(worker.readLine())["result"]?["jobs"]?.arrayValue)
+        #expect(three.map { $0["id"] } == made)
+        for j in three { #expect(j["leasedAt"] == j["createdAt"], "\(j)") }
+    }
+
+    /// The lease an enqueue takes for a waiting worker fails: the enqueue still makes its job, once,
+    /// and the job stays available.
+    @Test func aHandoffLeaseThatFailsCostsTheEnqueueNothing() throws {
+        let s = try TestServer()
+        try s.database.sql(
+            """
+            create function public.refuse_lease() returns trigger language plpgsql as
+              $$ begin raise exception 'no lease for this worker'; end $$;
+            create trigger refuse_lease before update on wharf.jobs for each row
+              when (new.worker = 'refused' and new.state = 'running') execute function public.refuse_lease();
+            """)
+        let worker = try s.connect()
+        let producer = try s.connect()
+        try worker.sendLine(
+            #"{"jsonrpc":"2.0","id":1,"method":"jobs.lease","params":{"queues":["refused"],"waitMs":700,"worker":"refused"}}"#
+        )
+        Thread.sleep(forTimeInterval: 0.1)
+        let id = try #require(producer.call("jobs.enqueue", ["queue": "refused", "kind": "k"])["id"]?.stringValue)
+        let reply = try JSONParser.parse(worker.readLine())
+        #expect(reply["error"] != nil || reply["result"]?["jobs"]?.arrayValue?.isEmpty == true, "\(reply)")
+        let rows = try s.database.sql("select id::text || ' ' || state from wharf.jobs where queue = 'refused'")
+        #expect(rows.trimmingCharacters(in: .whitespacesAndNewlines) == "\(id) available")
+    }
 }

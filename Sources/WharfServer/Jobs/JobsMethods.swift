@@ -27,14 +27,9 @@ extension JobsService {
                 specs.append(try JobSpec.parse(Params(object: o), path: "jobs[\(i)]."))
             }
             // Its own statement: all or nothing, never mixed with other clients' enqueues.
-            store.enqueue(specs) { result in
+            self.insert(specs) { result in
                 // All or nothing: the statement's outcome is one for the whole call.
                 let outcomes = result.mapError(\.rpcError).flatMap(JobReplies.enqueuedBatch)
-                if case .success(let outcomes) = outcomes {
-                    for q in Set(zip(specs, outcomes).filter { !$0.1.duplicate && !$0.1.replayed }.map { $0.0.queue }) {
-                        self.wake(queue: q)
-                    }
-                }
                 call.finish(outcomes.map { ["jobs": .array($0.map(JobReplies.enqueued))] })
             }
         }

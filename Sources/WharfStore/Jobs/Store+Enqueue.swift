@@ -69,20 +69,46 @@ extension Store {
         _ specs: [JobSpec],
         _ completion: @escaping (Result<[Result<EnqueuedJob, EnqueueRefusal>], StoreError>) -> Void
     ) {
-        enqueueStatement(specs, attemptsLeft: 3) { [self] r in completion(r.mapError { storeError($0) }) }
+        enqueue(specs, handingTo: nil) { r, _ in completion(r) }
+    }
+
+    /// `enqueue(_:)`, and with `lease` a lease for a waiting worker in the same transaction, after the
+    /// insert: the worker's jobs (the new ones among them) commit with the enqueue, one commit instead
+    /// of two before the worker has them. `leased` is nil when no lease was asked or it failed; a
+    /// failed lease costs the enqueue nothing (it runs again alone).
+    public func enqueue(
+        _ specs: [JobSpec], handingTo lease: LeaseRequest?,
+        _ completion: @escaping (Result<[Result<EnqueuedJob, EnqueueRefusal>], StoreError>, _ leased: [JobRecord]?) -> Void
+    ) {
+        enqueueStatement(specs, lease: lease, attemptsLeft: 3) { [self] r, leased in
+            completion(r.mapError { storeError($0) }, leased)
+        }
     }
 
     private func enqueueStatement(
-        _ specs: [JobSpec], attemptsLeft: Int,
-        _ completion: @escaping (Result<[Result<EnqueuedJob, EnqueueRefusal>], PQError>) -> Void
+        _ specs: [JobSpec], lease: LeaseRequest?, attemptsLeft: Int,
+        _ completion: @escaping (Result<[Result<EnqueuedJob, EnqueueRefusal>], PQError>, [JobRecord]?) -> Void
     ) {
-        pool.query(JobSQL.enqueue, JobSQL.enqueueArrays(specs)) { [self] r in
+        var statements = [PQStatement(JobSQL.enqueue, JobSQL.enqueueArrays(specs))]
+        if let lease {
+            // The lease reads the rows the insert made (same transaction, later statement); it commits
+            // with the enqueue, so it is as durable.
+            statements += [
+                PQStatement(Self.forceGenericPlan), PQStatement(JobSQL.lease, lease.params(durable: true)),
+            ]
+        }
+        pool.run(PQSegment(statements)) { [self] r in
             switch r {
+            case .failure(let e) where lease != nil && e.kind == .server:
+                // The transaction rolled back, so nothing was made: the enqueue runs again alone.
+                enqueueStatement(specs, lease: nil, attemptsLeft: attemptsLeft, completion)
             case .failure(let e) where e.sqlState == "40001" && attemptsLeft > 1:
-                enqueueStatement(specs, attemptsLeft: attemptsLeft - 1, completion)
+                enqueueStatement(specs, lease: nil, attemptsLeft: attemptsLeft - 1, completion)
             case .failure(let e):
-                completion(.failure(e))
-            case .success(let rows):
+                completion(.failure(e), nil)
+            case .success(let results):
+                let rows = results[0]
+                let leased = lease == nil ? nil : leasedJobs(results[results.count - 1])
                 let outcomes = (0..<rows.rowCount).map { i -> EnqueuedJob? in
                     guard let id = rows.int(i, 1) else { return nil }
                     return EnqueuedJob(
@@ -103,7 +129,7 @@ extension Store {
                     return nil
                 }
                 let missing = zip(specs, outcomes).filter { made($0.0, $0.1) == nil }.compactMap { $0.0.uniqueKey }
-                if missing.isEmpty { return completion(.success(zip(specs, outcomes).map { made($0, $1)! })) }
+                if missing.isEmpty { return completion(.success(zip(specs, outcomes).map { made($0, $1)! }), leased) }
                 // A concurrent enqueue won the unique key after this statement's snapshot was taken.
                 // The rows made here have committed: whatever happens to this lookup, they are
                 // reported as made; a row it cannot explain made nothing, so its call may retry.
@@ -120,7 +146,7 @@ extension Store {
                                     }
                                     return .success(o)
                                 }
-                            }))
+                            }), leased)
                 }
             }
         }

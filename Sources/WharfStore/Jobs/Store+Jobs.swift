@@ -73,6 +73,30 @@ public enum RetryOutcome: Sendable, Equatable {
     case uniqueKeyTaken
 }
 
+/// What one lease asks for (`Store.lease`, or the lease an enqueue takes in its own transaction for a
+/// waiting worker: `Store.enqueue(_:handingTo:)`).
+public struct LeaseRequest: Sendable {
+    public var queues: [String]
+    public var max: Int
+    public var leaseMs: Int64
+    public var worker: String
+    /// Bytes the reply may carry past its first job.
+    public var maxBytes: Int
+
+    public init(queues: [String], max: Int, leaseMs: Int64, worker: String, maxBytes: Int) {
+        self.queues = queues
+        self.max = max
+        self.leaseMs = leaseMs
+        self.worker = worker
+        self.maxBytes = maxBytes
+    }
+
+    /// `JobSQL.lease`'s parameters.
+    func params(durable: Bool) -> [String?] {
+        [PGArray.text(queues), String(max), String(leaseMs), worker, String(maxBytes), durable ? "true" : "false"]
+    }
+}
+
 /// A running job that went back to the runnable set (or died) because its worker or lease was lost.
 public struct ReleasedJob: Sendable, Equatable {
     public var id: Int64
@@ -90,21 +114,22 @@ extension Store {
         queues: [String], max: Int, leaseMs: Int64, worker: String, maxBytes: Int, durable: Bool = true,
         _ completion: @escaping (Result<[JobRecord], StoreError>) -> Void
     ) {
-        let params: [String?] = [
-            PGArray.text(queues), String(max), String(leaseMs), worker, String(maxBytes), durable ? "true" : "false",
-        ]
-        rows(JobSQL.lease, params, plan: .generic, completion) { rows in
-            var jobs = (0..<rows.rowCount).map { JobRow.record(rows, $0, fencingTokenColumn: JobRow.columnCount) }
-            if let observer = self.jobsObserver, !jobs.isEmpty {
-                observer.jobsLeased(jobs.map { ($0.queue, Swift.max(0, ($0.leasedAtMs ?? $0.runAtMs) - $0.runAtMs)) })
-            }
-            jobs.sort { a, b in
-                if a.priority != b.priority { return a.priority > b.priority }
-                if a.runAtMs != b.runAtMs { return a.runAtMs < b.runAtMs }
-                return a.id < b.id
-            }
-            return jobs
+        let request = LeaseRequest(queues: queues, max: max, leaseMs: leaseMs, worker: worker, maxBytes: maxBytes)
+        rows(JobSQL.lease, request.params(durable: durable), plan: .generic, completion) { rows in self.leasedJobs(rows) }
+    }
+
+    /// The jobs a lease statement returned, in claim order (noted by the observer).
+    func leasedJobs(_ rows: PQResult) -> [JobRecord] {
+        var jobs = (0..<rows.rowCount).map { JobRow.record(rows, $0, fencingTokenColumn: JobRow.columnCount) }
+        if let observer = jobsObserver, !jobs.isEmpty {
+            observer.jobsLeased(jobs.map { ($0.queue, Swift.max(0, ($0.leasedAtMs ?? $0.runAtMs) - $0.runAtMs)) })
         }
+        jobs.sort { a, b in
+            if a.priority != b.priority { return a.priority > b.priority }
+            if a.runAtMs != b.runAtMs { return a.runAtMs < b.runAtMs }
+            return a.id < b.id
+        }
+        return jobs
     }
 
     /// Extends a lease, or says why the token no longer holds the job.
