@@ -67,9 +67,7 @@ final class JobsService {
     /// Inserts `specs` in one statement and wakes the waiters of the queues that got jobs. The first
     /// worker waiting on one of those queues takes its lease in the enqueue's own transaction, so a new
     /// job reaches it one commit sooner (Protocol/jobs.md, "Leasing").
-    func insert(
-        _ specs: [JobSpec], _ done: @escaping (Result<[Result<EnqueuedJob, EnqueueRefusal>], StoreError>) -> Void
-    ) {
+    func insert(_ specs: [JobSpec], _ done: @escaping (Result<EnqueueOutcomes, StoreError>) -> Void) {
         let waiter = handoffWaiter(for: specs)
         if let waiter { pumpingFor = waiter }
         let lease = waiter.map {

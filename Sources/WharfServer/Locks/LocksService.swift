@@ -85,7 +85,9 @@ final class LocksService {
         maxInFlight: maxInFlight, maxBatch: maxBatch, orderedBy: { $0.name },
         schedule: context.batchSchedule,
         run: { [unowned self] items, done in
-            self.retryingOnce { self.store.releaseLocks(items, $0) } then: { done($0.mapError(\.rpcError)) }
+            self.store.retryingWhenBusy(attempts: 2) { self.store.releaseLocks(items, $0) } then: {
+                done($0.mapError(\.rpcError))
+            }
         })
 
     /// Waiters that gave up or left, removed from the durable line together.
@@ -139,7 +141,9 @@ final class LocksService {
         let decide = { [unowned self] (rest: [Int]) in
             if rest.isEmpty { return finished() }
             let requests = rest.map { batch[$0].request }
-            self.retryingOnce { self.store.decideLocks(requests, replicaID: self.replicaID, $0) } then: { result in
+            self.store.retryingWhenBusy(attempts: 2) {
+                self.store.decideLocks(requests, replicaID: self.replicaID, $0)
+            } then: { result in
                 switch result.mapError(\.rpcError) {
                 case .success(let outcomes):
                     for (i, o) in zip(rest, outcomes) { answer(i, .success(o)) }
@@ -159,7 +163,9 @@ final class LocksService {
                 && seen.insert(batch[$0].request.name).inserted
         }
         if fresh.isEmpty { return decide(Array(batch.indices)) }
-        retryingOnce { self.store.grantFreeLocks(fresh.map { batch[$0].request }, $0) } then: { result in
+        store.retryingWhenBusy(attempts: 2) {
+            self.store.grantFreeLocks(fresh.map { batch[$0].request }, $0)
+        } then: { result in
             switch result.mapError(\.rpcError) {
             case .success(let grants):
                 var answered = Set<Int>()
@@ -175,17 +181,6 @@ final class LocksService {
                 for i in fresh { answer(i, .failure(e)) }
                 decide(batch.indices.filter { !failed.contains($0) })
             }
-        }
-    }
-
-    /// Runs a statement, and once more if the database aborted it for a deadlock or serialization
-    /// failure (it changed nothing then, so running it again is safe).
-    private func retryingOnce<T>(
-        _ run: @escaping (@escaping (Result<T, StoreError>) -> Void) -> Void,
-        then done: @escaping (Result<T, StoreError>) -> Void
-    ) {
-        run { result in
-            if case .failure(.busy) = result { run(done) } else { done(result) }
         }
     }
 

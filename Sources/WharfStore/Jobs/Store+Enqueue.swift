@@ -57,17 +57,20 @@ public enum EnqueueRefusal: Error, Sendable, Equatable {
     case lookupFailed(StoreError)
 }
 
+/// One outcome per job of an enqueue statement, in input order.
+public typealias EnqueueOutcomes = [Result<EnqueuedJob, EnqueueRefusal>]
+
 extension Store {
     /// How long idempotency keys are kept at least (pruned after that).
     public static let idempotencyRetentionMs: Int64 = 24 * 3_600_000
 
     /// Inserts a batch of jobs in one statement (`wharf.enqueue_batch`), outcomes in input order: all or
     /// nothing (merged single enqueues are kept apart by the caller's `IsolatingBatcher`). A statement
-    /// aborted because two calls recorded the same new idempotency key at once is run again (it
-    /// changed nothing).
+    /// aborted because two calls recorded the same new idempotency key at once (`busy`) is run again
+    /// (it changed nothing).
     public func enqueue(
         _ specs: [JobSpec],
-        _ completion: @escaping (Result<[Result<EnqueuedJob, EnqueueRefusal>], StoreError>) -> Void
+        _ completion: @escaping (Result<EnqueueOutcomes, StoreError>) -> Void
     ) {
         enqueue(specs, handingTo: nil) { r, _ in completion(r) }
     }
@@ -78,16 +81,25 @@ extension Store {
     /// failed lease costs the enqueue nothing (it runs again alone).
     public func enqueue(
         _ specs: [JobSpec], handingTo lease: LeaseRequest?,
-        _ completion: @escaping (Result<[Result<EnqueuedJob, EnqueueRefusal>], StoreError>, _ leased: [JobRecord]?) -> Void
+        _ completion: @escaping (Result<EnqueueOutcomes, StoreError>, _ leased: [JobRecord]?) -> Void
     ) {
-        enqueueStatement(specs, lease: lease, attemptsLeft: 3) { [self] r, leased in
+        let alone = { [self] (done: @escaping (Result<EnqueueOutcomes, StoreError>) -> Void) in
+            enqueueStatement(specs, lease: nil) { r, _ in done(r.mapError { self.storeError($0) }) }
+        }
+        guard let lease else { return retryingWhenBusy(alone, then: { completion($0, nil) }) }
+        enqueueStatement(specs, lease: lease) { [self] r, leased in
+            // The transaction rolled back, so nothing was made: the enqueue runs again alone.
+            if case .failure(let e) = r, e.kind == .server {
+                return retryingWhenBusy(alone, then: { completion($0, nil) })
+            }
             completion(r.mapError { storeError($0) }, leased)
         }
     }
 
+    /// One run of the enqueue statement (with `lease`, followed by the lease in the same transaction).
     private func enqueueStatement(
-        _ specs: [JobSpec], lease: LeaseRequest?, attemptsLeft: Int,
-        _ completion: @escaping (Result<[Result<EnqueuedJob, EnqueueRefusal>], PQError>, [JobRecord]?) -> Void
+        _ specs: [JobSpec], lease: LeaseRequest?,
+        _ completion: @escaping (Result<EnqueueOutcomes, PQError>, [JobRecord]?) -> Void
     ) {
         var statements = [PQStatement(JobSQL.enqueue, JobSQL.enqueueArrays(specs))]
         if let lease {
@@ -99,11 +111,6 @@ extension Store {
         }
         pool.run(PQSegment(statements)) { [self] r in
             switch r {
-            case .failure(let e) where lease != nil && e.kind == .server:
-                // The transaction rolled back, so nothing was made: the enqueue runs again alone.
-                enqueueStatement(specs, lease: nil, attemptsLeft: attemptsLeft, completion)
-            case .failure(let e) where e.sqlState == "40001" && attemptsLeft > 1:
-                enqueueStatement(specs, lease: nil, attemptsLeft: attemptsLeft - 1, completion)
             case .failure(let e):
                 completion(.failure(e), nil)
             case .success(let results):

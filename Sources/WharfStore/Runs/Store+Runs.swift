@@ -136,20 +136,13 @@ extension Store {
             }))
         params.append(PGArray.text(jobs.map(\.onDependencyFailure)))
         params.append(callbacks?.text)
-        enqueueWorkflowStatement(params, attemptsLeft: 3, completion)
+        retryingWhenBusy({ [self] done in enqueueWorkflowStatement(params, done) }, then: completion)
     }
 
     private func enqueueWorkflowStatement(
-        _ params: [String?], attemptsLeft: Int, _ completion: @escaping (Result<EnqueuedWorkflow, StoreError>) -> Void
+        _ params: [String?], _ completion: @escaping (Result<EnqueuedWorkflow, StoreError>) -> Void
     ) {
-        let retried: (Result<EnqueuedWorkflow, StoreError>) -> Void = { [self] r in
-            // `busy`: the statement was aborted (a serialization failure or a deadlock) and made nothing.
-            if case .failure(.busy) = r, attemptsLeft > 1 {
-                return enqueueWorkflowStatement(params, attemptsLeft: attemptsLeft - 1, completion)
-            }
-            completion(r)
-        }
-        rows(RunSQL.enqueueWorkflow, params, plan: .generic, retried) { r in
+        rows(RunSQL.enqueueWorkflow, params, plan: .generic, completion) { r in
             if r.rowCount == 1, r.string(0, 2) == "missing_dependency" {
                 return EnqueuedWorkflow(
                     jobs: [], batchID: nil, missingDependency: (Int(r.int(0, 0) ?? 1) - 1, r.int(0, 1) ?? 0))

@@ -45,6 +45,20 @@ public final class Store {
         }
     }
 
+    /// Runs `statement`, and again (at most `attempts` runs in all) while the database aborts it as
+    /// `busy` (a serialization failure or a deadlock): it changed nothing then, so a new run is safe.
+    public func retryingWhenBusy<T>(
+        attempts: Int = 3, _ statement: @escaping (@escaping (Result<T, StoreError>) -> Void) -> Void,
+        then done: @escaping (Result<T, StoreError>) -> Void
+    ) {
+        statement { [self] result in
+            if case .failure(.busy) = result, attempts > 1 {
+                return retryingWhenBusy(attempts: attempts - 1, statement, then: done)
+            }
+            done(result)
+        }
+    }
+
     /// SQLSTATEs of a database that refuses writes. PostgreSQL reports every write refused for
     /// `default_transaction_read_only`, a hot standby (`cannot execute ... during recovery`, `nextval`,
     /// `NOTIFY`, `FOR UPDATE`) as read_only_sql_transaction.
