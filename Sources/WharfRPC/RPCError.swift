@@ -108,6 +108,13 @@ public struct RPCError: Error, Sendable, Equatable, CustomStringConvertible {
             data: appData("not_found", retryable: false, ["id": .string(id)]))
     }
 
+    /// Several ids at once (`jobs.wait`): `data.ids` lists the missing ones.
+    public static func notFound(_ what: String, ids: [String]) -> RPCError {
+        RPCError(
+            code: Code.notFound, message: "no such \(what): \(ids.joined(separator: ", "))",
+            data: appData("not_found", retryable: false, ["ids": .array(ids.map { .string($0) })]))
+    }
+
     public static func limitExceeded(_ message: String, limit: String, max: Int, retryable: Bool = false) -> RPCError {
         RPCError(
             code: Code.limitExceeded, message: message,

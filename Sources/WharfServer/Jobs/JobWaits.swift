@@ -101,10 +101,7 @@ final class JobWaits {
                 let missing = ids.filter { w.jobs[$0] == nil }
                 if !missing.isEmpty {
                     self.remove(w)
-                    return call.fail(
-                        RPCError(
-                            code: RPCError.Code.notFound, message: "no such job: \(missing.map(String.init).joined(separator: ", "))",
-                            data: ["reason": "not_found", "retryable": false, "ids": .array(missing.map { .string(String($0)) })]))
+                    return call.fail(.notFound("job", ids: missing.map(String.init)))
                 }
                 if w.done || timeoutMs == 0 || self.context.draining { return self.answer(w, draining: self.context.draining) }
                 guard let t = try? LoopTimer(loop: self.context.loop) else { return self.answer(w, draining: false) }
