@@ -87,4 +87,39 @@ import WharfRPC
         let rows = try s.database.sql("select id::text || ' ' || state from wharf.jobs where queue = 'refused'")
         #expect(rows.trimmingCharacters(in: .whitespacesAndNewlines) == "\(id) available")
     }
+
+    /// The worker leaves while the enqueue's transaction takes its lease: the job goes back at once
+    /// (worker_lost), not when the lease expires a minute later.
+    @Test func aJobHandedToAWorkerThatLeftGoesBackAtOnce() throws {
+        let s = try TestServer()
+        // Makes the lease of queue 'left' take 500 ms, long enough for the worker to go.
+        try s.database.sql(
+            """
+            create function public.slow_handoff() returns trigger language plpgsql as
+              $$ begin perform pg_sleep(0.5); return new; end $$;
+            create trigger slow_handoff before update on wharf.jobs for each row
+              when (new.queue = 'left' and new.state = 'running') execute function public.slow_handoff();
+            """)
+        let producer = try s.connect()
+        do {
+            let worker = try s.connect()
+            try worker.sendLine(
+                #"{"jsonrpc":"2.0","id":1,"method":"jobs.lease","params":{"queues":["left"],"waitMs":5000,"leaseMs":60000,"worker":"w"}}"#
+            )
+            Thread.sleep(forTimeInterval: 0.1)
+            try producer.sendLine(#"{"jsonrpc":"2.0","id":7,"method":"jobs.enqueue","params":{"queue":"left","kind":"k"}}"#)
+            withExtendedLifetime(worker) { Thread.sleep(forTimeInterval: 0.2) }
+        }
+        let reply = try producer.readMessage()
+        let id = try #require(reply["result"]?["id"]?.stringValue, "\(reply)")
+        var job = try producer.call("jobs.get", ["id": .string(id)])
+        let deadline = Date().addingTimeInterval(5)
+        while job["state"] != "available" && Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.05)
+            job = try producer.call("jobs.get", ["id": .string(id)])
+        }
+        #expect(job["state"] == "available", "\(job)")
+        // It was leased in the enqueue's transaction (to the worker that had left), then given back.
+        #expect(job["attempt"] == 1, "\(job)")
+    }
 }
