@@ -46,6 +46,10 @@ def request_params(params: Optional[Mapping[str, Any]], kwargs: Mapping[str, Any
 
 def long_poll_seconds(params: Optional[Mapping[str, Any]], method: Optional[str] = None) -> float:
     """Extra time a call may legitimately take: its `waitMs` (long polls), or `jobs.wait`'s `timeoutMs`."""
+    # JSON text (a worker's outcomes: one per job of a batch) waits for nothing; `str` first, since an
+    # isinstance against typing's Mapping costs microseconds.
+    if params is None or isinstance(params, str):
+        return 0.0
     if isinstance(params, Mapping):
         wait = params.get("timeoutMs" if method == "jobs.wait" else "waitMs")
         if method == "jobs.wait" and wait is None:
