@@ -107,7 +107,8 @@ import WharfRPC
                 #"{"jsonrpc":"2.0","id":1,"method":"jobs.lease","params":{"queues":["left"],"waitMs":5000,"leaseMs":60000,"worker":"w"}}"#
             )
             Thread.sleep(forTimeInterval: 0.1)
-            try producer.sendLine(#"{"jsonrpc":"2.0","id":7,"method":"jobs.enqueue","params":{"queue":"left","kind":"k"}}"#)
+            try producer.sendLine(
+                #"{"jsonrpc":"2.0","id":7,"method":"jobs.enqueue","params":{"queue":"left","kind":"k"}}"#)
             withExtendedLifetime(worker) { Thread.sleep(forTimeInterval: 0.2) }
         }
         let reply = try producer.readMessage()

@@ -77,7 +77,9 @@ final class JobWaits {
             var ids: [Int64] = []
             var seen: Set<Int64> = []
             for s in raw {
-                guard let id = Int64(s), id > 0 else { throw RPCError.invalidParams(field: "ids", "\(s) is not a job id") }
+                guard let id = Int64(s), id > 0 else {
+                    throw RPCError.invalidParams(field: "ids", "\(s) is not a job id")
+                }
                 if seen.insert(id).inserted { ids.append(id) }
             }
             let timeoutMs = try p.optionalInt("timeoutMs", in: 0...Self.maxTimeoutMs) ?? Self.defaultTimeoutMs
@@ -103,7 +105,9 @@ final class JobWaits {
                     self.remove(w)
                     return call.fail(.notFound("job", ids: missing.map(String.init)))
                 }
-                if w.done || timeoutMs == 0 || self.context.draining { return self.answer(w, draining: self.context.draining) }
+                if w.done || timeoutMs == 0 || self.context.draining {
+                    return self.answer(w, draining: self.context.draining)
+                }
                 guard let t = try? LoopTimer(loop: self.context.loop) else { return self.answer(w, draining: false) }
                 w.timer = t
                 t.start(timeoutMs: timeoutMs) { [unowned self] in

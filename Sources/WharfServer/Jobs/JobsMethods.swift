@@ -74,7 +74,9 @@ extension JobsService {
                 guard case .object? = pp["payload"] else {
                     throw RPCError.invalidParams(field: "schedulePatch.payload", "must be an object to merge")
                 }
-                store.complete(id: id, token: token, result: p["result"], schedulePatch: schedule, payload: pp["payload"]!) {
+                store.complete(
+                    id: id, token: token, result: p["result"], schedulePatch: schedule, payload: pp["payload"]!
+                ) {
                     r in
                     self.untrack(id, session: call.session)
                     if case .success(let done) = r { self.context.raiseFinished([id], [done.0]) }
@@ -131,19 +133,26 @@ extension JobsService {
 
         methods.register("jobs.list") { [unowned self] call in
             let p = call.params
-            try p.onlyKnown(["queue", "state", "kind", "tag", "createdFrom", "createdBefore", "uniqueKey", "limit", "cursor"])
+            try p.onlyKnown([
+                "queue", "state", "kind", "tag", "createdFrom", "createdBefore", "uniqueKey", "limit", "cursor",
+            ])
             // A uniqueKey names at most one unfinished job: a one-job page, found through its index.
             if let key = try p.optionalString("uniqueKey") {
                 guard p.object.pairs.count == 1 else {
                     throw RPCError.invalidParams(field: "uniqueKey", "cannot be combined with other filters")
                 }
                 return store.job(uniqueKey: key) { r in
-                    call.finish(r.mapError(\.rpcError).map { ["jobs": .array($0.map { [JobReplies.job($0)] } ?? []), "nextCursor": .null] })
+                    call.finish(
+                        r.mapError(\.rpcError).map {
+                            ["jobs": .array($0.map { [JobReplies.job($0)] } ?? []), "nextCursor": .null]
+                        })
                 }
             }
             func instant(_ field: String) throws(RPCError) -> Int64? {
                 guard let text = try p.optionalString(field) else { return nil }
-                guard let ms = Timestamp.parse(text) else { throw RPCError.invalidParams(field: field, "is not an RFC 3339 time") }
+                guard let ms = Timestamp.parse(text) else {
+                    throw RPCError.invalidParams(field: field, "is not an RFC 3339 time")
+                }
                 return ms
             }
             let createdFrom = try instant("createdFrom")
@@ -180,7 +189,9 @@ extension JobsService {
 
         methods.register("queues.stats") { [unowned self] call in
             try call.params.onlyKnown(["queue"])
-            store.queueStats(try call.params.name("queue")) { call.finish($0.mapError(\.rpcError).map(JobReplies.stats)) }
+            store.queueStats(try call.params.name("queue")) {
+                call.finish($0.mapError(\.rpcError).map(JobReplies.stats))
+            }
         }
 
         methods.register("queues.configure") { [unowned self] call in
@@ -220,7 +231,9 @@ extension JobsService {
         }
     }
 
-    static let jobStates = ["scheduled", "available", "running", "retryable", "completed", "dead", "cancelled", "waiting"]
+    static let jobStates = [
+        "scheduled", "available", "running", "retryable", "completed", "dead", "cancelled", "waiting",
+    ]
 
     static func jobID(_ p: Params) throws(RPCError) -> Int64 {
         let text = try p.string("id")
@@ -253,7 +266,8 @@ extension JobsService {
         var delay = try p.optionalInt("delayMs", in: 0...315_360_000_000)
         if let runAt = try p.optionalString("runAt") {
             guard let ms = Timestamp.parse(runAt) else {
-                throw RPCError.invalidParams(field: "runAt", "must be an RFC 3339 date-time such as 2030-01-01T00:00:00Z")
+                throw RPCError.invalidParams(
+                    field: "runAt", "must be an RFC 3339 date-time such as 2030-01-01T00:00:00Z")
             }
             delay = max(0, ms - Timestamp.nowMs())
         }

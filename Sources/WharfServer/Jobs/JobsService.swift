@@ -66,12 +66,13 @@ final class JobsService {
 
     /// Inserts `specs` in one statement and wakes the waiters of the queues that got jobs. The first
     /// worker waiting on one of those queues takes its lease in the enqueue's own transaction, so a new
-    /// job reaches it one commit sooner (Protocol/jobs.md, "Leasing").
+    /// job reaches it one commit sooner (Protocol/jobs.md, "Throughput").
     func insert(_ specs: [JobSpec], _ done: @escaping (Result<EnqueueOutcomes, StoreError>) -> Void) {
         let waiter = handoffWaiter(for: specs)
         if let waiter { pumpingFor = waiter }
         let lease = waiter.map {
-            LeaseRequest(queues: $0.queues, max: $0.max, leaseMs: $0.leaseMs, worker: $0.worker, maxBytes: maxReplyBytes)
+            LeaseRequest(
+                queues: $0.queues, max: $0.max, leaseMs: $0.leaseMs, worker: $0.worker, maxBytes: maxReplyBytes)
         }
         store.enqueue(specs, handingTo: lease) { [unowned self] result, leased in
             if let waiter {
@@ -191,7 +192,8 @@ final class JobsService {
         if waitMs > 0 && waiters.contains(where: { !Set($0.queues).isDisjoint(with: queues) }) {
             return wait(waiter, waitMs: waitMs)
         }
-        store.lease(queues: queues, max: max, leaseMs: leaseMs, worker: worker, maxBytes: maxReplyBytes,
+        store.lease(
+            queues: queues, max: max, leaseMs: leaseMs, worker: worker, maxBytes: maxReplyBytes,
             durable: context.config.durableLeases
         ) {
             [unowned self] result in
@@ -270,13 +272,13 @@ final class JobsService {
         ) { [unowned self] result in
             self.pumpingFor = nil
             switch result {
-            case .success(let jobs) where !jobs.isEmpty:
-                break
-            case .success:
+            case .success(let jobs) where jobs.isEmpty:
                 // Nothing runnable in these queues unless a wake arrived while we asked.
                 for q in waiter.queues where (self.wokenQueues[q] ?? 0) <= generation { self.wokenQueues[q] = nil }
             case .failure:
                 for q in waiter.queues { self.wokenQueues[q] = nil }
+            case .success:
+                break
             }
             self.leaseTaken((try? result.get()) ?? [], for: waiter)
             self.pump()

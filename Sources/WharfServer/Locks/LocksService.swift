@@ -85,7 +85,9 @@ final class LocksService {
         maxInFlight: maxInFlight, maxBatch: maxBatch, orderedBy: { $0.name },
         schedule: context.batchSchedule,
         run: { [unowned self] items, done in
-            self.store.retryingWhenBusy(attempts: 2) { self.store.releaseLocks(items, $0) } then: {
+            self.store.retryingWhenBusy(attempts: 2) {
+                self.store.releaseLocks(items, $0)
+            } then: {
                 done($0.mapError(\.rpcError))
             }
         })
@@ -217,7 +219,8 @@ final class LocksService {
                 guard call.isPending, call.session.isOpen, !self.context.draining else {
                     self.joined(name, nil)
                     if call.isPending, self.context.draining {
-                        call.reply(LockReplies.notGranted(name, refusal.holder, freeAtMs: refusal.freeAtMs, draining: true))
+                        call.reply(
+                            LockReplies.notGranted(name, refusal.holder, freeAtMs: refusal.freeAtMs, draining: true))
                     }
                     return self.removals.add(seq) { _ in }
                 }

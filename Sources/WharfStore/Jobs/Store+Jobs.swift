@@ -115,7 +115,8 @@ extension Store {
         _ completion: @escaping (Result<[JobRecord], StoreError>) -> Void
     ) {
         let request = LeaseRequest(queues: queues, max: max, leaseMs: leaseMs, worker: worker, maxBytes: maxBytes)
-        rows(JobSQL.lease, request.params(durable: durable), plan: .generic, completion) { rows in self.leasedJobs(rows) }
+        rows(JobSQL.lease, request.params(durable: durable), plan: .generic, completion) { rows in self.leasedJobs(rows)
+        }
     }
 
     /// The jobs a lease statement returned, in claim order (noted by the observer).
@@ -151,7 +152,9 @@ extension Store {
     }
 
     /// Works out why a token was refused.
-    private func leaseRefusal(id: Int64, token: String, _ completion: @escaping (Result<LeaseRefusal, StoreError>) -> Void) {
+    private func leaseRefusal(
+        id: Int64, token: String, _ completion: @escaping (Result<LeaseRefusal, StoreError>) -> Void
+    ) {
         rows(JobSQL.leaseCheck, [String(id), token], completion) { rows in
             guard rows.rowCount > 0 else { return .notFound }
             return Self.leaseRefusal(state: rows.string(0, 0), tokenMatches: rows.bool(0, 1) ?? false)
@@ -190,7 +193,8 @@ extension Store {
         finish(JobSQL.fail, params, items.map { ($0.id, $0.token) }, completes: false, completion) { rows, row in
             let state = rows.string(row, 1) ?? ""
             return .done(
-                state: state, nextRunAtMs: state == "retryable" ? rows.int(row, 2) : nil, queue: rows.string(row, 3) ?? "")
+                state: state, nextRunAtMs: state == "retryable" ? rows.int(row, 2) : nil,
+                queue: rows.string(row, 3) ?? "")
         }
     }
 
@@ -291,7 +295,8 @@ extension Store {
             { [self] (r: Result<String?, StoreError>) in
                 switch r {
                 case .success(let queue?): completion(.success(.cancelled(queue: queue)))
-                case .success(nil): currentState(id) { completion($0.map { $0.map { .unchanged(state: $0) } ?? .notFound }) }
+                case .success(nil):
+                    currentState(id) { completion($0.map { $0.map { .unchanged(state: $0) } ?? .notFound }) }
                 case .failure(let e): completion(.failure(e))
                 }
             }

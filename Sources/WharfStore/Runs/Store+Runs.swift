@@ -131,9 +131,10 @@ extension Store {
         // unique_key, lock_key, tags, meta, idempotency_key, ...
         var params = Array(all[0..<13])
         params.append(
-            PGArray.text(jobs.map { j in
-                j.dependsOn.isEmpty ? nil : JSON.array(j.dependsOn.map { .string(String($0)) }).text
-            }))
+            PGArray.text(
+                jobs.map { j in
+                    j.dependsOn.isEmpty ? nil : JSON.array(j.dependsOn.map { .string(String($0)) }).text
+                }))
         params.append(PGArray.text(jobs.map(\.onDependencyFailure)))
         params.append(callbacks?.text)
         retryingWhenBusy({ [self] done in enqueueWorkflowStatement(params, done) }, then: completion)
