@@ -9,20 +9,12 @@ import WharfRPC
     /// worker_lost with an attempt spent (the reply used to be empty and the job's attempt counted).
     @Test func aLeaseInFlightWhenTheWaitEndsAnswersTheCall() throws {
         let s = try TestServer()
-        // Makes the lease statement of queue 'slow' take 600 ms: it outlasts the 300 ms wait.
-        try s.database.sql(
-            """
-            create function public.slow_lease() returns trigger language plpgsql as
-              $$ begin perform pg_sleep(0.6); return new; end $$;
-            create trigger slow_lease before update on wharf.jobs for each row
-              when (new.queue = 'slow' and new.state = 'running') execute function public.slow_lease();
-            """)
+        // The lease statement takes 600 ms: it outlasts the 300 ms wait.
+        try Self.slowLeases(s, queue: "slow", seconds: 0.6)
         let worker = try s.connect()
         let producer = try s.connect()
         let started = Date()
-        try worker.sendLine(
-            #"{"jsonrpc":"2.0","id":1,"method":"jobs.lease","params":{"queues":["slow"],"waitMs":300,"leaseMs":30000,"worker":"w"}}"#
-        )
+        try Self.waitingLease(worker, queue: "slow", waitMs: 300)
         Thread.sleep(forTimeInterval: 0.05)
         let id = try #require(producer.call("jobs.enqueue", ["queue": "slow", "kind": "k"])["id"]?.stringValue)
         let reply = try JSONParser.parse(worker.readLine())
@@ -44,9 +36,7 @@ import WharfRPC
         let worker = try s.connect()
         let producer = try s.connect()
         func waitingLease(max: Int) throws {
-            try worker.sendLine(
-                #"{"jsonrpc":"2.0","id":1,"method":"jobs.lease","params":{"queues":["handoff"],"max":\#(max),"waitMs":5000,"worker":"w"}}"#
-            )
+            try Self.waitingLease(worker, queue: "handoff", waitMs: 5000, max: max)
             Thread.sleep(forTimeInterval: 0.1)
         }
         try waitingLease(max: 1)
@@ -77,9 +67,7 @@ import WharfRPC
             """)
         let worker = try s.connect()
         let producer = try s.connect()
-        try worker.sendLine(
-            #"{"jsonrpc":"2.0","id":1,"method":"jobs.lease","params":{"queues":["refused"],"waitMs":700,"worker":"refused"}}"#
-        )
+        try Self.waitingLease(worker, queue: "refused", waitMs: 700, worker: "refused")
         Thread.sleep(forTimeInterval: 0.1)
         let id = try #require(producer.call("jobs.enqueue", ["queue": "refused", "kind": "k"])["id"]?.stringValue)
         let reply = try JSONParser.parse(worker.readLine())
@@ -92,20 +80,12 @@ import WharfRPC
     /// (worker_lost), not when the lease expires a minute later.
     @Test func aJobHandedToAWorkerThatLeftGoesBackAtOnce() throws {
         let s = try TestServer()
-        // Makes the lease of queue 'left' take 500 ms, long enough for the worker to go.
-        try s.database.sql(
-            """
-            create function public.slow_handoff() returns trigger language plpgsql as
-              $$ begin perform pg_sleep(0.5); return new; end $$;
-            create trigger slow_handoff before update on wharf.jobs for each row
-              when (new.queue = 'left' and new.state = 'running') execute function public.slow_handoff();
-            """)
+        // The lease takes 500 ms, long enough for the worker to go.
+        try Self.slowLeases(s, queue: "left", seconds: 0.5)
         let producer = try s.connect()
         do {
             let worker = try s.connect()
-            try worker.sendLine(
-                #"{"jsonrpc":"2.0","id":1,"method":"jobs.lease","params":{"queues":["left"],"waitMs":5000,"leaseMs":60000,"worker":"w"}}"#
-            )
+            try Self.waitingLease(worker, queue: "left", waitMs: 5000)
             Thread.sleep(forTimeInterval: 0.1)
             try producer.sendLine(
                 #"{"jsonrpc":"2.0","id":7,"method":"jobs.enqueue","params":{"queue":"left","kind":"k"}}"#)
@@ -122,5 +102,28 @@ import WharfRPC
         #expect(job["state"] == "available", "\(job)")
         // It was leased in the enqueue's transaction (to the worker that had left), then given back.
         #expect(job["attempt"] == 1, "\(job)")
+    }
+
+    /// Makes every lease of `queue` take `seconds`: a trigger sleeps as each job becomes running.
+    static func slowLeases(_ s: TestServer, queue: String, seconds: Double) throws {
+        try s.database.sql(
+            """
+            create function public.slow_lease_\(queue)() returns trigger language plpgsql as
+              $$ begin perform pg_sleep(\(seconds)); return new; end $$;
+            create trigger slow_lease_\(queue) before update on wharf.jobs for each row
+              when (new.queue = '\(queue)' and new.state = 'running') execute function public.slow_lease_\(queue)();
+            """)
+    }
+
+    /// Sends a long-polling `jobs.lease` (id 1) on `worker` without waiting for its reply.
+    static func waitingLease(
+        _ connection: BlockingConnection, queue: String, waitMs: Int, max: Int = 1, worker: String = "w"
+    ) throws {
+        let params: JSON = [
+            "queues": [.string(queue)], "max": .int(Int64(max)), "waitMs": .int(Int64(waitMs)), "leaseMs": 60_000,
+            "worker": .string(worker),
+        ]
+        try connection.sendLine(
+            JSON.object(["jsonrpc": "2.0", "id": 1, "method": "jobs.lease", "params": params]).text)
     }
 }
