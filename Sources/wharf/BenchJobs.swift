@@ -16,6 +16,7 @@ struct BenchJobs: ParsableCommand {
     @Option(help: "Producer connections.") var producers = 2
     @Option(help: "Worker connections.") var workers = 4
     @Option(help: "Jobs per lease (and per enqueueBatch call in the enqueue phase).") var batch = 100
+    @Option(help: "Jobs per enqueueBatch call in the enqueue phase (default: --batch).") var enqueueBatch: Int?
     @Option(help: "Pickup latency samples.") var samples = 200
     @Option(help: "Single enqueues each producer keeps in flight in the steady phase.") var depth = 64
     @Option(help: "Token to present.") var token: String?
@@ -27,7 +28,8 @@ struct BenchJobs: ParsableCommand {
     @Option(
         help: ArgumentHelp(
             "The server's PostgreSQL (connection string), to add the database's costs per job.",
-            discussion: "CPU of its backends (read from /proc when it runs on this machine), WAL bytes and row versions."))
+            discussion:
+                "CPU of its backends (read from /proc when it runs on this machine), WAL bytes and row versions."))
     var database: String?
     @Flag(help: "Print one JSON object as the last line.") var json = false
     @Flag(help: "Scrape GET /metrics once a second while measuring (at --http), as Prometheus would.")
@@ -46,7 +48,8 @@ struct BenchJobs: ParsableCommand {
         let box = UncheckedBox(
             JobsBenchRun(
                 host: host, port: port, jobs: jobs, producers: producers, workers: workers, batch: batch,
-                samples: samples, depth: depth, token: token, database: db, preAge: preAge))
+                enqueueBatch: enqueueBatch ?? batch, samples: samples, depth: depth, token: token, database: db,
+                preAge: preAge))
         box.value.tls = try tls.context()
         runOnLoopThread { box.value.run() }
         if let scraper { print("scrape:  \(scraper.stop())") }
@@ -57,7 +60,8 @@ struct BenchJobs: ParsableCommand {
         let pickup99 = Double(r.pickup.valueAtPercentile(99)) / 1000
         print(
             String(
-                format: "enqueue: %d jobs in batches of %d from %d producers: %.0f jobs/s", jobs, batch, producers,
+                format: "enqueue: %d jobs in batches of %d from %d producers: %.0f jobs/s", jobs, r.enqueueBatch,
+                producers,
                 r.enqueuePerSec))
         print(
             String(
@@ -98,6 +102,8 @@ final class JobsBenchRun {
     let producerCount: Int
     let workerCount: Int
     let batch: Int
+    /// Jobs per `jobs.enqueueBatch` call in the enqueue phase.
+    let enqueueBatch: Int
     let samples: Int
     let token: String?
     var tls: TLSContext?
@@ -126,8 +132,8 @@ final class JobsBenchRun {
     let steadyDepth: Int
 
     init(
-        host: String, port: Int, jobs: Int, producers: Int, workers: Int, batch: Int, samples: Int, depth: Int,
-        token: String?, database: BenchDatabase?, preAge: Int
+        host: String, port: Int, jobs: Int, producers: Int, workers: Int, batch: Int, enqueueBatch: Int, samples: Int,
+        depth: Int, token: String?, database: BenchDatabase?, preAge: Int
     ) {
         self.database = database
         phases = BenchPhases(database: database)
@@ -139,6 +145,7 @@ final class JobsBenchRun {
         producerCount = max(1, producers)
         workerCount = max(1, workers)
         self.batch = max(1, batch)
+        self.enqueueBatch = min(max(1, enqueueBatch), 10_000)
         self.samples = samples
         self.token = token
     }
@@ -185,7 +192,7 @@ final class JobsBenchRun {
 
     private func phaseEnqueue() {
         let start = Self.nowNs()
-        enqueue(jobs, into: queue("drain"), batch: batch) { [unowned self] in
+        enqueue(jobs, into: queue("drain"), batch: enqueueBatch) { [unowned self] in
             self.enqueuePerSec = Double(self.jobs) / (Double(Self.nowNs() - start) / 1e9)
             self.phases.close("enqueue", jobs: self.jobs) { self.phaseDrain() }
         }
