@@ -148,7 +148,9 @@ final class BenchPhases {
         }
     }
 
-    /// Waits until the database has reported what the last phase did (a short pause without one).
+    /// Lets outstanding long polls end before the next phase starts. With `--database` it waits
+    /// longer: a PostgreSQL backend that reported its table statistics less than a second before going
+    /// idle reports the rest only 10 s later, and the row versions per job would be short.
     func settle(then next: @escaping () -> Void) {
         let t = try! LoopTimer(loop: loop)
         t.start(timeoutMs: database == nil ? 1_200 : CostSnapshot.databaseSettleMs) {

@@ -262,9 +262,6 @@ final class JobsBenchRun {
         }
     }
 
-    /// Lets outstanding long polls end before the next phase starts. With `--database` it waits
-    /// longer: a PostgreSQL backend that reported its table statistics less than a second before
-    /// going idle reports the rest only 10 s later, and the row versions per job would be short.
     // MARK: Steady: single enqueues and workers at once.
 
     private func phaseSteady() {

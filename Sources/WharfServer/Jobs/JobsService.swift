@@ -70,11 +70,7 @@ final class JobsService {
     func insert(_ specs: [JobSpec], _ done: @escaping (Result<EnqueueOutcomes, StoreError>) -> Void) {
         let waiter = handoffWaiter(for: specs)
         if let waiter { pumpingFor = waiter }
-        let lease = waiter.map {
-            LeaseRequest(
-                queues: $0.queues, max: $0.max, leaseMs: $0.leaseMs, worker: $0.worker, maxBytes: maxReplyBytes)
-        }
-        store.enqueue(specs, handingTo: lease) { [unowned self] result, leased in
+        store.enqueue(specs, handingTo: waiter?.request) { [unowned self] result, leased in
             if let waiter {
                 self.pumpingFor = nil
                 self.leaseTaken(leased ?? [], for: waiter)
@@ -169,17 +165,13 @@ final class JobsService {
 
     final class LeaseWaiter {
         let call: Call
-        let queues: [String]
-        let max: Int
-        let leaseMs: Int64
-        let worker: String
+        /// What its lease asks for, whichever statement takes it.
+        let request: LeaseRequest
+        var queues: [String] { request.queues }
         var timer: LoopTimer?
-        init(call: Call, queues: [String], max: Int, leaseMs: Int64, worker: String) {
+        init(call: Call, request: LeaseRequest) {
             self.call = call
-            self.queues = queues
-            self.max = max
-            self.leaseMs = leaseMs
-            self.worker = worker
+            self.request = request
         }
     }
 
@@ -187,16 +179,14 @@ final class JobsService {
         // A draining replica hands out no more work (`Server.dispatch` refuses new calls; this covers a
         // lease read in the same turn the drain began).
         if context.draining { return call.reply(JobReplies.noJobs(draining: true)) }
-        let waiter = LeaseWaiter(call: call, queues: queues, max: max, leaseMs: leaseMs, worker: worker)
+        let waiter = LeaseWaiter(
+            call: call,
+            request: LeaseRequest(queues: queues, max: max, leaseMs: leaseMs, worker: worker, maxBytes: maxReplyBytes))
         // Someone already waits on these queues: join the line rather than overtaking it.
         if waitMs > 0 && waiters.contains(where: { !Set($0.queues).isDisjoint(with: queues) }) {
             return wait(waiter, waitMs: waitMs)
         }
-        store.lease(
-            queues: queues, max: max, leaseMs: leaseMs, worker: worker, maxBytes: maxReplyBytes,
-            durable: context.config.durableLeases
-        ) {
-            [unowned self] result in
+        store.lease(waiter.request, durable: context.config.durableLeases) { [unowned self] result in
             switch result {
             case .success(let jobs) where !jobs.isEmpty || waitMs == 0:
                 self.deliver(jobs, to: waiter)
@@ -266,10 +256,7 @@ final class JobsService {
         guard let waiter = waiters.first(where: { w in w.queues.contains { wokenQueues[$0] != nil } }) else { return }
         pumpingFor = waiter
         let generation = wakeGeneration
-        store.lease(
-            queues: waiter.queues, max: waiter.max, leaseMs: waiter.leaseMs, worker: waiter.worker,
-            maxBytes: maxReplyBytes, durable: context.config.durableLeases
-        ) { [unowned self] result in
+        store.lease(waiter.request, durable: context.config.durableLeases) { [unowned self] result in
             self.pumpingFor = nil
             switch result {
             case .success(let jobs) where jobs.isEmpty:

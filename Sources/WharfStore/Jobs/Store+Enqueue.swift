@@ -105,9 +105,7 @@ extension Store {
         if let lease {
             // The lease reads the rows the insert made (same transaction, later statement); it commits
             // with the enqueue, so it is as durable.
-            statements += [
-                PQStatement(Self.forceGenericPlan), PQStatement(JobSQL.lease, lease.params(durable: true)),
-            ]
+            statements += Self.planned(PQStatement(JobSQL.lease, lease.params(durable: true)), .generic)
         }
         pool.run(PQSegment(statements)) { [self] r in
             switch r {

@@ -106,17 +106,15 @@ public struct ReleasedJob: Sendable, Equatable {
 }
 
 extension Store {
-    /// Leases up to `max` jobs from `queues` in claim order (one statement), and fewer when their
-    /// reply would pass `maxBytes` (always at least one when any is runnable). A `durable` lease
+    /// Leases up to `request.max` jobs from its queues in claim order (one statement), and fewer when
+    /// their reply would pass `maxBytes` (always at least one when any is runnable). A `durable` lease
     /// commits like any write; otherwise it does not wait for the WAL flush (see Protocol/jobs.md).
     /// The rows carry their lease token, and the fencing token of a lockKey's lock.
     public func lease(
-        queues: [String], max: Int, leaseMs: Int64, worker: String, maxBytes: Int, durable: Bool = true,
+        _ request: LeaseRequest, durable: Bool = true,
         _ completion: @escaping (Result<[JobRecord], StoreError>) -> Void
     ) {
-        let request = LeaseRequest(queues: queues, max: max, leaseMs: leaseMs, worker: worker, maxBytes: maxBytes)
-        rows(JobSQL.lease, request.params(durable: durable), plan: .generic, completion) { rows in self.leasedJobs(rows)
-        }
+        rows(JobSQL.lease, request.params(durable: durable), plan: .generic, completion) { self.leasedJobs($0) }
     }
 
     /// The jobs a lease statement returned, in claim order (noted by the observer).

@@ -77,9 +77,7 @@ public final class Store {
         _ completion: @escaping (Result<T, StoreError>) -> Void,
         _ body: @escaping (PQResult) throws(StoreError) -> T
     ) {
-        var statements = [PQStatement(sql, params)]
-        if plan == .generic { statements.insert(PQStatement(Self.forceGenericPlan), at: 0) }
-        pool.run(PQSegment(statements)) { [self] r in
+        pool.run(PQSegment(Self.planned(PQStatement(sql, params), plan))) { [self] r in
             switch r {
             case .success(let results):
                 do throws(StoreError) { completion(.success(try body(results[results.count - 1]))) } catch {
@@ -95,6 +93,12 @@ public final class Store {
     enum PlanChoice { case auto, generic }
 
     static let forceGenericPlan = "select set_config('plan_cache_mode', 'force_generic_plan', true)"
+
+    /// `statement`, preceded for `.generic` by the setting that plans it generically. The setting holds
+    /// to the end of the segment's transaction, so a segment puts such a statement last.
+    static func planned(_ statement: PQStatement, _ plan: PlanChoice) -> [PQStatement] {
+        plan == .generic ? [PQStatement(forceGenericPlan), statement] : [statement]
+    }
 }
 
 /// A statement the store runs, listed so a test can PREPARE every one against a migrated database.
