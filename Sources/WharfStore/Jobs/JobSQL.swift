@@ -38,9 +38,14 @@ enum JobSQL {
     /// One ordered index scan per queue (a `queue = any(...)` condition would sort every runnable
     /// row), then the best `$2` across queues, cut where their reply would pass `$5` bytes.
     static let lease = """
-        with plain as (
+        with active as materialized (
+            -- The queues asked for that are not paused, looked up once per queue (not once per job).
+            select qn.name from unnest($1::text[]) as qn(name)
+            where not exists (select 1 from wharf.queues q where q.name = qn.name and q.paused)
+        ),
+        plain as (
             select c.id, c.priority, c.run_at, c.bytes
-            from unnest($1::text[]) as qn(name)
+            from active qn
             cross join lateral (
                 select j.id, j.priority, j.run_at, \(replyBytes("j")) as bytes from wharf.jobs j
                 where j.queue = qn.name and j.state in ('available', 'scheduled', 'retryable')
@@ -49,14 +54,13 @@ enum JobSQL {
                 limit $2
                 for update skip locked
             ) c
-            where not exists (select 1 from wharf.queues q where q.name = qn.name and q.paused)
         ),
         keyed as (
             -- The best runnable job of each lockKey whose lock is free and has no live waiter ahead of
             -- its queue's place in the line (`LockSQL.jobsMayTake`). Keyed jobs that cannot take their
             -- lock join the line below (`waiting`), and take it in their turn.
             select distinct on (c.lock_key) c.id, c.priority, c.run_at, c.lock_key, c.timeout_ms, c.queue, c.bytes
-            from unnest($1::text[]) as qn(name)
+            from active qn
             cross join lateral (
                 select j.id, j.priority, j.run_at, j.lock_key, j.timeout_ms, j.queue, \(replyBytes("j")) as bytes
                 from wharf.jobs j
@@ -69,7 +73,6 @@ enum JobSQL {
                 limit $2
                 for update skip locked
             ) c
-            where not exists (select 1 from wharf.queues q where q.name = qn.name and q.paused)
             order by c.lock_key, c.priority desc, c.run_at, c.id
         ),
         ranked as (
@@ -103,10 +106,12 @@ enum JobSQL {
                 when: "\(LockSQL.jobsMayTake("l", queue: "(select b.queue from best b where b.lock_key = l.name)"))"))
         ),
         served as (
-            -- A queue's keyed jobs that took their lock leave the line.
+            -- A queue's keyed jobs that took their lock leave the line (the line is not probed for the
+            -- others).
             delete from wharf.lock_waiters w
-            using best b
-            where w.name = b.lock_key and w.queue = b.queue and b.token in (select token from granted)
+            using (select b.lock_key, b.queue from best b
+                   where b.lock_key is not null and b.token in (select token from granted)) b
+            where w.name = b.lock_key and w.queue = b.queue
         ),
         waiting as (
             -- Keyed jobs whose lock is held or has others in line queue for it, one place per (lock,
@@ -114,7 +119,7 @@ enum JobSQL {
             -- lapses a few seconds after workers stop asking for its queue's jobs). Names this lease
             -- grants are left out: one statement writes a lock row once.
             select distinct c.lock_key, c.queue
-            from unnest($1::text[]) as qn(name)
+            from active qn
             cross join lateral (
                 select j.lock_key, j.queue from wharf.jobs j
                 where j.queue = qn.name and j.state in ('available', 'scheduled', 'retryable')
@@ -125,8 +130,7 @@ enum JobSQL {
                 order by j.priority desc, j.run_at, j.id
                 limit $2
             ) c
-            where not exists (select 1 from wharf.queues q where q.name = qn.name and q.paused)
-              and c.lock_key not in (select b.lock_key from best b where b.lock_key is not null)
+            where c.lock_key not in (select b.lock_key from best b where b.lock_key is not null)
         ),
         queued as (\(LockSQL.queueJobs("waiting"))),
         raised as (
@@ -142,13 +146,15 @@ enum JobSQL {
             -- WAL flush when the database does, because a lease lost in a database crash lets the job
             -- run again without the attempt counted. Without it, a plain lease does not wait. A lease
             -- that granted a lock always does: a fencing token must never be handed out twice.
-            select b.id, b.token, g.fencing_token
+            -- The setting is made once per statement and `granted` is read only for keyed jobs.
+            select b.id, b.token,
+                   case when b.lock_key is not null
+                        then (select g.fencing_token from granted g where g.token = b.token) end as fencing_token
             from best b
-            left join granted g on g.token = b.token,
-                (select set_config('synchronous_commit',
-                                   case when $6::bool or exists (select 1 from granted)
-                                        then current_setting('synchronous_commit') else 'off' end, true)) sc
-            where b.lock_key is null or g.token is not null
+            where (select set_config('synchronous_commit',
+                                     case when $6::bool or exists (select 1 from granted)
+                                          then current_setting('synchronous_commit') else 'off' end, true)) is not null
+              and (b.lock_key is null or exists (select 1 from granted g where g.token = b.token))
         )
         update wharf.jobs j
         set state = 'running', attempt = j.attempt + 1, lease_token = picked.token,
