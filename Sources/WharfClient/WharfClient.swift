@@ -25,7 +25,8 @@ public final class WharfClient: @unchecked Sendable {  // mutable state guarded 
     private var tlsSocket: TLSSocket?
     private var generation = 0
     private var nextID: Int64 = 0
-    private var waiting: [Int64: CheckedContinuation<JSON, Error>] = [:]
+    /// What to do with each call's reply, by id.
+    private var waiting: [Int64: @Sendable (Result<JSON, Error>) -> Void] = [:]
     private var closed = false
     /// Called (on the reader thread) for each server-to-client notification.
     public var onNotification: (@Sendable (String, JSON?) -> Void)?
@@ -48,23 +49,54 @@ public final class WharfClient: @unchecked Sendable {  // mutable state guarded 
     public func call(_ method: String, _ params: JSON? = nil) async throws -> JSON {
         try connectIfNeeded()
         return try await withCheckedThrowingContinuation { continuation in
-            lock.lock()
-            guard fd >= 0 else {
-                lock.unlock()
-                continuation.resume(throwing: ClientError.connectionClosed)
-                return
-            }
-            nextID += 1
-            let id = nextID
-            waiting[id] = continuation
-            var w = JSONWriter()
-            RPCEncoder.request(id: .int(id), method: method, params: params, into: &w)
-            w.bytes.append(0x0A)
-            let ok = writeAll(w.bytes)
-            if !ok { dropConnectionLocked() }
-            lock.unlock()
+            write([(method, params)]) { continuation.resume(with: $0[0]) }
         }
     }
+
+    /// Sends `calls` as one JSON-RPC batch, in one write, and returns each call's outcome in order: its
+    /// result, or the `RPCError` the server answered it with. Transport failures fail the whole batch
+    /// (`ClientError`), as they fail a single call.
+    public func callBatch(_ calls: [(method: String, params: JSON?)]) async throws -> [Result<JSON, Error>] {
+        if calls.isEmpty { return [] }
+        try connectIfNeeded()
+        let outcomes = try await withCheckedThrowingContinuation { continuation in
+            write(calls) { continuation.resume(returning: $0) }
+        }
+        if case .failure(let e as ClientError) = outcomes[0] { throw e }
+        return outcomes
+    }
+
+    /// Writes `calls` (as one request, or one batch when there are several) and calls `done` once with
+    /// every outcome, in order, when the last reply came or the connection dropped.
+    private func write(
+        _ calls: [(method: String, params: JSON?)], done: @escaping @Sendable ([Result<JSON, Error>]) -> Void
+    ) {
+        let collected = BatchReplies(count: calls.count, done: done)
+        lock.lock()
+        guard fd >= 0 else {
+            lock.unlock()
+            collected.failAll(ClientError.connectionClosed)
+            return
+        }
+        var w = JSONWriter()
+        if calls.count > 1 { w.bytes.append(UInt8(ascii: "[")) }
+        for (i, c) in calls.enumerated() {
+            nextID += 1
+            let id = nextID
+            waiting[id] = { collected.set(i, $0) }
+            if i > 0 { w.bytes.append(UInt8(ascii: ",")) }
+            RPCEncoder.request(id: .int(id), method: c.method, params: c.params, into: &w)
+        }
+        if calls.count > 1 { w.bytes.append(UInt8(ascii: "]")) }
+        w.bytes.append(0x0A)
+        let ok = writeAll(w.bytes)
+        if !ok { dropConnectionLocked() }
+        lock.unlock()
+    }
+
+    /// Requests written so far (each call of a batch counts), the `session.hello` of each connection
+    /// included.
+    public var requestsSent: Int { lock.withLock { Int(nextID) } }
 
     /// Closes the connection; calls in flight fail.
     public func close() {
@@ -143,7 +175,7 @@ public final class WharfClient: @unchecked Sendable {  // mutable state guarded 
         }
         let pending = waiting
         waiting = [:]
-        for c in pending.values { c.resume(throwing: ClientError.connectionClosed) }
+        for c in pending.values { c(.failure(ClientError.connectionClosed)) }
     }
 
     private func readLoop(fd: Int32, generation gen: Int) {
@@ -201,7 +233,7 @@ public final class WharfClient: @unchecked Sendable {  // mutable state guarded 
                 let pending = waiting
                 waiting = [:]
                 lock.unlock()
-                for c in pending.values { c.resume(throwing: error) }
+                for c in pending.values { c(.failure(error)) }
             }
             return
         }
@@ -210,9 +242,38 @@ public final class WharfClient: @unchecked Sendable {  // mutable state guarded 
         lock.unlock()
         guard let continuation else { return }
         if let error = message["error"] {
-            continuation.resume(throwing: RPCError(json: error) ?? ClientError.protocolViolation(error.text))
+            continuation(.failure(RPCError(json: error) ?? ClientError.protocolViolation(error.text)))
         } else {
-            continuation.resume(returning: message["result"] ?? .null)
+            continuation(.success(message["result"] ?? .null))
         }
+    }
+}
+
+/// The outcomes of one batch of calls as their replies come, in any order; `done` gets them all, in
+/// call order, with the last one.
+private final class BatchReplies: @unchecked Sendable {  // guarded by `lock`
+    private let lock = NSLock()
+    private var outcomes: [Result<JSON, Error>?]
+    private var left: Int
+    private let done: @Sendable ([Result<JSON, Error>]) -> Void
+
+    init(count: Int, done: @escaping @Sendable ([Result<JSON, Error>]) -> Void) {
+        outcomes = Array(repeating: nil, count: count)
+        left = count
+        self.done = done
+    }
+
+    func set(_ i: Int, _ outcome: Result<JSON, Error>) {
+        let all: [Result<JSON, Error>]? = lock.withLock {
+            guard outcomes[i] == nil else { return nil }
+            outcomes[i] = outcome
+            left -= 1
+            return left == 0 ? outcomes.map { $0! } : nil
+        }
+        if let all { done(all) }
+    }
+
+    func failAll(_ error: Error) {
+        for i in outcomes.indices { set(i, .failure(error)) }
     }
 }

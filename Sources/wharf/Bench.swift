@@ -5,6 +5,6 @@ struct Bench: ParsableCommand {
         abstract: "Measure a running server.",
         subcommands: [
             BenchRPC.self, BenchJobs.self, BenchLocks.self, BenchCron.self, BenchWebhooks.self, BenchHTTP.self,
-            BenchRuns.self,
+            BenchRuns.self, BenchWorker.self,
         ])
 }

@@ -64,6 +64,68 @@ import WharfRPC
         await running.value
     }
 
+    @Test func aBatchOfCallsAnswersEachInOrder() async throws {
+        let s = try TestServer()
+        let client = s.client()
+        let job = try await client.enqueue(queue: "swb", kind: "k")
+        let outcomes = try await client.callBatch([
+            ("server.ping", nil), ("jobs.get", ["id": "424242"]), ("jobs.get", ["id": .string(job.id)]),
+        ])
+        #expect(outcomes.count == 3)
+        #expect((try? outcomes[0].get()) == "pong")
+        if case .failure(let e as RPCError) = outcomes[1] {
+            #expect(e.code == -32004)
+        } else {
+            Issue.record("expected not_found, got \(outcomes[1])")
+        }
+        #expect((try? outcomes[2].get())?["id"]?.stringValue == job.id)
+        client.close()
+    }
+
+    @Test func aWorkerSendsOutcomesInBatches() async throws {
+        let s = try TestServer()
+        let client = s.client()
+        let items = (0..<200).map { i -> JSON in ["queue": "swbatch", "kind": "noop", "payload": ["i": .from(i)]] }
+        _ = try await client.call("jobs.enqueueBatch", ["jobs": .array(items)])
+        let worker = Worker(client: s.client(), queues: ["swbatch"], concurrency: 20, leaseMs: 10_000)
+        worker.handle("noop") { job in ["i": job.payload["i"] ?? .null] }
+        let running = Task { await worker.run() }
+        for _ in 0..<400 where worker.stats.completed < 200 { try await Task.sleep(nanoseconds: 25_000_000) }
+        worker.stop()
+        await running.value
+        let stats = worker.stats
+        #expect(stats.leased == 200 && stats.completed == 200)
+        // Outcomes of jobs that finish together share a batch (one write and one reply each).
+        #expect(stats.batches > 0 && stats.batches < 100, "\(stats)")
+        let counts = try await client.call("queues.stats", ["queue": "swbatch"])["counts"]
+        #expect(counts?["completed"]?.intValue == 200)
+        let one = try await client.call("jobs.list", ["queue": "swbatch", "limit": 1])["jobs"]?.arrayValue?.first
+        #expect(one?["result"]?["i"] != nil && one?["result"]?["i"] != .null)
+        client.close()
+    }
+
+    @Test func aWorkerExtendsTheLeaseOfALongJob() async throws {
+        let s = try TestServer()
+        let client = s.client()
+        let job = try await client.enqueue(queue: "swlong", kind: "slow")
+        let worker = Worker(client: s.client(), queues: ["swlong"], concurrency: 2, leaseMs: 1_500)
+        worker.handle("slow") { _ in
+            try await Task.sleep(nanoseconds: 3_000_000_000)
+            return "done"
+        }
+        let running = Task { await worker.run() }
+        for _ in 0..<200 where worker.stats.completed + worker.stats.failed == 0 {
+            try await Task.sleep(nanoseconds: 50_000_000)
+        }
+        worker.stop()
+        await running.value
+        // Twice as long as its lease, yet never lost: heartbeats kept it.
+        let got = try await client.call("jobs.get", ["id": .string(job.id)])
+        #expect(got["state"] == "completed" && got["attempt"] == 1 && got["result"] == "done", "\(got)")
+        #expect(worker.stats.completed == 1 && worker.stats.leased == 1)
+        client.close()
+    }
+
     @Test func reconnectsAfterTheServerRestarts() async throws {
         let s = try TestServer()
         let client = s.client()
