@@ -196,6 +196,12 @@ extension Store {
         }
     }
 
+    /// A job under one lease, the key of a complete's or fail's outcome (see `finish`).
+    struct LeaseKey: Hashable {
+        let id: Int64
+        let token: String
+    }
+
     /// Runs a complete/fail statement that returns the (id, token) pairs it finished (first and last
     /// columns), then explains each refusal from the jobs' current state and token. Keying by the pair
     /// matters: a stale and a current token for one job may share a batch. For a statement that
@@ -211,7 +217,7 @@ extension Store {
             case .failure(let e):
                 completion(.failure(storeError(e)))
             case .success(let rows):
-                var outcomes: [String: FinishOutcome] = [:]
+                var outcomes: [LeaseKey: FinishOutcome] = [:]
                 var finished: [(queue: String, state: String, runMs: Int64)] = []
                 let tokenColumn = rows.columnCount - 1
                 let queueColumn = rows.column("queue")
@@ -219,22 +225,23 @@ extension Store {
                 for row in 0..<rows.rowCount {
                     if let id = rows.int(row, 0), let token = rows.string(row, tokenColumn) {
                         let outcome = done(rows, row)
-                        outcomes["\(id)|\(token)"] = outcome
+                        outcomes[LeaseKey(id: id, token: token)] = outcome
                         if case .done(let state, _, _) = outcome, let q = queueColumn, let queue = rows.string(row, q) {
                             finished.append((queue, state, runColumn.flatMap { rows.int(row, $0) } ?? 0))
                         }
                     }
                 }
                 if !finished.isEmpty { jobsObserver?.jobsFinished(finished) }
-                let refused = items.filter { outcomes["\($0.id)|\($0.token)"] == nil }
-                if refused.isEmpty { return completion(.success(items.map { outcomes["\($0.id)|\($0.token)"]! })) }
+                let answered = items.map { outcomes[LeaseKey(id: $0.id, token: $0.token)] }
+                if !answered.contains(nil) { return completion(.success(answered.map { $0! })) }
+                let refused = zip(items, answered).filter { $0.1 == nil }.map(\.0)
                 self.rows(
                     JobSQL.leaseStates, [PGArray.ints(refused.map(\.id))],
                     { (r: Result<[Int64: (String?, String?)], StoreError>) in
                         completion(
                             r.map { current in
-                                items.map { item in
-                                    if let o = outcomes["\(item.id)|\(item.token)"] { return o }
+                                zip(items, answered).map { item, answer in
+                                    if let o = answer { return o }
                                     guard let (state, token) = current[item.id] else { return .refused(.notFound) }
                                     if completes && token == item.token && state == "completed" {
                                         return .done(state: "completed", nextRunAtMs: nil)
