@@ -174,7 +174,8 @@ public final class Worker: @unchecked Sendable {  // mutable state guarded by `l
             outcomes = calls.map { _ in .failure(error) }
         }
         var leased: [LeasedJob] = []
-        var leaseFailed = false
+        // A lease that failed, or that a draining server answered at once, is not repeated straight away.
+        var pause = false
         lock.withLock {
             for (call, outcome) in zip(calls, outcomes) {
                 switch call.method {
@@ -182,10 +183,11 @@ public final class Worker: @unchecked Sendable {  // mutable state guarded by `l
                     leases -= 1
                     requested -= call.params["max"]?.intValue.map { Int($0) } ?? 0
                     guard case .success(let r) = outcome else {
-                        leaseFailed = true
+                        pause = true
                         continue
                     }
                     leased += (r["jobs"]?.arrayValue ?? []).compactMap(LeasedJob.init)
+                    if r["draining"]?.boolValue == true { pause = true }
                 case "jobs.complete":
                     running -= 1
                     if case .success = outcome { counts.completed += 1 }
@@ -199,7 +201,7 @@ public final class Worker: @unchecked Sendable {  // mutable state guarded by `l
             counts.leased += leased.count
         }
         for job in leased { Task { await execute(job) } }
-        if leaseFailed { try? await Task.sleep(nanoseconds: 200_000_000) }
+        if pause { try? await Task.sleep(nanoseconds: 200_000_000) }
         pump()
     }
 
