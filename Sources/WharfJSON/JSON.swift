@@ -75,7 +75,8 @@ public enum JSON: Sendable, Equatable {
 /// keys) costs O(1) per key instead of O(n). Setting an existing key replaces its value in place.
 public struct JSONObject: Sendable, Equatable, ExpressibleByDictionaryLiteral {
     public private(set) var pairs: [(key: String, value: JSON)]
-    /// Position of each key in `pairs`; nil while the object has at most `indexThreshold` keys.
+    /// Position of each key in `pairs`; nil while the object has at most `indexThreshold` keys, and in
+    /// an object made with `init(distinctKeys:)` until a key is added (lookups scan meanwhile).
     private var index: [String: Int]?
 
     /// Objects with more keys than this keep an index.
@@ -87,6 +88,12 @@ public struct JSONObject: Sendable, Equatable, ExpressibleByDictionaryLiteral {
         self.pairs = []
         self.pairs.reserveCapacity(pairs.count)
         for p in pairs { self[p.key] = p.value }
+    }
+    /// The pairs as given, whose keys the caller knows to be distinct (a reply built field by field):
+    /// no lookup per key on the way in, and no index.
+    public init(distinctKeys pairs: [(key: String, value: JSON)]) {
+        assert(Set(pairs.map(\.key)).count == pairs.count, "duplicate keys")
+        self.pairs = pairs
     }
     public init(dictionaryLiteral elements: (String, JSON)...) {
         self.init(elements.map { (key: $0.0, value: $0.1) })

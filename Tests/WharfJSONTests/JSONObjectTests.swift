@@ -48,6 +48,21 @@ import Testing
         #expect(past == atThreshold)
     }
 
+    @Test func anObjectBuiltFromDistinctKeysAnswersLikeOneBuiltKeyByKey() {
+        let pairs = (0..<24).map { (key: "k\($0)", value: JSON.int(Int64($0))) }
+        var built = JSONObject(distinctKeys: pairs)
+        let keyed = JSONObject(pairs)
+        #expect(!built.isIndexed && keyed.isIndexed)
+        #expect(built == keyed && built.keys == keyed.keys)
+        #expect(built["k17"] == 17 && built["k24"] == nil)
+        #expect(JSON.object(built).encoded == JSON.object(keyed).encoded)
+        // Changing it works as for any object: a set key keeps its place, a new one goes last.
+        built["k3"] = "three"
+        built["new"] = true
+        #expect(built.count == 25 && built.keys[3] == "k3" && built["k3"] == "three")
+        #expect(built.keys.last == "new" && built["new"] == true && built.isIndexed)
+    }
+
     @Test func duplicateKeysInALargeObjectKeepTheFirstPlaceAndTheLastValue() throws {
         var text = Array(Self.wideObject(100).dropLast())
         text += Array(#","k5":"again","k99":null,"new":true,"k5":"last"}"#.utf8)

@@ -11,35 +11,40 @@ enum JobReplies {
     /// that leased the job (`withLeaseToken`): anyone else who read it could complete or fail the job
     /// in its holder's place. `attempts` is shown when the record was read with its history.
     static func job(_ j: JobRecord, withLeaseToken: Bool = false) -> JSON {
-        var o = JSONObject()
-        o["id"] = .string(String(j.id))
-        o["queue"] = .string(j.queue)
-        o["kind"] = .string(j.kind)
-        o["payload"] = j.payload
-        o["state"] = .string(j.state)
-        o["priority"] = .int(j.priority)
-        o["attempt"] = .int(j.attempt)
-        o["maxAttempts"] = .int(j.maxAttempts)
-        o["runAt"] = .time(epochMs: j.runAtMs)
-        o["createdAt"] = .time(epochMs: j.createdAtMs)
-        optional(&o, "leasedAt", .time(epochMs: j.leasedAtMs))
-        optional(&o, "leaseExpiresAt", .time(epochMs: j.leaseExpiresAtMs))
-        optional(&o, "finishedAt", .time(epochMs: j.finishedAtMs))
-        optional(&o, "worker", j.worker.map(JSON.string))
-        if withLeaseToken { optional(&o, "leaseToken", j.leaseToken.map(JSON.string)) }
-        optional(&o, "uniqueKey", j.uniqueKey.map(JSON.string))
-        optional(&o, "lockKey", j.lockKey.map(JSON.string))
-        o["tags"] = j.tags
-        o["meta"] = j.meta
-        optional(&o, "progress", j.progress)
-        optional(&o, "result", j.result)
-        optional(&o, "lastError", j.lastError)
-        optional(&o, "timeoutMs", j.timeoutMs.map(JSON.int))
+        // Built as pairs with distinct keys: a lease reply holds hundreds of these, and setting each key
+        // through the subscript would look it up first (and index the object past 16 keys).
+        var o: [(key: String, value: JSON)] = []
+        o.reserveCapacity(28)
+        /// Adds `key` unless `value` is absent or JSON null.
+        func put(_ key: String, _ value: JSON?) { if let value, value != .null { o.append((key, value)) } }
+        put("id", .string(String(j.id)))
+        put("queue", .string(j.queue))
+        put("kind", .string(j.kind))
+        o.append(("payload", j.payload))
+        put("state", .string(j.state))
+        put("priority", .int(j.priority))
+        put("attempt", .int(j.attempt))
+        put("maxAttempts", .int(j.maxAttempts))
+        o.append(("runAt", .time(epochMs: j.runAtMs)))
+        o.append(("createdAt", .time(epochMs: j.createdAtMs)))
+        put("leasedAt", .time(epochMs: j.leasedAtMs))
+        put("leaseExpiresAt", .time(epochMs: j.leaseExpiresAtMs))
+        put("finishedAt", .time(epochMs: j.finishedAtMs))
+        put("worker", j.worker.map(JSON.string))
+        if withLeaseToken { put("leaseToken", j.leaseToken.map(JSON.string)) }
+        put("uniqueKey", j.uniqueKey.map(JSON.string))
+        put("lockKey", j.lockKey.map(JSON.string))
+        o.append(("tags", j.tags))
+        o.append(("meta", j.meta))
+        put("progress", j.progress)
+        put("result", j.result)
+        put("lastError", j.lastError)
+        put("timeoutMs", j.timeoutMs.map(JSON.int))
         if let name = j.scheduleName {
-            o["schedule"] = ["name": .string(name), "fireAt": .time(epochMs: j.scheduleFireAtMs)]
+            o.append(("schedule", ["name": .string(name), "fireAt": .time(epochMs: j.scheduleFireAtMs)]))
         }
-        optional(&o, "retry", j.retry)
-        optional(&o, "fencingToken", j.fencingToken.map(JSON.int))
+        put("retry", j.retry)
+        put("fencingToken", j.fencingToken.map(JSON.int))
         if var attempts = j.attempts?.map(historyEntry) {
             // Failed and lost attempts are recorded as they end; the successful one is the row itself.
             if j.state == "completed" {
@@ -48,9 +53,9 @@ enum JobReplies {
                     "finishedAt": .time(epochMs: j.finishedAtMs), "outcome": "completed",
                 ])
             }
-            o["attempts"] = .array(attempts)
+            o.append(("attempts", .array(attempts)))
         }
-        return .object(o)
+        return .object(JSONObject(distinctKeys: o))
     }
 
     /// A stored history entry with its instants in the reply format. The statements that end an attempt
@@ -62,11 +67,6 @@ enum JobReplies {
             if let text = o[key]?.stringValue, let ms = Timestamp.parse(text) { o[key] = .time(epochMs: ms) }
         }
         return .object(o)
-    }
-
-    /// Sets `key` unless `value` is absent or JSON null.
-    private static func optional(_ o: inout JSONObject, _ key: String, _ value: JSON?) {
-        if let value, value != .null { o[key] = value }
     }
 
     /// `jobs.lease`: the leased jobs, each with its lease token.
@@ -147,7 +147,8 @@ enum JobReplies {
     /// `jobs.heartbeat`.
     static func heartbeat(_ id: Int64, _ outcome: HeartbeatOutcome) -> Result<JSON, RPCError> {
         switch outcome {
-        case .extended(let expires): return .success(["id": .string(String(id)), "leaseExpiresAt": .time(epochMs: expires)])
+        case .extended(let expires):
+            return .success(["id": .string(String(id)), "leaseExpiresAt": .time(epochMs: expires)])
         case .refused(let refusal): return .failure(error(refusal, id: id))
         }
     }
