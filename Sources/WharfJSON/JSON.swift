@@ -217,7 +217,13 @@ extension JSON {
     /// The path of the first string or key holding U+0000, e.g. `payload.items[2]`, or nil when there
     /// is none. PostgreSQL cannot store that character in text or jsonb.
     public func pathOfNUL(_ path: String = "") -> String? {
-        firstPath(path, { $0.stringValue?.utf8.contains(0) ?? false }, key: { $0.utf8.contains(0) })
+        firstPath(path, { $0.stringValue.map(Self.hasNUL) ?? false }, key: Self.hasNUL)
+    }
+
+    /// Whether `s` holds a NUL byte: a scan of its contiguous UTF-8 (every string of every request is
+    /// checked), through the view only for a string stored otherwise.
+    private static func hasNUL(_ s: String) -> Bool {
+        s.utf8.withContiguousStorageIfAvailable { $0.contains(0) } ?? s.utf8.contains(0)
     }
 
     /// The path of the first `inexactNumber`, e.g. `payload.n`, or nil when there is none.

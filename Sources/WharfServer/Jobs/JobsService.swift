@@ -112,9 +112,12 @@ final class JobsService {
     func track(_ jobs: [JobRecord], session: Session) {
         guard !jobs.isEmpty else { return }
         watch(session)
+        // Taken out and put back: the session's id is hashed twice per lease, not once per job.
+        var mine = held.removeValue(forKey: session.id) ?? [:]
         for j in jobs {
-            if let token = j.leaseToken { held[session.id]![j.id] = token }
+            if let token = j.leaseToken { mine[j.id] = token }
         }
+        held[session.id] = mine
     }
 
     /// The (id, lease token) of leased jobs, to give them back.

@@ -14,9 +14,19 @@ public enum PGArray {
                 continue
             }
             out.append(UInt8(ascii: "\""))
-            for byte in v.utf8 {
-                if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") { out.append(UInt8(ascii: "\\")) }
-                out.append(byte)
+            let copied = v.utf8.withContiguousStorageIfAvailable { bytes -> Bool in
+                // Most values need no escape: copied in one go.
+                guard !bytes.contains(where: { $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) else {
+                    return false
+                }
+                out.append(contentsOf: bytes)
+                return true
+            }
+            if copied != true {
+                for byte in v.utf8 {
+                    if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") { out.append(UInt8(ascii: "\\")) }
+                    out.append(byte)
+                }
             }
             out.append(UInt8(ascii: "\""))
         }
@@ -25,7 +35,14 @@ public enum PGArray {
     }
 
     public static func ints(_ values: [Int64?]) -> String {
-        "{" + values.map { $0.map(String.init) ?? "NULL" }.joined(separator: ",") + "}"
+        var out = "{"
+        out.reserveCapacity(2 + values.count * 8)
+        for (i, v) in values.enumerated() {
+            if i > 0 { out.append(",") }
+            if let v { out.append(String(v)) } else { out.append("NULL") }
+        }
+        out.append("}")
+        return out
     }
 
     public static func doubles(_ values: [Double?]) -> String {
