@@ -178,16 +178,23 @@ public final class PQConnection {
         var slots: [Slot] = []
         slots.reserveCapacity(segment.statements.count)
         // Every Parse goes before the first Execute: a statement that fails at run time then cannot
-        // abort the Parse of a later one, which segments sent meanwhile may already be using.
-        for st in segment.statements where prepared[st.sql] == nil {
+        // abort the Parse of a later one, which segments sent meanwhile may already be using. Each
+        // statement's text is looked up once (the lease statement's is 10 KB to hash).
+        var names: [String] = []
+        names.reserveCapacity(segment.statements.count)
+        for st in segment.statements {
+            if let name = prepared[st.sql] {
+                names.append(name)
+                continue
+            }
             nextStatement += 1
             let name = "w\(nextStatement)"
             guard PQsendPrepare(conn, name, st.sql, 0, nil) == 1 else { return sendFailed(completion) }
             prepared[st.sql] = name
             slots.append(.prepare(st.sql))
+            names.append(name)
         }
-        for st in segment.statements {
-            let name = prepared[st.sql]!
+        for (st, name) in zip(segment.statements, names) {
             let ok = withCStrings(st.params) { values in
                 PQsendQueryPrepared(conn, name, Int32(st.params.count), values, nil, nil, 0)
             }
