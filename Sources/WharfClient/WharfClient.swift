@@ -54,8 +54,8 @@ public final class WharfClient: @unchecked Sendable {  // mutable state guarded 
     }
 
     /// Sends `calls` as one JSON-RPC batch, in one write, and returns each call's outcome in order: its
-    /// result, or the `RPCError` the server answered it with. Transport failures fail the whole batch
-    /// (`ClientError`), as they fail a single call.
+    /// result, or the `RPCError` the server answered it with. A batch that cannot be sent throws
+    /// (`ClientError`); a call whose reply is lost with the connection gets `ClientError.connectionClosed`.
     public func callBatch(_ calls: [(method: String, params: JSON?)]) async throws -> [Result<JSON, Error>] {
         if calls.isEmpty { return [] }
         try connectIfNeeded()
