@@ -280,5 +280,9 @@ def test_many_clients_that_never_read_large_replies_stay_bounded(server):
         assert healthz_ok(server)
         for s in socks:
             s.close()
-    bystander.assert_healthy()
+    # The heaviest flood here: 35 connections each with about 1 MiB of replies going through loopback on
+    # the same two cores as this test. Its bystander's p99 is 20-28 ms on a quiet machine, but reached 88
+    # and 246 ms in two clean-clone runs while the machine ran several times slower than usual; a loop
+    # that stopped answering would still fail this bound (and the bystander's 10 s timeout).
+    bystander.assert_healthy(bound_ms=300.0)
     assert rss.peak < 150 * MiB, f"RSS peaked at {rss.peak / MiB:.0f} MiB"
