@@ -100,7 +100,11 @@ class Tab:
         expect(self.page.locator("#who")).to_contain_text("replica")
 
     def open(self, hash_: str, heading: str) -> Page:
+        """Goes to `#hash_` and waits until the page has rendered it: going from one hash to another does
+        not reload the page, so the old page (with the same heading, perhaps) stays until the new one is
+        rendered, and filling its form would be lost."""
         self.page.goto(f"{self.server.http_url}/#{hash_}")
+        expect(self.page.locator(f'main[data-shows="#{hash_}"]:not([aria-busy])')).to_have_count(1)
         expect(self.page.locator("main h1")).to_contain_text(heading)
         return self.page
 

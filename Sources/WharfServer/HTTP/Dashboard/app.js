@@ -262,10 +262,14 @@ async function route(moved = true) {
   }
   await render(moved);
 }
+/** Renders the current view into `main`, which is `aria-busy` until it is done and then names the address
+ * it shows in `data-shows` (the hash), so a reader (or a test) knows the page is settled. */
 async function render(fresh) {
   const seq = ++renderSeq;
   const where = current;
+  const shows = location.hash || "#/";
   const view = views[where.view];
+  main.setAttribute("aria-busy", "true");
   let content;
   try {
     content = view ? await view.render(where) : [h("h1", {}, "Not found"), h("p", {}, "No such page.")];
@@ -275,6 +279,8 @@ async function render(fresh) {
   if (seq !== renderSeq) return; // a newer render started meanwhile
   const scroll = window.scrollY;
   main.replaceChildren(...[content].flat());
+  main.dataset.shows = shows;
+  main.removeAttribute("aria-busy");
   if (fresh) main.focus({ preventScroll: true });
   else window.scrollTo(0, scroll);
 }
@@ -313,6 +319,8 @@ async function login(message) {
     h("button", { type: "submit", class: "primary" }, "Sign in"),
   );
   main.replaceChildren(h("h1", {}, "Sign in"), h("p", {}, "This server needs a token. It is kept for this tab only."), form, error);
+  delete main.dataset.shows;
+  main.removeAttribute("aria-busy");
   input.focus();
 }
 
