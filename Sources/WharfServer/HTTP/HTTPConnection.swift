@@ -51,7 +51,7 @@ final class HTTPConnection {
     private var streamEnding = false
 
     /// Unread reply bytes past which an HTTP connection stops being read (see `init`).
-    static let maxUnreadBytes = 1 << 20
+    static let maxUnreadBytes = 256 << 10
 
     /// One request's place in the reply order.
     private final class Slot {
@@ -71,7 +71,8 @@ final class HTTPConnection {
         let s = service.settings
         parser = HTTPRequestParser(limits: .init(maxHeaderBytes: s.maxHeaderBytes, maxBodyBytes: s.maxBodyBytes))
         // HTTP connections are not in the server's buffer budget (which closes stuck RPC connections), so
-        // each holds less: at most 1 MiB of unread replies before it stops being read.
+        // each holds less: at most 256 KiB of unread replies before it stops being read (a
+        // single larger reply still goes whole; the kernel socket buffer holds more besides).
         backpressure = WriteBackpressure(
             highWater: max(1, min(service.limits.maxWriteBufferBytes, Self.maxUnreadBytes)))
         deadlines = ConnectionDeadlines(
