@@ -308,11 +308,60 @@ $$;
 
 CREATE FUNCTION wharf.enqueue_batch(queue text[], kind text[], payload jsonb[] DEFAULT NULL::jsonb[], priority integer[] DEFAULT NULL::integer[], run_at timestamp with time zone[] DEFAULT NULL::timestamp with time zone[], max_attempts integer[] DEFAULT NULL::integer[], retry jsonb[] DEFAULT NULL::jsonb[], timeout_ms bigint[] DEFAULT NULL::bigint[], unique_key text[] DEFAULT NULL::text[], lock_key text[] DEFAULT NULL::text[], tags jsonb[] DEFAULT NULL::jsonb[], meta jsonb[] DEFAULT NULL::jsonb[], idempotency_key text[] DEFAULT NULL::text[], schedule_name text[] DEFAULT NULL::text[], schedule_fire_at timestamp with time zone[] DEFAULT NULL::timestamp with time zone[], id bigint[] DEFAULT NULL::bigint[], hold_token text[] DEFAULT NULL::text[]) RETURNS TABLE(ord bigint, job_id bigint, job_state text, created boolean, replayed boolean)
     LANGUAGE plpgsql
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 #variable_conflict use_column
 begin
     if enqueue_batch.idempotency_key is null
        or cardinality(array_remove(enqueue_batch.idempotency_key, null)) = 0 then
+        -- No row names a unique key, a schedule fire or a job id: nothing can conflict (ids come from the
+        -- sequence), so a plain insert, and each row's job is the one it made.
+        if coalesce(cardinality(array_remove(enqueue_batch.unique_key, null)), 0) = 0
+           and coalesce(cardinality(array_remove(enqueue_batch.schedule_name, null)), 0) = 0
+           and coalesce(cardinality(array_remove(enqueue_batch.id, null)), 0) = 0 then
+            return query
+            with input as materialized (
+                -- `valid` refuses a bad row (it is computed for every row of this materialized CTE); a
+                -- column rather than a filter, so that the planner's row estimates stay those of the arrays.
+                select coalesce(t.given_id, nextval('wharf.jobs_id_seq')) as id, t.*,
+                       wharf.enqueue_valid(t.ord, t.queue, t.kind, t.priority, t.max_attempts, t.retry, t.timeout_ms,
+                                           t.unique_key, t.lock_key, t.tags, t.meta, null) as valid
+                from unnest(enqueue_batch.queue, enqueue_batch.kind, enqueue_batch.payload, enqueue_batch.priority,
+                            enqueue_batch.run_at, enqueue_batch.max_attempts, enqueue_batch.retry,
+                            enqueue_batch.timeout_ms, enqueue_batch.unique_key, enqueue_batch.lock_key,
+                            enqueue_batch.tags, enqueue_batch.meta, enqueue_batch.schedule_name,
+                            enqueue_batch.schedule_fire_at, enqueue_batch.hold_token, enqueue_batch.id)
+                    with ordinality as t(queue, kind, payload, priority, run_at, max_attempts, retry, timeout_ms,
+                                         unique_key, lock_key, tags, meta, schedule_name, schedule_fire_at,
+                                         hold_token, given_id, ord)
+            ),
+            ins as (
+                insert into wharf.jobs as j (id, queue, kind, payload, state, priority, run_at, max_attempts, retry,
+                                             timeout_ms, unique_key, lock_key, tags, meta, schedule_name,
+                                             schedule_fire_at, hold_token)
+                select i.id, i.queue, i.kind, coalesce(i.payload, 'null'),
+                       case when i.run_at > now() then 'scheduled' else 'available' end,
+                       coalesce(i.priority, 0), coalesce(i.run_at, now()), coalesce(i.max_attempts, 20), i.retry,
+                       i.timeout_ms, i.unique_key, i.lock_key,
+                       case when i.tags is null or i.tags = '[]' then '{}'
+                            else array(select jsonb_array_elements_text(i.tags)) end,
+                       coalesce(i.meta, '{}'),
+                       i.schedule_name, i.schedule_fire_at, i.hold_token
+                from input i
+                order by i.ord
+                returning j.id, j.unique_key, j.state, j.queue
+            ),
+            woke as (
+                select count(pg_notify('wharf_wake', 'jobs:' || q.queue)) as n
+                from (select distinct ins.queue from ins) q
+            )
+            select i.ord, ins.id, ins.state, true, false
+            from input i
+            cross join woke
+            join ins on ins.id = i.id
+            order by i.ord;
+            return;
+        end if;
         return query
         with input as materialized (
             -- `valid` refuses a bad row (it is computed for every row of this materialized CTE); a
@@ -337,7 +386,9 @@ begin
                    case when i.run_at > now() then 'scheduled' else 'available' end,
                    coalesce(i.priority, 0), coalesce(i.run_at, now()), coalesce(i.max_attempts, 20), i.retry,
                    i.timeout_ms, i.unique_key, i.lock_key,
-                   coalesce(array(select jsonb_array_elements_text(i.tags)), '{}'), coalesce(i.meta, '{}'),
+                   case when i.tags is null or i.tags = '[]' then '{}'
+                        else array(select jsonb_array_elements_text(i.tags)) end,
+                   coalesce(i.meta, '{}'),
                    i.schedule_name, i.schedule_fire_at, i.hold_token
             from input i
             order by i.ord
@@ -405,7 +456,9 @@ begin
                case when i.run_at > now() then 'scheduled' else 'available' end,
                coalesce(i.priority, 0), coalesce(i.run_at, now()), coalesce(i.max_attempts, 20), i.retry,
                i.timeout_ms, i.unique_key, i.lock_key,
-               coalesce(array(select jsonb_array_elements_text(i.tags)), '{}'), coalesce(i.meta, '{}'),
+               case when i.tags is null or i.tags = '[]' then '{}'
+                    else array(select jsonb_array_elements_text(i.tags)) end,
+               coalesce(i.meta, '{}'),
                i.schedule_name, i.schedule_fire_at, i.hold_token
         from fresh i
         order by i.ord

@@ -171,6 +171,42 @@ def test_a_batch_from_sql_reports_each_row_and_runs_at_its_time(app, client, uni
     assert client.jobs.get(id=rows[2][1])["payload"] is None
 
 
+def test_a_batch_without_keys_answers_each_row_with_the_job_it_made(app, client, unique):
+    """No unique key, schedule fire or id in the batch: the function's plain insert (no conflict to look
+    for). Each row still answers, in order, with its own new job as made from that row."""
+    q = quoted(unique)
+    rows = app.sql(
+        "select ord, job_id, job_state, created, replayed from wharf.enqueue_batch("
+        f" queue => array[{q}, {q}, {q}, {q}],"
+        " kind => array['a', 'b', 'c', 'd'],"
+        " payload => array['1', '{\"x\": 2}', null, '\"s\"']::jsonb[],"
+        " run_at => array[null, now() + interval '1 hour', null, null]::timestamptz[],"
+        " tags => array['[\"t1\", \"t2\"]', '[]', null, '[\"t3\"]']::jsonb[],"
+        " lock_key => array[null, null, 'lk-' || txid_current()::text, null])"
+    )
+    assert [(r[0], r[2], r[3], r[4]) for r in rows] == [
+        ("1", "available", "t", "f"),
+        ("2", "scheduled", "t", "f"),
+        ("3", "available", "t", "f"),
+        ("4", "available", "t", "f"),
+    ]
+    ids = [r[1] for r in rows]
+    assert len(set(ids)) == 4 and ids == sorted(ids, key=int)
+    jobs = [client.jobs.get(id=i) for i in ids]
+    assert [(j["kind"], j["payload"], j["tags"]) for j in jobs] == [
+        ("a", 1, ["t1", "t2"]), ("b", {"x": 2}, []), ("c", None, []), ("d", "s", ["t3"]),
+    ]
+    assert jobs[2]["lockKey"].startswith("lk-") and "lockKey" not in jobs[0]
+    # The same call with a unique key on one row takes the path that looks for holders: that row comes
+    # to the job holding its key, the others are made.
+    [[holder]] = app.sql(f"select id from wharf.enqueue({q}, 'held', unique_key => {q})")
+    mixed = app.sql(
+        "select ord, job_id, created from wharf.enqueue_batch("
+        f" queue => array[{q}, {q}], kind => array['e', 'f'], unique_key => array[null, {q}])"
+    )
+    assert mixed[1] == ["2", holder, "f"] and mixed[0][2] == "t" and mixed[0][1] not in (holder, *ids)
+
+
 def test_a_value_the_protocol_refuses_fails_the_transaction_clearly(app, unique):
     app.sql("begin")
     with pytest.raises(SQLError) as e:

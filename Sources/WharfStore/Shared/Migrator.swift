@@ -38,6 +38,7 @@ public enum Migrator {
             ("v0021_replicas", PackageResources.v0021_replicas_sql),
             ("v0022_step_completions", PackageResources.v0022_step_completions_sql),
             ("v0023_batch_callbacks", PackageResources.v0023_batch_callbacks_sql),
+            ("v0024_enqueue_fast_path", PackageResources.v0024_enqueue_fast_path_sql),
         ]
         return files.map { name, bytes in
             let digits = name.dropFirst().prefix { $0.isNumber }
