@@ -130,9 +130,10 @@ extension Store {
     /// Grants, in one plain upsert (one commit), each requested lock that is free and has nobody in
     /// line: the common case. Returns the grants by name; a request left out is not refused, only
     /// undecided (`decideLocks` decides it). Names must be distinct within a call.
-    public func grantFreeLocks(_ items: [LockRequest],
-        _ completion: @escaping (Result<[String: LockGrant], StoreError>) -> Void)
-    {
+    public func grantFreeLocks(
+        _ items: [LockRequest],
+        _ completion: @escaping (Result<[String: LockGrant], StoreError>) -> Void
+    ) {
         let params: [String?] = [
             PGArray.text(items.map(\.name)), PGArray.text(items.map(\.holder)), PGArray.ints(items.map(\.ttlMs)),
             PGArray.text(items.map(\.requestID)), PGArray.text(items.map(\.sessionID)),
@@ -153,9 +154,10 @@ extension Store {
     /// Decides each request exactly in one statement (one commit): grants, retried requests, the line
     /// of waiters, contention counts. Each request reads its own outcome. A name may come more than once
     /// (the first request may be granted, the others queue behind it).
-    public func decideLocks(_ items: [LockRequest], replicaID: String,
-        _ completion: @escaping (Result<[LockOutcome], StoreError>) -> Void)
-    {
+    public func decideLocks(
+        _ items: [LockRequest], replicaID: String,
+        _ completion: @escaping (Result<[LockOutcome], StoreError>) -> Void
+    ) {
         let params: [String?] = [
             PGArray.text(items.map(\.name)), PGArray.text(items.map(\.holder)), PGArray.ints(items.map(\.ttlMs)),
             PGArray.text(items.map(\.requestID)), PGArray.text(items.map(\.sessionID)),
@@ -173,7 +175,8 @@ extension Store {
                 }
                 if rows.bool(i, 10) == true {
                     return .requestIDReused(
-                        LockReuse(ttlMs: rows.int(i, 11), lockDelayMs: rows.int(i, 12), bound: rows.bool(i, 13) ?? false))
+                        LockReuse(
+                            ttlMs: rows.int(i, 11), lockDelayMs: rows.int(i, 12), bound: rows.bool(i, 13) ?? false))
                 }
                 return .notGranted(
                     LockRefusal(
@@ -205,7 +208,7 @@ extension Store {
         let params = [
             PGArray.text(items.map(\.name)), PGArray.text(items.map(\.token)), PGArray.text(items.map(\.session)),
         ]
-        rows(LockSQL.release, params, completion) { rows throws(StoreError) in
+        rows(LockSQL.release, params, plan: .byKey, completion) { rows throws(StoreError) in
             var freed: [String: LockRelease] = [:]
             for i in 0..<rows.rowCount {
                 guard let name = rows.string(i, 0), let token = rows.string(i, 1) else { throw .internalError }

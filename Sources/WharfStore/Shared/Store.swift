@@ -89,15 +89,27 @@ public final class Store {
         }
     }
 
-    /// How PostgreSQL plans a prepared statement: its own choice, or always the generic plan.
-    enum PlanChoice { case auto, generic }
+    /// How PostgreSQL plans a prepared statement: its own choice; always the generic plan; or the
+    /// generic plan made without sequential scans (`byKey`).
+    ///
+    /// `byKey` is for a statement that finds a few rows of a small table by primary key: the planner
+    /// prices a scan of a table of a few dozen cached pages below a dozen index probes and hashes the
+    /// whole table instead (a release of a dozen locks read all 1,000 rows of `wharf.locks` in the
+    /// locks benchmark, 0.3-0.5 ms per statement), and a plan cached while a table is small stays so.
+    enum PlanChoice { case auto, generic, byKey }
 
     static let forceGenericPlan = "select set_config('plan_cache_mode', 'force_generic_plan', true)"
+    static let forceKeyedPlan =
+        "select set_config('plan_cache_mode', 'force_generic_plan', true), set_config('enable_seqscan', 'off', true)"
 
-    /// `statement`, preceded for `.generic` by the setting that plans it generically. The setting holds
-    /// to the end of the segment's transaction, so a segment puts such a statement last.
+    /// `statement`, preceded for `.generic` and `.byKey` by the settings that plan it so. They hold to
+    /// the end of the segment's transaction, so a segment puts such a statement last.
     static func planned(_ statement: PQStatement, _ plan: PlanChoice) -> [PQStatement] {
-        plan == .generic ? [PQStatement(forceGenericPlan), statement] : [statement]
+        switch plan {
+        case .auto: [statement]
+        case .generic: [PQStatement(forceGenericPlan), statement]
+        case .byKey: [PQStatement(forceKeyedPlan), statement]
+        }
     }
 }
 
