@@ -164,7 +164,7 @@ extension Store {
             PGArray.ints(items.map(\.lockDelayMs)), PGArray.ints(items.map(\.queueForMs)),
             PGArray.ints(items.map(\.waiterSeq)), replicaID, PGArray.bools(items.map(\.bound)),
         ]
-        rows(LockSQL.acquire, params, completion) { rows throws(StoreError) in
+        rows(LockSQL.acquire, params, plan: .byKey, completion) { rows throws(StoreError) in
             guard rows.rowCount == items.count else { throw .internalError }
             return (0..<rows.rowCount).map { i in
                 if let token = rows.string(i, 1) {
