@@ -14,8 +14,22 @@ import WharfTLS
 /// With `tls`, each connection shakes hands first (blocking, in the call that connects) and the TLS
 /// session is used under `lock` by writers and by the reader thread alike.
 public final class WharfClient: @unchecked Sendable {  // mutable state guarded by `lock`
-    public let host: String
-    public let port: Int
+    /// One server address.
+    public struct Address: Sendable, Hashable, CustomStringConvertible {
+        public var host: String
+        public var port: Int
+        public init(host: String, port: Int) {
+            self.host = host
+            self.port = port
+        }
+        public var description: String { "\(host):\(port)" }
+    }
+
+    /// The replicas this client may use, in order: it connects to the current one and goes to the next
+    /// when told to (`moveOn(from:)`), for example when that replica drains.
+    public let addresses: [Address]
+    /// The index in `addresses` of the replica the next connection goes to.
+    private var at = 0
     public let token: String?
     public let clientName: String
     public let tls: TLSContext?
@@ -31,15 +45,40 @@ public final class WharfClient: @unchecked Sendable {  // mutable state guarded 
     /// Called (on the reader thread) for each server-to-client notification.
     public var onNotification: (@Sendable (String, JSON?) -> Void)?
 
-    public init(
+    public convenience init(
         host: String = "127.0.0.1", port: Int = 7411, token: String? = nil, clientName: String = "wharf-swift",
         tls: TLSContext? = nil
     ) {
+        self.init(addresses: [Address(host: host, port: port)], token: token, clientName: clientName, tls: tls)
+    }
+
+    /// A client of several replicas of one deployment (one database): it uses the first address until
+    /// `moveOn(from:)` sends it to the next.
+    public init(addresses: [Address], token: String? = nil, clientName: String = "wharf-swift", tls: TLSContext? = nil)
+    {
+        precondition(!addresses.isEmpty, "a client needs an address")
         self.tls = tls
-        self.host = host
-        self.port = port
+        self.addresses = addresses
         self.token = token
         self.clientName = clientName
+    }
+
+    /// The replica the client uses now (or connects to next).
+    public var address: Address { lock.withLock { addresses[at] } }
+    public var host: String { address.host }
+    public var port: Int { address.port }
+
+    /// Points the client at the next address when it is still at `from` (so that several callers told
+    /// by one replica that it drains move the client once), and returns whether it moved. The current
+    /// connection stays for the replies it owes (a draining replica closes it once it has answered); the
+    /// next connection goes to the new address.
+    @discardableResult
+    public func moveOn(from: Address) -> Bool {
+        lock.withLock {
+            guard addresses.count > 1, addresses[at] == from else { return false }
+            at = (at + 1) % addresses.count
+            return true
+        }
     }
 
     deinit { if fd >= 0 { Glibc.close(fd) } }
@@ -117,6 +156,7 @@ public final class WharfClient: @unchecked Sendable {  // mutable state guarded 
             return
         }
         let newFD: Int32
+        let (host, port) = (addresses[at].host, addresses[at].port)
         do {
             newFD = try Socket.connect(host: host, port: port)
         } catch {

@@ -18,8 +18,14 @@ public enum JobControl: Error, Sendable {
 /// lease's jobs run, the next is already on its way. When no outcome is due, a lease goes out on its
 /// own and long-polls.
 ///
+/// An outcome that does not reach the server (the connection dropped, or the replica is draining or
+/// cannot reach its database) is sent again after a pause, for as long as the job's lease could still
+/// be held; it is not left for the lease to run out, which would run the job again. With a client of
+/// several replicas (`WharfClient(addresses:)`) the worker moves to the next one when its replica
+/// drains or cannot be reached.
+///
 /// `stop()` stops leasing; `run()` returns once the jobs in hand have finished and their outcomes
-/// have been answered.
+/// have been answered (or given up, a lease's length after they first failed).
 public final class Worker: @unchecked Sendable {  // mutable state guarded by `lock`
     public typealias Handler = @Sendable (LeasedJob) async throws -> JSON?
 
@@ -39,7 +45,7 @@ public final class Worker: @unchecked Sendable {  // mutable state guarded by `l
     private var requested = 0
     private var leases = 0
     /// Outcomes waiting for the next batch, and whether a batch is on its way.
-    private var outbox: [(method: String, params: JSON)] = []
+    private var outbox: [Outcome] = []
     private var sending = false
     /// Counters since the worker started.
     private var counts = Stats()
@@ -47,12 +53,23 @@ public final class Worker: @unchecked Sendable {  // mutable state guarded by `l
     /// The jobs whose handler runs, by id, with when their lease was last extended (uptime ns).
     private var inHand: [String: (job: LeasedJob, extendedAt: UInt64)] = [:]
 
-    /// What a worker has done: jobs leased, outcomes the server acknowledged, and batches sent.
+    /// What a worker has done: jobs leased, outcomes the server acknowledged, batches sent, outcomes
+    /// sent again after a transient failure, and moves to the client's next address.
     public struct Stats: Sendable, Equatable {
         public var leased = 0
         public var completed = 0
         public var failed = 0
         public var batches = 0
+        public var resent = 0
+        public var moves = 0
+    }
+
+    /// A job's outcome on its way: `jobs.complete` or `jobs.fail` with its params, and since when it has
+    /// failed to reach the server (uptime ns), if it has.
+    private struct Outcome {
+        var method: String
+        var params: JSON
+        var failingSince: UInt64?
     }
 
     public init(
@@ -143,64 +160,92 @@ public final class Worker: @unchecked Sendable {  // mutable state guarded by `l
     /// Sends what is due: the outbox as one batch (with a lease riding in it when slots are free), or
     /// a lease on its own. Resumes `run()` once stopped with nothing left in hand.
     private func pump() {
-        let (batch, outcomes, done): ([(method: String, params: JSON)], Bool, CheckedContinuation<Void, Never>?) =
+        let (outcomes, lease, done): ([Outcome], (method: String, params: JSON)?, CheckedContinuation<Void, Never>?) =
             lock.withLock {
                 if !sending && !outbox.isEmpty {
-                    var calls = outbox
+                    let sent = outbox
                     outbox = []
-                    if let lease = leaseLocked(riding: true) { calls.append(lease) }
                     sending = true
                     counts.batches += 1
-                    return (calls, true, nil)
+                    return (sent, leaseLocked(riding: true), nil)
                 }
-                if let lease = leaseLocked(riding: false) { return ([lease], false, nil) }
+                if let lease = leaseLocked(riding: false) { return ([], lease, nil) }
                 if stopped && running == 0 && leases == 0 && !sending, let f = finished {
                     finished = nil
-                    return ([], false, f)
+                    return ([], nil, f)
                 }
-                return ([], false, nil)
+                return ([], nil, nil)
             }
         done?.resume()
-        guard !batch.isEmpty else { return }
-        Task { await send(batch, outbox: outcomes) }
+        guard !outcomes.isEmpty || lease != nil else { return }
+        Task { await send(outcomes, lease: lease) }
     }
 
-    /// Sends one batch and takes in its replies; `outbox` says it carries outcomes.
-    private func send(_ calls: [(method: String, params: JSON)], outbox: Bool) async {
-        let outcomes: [Result<JSON, Error>]
+    /// A failure that may pass: the connection, or a replica that is draining or cannot reach its
+    /// database (`data.retryable`).
+    private static func isTransient(_ error: Error) -> Bool {
+        if error is ClientError { return true }
+        return (error as? RPCError)?.isRetryable ?? false
+    }
+
+    /// Sends one batch (the outcomes, then the lease) and takes in its replies.
+    private func send(_ sent: [Outcome], lease: (method: String, params: JSON)?) async {
+        var calls: [(method: String, params: JSON?)] = sent.map { ($0.method, $0.params) }
+        if let lease { calls.append((lease.method, lease.params)) }
+        let from = client.address
+        let replies: [Result<JSON, Error>]
         do {
-            outcomes = try await client.callBatch(calls)
+            replies = try await client.callBatch(calls)
         } catch {
-            outcomes = calls.map { _ in .failure(error) }
+            replies = calls.map { _ in .failure(error) }
         }
         var leased: [LeasedJob] = []
-        // A lease that failed, or that a draining server answered at once, is not repeated straight away.
+        // A lease that failed, or that a draining server answered at once, is not repeated straight
+        // away; nor is an outcome that has to be sent again.
         var pause = false
+        var move = false
+        let now = DispatchTime.now().uptimeNanoseconds
+        let patience = UInt64(leaseMs) * 1_000_000
         lock.withLock {
-            for (call, outcome) in zip(calls, outcomes) {
-                switch call.method {
-                case "jobs.lease":
-                    leases -= 1
-                    requested -= call.params["max"]?.intValue.map { Int($0) } ?? 0
-                    guard case .success(let r) = outcome else {
-                        pause = true
+            var again: [Outcome] = []
+            for (outcome, reply) in zip(sent, replies) {
+                if case .failure(let error) = reply, Self.isTransient(error) {
+                    move = true
+                    var o = outcome
+                    let since = o.failingSince ?? now
+                    o.failingSince = since
+                    if now - since < patience {
+                        again.append(o)
                         continue
                     }
+                }
+                running -= 1
+                guard case .success = reply else { continue }
+                if outcome.method == "jobs.complete" { counts.completed += 1 } else { counts.failed += 1 }
+            }
+            if !again.isEmpty {
+                pause = true
+                counts.resent += again.count
+                outbox = again + outbox
+            }
+            if let lease {
+                leases -= 1
+                requested -= lease.params["max"]?.intValue.map { Int($0) } ?? 0
+                switch replies[replies.count - 1] {
+                case .success(let r):
                     leased += (r["jobs"]?.arrayValue ?? []).compactMap(LeasedJob.init)
-                    if r["draining"]?.boolValue == true { pause = true }
-                case "jobs.complete":
-                    running -= 1
-                    if case .success = outcome { counts.completed += 1 }
-                default:
-                    running -= 1
-                    if case .success = outcome { counts.failed += 1 }
+                    if r["draining"]?.boolValue == true { (pause, move) = (true, true) }
+                case .failure(let error):
+                    pause = true
+                    if error is ClientError { move = true }
                 }
             }
-            if outbox { sending = false }
+            if !sent.isEmpty { sending = false }
             running += leased.count
             counts.leased += leased.count
         }
         for job in leased { Task { await execute(job) } }
+        if move, client.moveOn(from: from) { lock.withLock { counts.moves += 1 } }
         if pause { try? await Task.sleep(nanoseconds: 200_000_000) }
         pump()
     }
@@ -231,7 +276,7 @@ public final class Worker: @unchecked Sendable {  // mutable state guarded by `l
         var params = fields
         params["id"] = .string(job.id)
         params["leaseToken"] = .string(job.leaseToken)
-        lock.withLock { outbox.append((method, .object(params))) }
+        lock.withLock { outbox.append(Outcome(method: method, params: .object(params))) }
         pump()
     }
 }

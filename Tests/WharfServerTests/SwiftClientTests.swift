@@ -127,6 +127,44 @@ import WharfRPC
         client.close()
     }
 
+    @Test func aWorkerMovesToTheNextReplicaWhenItsReplicaDrains() async throws {
+        let a = try TestServer()
+        let b = try TestServer(database: a.database)
+        let client = b.client()
+        let items = (0..<300).map { i -> JSON in ["queue": "swmove", "kind": "step", "payload": ["i": .from(i)]] }
+        _ = try await client.call("jobs.enqueueBatch", ["jobs": .array(items)])
+        let both = WharfClient(addresses: [
+            .init(host: "127.0.0.1", port: a.port), .init(host: "127.0.0.1", port: b.port),
+        ])
+        let worker = Worker(client: both, queues: ["swmove"], concurrency: 10, leaseMs: 5_000)
+        worker.handle("step") { _ in
+            try await Task.sleep(nanoseconds: 10_000_000)
+            return nil
+        }
+        let running = Task { await worker.run() }
+        for _ in 0..<400 where worker.stats.completed < 60 { try await Task.sleep(nanoseconds: 25_000_000) }
+        // Replica a drains with jobs in hand: their outcomes and the next leases go to b.
+        a.server.requestStop()
+        func left() throws -> String {
+            try a.database.sql(
+                "select count(*) from wharf.jobs where queue = 'swmove' and (state <> 'completed' or attempt <> 1)")
+        }
+        var waited = 0
+        while try left() != "0", waited < 600 {
+            try await Task.sleep(nanoseconds: 50_000_000)
+            waited += 1
+        }
+        worker.stop()
+        await running.value
+        // Every job ran once: no outcome was left for its lease to run out.
+        #expect(try left() == "0")
+        let stats = worker.stats
+        #expect(stats.moves >= 1 && stats.leased == 300, "\(stats)")
+        #expect(both.address.port == b.port)
+        client.close()
+        both.close()
+    }
+
     @Test func reconnectsAfterTheServerRestarts() async throws {
         let s = try TestServer()
         let client = s.client()
