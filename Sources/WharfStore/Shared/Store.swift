@@ -99,8 +99,7 @@ public final class Store {
     enum PlanChoice { case auto, generic, byKey }
 
     static let forceGenericPlan = "select set_config('plan_cache_mode', 'force_generic_plan', true)"
-    static let forceKeyedPlan =
-        "select set_config('plan_cache_mode', 'force_generic_plan', true), set_config('enable_seqscan', 'off', true)"
+    static let forceKeyedPlan = forceGenericPlan + ", set_config('enable_seqscan', 'off', true)"
 
     /// `statement`, preceded for `.generic` and `.byKey` by the settings that plan it so. They hold to
     /// the end of the segment's transaction, so a segment puts such a statement last.
