@@ -105,7 +105,7 @@ extension Store {
         if let lease {
             // The lease reads the rows the insert made (same transaction, later statement); it commits
             // with the enqueue, so it is as durable.
-            statements += Self.planned(PQStatement(JobSQL.lease, lease.params(durable: true)), .generic)
+            statements += Self.planned(PQStatement(leaseStatement(for: lease), lease.params(durable: true)), .generic)
         }
         pool.run(PQSegment(statements)) { [self] r in
             switch r {
@@ -113,7 +113,9 @@ extension Store {
                 completion(.failure(e), nil)
             case .success(let results):
                 let rows = results[0]
-                let leased = lease == nil ? nil : leasedJobs(results[results.count - 1])
+                // A keyed job due in the worker's queues: nothing leased here, the worker is served the
+                // usual way (by `JobSQL.lease`).
+                let leased = lease.map { leasedJobs(results[results.count - 1], for: $0) ?? [] }
                 let outcomes = (0..<rows.rowCount).map { i -> EnqueuedJob? in
                     guard let id = rows.int(i, 1) else { return nil }
                     return EnqueuedJob(

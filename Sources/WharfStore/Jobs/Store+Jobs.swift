@@ -114,11 +114,43 @@ extension Store {
         _ request: LeaseRequest, durable: Bool = true,
         _ completion: @escaping (Result<[JobRecord], StoreError>) -> Void
     ) {
-        rows(JobSQL.lease, request.params(durable: durable), plan: .generic, completion) { self.leasedJobs($0) }
+        let params = request.params(durable: durable)
+        rows(
+            leaseStatement(for: request), params, plan: .generic,
+            { [self] (r: Result<[JobRecord]?, StoreError>) in
+                guard case .success(nil) = r else { return completion(r.map { $0 ?? [] }) }
+                // A keyed job is due in one of the queues: the whole statement, which took nothing yet.
+                leaseStatements.withKeys += 1
+                rows(JobSQL.lease, params, plan: .generic, completion) { self.leasedJobs($0, for: request) ?? [] }
+            }
+        ) { self.leasedJobs($0, for: request) }
     }
 
-    /// The jobs a lease statement returned, in claim order (noted by the observer).
-    func leasedJobs(_ rows: PQResult) -> [JobRecord] {
+    /// How long the queues of a lease that found a runnable keyed job run `JobSQL.lease` straight away.
+    static let keyedLeaseMemoryMs: Int64 = 5_000
+
+    /// The lease statement for `request`: `JobSQL.lease` when one of its queues had a runnable keyed job
+    /// lately, otherwise `JobSQL.leaseWithoutKeys`, which says when it should not have been used.
+    func leaseStatement(for request: LeaseRequest) -> String {
+        let now = Timestamp.nowMs()
+        if request.queues.contains(where: { (keyedLeaseQueues[$0] ?? 0) > now }) {
+            leaseStatements.withKeys += 1
+            return JobSQL.lease
+        }
+        leaseStatements.withoutKeys += 1
+        return JobSQL.leaseWithoutKeys
+    }
+
+    /// The jobs a lease statement returned, in claim order (noted by the observer); nil when
+    /// `JobSQL.leaseWithoutKeys` found a keyed job due (it then took nothing, and the request's queues
+    /// run `JobSQL.lease` for a while).
+    func leasedJobs(_ rows: PQResult, for request: LeaseRequest) -> [JobRecord]? {
+        if rows.rowCount > 0, rows.int(rows.rowCount - 1, 0) == nil {
+            let now = Timestamp.nowMs()
+            if keyedLeaseQueues.count > 1_000 { keyedLeaseQueues = keyedLeaseQueues.filter { $0.value > now } }
+            for q in request.queues { keyedLeaseQueues[q] = now + Self.keyedLeaseMemoryMs }
+            return nil
+        }
         var jobs = (0..<rows.rowCount).map { JobRow.record(rows, $0, fencingTokenColumn: JobRow.columnCount) }
         if let observer = jobsObserver, !jobs.isEmpty {
             observer.jobsLeased(jobs.map { ($0.queue, Swift.max(0, ($0.leasedAtMs ?? $0.runAtMs) - $0.runAtMs)) })

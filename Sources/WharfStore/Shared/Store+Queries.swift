@@ -12,6 +12,7 @@ extension Store {
         StoreQuery(name: "jobs.enqueue", sql: JobSQL.enqueue),
         StoreQuery(name: "jobs.byUniqueKeys", sql: JobSQL.byUniqueKeys),
         StoreQuery(name: "jobs.lease", sql: JobSQL.lease),
+        StoreQuery(name: "jobs.leaseWithoutKeys", sql: JobSQL.leaseWithoutKeys),
         StoreQuery(name: "jobs.heartbeat", sql: JobSQL.heartbeat),
         StoreQuery(name: "jobs.leaseCheck", sql: JobSQL.leaseCheck),
         StoreQuery(name: "jobs.complete", sql: JobSQL.complete),
