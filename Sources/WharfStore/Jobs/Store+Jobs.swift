@@ -120,7 +120,6 @@ extension Store {
             { [self] (r: Result<[JobRecord]?, StoreError>) in
                 guard case .success(nil) = r else { return completion(r.map { $0 ?? [] }) }
                 // A keyed job is due in one of the queues: the whole statement, which took nothing yet.
-                leaseStatements.withKeys += 1
                 rows(JobSQL.lease, params, plan: .generic, completion) { self.leasedJobs($0, for: request) ?? [] }
             }
         ) { self.leasedJobs($0, for: request) }
@@ -133,12 +132,8 @@ extension Store {
     /// lately, otherwise `JobSQL.leaseWithoutKeys`, which says when it should not have been used.
     func leaseStatement(for request: LeaseRequest) -> String {
         let now = Timestamp.nowMs()
-        if request.queues.contains(where: { (keyedLeaseQueues[$0] ?? 0) > now }) {
-            leaseStatements.withKeys += 1
-            return JobSQL.lease
-        }
-        leaseStatements.withoutKeys += 1
-        return JobSQL.leaseWithoutKeys
+        return request.queues.contains(where: { (keyedLeaseQueues[$0] ?? 0) > now })
+            ? JobSQL.lease : JobSQL.leaseWithoutKeys
     }
 
     /// The jobs a lease statement returned, in claim order (noted by the observer); nil when

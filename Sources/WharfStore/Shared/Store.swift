@@ -20,8 +20,6 @@ public final class Store {
     /// Queues whose leases run `JobSQL.lease` (with keyed jobs) until the time given (epoch ms): one of
     /// them had a runnable keyed job at a recent lease (`Store.leaseStatement(for:)`).
     var keyedLeaseQueues: [String: Int64] = [:]
-    /// Lease statements run so far: `JobSQL.leaseWithoutKeys` and `JobSQL.lease`.
-    public internal(set) var leaseStatements = (withoutKeys: 0, withKeys: 0)
 
     public init(pool: PQPool, logger: Logger) {
         self.pool = pool
