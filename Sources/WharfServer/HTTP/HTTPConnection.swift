@@ -116,7 +116,9 @@ final class HTTPConnection {
     /// Answers the request being taken (from `HTTPService.handle`, before it returns) with `stream`:
     /// a Server-Sent Events head, then its messages as they come, until either side closes.
     func openEventStream(_ stream: EventStream) {
-        guard let slot = slots.last, slot.bytes == nil else { preconditionFailure("no request to answer with a stream") }
+        guard let slot = slots.last, slot.bytes == nil else {
+            preconditionFailure("no request to answer with a stream")
+        }
         let head =
             "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\nCache-Control: no-cache\r\n"
             + "X-Accel-Buffering: no\r\nConnection: close\r\n\r\n"
@@ -152,8 +154,9 @@ final class HTTPConnection {
         let closes = !request.keepAlive || service.draining
         let headOnly = request.method == "HEAD"
         if closes { finishing = true }
-        service.handle(request, on: self) { [weak self] response in
-            guard let self, !self.isClosed else { return }
+        // Held strongly until answered, as `ClientConnection` holds its own.
+        service.handle(request, on: self) { [self] response in
+            guard !isClosed else { return }
             var bytes: [UInt8] = []
             response.encode(into: &bytes, close: closes, headOnly: headOnly)
             slot.bytes = bytes

@@ -92,9 +92,11 @@ final class Batcher<Item, Outcome> {
         lanes[ahead?(item) == true ? 0 : 1].append(Entry(item: item, done: done))
         if !scheduled {
             scheduled = true
-            schedule { [weak self] in
-                self?.scheduled = false
-                self?.flush()
+            // Strong captures here and below: a weak one gives the batcher a side table, which puts
+            // every retain and release of it on the slow path.
+            schedule { [self] in
+                scheduled = false
+                flush()
             }
         }
     }
@@ -123,11 +125,10 @@ final class Batcher<Item, Outcome> {
                     answered[i] = true
                     batch[i].done(outcome)
                 },
-                { [weak self] in
+                { [self] in
                     precondition(!answered.contains(false), "batch finished with items unanswered")
-                    guard let self else { return }
-                    self.inFlight -= 1
-                    if !self.isIdle { self.flush() }
+                    inFlight -= 1
+                    if !isIdle { flush() }
                 })
         }
     }

@@ -127,10 +127,11 @@ final class ClientConnection {
             send(error: invalid.error, id: invalid.id)
         case .single(.success(let request)):
             inFlight += 1
-            server.dispatch(request, session: session) { [weak self] result in
-                guard let self else { return }
-                if let id = request.id { self.send(result, id: id) }
-                self.requestFinished()
+            // Held strongly until answered (a closed connection sends nothing): a weak reference would
+            // give the connection a side table, and every retain and release of it the slow path.
+            server.dispatch(request, session: session) { [self] result in
+                if let id = request.id { send(result, id: id) }
+                requestFinished()
             }
         case .batch(let items):
             takenThisTurn += items.count - 1
@@ -162,9 +163,9 @@ final class ClientConnection {
 
     private func handleBatch(_ items: [Result<RPCRequest, RPCInvalid>]) {
         server.dispatchBatch(
-            items, session: session, started: { inFlight += 1 }, finished: { [weak self] in self?.requestFinished() }
-        ) { [weak self] replies in
-            if let self, let replies { self.enqueue(replies) }
+            items, session: session, started: { inFlight += 1 }, finished: { [self] in requestFinished() }
+        ) { [self] replies in
+            if let replies { enqueue(replies) }
         }
     }
 

@@ -11,7 +11,8 @@ extension Server {
     private var replicaSelf: ReplicaSelf {
         ReplicaSelf(
             id: config.replicaID, startedAtMs: Int64(startedAt.timeIntervalSince1970 * 1000),
-            hostname: ProcessInfo.processInfo.hostName, version: WharfVersion.server, listen: "\(config.host):\(boundPort)",
+            hostname: ProcessInfo.processInfo.hostName, version: WharfVersion.server,
+            listen: "\(config.host):\(boundPort)",
             httpListen: http.flatMap { $0.boundPort > 0 ? "\($0.settings.host):\($0.boundPort)" : nil })
     }
 
@@ -24,8 +25,9 @@ extension Server {
     func writeReplicaRow() {
         guard schemaReady else { return }
         replicaWritesInFlight += 1
-        store.replicaSeen(replicaSelf, draining: draining) { [weak self] r in
-            guard let self else { return }
+        // A strong capture: a weak one gives the server a side table, which puts every retain and
+        // release of it on the slow path.
+        store.replicaSeen(replicaSelf, draining: draining) { [self] r in
             if case .failure(let e) = r {
                 self.logger.debug("recording this replica failed", metadata: ["error": "\(e)"])
             }
@@ -60,7 +62,8 @@ extension Server {
                                         "version": .string(row.version), "startedAt": .time(epochMs: row.startedAtMs),
                                         "lastSeenAt": .time(epochMs: row.seenAtMs), "alive": .bool(row.alive),
                                         "draining": .bool(row.draining), "listen": .string(row.listen),
-                                        "httpListen": .from(row.httpListen), "self": .bool(row.id == self.config.replicaID),
+                                        "httpListen": .from(row.httpListen),
+                                        "self": .bool(row.id == self.config.replicaID),
                                     ]
                                 })
                         ]
