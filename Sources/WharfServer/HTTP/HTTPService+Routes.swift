@@ -51,8 +51,7 @@ extension HTTPService {
         let migrated = server.schemaReady
         let draining = server.draining
         let started = EventLoop.hrtimeNs
-        server.store.health { [weak self] result in
-            guard let self else { return }
+        server.store.health { [self] result in
             var database: JSONObject = ["poolReady": .from(self.server.pool.readyCount)]
             switch result {
             case .success:
@@ -82,8 +81,7 @@ extension HTTPService {
         metrics.sample(
             tcpConnections: s.connectionCount, httpConnections: connectionCount, pool: s.pool,
             poolSize: s.config.poolSize)
-        databaseGauges.refresh(store: s.store, nowMs: { [unowned s] in s.loop.nowMs }) { [weak self] in
-            guard let self else { return }
+        databaseGauges.refresh(store: s.store, nowMs: { [unowned s] in s.loop.nowMs }) { [self] in
             reply(
                 HTTPResponse(
                     status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8",

@@ -15,8 +15,9 @@ public final class Store {
     /// Health reports read-only for a while after one, since the pool's connections need not all
     /// agree (only new sessions see an `ALTER DATABASE ... SET default_transaction_read_only`).
     public private(set) var lastReadOnlyRefusalMs: Int64 = 0
-    /// Told what the jobs statements changed, for metrics (`JobsObserver`).
-    public weak var jobsObserver: (any JobsObserver)?
+    /// Told what the jobs statements changed, for metrics (`JobsObserver`). Held strongly (the observer
+    /// does not hold the store): a weak reference would put its every retain and release on the slow path.
+    public var jobsObserver: (any JobsObserver)?
     /// Queues whose leases run `JobSQL.lease` (with keyed jobs) until the time given (epoch ms): one of
     /// them had a runnable keyed job at a recent lease (`Store.leaseStatement(for:)`).
     var keyedLeaseQueues: [String: Int64] = [:]
