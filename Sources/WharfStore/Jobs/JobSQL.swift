@@ -50,8 +50,7 @@ enum JobSQL {
             cross join lateral (
                 select j.id, j.priority, j.run_at, j.lock_key, j.timeout_ms, j.queue, \(replyBytes("j")) as bytes
                 from wharf.jobs j
-                where j.queue = qn.name and j.state in ('available', 'scheduled', 'retryable')
-                  and j.lock_key is not null and j.run_at <= now()
+                where \(leaseDue(keyed: true))
                   and not exists (
                       select 1 from wharf.locks l
                       where l.name = j.lock_key and not \(LockSQL.jobsMayTake("l", queue: "j.queue")))
@@ -91,8 +90,7 @@ enum JobSQL {
             from active qn
             cross join lateral (
                 select j.lock_key, j.queue from wharf.jobs j
-                where j.queue = qn.name and j.state in ('available', 'scheduled', 'retryable')
-                  and j.lock_key is not null and j.run_at <= now()
+                where \(leaseDue(keyed: true))
                   and exists (
                       select 1 from wharf.locks l
                       where l.name = j.lock_key and not \(LockSQL.jobsMayTake("l", queue: "j.queue")))
@@ -141,8 +139,7 @@ enum JobSQL {
                 select 1 from active qn
                 where exists (
                     select 1 from wharf.jobs j
-                    where j.queue = qn.name and j.state in ('available', 'scheduled', 'retryable')
-                      and j.lock_key is not null and j.run_at <= now())) as yes
+                    where \(leaseDue(keyed: true)))) as yes
         ),
         \(leasePlain(unless: "(select k.yes from keyed_due k)")),
         \(leaseRanked(from: "plain")),
@@ -172,6 +169,16 @@ enum JobSQL {
         )
         """
 
+    /// Job `j` of the active queue `qn` runs now, with or without a lockKey: the condition of the claim
+    /// index of its kind, and the one set of jobs both lease statements scan (so `keyed_due` sees every
+    /// job `lease`'s keyed parts would).
+    private static func leaseDue(keyed: Bool) -> String {
+        """
+        j.queue = qn.name and j.state in ('available', 'scheduled', 'retryable')
+          and j.lock_key is \(keyed ? "not null" : "null") and j.run_at <= now()
+        """
+    }
+
     /// The best runnable jobs without a lockKey of each active queue, none when `unless` holds.
     private static func leasePlain(unless: String) -> String {
         """
@@ -180,8 +187,7 @@ enum JobSQL {
             from active qn
             cross join lateral (
                 select j.id, j.priority, j.run_at, \(replyBytes("j")) as bytes from wharf.jobs j
-                where j.queue = qn.name and j.state in ('available', 'scheduled', 'retryable')
-                  and j.lock_key is null and j.run_at <= now() and not \(unless)
+                where \(leaseDue(keyed: false)) and not \(unless)
                 order by j.priority desc, j.run_at, j.id
                 limit $2
                 for update skip locked
