@@ -13,27 +13,37 @@ extension JobSQL {
         ("schedule_name", "text"), ("schedule_fire_ms", "bigint"),
     ]
 
-    /// `specs` as the parameters `enqueueColumns` names, in that order.
-    static func enqueueArrays(_ specs: [JobSpec]) -> [String?] {
-        [
+    /// `specs` as the parameters `enqueueColumns` names, in that order. With `nullWhenAbsent`, a column
+    /// in which every spec leaves the function's default (null; no tags; priority 0 and 20 attempts,
+    /// which `wharf.enqueue_batch` puts in place of a null) is passed as one SQL null instead of an
+    /// array: the function's `unnest` pads a null array with nulls, so it makes the same rows, without
+    /// parsing and carrying a thousand nulls (BENCHMARKS.md, "Columns no job sets").
+    static func enqueueArrays(_ specs: [JobSpec], nullWhenAbsent: Bool = false) -> [String?] {
+        func text(_ values: [String?]) -> String? {
+            nullWhenAbsent && values.allSatisfy { $0 == nil } ? nil : PGArray.text(values)
+        }
+        func ints(_ values: [Int64?], default value: Int64? = nil) -> String? {
+            nullWhenAbsent && values.allSatisfy { $0 == nil || $0 == value } ? nil : PGArray.ints(values)
+        }
+        let untagged = nullWhenAbsent && specs.allSatisfy { $0.tags.isEmpty }
+        return [
             PGArray.text(specs.map(\.queue)),
             PGArray.text(specs.map(\.kind)),
             PGArray.text(specs.map { $0.payload.text }),
-            PGArray.ints(specs.map(\.priority)),
-            PGArray.ints(specs.map(\.runAtMs)),
-            PGArray.ints(specs.map(\.maxAttempts)),
-            PGArray.text(specs.map { $0.retry?.text }),
-            PGArray.ints(specs.map(\.timeoutMs)),
-            PGArray.text(specs.map(\.uniqueKey)),
-            PGArray.text(specs.map(\.lockKey)),
-            PGArray.text(specs.map { JSON.array($0.tags.map(JSON.string)).text }),
-            PGArray.text(specs.map { $0.meta?.text }),
-            PGArray.text(specs.map(\.idempotencyKey)),
-            PGArray.text(specs.map(\.scheduleName)),
-            PGArray.ints(specs.map(\.scheduleFireMs)),
+            ints(specs.map(\.priority), default: 0),
+            ints(specs.map(\.runAtMs)),
+            ints(specs.map(\.maxAttempts), default: 20),
+            text(specs.map { $0.retry?.text }),
+            ints(specs.map(\.timeoutMs)),
+            text(specs.map(\.uniqueKey)),
+            text(specs.map(\.lockKey)),
+            untagged ? nil : PGArray.text(specs.map { JSON.array($0.tags.map(JSON.string)).text }),
+            text(specs.map { $0.meta?.text }),
+            text(specs.map(\.idempotencyKey)),
+            text(specs.map(\.scheduleName)),
+            ints(specs.map(\.scheduleFireMs)),
         ]
     }
-
 
     /// The rows of `enqueueArrays` passed from parameter `$first` on: `unnest(...) with ordinality as
     /// t(<enqueueColumns>, ord)`.
@@ -74,7 +84,8 @@ extension JobSQL {
             case "run_at_ms", "schedule_fire_ms":
                 // Element by element, keeping the order and the nulls.
                 let name = c.name == "run_at_ms" ? "run_at" : "schedule_fire_at"
-                return "\(name) => array(select \(SQLTime.at("u.ms")) from unnest($\(n)::bigint[]) with ordinality u(ms, n) order by u.n)"
+                return
+                    "\(name) => array(select \(SQLTime.at("u.ms")) from unnest($\(n)::bigint[]) with ordinality u(ms, n) order by u.n)"
             default:
                 return "\(c.name) => $\(n)::\(c.type)[]"
             }

@@ -101,11 +101,12 @@ extension Store {
         _ specs: [JobSpec], lease: LeaseRequest?,
         _ completion: @escaping (Result<EnqueueOutcomes, PQError>, [JobRecord]?) -> Void
     ) {
-        var statements = [PQStatement(JobSQL.enqueue, JobSQL.enqueueArrays(specs))]
+        var statements = [PQStatement(JobSQL.enqueue, JobSQL.enqueueArrays(specs, nullWhenAbsent: true))]
         if let lease {
             // The lease reads the rows the insert made (same transaction, later statement); it commits
             // with the enqueue, so it is as durable.
-            statements += Self.planned(PQStatement(leaseStatement(for: lease), lease.params(durable: true)), .generic)
+            statements += Self.planned(
+                PQStatement(leaseStatement(for: lease), lease.params(durable: true)), .generic)
         }
         pool.run(PQSegment(statements)) { [self] r in
             switch r {
