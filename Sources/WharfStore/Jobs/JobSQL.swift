@@ -124,7 +124,7 @@ enum JobSQL {
               and (b.lock_key is null or exists (select 1 from granted g where g.token = b.token))
         )
         \(leaseUpdate)
-        returning \(columns), picked.fencing_token
+        returning \(columns), p.fencing_token
         """
 
     /// `lease` for queues none of which has a runnable keyed job, which is most leases: without the
@@ -153,7 +153,7 @@ enum JobSQL {
         ),
         leased as (
             \(leaseUpdate)
-            returning \(columns), picked.fencing_token
+            returning \(columns), p.fencing_token
         )
         select * from leased
         union all
@@ -219,14 +219,20 @@ enum JobSQL {
         """
     }
 
-    /// The leased jobs' update, from `picked`.
+    /// The leased jobs' update, from `picked` (as `p`). Its rows come through arrays so that the planner
+    /// counts on a few of them whatever `$2` is, and updates them by key: joined to `picked` itself, which
+    /// a generic plan sizes at a third of the limit's thousand, it hashed the whole table (a plan cached
+    /// while the table was small then read all of it for every lease: leases of 10 ms, BENCHMARKS.md,
+    /// "Plans that read the whole table").
     private static let leaseUpdate = """
         update wharf.jobs j
-        set state = 'running', attempt = j.attempt + 1, lease_token = picked.token,
+        set state = 'running', attempt = j.attempt + 1, lease_token = p.token,
             leased_at = now(), worker = $4, progress = null,
             lease_expires_at = now() + least($3::bigint, coalesce(j.timeout_ms, $3::bigint)) * interval '1 millisecond'
-        from picked
-        where j.id = picked.id
+        from (select array_agg(b.id) as ids, array_agg(b.token) as tokens, array_agg(b.fencing_token) as fencing
+              from picked b) a
+        cross join lateral unnest(a.ids, a.tokens, a.fencing) as p(id, token, fencing_token)
+        where j.id = p.id
         """
 
     static let heartbeat = """

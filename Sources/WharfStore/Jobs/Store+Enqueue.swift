@@ -106,7 +106,7 @@ extension Store {
             // The lease reads the rows the insert made (same transaction, later statement); it commits
             // with the enqueue, so it is as durable.
             statements += Self.planned(
-                PQStatement(leaseStatement(for: lease), lease.params(durable: true)), .generic)
+                PQStatement(leaseStatement(for: lease), lease.params(durable: true)), Self.jobsPlan)
         }
         pool.run(PQSegment(statements)) { [self] r in
             switch r {

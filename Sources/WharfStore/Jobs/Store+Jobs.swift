@@ -106,6 +106,12 @@ public struct ReleasedJob: Sendable, Equatable {
 }
 
 extension Store {
+    /// How the lease and the statements that finish jobs are planned: by key. Planned from statistics
+    /// taken while the table was smaller or had no running job, they read all of `wharf.jobs` for every
+    /// batch and kept doing so while the plan stayed cached (BENCHMARKS.md, "Plans that read the whole
+    /// table").
+    static let jobsPlan = PlanChoice.byKey
+
     /// Leases up to `request.max` jobs from its queues in claim order (one statement), and fewer when
     /// their reply would pass `maxBytes` (always at least one when any is runnable). A `durable` lease
     /// commits like any write; otherwise it does not wait for the WAL flush (see Protocol/jobs.md).
@@ -116,11 +122,11 @@ extension Store {
     ) {
         let params = request.params(durable: durable)
         rows(
-            leaseStatement(for: request), params, plan: .generic,
+            leaseStatement(for: request), params, plan: Self.jobsPlan,
             { [self] (r: Result<[JobRecord]?, StoreError>) in
                 guard case .success(nil) = r else { return completion(r.map { $0 ?? [] }) }
                 // A keyed job is due in one of the queues: the whole statement, which took nothing yet.
-                rows(JobSQL.lease, params, plan: .generic, completion) { self.leasedJobs($0, for: request) ?? [] }
+                rows(JobSQL.lease, params, plan: Self.jobsPlan, completion) { self.leasedJobs($0, for: request) ?? [] }
             }
         ) { self.leasedJobs($0, for: request) }
     }
@@ -239,11 +245,12 @@ extension Store {
         _ completion: @escaping (Result<[FinishOutcome], StoreError>) -> Void,
         _ done: @escaping (PQResult, Int) -> FinishOutcome
     ) {
-        pool.query(sql, params) { [self] r in
+        pool.run(PQSegment(Self.planned(PQStatement(sql, params), Self.jobsPlan))) { [self] r in
             switch r {
             case .failure(let e):
                 completion(.failure(storeError(e)))
-            case .success(let rows):
+            case .success(let results):
+                let rows = results[results.count - 1]
                 var outcomes: [LeaseKey: FinishOutcome] = [:]
                 var finished: [(queue: String, state: String, runMs: Int64)] = []
                 let tokenColumn = rows.columnCount - 1

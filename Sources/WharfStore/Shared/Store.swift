@@ -100,6 +100,8 @@ public final class Store {
     /// prices a scan of a table of a few dozen cached pages below a dozen index probes and hashes the
     /// whole table instead (a release of a dozen locks read all 1,000 rows of `wharf.locks` in the
     /// locks benchmark, 0.3-0.5 ms per statement), and a plan cached while a table is small stays so.
+    /// The lease and the statements that finish jobs use it too: a plan made from statistics taken
+    /// while the table was smaller, or had no running job, read all of `wharf.jobs` for every batch.
     enum PlanChoice { case auto, generic, byKey }
 
     static let forceGenericPlan = "select set_config('plan_cache_mode', 'force_generic_plan', true)"
