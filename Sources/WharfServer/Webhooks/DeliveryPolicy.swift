@@ -61,8 +61,10 @@ struct DeliveryPolicy {
         return max(0, Int64(date.timeIntervalSince1970 * 1000) - nowMs)
     }
 
-    /// Each endpoint's attempts in a batch, summed up in order (endpoints in the order of their first
-    /// attempt): what the statement that records them needs for the endpoints' health.
+    /// Each endpoint's attempts in a batch, summed up in order: what the statement that records them
+    /// needs for the endpoints' health. Endpoints come in id order, the order the statement updates
+    /// their rows in: two batches that updated the same endpoints in different orders deadlocked, and
+    /// PostgreSQL broke each deadlock after a second (`deadlock_timeout`), stalling deliveries.
     static func endpointAttempts(_ attempts: [(endpointID: Int64, outcome: DeliveryOutcome)]) -> [EndpointAttempts] {
         var order: [Int64] = []
         var sums: [Int64: EndpointAttempts] = [:]
@@ -84,6 +86,6 @@ struct DeliveryPolicy {
             a.gone = a.gone || o.gone
             sums[endpoint] = a
         }
-        return order.map { sums[$0]! }
+        return order.sorted().map { sums[$0]! }
     }
 }
