@@ -7,20 +7,6 @@ import WharfPQ
 /// Statistics taken while the table was smaller, or while no job was running, made PostgreSQL hash or
 /// scan all of `wharf.jobs` for every batch, and the plan stayed cached.
 @Suite struct JobPlanTests {
-    /// The plan the store's settings give `sql`, prepared with `types` and run with `arguments`.
-    func plan(_ db: TestDatabase, _ sql: String, _ types: String, _ arguments: String, settings: [String]) throws
-        -> String
-    {
-        try db.sql(
-            """
-            begin;
-            \(settings.map { $0 + ";" }.joined(separator: "\n"))
-            prepare s(\(types)) as \(sql);
-            explain execute s(\(arguments));
-            rollback;
-            """)
-    }
-
     var storeSettings: [String] {
         Store.planned(PQStatement("select 1"), Store.jobsPlan).dropLast().map(\.sql)
     }
@@ -43,9 +29,9 @@ import WharfPQ
         let db = try grownTable()
         for name in ["jobs.leaseWithoutKeys", "jobs.lease"] {
             let sql = try #require(Store.allQueries.first { $0.name == name }?.sql)
-            let p = try plan(
-                db, sql, "text[], int, bigint, text, bigint, bool", "'{q}', 1000, 30000, 'w', 1048576, true",
-                settings: storeSettings)
+            let p = try db.plan(
+                sql, types: "text[], int, bigint, text, bigint, bool",
+                arguments: "'{q}', 1000, 30000, 'w', 1048576, true", settings: storeSettings)
             // One probe per leased job.
             #expect(p.contains("Index Cond: (id = p.id)"), "\(name): \(p)")
             #expect(!p.contains("Seq Scan on jobs"), "\(name): \(p)")
@@ -58,11 +44,12 @@ import WharfPQ
         let ids = "'{" + (1...200).map(String.init).joined(separator: ",") + "}'"
         let tokens = "'{" + (1...200).map { "t\($0)" }.joined(separator: ",") + "}'"
         let arguments = "\(ids), \(tokens), '{}', 60000"
-        let keyed = try plan(db, sql, "bigint[], text[], jsonb[], bigint", arguments, settings: storeSettings)
+        let types = "bigint[], text[], jsonb[], bigint"
+        let keyed = try db.plan(sql, types: types, arguments: arguments, settings: storeSettings)
         #expect(keyed.contains("Index Cond: (id = t.id)"), "\(keyed)")
         #expect(!keyed.contains("Seq Scan on jobs"), "\(keyed)")
         // What the settings are for: left to itself, PostgreSQL believes no job is running and reads them all.
-        let own = try plan(db, sql, "bigint[], text[], jsonb[], bigint", arguments, settings: [])
+        let own = try db.plan(sql, types: types, arguments: arguments, settings: [])
         #expect(own.contains("Seq Scan on jobs"), "\(own)")
     }
 }

@@ -14,14 +14,8 @@ import Testing
         let names = "{" + (1...12).map { "n\($0)" }.joined(separator: ",") + "}"
         let tokens = "{" + Array(repeating: "t", count: 12).joined(separator: ",") + "}"
         func plan(_ settings: String) throws -> String {
-            try db.sql(
-                """
-                begin;
-                \(settings);
-                prepare r(text[], text[], text[]) as \(sql);
-                explain execute r('\(names)', '\(tokens)', '{}');
-                rollback;
-                """)
+            try db.plan(
+                sql, types: "text[], text[], text[]", arguments: "'\(names)', '\(tokens)', '{}'", settings: [settings])
         }
         let keyed = try plan(Store.forceKeyedPlan)
         #expect(keyed.contains("locks_pkey"), "\(keyed)")

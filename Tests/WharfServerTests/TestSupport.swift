@@ -127,6 +127,19 @@ struct TestDatabase {
 
     @discardableResult
     func sql(_ sql: String) throws -> String { try Self.psql(conninfo, sql) }
+
+    /// The plan of `sql` prepared with parameter `types` and run with `arguments`, after `settings` (the
+    /// statements a store's `PlanChoice` puts first), in a transaction rolled back.
+    func plan(_ sql: String, types: String, arguments: String, settings: [String]) throws -> String {
+        try self.sql(
+            """
+            begin;
+            \(settings.map { $0 + ";" }.joined(separator: "\n"))
+            prepare s(\(types)) as \(sql);
+            explain execute s(\(arguments));
+            rollback;
+            """)
+    }
 }
 
 struct TestFailure: Error, CustomStringConvertible {

@@ -245,12 +245,11 @@ extension Store {
         _ completion: @escaping (Result<[FinishOutcome], StoreError>) -> Void,
         _ done: @escaping (PQResult, Int) -> FinishOutcome
     ) {
-        pool.run(PQSegment(Self.planned(PQStatement(sql, params), Self.jobsPlan))) { [self] r in
+        runPlanned(sql, params, plan: Self.jobsPlan) { [self] r in
             switch r {
             case .failure(let e):
                 completion(.failure(storeError(e)))
-            case .success(let results):
-                let rows = results[results.count - 1]
+            case .success(let rows):
                 var outcomes: [LeaseKey: FinishOutcome] = [:]
                 var finished: [(queue: String, state: String, runMs: Int64)] = []
                 let tokenColumn = rows.columnCount - 1

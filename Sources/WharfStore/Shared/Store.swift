@@ -81,15 +81,25 @@ public final class Store {
         _ completion: @escaping (Result<T, StoreError>) -> Void,
         _ body: @escaping (PQResult) throws(StoreError) -> T
     ) {
-        pool.run(PQSegment(Self.planned(PQStatement(sql, params), plan))) { [self] r in
+        runPlanned(sql, params, plan: plan) { [self] r in
             switch r {
-            case .success(let results):
-                do throws(StoreError) { completion(.success(try body(results[results.count - 1]))) } catch {
+            case .success(let result):
+                do throws(StoreError) { completion(.success(try body(result))) } catch {
                     completion(.failure(error))
                 }
             case .failure(let e):
                 completion(.failure(storeError(e)))
             }
+        }
+    }
+
+    /// Runs `sql` planned as `plan` (after the settings `planned` puts first) and hands over its result.
+    func runPlanned(
+        _ sql: String, _ params: [String?], plan: PlanChoice,
+        _ completion: @escaping (Result<PQResult, PQError>) -> Void
+    ) {
+        pool.run(PQSegment(Self.planned(PQStatement(sql, params), plan))) { r in
+            completion(r.map { $0[$0.count - 1] })
         }
     }
 
