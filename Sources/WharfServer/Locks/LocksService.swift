@@ -63,8 +63,11 @@ final class LocksService {
     /// What a dropped attempt gets.
     static let callerLeft = LockReplies.callerLeft
 
-    /// Acquire statements in flight at once; while they run, new requests accumulate into the next.
-    let maxInFlight = 4
+    /// Acquire (and release) statements in flight at once; while one runs, new requests accumulate into
+    /// the next. One: statements of one replica then never wait for each other's row locks, and each
+    /// commit carries more requests. With four, 64 clients on 64 names got half the acquires per second
+    /// (BENCHMARKS.md, "One lock statement at a time").
+    let maxInFlight = 1
     /// Most requests coalesced into one acquire statement.
     let maxBatch = 250
 
