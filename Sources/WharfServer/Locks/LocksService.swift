@@ -65,7 +65,7 @@ final class LocksService {
 
     /// Acquire (and release) statements in flight at once; while one runs, new requests accumulate into
     /// the next. One: statements of one replica then never wait for each other's row locks, and each
-    /// commit carries more requests. With four, 64 clients on 64 names got half the acquires per second
+    /// commit carries more requests. With four, 64 clients on 16 names got half the acquires per second
     /// (BENCHMARKS.md, "One lock statement at a time").
     let maxInFlight = 1
     /// Most requests coalesced into one acquire statement.
