@@ -66,15 +66,9 @@ struct DeliveryPolicy {
     /// their rows in: two batches that updated the same endpoints in different orders deadlocked, and
     /// PostgreSQL broke each deadlock after a second (`deadlock_timeout`), stalling deliveries.
     static func endpointAttempts(_ attempts: [(endpointID: Int64, outcome: DeliveryOutcome)]) -> [EndpointAttempts] {
-        var order: [Int64] = []
         var sums: [Int64: EndpointAttempts] = [:]
         for (endpoint, o) in attempts {
-            var a =
-                sums[endpoint]
-                ?? {
-                    order.append(endpoint)
-                    return EndpointAttempts(endpointID: endpoint)
-                }()
+            var a = sums[endpoint] ?? EndpointAttempts(endpointID: endpoint)
             if o.succeeded {
                 a.anySuccess = true
                 a.tailFailures = 0
@@ -86,6 +80,6 @@ struct DeliveryPolicy {
             a.gone = a.gone || o.gone
             sums[endpoint] = a
         }
-        return order.sorted().map { sums[$0]! }
+        return sums.keys.sorted().map { sums[$0]! }
     }
 }
