@@ -89,6 +89,13 @@ struct Serve: ParsableCommand {
             """)
     var fastLeases = false
 
+    @Option(
+        help: """
+            Vacuum wharf.jobs when PostgreSQL counts this many dead row versions in it, so that leases do not \
+            step over the entries of jobs leased earlier (0: leave it to autovacuum).
+            """)
+    var vacuumJobsAfter: Int64 = 100_000
+
     @Option(help: "Keep completed and cancelled jobs this long unless their queue says otherwise, e.g. 24h.")
     var jobRetention = "24h"
 
@@ -123,7 +130,8 @@ struct Serve: ParsableCommand {
 
     @OptionGroup(title: "TLS") var tls: ServeTLSOptions
 
-    @Option(help: "On SIGTERM, how long in-flight requests, cron fires and webhook attempts may take to finish, e.g. 30s.")
+    @Option(
+        help: "On SIGTERM, how long in-flight requests, cron fires and webhook attempts may take to finish, e.g. 30s.")
     var drainTimeout = "5s"
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
@@ -194,6 +202,8 @@ struct Serve: ParsableCommand {
         guard maxReplyBytes >= 1024 else { throw ValidationError("--max-reply-bytes must be at least 1024") }
         config.limits.maxReplyBytes = maxReplyBytes
         config.durableLeases = !fastLeases
+        guard vacuumJobsAfter >= 0 else { throw ValidationError("--vacuum-jobs-after must not be negative") }
+        config.vacuumJobsAfterDeadRows = vacuumJobsAfter
         config.retention.completedMs = Int64(try parseDurationMs(jobRetention))
         config.retention.deadMs = Int64(try parseDurationMs(deadJobRetention))
         config.webhooks.allowPrivate = allowPrivateWebhooks
@@ -288,4 +298,3 @@ func parseHostPort(_ text: String) throws -> (String, Int) {
     if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
     return (host.isEmpty ? "127.0.0.1" : host, port)
 }
-

@@ -12,6 +12,9 @@ final class JobMetrics: JobsObserver {
     private let leasesLost: LabelledMetrics<Counter>
     private let pickup: LabelledMetrics<DurationHistogram>
     private let runTime: LabelledMetrics<DurationHistogram>
+    /// Dead row versions in `wharf.jobs` at the last check, and the vacuums that cleared them (`JobsVacuum`).
+    let deadRows: Gauge
+    let vacuums: Counter
 
     init(_ r: PrometheusCollectorRegistry) {
         enqueued = r.wharfCounters(
@@ -31,6 +34,9 @@ final class JobMetrics: JobsObserver {
         runTime = r.wharfHistograms(
             "jobs", "run_duration", "Time from a job's lease to its complete or fail.",
             buckets: ServerMetrics.waitBuckets, labels: ["queue"])
+        deadRows = r.wharfGauge(
+            "jobs", "dead_rows", "Dead row versions PostgreSQL counts in wharf.jobs, read once a second.")
+        vacuums = r.wharfCounter("jobs", "vacuums", "VACUUMs of wharf.jobs this replica ran (--vacuum-jobs-after).")
     }
 
     func jobsEnqueued(queues: [String]) {

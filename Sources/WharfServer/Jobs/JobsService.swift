@@ -36,10 +36,13 @@ final class JobsService {
     private var pumpingFor: LeaseWaiter?
     /// Jobs leased through each open session: session id → job id → lease token.
     private var held: [String: [Int64: String]] = [:]
+    /// Keeps dead entries from piling up at the head of the claim index.
+    private let vacuum: JobsVacuum
 
     init(_ context: ServiceContext, webhooks: WebhooksService) {
         self.context = context
         self.webhooks = webhooks
+        vacuum = JobsVacuum(context, threshold: context.config.vacuumJobsAfterDeadRows)
         let schedule = context.batchSchedule
         enqueueBatcher = IsolatingBatcher(schedule: schedule) { [unowned self] specs, done in
             self.insert(specs) { result in done(result.mapError(\.rpcError).map { $0.map(JobReplies.enqueueOutcome) }) }
@@ -105,6 +108,7 @@ final class JobsService {
         }
         context.addChore(everyMs: 1_000) { [unowned self] in self.prune() }
         context.addChore(everyMs: 60_000) { [unowned self] in self.pruneIdempotencyKeys() }
+        vacuum.start()
     }
 
     // MARK: Held jobs
@@ -245,6 +249,7 @@ final class JobsService {
     /// worker leases from another replica. A poll whose lease statement is in flight gets that
     /// statement's jobs (they are leased already), with `draining: true` too.
     func drain() {
+        vacuum.drain()
         let waiting = waiters
         waiters.removeAll()
         for w in waiting {

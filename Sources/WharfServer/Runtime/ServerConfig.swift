@@ -93,6 +93,9 @@ public struct ServerConfig: Sendable {
     public var retention = RetentionPolicy()
     /// Leases commit like any write (false: without waiting for the WAL flush; see Protocol/jobs.md).
     public var durableLeases = true
+    /// Dead row versions in `wharf.jobs` at which a replica vacuums it (`JobsVacuum`); 0: never (left to
+    /// autovacuum).
+    public var vacuumJobsAfterDeadRows: Int64 = 100_000
     public var webhooks = WebhookPolicy()
     /// The shortest period a cron schedule may have (`everyMs`, `@every`, or the closest two times a
     /// cron expression matches); see Protocol/cron.md.
