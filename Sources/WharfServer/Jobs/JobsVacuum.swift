@@ -26,6 +26,7 @@ final class JobsVacuum {
     /// own callback); closed when the server drains.
     private var connection: PQConnection?
     static let minimumGapMs: UInt64 = 1_000
+    static let retryAfterFailureMs: UInt64 = 60_000
 
     init(_ context: ServiceContext, threshold: Int64) {
         self.context = context
@@ -64,6 +65,8 @@ final class JobsVacuum {
                     self.context.logger.debug(
                         "vacuumed wharf.jobs", metadata: ["deadRows": "\(dead)", "ms": "\(tookMs)"])
                 case .failure(let e):
+                    // Not again for a minute (a database out of connections would log this every second).
+                    self.notBeforeMs = loop.nowMs + Self.retryAfterFailureMs
                     if !self.context.draining {
                         self.context.logger.warning("vacuuming wharf.jobs failed", metadata: ["error": "\(e)"])
                     }
