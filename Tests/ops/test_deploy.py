@@ -95,6 +95,15 @@ def test_every_yaml_file_parses():
     assert set(kustomization["resources"]) == manifests
 
 
+def test_every_alert_names_metrics_the_server_documents():
+    with open(os.path.join(ROOT, "Protocol", "http.md")) as f:
+        documented = set(re.findall(r"^\| `(wharf_[a-z0-9_]+)`", f.read(), re.M))
+    assert "wharf_jobs_dead_rows" in documented and len(documented) > 20, documented
+    rules = [r for g in load("wharf-alerts.yml")[0]["groups"] for r in g["rules"]]
+    used = {re.sub(r"_(bucket|sum|count)$", "", m) for r in rules for m in re.findall(r"wharf_[a-z0-9_]+", r["expr"])}
+    assert used and used <= documented, used - documented
+
+
 def test_every_variable_and_flag_used_exists_in_the_binary():
     names, flags = environment_names(), help_flags()
     used: Dict[str, str] = {}
