@@ -8,13 +8,13 @@ import WharfUV
 /// an entry for each leased job until VACUUM removes it. A lease scans its queue in claim order from the
 /// start, so it steps over the entries of every job leased since the last vacuum, page by page: the
 /// claim scan read 52 index pages (0.26 ms) early in a 200,000-job drain and 1,577 (3.1 ms) near its end
-/// (BENCHMARKS.md, "Dead entries at the head of a queue"). Autovacuum comes when dead rows reach a fifth of the table, which for a table that
-/// keeps a day of finished jobs is hours of work apart. So each replica checks the count every second
-/// and vacuums when it passes `threshold`: on a connection of its own (a long vacuum holds up no
-/// pipelined statement), skipping when another replica or autovacuum is at it, and for at most a
-/// twentieth of the time (it waits 19 times as long as the last vacuum took, and at least a second): a
-/// vacuum reads every index of the table whole, 80-140 ms for a table of 600,000 rows. Loop thread
-/// only.
+/// (BENCHMARKS.md, "Dead entries at the head of a queue"). Autovacuum comes when dead rows reach a fifth
+/// of the table, which for a table that keeps a day of finished jobs is hours of work apart. So each
+/// replica checks the count every second and vacuums when it passes `threshold`: on a connection of its
+/// own (a long vacuum holds up no pipelined statement), skipping when another replica or autovacuum is
+/// at it, and for at most a twentieth of the time (it waits 19 times as long as the last vacuum took,
+/// and at least a second): a vacuum reads every index of the table whole, 87-178 ms for a table of
+/// 600,000 rows. Loop thread only.
 final class JobsVacuum {
     let context: ServiceContext
     /// Dead row versions that start a vacuum (`--vacuum-jobs-after`; 0: never).
