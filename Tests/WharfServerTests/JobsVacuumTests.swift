@@ -72,6 +72,9 @@ import WharfRPC
 
     @Test func zeroLeavesItToAutovacuum() throws {
         let s = try TestServer { $0.vacuumJobsAfterDeadRows = 0 }
+        // Autovacuum stays out of it: its visit, due any time on a table this full of dead rows, would
+        // clear the entries whatever the replica does.
+        _ = try s.database.sql("alter table wharf.jobs set (autovacuum_enabled = off)")
         let c = try s.connect()
         try Self.passThrough(c, queue: "novac", count: 1_000)
         // The entries are still there (no vacuum ran: this scan reads past them).
