@@ -97,9 +97,9 @@ public final class PQPool {
         }
     }
 
-    /// A simple-mode connection to the pool's database on its loop, outside the pool: for a long
-    /// statement that would hold up the segments queued behind it on a pipelined connection. The
-    /// caller connects it and closes it.
+    /// A simple-mode connection to the pool's database on its loop, outside the pool: for work that
+    /// should not hold up the segments queued on a pipelined connection (the migrations, a vacuum).
+    /// The caller connects it and closes it.
     public func separateConnection() -> PQConnection { PQConnection(loop: loop, conninfo: conninfo, mode: .simple) }
 
     /// Convenience for one statement.

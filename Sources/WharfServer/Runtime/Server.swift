@@ -137,7 +137,7 @@ public final class Server: RuntimeHooks, @unchecked Sendable {  // loop-thread c
     }
 
     private func migrateThenListen(attempt: Int) {
-        let conn = PQConnection(loop: loop, conninfo: config.database, mode: .simple)
+        let conn = pool.separateConnection()
         conn.onStateChange = { [unowned self] state in
             switch state {
             case .ready:
